@@ -1,0 +1,24 @@
+#pragma once
+// The control-plane return type shared by every module: a value or an error that says what went
+// wrong and where (a config file position, a rule id). The data plane never uses it.
+#include <expected>
+#include <string>
+#include <utility>
+
+namespace common {
+
+struct error {
+  std::string message;
+  std::string where;  // "file:line:col", "rule 942100", or empty
+
+  std::string str() const { return where.empty() ? message : where + ": " + message; }
+};
+
+template <class T>
+using result = std::expected<T, error>;
+
+inline std::unexpected<error> fail(std::string message, std::string where = {}) {
+  return std::unexpected<error>(error{std::move(message), std::move(where)});
+}
+
+}  // namespace common

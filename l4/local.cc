@@ -1,0 +1,220 @@
+#include "l4/local.hh"
+
+#include <netinet/in.h>
+#include <rte_arp.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+
+#include <cstring>
+
+#include "l4/checksum.hh"
+
+namespace l4 {
+namespace {
+
+constexpr uint8_t icmp6_echo_request = 128;
+constexpr uint8_t icmp6_echo_reply = 129;
+constexpr uint8_t nd_neighbor_solicit = 135;
+constexpr uint8_t nd_neighbor_advert = 136;
+constexpr uint8_t nd_opt_target_lladdr = 2;
+constexpr uint32_t na_flag_solicited = 0x40000000;
+constexpr uint32_t na_flag_override = 0x20000000;
+
+void swap_macs(uint8_t* frame, const rte_ether_addr& own) {
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
+  eth->dst_addr = eth->src_addr;
+  eth->src_addr = own;
+}
+
+local_verdict arp_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
+  auto* a = rte_pktmbuf_mtod_offset(m, rte_arp_hdr*, p.l2_len);
+  if (a->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST)) return {local_action::dropped, drop::arp_not_request};
+  if (!local.has(p.dst)) return {local_action::dropped, drop::arp_not_local};
+  auto& d = a->arp_data;
+  a->arp_opcode = RTE_BE16(RTE_ARP_OP_REPLY);
+  d.arp_tha = d.arp_sha;
+  const uint32_t sip = d.arp_sip;
+  d.arp_sip = d.arp_tip;
+  d.arp_tip = sip;
+  d.arp_sha = local.mac;
+  swap_macs(rte_pktmbuf_mtod(m, uint8_t*), local.mac);
+  return {local_action::reply};
+}
+
+void swap_ip(uint8_t* l3, bool v6) {
+  if (v6) {
+    auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
+    uint8_t tmp[16];
+    std::memcpy(tmp, ip6->src_addr, 16);
+    std::memcpy(ip6->src_addr, ip6->dst_addr, 16);
+    std::memcpy(ip6->dst_addr, tmp, 16);
+    ip6->hop_limits = 64;
+  } else {
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(l3);
+    const uint32_t src = ip->src_addr;
+    ip->src_addr = ip->dst_addr;
+    ip->dst_addr = src;
+    ip->time_to_live = 64;
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+  }
+}
+
+local_verdict icmp4_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  auto* icmp = reinterpret_cast<rte_icmp_hdr*>(frame + p.l4_off());
+  if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || icmp->icmp_code != 0)
+    return {local_action::dropped, drop::icmp_unhandled};
+  icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
+  icmp->icmp_cksum = csum_update16(icmp->icmp_cksum, RTE_BE16(RTE_IP_ICMP_ECHO_REQUEST << 8),
+                                   RTE_BE16(RTE_IP_ICMP_ECHO_REPLY << 8));
+  swap_ip(frame + p.l2_len, false);
+  swap_macs(frame, local.mac);
+  return {local_action::reply};
+}
+
+// Neighbour solicitation → solicited advertisement carrying our MAC (RFC 4861 §7.2.4).
+local_verdict ns_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* icmp = frame + p.l4_off();
+  const uint16_t icmp_len = p.l4_len + p.payload_len;
+  if (p.ttl != 255 || icmp[1] != 0 || icmp_len < 24) return {local_action::dropped, drop::nd_malformed};
+  const ip_addr target = ip_addr::v6_from(icmp + 8);
+  if (!local.has(target)) return {local_action::dropped, drop::nd_not_local};
+
+  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(frame + p.l2_len);
+  const bool from_unspecified = p.src == ip_addr{.b = {}, .v6 = true};
+  // Reply to the soliciting node, or to all-nodes when it has no address yet (DAD).
+  static constexpr uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  std::memcpy(ip6->dst_addr, from_unspecified ? all_nodes : p.src.b.data(), 16);
+  std::memcpy(ip6->src_addr, target.b.data(), 16);
+  ip6->hop_limits = 255;
+  ip6->proto = IPPROTO_ICMPV6;  // drop any extension headers the NS carried
+  // Rewrite the ICMPv6 body right after the fixed IPv6 header.
+  uint8_t* na = frame + p.l2_len + sizeof(rte_ipv6_hdr);
+  std::memmove(na + 8, target.b.data(), 16);
+  na[0] = nd_neighbor_advert;
+  na[1] = 0;
+  const uint32_t flags = rte_cpu_to_be_32(na_flag_override | (from_unspecified ? 0 : na_flag_solicited));
+  std::memcpy(na + 4, &flags, 4);
+  na[24] = nd_opt_target_lladdr;
+  na[25] = 1;  // 8 bytes
+  std::memcpy(na + 26, local.mac.addr_bytes, 6);
+  const uint16_t na_len = 32;
+  ip6->payload_len = rte_cpu_to_be_16(na_len);
+  na[2] = na[3] = 0;
+  packet q = p;
+  q.src = target;
+  q.dst = ip_addr::v6_from(ip6->dst_addr);
+  q.proto = IPPROTO_ICMPV6;
+  const uint16_t ck = l4_checksum(q, na, na_len);
+  std::memcpy(na + 2, &ck, 2);
+
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
+  if (from_unspecified) {
+    rte_ether_addr mc{{0x33, 0x33, 0, 0, 0, 1}};
+    eth->dst_addr = mc;
+    eth->src_addr = local.mac;
+  } else {
+    swap_macs(frame, local.mac);
+  }
+  const uint16_t total = p.l2_len + sizeof(rte_ipv6_hdr) + na_len;
+  rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - total);
+  return {local_action::reply};
+}
+
+local_verdict icmp6_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  const uint8_t type = p.sport >> 8;
+  if (type == nd_neighbor_solicit) return ns_input(m, p, local);
+  if (!local.has(p.dst)) return {local_action::dropped, drop::not_local};
+  if (type != icmp6_echo_request) return {local_action::dropped, drop::nd_unhandled};
+  uint8_t* icmp = frame + p.l4_off();
+  icmp[0] = icmp6_echo_reply;
+  uint16_t ck;
+  std::memcpy(&ck, icmp + 2, 2);
+  // Addresses swap (checksum-neutral); only the type byte changes.
+  ck = csum_update16(ck, RTE_BE16(icmp6_echo_request << 8), RTE_BE16(icmp6_echo_reply << 8));
+  std::memcpy(icmp + 2, &ck, 2);
+  swap_ip(frame + p.l2_len, true);
+  swap_macs(frame, local.mac);
+  return {local_action::reply};
+}
+
+}  // namespace
+
+local_verdict local_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
+  switch (p.l3) {
+    case l3_kind::arp:
+      return arp_input(m, p, local);
+    case l3_kind::ipv4:
+      if (!local.has(p.dst)) return {local_action::dropped, drop::not_local};
+      if (p.proto == IPPROTO_ICMP) return icmp4_input(m, p, local);
+      return {local_action::deliver};
+    case l3_kind::ipv6:
+      if (p.proto == IPPROTO_ICMPV6) {
+        const uint8_t type = p.sport >> 8;
+        if (type == nd_neighbor_solicit || type == icmp6_echo_request) return icmp6_input(m, p, local);
+        if (!local.has(p.dst)) return {local_action::dropped, drop::not_local};
+        return {local_action::dropped, drop::nd_unhandled};
+      }
+      if (!local.has(p.dst)) return {local_action::dropped, drop::not_local};
+      return {local_action::deliver};
+    default:
+      return {local_action::dropped, drop::ethertype_unsupported};
+  }
+}
+
+bool build_announcement(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& addr) {
+  rte_pktmbuf_reset(m);
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, sizeof(rte_ether_hdr)));
+  if (eth == nullptr) return false;
+  eth->src_addr = mac;
+  if (!addr.v6) {
+    auto* a = reinterpret_cast<rte_arp_hdr*>(rte_pktmbuf_append(m, sizeof(rte_arp_hdr)));
+    if (a == nullptr) return false;
+    std::memset(&eth->dst_addr, 0xff, 6);
+    eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_ARP);
+    a->arp_hardware = RTE_BE16(RTE_ARP_HRD_ETHER);
+    a->arp_protocol = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+    a->arp_hlen = 6;
+    a->arp_plen = 4;
+    a->arp_opcode = RTE_BE16(RTE_ARP_OP_REQUEST);
+    a->arp_data.arp_sha = mac;
+    a->arp_data.arp_sip = addr.v4_be();
+    std::memset(&a->arp_data.arp_tha, 0, 6);
+    a->arp_data.arp_tip = addr.v4_be();
+    return true;
+  }
+  constexpr uint16_t na_len = 32;
+  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(rte_pktmbuf_append(m, sizeof(rte_ipv6_hdr) + na_len));
+  if (ip6 == nullptr) return false;
+  eth->dst_addr = rte_ether_addr{{0x33, 0x33, 0, 0, 0, 1}};
+  eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
+  ip6->vtc_flow = RTE_BE32(6u << 28);
+  ip6->payload_len = RTE_BE16(na_len);
+  ip6->proto = IPPROTO_ICMPV6;
+  ip6->hop_limits = 255;
+  std::memcpy(ip6->src_addr, addr.b.data(), 16);
+  static constexpr uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  std::memcpy(ip6->dst_addr, all_nodes, 16);
+  auto* na = reinterpret_cast<uint8_t*>(ip6 + 1);
+  std::memset(na, 0, na_len);
+  na[0] = nd_neighbor_advert;
+  const uint32_t flags = RTE_BE32(na_flag_override);
+  std::memcpy(na + 4, &flags, 4);
+  std::memcpy(na + 8, addr.b.data(), 16);
+  na[24] = nd_opt_target_lladdr;
+  na[25] = 1;
+  std::memcpy(na + 26, mac.addr_bytes, 6);
+  packet q;
+  q.l3 = l3_kind::ipv6;
+  q.proto = IPPROTO_ICMPV6;
+  q.src = addr;
+  q.dst = ip_addr::v6_from(all_nodes);
+  const uint16_t ck = l4_checksum(q, na, na_len);
+  std::memcpy(na + 2, &ck, 2);
+  return true;
+}
+
+}  // namespace l4
