@@ -3,6 +3,7 @@
 // and one packet mempool. Call edge_test::mempool() from a test.
 #include <gtest/gtest.h>
 #include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_mbuf.h>
 
 #include <cstdlib>
@@ -19,8 +20,8 @@ inline rte_mempool* mempool() { return pool_slot(); }
 class eal_env : public ::testing::Environment {
  public:
   void SetUp() override {
-    const char* argv[] = {"edge-test", "--no-huge", "--no-pci", "--no-shconf", "--in-memory",
-                          "-m", "256", "-l", "0", "--log-level=lib.*:warning"};
+    const char* argv[] = {"edge-test", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+                          "-m", "256", "-l", "0", "--log-level=lib.eal:warning"};
     int argc = sizeof(argv) / sizeof(argv[0]);
     if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
       fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
