@@ -1,0 +1,71 @@
+#pragma once
+// The 5-tuple of a flow as seen on the wire, and the hash that Maglev and the connection table
+// use. The hash is a fixed function with a fixed seed (no per-process random seed) so every node
+// with the same backend set maps the same flow to the same backend: ECMP can move a flow to
+// another node and it still lands on its backend.
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+#include "l4/ip_addr.hh"
+#include "l4/packet.hh"
+
+namespace l4::lb {
+
+struct flow_key {
+  std::array<uint8_t, 16> src{};  // IPv4 in the first 4 bytes, rest zero
+  std::array<uint8_t, 16> dst{};
+  uint16_t sport = 0, dport = 0;  // host order
+  uint8_t proto = 0;
+  uint8_t v6 = 0;
+  uint16_t pad_ = 0;  // keeps the key 40 bytes with no indeterminate padding
+
+  static flow_key of(const packet& p) {
+    flow_key k;
+    k.src = p.src.b;
+    k.dst = p.dst.b;
+    k.sport = p.sport;
+    k.dport = p.dport;
+    k.proto = p.proto;
+    k.v6 = p.src.v6;
+    return k;
+  }
+  flow_key reversed() const {
+    flow_key k = *this;
+    k.src = dst, k.dst = src;
+    k.sport = dport, k.dport = sport;
+    return k;
+  }
+  ip_addr src_addr() const { return addr(src); }
+  ip_addr dst_addr() const { return addr(dst); }
+  ip_addr addr(const std::array<uint8_t, 16>& a) const {
+    ip_addr r;
+    r.b = a;
+    r.v6 = v6 != 0;
+    return r;
+  }
+  friend bool operator==(const flow_key& a, const flow_key& b) {
+    return std::memcmp(&a, &b, sizeof(flow_key)) == 0;
+  }
+};
+static_assert(sizeof(flow_key) == 40);
+
+// murmur3's 64-bit finaliser over the key's five words: cheap, well mixed, no seed to agree on.
+inline uint64_t flow_hash(const flow_key& k) {
+  uint64_t w[5];
+  std::memcpy(w, &k, sizeof(w));
+  uint64_t h = 0x243f6a8885a308d3ULL;
+  for (uint64_t x : w) {
+    h ^= x;
+    h *= 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 29;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace l4::lb
