@@ -1,0 +1,134 @@
+#include "l4/lb/conn_table.hh"
+
+#include <rte_tcp.h>
+
+#include <bit>
+
+namespace l4::lb {
+
+common::result<std::unique_ptr<conn_table>> conn_table::create(uint32_t capacity, conn_timeouts t) {
+  if (capacity == 0 || capacity > (1u << 28))
+    return common::fail("connection table capacity must be 1 .. 2^28, got " +
+                        std::to_string(capacity));
+  if (t.tcp_syn == 0 || t.tcp_established == 0 || t.tcp_closing == 0 || t.udp == 0)
+    return common::fail("connection table timeouts must be positive");
+  std::unique_ptr<conn_table> c(new conn_table());
+  c->nbuckets_ = std::bit_ceil((capacity + ways - 1) / ways);
+  c->mask_ = c->nbuckets_ - 1;
+  c->buckets_ = std::make_unique<bucket[]>(c->nbuckets_);  // value-initialised: all tags 0
+  c->slots_ = std::make_unique<conn_entry[]>(static_cast<size_t>(c->nbuckets_) * ways);
+  c->timeouts_ = t;
+  return c;
+}
+
+uint64_t conn_table::timeout(conn_state s) const {
+  switch (s) {
+    case conn_state::tcp_syn: return timeouts_.tcp_syn;
+    case conn_state::tcp_established: return timeouts_.tcp_established;
+    case conn_state::tcp_closing: return timeouts_.tcp_closing;
+    case conn_state::udp: return timeouts_.udp;
+  }
+  return timeouts_.udp;
+}
+
+conn_entry* conn_table::find(const flow_key& k, uint64_t h, uint64_t now) {
+  const uint16_t tag = tag_of(h);
+  for (uint32_t b : {bucket_a(h), bucket_b(h)}) {
+    const bucket& bk = buckets_[b];
+    for (uint32_t w = 0; w < ways; ++w) {
+      if (bk.tag[w] != tag) continue;
+      conn_entry& e = slots_[b * ways + w];
+      if (e.expires > now && e.key == k) return &e;
+    }
+  }
+  return nullptr;
+}
+
+conn_entry* conn_table::insert(const flow_key& k, uint64_t h, conn_state state, uint64_t now) {
+  // First choice: a never-used or expired slot in either bucket. Second: the oldest half-open.
+  int32_t free_slot = -1, victim = -1;
+  uint64_t victim_created = UINT64_MAX;
+  for (uint32_t b : {bucket_a(h), bucket_b(h)}) {
+    for (uint32_t w = 0; w < ways; ++w) {
+      const uint32_t s = b * ways + w;
+      if (buckets_[b].tag[w] == 0 || slots_[s].expires <= now) {
+        free_slot = static_cast<int32_t>(s);
+        break;
+      }
+      const conn_entry& e = slots_[s];
+      if (e.state == conn_state::tcp_syn && e.created < victim_created) {
+        victim = static_cast<int32_t>(s);
+        victim_created = e.created;
+      }
+    }
+    if (free_slot >= 0) break;
+  }
+  uint32_t s;
+  if (free_slot >= 0) {
+    s = static_cast<uint32_t>(free_slot);
+    if (buckets_[s / ways].tag[s % ways] != 0) ++stats_.reused_expired;
+  } else if (victim >= 0) {
+    s = static_cast<uint32_t>(victim);
+    erase(slots_[s]);
+    ++stats_.evicted_half_open;
+  } else {
+    ++stats_.refused_full;
+    return nullptr;
+  }
+  buckets_[s / ways].tag[s % ways] = tag_of(h);
+  conn_entry& e = slots_[s];
+  e = conn_entry{};
+  e.key = k;
+  e.state = state;
+  e.created = now;
+  e.expires = now + timeout(state);
+  ++stats_.inserts;
+  return &e;
+}
+
+void conn_table::link(conn_entry& a, conn_entry& b) {
+  a.peer = slot_of(b);
+  b.peer = slot_of(a);
+  b.state = a.state;
+  b.expires = a.expires;
+  b.created = a.created;
+}
+
+void conn_table::touch(conn_entry& e, uint8_t tcp_flags, bool from_client, uint64_t now) {
+  conn_state s = e.state;
+  if (s != conn_state::udp) {
+    if (tcp_flags & (RTE_TCP_RST_FLAG | RTE_TCP_FIN_FLAG)) {
+      s = conn_state::tcp_closing;
+    } else if (s == conn_state::tcp_syn && (tcp_flags & RTE_TCP_ACK_FLAG) &&
+               (from_client ? !(tcp_flags & RTE_TCP_SYN_FLAG) : true)) {
+      // The client's ACK of the handshake (all we see with direct return) or the backend's
+      // SYN-ACK (full NAT) shows the backend accepted the flow.
+      s = conn_state::tcp_established;
+    }
+  }
+  e.state = s;
+  e.expires = now + timeout(s);
+  if (e.peer != conn_entry::none) {
+    conn_entry& p = slots_[e.peer];
+    p.state = s;
+    p.expires = e.expires;
+  }
+}
+
+void conn_table::erase(conn_entry& e) {
+  e.expires = 0;
+  if (e.peer != conn_entry::none) {
+    slots_[e.peer].expires = 0;
+    slots_[e.peer].peer = conn_entry::none;
+    e.peer = conn_entry::none;
+  }
+}
+
+uint32_t conn_table::live(uint64_t now) const {
+  uint32_t n = 0;
+  for (uint32_t s = 0; s < capacity(); ++s)
+    if (buckets_[s / ways].tag[s % ways] != 0 && slots_[s].expires > now) ++n;
+  return n;
+}
+
+}  // namespace l4::lb
