@@ -1,0 +1,56 @@
+#pragma once
+// The running daemon: owns the configuration, the DPDK ports, the workers, the published snapshot
+// and the admin API. main() creates one, starts it, runs the control loop and shuts it down.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.hh"
+#include "edge/admin.hh"
+#include "edge/config.hh"
+#include "edge/ports.hh"
+#include "edge/snapshot.hh"
+#include "edge/worker.hh"
+
+namespace edge {
+
+class appliance {
+ public:
+  explicit appliance(config c);
+  ~appliance();
+  appliance(const appliance&) = delete;
+  appliance& operator=(const appliance&) = delete;
+
+  common::result<void> start(const char* argv0);
+  // Control loop: serves the admin API until `stop` is set.
+  void run(const std::atomic<bool>& stop);
+  void shutdown();
+
+  bool ready() const;
+  std::string metrics_text() const;
+  std::string stats_json() const;
+  std::string config_json() const;
+  // Re-reads the config file; applies what can change live, refuses what needs a restart.
+  common::result<std::string> reload();
+
+ private:
+  std::unique_ptr<snapshot> build_snapshot(std::shared_ptr<const config> c) const;
+  void announce();
+  void install_routes();
+
+  std::shared_ptr<const config> cfg_;
+  dataplane dp_;
+  std::unique_ptr<snapshot_publisher> snapshots_;
+  std::vector<std::unique_ptr<worker_context>> workers_;
+  std::atomic<bool> stop_workers_{false};
+  admin_server admin_;
+  std::chrono::steady_clock::time_point started_;
+  uint64_t generation_ = 0;
+  uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+  bool started_ok_ = false;
+};
+
+}  // namespace edge

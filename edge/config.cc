@@ -1,0 +1,356 @@
+#include "edge/config.hh"
+
+#include <netinet/in.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+namespace edge {
+namespace {
+
+// Raised inside the loader only and turned into a common::error at parse_config's boundary.
+struct bad_config {
+  std::string message;
+  YAML::Mark mark;
+};
+
+class loader {
+ public:
+  explicit loader(std::string path) : path_(std::move(path)) {}
+
+  std::string where(const YAML::Mark& m) const {
+    if (m.is_null()) return path_;
+    return path_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  }
+
+  [[noreturn]] void fail(const YAML::Node& at, std::string msg) const {
+    throw bad_config{std::move(msg), at.Mark()};
+  }
+
+  void expect_map(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsMap()) fail(n, std::string(what) + " must be a mapping");
+  }
+  void expect_seq(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsSequence()) fail(n, std::string(what) + " must be a list");
+  }
+
+  // Refuses keys outside `allowed` and duplicate keys: a typo must never be silently ignored.
+  void check_keys(const YAML::Node& n, std::string_view what,
+                  std::initializer_list<std::string_view> allowed) const {
+    expect_map(n, what);
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) fail(kv.first, "keys of " + std::string(what) + " must be scalars");
+      const std::string key = kv.first.Scalar();
+      bool ok = false;
+      for (auto a : allowed) ok = ok || a == key;
+      if (!ok) {
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        fail(kv.first, "unknown key '" + key + "' in " + std::string(what) + " (expected one of: " +
+                           list + ")");
+      }
+      if (!seen.insert(key).second) fail(kv.first, "duplicate key '" + key + "' in " + std::string(what));
+    }
+  }
+
+  YAML::Node required(const YAML::Node& n, const char* key, std::string_view what) const {
+    YAML::Node v = n[key];
+    if (!v.IsDefined() || v.IsNull()) fail(n, "missing required key '" + std::string(key) + "' in " + std::string(what));
+    return v;
+  }
+
+  std::string str(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsScalar()) fail(n, std::string(what) + " must be a string");
+    return n.Scalar();
+  }
+
+  uint64_t uint(const YAML::Node& n, std::string_view what, uint64_t lo, uint64_t hi) const {
+    if (!n.IsScalar()) fail(n, std::string(what) + " must be an integer");
+    const std::string& s = n.Scalar();
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size() || s.empty())
+      fail(n, std::string(what) + " must be an integer, got '" + s + "'");
+    if (v < lo || v > hi)
+      fail(n, std::string(what) + " must be between " + std::to_string(lo) + " and " +
+                  std::to_string(hi) + ", got " + s);
+    return v;
+  }
+
+  bool boolean(const YAML::Node& n, std::string_view what) const {
+    const std::string s = str(n, what);
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    fail(n, std::string(what) + " must be true or false, got '" + s + "'");
+  }
+
+  l4::ip_addr addr(const YAML::Node& n, std::string_view what) const {
+    auto a = l4::ip_addr::parse(str(n, what));
+    if (!a) fail(n, std::string(what) + " is not an IPv4 or IPv6 address: '" + n.Scalar() + "'");
+    return *a;
+  }
+
+  l4::ip_prefix prefix(const YAML::Node& n, std::string_view what) const {
+    const std::string s = str(n, what);
+    auto p = l4::ip_prefix::parse(s);
+    if (!p || s.find('/') == std::string::npos)
+      fail(n, std::string(what) + " must be an address with a prefix length (10.0.0.1/24), got '" + s + "'");
+    return *p;
+  }
+
+  template <class E>
+  E choice(const YAML::Node& n, std::string_view what,
+           std::initializer_list<std::pair<std::string_view, E>> options) const {
+    const std::string s = str(n, what);
+    std::string list;
+    for (const auto& [name, value] : options) {
+      if (name == s) return value;
+      list += (list.empty() ? "" : ", ") + std::string(name);
+    }
+    fail(n, std::string(what) + " must be one of " + list + ", got '" + s + "'");
+  }
+
+  config load(const YAML::Node& root) {
+    config c;
+    c.path = path_;
+    if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "pools", "services"});
+    if (auto e = root["eal"]) load_eal(e, c);
+    load_ports(required(root, "ports", "the top level"), c);
+    load_workers(required(root, "workers", "the top level"), c);
+    if (auto a = root["admin"]) load_admin(a, c);
+    if (auto l = root["logging"]) load_logging(l, c);
+    if (auto p = root["pools"]) load_pools(p, c);
+    if (auto s = root["services"]) load_services(s, c);
+    return c;
+  }
+
+ private:
+  void load_eal(const YAML::Node& n, config& c) {
+    check_keys(n, "eal", {"args"});
+    if (auto args = n["args"]) {
+      expect_seq(args, "eal.args");
+      for (const auto& a : args) {
+        std::string s = str(a, "an EAL argument");
+        // Lcores and devices come from `workers` and `ports`; two sources of truth would drift.
+        for (std::string_view banned : {"-l", "--lcores", "-c", "--vdev", "-a", "--allow"})
+          if (s == banned || s.starts_with(std::string(banned) + "="))
+            fail(a, "EAL argument '" + s + "' is set from workers.lcores / ports; remove it from eal.args");
+        c.eal_args.push_back(std::move(s));
+      }
+    }
+  }
+
+  void load_ports(const YAML::Node& n, config& c) {
+    expect_seq(n, "ports");
+    if (n.size() == 0) fail(n, "ports must list at least one port");
+    std::set<std::string> names, devices;
+    for (const auto& pn : n) {
+      check_keys(pn, "a port", {"name", "role", "device", "addresses", "mtu", "rx_descriptors", "tx_descriptors"});
+      port_config p;
+      const auto name = required(pn, "name", "a port");
+      p.name = str(name, "port name");
+      if (!names.insert(p.name).second) fail(name, "duplicate port name '" + p.name + "'");
+      p.role = choice<port_role>(required(pn, "role", "port '" + p.name + "'"), "port role",
+                                 {{"wan", port_role::wan}, {"lan", port_role::lan}});
+      const auto dev = required(pn, "device", "port '" + p.name + "'");
+      p.device = str(dev, "port device");
+      if (!devices.insert(p.device).second) fail(dev, "device '" + p.device + "' is used by two ports");
+      if (auto a = pn["addresses"]) {
+        expect_seq(a, "port addresses");
+        for (const auto& an : a) p.addresses.push_back(prefix(an, "port address"));
+      }
+      if (auto m = pn["mtu"]) p.mtu = static_cast<uint16_t>(uint(m, "port mtu", 576, 9000));
+      if (auto r = pn["rx_descriptors"]) p.rx_descriptors = static_cast<uint16_t>(uint(r, "rx_descriptors", 64, 16384));
+      if (auto t = pn["tx_descriptors"]) p.tx_descriptors = static_cast<uint16_t>(uint(t, "tx_descriptors", 64, 16384));
+      c.ports.push_back(std::move(p));
+    }
+    bool wan = false;
+    for (const auto& p : c.ports) wan = wan || p.role == port_role::wan;
+    if (!wan) fail(n, "at least one port must have role 'wan'");
+  }
+
+  void load_workers(const YAML::Node& n, config& c) {
+    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us"});
+    const auto lc = required(n, "lcores", "workers");
+    expect_seq(lc, "workers.lcores");
+    if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
+    std::set<unsigned> seen;
+    for (const auto& l : lc) {
+      const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
+      if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
+      c.workers.lcores.push_back(v);
+    }
+    if (auto b = n["burst"]) c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
+    if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
+    if (auto s = n["idle_sleep_max_us"])
+      c.workers.idle_sleep_max_us = static_cast<unsigned>(uint(s, "workers.idle_sleep_max_us", 0, 100000));
+  }
+
+  void load_admin(const YAML::Node& n, config& c) {
+    check_keys(n, "admin", {"listen"});
+    if (auto l = n["listen"]) {
+      // "127.0.0.1:9180" or "[::1]:9180"
+      const std::string s = str(l, "admin.listen");
+      const auto colon = s.rfind(':');
+      std::string host = colon == std::string::npos ? s : s.substr(0, colon);
+      if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      auto a = l4::ip_addr::parse(host);
+      uint16_t port = 0;
+      const std::string ps = colon == std::string::npos ? "" : s.substr(colon + 1);
+      auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+      if (!a || ec != std::errc{} || p != ps.data() + ps.size() || port == 0)
+        fail(l, "admin.listen must be ADDRESS:PORT (127.0.0.1:9180), got '" + s + "'");
+      const bool loopback = a->v6 ? *a == *l4::ip_addr::parse("::1") : a->b[0] == 127;
+      if (!loopback) fail(l, "admin.listen must be a loopback address: the admin API has no authentication");
+      c.admin.address = *a;
+      c.admin.port = port;
+    }
+  }
+
+  void load_logging(const YAML::Node& n, config& c) {
+    check_keys(n, "logging", {"level", "format", "file"});
+    if (auto l = n["level"]) {
+      c.logging.level = str(l, "logging.level");
+      choice<int>(l, "logging.level", {{"trace", 0}, {"debug", 1}, {"info", 2}, {"warn", 3}, {"error", 4}});
+    }
+    if (auto f = n["format"])
+      c.logging.format = choice<log_format>(f, "logging.format", {{"text", log_format::text}, {"json", log_format::json}});
+    if (auto f = n["file"]) c.logging.file = str(f, "logging.file");
+  }
+
+  void load_pools(const YAML::Node& n, config& c) {
+    expect_seq(n, "pools");
+    std::set<std::string> names;
+    for (const auto& pn : n) {
+      check_keys(pn, "a pool", {"name", "backends", "proxy_protocol", "health_check"});
+      pool_config p;
+      const auto name = required(pn, "name", "a pool");
+      p.name = str(name, "pool name");
+      if (!names.insert(p.name).second) fail(name, "duplicate pool name '" + p.name + "'");
+      const auto bs = required(pn, "backends", "pool '" + p.name + "'");
+      expect_seq(bs, "pool backends");
+      if (bs.size() == 0) fail(bs, "pool '" + p.name + "' has no backends");
+      std::set<std::pair<l4::ip_addr, uint16_t>> seen;
+      for (const auto& bn : bs) {
+        check_keys(bn, "a backend", {"address", "port", "weight"});
+        backend_config b;
+        b.address = addr(required(bn, "address", "a backend"), "backend address");
+        b.port = static_cast<uint16_t>(uint(required(bn, "port", "a backend"), "backend port", 1, 65535));
+        if (auto w = bn["weight"]) b.weight = static_cast<uint32_t>(uint(w, "backend weight", 0, 1000));
+        if (!seen.insert({b.address, b.port}).second)
+          fail(bn, "backend " + b.address.str() + ":" + std::to_string(b.port) + " is listed twice in pool '" + p.name + "'");
+        p.backends.push_back(b);
+      }
+      if (auto pp = pn["proxy_protocol"]) p.proxy_protocol = boolean(pp, "proxy_protocol");
+      if (auto hc = pn["health_check"]) load_health(hc, p.health);
+      c.pools.push_back(std::move(p));
+    }
+  }
+
+  void load_health(const YAML::Node& n, health_check_config& h) {
+    check_keys(n, "health_check", {"type", "path", "interval_ms", "timeout_ms", "rise", "fall"});
+    h.kind = choice<health_check_config::type>(required(n, "type", "health_check"), "health_check.type",
+                                               {{"tcp", health_check_config::type::tcp},
+                                                {"http", health_check_config::type::http}});
+    if (auto p = n["path"]) {
+      h.path = str(p, "health_check.path");
+      if (h.path.empty() || h.path[0] != '/') fail(p, "health_check.path must start with '/'");
+    }
+    if (auto v = n["interval_ms"]) h.interval_ms = static_cast<unsigned>(uint(v, "interval_ms", 50, 3600000));
+    if (auto v = n["timeout_ms"]) h.timeout_ms = static_cast<unsigned>(uint(v, "timeout_ms", 10, 60000));
+    if (auto v = n["rise"]) h.rise = static_cast<unsigned>(uint(v, "rise", 1, 100));
+    if (auto v = n["fall"]) h.fall = static_cast<unsigned>(uint(v, "fall", 1, 100));
+    if (h.timeout_ms >= h.interval_ms) fail(n, "health_check.timeout_ms must be below interval_ms");
+  }
+
+  void load_services(const YAML::Node& n, config& c) {
+    expect_seq(n, "services");
+    std::set<std::string> names;
+    std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
+    for (const auto& sn : n) {
+      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool"});
+      service_config s;
+      const auto name = required(sn, "name", "a service");
+      s.name = str(name, "service name");
+      if (!names.insert(s.name).second) fail(name, "duplicate service name '" + s.name + "'");
+      const std::string what = "service '" + s.name + "'";
+      s.vip = addr(required(sn, "vip", what), "service vip");
+      s.port = static_cast<uint16_t>(uint(required(sn, "port", what), "service port", 1, 65535));
+      if (auto p = sn["protocol"])
+        s.protocol = choice<uint8_t>(p, "service protocol", {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}});
+      const auto kind = required(sn, "kind", what);
+      s.kind = choice<service_kind>(kind, "service kind",
+                                    {{"l4", service_kind::l4}, {"tcp", service_kind::tcp}, {"tls", service_kind::tls}});
+      if (s.kind != service_kind::l4 && s.protocol != IPPROTO_TCP)
+        fail(sn, what + ": kind '" + to_string(s.kind) + "' needs protocol tcp");
+      if (!service_kind_built(s.kind))
+        fail(kind, what + ": service kind '" + std::string(to_string(s.kind)) +
+                       "' is not available in this build of edged yet");
+      const auto pool = required(sn, "pool", what);
+      s.pool = str(pool, "service pool");
+      if (c.find_pool(s.pool) == nullptr) fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
+      if (!vips.insert({s.vip, s.port, s.protocol}).second)
+        fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
+      c.services.push_back(std::move(s));
+    }
+  }
+
+  std::string path_;
+};
+
+}  // namespace
+
+const char* to_string(port_role r) { return r == port_role::wan ? "wan" : "lan"; }
+
+const char* to_string(service_kind k) {
+  switch (k) {
+    case service_kind::l4: return "l4";
+    case service_kind::tcp: return "tcp";
+    case service_kind::tls: return "tls";
+  }
+  return "?";
+}
+
+bool service_kind_built(service_kind k) {
+  // Flipped on as each kind's data path lands (issues: L4 balancing, userspace TCP, TLS).
+  switch (k) {
+    case service_kind::l4: return false;
+    case service_kind::tcp: return false;
+    case service_kind::tls: return false;
+  }
+  return false;
+}
+
+const pool_config* config::find_pool(const std::string& name) const {
+  for (const auto& p : pools)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+common::result<config> parse_config(const std::string& yaml_text, const std::string& path) {
+  loader l(path);
+  try {
+    return l.load(YAML::Load(yaml_text));
+  } catch (const bad_config& e) {
+    return common::fail(e.message, l.where(e.mark));
+  } catch (const YAML::Exception& e) {
+    return common::fail("YAML syntax error: " + e.msg, l.where(e.mark));
+  }
+}
+
+common::result<config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return common::fail("cannot open configuration file", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace edge

@@ -1,0 +1,100 @@
+#pragma once
+// edged's configuration: the YAML schema as C++ structs, and the strict loader. Every error names
+// the file, line and column of the offending key or value; nothing starts on a bad config.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hh"
+#include "l4/ip_addr.hh"
+
+namespace edge {
+
+enum class port_role : uint8_t { wan, lan };
+enum class service_kind : uint8_t { l4, tcp, tls };
+enum class log_format : uint8_t { text, json };
+
+const char* to_string(port_role r);
+const char* to_string(service_kind k);
+
+struct port_config {
+  std::string name;
+  port_role role = port_role::wan;
+  std::string device;                  // DPDK device args: "net_af_packet0,iface=veth0", PCI address
+  std::vector<l4::ip_prefix> addresses;  // local IPv4/IPv6 addresses with prefix length
+  uint16_t mtu = 1500;
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+};
+
+struct worker_config {
+  std::vector<unsigned> lcores;     // one worker per lcore
+  unsigned burst = 32;
+  unsigned mbufs = 8191;            // per port and worker
+  unsigned idle_sleep_max_us = 200;  // adaptive back-off ceiling when idle
+};
+
+struct admin_config {
+  l4::ip_addr address = *l4::ip_addr::parse("127.0.0.1");
+  uint16_t port = 9180;
+};
+
+struct logging_config {
+  std::string level = "info";
+  log_format format = log_format::text;
+  std::string file;  // empty: stderr
+};
+
+struct backend_config {
+  l4::ip_addr address;
+  uint16_t port = 0;
+  uint32_t weight = 1;
+};
+
+struct health_check_config {
+  enum class type : uint8_t { none, tcp, http } kind = type::none;
+  std::string path = "/";
+  unsigned interval_ms = 1000;
+  unsigned timeout_ms = 500;
+  unsigned rise = 2;
+  unsigned fall = 3;
+};
+
+struct pool_config {
+  std::string name;
+  std::vector<backend_config> backends;
+  bool proxy_protocol = true;
+  health_check_config health;
+};
+
+struct service_config {
+  std::string name;
+  l4::ip_addr vip;
+  uint16_t port = 0;
+  uint8_t protocol = 6;  // IPPROTO_TCP or IPPROTO_UDP
+  service_kind kind = service_kind::tcp;
+  std::string pool;
+};
+
+struct config {
+  std::string path;
+  std::vector<std::string> eal_args;
+  std::vector<port_config> ports;
+  worker_config workers;
+  admin_config admin;
+  logging_config logging;
+  std::vector<pool_config> pools;
+  std::vector<service_config> services;
+
+  const pool_config* find_pool(const std::string& name) const;
+};
+
+// Whether this build carries the data path for a service kind. A config naming a kind that is not
+// built is refused with a clear error rather than accepted and silently ignored.
+bool service_kind_built(service_kind k);
+
+common::result<config> load_config(const std::string& path);
+common::result<config> parse_config(const std::string& yaml_text, const std::string& path);
+
+}  // namespace edge

@@ -1,0 +1,81 @@
+// edged: the edge appliance daemon.
+//   edged --config FILE   run
+//   edged --check FILE    validate the configuration and exit (0 valid, 2 invalid)
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include "edge/appliance.hh"
+#include "edge/config.hh"
+#include "edge/logging.hh"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true); }
+
+constexpr int exit_bad_config = 2;
+constexpr int exit_start_failed = 1;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"edged: DPDK ingress appliance (L4 balancing, TCP/TLS termination, WAF)"};
+  std::string config_path, check_path;
+  auto* run_opt = app.add_option("-c,--config", config_path, "configuration file to run");
+  auto* check_opt = app.add_option("--check", check_path, "validate a configuration file and exit");
+  run_opt->excludes(check_opt);
+  CLI11_PARSE(app, argc, argv);
+
+  if (!check_path.empty()) {
+    auto c = edge::load_config(check_path);
+    if (!c) {
+      std::fprintf(stderr, "edged: %s\n", c.error().str().c_str());
+      return exit_bad_config;
+    }
+    std::printf("%s: configuration is valid (%zu ports, %zu workers, %zu pools, %zu services)\n",
+                check_path.c_str(), c->ports.size(), c->workers.lcores.size(), c->pools.size(),
+                c->services.size());
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "edged: --config FILE or --check FILE is required\n%s", app.help().c_str());
+    return exit_bad_config;
+  }
+
+  auto c = edge::load_config(config_path);
+  if (!c) {
+    std::fprintf(stderr, "edged: %s\n", c.error().str().c_str());
+    return exit_bad_config;
+  }
+  if (auto r = edge::setup_logging(c->logging); !r) {
+    std::fprintf(stderr, "edged: %s\n", r.error().str().c_str());
+    return exit_bad_config;
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  int rc = 0;
+  {
+    edge::appliance a(std::move(*c));
+    if (auto r = a.start(argv[0]); !r) {
+      spdlog::critical("start failed: {}", r.error().str());
+      rc = exit_start_failed;
+    } else {
+      a.run(g_stop);
+      spdlog::info("signal received, stopping");
+    }
+    a.shutdown();
+  }
+  spdlog::info("edged stopped");
+  edge::shutdown_logging();
+  return rc;
+}

@@ -1,0 +1,15 @@
+#pragma once
+// spdlog set-up: an async logger (a log thread drains a bounded queue, so callers never wait on
+// I/O), text or JSON lines, to stderr or a file. Workers never call it per packet.
+#include "common/result.hh"
+#include "edge/config.hh"
+
+namespace edge {
+
+common::result<void> setup_logging(const logging_config& c);
+void shutdown_logging();
+
+// JSON-escapes `s` for use inside a JSON string (log lines, /stats).
+std::string json_escape(std::string_view s);
+
+}  // namespace edge

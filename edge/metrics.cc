@@ -1,0 +1,188 @@
+// /metrics (Prometheus text format) and /stats, /config (JSON) for the admin API. Worker counters
+// are single-writer and read here with relaxed loads, summed over workers.
+#include <rte_ethdev.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "edge/appliance.hh"
+
+namespace edge {
+namespace {
+
+class prom {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  }
+  void sample(const char* name, const std::string& labels, uint64_t v) {
+    out_ << name;
+    if (!labels.empty()) out_ << '{' << labels << '}';
+    out_ << ' ' << v << '\n';
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+const char* severity_name(l4::severity s) {
+  switch (s) {
+    case l4::severity::info: return "info";
+    case l4::severity::warn: return "warn";
+    case l4::severity::error: return "error";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string appliance::metrics_text() const {
+  prom p;
+  const auto& ports = dp_.ports();
+  auto port_label = [&](size_t i) { return "port=\"" + ports[i].name + "\""; };
+
+  struct port_counter {
+    const char* name;
+    const char* help;
+    uint64_t rte_eth_stats::*field;
+  };
+  static constexpr port_counter port_counters[] = {
+      {"edge_port_rx_packets_total", "Frames received by the port (device counter).", &rte_eth_stats::ipackets},
+      {"edge_port_tx_packets_total", "Frames sent by the port (device counter).", &rte_eth_stats::opackets},
+      {"edge_port_rx_bytes_total", "Bytes received by the port.", &rte_eth_stats::ibytes},
+      {"edge_port_tx_bytes_total", "Bytes sent by the port.", &rte_eth_stats::obytes},
+      {"edge_port_rx_missed_total", "Frames the device dropped because RX queues were full.", &rte_eth_stats::imissed},
+      {"edge_port_rx_errors_total", "Erroneous frames received.", &rte_eth_stats::ierrors},
+      {"edge_port_tx_errors_total", "Failed transmissions.", &rte_eth_stats::oerrors},
+      {"edge_port_rx_nombuf_total", "RX mbuf allocation failures.", &rte_eth_stats::rx_nombuf},
+  };
+  std::vector<rte_eth_stats> st(ports.size());
+  for (size_t i = 0; i < ports.size(); ++i) rte_eth_stats_get(ports[i].id, &st[i]);
+  for (const auto& pc : port_counters) {
+    p.family(pc.name, "counter", pc.help);
+    for (size_t i = 0; i < ports.size(); ++i) p.sample(pc.name, port_label(i), st[i].*pc.field);
+  }
+
+  p.family("edge_port_tx_dropped_total", "counter", "Frames freed because the TX queue was full.");
+  for (size_t i = 0; i < ports.size(); ++i) {
+    uint64_t v = 0;
+    for (const auto& w : workers_) v += w->stats.tx_dropped[i].get();
+    p.sample("edge_port_tx_dropped_total", port_label(i), v);
+  }
+
+  p.family("edge_drops_total", "counter", "Packets not forwarded, by reason, summed over workers.");
+  for (size_t r = 1; r < l4::drop_count; ++r) {
+    uint64_t v = 0;
+    for (const auto& w : workers_) v += w->stats.drops.by_reason[r].get();
+    const auto& info = l4::drop_table[r];
+    p.sample("edge_drops_total",
+             "reason=\"" + std::string(info.name) + "\",severity=\"" + severity_name(info.sev) + "\"", v);
+  }
+
+  p.family("edge_local_replies_total", "counter", "ARP, neighbour advertisement and echo replies sent.");
+  uint64_t replies = 0;
+  for (const auto& w : workers_) replies += w->stats.replies.get();
+  p.sample("edge_local_replies_total", "", replies);
+
+  struct worker_counter {
+    const char* name;
+    const char* help;
+    common::counter worker_stats::*field;
+  };
+  static constexpr worker_counter worker_counters[] = {
+      {"edge_worker_loops_total", "Worker loop iterations.", &worker_stats::loops},
+      {"edge_worker_busy_loops_total", "Iterations that received at least one frame.", &worker_stats::busy_loops},
+      {"edge_worker_idle_loops_total", "Iterations that received nothing.", &worker_stats::idle_loops},
+      {"edge_worker_sleeps_total", "Idle back-off sleeps.", &worker_stats::sleeps},
+      {"edge_worker_sleep_microseconds_total", "Time spent in idle back-off sleeps.", &worker_stats::sleep_us},
+  };
+  for (const auto& wc : worker_counters) {
+    p.family(wc.name, "counter", wc.help);
+    for (const auto& w : workers_)
+      p.sample(wc.name, "worker=\"" + std::to_string(w->id) + "\",lcore=\"" + std::to_string(w->lcore) + "\"",
+               (w->stats.*wc.field).get());
+  }
+  p.family("edge_worker_rx_packets_total", "counter", "Frames received by each worker, by port.");
+  for (const auto& w : workers_)
+    for (size_t i = 0; i < ports.size(); ++i)
+      p.sample("edge_worker_rx_packets_total", "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
+               w->stats.rx_packets[i].get());
+
+  p.family("edge_config_generation", "gauge", "Generation of the published configuration snapshot.");
+  p.sample("edge_config_generation", "", generation_);
+  p.family("edge_config_reloads_total", "counter", "Configuration reloads, by outcome.");
+  p.sample("edge_config_reloads_total", "outcome=\"ok\"", reloads_ok_);
+  p.sample("edge_config_reloads_total", "outcome=\"refused\"", reloads_failed_);
+  p.family("edge_ready", "gauge", "1 when every port is up and every worker runs.");
+  p.sample("edge_ready", "", ready() ? 1 : 0);
+  return p.str();
+}
+
+std::string appliance::stats_json() const {
+  nlohmann::json j;
+  j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+  j["ready"] = ready();
+  j["config_generation"] = generation_;
+  const auto& ports = dp_.ports();
+  for (size_t i = 0; i < ports.size(); ++i) {
+    rte_eth_stats st{};
+    rte_eth_stats_get(ports[i].id, &st);
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof(mac), &ports[i].mac);
+    j["ports"].push_back({{"name", ports[i].name},
+                          {"role", to_string(ports[i].role)},
+                          {"mac", mac},
+                          {"rx_packets", st.ipackets},
+                          {"tx_packets", st.opackets},
+                          {"rx_missed", st.imissed},
+                          {"rx_errors", st.ierrors},
+                          {"tx_errors", st.oerrors}});
+  }
+  nlohmann::json drops = nlohmann::json::object();
+  for (size_t r = 1; r < l4::drop_count; ++r) {
+    uint64_t v = 0;
+    for (const auto& w : workers_) v += w->stats.drops.by_reason[r].get();
+    if (v != 0) drops[std::string(l4::drop_table[r].name)] = v;
+  }
+  j["drops"] = drops;
+  for (const auto& w : workers_) {
+    uint64_t rx = 0;
+    for (size_t i = 0; i < ports.size(); ++i) rx += w->stats.rx_packets[i].get();
+    j["workers"].push_back({{"id", w->id},
+                            {"lcore", w->lcore},
+                            {"running", w->running.load()},
+                            {"rx_packets", rx},
+                            {"loops", w->stats.loops.get()},
+                            {"idle_loops", w->stats.idle_loops.get()},
+                            {"replies", w->stats.replies.get()}});
+  }
+  return j.dump(2) + "\n";
+}
+
+std::string appliance::config_json() const {
+  const config& c = *cfg_;
+  nlohmann::json j;
+  j["path"] = c.path;
+  j["generation"] = generation_;
+  for (const auto& p : c.ports) {
+    nlohmann::json addrs = nlohmann::json::array();
+    for (const auto& a : p.addresses) addrs.push_back(a.str());
+    j["ports"].push_back({{"name", p.name}, {"role", to_string(p.role)}, {"device", p.device},
+                          {"addresses", addrs}, {"mtu", p.mtu}});
+  }
+  j["workers"] = {{"lcores", c.workers.lcores}, {"burst", c.workers.burst}, {"mbufs", c.workers.mbufs}};
+  for (const auto& pool : c.pools) {
+    nlohmann::json bs = nlohmann::json::array();
+    for (const auto& b : pool.backends)
+      bs.push_back({{"address", b.address.str()}, {"port", b.port}, {"weight", b.weight}});
+    j["pools"].push_back({{"name", pool.name}, {"backends", bs}, {"proxy_protocol", pool.proxy_protocol}});
+  }
+  for (const auto& s : c.services)
+    j["services"].push_back({{"name", s.name}, {"vip", s.vip.str()}, {"port", s.port},
+                             {"protocol", s.protocol == 6 ? "tcp" : "udp"}, {"kind", to_string(s.kind)},
+                             {"pool", s.pool}});
+  return j.dump(2) + "\n";
+}
+
+}  // namespace edge

@@ -1,0 +1,148 @@
+#include "edge/ports.hh"
+
+#include <rte_bus_vdev.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace edge {
+namespace {
+
+bool is_vdev(const std::string& device) { return device.rfind("net_", 0) == 0; }
+
+// "net_af_packet0,iface=x" -> "net_af_packet0"; a PCI address stays as it is.
+std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
+
+std::string with_queue_count(const std::string& device, size_t queues) {
+  // af_packet opens one socket per queue pair in a fanout group: exactly one per worker, or the
+  // frames hashed to a socket nobody polls are lost.
+  if (device.rfind("net_af_packet", 0) == 0 && device.find("qpairs=") == std::string::npos)
+    return device + ",qpairs=" + std::to_string(queues);
+  return device;
+}
+
+}  // namespace
+
+std::vector<std::string> dataplane::eal_arguments(const config& c, const char* argv0) {
+  std::vector<std::string> a{argv0};
+  // The main lcore runs the control thread; give it an id above the workers', floating over all
+  // CPUs, so that worker lcores map 1:1 to the configured CPUs.
+  const unsigned main = *std::max_element(c.workers.lcores.begin(), c.workers.lcores.end()) + 1;
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  std::string lcores;
+  for (unsigned l : c.workers.lcores) lcores += std::to_string(l) + ",";
+  lcores += std::to_string(main) + "@(0-" + std::to_string(cpus - 1) + ")";
+  a.insert(a.end(), {"--lcores", lcores, "--main-lcore", std::to_string(main)});
+  const size_t queues = c.workers.lcores.size();
+  for (const auto& p : c.ports) {
+    if (is_vdev(p.device))
+      a.insert(a.end(), {"--vdev", with_queue_count(p.device, queues)});
+    else
+      a.insert(a.end(), {"-a", p.device});
+  }
+  a.insert(a.end(), c.eal_args.begin(), c.eal_args.end());
+  return a;
+}
+
+common::result<void> dataplane::init_eal(const config& c, const char* argv0) {
+  auto args = eal_arguments(c, argv0);
+  std::string joined;
+  std::vector<char*> argv;
+  for (auto& s : args) {
+    argv.push_back(s.data());
+    joined += s + " ";
+  }
+  spdlog::info("EAL arguments: {}", joined);
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
+    return common::fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+  eal_up_ = true;
+  main_lcore_ = rte_get_main_lcore();
+  for (size_t w = 0; w < c.workers.lcores.size(); ++w) {
+    const std::string name = "edge_pool_" + std::to_string(w);
+    const int socket = rte_lcore_to_socket_id(c.workers.lcores[w]);
+    // Data room for a full frame at the largest configured MTU, so frames stay single-segment.
+    uint16_t mtu = 1500;
+    for (const auto& p : c.ports) mtu = std::max(mtu, p.mtu);
+    const uint16_t room = std::max<uint16_t>(RTE_MBUF_DEFAULT_BUF_SIZE, mtu + RTE_ETHER_HDR_LEN + 4 + 4 + RTE_PKTMBUF_HEADROOM);
+    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), c.workers.mbufs, 256, 0, room,
+                                              socket < 0 ? SOCKET_ID_ANY : socket);
+    if (mp == nullptr)
+      return common::fail("cannot create mbuf pool " + name + ": " + rte_strerror(rte_errno));
+    pools_.push_back(mp);
+  }
+  return {};
+}
+
+common::result<void> dataplane::start_ports(const config& c) {
+  const uint16_t workers = static_cast<uint16_t>(c.workers.lcores.size());
+  for (const auto& pc : c.ports) {
+    port_state ps;
+    ps.name = pc.name;
+    ps.role = pc.role;
+    const std::string dev = device_name(pc.device);
+    if (rte_eth_dev_get_port_by_name(dev.c_str(), &ps.id) != 0)
+      return common::fail("port '" + pc.name + "': DPDK has no device '" + dev +
+                          "' (is the driver loaded and the interface present?)");
+    rte_eth_dev_info info{};
+    if (int rc = rte_eth_dev_info_get(ps.id, &info); rc != 0)
+      return common::fail("port '" + pc.name + "': cannot read device info: " + rte_strerror(-rc));
+    const uint16_t txq = workers;
+    if (info.max_rx_queues < workers || info.max_tx_queues < txq)
+      return common::fail("port '" + pc.name + "' supports " + std::to_string(info.max_rx_queues) +
+                          " RX / " + std::to_string(info.max_tx_queues) + " TX queues; " +
+                          std::to_string(workers) + " workers need " + std::to_string(workers) +
+                          " / " + std::to_string(txq));
+    rte_eth_conf conf{};
+    conf.rxmode.mtu = pc.mtu;
+    if (workers > 1 && info.flow_type_rss_offloads != 0) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads &
+          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+    }
+    if (int rc = rte_eth_dev_configure(ps.id, workers, txq, &conf); rc != 0)
+      return common::fail("port '" + pc.name + "': configure failed: " + rte_strerror(-rc));
+    uint16_t rxd = pc.rx_descriptors, txd = pc.tx_descriptors;
+    rte_eth_dev_adjust_nb_rx_tx_desc(ps.id, &rxd, &txd);
+    const int socket = rte_eth_dev_socket_id(ps.id);
+    for (uint16_t q = 0; q < workers; ++q) {
+      if (int rc = rte_eth_rx_queue_setup(ps.id, q, rxd, socket, nullptr, pools_[q]); rc != 0)
+        return common::fail("port '" + pc.name + "': RX queue " + std::to_string(q) + ": " + rte_strerror(-rc));
+    }
+    for (uint16_t q = 0; q < txq; ++q) {
+      if (int rc = rte_eth_tx_queue_setup(ps.id, q, txd, socket, nullptr); rc != 0)
+        return common::fail("port '" + pc.name + "': TX queue " + std::to_string(q) + ": " + rte_strerror(-rc));
+    }
+    if (int rc = rte_eth_dev_start(ps.id); rc != 0)
+      return common::fail("port '" + pc.name + "': start failed: " + rte_strerror(-rc));
+    // Own addresses and VIPs are answered by the local stage; multicast is needed for IPv6 ND.
+    rte_eth_promiscuous_enable(ps.id);
+    rte_eth_allmulticast_enable(ps.id);
+    rte_eth_macaddr_get(ps.id, &ps.mac);
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof(mac), &ps.mac);
+    spdlog::info("port {} ({}) up: dpdk port {}, driver {}, mac {}, {} queue pair(s), mtu {}",
+                 pc.name, to_string(pc.role), ps.id, info.driver_name, mac, workers, pc.mtu);
+    ports_.push_back(ps);
+  }
+  return {};
+}
+
+void dataplane::stop_ports() {
+  for (const auto& p : ports_) {
+    rte_eth_dev_stop(p.id);
+    rte_eth_dev_close(p.id);
+  }
+  ports_.clear();
+  for (auto* mp : pools_) rte_mempool_free(mp);
+  pools_.clear();
+  if (eal_up_) rte_eal_cleanup();
+  eal_up_ = false;
+}
+
+}  // namespace edge

@@ -1,0 +1,50 @@
+#pragma once
+// The immutable view of the configuration that workers read on the fast path. The control thread
+// builds a new one on start and reload, publishes it with one atomic store, and frees the old one
+// once every worker has passed a quiescent point (rte_rcu_qsbr).
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include <rte_rcu_qsbr.h>
+
+#include "edge/config.hh"
+#include "l4/local.hh"
+
+namespace edge {
+
+struct snapshot {
+  uint64_t generation = 0;
+  std::shared_ptr<const config> cfg;
+  std::vector<l4::local_addrs> local;  // per port index: MAC, own addresses and the VIPs it serves
+
+  // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
+  const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {
+    for (const auto& s : cfg->services)
+      if (s.port == port && s.protocol == proto && s.vip == vip) return &s;
+    return nullptr;
+  }
+};
+
+// Owns the published pointer and the RCU state shared by the workers.
+class snapshot_publisher {
+ public:
+  explicit snapshot_publisher(unsigned workers);
+  ~snapshot_publisher();
+  snapshot_publisher(const snapshot_publisher&) = delete;
+  snapshot_publisher& operator=(const snapshot_publisher&) = delete;
+
+  // Control thread: publish `next` and free the previous snapshot after a grace period.
+  void publish(std::unique_ptr<snapshot> next);
+  // Workers: the current snapshot (valid until the worker's next quiescent point).
+  const snapshot* current() const { return current_.load(std::memory_order_acquire); }
+  void register_worker(unsigned id);
+  void unregister_worker(unsigned id);
+  void quiescent(unsigned id) { rte_rcu_qsbr_quiescent(qs_, id); }
+
+ private:
+  std::atomic<const snapshot*> current_{nullptr};
+  rte_rcu_qsbr* qs_ = nullptr;
+};
+
+}  // namespace edge

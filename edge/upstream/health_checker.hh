@@ -1,0 +1,102 @@
+#pragma once
+// Active health checks for upstream backends, on a control-plane thread with its own io_uring
+// (this thread may wait; workers never run it). TCP connect or HTTP GET, each with interval,
+// timeout, rise and fall. A state change is published through a callback on the checker thread;
+// the current state of every target can be read from any thread for /metrics.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/counter.hh"
+#include "common/result.hh"
+#include "l4/ip_addr.hh"
+
+namespace edge::upstream {
+
+enum class health_kind : uint8_t { tcp, http };
+
+struct health_params {
+  health_kind kind = health_kind::tcp;
+  std::string path = "/";        // HTTP: request target
+  std::string host;              // HTTP: Host header; empty: the backend address
+  uint16_t expect_status = 0;    // HTTP: exact status wanted; 0: any 2xx or 3xx
+  unsigned interval_ms = 1000;
+  unsigned timeout_ms = 500;     // connect + request + status line
+  unsigned rise = 2;             // consecutive successes to go up
+  unsigned fall = 3;             // consecutive failures to go down
+  bool initially_up = true;      // state before the first verdict
+};
+
+struct health_target {
+  std::string pool;      // for the callback and metrics; the checker does not interpret it
+  size_t backend = 0;    // index in the pool
+  l4::ip_addr address;
+  uint16_t port = 0;
+  health_params params;
+};
+
+// Why a check failed, named for metrics and logs.
+enum class health_failure : uint8_t { none, connect_refused, connect_timeout, connect_error, send_error,
+                                      recv_error, timeout, closed_early, bad_response, bad_status, no_resources };
+const char* to_string(health_failure f);
+
+struct health_change {
+  size_t target;  // index into the targets given to create()
+  const health_target* info;
+  bool up;
+  health_failure last_failure;  // for down: why the last check failed
+  int last_status;              // HTTP status of the last check, 0 if none
+};
+
+// Per-target state readable from any thread.
+struct health_state {
+  std::atomic<bool> up{true};
+  std::atomic<int> last_status{0};
+  std::atomic<uint8_t> last_failure{0};  // health_failure
+  common::counter checks;
+  common::counter failures;
+  common::counter transitions;
+};
+
+class health_checker {
+ public:
+  using change_fn = std::function<void(const health_change&)>;
+
+  static common::result<std::unique_ptr<health_checker>> create(std::vector<health_target> targets,
+                                                                 change_fn on_change, unsigned ring_entries = 256);
+  ~health_checker();  // stops the thread
+  health_checker(const health_checker&) = delete;
+  health_checker& operator=(const health_checker&) = delete;
+
+  void start();  // runs the loop on its own thread
+  void stop();   // joins; idempotent
+
+  size_t size() const { return targets_.size(); }
+  const health_target& target(size_t i) const { return targets_[i]; }
+  const health_state& state(size_t i) const { return states_[i]; }
+
+ private:
+  struct check;
+  health_checker() = default;
+  void run();
+  void start_check(size_t i, uint64_t now_ms);
+  void on_cqe(uint64_t user_data, int res);
+  void step(check& c, size_t i, int op, int res);
+  void finish(check& c, size_t i, bool ok, health_failure why, int status);
+  void cancel(check& c);
+
+  std::vector<health_target> targets_;
+  std::unique_ptr<health_state[]> states_;
+  std::unique_ptr<check[]> checks_;
+  change_fn on_change_;
+  struct ring_holder;
+  std::unique_ptr<ring_holder> ring_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace edge::upstream

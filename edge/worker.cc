@@ -1,0 +1,144 @@
+#include "edge/worker.hh"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <unistd.h>
+
+#include "l4/local.hh"
+#include "l4/parse.hh"
+
+namespace edge {
+namespace {
+
+// Frames waiting for tx_burst on one port; flushed once per loop iteration.
+struct tx_buffer {
+  uint16_t n = 0;
+  rte_mbuf* pkts[max_burst * 2];
+};
+
+thread_local tx_buffer tx_buffers[max_ports];
+
+void flush_tx(worker_context& w) {
+  for (unsigned i = 0; i < w.ports.size(); ++i) {
+    tx_buffer& b = tx_buffers[i];
+    if (b.n == 0) continue;
+    const uint16_t sent = rte_eth_tx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), b.pkts, b.n);
+    w.stats.tx_packets[i].add(sent);
+    if (sent < b.n) {
+      w.stats.tx_dropped[i].add(b.n - sent);
+      w.stats.drops.add(l4::drop::tx_ring_full, b.n - sent);
+      rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
+    }
+    b.n = 0;
+  }
+}
+
+void enqueue_tx(worker_context& w, unsigned port_index, rte_mbuf* m) {
+  tx_buffer& b = tx_buffers[port_index];
+  if (b.n == std::size(b.pkts)) flush_tx(w);
+  b.pkts[b.n++] = m;
+}
+
+void drop(worker_context& w, rte_mbuf* m, l4::drop reason) {
+  w.stats.drops.add(reason);
+  rte_pktmbuf_free(m);
+}
+
+}  // namespace
+
+void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
+                   std::span<rte_mbuf*> pkts) {
+  l4::packet parsed[max_burst];
+  l4::drop verdict[max_burst];
+  const size_t n = pkts.size();
+  l4::parse_burst(pkts, std::span(parsed, n), std::span(verdict, n));
+  const l4::local_addrs& local = snap.local[port_index];
+  for (size_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (verdict[i] != l4::drop::none) {
+      drop(w, m, verdict[i]);
+      continue;
+    }
+    const l4::packet& p = parsed[i];
+    const l4::local_verdict lv = l4::local_input(m, p, local);
+    switch (lv.action) {
+      case l4::local_action::reply:
+        w.stats.replies.add();
+        enqueue_tx(w, port_index, m);
+        break;
+      case l4::local_action::dropped:
+        drop(w, m, lv.reason);
+        break;
+      case l4::local_action::deliver: {
+        if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) {
+          drop(w, m, l4::drop::proto_unsupported);
+          break;
+        }
+        const service_config* s = snap.find_service(p.dst, p.dport, p.proto);
+        if (s == nullptr) {
+          drop(w, m, l4::drop::no_service);
+          break;
+        }
+        // Service kinds plug in here as their data paths land; config refuses kinds not built.
+        drop(w, m, l4::drop::no_service);
+        break;
+      }
+    }
+  }
+}
+
+int worker_main(void* arg) {
+  auto& w = *static_cast<worker_context*>(arg);
+  w.snapshots->register_worker(w.id);
+  w.running.store(true);
+  rte_mbuf* pkts[max_burst];
+  unsigned sleep_us = 0;
+  const uint16_t burst = static_cast<uint16_t>(std::min(w.burst, max_burst));
+  while (!w.stop->load(std::memory_order_relaxed)) {
+    const snapshot* snap = w.snapshots->current();
+    bool busy = false;
+    for (unsigned i = 0; i < w.ports.size(); ++i) {
+      const uint16_t n = rte_eth_rx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), pkts, burst);
+      if (n == 0) continue;
+      busy = true;
+      w.stats.rx_packets[i].add(n);
+      process_burst(w, *snap, i, std::span(pkts, n));
+    }
+    if (rte_ring_count(w.control_tx) != 0) {
+      rte_mbuf* ctl[32];
+      const unsigned n = rte_ring_sc_dequeue_burst(w.control_tx, reinterpret_cast<void**>(ctl), 32, nullptr);
+      for (unsigned i = 0; i < n; ++i) {
+        if (ctl[i]->port < w.ports.size())
+          enqueue_tx(w, ctl[i]->port, ctl[i]);
+        else
+          rte_pktmbuf_free(ctl[i]);
+      }
+    }
+    flush_tx(w);
+    w.snapshots->quiescent(w.id);
+    w.stats.loops.add();
+    if (busy) {
+      w.stats.busy_loops.add();
+      sleep_us = 0;
+      continue;
+    }
+    w.stats.idle_loops.add();
+    // Adaptive back-off: spin briefly after traffic, then sleep in growing steps up to the
+    // configured ceiling so that an idle appliance (and the test machines) do not burn a core.
+    if (w.idle_sleep_max_us == 0) continue;
+    sleep_us = sleep_us == 0 ? 1 : std::min(sleep_us * 2, w.idle_sleep_max_us);
+    if (sleep_us > 8) {
+      w.stats.sleeps.add();
+      w.stats.sleep_us.add(sleep_us);
+      usleep(sleep_us);
+    } else {
+      rte_pause();
+    }
+  }
+  flush_tx(w);
+  w.snapshots->unregister_worker(w.id);
+  w.running.store(false);
+  return 0;
+}
+
+}  // namespace edge

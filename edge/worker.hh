@@ -1,0 +1,50 @@
+#pragma once
+// The per-lcore worker: rx burst → parse → local (ARP/ND/echo) → service dispatch → buffered tx,
+// with adaptive idle back-off. Shared nothing: a worker owns one RX and one TX queue per port.
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/counter.hh"
+#include "edge/ports.hh"
+#include "edge/snapshot.hh"
+#include "l4/drop_reason.hh"
+
+namespace edge {
+
+inline constexpr unsigned max_ports = 8;
+inline constexpr unsigned max_burst = 256;
+
+struct alignas(RTE_CACHE_LINE_SIZE) worker_stats {
+  common::counter loops, busy_loops, idle_loops, sleeps, sleep_us;
+  common::counter rx_packets[max_ports], tx_packets[max_ports], tx_dropped[max_ports];
+  common::counter replies;  // ARP/ND/echo answered
+  l4::drop_counters drops;
+};
+
+struct worker_context {
+  unsigned id = 0;      // worker index = RX/TX queue id = RCU thread id
+  unsigned lcore = 0;
+  unsigned burst = 32;
+  unsigned idle_sleep_max_us = 200;
+  std::vector<port_state> ports;
+  snapshot_publisher* snapshots = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+  std::atomic<bool> running{false};
+  // Frames from the control thread (announcements, probes) to send; mbuf->port = port index.
+  rte_ring* control_tx = nullptr;
+  worker_stats stats;
+};
+
+// rte_eal_remote_launch entry point; `arg` is a worker_context*.
+int worker_main(void* arg);
+
+// Processes one received burst from `port_index` (exposed for tests and benchmarks).
+void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
+                   std::span<rte_mbuf*> pkts);
+
+}  // namespace edge

@@ -1,0 +1,191 @@
+#pragma once
+// The userspace TCP stack, server side: one `stack` per worker lcore, shared nothing. It owns a
+// pool of TCBs and their byte buffers (sized once from `config`), a flow table, a listener table
+// and a TSC timer wheel. The worker feeds it parsed TCP frames with input(), drives its timers
+// with poll(now_tsc), and drains the segments it emits with drain_tx(). An `app` (the relay / TLS
+// layer) receives connection events and reads and writes bytes through the stack's calls.
+//
+// Call order in a worker loop iteration:
+//   stack.poll(now_tsc);                          // sets the clock, fires due timers
+//   for each TCP frame for a tcp/tls service:  stack.input(m, parsed);   // consumes m
+//   n = stack.drain_tx(out, cap); tx_burst(out, n) (free what tx_burst refused)
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/counter.hh"
+#include "common/result.hh"
+#include "l4/drop_reason.hh"
+#include "l4/ip_addr.hh"
+#include "l4/packet.hh"
+
+namespace l4::tcp {
+
+enum class cookie_mode : uint8_t {
+  off,          // never; a full SYN backlog drops SYNs (counted)
+  on_pressure,  // when SYN_RECEIVED TCBs reach syn_backlog
+  always,       // no TCB until the handshake completes
+};
+
+enum class pool_full_action : uint8_t { rst, drop };
+
+struct config {
+  uint32_t max_connections = 1024;  // TCB pool; includes SYN_RECEIVED and TIME_WAIT
+  uint32_t snd_buf = 64 * 1024;     // bytes per connection
+  uint32_t rcv_buf = 64 * 1024;     // bytes per connection; bounds the advertised window
+  uint8_t ooo_max_ranges = 8;       // out-of-order byte ranges held per connection (<= 16)
+  uint32_t syn_backlog = 256;       // SYN_RECEIVED TCBs before cookies / SYN drops
+  cookie_mode cookies = cookie_mode::on_pressure;
+  pool_full_action on_pool_full = pool_full_action::rst;
+  uint16_t mtu = 1500;  // port MTU: our MSS is clamped to it
+  uint64_t tsc_hz = 0;  // unit of now_tsc; 0 = rte_get_tsc_hz()
+  uint32_t handshake_timeout_ms = 5'000;
+  uint32_t idle_timeout_ms = 300'000;
+  uint32_t fin_wait_timeout_ms = 30'000;  // FIN_WAIT_1/2, CLOSING, LAST_ACK
+  uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
+  uint32_t rto_initial_ms = 1'000, rto_min_ms = 200, rto_max_ms = 60'000;
+  uint32_t delayed_ack_ms = 40;
+  uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
+  uint8_t max_synack_retries = 4;
+  uint32_t challenge_acks_per_s = 1000;  // RFC 5961 §7 global limit
+  uint16_t tx_batch = 512;               // segments held until drain_tx
+  bool sack = true, timestamps = true, window_scale = true;
+  std::array<uint8_t, 16> secret{};  // SYN cookies and ISNs (RFC 6528); random per fleet/boot
+};
+
+// A connection as the app sees it: a TCB slot and its generation. A stale handle (the slot was
+// reused) is ignored by every call.
+struct conn_handle {
+  uint32_t index = UINT32_MAX;
+  uint32_t gen = 0;
+  bool valid() const { return index != UINT32_MAX; }
+  friend bool operator==(const conn_handle&, const conn_handle&) = default;
+};
+
+struct conn_info {
+  uint16_t listener = 0;  // id given to add_listener
+  ip_addr remote, local;
+  uint16_t remote_port = 0, local_port = 0;
+  uint16_t mss = 0;  // bytes of payload per segment we send
+  uint8_t snd_wscale = 0, rcv_wscale = 0;
+  bool sack = false, timestamps = false, wscale = false, from_cookie = false;
+};
+
+enum class close_reason : uint8_t {
+  normal,            // FINs exchanged both ways
+  peer_reset,        // valid RST from the peer
+  retransmit_limit,  // max_retransmits RTOs in a row
+  idle_timeout,
+  fin_wait_timeout,
+  data_after_close,  // peer sent data the app will never read
+};
+
+// Reset reasons (RSTs we send), one X(name, description) line each.
+enum class reset_reason : uint8_t {
+#define X(name, desc) name,
+#include "l4/tcp/resets.def"
+#undef X
+  count_,
+};
+inline constexpr size_t reset_reason_count = static_cast<size_t>(reset_reason::count_);
+inline constexpr std::array<std::string_view, reset_reason_count> reset_reason_names{{
+#define X(name, desc) #name,
+#include "l4/tcp/resets.def"
+#undef X
+}};
+
+// Event interface of the layer above. Callbacks run inside input()/poll() or inside an app call
+// (send after a window opens); the app may call any stack function from them, including close or
+// abort on the connection the event is about. After close() or abort() no further callback
+// arrives for that handle; otherwise on_closed arrives exactly once per accepted connection.
+class app {
+ public:
+  virtual ~app() = default;
+  // Handshake completed. Return false to refuse (the stack resets the connection).
+  virtual bool on_accept(conn_handle c, const conn_info& info) = 0;
+  // New in-order bytes are in the receive buffer (read them with recv/peek+consume).
+  virtual void on_readable(conn_handle c) = 0;
+  // Send buffer space was freed after send() accepted less than offered.
+  virtual void on_writable(conn_handle c) = 0;
+  // The peer closed its direction (FIN); buffered bytes stay readable.
+  virtual void on_peer_fin(conn_handle c) = 0;
+  virtual void on_closed(conn_handle c, close_reason why) = 0;
+};
+
+struct counters {
+  common::counter active;  // TCBs in use (gauge, written by the worker)
+  common::counter opened;  // handshakes completed and accepted
+  common::counter refused;  // pool full, backlog full, app refusal
+  common::counter syn_received;
+  common::counter retransmits;  // segments sent again (any cause)
+  common::counter rto_events;
+  common::counter fast_retransmits;
+  common::counter recoveries;  // entries into fast recovery
+  common::counter cookies_sent, cookies_validated, cookies_failed;
+  common::counter challenge_acks;
+  common::counter persist_probes;
+  common::counter delayed_acks;  // ACKs sent by the delayed-ACK timer
+  common::counter ooo_segments;  // segments queued out of order
+  common::counter segments_in, segments_out;
+  common::counter closed;  // TCBs released
+  std::array<common::counter, reset_reason_count> resets_sent;
+  drop_counters drops;  // tcp_* reasons from drops_tcp.def
+
+  uint64_t resets(reset_reason r) const { return resets_sent[static_cast<size_t>(r)].get(); }
+};
+
+class engine;
+
+class stack {
+ public:
+  // `tx_pool` supplies the mbufs of emitted segments (its data room must hold MTU + L2 header);
+  // `a` receives events and must outlive the stack. Allocates every pool up front.
+  static common::result<std::unique_ptr<stack>> create(const config& cfg, rte_mempool* tx_pool,
+                                                       app* a);
+  ~stack();
+  stack(const stack&) = delete;
+  stack& operator=(const stack&) = delete;
+
+  // Listener table: segments to vip:port open connections tagged with `id`.
+  common::result<void> add_listener(const ip_addr& vip, uint16_t port, uint16_t id);
+  bool remove_listener(const ip_addr& vip, uint16_t port);
+
+  // A TCP frame addressed to a listener or an existing connection, parsed and checksum-verified
+  // by l4::parse (single-segment mbuf). Always consumes `m`. Returns drop::none if it was used.
+  drop input(rte_mbuf* m, const packet& p);
+  // Advances the clock (TSC ticks of config.tsc_hz) and fires due timers. Time never goes back.
+  void poll(uint64_t now_tsc);
+  // Moves up to `cap` emitted frames to `out`; the caller transmits or frees them.
+  uint16_t drain_tx(rte_mbuf** out, uint16_t cap);
+  uint16_t tx_pending() const;
+
+  // App calls. Bytes are copied; a stale handle returns 0 / does nothing.
+  size_t send(conn_handle c, std::span<const uint8_t> bytes);  // accepted bytes
+  size_t send_space(conn_handle c) const;
+  size_t recv(conn_handle c, std::span<uint8_t> out);  // bytes copied out; opens the window
+  size_t readable(conn_handle c) const;
+  std::span<const uint8_t> peek(conn_handle c) const;  // first contiguous readable chunk
+  void consume(conn_handle c, size_t n);               // drop n bytes after peek
+  void shutdown_write(conn_handle c);                  // FIN after queued data
+  void abort(conn_handle c);                           // RST now, no more events
+  void close(conn_handle c);  // FIN after queued data, no more events; RST if unread data
+  const conn_info* info(conn_handle c) const;
+  void set_context(conn_handle c, void* ctx);
+  void* context(conn_handle c) const;
+
+  const counters& stats() const;
+  // Bytes of memory a connection holds while idle (TCB + buffers + flow table share).
+  static size_t bytes_per_connection(const config& cfg);
+
+ private:
+  explicit stack(std::unique_ptr<engine> e);
+  std::unique_ptr<engine> e_;
+};
+
+}  // namespace l4::tcp

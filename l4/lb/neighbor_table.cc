@@ -1,0 +1,159 @@
+#include "l4/lb/neighbor_table.hh"
+
+#include <netinet/in.h>
+#include <rte_arp.h>
+#include <rte_ip.h>
+
+#include <bit>
+#include <cstring>
+
+#include "l4/checksum.hh"
+
+namespace l4::lb {
+namespace {
+
+constexpr uint8_t nd_neighbor_solicit = 135;
+constexpr uint8_t nd_neighbor_advert = 136;
+constexpr uint8_t nd_opt_source_lladdr = 1;
+constexpr uint8_t nd_opt_target_lladdr = 2;
+
+}  // namespace
+
+common::result<std::unique_ptr<neighbor_table>> neighbor_table::create(uint32_t capacity,
+                                                                       uint64_t request_interval) {
+  if (capacity == 0 || capacity > 65536)
+    return common::fail("neighbor table capacity must be 1 .. 65536");
+  std::unique_ptr<neighbor_table> t(new neighbor_table());
+  const uint32_t n = std::bit_ceil(capacity);
+  t->e_ = std::make_unique<entry[]>(n);
+  t->mask_ = n - 1;
+  t->interval_ = request_interval;
+  return t;
+}
+
+neighbor_table::entry* neighbor_table::slot(const ip_addr& a, bool create) {
+  const uint32_t start = static_cast<uint32_t>(ip_addr_hash{}(a) >> 7) & mask_;
+  for (uint32_t i = 0; i <= mask_; ++i) {  // linear probe; entries are never deleted
+    entry& e = e_[(start + i) & mask_];
+    if (e.k == kind::empty) {
+      if (!create) return nullptr;
+      e.addr = a;
+      e.k = kind::pending;
+      return &e;
+    }
+    if (e.addr == a) return &e;
+  }
+  return nullptr;
+}
+
+bool neighbor_table::add_static(const ip_addr& a, const rte_ether_addr& mac) {
+  entry* e = slot(a, true);
+  if (e == nullptr) return false;
+  e->mac = mac;
+  e->k = kind::fixed;
+  return true;
+}
+
+const rte_ether_addr* neighbor_table::lookup(const ip_addr& a) const {
+  entry* e = const_cast<neighbor_table*>(this)->slot(a, false);
+  return e != nullptr && (e->k == kind::learned || e->k == kind::fixed) ? &e->mac : nullptr;
+}
+
+bool neighbor_table::request_due(const ip_addr& a, uint64_t now) {
+  entry* e = slot(a, true);
+  if (e == nullptr) return false;
+  if (e->last_request != 0 && now - e->last_request < interval_) return false;
+  e->last_request = now == 0 ? 1 : now;
+  return true;
+}
+
+bool neighbor_table::learn(const rte_mbuf* m, const packet& p) {
+  const auto* data = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint16_t len = rte_pktmbuf_data_len(m);
+  ip_addr who;
+  rte_ether_addr mac;
+  if (p.l3 == l3_kind::arp) {
+    const auto* a = reinterpret_cast<const rte_arp_hdr*>(data + p.l2_len);
+    who = ip_addr::v4_from_be(a->arp_data.arp_sip);
+    mac = a->arp_data.arp_sha;
+  } else if (p.l3 == l3_kind::ipv6 && p.proto == IPPROTO_ICMPV6 &&
+             (p.sport >> 8) == nd_neighbor_advert) {
+    const uint16_t off = p.l4_off();
+    if (off + 24 + 8 > len) return false;
+    who = ip_addr::v6_from(data + off + 8);
+    const uint8_t* opt = data + off + 24;
+    const uint8_t* end = data + len;
+    bool found = false;
+    while (opt + 8 <= end && opt[1] != 0) {
+      if (opt[0] == nd_opt_target_lladdr && opt[1] == 1) {
+        std::memcpy(&mac, opt + 2, 6);
+        found = true;
+        break;
+      }
+      opt += opt[1] * 8;
+    }
+    if (!found) return false;
+  } else {
+    return false;
+  }
+  if (!rte_is_valid_assigned_ether_addr(&mac)) return false;
+  entry* e = slot(who, false);
+  if (e == nullptr || e->k == kind::fixed) return false;
+  e->mac = mac;
+  e->k = kind::learned;
+  return true;
+}
+
+bool build_neighbor_request(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& src,
+                            const ip_addr& target) {
+  rte_pktmbuf_reset(m);
+  const uint16_t frame = target.v6 ? 14 + 40 + 32 : 14 + 28;
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, frame));
+  if (f == nullptr) return false;
+  std::memset(f, 0, frame);
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(f);
+  eth->src_addr = mac;
+  if (!target.v6) {
+    std::memset(&eth->dst_addr, 0xff, 6);
+    eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_ARP);
+    auto* a = reinterpret_cast<rte_arp_hdr*>(f + 14);
+    a->arp_hardware = RTE_BE16(RTE_ARP_HRD_ETHER);
+    a->arp_protocol = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+    a->arp_hlen = 6;
+    a->arp_plen = 4;
+    a->arp_opcode = RTE_BE16(RTE_ARP_OP_REQUEST);
+    a->arp_data.arp_sha = mac;
+    a->arp_data.arp_sip = src.v4_be();
+    a->arp_data.arp_tip = target.v4_be();
+    return true;
+  }
+  // Solicited-node multicast: ff02::1:ffXX:XXXX and 33:33:ff:XX:XX:XX.
+  uint8_t snm[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
+  std::memcpy(snm + 13, target.b.data() + 13, 3);
+  const uint8_t dmac[6] = {0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]};
+  std::memcpy(&eth->dst_addr, dmac, 6);
+  eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
+  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(f + 14);
+  ip6->vtc_flow = RTE_BE32(6u << 28);
+  ip6->payload_len = RTE_BE16(32);
+  ip6->proto = IPPROTO_ICMPV6;
+  ip6->hop_limits = 255;
+  std::memcpy(ip6->src_addr, src.b.data(), 16);
+  std::memcpy(ip6->dst_addr, snm, 16);
+  uint8_t* icmp = f + 14 + 40;
+  icmp[0] = nd_neighbor_solicit;
+  std::memcpy(icmp + 8, target.b.data(), 16);
+  icmp[24] = nd_opt_source_lladdr;
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, &mac, 6);
+  packet p;
+  p.l3 = l3_kind::ipv6;
+  p.proto = IPPROTO_ICMPV6;
+  p.src = src;
+  p.dst = ip_addr::v6_from(snm);
+  const uint16_t ck = l4_checksum(p, icmp, 32);
+  std::memcpy(icmp + 2, &ck, 2);
+  return true;
+}
+
+}  // namespace l4::lb

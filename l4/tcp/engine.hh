@@ -1,0 +1,152 @@
+#pragma once
+// The stack's implementation object: pools, tables, timer wheel and the TCP machinery. Split
+// over engine.cc (setup, app calls, tables), input.cc (segment arrival), output.cc (segments we
+// send, congestion control) and timers.cc (wheel and timeouts).
+#include <memory>
+#include <vector>
+
+#include "l4/tcp/stack.hh"
+#include "options.hh"
+#include "syn_cookie.hh"
+#include "tcb.hh"
+
+namespace l4::tcp {
+
+struct listener {
+  ip_addr vip;
+  uint16_t port = 0;
+  uint16_t id = 0;
+};
+
+// What input() learned about one segment.
+struct segment {
+  const uint8_t* th = nullptr;  // TCP header
+  const uint8_t* data = nullptr;
+  uint32_t seq = 0, ack = 0;
+  uint32_t len = 0;  // payload bytes
+  uint16_t wnd = 0;  // raw window field
+  uint8_t flags = 0;
+  tcp_options opt;
+};
+
+// The reply route for a received frame: its addresses swapped.
+route route_from(const rte_mbuf* m, const packet& p);
+
+class engine {
+ public:
+  engine(const config& cfg, rte_mempool* tx_pool, app* a);
+
+  common::result<void> add_listener(const ip_addr& vip, uint16_t port, uint16_t id);
+  bool remove_listener(const ip_addr& vip, uint16_t port);
+  drop input(rte_mbuf* m, const packet& p);
+  void poll(uint64_t now_tsc);
+  uint16_t drain_tx(rte_mbuf** out, uint16_t cap);
+  uint16_t tx_pending() const { return static_cast<uint16_t>(tx_.size()); }
+
+  size_t send(conn_handle c, std::span<const uint8_t> bytes);
+  size_t send_space(conn_handle c) const;
+  size_t recv(conn_handle c, std::span<uint8_t> out);
+  size_t readable(conn_handle c) const;
+  std::span<const uint8_t> peek(conn_handle c) const;
+  void consume(conn_handle c, size_t n);
+  void shutdown_write(conn_handle c);
+  void abort(conn_handle c);
+  void close(conn_handle c);
+  const conn_info* info(conn_handle c) const;
+  void set_context(conn_handle c, void* ctx);
+  void* context(conn_handle c) const;
+  const counters& stats() const { return ctr_; }
+
+ private:
+  // engine.cc: tables and pool.
+  tcb* get(conn_handle c) const;
+  conn_handle handle(const tcb& t) const;
+  uint32_t index_of(const tcb& t) const { return static_cast<uint32_t>(&t - tcbs_.data()); }
+  const listener* find_listener(const ip_addr& vip, uint16_t port) const;
+  uint64_t flow_hash(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr, uint16_t lport) const;
+  uint32_t flow_find(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr, uint16_t lport) const;
+  void flow_insert(uint32_t idx);
+  void flow_erase(uint32_t idx);
+  tcb* alloc_tcb(const route& rt, uint16_t listener_id);
+  void release(tcb& t);  // deferred to the end of input/poll
+  void reap();
+  void notify_closed(tcb& t, close_reason why);
+  void reset_conn(tcb& t, reset_reason why, close_reason cr);
+
+  // input.cc
+  drop listen_input(rte_mbuf* m, const packet& p, const segment& s, const listener& l);
+  drop conn_input(tcb& t, rte_mbuf* m, const packet& p, const segment& s);
+  drop syn_received_input(tcb& t, const segment& s);
+  drop synchronized_input(tcb& t, const segment& s);
+  drop process_ack(tcb& t, const segment& s, bool& window_changed);
+  void prune_scoreboard(tcb& t);
+  void enter_time_wait(tcb& t);
+  void update_scoreboard(tcb& t, const segment& s);
+  void receive_data(tcb& t, uint32_t seq, const uint8_t* data, uint32_t len, bool& readable);
+  void insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped);
+  void process_fin(tcb& t);
+  void challenge_ack(tcb& t, drop why);
+
+  // output.cc
+  void output(tcb& t);
+  bool send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, bool retransmit);
+  void send_ack(tcb& t) { send_segment(t, t.snd_nxt, 0, 0x10, false); }
+  void send_synack(tcb& t);
+  void send_rst_reply(const packet& p, const rte_mbuf* m, const segment& s, reset_reason why);
+  void send_rst(tcb& t, reset_reason why);
+  rte_mbuf* build(const route& rt, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t wnd,
+                  const out_options& o, const tcb* data_from, uint32_t data_off, uint32_t len);
+  void push_tx(rte_mbuf* m);
+  uint16_t rcv_window(tcb& t);
+  uint32_t rcv_space(const tcb& t) const;
+  uint32_t ts_now(const tcb& t) const;
+  uint32_t pipe(const tcb& t) const;
+  bool next_hole(const tcb& t, uint32_t& seq, uint32_t& len) const;
+  void enter_recovery(tcb& t);
+  void on_new_ack(tcb& t, uint32_t acked);
+  void rtt_sample(tcb& t, uint64_t rtt_us);
+  void retransmit_at(tcb& t, uint32_t seq);
+  void send_synack_cookie(const route& rt, uint32_t isn, uint32_t irs, uint16_t mss,
+                          const tcp_options& syn, uint32_t tsval);
+
+  // timers.cc
+  void schedule(tcb& t);
+  void wheel_unlink(tcb& t);
+  void wheel_link(tcb& t, uint32_t slot);
+  void fire(tcb& t);
+  void arm_rto(tcb& t);
+  uint64_t ms(uint64_t v) const { return v * tsc_per_ms_; }
+  uint64_t now_ms() const { return now_ / tsc_per_ms_; }
+  uint64_t now_us() const { return now_ * 1000 / tsc_per_ms_; }
+
+  friend class stack;
+
+  config cfg_;
+  rte_mempool* pool_;
+  app* app_;
+  syn_cookies cookies_;
+  uint64_t tsc_per_ms_;
+  uint64_t now_ = 0;
+  uint16_t our_mss_v4_, our_mss_v6_;
+  uint8_t our_wscale_;
+
+  std::vector<tcb> tcbs_;
+  std::unique_ptr<uint8_t[]> arena_;  // rx and tx bytes of every TCB, touched on first use
+  uint32_t free_head_ = no_index;
+  uint32_t release_head_ = no_index;
+  uint32_t syn_received_ = 0;
+  std::vector<uint32_t> flows_;  // open addressing, linear probing, tcb index or no_index
+  uint64_t flow_mask_ = 0;
+  std::vector<listener> listeners_;
+
+  std::vector<uint32_t> wheel_;  // slot heads; last slot is the "being processed" list
+  uint64_t wheel_tick_ = 0;      // last processed ms tick
+  static constexpr uint32_t wheel_slots = 4096;
+
+  std::vector<rte_mbuf*> tx_;
+  uint64_t challenge_second_ = 0;
+  uint32_t challenge_count_ = 0;
+  counters ctr_;
+};
+
+}  // namespace l4::tcp

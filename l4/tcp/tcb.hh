@@ -1,0 +1,106 @@
+#pragma once
+// The transmission control block and its per-connection state. Private to l4/tcp.
+#include <rte_ether.h>
+
+#include <cstdint>
+
+#include "l4/tcp/stack.hh"
+#include "seq.hh"
+
+namespace l4::tcp {
+
+enum class tcp_state : uint8_t {
+  closed,  // slot free (or being released)
+  syn_received,
+  established,
+  close_wait,
+  last_ack,
+  fin_wait_1,
+  fin_wait_2,
+  closing,
+  time_wait,
+};
+
+inline constexpr uint32_t no_index = UINT32_MAX;
+inline constexpr uint8_t max_ooo_ranges = 16;
+inline constexpr uint8_t max_sack_blocks = 8;
+
+// Where replies go: the peer's L2 address and tag as seen on its frames.
+struct route {
+  rte_ether_addr peer_mac{}, own_mac{};
+  uint16_t vlan_tci = 0;
+  bool has_vlan = false;
+  bool v6 = false;
+  ip_addr local, remote;
+  uint16_t local_port = 0, remote_port = 0;  // host order
+};
+
+struct tcb {
+  // Identity and wiring.
+  uint32_t gen = 0;
+  tcp_state state = tcp_state::closed;
+  bool accepted = false;    // on_accept returned true: the app owns a handle
+  bool app_closed = false;  // close()/abort(): no more callbacks, no more reads
+  bool app_want_write = false;
+  bool peer_fin = false;
+  bool fin_queued = false;  // shutdown_write/close: FIN after the queued data
+  bool in_recovery = false;
+  bool ack_now = false;
+  bool rtt_timing = false;
+  bool release_pending = false;
+  uint8_t dupacks = 0;
+  uint8_t backoff = 0;  // consecutive RTOs / persist probes
+  uint8_t synack_retries = 0;
+  uint8_t unacked_segs = 0;  // full segments received since our last ACK
+  uint8_t n_ooo = 0;
+  uint8_t n_sacked = 0;
+  bool persist = false;  // t_rexmit is the zero-window probe timer
+  bool from_cookie = false;
+  route rt;
+  conn_info info;
+  void* ctx = nullptr;
+
+  // Send sequence space. snd_max: highest sequence sent; snd_nxt may fall back to snd_una on RTO.
+  uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;
+  uint32_t snd_wnd = 0, max_snd_wnd = 0, snd_wl1 = 0, snd_wl2 = 0;
+  uint32_t cwnd = 0, ssthresh = 0, recover = 0, high_rxt = 0;
+  uint32_t rtt_seq = 0;
+  uint64_t rtt_start = 0;
+  int64_t srtt_us = -1, rttvar_us = 0;
+  uint32_t rto_ms = 0;
+  uint16_t mss = 536;  // payload per segment we send (peer MSS minus our option overhead)
+  uint8_t snd_wscale = 0, rcv_wscale = 0;
+
+  // Receive sequence space. rcv_read: sequence of the first byte the app has not read.
+  uint32_t irs = 0, rcv_nxt = 0, rcv_read = 0, rcv_adv = 0, last_ack_sent = 0;
+  uint32_t ts_recent = 0, ts_offset = 0;
+  uint64_t ts_recent_tsc = 0;
+  seq_range ooo[max_ooo_ranges];       // sorted, disjoint, above rcv_nxt
+  uint32_t last_ooo_seq = 0;           // reported first in SACK (RFC 2018 §4)
+  seq_range sacked[max_sack_blocks];   // peer's SACK scoreboard: sorted, disjoint
+
+  // Byte buffers (slices of the engine's arena). tx holds [snd_una, snd_una + tx_len).
+  uint8_t* rx = nullptr;
+  uint8_t* tx = nullptr;
+  uint32_t rx_head = 0;  // ring index of rcv_read
+  uint32_t tx_head = 0;  // ring index of snd_una's byte
+  uint32_t tx_len = 0;
+
+  // Timers (absolute TSC; 0 = off) and the wheel links.
+  uint64_t t_rexmit = 0;  // RTO, SYN-ACK retransmit or persist
+  uint64_t t_delack = 0;
+  uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
+  uint64_t last_rx_tsc = 0;
+  uint64_t wheel_at = 0;
+  uint32_t wheel_prev = no_index, wheel_next = no_index, wheel_slot = no_index;
+  uint32_t free_next = no_index;
+  uint32_t release_next = no_index;
+
+  bool synchronized() const {
+    return state != tcp_state::closed && state != tcp_state::syn_received;
+  }
+  bool fin_sent() const { return fin_queued && seq_gt(snd_max, snd_una + tx_len); }
+  uint32_t data_end() const { return snd_una + tx_len; }
+};
+
+}  // namespace l4::tcp
