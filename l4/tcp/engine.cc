@@ -261,6 +261,7 @@ void engine::shutdown_write(conn_handle c) {
   t->fin_queued = true;
   if (t->state == tcp_state::established) t->state = tcp_state::fin_wait_1;
   else if (t->state == tcp_state::close_wait) t->state = tcp_state::last_ack;
+  t->t_state = now_ + ms(cfg_.fin_wait_timeout_ms);
   output(*t);
 }
 

@@ -89,8 +89,9 @@ class engine {
 
   // output.cc
   void output(tcb& t);
-  bool send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, bool retransmit);
-  void send_ack(tcb& t) { send_segment(t, t.snd_nxt, 0, 0x10, false); }
+  enum class tx_kind : uint8_t { fresh, retransmit, probe };
+  bool send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_kind kind);
+  void send_ack(tcb& t) { send_segment(t, t.snd_nxt, 0, 0x10, tx_kind::fresh); }
   void send_synack(tcb& t);
   void send_rst_reply(const packet& p, const rte_mbuf* m, const segment& s, reset_reason why);
   void send_rst(tcb& t, reset_reason why);
@@ -114,6 +115,9 @@ class engine {
   void wheel_unlink(tcb& t);
   void wheel_link(tcb& t, uint32_t slot);
   void fire(tcb& t);
+  void process_slot(uint32_t slot);
+  void rexmit_timer(tcb& t);
+  void state_timer(tcb& t);
   void arm_rto(tcb& t);
   uint64_t ms(uint64_t v) const { return v * tsc_per_ms_; }
   uint64_t now_ms() const { return now_ / tsc_per_ms_; }

@@ -2,6 +2,7 @@
 // retransmission, RTT estimation (RFC 6298) and congestion control (RFC 5681, 6582, 6675).
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <netinet/in.h>
 #include <rte_tcp.h>
 
 #include <algorithm>
@@ -129,7 +130,7 @@ uint16_t engine::rcv_window(tcb& t) {
 
 uint32_t engine::ts_now(const tcb& t) const { return static_cast<uint32_t>(now_ms()) + t.ts_offset; }
 
-bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, bool retransmit) {
+bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_kind kind) {
   out_options o;
   uint16_t wnd;
   if (flags & f_syn) {
@@ -167,7 +168,9 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, boo
   }
   const uint32_t end = seq + len + ((flags & f_syn) ? 1 : 0) + ((flags & f_fin) ? 1 : 0);
   if (end != seq) {
-    if (retransmit) {
+    if (kind == tx_kind::probe) {
+      // Zero-window probes neither time the RTT nor start the RTO: the persist timer owns them.
+    } else if (kind == tx_kind::retransmit) {
       ctr_.retransmits.add();
       if (t.rtt_timing && seq_leq(seq, t.rtt_seq)) t.rtt_timing = false;  // Karn
     } else if (!t.rtt_timing) {
@@ -176,7 +179,7 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, boo
       t.rtt_start = now_;
     }
     if (seq_gt(end, t.snd_max)) t.snd_max = end;
-    if (t.t_rexmit == 0 && !t.persist) arm_rto(t);
+    if (t.t_rexmit == 0 && !t.persist && kind != tx_kind::probe) arm_rto(t);
   }
   return true;
 }
@@ -256,7 +259,7 @@ void engine::retransmit_at(tcb& t, uint32_t seq) {
   uint8_t flags = f_ack;
   if (t.fin_sent() && seq + len == end) flags |= f_fin;
   if (len == 0 && (flags & f_fin) == 0) return;
-  if (send_segment(t, seq, len, flags, true)) {
+  if (send_segment(t, seq, len, flags, tx_kind::retransmit)) {
     const uint32_t e = seq + len + ((flags & f_fin) ? 1 : 0);
     if (seq_gt(e, t.high_rxt)) t.high_rxt = e;
   }
@@ -344,7 +347,8 @@ void engine::output(tcb& t) {
       if (len > 0 && len == avail) flags |= f_psh;
       if (fin) flags |= f_fin;
       const bool rexmit = seq_lt(t.snd_nxt, t.snd_max);
-      if (!send_segment(t, t.snd_nxt, len, flags, rexmit)) break;
+      if (!send_segment(t, t.snd_nxt, len, flags, rexmit ? tx_kind::retransmit : tx_kind::fresh))
+        break;
       t.snd_nxt += len + (fin ? 1 : 0);
       sent = true;
       if (fin) break;

@@ -1,0 +1,584 @@
+// Segment arrival (RFC 9293 §3.10.7) with RFC 5961 (blind attacks), RFC 7323 (PAWS, timestamps),
+// RFC 2018 (SACK) and SYN cookies.
+#include <netinet/in.h>
+#include <rte_tcp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine.hh"
+
+namespace l4::tcp {
+namespace {
+
+constexpr uint8_t f_fin = RTE_TCP_FIN_FLAG, f_syn = RTE_TCP_SYN_FLAG, f_rst = RTE_TCP_RST_FLAG,
+                  f_ack = RTE_TCP_ACK_FLAG;
+
+uint32_t get32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+
+four_tuple tuple_of(const packet& p) { return {p.src, p.dst, p.sport, p.dport}; }
+
+}  // namespace
+
+drop engine::input(rte_mbuf* m, const packet& p) {
+  ctr_.segments_in.add();
+  drop d = drop::none;
+  if (p.proto != IPPROTO_TCP || p.l4_len < 20 ||
+      static_cast<uint32_t>(p.payload_off()) + p.payload_len > rte_pktmbuf_data_len(m)) {
+    d = drop::tcp_not_tcp;
+  } else {
+    segment s;
+    const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+    s.th = f + p.l4_off();
+    s.data = f + p.payload_off();
+    s.len = p.payload_len;
+    s.seq = get32(s.th + 4);
+    s.ack = get32(s.th + 8);
+    s.flags = s.th[13] & 0x3f;
+    s.wnd = static_cast<uint16_t>(s.th[14] << 8 | s.th[15]);
+    if (!parse_options(s.th + 20, p.l4_len - 20u, s.opt)) {
+      d = drop::tcp_bad_options;
+    } else if ((s.flags & (f_syn | f_fin)) == (f_syn | f_fin) ||
+               (s.flags & (f_syn | f_rst)) == (f_syn | f_rst) || s.flags == 0) {
+      d = drop::tcp_bad_flags;
+    } else if (const uint32_t idx = flow_find(p.src, p.sport, p.dst, p.dport); idx != no_index) {
+      d = conn_input(tcbs_[idx], m, p, s);
+    } else if (const listener* l = find_listener(p.dst, p.dport)) {
+      d = listen_input(m, p, s, *l);
+    } else {
+      d = drop::tcp_no_listener;
+      send_rst_reply(p, m, s, reset_reason::no_listener);
+    }
+  }
+  if (d != drop::none) ctr_.drops.add(d);
+  rte_pktmbuf_free(m);
+  reap();
+  return d;
+}
+
+drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const listener& l) {
+  if (s.flags & f_rst) return drop::tcp_rst_no_conn;
+  const four_tuple ft = tuple_of(p);
+  const uint16_t our_mss = p.l3 == l3_kind::ipv6 ? our_mss_v6_ : our_mss_v4_;
+  if ((s.flags & (f_syn | f_ack)) == f_syn) {
+    ctr_.syn_received.add();
+    // RFC 9293 default MSS when the option is absent.
+    const uint16_t peer_mss = s.opt.mss != 0 ? s.opt.mss : (p.l3 == l3_kind::ipv6 ? 1220 : 536);
+    const bool pressure = syn_received_ >= cfg_.syn_backlog;
+    if (cfg_.cookies == cookie_mode::always || (cfg_.cookies == cookie_mode::on_pressure && pressure)) {
+      const uint8_t bits = (s.opt.has_ts && cfg_.timestamps)
+                               ? syn_cookies::ts_bits(cfg_.window_scale ? s.opt.wscale : int8_t{-1},
+                                                      cfg_.sack && s.opt.sack_permitted)
+                               : 0;
+      uint16_t mss = 0;
+      const uint32_t isn = cookies_.make(ft, s.seq, peer_mss, bits, now_ms() / 1000, mss);
+      // Option bits in the low bits of TSval, kept at or below the clock (Linux's rule) so that
+      // later timestamps of the connection never go backwards.
+      uint32_t tsval = (static_cast<uint32_t>(now_ms()) & ~cookie_ts_mask) | bits;
+      if (tsval > static_cast<uint32_t>(now_ms())) tsval -= cookie_ts_mask + 1;
+      send_synack_cookie(route_from(m, p), isn, s.seq, mss, s.opt, tsval);
+      ctr_.cookies_sent.add();
+      return drop::none;
+    }
+    if (pressure) return drop::tcp_backlog_full;
+    tcb* t = alloc_tcb(route_from(m, p), l.id);
+    if (t == nullptr) {
+      ctr_.refused.add();
+      if (cfg_.on_pool_full == pool_full_action::rst) send_rst_reply(p, m, s, reset_reason::pool_full);
+      return drop::tcp_pool_full;
+    }
+    ++syn_received_;
+    t->state = tcp_state::syn_received;
+    t->irs = s.seq;
+    t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq + 1;
+    t->iss = cookies_.isn(ft, now_us());
+    t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->high_rxt = t->iss;
+    t->info.wscale = cfg_.window_scale && s.opt.wscale >= 0;
+    t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(s.opt.wscale) : 0;
+    t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
+    t->info.snd_wscale = t->snd_wscale, t->info.rcv_wscale = t->rcv_wscale;
+    t->info.sack = cfg_.sack && s.opt.sack_permitted;
+    t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
+    t->ts_recent = s.opt.tsval;
+    t->ts_recent_tsc = now_;
+    t->mss = static_cast<uint16_t>(std::min(peer_mss, our_mss) - (t->info.timestamps ? 12 : 0));
+    t->info.mss = t->mss;
+    t->snd_wnd = t->max_snd_wnd = s.wnd;  // SYN windows are never scaled
+    t->snd_wl1 = s.seq;
+    t->rto_ms = cfg_.rto_initial_ms;
+    t->t_state = now_ + ms(cfg_.handshake_timeout_ms);
+    send_segment(*t, t->iss, 0, f_syn | f_ack, tx_kind::fresh);
+    t->snd_nxt = t->iss + 1;
+    schedule(*t);
+    return drop::none;
+  }
+  if ((s.flags & (f_syn | f_ack)) == f_ack && cfg_.cookies != cookie_mode::off) {
+    const uint8_t bits = s.opt.has_ts ? static_cast<uint8_t>(s.opt.tsecr & cookie_ts_mask) : 0;
+    const auto co = cookies_.check(ft, s.seq - 1, s.ack - 1, bits, now_ms() / 1000);
+    if (!co) {
+      ctr_.cookies_failed.add();
+      send_rst_reply(p, m, s, reset_reason::no_connection);
+      return drop::tcp_cookie_invalid;
+    }
+    ctr_.cookies_validated.add();
+    tcb* t = alloc_tcb(route_from(m, p), l.id);
+    if (t == nullptr) {
+      ctr_.refused.add();
+      if (cfg_.on_pool_full == pool_full_action::rst) send_rst_reply(p, m, s, reset_reason::pool_full);
+      return drop::tcp_pool_full;
+    }
+    ++syn_received_;
+    t->state = tcp_state::syn_received;
+    t->from_cookie = t->info.from_cookie = true;
+    t->irs = s.seq - 1;
+    t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq;
+    t->iss = s.ack - 1;
+    t->snd_una = t->recover = t->high_rxt = t->iss;
+    t->snd_nxt = t->snd_max = t->iss + 1;
+    t->info.wscale = co->wscale >= 0;
+    t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(co->wscale) : 0;
+    t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
+    t->info.snd_wscale = t->snd_wscale, t->info.rcv_wscale = t->rcv_wscale;
+    t->info.sack = co->sack;
+    t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
+    t->ts_recent = s.opt.tsval;
+    t->ts_recent_tsc = now_;
+    t->mss = static_cast<uint16_t>(std::min(co->mss, our_mss) - (t->info.timestamps ? 12 : 0));
+    t->info.mss = t->mss;
+    t->snd_wl1 = s.seq - 1;  // so this ACK's window is taken
+    t->rcv_adv = t->rcv_nxt + std::min<uint32_t>(cfg_.rcv_buf, 65535);
+    t->rto_ms = cfg_.rto_initial_ms;
+    return syn_received_input(*t, s);
+  }
+  send_rst_reply(p, m, s, reset_reason::no_connection);
+  return drop::tcp_no_connection;
+}
+
+drop engine::conn_input(tcb& t, rte_mbuf* m, const packet& p, const segment& s) {
+  if (t.state == tcp_state::syn_received) return syn_received_input(t, s);
+  if (t.state != tcp_state::time_wait) return synchronized_input(t, s);
+  // TIME_WAIT. RSTs are ignored (RFC 1337: no assassination).
+  if (s.flags & f_rst) return drop::tcp_time_wait;
+  if ((s.flags & (f_syn | f_ack)) == f_syn) {
+    // A new incarnation may reuse the tuple if its ISN (or timestamp) is beyond the old one.
+    const bool newer = seq_gt(s.seq, t.rcv_nxt) &&
+                       (!t.info.timestamps || !s.opt.has_ts || seq_gt(s.opt.tsval, t.ts_recent));
+    if (!newer) return drop::tcp_time_wait;
+    release(t);
+    const listener* l = find_listener(p.dst, p.dport);
+    return l != nullptr ? listen_input(m, p, s, *l) : drop::tcp_no_listener;
+  }
+  if (s.flags & f_fin) {  // our ACK of the peer's FIN was lost: ACK again, restart the timer
+    send_ack(t);
+    t.t_state = now_ + ms(cfg_.time_wait_ms);
+    schedule(t);
+    return drop::none;
+  }
+  return drop::tcp_time_wait;
+}
+
+drop engine::syn_received_input(tcb& t, const segment& s) {
+  if (s.flags & f_rst) {
+    if (s.seq == t.rcv_nxt) {
+      release(t);  // the app never saw it
+      return drop::none;
+    }
+    if (seq_gt(s.seq, t.rcv_nxt) && seq_lt(s.seq, t.rcv_adv)) {
+      challenge_ack(t, drop::tcp_rst_challenged);
+      return drop::tcp_rst_challenged;
+    }
+    return drop::tcp_rst_out_of_window;
+  }
+  if (s.flags & f_syn) {
+    if ((s.flags & f_ack) == 0 && s.seq == t.irs) {  // our SYN-ACK was lost: send it again
+      send_segment(t, t.iss, 0, f_syn | f_ack, tx_kind::retransmit);
+      return drop::none;
+    }
+    challenge_ack(t, drop::tcp_syn_challenged);
+    return drop::tcp_syn_challenged;
+  }
+  if ((s.flags & f_ack) == 0) return drop::tcp_no_ack;
+  if (s.ack != t.iss + 1) {
+    // RFC 9293: an unacceptable ACK in SYN-RECEIVED gets <SEQ=SEG.ACK><CTL=RST>.
+    out_options none;
+    if (rte_mbuf* r = build(t.rt, s.ack, 0, f_rst, 0, none, nullptr, 0, 0)) {
+      push_tx(r);
+      ctr_.resets_sent[static_cast<size_t>(reset_reason::bad_handshake_ack)].add();
+    }
+    return drop::tcp_bad_ack;
+  }
+  --syn_received_;
+  t.state = tcp_state::established;
+  t.snd_una = t.iss + 1;
+  if (t.rtt_timing && !t.info.timestamps) rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);
+  t.rtt_timing = false;
+  t.snd_wnd = static_cast<uint32_t>(s.wnd) << t.snd_wscale;
+  t.max_snd_wnd = std::max(t.max_snd_wnd, t.snd_wnd);
+  t.snd_wl1 = s.seq;
+  t.snd_wl2 = s.ack;
+  t.cwnd = std::min<uint32_t>(10u * t.mss, std::max<uint32_t>(2u * t.mss, 14600));  // RFC 6928
+  t.ssthresh = 1u << 30;
+  t.t_rexmit = 0;
+  t.backoff = 0;
+  t.last_rx_tsc = now_;
+  t.t_state = now_ + ms(cfg_.idle_timeout_ms);
+  t.accepted = true;
+  if (!app_->on_accept(handle(t), t.info)) {
+    t.accepted = false;
+    ctr_.refused.add();
+    send_rst(t, reset_reason::app_refused);
+    release(t);
+    return drop::tcp_app_refused;
+  }
+  ctr_.opened.add();
+  if (t.release_pending) return drop::none;
+  // The ACK may carry data and a FIN.
+  return synchronized_input(t, s);
+}
+
+void engine::challenge_ack(tcb& t, drop why) {
+  (void)why;
+  const uint64_t sec = now_ms() / 1000;
+  if (sec != challenge_second_) {
+    challenge_second_ = sec;
+    challenge_count_ = 0;
+  }
+  if (challenge_count_ >= cfg_.challenge_acks_per_s) {
+    ctr_.drops.add(drop::tcp_challenge_limited);
+    return;
+  }
+  ++challenge_count_;
+  ctr_.challenge_acks.add();
+  send_ack(t);
+}
+
+drop engine::synchronized_input(tcb& t, const segment& s) {
+  // PAWS (RFC 7323 §5.3); a ts_recent idle for 24 days is no longer trusted.
+  if (t.info.timestamps && s.opt.has_ts && (s.flags & f_rst) == 0 &&
+      seq_lt(s.opt.tsval, t.ts_recent) && now_ - t.ts_recent_tsc < ms(24ull * 86400 * 1000)) {
+    send_ack(t);
+    return drop::tcp_paws;
+  }
+  const uint32_t wnd = seq_gt(t.rcv_adv, t.rcv_nxt) ? t.rcv_adv - t.rcv_nxt : 0;
+  if (s.flags & f_rst) {  // RFC 5961 §3.2
+    if (s.seq == t.rcv_nxt) {
+      notify_closed(t, close_reason::peer_reset);
+      release(t);
+      return drop::none;
+    }
+    if (seq_gt(s.seq, t.rcv_nxt) && seq_lt(s.seq, t.rcv_nxt + std::max<uint32_t>(wnd, 1))) {
+      challenge_ack(t, drop::tcp_rst_challenged);
+      return drop::tcp_rst_challenged;
+    }
+    return drop::tcp_rst_out_of_window;
+  }
+  if (s.flags & f_syn) {  // RFC 5961 §4: any SYN on a synchronized connection
+    challenge_ack(t, drop::tcp_syn_challenged);
+    return drop::tcp_syn_challenged;
+  }
+  if ((s.flags & f_ack) == 0) return drop::tcp_no_ack;
+
+  // Trim to the receive window (RFC 9293 §3.10.7.4, BSD's tcp_input).
+  drop result = drop::none;
+  uint32_t seq = s.seq, len = s.len;
+  const uint8_t* data = s.data;
+  bool fin = (s.flags & f_fin) != 0;
+  if (seq_lt(seq, t.rcv_nxt)) {
+    const uint32_t todrop = t.rcv_nxt - seq;
+    if (todrop > len || (todrop == len && !fin)) {
+      // Entirely old: ACK so the peer resynchronises, and still use its ACK field.
+      if (len > 0 || fin) {
+        result = drop::tcp_duplicate;
+        t.ack_now = true;
+      }
+      fin = false;
+      len = 0;
+      seq = t.rcv_nxt;
+    } else {
+      data += todrop;
+      len -= todrop;
+      seq = t.rcv_nxt;
+    }
+  }
+  if (len > 0 || fin) {
+    if (wnd == 0 || seq_geq(seq, t.rcv_nxt + wnd)) {
+      t.ack_now = true;
+      if (!(wnd == 0 && seq == t.rcv_nxt)) {
+        send_ack(t);
+        return drop::tcp_out_of_window;
+      }
+      // A zero-window probe: take its ACK field, drop its byte, answer with our window.
+      result = drop::tcp_out_of_window;
+      len = 0;
+      fin = false;
+    } else if (seq_gt(seq + len, t.rcv_nxt + wnd)) {
+      len = t.rcv_nxt + wnd - seq;
+      fin = false;
+    }
+    // The ring holds rcv_buf bytes from rcv_read; rounding of a scaled window may promise a
+    // few bytes more.
+    const uint32_t room = t.rcv_read + cfg_.rcv_buf - seq;
+    if (len > room) {
+      len = room;
+      fin = false;
+    }
+  }
+  // RFC 7323 §4.3: take TSval from segments covering the last ACK we sent.
+  if (t.info.timestamps && s.opt.has_ts && seq_leq(s.seq, t.last_ack_sent) &&
+      seq_geq(s.opt.tsval, t.ts_recent)) {
+    t.ts_recent = s.opt.tsval;
+    t.ts_recent_tsc = now_;
+  }
+  bool window_changed = false;
+  if (const drop d = process_ack(t, s, window_changed); d != drop::none) return d;
+  if (t.release_pending) return result;
+  t.last_rx_tsc = now_;
+
+  bool readable = false;
+  if (len > 0) {
+    if (t.state == tcp_state::established || t.state == tcp_state::fin_wait_1 ||
+        t.state == tcp_state::fin_wait_2) {
+      if (t.app_closed) {
+        t.ack_now = false;
+        reset_conn(t, reset_reason::data_after_close, close_reason::data_after_close);
+        return drop::none;
+      }
+      receive_data(t, seq, data, len, readable);
+    } else {
+      result = drop::tcp_data_after_fin;
+      t.ack_now = true;
+      fin = false;
+    }
+  }
+  if (readable && t.accepted && !t.app_closed) {
+    app_->on_readable(handle(t));
+    if (t.release_pending) return result;
+  }
+  if (fin) {
+    if (seq + len == t.rcv_nxt && !t.peer_fin) {
+      process_fin(t);
+      if (t.release_pending) return result;
+    } else {
+      t.ack_now = true;  // a FIN beyond a hole: the peer sends it again
+    }
+  }
+  output(t);
+  if (!t.ack_now && t.last_ack_sent != t.rcv_nxt && t.t_delack == 0) {
+    t.t_delack = now_ + ms(cfg_.delayed_ack_ms);
+    schedule(t);
+  }
+  return result;
+}
+
+drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
+  const uint32_t ack = s.ack;
+  if (seq_gt(ack, t.snd_max)) {  // ACK for data never sent
+    send_ack(t);
+    return drop::tcp_bad_ack;
+  }
+  if (seq_lt(ack, t.snd_una - std::max<uint32_t>(t.max_snd_wnd, t.mss))) {  // RFC 5961 §5.2
+    challenge_ack(t, drop::tcp_bad_ack);
+    return drop::tcp_bad_ack;
+  }
+  const uint32_t wnd = static_cast<uint32_t>(s.wnd) << t.snd_wscale;
+  if (seq_lt(t.snd_wl1, s.seq) || (t.snd_wl1 == s.seq && seq_leq(t.snd_wl2, ack))) {
+    window_changed = wnd != t.snd_wnd;
+    t.snd_wnd = wnd;
+    t.snd_wl1 = s.seq;
+    t.snd_wl2 = ack;
+    t.max_snd_wnd = std::max(t.max_snd_wnd, wnd);
+    if (wnd > 0 && t.persist) {
+      t.persist = false;
+      t.t_rexmit = 0;
+      t.backoff = 0;
+    }
+  }
+  update_scoreboard(t, s);
+  if (seq_gt(ack, t.snd_una)) {
+    const uint32_t acked = ack - t.snd_una;
+    if (t.info.timestamps && s.opt.has_ts && s.opt.tsecr != 0 &&
+        seq_leq(s.opt.tsecr, static_cast<uint32_t>(now_ms()))) {
+      rtt_sample(t, (static_cast<uint32_t>(now_ms()) - s.opt.tsecr) * 1000ull);
+    } else if (t.rtt_timing && seq_gt(ack, t.rtt_seq)) {
+      rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);
+    }
+    if (t.rtt_timing && seq_gt(ack, t.rtt_seq)) t.rtt_timing = false;
+    const uint32_t data_acked = std::min(acked, t.tx_len);
+    const bool fin_acked = t.fin_queued && acked > t.tx_len;
+    t.tx_head += data_acked;
+    if (t.tx_head >= cfg_.snd_buf) t.tx_head -= cfg_.snd_buf;
+    t.tx_len -= data_acked;
+    t.snd_una = ack;
+    if (seq_lt(t.snd_nxt, t.snd_una)) t.snd_nxt = t.snd_una;
+    if (seq_lt(t.high_rxt, t.snd_una)) t.high_rxt = t.snd_una;
+    prune_scoreboard(t);
+    t.backoff = 0;
+    if (!t.persist) {
+      t.t_rexmit = 0;
+      if (t.snd_una != t.snd_max) arm_rto(t);  // RFC 6298 (5.3)
+    }
+    on_new_ack(t, acked);
+    if (data_acked > 0 && t.app_want_write && t.accepted && !t.app_closed && !t.fin_queued) {
+      t.app_want_write = false;
+      app_->on_writable(handle(t));
+      if (t.release_pending) return drop::none;
+    }
+    if (fin_acked) {
+      if (t.state == tcp_state::fin_wait_1) {
+        t.state = tcp_state::fin_wait_2;
+      } else if (t.state == tcp_state::closing) {
+        enter_time_wait(t);
+      } else if (t.state == tcp_state::last_ack) {
+        notify_closed(t, close_reason::normal);
+        release(t);
+      }
+    }
+  } else if (ack == t.snd_una && s.len == 0 && (s.flags & f_fin) == 0 && !window_changed &&
+             t.snd_max != t.snd_una) {
+    // Duplicate ACK (RFC 5681 §2); three start fast retransmit unless a recovery for this
+    // window already ran (RFC 6582 §3.2 step 2).
+    ++t.dupacks;
+    if (!t.in_recovery && t.dupacks == 3 && seq_gt(t.snd_una, t.recover)) {
+      enter_recovery(t);
+    } else if (t.in_recovery && !t.info.sack) {
+      t.cwnd += t.mss;  // NewReno inflation
+    }
+  }
+  return drop::none;
+}
+
+void engine::update_scoreboard(tcb& t, const segment& s) {
+  if (!t.info.sack) return;
+  for (uint8_t k = 0; k < s.opt.n_sack; ++k) {
+    seq_range b = s.opt.sack[k];
+    if (!seq_lt(b.start, b.end) || seq_gt(b.end, t.snd_max) || seq_leq(b.end, t.snd_una))
+      continue;  // bogus, or a D-SACK below snd_una
+    if (seq_lt(b.start, t.snd_una)) b.start = t.snd_una;
+    seq_range out[max_sack_blocks + 1];
+    uint8_t n = 0;
+    bool placed = false;
+    for (uint8_t i = 0; i < t.n_sacked; ++i) {
+      const seq_range r = t.sacked[i];
+      if (seq_lt(r.end, b.start)) {
+        out[n++] = r;
+      } else if (seq_lt(b.end, r.start)) {
+        if (!placed) out[n++] = b, placed = true;
+        out[n++] = r;
+      } else {
+        b.start = seq_min(b.start, r.start);
+        b.end = seq_max(b.end, r.end);
+      }
+    }
+    if (!placed) out[n++] = b;
+    // Full: forget the highest range; the peer repeats it and the RTO still covers it.
+    t.n_sacked = std::min<uint8_t>(n, max_sack_blocks);
+    std::copy_n(out, t.n_sacked, t.sacked);
+  }
+}
+
+void engine::prune_scoreboard(tcb& t) {
+  uint8_t n = 0;
+  for (uint8_t i = 0; i < t.n_sacked; ++i) {
+    seq_range r = t.sacked[i];
+    if (seq_leq(r.end, t.snd_una)) continue;
+    if (seq_lt(r.start, t.snd_una)) r.start = t.snd_una;
+    t.sacked[n++] = r;
+  }
+  t.n_sacked = n;
+}
+
+void engine::receive_data(tcb& t, uint32_t seq, const uint8_t* data, uint32_t len, bool& readable) {
+  uint32_t pos = t.rx_head + (seq - t.rcv_read);
+  if (pos >= cfg_.rcv_buf) pos -= cfg_.rcv_buf;
+  const uint32_t first = std::min(len, cfg_.rcv_buf - pos);
+  std::memcpy(t.rx + pos, data, first);
+  std::memcpy(t.rx, data + first, len - first);
+  if (seq == t.rcv_nxt) {
+    t.rcv_nxt += len;
+    const bool filled = t.n_ooo > 0;
+    uint8_t k = 0;
+    while (k < t.n_ooo && seq_leq(t.ooo[k].start, t.rcv_nxt)) {
+      t.rcv_nxt = seq_max(t.rcv_nxt, t.ooo[k].end);
+      ++k;
+    }
+    if (k > 0) {
+      std::copy(t.ooo + k, t.ooo + t.n_ooo, t.ooo);
+      t.n_ooo = static_cast<uint8_t>(t.n_ooo - k);
+    }
+    readable = true;
+    // RFC 5681 §4.2: ACK at once when a gap fills, and at least every second segment.
+    if (filled || ++t.unacked_segs >= 2) t.ack_now = true;
+    return;
+  }
+  bool dropped = false;
+  insert_ooo(t, seq, len, dropped);
+  if (dropped) {
+    ctr_.drops.add(drop::tcp_ooo_full);
+  } else {
+    ctr_.ooo_segments.add();
+    t.last_ooo_seq = seq;
+  }
+  t.ack_now = true;  // duplicate ACK with SACK, so the sender learns of the hole
+}
+
+void engine::insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped) {
+  seq_range b{seq, seq + len};
+  seq_range out[max_ooo_ranges + 1];
+  uint8_t n = 0;
+  bool placed = false;
+  for (uint8_t i = 0; i < t.n_ooo; ++i) {
+    const seq_range r = t.ooo[i];
+    if (seq_lt(r.end, b.start)) {
+      out[n++] = r;
+    } else if (seq_lt(b.end, r.start)) {
+      if (!placed) out[n++] = b, placed = true;
+      out[n++] = r;
+    } else {
+      b.start = seq_min(b.start, r.start);
+      b.end = seq_max(b.end, r.end);
+    }
+  }
+  if (!placed) out[n++] = b;
+  if (n > std::min<uint8_t>(cfg_.ooo_max_ranges, max_ooo_ranges)) {
+    dropped = true;
+    return;
+  }
+  std::copy_n(out, n, t.ooo);
+  t.n_ooo = n;
+}
+
+void engine::process_fin(tcb& t) {
+  t.rcv_nxt += 1;
+  t.peer_fin = true;
+  t.ack_now = true;
+  switch (t.state) {
+    case tcp_state::established:
+      t.state = tcp_state::close_wait;
+      if (t.accepted && !t.app_closed) app_->on_peer_fin(handle(t));
+      break;
+    case tcp_state::fin_wait_1:
+      // Our FIN not yet acknowledged: simultaneous close.
+      t.state = tcp_state::closing;
+      break;
+    case tcp_state::fin_wait_2:
+      enter_time_wait(t);
+      break;
+    default:
+      break;
+  }
+}
+
+void engine::enter_time_wait(tcb& t) {
+  t.state = tcp_state::time_wait;
+  t.t_rexmit = 0;
+  t.persist = false;
+  t.t_delack = 0;
+  t.t_state = now_ + ms(cfg_.time_wait_ms);
+  notify_closed(t, close_reason::normal);
+  schedule(t);
+}
+
+}  // namespace l4::tcp

@@ -1,0 +1,177 @@
+// The per-worker timer wheel (1 ms slots, one entry per TCB at its earliest deadline) and what
+// each timer does: retransmission (RFC 6298), SYN-ACK retries, zero-window probes, delayed ACKs,
+// handshake / idle / FIN-wait / TIME_WAIT expiry.
+#include <rte_tcp.h>
+
+#include <algorithm>
+
+#include "engine.hh"
+
+namespace l4::tcp {
+
+void engine::wheel_unlink(tcb& t) {
+  if (t.wheel_slot == no_index) return;
+  if (t.wheel_prev != no_index) tcbs_[t.wheel_prev].wheel_next = t.wheel_next;
+  else wheel_[t.wheel_slot] = t.wheel_next;
+  if (t.wheel_next != no_index) tcbs_[t.wheel_next].wheel_prev = t.wheel_prev;
+  t.wheel_prev = t.wheel_next = no_index;
+  t.wheel_slot = no_index;
+}
+
+void engine::wheel_link(tcb& t, uint32_t slot) {
+  const uint32_t idx = index_of(t);
+  t.wheel_slot = slot;
+  t.wheel_prev = no_index;
+  t.wheel_next = wheel_[slot];
+  if (t.wheel_next != no_index) tcbs_[t.wheel_next].wheel_prev = idx;
+  wheel_[slot] = idx;
+}
+
+void engine::schedule(tcb& t) {
+  if (t.release_pending) return;
+  uint64_t at = 0;
+  for (uint64_t d : {t.t_rexmit, t.t_delack, t.t_state})
+    if (d != 0 && (at == 0 || d < at)) at = d;
+  if (at == t.wheel_at && t.wheel_slot != no_index) return;
+  wheel_unlink(t);
+  t.wheel_at = at;
+  if (at == 0) return;
+  // A deadline in the past or in this tick fires on the next tick; one beyond the wheel's span
+  // goes round and is re-queued when its slot comes up early.
+  const uint64_t tick = std::max<uint64_t>(at / tsc_per_ms_, wheel_tick_ + 1);
+  wheel_link(t, static_cast<uint32_t>(tick % wheel_slots));
+}
+
+void engine::arm_rto(tcb& t) {
+  const uint64_t rto = std::min<uint64_t>(uint64_t{t.rto_ms} << std::min<uint8_t>(t.backoff, 20),
+                                          cfg_.rto_max_ms);
+  t.t_rexmit = now_ + ms(rto);
+}
+
+void engine::poll(uint64_t now_tsc) {
+  if (now_tsc > now_) now_ = now_tsc;
+  const uint64_t target = now_ / tsc_per_ms_;
+  if (target > wheel_tick_) {
+    const uint64_t steps = std::min<uint64_t>(target - wheel_tick_, wheel_slots);
+    for (uint64_t i = 1; i <= steps; ++i)
+      process_slot(static_cast<uint32_t>((target - steps + i) % wheel_slots));
+    wheel_tick_ = target;
+  }
+  reap();
+}
+
+void engine::process_slot(uint32_t slot) {
+  // Detach the slot onto the "in progress" list so that re-queued TCBs (and TCBs another
+  // callback closes) never disturb the walk.
+  const uint32_t busy = wheel_slots;
+  wheel_[busy] = wheel_[slot];
+  wheel_[slot] = no_index;
+  for (uint32_t i = wheel_[busy]; i != no_index; i = tcbs_[i].wheel_next) tcbs_[i].wheel_slot = busy;
+  while (wheel_[busy] != no_index) {
+    tcb& t = tcbs_[wheel_[busy]];
+    wheel_unlink(t);
+    if (t.wheel_at <= now_) {
+      fire(t);
+    }
+    t.wheel_at = 0;
+    schedule(t);
+  }
+}
+
+void engine::fire(tcb& t) {
+  if (t.t_delack != 0 && t.t_delack <= now_) {
+    t.t_delack = 0;
+    if (t.last_ack_sent != t.rcv_nxt && t.synchronized()) {
+      send_ack(t);
+      ctr_.delayed_acks.add();
+    }
+  }
+  if (t.t_rexmit != 0 && t.t_rexmit <= now_) {
+    t.t_rexmit = 0;
+    rexmit_timer(t);
+    if (t.release_pending) return;
+  }
+  if (t.t_state != 0 && t.t_state <= now_) {
+    t.t_state = 0;
+    state_timer(t);
+  }
+}
+
+void engine::rexmit_timer(tcb& t) {
+  if (t.state == tcp_state::syn_received) {
+    if (t.synack_retries >= cfg_.max_synack_retries) {
+      release(t);
+      return;
+    }
+    ++t.synack_retries;
+    ++t.backoff;
+    t.rtt_timing = false;
+    send_segment(t, t.iss, 0, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, tx_kind::retransmit);
+    arm_rto(t);
+    return;
+  }
+  if (t.persist) {
+    if (t.snd_wnd == 0 && t.tx_len > 0) {
+      send_segment(t, t.snd_una, 1, RTE_TCP_ACK_FLAG, tx_kind::probe);
+      ctr_.persist_probes.add();
+      if (t.backoff < 16) ++t.backoff;
+      arm_rto(t);
+      t.t_rexmit = std::max(t.t_rexmit, now_ + ms(cfg_.rto_min_ms));
+    } else {
+      t.persist = false;
+      t.backoff = 0;
+      output(t);
+    }
+    return;
+  }
+  if (t.snd_una == t.snd_max) return;
+  if (t.backoff >= cfg_.max_retransmits) {
+    reset_conn(t, reset_reason::retransmit_limit, close_reason::retransmit_limit);
+    return;
+  }
+  ctr_.rto_events.add();
+  ++t.backoff;
+  const uint32_t flight = t.snd_max - t.snd_una;
+  if (t.backoff == 1) t.ssthresh = std::max<uint32_t>(flight / 2, 2u * t.mss);  // RFC 5681 (4)
+  t.cwnd = t.mss;
+  t.in_recovery = false;
+  t.dupacks = 0;
+  t.recover = t.snd_max;  // RFC 6582 §3.2 step 1 after a timeout
+  t.n_sacked = 0;         // the receiver may renege (RFC 2018 §8)
+  t.rtt_timing = false;   // Karn
+  t.snd_nxt = t.snd_una;
+  t.high_rxt = t.snd_una;
+  arm_rto(t);
+  output(t);
+}
+
+void engine::state_timer(tcb& t) {
+  switch (t.state) {
+    case tcp_state::syn_received:
+      release(t);  // handshake timeout
+      return;
+    case tcp_state::time_wait:
+      release(t);
+      return;
+    case tcp_state::established:
+    case tcp_state::close_wait:
+    case tcp_state::fin_wait_1:
+    case tcp_state::fin_wait_2:
+    case tcp_state::closing:
+    case tcp_state::last_ack: {
+      const bool open = t.state == tcp_state::established || t.state == tcp_state::close_wait;
+      const uint64_t limit = ms(open ? cfg_.idle_timeout_ms : cfg_.fin_wait_timeout_ms);
+      if (t.last_rx_tsc + limit > now_) {
+        t.t_state = t.last_rx_tsc + limit;
+        return;
+      }
+      if (open) reset_conn(t, reset_reason::idle_timeout, close_reason::idle_timeout);
+      else reset_conn(t, reset_reason::fin_wait_timeout, close_reason::fin_wait_timeout);
+      return;
+    }
+    case tcp_state::closed:
+      return;
+  }
+}
+
+}  // namespace l4::tcp
