@@ -290,15 +290,20 @@ class loader {
                                     {{"l4", service_kind::l4}, {"tcp", service_kind::tcp}, {"tls", service_kind::tls}});
       if (s.kind != service_kind::l4 && s.protocol != IPPROTO_TCP)
         fail(sn, what + ": kind '" + to_string(s.kind) + "' needs protocol tcp");
-      if (!service_kind_built(s.kind))
-        fail(kind, what + ": service kind '" + std::string(to_string(s.kind)) +
-                       "' is not available in this build of edged yet");
       const auto pool = required(sn, "pool", what);
       s.pool = str(pool, "service pool");
       if (c.find_pool(s.pool) == nullptr) fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
       c.services.push_back(std::move(s));
+    }
+    // After the structural checks, so that those errors come first whatever the build.
+    size_t i = 0;
+    for (const auto& sn : n) {
+      const service_config& s = c.services[i++];
+      if (!service_kind_built(s.kind))
+        fail(sn["kind"], "service '" + s.name + "': service kind '" + to_string(s.kind) +
+                             "' is not available in this build of edged yet");
     }
   }
 

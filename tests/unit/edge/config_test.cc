@@ -1,0 +1,126 @@
+// Config validation: every file in bad_configs/ must be refused with the message and position on
+// its first line ("# expect: LINE:COL: MESSAGE"); the shipped examples must load.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "edge/config.hh"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const char* source_dir() { return EDGE_TEST_SOURCE_DIR; }
+
+std::vector<fs::path> bad_files() {
+  std::vector<fs::path> v;
+  for (const auto& e : fs::directory_iterator(fs::path(source_dir()) / "bad_configs")) v.push_back(e.path());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+class bad_config : public ::testing::TestWithParam<fs::path> {};
+
+TEST_P(bad_config, is_refused_with_location_and_message) {
+  const fs::path p = GetParam();
+  const std::string text = read(p);
+  const std::string first = text.substr(0, text.find('\n'));
+  ASSERT_EQ(first.rfind("# expect: ", 0), 0u) << p << " lacks its '# expect:' line";
+  const std::string expected = first.substr(10);
+  auto c = edge::parse_config(text, "test.yaml");
+  ASSERT_FALSE(c.has_value()) << p << " was accepted";
+  EXPECT_EQ(c.error().str(), "test.yaml:" + expected) << p;
+}
+
+INSTANTIATE_TEST_SUITE_P(files, bad_config, ::testing::ValuesIn(bad_files()),
+                         [](const auto& param_info) { return param_info.param.stem().string(); });
+
+TEST(config, full_example_loads_with_defaults) {
+  auto c = edge::parse_config(R"(
+eal:
+  args: [--no-huge, -m, "512"]
+ports:
+  - name: wan0
+    role: wan
+    device: net_af_packet0,iface=dut0
+    addresses: [10.99.0.1/24, "fd00:99::1/64"]
+  - {name: lan0, role: lan, device: "net_af_packet1,iface=lan0", mtu: 9000}
+workers:
+  lcores: [1, 2]
+admin:
+  listen: "[::1]:9999"
+logging: {level: debug, format: json}
+pools:
+  - name: gw
+    proxy_protocol: false
+    health_check: {type: http, path: /healthz, interval_ms: 500, timeout_ms: 200, rise: 1, fall: 2}
+    backends:
+      - {address: 10.99.1.10, port: 8080, weight: 3}
+      - {address: "fd00:1::10", port: 8080}
+)", "ok.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().str();
+  EXPECT_EQ(c->eal_args.size(), 3u);
+  ASSERT_EQ(c->ports.size(), 2u);
+  EXPECT_EQ(c->ports[0].addresses[1].str(), "fd00:99::1/64");
+  EXPECT_EQ(c->ports[0].mtu, 1500);
+  EXPECT_EQ(c->ports[1].mtu, 9000);
+  EXPECT_EQ(c->ports[1].role, edge::port_role::lan);
+  EXPECT_EQ(c->workers.lcores, (std::vector<unsigned>{1, 2}));
+  EXPECT_EQ(c->workers.burst, 32u);
+  EXPECT_EQ(c->admin.address.str(), "::1");
+  EXPECT_EQ(c->admin.port, 9999);
+  EXPECT_EQ(c->logging.format, edge::log_format::json);
+  ASSERT_EQ(c->pools.size(), 1u);
+  EXPECT_FALSE(c->pools[0].proxy_protocol);
+  EXPECT_EQ(c->pools[0].health.kind, edge::health_check_config::type::http);
+  EXPECT_EQ(c->pools[0].health.fall, 2u);
+  EXPECT_EQ(c->pools[0].backends[0].weight, 3u);
+  EXPECT_EQ(c->pools[0].backends[1].weight, 1u);
+}
+
+TEST(config, kinds_not_built_are_refused_by_name) {
+  for (auto kind : {edge::service_kind::l4, edge::service_kind::tcp, edge::service_kind::tls}) {
+    const std::string text = std::string(R"(
+ports: [{name: wan0, role: wan, device: net_ring0}]
+workers: {lcores: [1]}
+pools: [{name: p, backends: [{address: 10.0.1.1, port: 80}]}]
+services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_string(kind) + "}]\n";
+    auto c = edge::parse_config(text, "k.yaml");
+    if (edge::service_kind_built(kind)) {
+      EXPECT_TRUE(c.has_value()) << edge::to_string(kind) << ": " << c.error().str();
+    } else {
+      ASSERT_FALSE(c.has_value());
+      EXPECT_NE(c.error().message.find("is not available in this build"), std::string::npos) << c.error().str();
+    }
+  }
+}
+
+TEST(config, missing_file_is_an_error_naming_it) {
+  auto c = edge::load_config("/nonexistent/edged.yaml");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().where, "/nonexistent/edged.yaml");
+}
+
+TEST(config, shipped_examples_are_valid) {
+  const fs::path dir = fs::path(source_dir()) / ".." / ".." / ".." / "deploy" / "examples";
+  if (!fs::exists(dir)) GTEST_SKIP() << "no deploy/examples";
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".yaml") continue;
+    auto c = edge::load_config(e.path().string());
+    EXPECT_TRUE(c.has_value()) << (c ? "" : c.error().str());
+    ++n;
+  }
+  EXPECT_GT(n, 0u);
+}
+
+}  // namespace
