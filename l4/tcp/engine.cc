@@ -238,7 +238,7 @@ void engine::consume(conn_handle c, size_t n) {
   const uint32_t grow = right - old_right;
   const uint32_t our_mss = t->rt.v6 ? our_mss_v6_ : our_mss_v4_;
   if (t->synchronized() && !t->peer_fin && seq_gt(right, old_right) &&
-      (grow >= std::min<uint32_t>(2u * our_mss, cfg_.rcv_buf / 2) || old_right == t->rcv_nxt))
+      grow >= std::min<uint32_t>(2u * our_mss, cfg_.rcv_buf / 2))
     send_ack(*t);
 }
 
