@@ -6,7 +6,10 @@
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <string>
 
 namespace edge_test {
 
@@ -20,8 +23,10 @@ inline rte_mempool* mempool() { return pool_slot(); }
 class eal_env : public ::testing::Environment {
  public:
   void SetUp() override {
+    // A per-process file prefix so that test binaries can run in parallel.
+    static const std::string prefix = "--file-prefix=edge-test-" + std::to_string(getpid());
     const char* argv[] = {"edge-test", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                          "-m", "256", "-l", "0", "--log-level=lib.eal:warning"};
+                          "-m", "256", "-l", "0", "--log-level=lib.eal:warning", prefix.c_str()};
     int argc = sizeof(argv) / sizeof(argv[0]);
     if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
       fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
