@@ -437,7 +437,7 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
       }
     }
   } else if (ack == t.snd_una && s.len == 0 && (s.flags & f_fin) == 0 && !window_changed &&
-             t.snd_max != t.snd_una) {
+             t.snd_max != t.snd_una && t.snd_wnd != 0 && !t.persist) {
     // Duplicate ACK (RFC 5681 §2); three start fast retransmit unless a recovery for this
     // window already ran (RFC 6582 §3.2 step 2).
     ++t.dupacks;

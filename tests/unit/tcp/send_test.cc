@@ -1,0 +1,220 @@
+// Send side: segmentation, send buffer back-pressure, RTO with back-off, fast retransmit and
+// NewReno, SACK-based loss recovery, zero-window probes.
+#include "tcp_harness.hh"
+
+namespace tcp_test {
+namespace {
+
+using l4::drop;
+using l4::tcp::reset_reason;
+
+class sending : public harness {
+ protected:
+  // Payload bytes per segment we expect: peer MSS 1460 less 12 for timestamps.
+  static constexpr uint32_t mss = 1448;
+  std::vector<seg_out> data_segments() {
+    std::vector<seg_out> r;
+    for (auto& s : drain())
+      if (!s.payload.empty()) r.push_back(s);
+    return r;
+  }
+};
+
+TEST_F(sending, segments_at_mss_and_back_pressure) {
+  start();
+  auto c = establish();
+  const auto all = bytes(cfg.snd_buf + 1000);
+  EXPECT_EQ(st->send_space(c), cfg.snd_buf);
+  EXPECT_EQ(st->send(c, all), cfg.snd_buf);  // bounded by the send buffer
+  EXPECT_EQ(st->send_space(c), 0u);
+  auto segs = data_segments();
+  // Initial window: 10 segments (RFC 6928), capped at 14600 bytes.
+  ASSERT_EQ(segs.size(), 10u);
+  uint32_t next = siss + 1;
+  for (auto& s : segs) {
+    EXPECT_EQ(s.seq, next);
+    EXPECT_LE(s.payload.size(), mss);
+    EXPECT_EQ(s.ack, cisn + 1);
+    EXPECT_TRUE(s.flags & ACK);
+    EXPECT_EQ(s.payload, std::vector<uint8_t>(all.begin() + (s.seq - siss - 1), all.begin() + (s.seq - siss - 1) + s.payload.size()));
+    next += uint32_t(s.payload.size());
+  }
+  EXPECT_EQ(segs[0].payload.size(), mss);
+  EXPECT_EQ(app.writable, 0);
+  // ACK of the first 4 segments frees space: on_writable, and more data goes out.
+  ASSERT_EQ(cseg(ACK, 0, 4 * mss), drop::none);
+  EXPECT_EQ(app.writable, 1);
+  EXPECT_EQ(st->send_space(c), 4 * mss);
+  segs = data_segments();
+  ASSERT_FALSE(segs.empty());
+  EXPECT_EQ(segs[0].seq, next);
+}
+
+TEST_F(sending, rto_backs_off_and_gives_up) {
+  cfg.max_retransmits = 3;
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  auto first = one();
+  EXPECT_EQ(first.payload.size(), 100u);
+  // With timestamps the handshake gives no RTT sample (the ACK acknowledges no data): the first
+  // RTO is the initial 1 s, then it doubles.
+  uint64_t rto = 1000;
+  for (int i = 0; i < 3; ++i) {
+    advance_ms(rto - 1);
+    EXPECT_TRUE(drain().empty()) << "retransmit " << i << " too early";
+    advance_ms(1);
+    auto r = one();
+    EXPECT_EQ(r.seq, first.seq);
+    EXPECT_EQ(r.payload, first.payload);
+    rto *= 2;
+  }
+  EXPECT_EQ(st->stats().rto_events.get(), 3u);
+  EXPECT_EQ(st->stats().retransmits.get(), 3u);
+  advance_ms(rto);
+  auto r = one();
+  EXPECT_TRUE(r.flags & RST);
+  ASSERT_EQ(app.closed.size(), 1u);
+  EXPECT_EQ(app.closed[0].second, close_reason::retransmit_limit);
+  EXPECT_EQ(st->stats().resets(reset_reason::retransmit_limit), 1u);
+  EXPECT_EQ(st->stats().active.get(), 0u);
+  EXPECT_EQ(st->send(c, bytes(1)), 0u);  // stale handle
+}
+
+TEST_F(sending, rto_without_timestamps_uses_initial_then_collapses_cwnd) {
+  start();
+  auto c = establish(false);
+  ASSERT_EQ(st->send(c, bytes(5000)), 5000u);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 10u);  // MSS 536, initial window 10 segments
+  // The SYN-ACK/ACK exchange measured ~0 ms: RTO = max(rto_min, srtt + 4 rttvar) = 200 ms.
+  advance_ms(199);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);  // cwnd is one segment after a timeout
+  EXPECT_EQ(segs[0].seq, siss + 1);
+  // The ACK of the retransmission opens the window: slow start sends the next two.
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + 536), drop::none);
+  segs = data_segments();
+  EXPECT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].seq, siss + 1 + 536);
+}
+
+TEST_F(sending, rtt_sample_sets_rto) {
+  start();
+  auto c = establish();  // timestamps: the handshake ACK gives no sample, RTO stays 1 s
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  drain();
+  advance_ms(300);  // the peer's ACK echoes our TSval from 300 ms ago
+  ASSERT_EQ(cseg(ACK, 0, 100), drop::none);
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  drain();
+  // First sample R = 300 ms: srtt = 300, rttvar = 150, RTO = srtt + 4 rttvar = 900 ms (RFC 6298).
+  advance_ms(899);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  EXPECT_EQ(one().seq, siss + 101);
+}
+
+TEST_F(sending, fast_retransmit_and_newreno_partial_ack) {
+  start();
+  auto c = establish(false);  // no SACK: NewReno
+  ASSERT_EQ(st->send(c, bytes(5360)), 5360u);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 10u);
+  // Segments 1 and 3 lost: three duplicate ACKs for siss+1.
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(inject(ACK, cisn + 1, siss + 1), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1), drop::none);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1);
+  EXPECT_EQ(st->stats().fast_retransmits.get(), 1u);
+  // Partial ACK up to the second hole: it is retransmitted at once (RFC 6582).
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + 2 * 536), drop::none);
+  segs = data_segments();
+  ASSERT_GE(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1 + 2 * 536);
+  // Full ACK ends recovery.
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + 5360), drop::none);
+  EXPECT_EQ(st->stats().recoveries.get(), 1u);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+}
+
+TEST_F(sending, sack_recovery_retransmits_only_holes) {
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 10u);
+  const uint32_t base = siss + 1;
+  auto blk = [&](uint32_t a, uint32_t b) { return std::pair<uint32_t, uint32_t>{base + a * mss, base + b * mss}; };
+  // Segments 0 and 2 lost; the peer SACKs 1, then 3.., one dup ACK per arriving segment.
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 2)})), drop::none);
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 4), blk(1, 2)})), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 5), blk(1, 2)})), drop::none);
+  segs = data_segments();
+  ASSERT_GE(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base);  // fast retransmit of the first hole
+  std::vector<uint32_t> seqs;
+  for (auto& s : segs) seqs.push_back(s.seq);
+  // More SACKs: the second hole (segment 2) goes out, never a SACKed segment.
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 7), blk(1, 2)})), drop::none);
+  for (auto& s : data_segments()) seqs.push_back(s.seq);
+  EXPECT_NE(std::find(seqs.begin(), seqs.end(), base + 2 * mss), seqs.end());
+  for (uint32_t sacked : {1u, 3u, 4u, 5u, 6u})
+    EXPECT_EQ(std::find(seqs.begin(), seqs.end(), base + sacked * mss), seqs.end()) << sacked;
+  EXPECT_EQ(st->stats().fast_retransmits.get(), 1u);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+  // Cumulative ACK of everything ends recovery.
+  ASSERT_EQ(cseg(ACK, 0, 10 * mss), drop::none);
+  EXPECT_EQ(st->send(c, bytes(10)), 10u);
+  EXPECT_EQ(data_segments().size(), 1u);
+}
+
+TEST_F(sending, zero_window_probes_back_off_and_resume) {
+  start();
+  auto c = establish(false);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);  // peer window 0
+  ASSERT_EQ(st->send(c, bytes(1000)), 1000u);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(200);  // the persist interval starts at the RTO (200 ms after the handshake sample)
+  auto p = one();
+  EXPECT_EQ(p.seq, siss + 1);
+  EXPECT_EQ(p.payload.size(), 1u);
+  EXPECT_EQ(st->stats().persist_probes.get(), 1u);
+  // The peer answers with window 0 again: the next probe waits twice as long.
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);
+  advance_ms(399);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  EXPECT_EQ(one().payload.size(), 1u);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);
+  advance_ms(799);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  EXPECT_EQ(one().payload.size(), 1u);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);  // probes are not retransmission timeouts
+  // Window opens: the data flows from snd_una.
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 8192), drop::none);
+  uint32_t sent = 0;
+  for (auto& s : drain()) sent += uint32_t(s.payload.size());
+  EXPECT_EQ(sent, 1000u);
+}
+
+TEST_F(sending, ack_of_unsent_data_is_refused) {
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  drain();
+  EXPECT_EQ(cseg(ACK, 0, 5000), drop::tcp_bad_ack);
+  EXPECT_EQ(one().ack, cisn + 1);
+  ASSERT_EQ(cseg(ACK, 0, 100), drop::none);
+}
+
+}  // namespace
+}  // namespace tcp_test
+
+EDGE_TEST_MAIN_WITH_EAL()
