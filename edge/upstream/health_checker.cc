@@ -266,7 +266,17 @@ void health_checker::step(check& c, size_t i, int o, int res) {
 
 void health_checker::run() {
   io_uring* ring = &ring_->ring;
+  auto drain = [&] {
+    io_uring_cqe* cqes[64];
+    unsigned n;
+    while ((n = io_uring_peek_batch_cqe(ring, cqes, 64)) > 0) {
+      for (unsigned k = 0; k < n; ++k) on_cqe(io_uring_cqe_get_data64(cqes[k]), cqes[k]->res);
+      io_uring_cq_advance(ring, n);
+    }
+  };
   while (!stop_.load(std::memory_order_relaxed)) {
+    // Completions first: a check that finished in time is not failed because this thread woke late.
+    drain();
     const uint64_t now = now_ms();
     uint64_t wake = now + 100;  // also bounds how long stop() waits
     for (size_t i = 0; i < targets_.size(); ++i) {
@@ -289,12 +299,6 @@ void health_checker::run() {
       ts.tv_nsec = static_cast<long long>(ms % 1000) * 1000000;
       io_uring_cqe* cqe = nullptr;
       (void)io_uring_wait_cqe_timeout(ring, &cqe, &ts);
-    }
-    io_uring_cqe* cqes[64];
-    unsigned n;
-    while ((n = io_uring_peek_batch_cqe(ring, cqes, 64)) > 0) {
-      for (unsigned k = 0; k < n; ++k) on_cqe(io_uring_cqe_get_data64(cqes[k]), cqes[k]->res);
-      io_uring_cq_advance(ring, n);
     }
   }
   // Leave no op in flight on a descriptor we are about to close.

@@ -1,0 +1,284 @@
+// The health checker against loopback peers: TCP and HTTP checks, rise/fall counting, timeouts,
+// the change callback and the per-target state.
+#include "health_checker.hh"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.hh"
+
+namespace edge::upstream {
+namespace {
+
+using namespace test;
+
+// A minimal HTTP/1.0 server on a thread: answers every request with `status`.
+struct http_server {
+  listener l;
+  std::atomic<int> status{200};
+  std::atomic<bool> stop{false};
+  std::atomic<int> requests{0};
+  std::mutex mu;
+  std::string last_request;
+  std::thread t;
+
+  http_server() {
+    t = std::thread([this] {
+      while (!stop) {
+        int s = l.accept(20);
+        if (s < 0) continue;
+        std::string req;
+        char buf[512];
+        while (req.find("\r\n\r\n") == std::string::npos) {
+          pollfd p{s, POLLIN, 0};
+          if (::poll(&p, 1, 1000) != 1) break;
+          ssize_t n = ::recv(s, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          req.append(buf, static_cast<size_t>(n));
+        }
+        {
+          std::lock_guard g(mu);
+          last_request = req;
+        }
+        ++requests;
+        std::string resp = "HTTP/1.0 " + std::to_string(status.load()) + " X\r\nContent-Length: 0\r\n\r\n";
+        write_all(s, resp.data(), resp.size());
+        ::close(s);
+      }
+    });
+  }
+  ~http_server() {
+    stop = true;
+    t.join();
+  }
+};
+
+// Records callbacks; waits for the n-th.
+struct changes {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<health_change> seen;
+  std::vector<uint64_t> failures_at_change;   // failed checks so far
+  std::vector<uint64_t> successes_at_change;  // passed checks so far (one check at a time per target)
+  const health_checker* hc = nullptr;
+
+  health_checker::change_fn fn() {
+    return [this](const health_change& c) {
+      std::lock_guard g(mu);
+      seen.push_back(c);
+      uint64_t checks = hc ? hc->state(c.target).checks.get() : 0;
+      uint64_t failures = hc ? hc->state(c.target).failures.get() : 0;
+      failures_at_change.push_back(failures);
+      successes_at_change.push_back(checks - failures);
+      cv.notify_all();
+    };
+  }
+  bool wait(size_t n, int ms = 5000) {
+    std::unique_lock g(mu);
+    return cv.wait_for(g, std::chrono::milliseconds(ms), [&] { return seen.size() >= n; });
+  }
+};
+
+health_target target(uint16_t port, health_kind kind, unsigned rise = 2, unsigned fall = 3) {
+  health_target t;
+  t.pool = "gw";
+  t.backend = 0;
+  t.address = addr("127.0.0.1");
+  t.port = port;
+  t.params.kind = kind;
+  t.params.interval_ms = 40;
+  t.params.timeout_ms = 30;
+  t.params.rise = rise;
+  t.params.fall = fall;
+  return t;
+}
+
+TEST(health_checker, rejects_bad_params) {
+  auto t = target(80, health_kind::http);
+  t.params.path = "no-slash";
+  auto r = health_checker::create({t}, nullptr);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("path"), std::string::npos);
+  t = target(80, health_kind::tcp);
+  t.params.fall = 0;
+  EXPECT_FALSE(health_checker::create({t}, nullptr));
+  t = target(80, health_kind::tcp);
+  t.params.timeout_ms = 100;  // > interval
+  EXPECT_FALSE(health_checker::create({t}, nullptr));
+  t = target(0, health_kind::tcp);
+  EXPECT_FALSE(health_checker::create({t}, nullptr));
+}
+
+TEST(health_checker, tcp_down_after_fall_and_up_after_rise) {
+  auto l = std::make_unique<listener>();
+  const uint16_t port = l->port;
+  changes ch;
+  auto hc = health_checker::create({target(port, health_kind::tcp, 2, 3)}, ch.fn());
+  ASSERT_TRUE(hc) << hc.error().str();
+  ch.hc = hc->get();
+  (*hc)->start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE((*hc)->state(0).up.load());
+  EXPECT_GE((*hc)->state(0).checks.get(), 3u);
+  EXPECT_EQ((*hc)->state(0).failures.get(), 0u);
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_TRUE(ch.seen.empty());
+  }
+
+  l.reset();  // connection refused from now on
+  ASSERT_TRUE(ch.wait(1));
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_FALSE(ch.seen[0].up);
+    EXPECT_EQ(ch.seen[0].last_failure, health_failure::connect_refused);
+    EXPECT_EQ(ch.seen[0].info->port, port);
+    EXPECT_EQ(ch.failures_at_change[0], 3u);  // exactly `fall` failed checks
+  }
+  EXPECT_FALSE((*hc)->state(0).up.load());
+
+  listener back(false, 64, port);
+  ASSERT_GE(back.fd, 0);
+  ASSERT_TRUE(ch.wait(2));
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_TRUE(ch.seen[1].up);
+    // exactly `rise` passed checks after going down
+    EXPECT_EQ(ch.successes_at_change[1] - ch.successes_at_change[0], 2u);
+  }
+  EXPECT_TRUE((*hc)->state(0).up.load());
+  EXPECT_EQ((*hc)->state(0).transitions.get(), 2u);
+  (*hc)->stop();
+}
+
+TEST(health_checker, http_status_decides) {
+  http_server srv;
+  changes ch;
+  auto t = target(srv.l.port, health_kind::http, 1, 2);
+  t.params.path = "/healthz";
+  t.params.host = "gw.internal";
+  auto hc = health_checker::create({t}, ch.fn());
+  ASSERT_TRUE(hc);
+  ch.hc = hc->get();
+  (*hc)->start();
+  ASSERT_TRUE(run_until([] { return 0u; }, [&] { return (*hc)->state(0).last_status.load() == 200; }, 3000));
+  {
+    std::lock_guard g(srv.mu);
+    EXPECT_EQ(srv.last_request.rfind("GET /healthz HTTP/1.0\r\nHost: gw.internal:", 0), 0u) << srv.last_request;
+  }
+  srv.status = 503;
+  ASSERT_TRUE(ch.wait(1));
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_FALSE(ch.seen[0].up);
+    EXPECT_EQ(ch.seen[0].last_failure, health_failure::bad_status);
+    EXPECT_EQ(ch.seen[0].last_status, 503);
+  }
+  srv.status = 302;  // 3xx counts as up
+  ASSERT_TRUE(ch.wait(2));
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_TRUE(ch.seen[1].up);
+  }
+  (*hc)->stop();
+}
+
+TEST(health_checker, http_expected_status) {
+  http_server srv;
+  srv.status = 200;
+  changes ch;
+  auto t = target(srv.l.port, health_kind::http, 1, 1);
+  t.params.expect_status = 204;
+  auto hc = health_checker::create({t}, ch.fn());
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  ASSERT_TRUE(ch.wait(1));
+  {
+    std::lock_guard g(ch.mu);
+    EXPECT_FALSE(ch.seen[0].up);
+    EXPECT_EQ(ch.seen[0].last_status, 200);
+  }
+  srv.status = 204;
+  ASSERT_TRUE(ch.wait(2));
+  (*hc)->stop();
+}
+
+TEST(health_checker, timeouts_and_garbage_fail) {
+  blackhole bh;                       // connect never completes
+  listener mute;                      // accepts (backlog) but never answers HTTP
+  changes ch;
+  auto a = target(bh.port(), health_kind::tcp, 1, 1);
+  auto b = target(mute.port, health_kind::http, 1, 1);
+  b.backend = 1;
+  auto hc = health_checker::create({a, b}, ch.fn());
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  ASSERT_TRUE(ch.wait(2));
+  (*hc)->stop();
+  std::lock_guard g(ch.mu);
+  for (const auto& c : ch.seen) {
+    EXPECT_FALSE(c.up);
+    if (c.target == 0) {
+      EXPECT_EQ(c.last_failure, health_failure::connect_timeout);
+    } else {
+      EXPECT_EQ(c.last_failure, health_failure::timeout);
+    }
+  }
+}
+
+TEST(health_checker, non_http_answer_is_bad_response) {
+  listener l;
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    while (!stop) {
+      int s = l.accept(20);
+      if (s < 0) continue;
+      write_all(s, "SSH-2.0-OpenSSH\r\n", 17);
+      ::close(s);
+    }
+  });
+  changes ch;
+  auto hc = health_checker::create({target(l.port, health_kind::http, 1, 1)}, ch.fn());
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  bool got = ch.wait(1);
+  (*hc)->stop();
+  stop = true;
+  t.join();
+  ASSERT_TRUE(got);
+  std::lock_guard g(ch.mu);
+  EXPECT_EQ(ch.seen[0].last_failure, health_failure::bad_response);
+}
+
+TEST(health_checker, many_targets_stop_promptly) {
+  std::vector<std::unique_ptr<listener>> ls;
+  std::vector<health_target> ts;
+  for (int i = 0; i < 50; ++i) {
+    ls.push_back(std::make_unique<listener>());
+    auto t = target(ls.back()->port, health_kind::tcp);
+    t.backend = static_cast<size_t>(i);
+    ts.push_back(t);
+  }
+  auto hc = health_checker::create(ts, nullptr);
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto t0 = std::chrono::steady_clock::now();
+  (*hc)->stop();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(ms, 500);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_TRUE((*hc)->state(i).up.load());
+    EXPECT_GE((*hc)->state(i).checks.get(), 3u);
+    EXPECT_EQ((*hc)->state(i).failures.get(), 0u);
+  }
+}
+
+}  // namespace
+}  // namespace edge::upstream
