@@ -271,6 +271,7 @@ void engine::abort(conn_handle c) {
   t->app_closed = true;
   send_rst(*t, reset_reason::app_abort);
   release(*t);
+  if (!busy_) reap();
 }
 
 void engine::close(conn_handle c) {
@@ -281,6 +282,7 @@ void engine::close(conn_handle c) {
     t->app_closed = true;
     send_rst(*t, reset_reason::close_unread);
     release(*t);
+    if (!busy_) reap();
     return;
   }
   shutdown_write(c);

@@ -138,6 +138,7 @@ class engine {
   std::unique_ptr<uint8_t[]> arena_;  // rx and tx bytes of every TCB, touched on first use
   uint32_t free_head_ = no_index;
   uint32_t release_head_ = no_index;
+  bool busy_ = false;  // inside input()/poll(): releases are reaped on the way out
   uint32_t syn_received_ = 0;
   std::vector<uint32_t> flows_;  // open addressing, linear probing, tcb index or no_index
   uint64_t flow_mask_ = 0;

@@ -25,6 +25,7 @@ four_tuple tuple_of(const packet& p) { return {p.src, p.dst, p.sport, p.dport}; 
 
 drop engine::input(rte_mbuf* m, const packet& p) {
   ctr_.segments_in.add();
+  busy_ = true;
   drop d = drop::none;
   if (p.proto != IPPROTO_TCP || p.l4_len < 20 ||
       static_cast<uint32_t>(p.payload_off()) + p.payload_len > rte_pktmbuf_data_len(m)) {
@@ -55,6 +56,7 @@ drop engine::input(rte_mbuf* m, const packet& p) {
   }
   if (d != drop::none) ctr_.drops.add(d);
   rte_pktmbuf_free(m);
+  busy_ = false;
   reap();
   return d;
 }

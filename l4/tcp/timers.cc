@@ -50,6 +50,7 @@ void engine::arm_rto(tcb& t) {
 
 void engine::poll(uint64_t now_tsc) {
   if (now_tsc > now_) now_ = now_tsc;
+  busy_ = true;
   const uint64_t target = now_ / tsc_per_ms_;
   if (target > wheel_tick_) {
     const uint64_t steps = std::min<uint64_t>(target - wheel_tick_, wheel_slots);
@@ -57,6 +58,7 @@ void engine::poll(uint64_t now_tsc) {
       process_slot(static_cast<uint32_t>((target - steps + i) % wheel_slots));
     wheel_tick_ = target;
   }
+  busy_ = false;
   reap();
 }
 
