@@ -1,0 +1,242 @@
+// Fuzz target for the TCP stack: the input is a program of client actions (SYNs, segments with
+// fuzzed flags/sequence offsets/options/payload relative to the live connection state, raw frames,
+// time jumps, app sends/reads/closes) run against a fresh stack. Every emitted frame must parse
+// cleanly, and when the stack is destroyed every mbuf must be back in the pool.
+#include <arpa/inet.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "l4/parse.hh"
+#include "l4/tcp/stack.hh"
+#include "packet_builder.hh"
+
+namespace {
+
+rte_mempool* g_pool = nullptr;
+constexpr unsigned pool_size = 2047;
+
+struct client {
+  const char* addr;
+  const char* vip;
+  uint16_t port;
+  uint32_t next = 0;      // our next sequence number
+  uint32_t srv_next = 0;  // server's next sequence number as last seen
+  uint32_t srv_ts = 0;
+  l4::tcp::conn_handle h;
+};
+
+struct fuzz_app : l4::tcp::app {
+  l4::tcp::stack* st = nullptr;
+  std::array<client, 4>* clients = nullptr;
+  bool reading = true;
+  bool on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) override {
+    for (auto& cl : *clients)
+      if (cl.port == info.remote_port) cl.h = c;
+    return info.remote_port != 40003;  // one client is always refused
+  }
+  void on_readable(l4::tcp::conn_handle c) override {
+    if (!reading) return;
+    uint8_t buf[1024];
+    while (st->recv(c, buf) > 0) {
+    }
+  }
+  void on_writable(l4::tcp::conn_handle c) override {
+    static const uint8_t fill[512] = {};
+    st->send(c, fill);
+  }
+  void on_peer_fin(l4::tcp::conn_handle c) override { st->shutdown_write(c); }
+  void on_closed(l4::tcp::conn_handle, l4::tcp::close_reason) override {}
+};
+
+struct reader {
+  const uint8_t* d;
+  size_t n, i = 0;
+  bool more() const { return i < n; }
+  uint8_t u8() { return i < n ? d[i++] : 0; }
+  uint16_t u16() { return static_cast<uint16_t>(u8() << 8 | u8()); }
+};
+
+void drain(l4::tcp::stack& st, std::array<client, 4>& clients) {
+  rte_mbuf* out[64];
+  while (uint16_t n = st.drain_tx(out, 64)) {
+    for (uint16_t k = 0; k < n; ++k) {
+      l4::packet p;
+      if (l4::parse(out[k], p) != l4::drop::none || p.proto != IPPROTO_TCP) {
+        std::fprintf(stderr, "stack emitted an invalid frame\n");
+        std::abort();
+      }
+      const uint8_t* th = rte_pktmbuf_mtod(out[k], const uint8_t*) + p.l4_off();
+      const uint32_t seq = uint32_t(th[4]) << 24 | uint32_t(th[5]) << 16 | uint32_t(th[6]) << 8 | th[7];
+      for (auto& c : clients) {
+        if (c.port != p.dport) continue;
+        c.srv_next = seq + p.payload_len + ((th[13] & 0x02) ? 1 : 0) + ((th[13] & 0x01) ? 1 : 0);
+        for (uint16_t o = 20; o + 10 <= p.l4_len; ++o)
+          if (th[o] == 8 && th[o + 1] == 10) {
+            c.srv_ts = uint32_t(th[o + 2]) << 24 | uint32_t(th[o + 3]) << 16 | uint32_t(th[o + 4]) << 8 | th[o + 5];
+            break;
+          }
+      }
+      rte_pktmbuf_free(out[k]);
+    }
+  }
+}
+
+std::vector<uint8_t> options(uint8_t sel, uint32_t tsval, uint32_t tsecr) {
+  std::vector<uint8_t> o;
+  if (sel & 1) o.insert(o.end(), {2, 4, uint8_t(sel & 0x80 ? 0x02 : 0x05), 0xb4});
+  if (sel & 2) o.insert(o.end(), {1, 3, 3, uint8_t(sel >> 4)});
+  if (sel & 4) o.insert(o.end(), {1, 1, 4, 2});
+  if (sel & 8) {
+    o.insert(o.end(), {1, 1, 8, 10});
+    for (uint32_t v : {tsval, tsecr})
+      for (int s = 24; s >= 0; s -= 8) o.push_back(uint8_t(v >> s));
+  }
+  return o;
+}
+
+void feed(l4::tcp::stack& st, const std::vector<uint8_t>& frame) {
+  rte_mbuf* m = edge_test::to_mbuf(g_pool, frame);
+  if (m == nullptr) return;
+  l4::packet p;
+  if (l4::parse(m, p) != l4::drop::none || p.proto != IPPROTO_TCP) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  st.input(m, p);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  const char* argv[] = {"tcp-fuzz", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+                        "-m", "128", "-l", "0", "--log-level=lib.eal:warning"};
+  if (rte_eal_init(sizeof(argv) / sizeof(argv[0]), const_cast<char**>(argv)) < 0) std::abort();
+  g_pool = rte_pktmbuf_pool_create("fuzz_pool", pool_size, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  if (g_pool == nullptr) std::abort();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  reader r{data, size};
+  std::array<client, 4> clients{{{"10.0.0.2", "10.0.0.1", 40000},
+                                 {"10.0.0.3", "10.0.0.1", 40001},
+                                 {"fd00::2", "fd00::1", 40002},
+                                 {"10.0.0.4", "10.0.0.1", 40003}}};
+  fuzz_app app;
+  app.clients = &clients;
+  l4::tcp::config cfg;
+  cfg.tsc_hz = 1'000'000;
+  cfg.max_connections = 3;
+  cfg.snd_buf = cfg.rcv_buf = 4096;
+  cfg.ooo_max_ranges = 3;
+  cfg.syn_backlog = 2;
+  cfg.challenge_acks_per_s = 50;
+  cfg.tx_batch = 256;
+  const uint8_t mode = r.u8();
+  cfg.cookies = static_cast<l4::tcp::cookie_mode>(mode % 3);
+  cfg.on_pool_full = (mode & 4) ? l4::tcp::pool_full_action::drop : l4::tcp::pool_full_action::rst;
+  auto made = l4::tcp::stack::create(cfg, g_pool, &app);
+  if (!made) std::abort();
+  auto& st = **made;
+  app.st = &st;
+  if (!st.add_listener(*l4::ip_addr::parse("10.0.0.1"), 443, 1)) std::abort();
+  if (!st.add_listener(*l4::ip_addr::parse("fd00::1"), 443, 2)) std::abort();
+  uint64_t now = 1'000'000'000;
+  uint32_t tsv = 100;
+  st.poll(now);
+  for (int steps = 0; r.more() && steps < 2000; ++steps) {
+    const uint8_t op = r.u8() % 8;
+    client& c = clients[r.u8() % 4];
+    edge_test::packet_builder b;
+    b.proto = IPPROTO_TCP;
+    b.from(c.addr).to(c.vip);
+    b.sport = c.port;
+    b.dport = 443;
+    switch (op) {
+      case 0: {  // SYN
+        c.next = 1000u * c.port + r.u8();
+        b.tcp_flags = 0x02;
+        b.seq = c.next++;
+        b.tcp_options = options(r.u8(), ++tsv, 0);
+        feed(st, b.bytes());
+        break;
+      }
+      case 1:
+      case 7: {  // segment relative to the connection's state
+        b.tcp_flags = r.u8();
+        b.seq = c.next + static_cast<int16_t>(r.u16());
+        b.ack = c.srv_next + static_cast<int16_t>(op == 7 ? 0 : r.u16());
+        b.window = r.u16();
+        const uint8_t sel = r.u8();
+        b.tcp_options = options(sel & 0x0f ? 8 : 0, ++tsv, c.srv_ts);
+        if (op == 7) {  // SACK blocks around what the server sent
+          b.tcp_options.insert(b.tcp_options.end(), {1, 1, 5, 18});
+          for (int k = 0; k < 4; ++k) {
+            const uint32_t v = c.srv_next - r.u16();
+            for (int s = 24; s >= 0; s -= 8) b.tcp_options.push_back(uint8_t(v >> s));
+          }
+        }
+        const size_t len = std::min<size_t>(r.u8() * 6u, 1400);
+        b.payload.assign(len, uint8_t(sel));
+        if ((b.tcp_flags & 0x04) == 0 && b.seq == c.next) c.next += uint32_t(len) + ((b.tcp_flags & 0x01) ? 1 : 0);
+        feed(st, b.bytes());
+        break;
+      }
+      case 2:  // time passes
+        now += uint64_t(r.u8()) * (r.u8() & 1 ? 1'000'000 : 8'000);
+        st.poll(now);
+        break;
+      case 3: {  // app sends
+        static const uint8_t bytes[8192] = {};
+        st.send(c.h, std::span<const uint8_t>(bytes, r.u8() * 32u));
+        break;
+      }
+      case 4: {
+        const uint8_t what = r.u8() % 4;
+        if (what == 0) st.shutdown_write(c.h);
+        if (what == 1) st.close(c.h);
+        if (what == 2) st.abort(c.h);
+        if (what == 3) app.reading = !app.reading;
+        break;
+      }
+      case 5: {  // raw frame bytes
+        const size_t len = std::min<size_t>(r.u8() + 14u, r.n - r.i);
+        std::vector<uint8_t> f(r.d + r.i, r.d + r.i + len);
+        r.i += len;
+        feed(st, f);
+        break;
+      }
+      case 6: {  // a valid frame with a corrupted header byte, checksum fixed by the builder
+        b.tcp_flags = 0x10;
+        b.seq = c.next;
+        b.ack = c.srv_next;
+        b.tcp_options = {r.u8(), r.u8(), r.u8(), r.u8(), r.u8(), r.u8(), r.u8(), r.u8()};
+        feed(st, b.bytes());
+        break;
+      }
+    }
+    drain(st, clients);
+  }
+  // Run every timer out: all connections must end within the configured timeouts.
+  for (int i = 0; i < 40; ++i) {
+    now += 30'000'000;
+    st.poll(now);
+    drain(st, clients);
+  }
+  if (st.stats().active.get() != 0) {
+    std::fprintf(stderr, "%lu connections outlived every timeout\n", st.stats().active.get());
+    std::abort();
+  }
+  made->reset();
+  if (rte_mempool_avail_count(g_pool) != pool_size) {
+    std::fprintf(stderr, "mbuf leak: %u of %u back\n", rte_mempool_avail_count(g_pool), pool_size);
+    std::abort();
+  }
+  return 0;
+}
