@@ -33,6 +33,8 @@ common::result<std::unique_ptr<upstream_conns>> upstream_conns::create(uring& ri
   std::unique_ptr<upstream_conns> p(new upstream_conns());
   p->ring_ = &ring;
   p->count_ = cfg.conns;
+  p->drain_timeout_.tv_sec = cfg.drain_timeout_ms / 1000;
+  p->drain_timeout_.tv_nsec = static_cast<long long>(cfg.drain_timeout_ms % 1000) * 1000000;
   p->conns_ = std::make_unique<upstream_conn[]>(cfg.conns);
   p->buffers_ = std::make_unique_for_overwrite<std::byte[]>(cfg.conns * (tx + rx));
   p->free_.reserve(cfg.conns);
@@ -63,6 +65,7 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
   c->rx_.clear();
   c->send_inflight_ = c->recv_inflight_ = false;
   c->need_connect_ = c->need_send_ = c->need_recv_ = c->need_cancel_ = false;
+  c->need_timer_remove_ = c->drain_timer_armed_ = false;
   c->write_blocked_ = c->shut_wr_requested_ = c->shut_wr_done_ = c->fin_received_ = false;
   c->timed_out_ = c->active_counted_ = false;
   c->connect_phase_ = 0;
@@ -212,6 +215,7 @@ size_t upstream_conn::send(std::span<const std::byte> data) {
 
 void upstream_conn::post_send() {
   if (send_inflight_ || tx_.empty() || fd_ < 0) return;
+  if (state_ != state::connected && state_ != state::draining) return;
   io_uring_sqe* sqe = ring_->get_sqe(this, tag_send);
   if (!sqe) {
     need_send_ = true;
@@ -316,7 +320,15 @@ void upstream_conn::on_completion(uint16_t tag, int32_t res, uint32_t) {
         io_failed(res);
       }
       break;
+    case tag_drain_timer:
+      drain_timer_armed_ = false;
+      if (res == -ETIME && state_ == state::draining) {
+        owner_->counters_.drain_timeouts.add();
+        finish_close(true);
+      }
+      break;
     case tag_cancel:
+    case tag_timer_remove:
       break;
   }
   if (g == gen_) maybe_reclaim();
@@ -324,6 +336,16 @@ void upstream_conn::on_completion(uint16_t tag, int32_t res, uint32_t) {
 
 void upstream_conn::on_room() {
   if (state_ == state::free) return;
+  if (need_timer_remove_) {
+    if (io_uring_sqe* sqe = ring_->get_sqe(this, tag_timer_remove)) {
+      io_uring_prep_timeout_remove(sqe, drain_timer_ud_, 0);
+      ++inflight_;
+      need_timer_remove_ = false;
+    } else {
+      ring_->wait_room(this);
+      return;
+    }
+  }
   if (need_cancel_ && fd_ >= 0 && state_ == state::closing) {
     if (io_uring_sqe* sqe = ring_->get_sqe(this, tag_cancel)) {
       io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
@@ -332,8 +354,8 @@ void upstream_conn::on_room() {
     } else {
       ring_->wait_room(this);
     }
-    return;
   }
+  if (state_ == state::closing) return;
   if (need_connect_ && state_ == state::connecting) submit_connect();
   if (need_send_) post_send();
   if (need_recv_) post_recv();
@@ -363,8 +385,19 @@ void upstream_conn::close() {
   relay_owned_ = false;
   owner_->counters_.closed.add();
   if (state_ == state::connected && (!tx_.empty() || send_inflight_)) {
-    shut_wr_requested_ = true;  // FIN right after the last byte
-    state_ = state::draining;
+    // A peer that stops reading must not hold the object forever: bound the drain with a timer.
+    io_uring_sqe* sqe = ring_->get_sqe(this, tag_drain_timer);
+    if (sqe) {
+      io_uring_prep_timeout(sqe, &owner_->drain_timeout_, 0, 0);
+      drain_timer_ud_ = sqe->user_data;
+      drain_timer_armed_ = true;
+      ++inflight_;
+      shut_wr_requested_ = true;  // FIN right after the last byte
+      state_ = state::draining;
+      return;
+    }
+    owner_->counters_.drain_timeouts.add();  // no SQE for the timer: reset rather than risk a leak
+    finish_close(true);
     return;
   }
   finish_close(false);
@@ -380,6 +413,10 @@ void upstream_conn::abort() {
 void upstream_conn::finish_close(bool reset) {
   state_ = state::closing;
   write_blocked_ = false;
+  if (drain_timer_armed_) {
+    drain_timer_armed_ = false;
+    need_timer_remove_ = true;  // removed in on_room() below, or when an SQE is free
+  }
   if (fd_ >= 0 && reset) {
     linger l{1, 0};  // the final close sends RST instead of FIN and drops unsent data
     (void)::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -390,8 +427,8 @@ void upstream_conn::finish_close(bool reset) {
     // recv without sending anything, in case the cancel has to wait for an SQE.
     (void)::shutdown(fd_, SHUT_RD);
     need_cancel_ = true;
-    on_room();
   }
+  if (need_cancel_ || need_timer_remove_) on_room();
   if (active_counted_) {
     pool_->on_finished(backend_);
     active_counted_ = false;
@@ -405,7 +442,7 @@ void upstream_conn::maybe_reclaim() {
     ::close(fd_);  // never blocks: SO_LINGER is off or {1, 0}
     fd_ = -1;
   }
-  need_cancel_ = false;
+  need_cancel_ = need_timer_remove_ = false;
   owner_->reclaim(this);
 }
 

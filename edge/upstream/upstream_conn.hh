@@ -68,6 +68,7 @@ struct conn_pool_config {
   unsigned conns = 1024;      // connection objects per worker
   size_t tx_buffer = 65536;   // relay -> upstream, rounded up to a power of two
   size_t rx_buffer = 65536;   // upstream -> relay
+  unsigned drain_timeout_ms = 5000;  // close(): how long queued bytes may take to go before RST
 };
 
 struct conn_pool_counters {
@@ -76,6 +77,7 @@ struct conn_pool_counters {
   common::counter in_use;     // level: objects not on the free list (incl. ones still draining)
   common::counter aborted;    // abort() calls
   common::counter closed;     // close() calls
+  common::counter drain_timeouts;  // close() could not flush in drain_timeout_ms: reset instead
 };
 
 class upstream_conns;
@@ -114,7 +116,8 @@ class upstream_conn final : public completion_handler {
  private:
   friend class upstream_conns;
   enum class state : uint8_t { free, connecting, connected, failed, draining, closing };
-  enum tag : uint16_t { tag_connect, tag_connect_timeout, tag_send, tag_recv, tag_cancel };
+  enum tag : uint16_t { tag_connect, tag_connect_timeout, tag_send, tag_recv, tag_cancel, tag_drain_timer,
+                        tag_timer_remove };
   enum class attempt_result : uint8_t { started, no_backend, sys_error };
 
   attempt_result attempt();
@@ -145,6 +148,8 @@ class upstream_conn final : public completion_handler {
   bool need_send_ = false;
   bool need_recv_ = false;
   bool need_cancel_ = false;
+  bool need_timer_remove_ = false;
+  bool drain_timer_armed_ = false;
   bool write_blocked_ = false;
   bool shut_wr_requested_ = false;
   bool shut_wr_done_ = false;
@@ -155,6 +160,7 @@ class upstream_conn final : public completion_handler {
   int32_t connect_res_ = 0;
   int fd_ = -1;
   unsigned inflight_ = 0;
+  uint64_t drain_timer_ud_ = 0;
   unsigned attempts_ = 0;
   size_t backend_ = no_backend;
   size_t tried_[8]{};
@@ -188,6 +194,7 @@ class upstream_conns {
   std::unique_ptr<upstream_conn[]> conns_;
   std::unique_ptr<std::byte[]> buffers_;
   std::vector<upstream_conn*> free_;
+  __kernel_timespec drain_timeout_{};
   conn_pool_counters counters_;
 };
 

@@ -56,7 +56,8 @@ struct relay final : upstream_events {
 
 class upstream_conn_test : public ::testing::Test {
  protected:
-  void make(std::vector<backend_spec> backends, unsigned timeout_ms = 300, size_t buf = 65536, unsigned nconns = 8) {
+  void make(std::vector<backend_spec> backends, unsigned timeout_ms = 300, size_t buf = 65536, unsigned nconns = 8,
+            unsigned drain_ms = 5000) {
     ring = std::move(*uring::create({.sq_entries = 64, .max_ops = 256}));
     pool_spec s;
     s.name = "gw";
@@ -65,7 +66,7 @@ class upstream_conn_test : public ::testing::Test {
     auto p = upstream_pool::create(s);
     ASSERT_TRUE(p) << p.error().str();
     pool = std::move(*p);
-    auto c = upstream_conns::create(*ring, {.conns = nconns, .tx_buffer = buf, .rx_buffer = buf});
+    auto c = upstream_conns::create(*ring, {.conns = nconns, .tx_buffer = buf, .rx_buffer = buf, .drain_timeout_ms = drain_ms});
     ASSERT_TRUE(c) << c.error().str();
     conns = std::move(*c);
   }
@@ -381,6 +382,53 @@ TEST_F(upstream_conn_test, close_flushes_queued_bytes_then_fin) {
   char x;
   EXPECT_EQ(::recv(s2, &x, 1, 0), 0);
   ::close(s2);
+}
+
+// close() with bytes an upstream never reads: the drain timer resets it and the object comes back.
+TEST_F(upstream_conn_test, drain_is_bounded_when_upstream_stops_reading) {
+  listener l;
+  int small = 4096;  // inherited by the accepted socket, so the advertised window stays small
+  ::setsockopt(l.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  make({{l.address(), l.port}}, 1000, 8 << 20, 1, 150);
+  relay r;
+  upstream_conn* c = open(r);
+  int s = accept(l);
+  ASSERT_GE(s, 0);
+  ASSERT_TRUE(until([&] { return r.connected == 1; }));
+  const auto data = pattern(8 << 20, 5);
+  EXPECT_EQ(c->send(std::as_bytes(std::span(data))), data.size());
+  for (int k = 0; k < 20; ++k) ring->poll();
+  auto t0 = std::chrono::steady_clock::now();
+  c->close();
+  EXPECT_TRUE(all_free());
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 140);
+  EXPECT_LT(ms, 2000);
+  EXPECT_EQ(conns->counters().drain_timeouts.get(), 1u);
+  EXPECT_LT(pool->counters().bytes_to_upstream.get(), data.size());
+  ::close(s);
+}
+
+// A drain that finishes early removes its timer: the object is back at once, not after the timeout.
+TEST_F(upstream_conn_test, finished_drain_cancels_its_timer) {
+  listener l;
+  make({{l.address(), l.port}}, 1000, 65536, 8, 10000);
+  relay r;
+  upstream_conn* c = open(r);
+  int s = accept(l);
+  ASSERT_GE(s, 0);
+  ASSERT_TRUE(until([&] { return r.connected == 1; }));
+  const auto data = pattern(30000, 6);
+  c->send(std::as_bytes(std::span(data)));
+  c->close();
+  std::vector<uint8_t> got(data.size());
+  std::thread reader([&] { EXPECT_TRUE(read_exact(s, got.data(), got.size())); });
+  EXPECT_TRUE(until([&] { return conns->free_count() == conns->capacity(); }, 2000));
+  reader.join();
+  EXPECT_EQ(got, data);
+  EXPECT_EQ(conns->counters().drain_timeouts.get(), 0u);
+  EXPECT_EQ(ring->ops_in_flight(), 0u);
+  ::close(s);
 }
 
 TEST_F(upstream_conn_test, ipv6_backend) {
