@@ -1,0 +1,43 @@
+#pragma once
+// The rules directory: strict YAML rule files (and SecRule .conf files through the importer) into
+// the waf rule model, and per-service policy blocks. Every error names file:line:col and, where
+// there is one, the rule id. yaml-cpp exceptions never escape this module.
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hh"
+#include "waf/policy.hh"
+#include "waf/rule.hh"
+
+namespace rules {
+
+// One YAML rule file (text already read); `file` is used in diagnostics and as the default set name.
+common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, const std::string& file);
+common::result<std::vector<waf::rule>> load_rule_file(const std::string& path);
+
+struct skipped_rule {
+  uint32_t id = 0;
+  std::string where;   // file:line
+  std::string reason;  // what the importer could not express
+};
+
+struct load_report {
+  size_t files = 0;
+  size_t yaml_rules = 0;
+  size_t imported_rules = 0;        // from SecRule .conf files
+  std::vector<skipped_rule> skipped;  // SecRules not imported, each with its reason
+};
+
+// Loads every *.yaml/*.yml file of dir (sorted by name) and every *.conf file (SecRule importer,
+// rule set "crs"). A YAML file may also name SecRule directories: `secrules: [DIR, ...]`.
+// Ids must be unique across the directory.
+common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report = nullptr);
+
+// A per-service policy block (see docs in rules/README.md). Errors carry file:line:col.
+common::result<waf::policy> parse_policy(const YAML::Node& node, const std::string& file);
+common::result<waf::policy> load_policy_file(const std::string& path);
+
+}  // namespace rules

@@ -1,0 +1,527 @@
+// Strict YAML loader for rule files and policies.
+#include "rules/loader.hh"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+#include "rules/secrule.hh"
+#include "waf/transform.hh"
+
+namespace rules {
+namespace {
+
+using common::fail;
+
+std::string where(const std::string& file, const YAML::Mark& m) {
+  if (m.is_null()) return file;
+  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+std::string where(const std::string& file, const YAML::Node& n) { return where(file, n.Mark()); }
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return s;
+}
+
+struct ctx {
+  const std::string& file;
+  std::string rule;  // "rule 123: " once the id is known
+  std::unexpected<common::error> err(const YAML::Node& n, const std::string& msg) const {
+    return fail(rule + msg, where(file, n));
+  }
+};
+
+common::result<void> check_keys(const ctx& c, const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+                                const char* what) {
+  if (!map.IsMap()) return c.err(map, std::string(what) + " must be a mapping");
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    if (!it->first.IsScalar()) return c.err(it->first, "keys must be scalars");
+    std::string k = it->first.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+      return c.err(it->first, "unknown key '" + k + "' in " + what);
+  }
+  return {};
+}
+
+common::result<std::string> str(const ctx& c, const YAML::Node& n, const char* key) {
+  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be a string");
+  return n.Scalar();
+}
+
+common::result<long> integer(const ctx& c, const YAML::Node& n, const char* key, long lo, long hi) {
+  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be an integer");
+  const std::string& s = n.Scalar();
+  long v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size())
+    return c.err(n, std::string("'") + key + "' must be an integer, got '" + s + "'");
+  if (v < lo || v > hi)
+    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+  return v;
+}
+
+common::result<bool> boolean(const ctx& c, const YAML::Node& n, const char* key) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    if (s == "true") return true;
+    if (s == "false") return false;
+  }
+  return c.err(n, std::string("'") + key + "' must be true or false");
+}
+
+common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n, const char* key) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) {
+    out.push_back(n.Scalar());
+    return out;
+  }
+  if (!n.IsSequence()) return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
+  for (const auto& e : n) {
+    if (!e.IsScalar()) return c.err(e, std::string("'") + key + "' entries must be strings");
+    out.push_back(e.Scalar());
+  }
+  return out;
+}
+
+common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n, const std::string& s) {
+  waf::selector sel;
+  size_t colon = s.find(':');
+  std::string t = s.substr(0, colon);
+  auto tg = waf::parse_target(t);
+  if (!tg) return c.err(n, "unknown phase '" + t + "'");
+  sel.where = *tg;
+  if (colon != std::string::npos) {
+    std::string name = s.substr(colon + 1);
+    if (name.empty()) return c.err(n, "empty field name in phase '" + s + "'");
+    if (sel.where != waf::target::header && sel.where != waf::target::cookies && sel.where != waf::target::args)
+      return c.err(n, "phase '" + t + "' takes no field name");
+    sel.name = lower(name);
+  }
+  return sel;
+}
+
+#define CONDITION_KEYS "phase", "operator", "pattern", "patterns", "caseless", "negate", "transforms", "exclude"
+
+common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n) {
+  waf::condition cond;
+  const YAML::Node ph = n["phase"];
+  if (!ph) return c.err(n, "missing 'phase'");
+  auto phases = str_list(c, ph, "phase");
+  if (!phases) return std::unexpected(phases.error());
+  if (phases->empty()) return c.err(ph, "'phase' must name at least one phase");
+  for (const auto& p : *phases) {
+    auto sel = parse_selector(c, ph, p);
+    if (!sel) return std::unexpected(sel.error());
+    cond.selectors.push_back(std::move(*sel));
+  }
+  if (const YAML::Node o = n["operator"]) {
+    auto s = str(c, o, "operator");
+    if (!s) return std::unexpected(s.error());
+    auto op = waf::parse_op(*s);
+    if (!op) return c.err(o, "unknown operator '" + *s + "'");
+    cond.oper = *op;
+  }
+  const YAML::Node pat = n["pattern"], pats = n["patterns"];
+  if (pat && pats) return c.err(pats, "give either 'pattern' or 'patterns', not both");
+  if (cond.oper == waf::op::pm) {
+    if (!pats) return c.err(n, "operator pm needs 'patterns' (a list)");
+    auto l = str_list(c, pats, "patterns");
+    if (!l) return std::unexpected(l.error());
+    if (l->empty()) return c.err(pats, "'patterns' is empty");
+    for (const auto& s : *l)
+      if (s.empty()) return c.err(pats, "'patterns' has an empty entry");
+    cond.args = std::move(*l);
+  } else {
+    if (pats) return c.err(pats, std::string("operator ") + waf::to_string(cond.oper) + " takes 'pattern', not 'patterns'");
+    if (!pat) return c.err(n, "missing 'pattern'");
+    auto s = str(c, pat, "pattern");
+    if (!s) return std::unexpected(s.error());
+    if (s->empty() && cond.oper != waf::op::rx) return c.err(pat, "'pattern' is empty");
+    cond.args.push_back(std::move(*s));
+  }
+  if (const YAML::Node x = n["caseless"]) {
+    auto b = boolean(c, x, "caseless");
+    if (!b) return std::unexpected(b.error());
+    cond.caseless = *b;
+  }
+  if (const YAML::Node x = n["negate"]) {
+    auto b = boolean(c, x, "negate");
+    if (!b) return std::unexpected(b.error());
+    cond.negate = *b;
+  }
+  if (const YAML::Node x = n["transforms"]) {
+    auto l = str_list(c, x, "transforms");
+    if (!l) return std::unexpected(l.error());
+    for (const auto& t : *l) {
+      auto tr = waf::parse_transform(t);
+      if (!tr) return c.err(x, "unknown transformation '" + t + "'");
+      cond.transforms.push_back(*tr);
+    }
+    if (cond.transforms.size() > waf::max_stream_transforms) return c.err(x, "at most 8 transformations");
+  }
+  if (const YAML::Node x = n["exclude"]) {
+    auto l = str_list(c, x, "exclude");
+    if (!l) return std::unexpected(l.error());
+    for (auto& s : cond.selectors)
+      for (const auto& e : *l) s.exclude.push_back(lower(e));
+  }
+  for (const auto& s : cond.selectors) {
+    if (waf::is_stream_target(s.where)) {
+      for (auto t : cond.transforms)
+        if (!waf::is_streamable(t))
+          return c.err(n, std::string("transformation ") + waf::to_string(t) + " cannot run on stream phase " +
+                              waf::to_string(s.where));
+      if (cond.oper == waf::op::within) return c.err(n, "operator within cannot apply to a stream phase");
+    }
+  }
+  return cond;
+}
+
+int severity_of(std::string_view s) {
+  if (s == "emergency") return 0;
+  if (s == "alert") return 1;
+  if (s == "critical") return 2;
+  if (s == "error") return 3;
+  if (s == "warning") return 4;
+  if (s == "notice") return 5;
+  if (s == "info") return 6;
+  if (s == "debug") return 7;
+  return -1;
+}
+// CRS's anomaly points per severity.
+int default_score(int severity) {
+  switch (severity) {
+    case 0: case 1: case 2: return 5;
+    case 3: return 4;
+    case 4: return 3;
+    case 5: return 2;
+    default: return 0;
+  }
+}
+
+common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::string& set) {
+  if (!n.IsMap()) return c.err(n, "a rule must be a mapping");
+  const YAML::Node idn = n["id"];
+  if (!idn) return c.err(n, "rule without 'id'");
+  auto id = integer(c, idn, "id", 1, 4294967295L);
+  if (!id) return std::unexpected(id.error());
+  waf::rule r;
+  r.id = static_cast<uint32_t>(*id);
+  r.where = where(c.file, n);
+  r.set = set;
+  c.rule = "rule " + std::to_string(r.id) + ": ";
+  std::initializer_list<std::string_view> keys = {"id", "message", "action", "score", "severity", "paranoia", "tags",
+                                                   "chain", "phase", "operator", "pattern", "patterns", "caseless",
+                                                   "negate", "transforms", "exclude"};
+  if (auto k = check_keys(c, n, keys, "rule"); !k) return std::unexpected(k.error());
+  if (const YAML::Node x = n["message"]) {
+    auto s = str(c, x, "message");
+    if (!s) return std::unexpected(s.error());
+    r.message = *s;
+  }
+  auto first = parse_condition(c, n);
+  if (!first) return std::unexpected(first.error());
+  if (first->negate) {
+    // A negated first condition fires on absence; allowed, but only for one-value phases where
+    // "absent" is well defined.
+    for (const auto& s : first->selectors)
+      if (s.where == waf::target::args || s.where == waf::target::cookies || s.where == waf::target::header) {
+        if (s.name.empty()) return c.err(n, "a negated first condition needs a named field or a one-value phase");
+      }
+  }
+  r.conditions.push_back(std::move(*first));
+  if (const YAML::Node ch = n["chain"]) {
+    if (!ch.IsSequence()) return c.err(ch, "'chain' must be a list of conditions");
+    for (const auto& e : ch) {
+      if (auto k = check_keys(c, e, {CONDITION_KEYS}, "chain condition"); !k) return std::unexpected(k.error());
+      auto cond = parse_condition(c, e);
+      if (!cond) return std::unexpected(cond.error());
+      r.conditions.push_back(std::move(*cond));
+    }
+  }
+  r.severity = 2;
+  if (const YAML::Node x = n["severity"]) {
+    if (!x.IsScalar()) return c.err(x, "'severity' must be a name or 0..7");
+    int sv = severity_of(x.Scalar());
+    if (sv < 0) {
+      auto v = integer(c, x, "severity", 0, 7);
+      if (!v) return c.err(x, "unknown severity '" + x.Scalar() + "'");
+      sv = static_cast<int>(*v);
+    }
+    r.severity = sv;
+  }
+  r.act = waf::action::score;
+  if (const YAML::Node x = n["action"]) {
+    auto s = str(c, x, "action");
+    if (!s) return std::unexpected(s.error());
+    auto a = waf::parse_action(*s);
+    if (!a) return c.err(x, "unknown action '" + *s + "' (block, log, score)");
+    r.act = *a;
+  }
+  r.score = default_score(r.severity);
+  if (const YAML::Node x = n["score"]) {
+    auto v = integer(c, x, "score", 0, 1000);
+    if (!v) return std::unexpected(v.error());
+    r.score = static_cast<int>(*v);
+  }
+  if (const YAML::Node x = n["paranoia"]) {
+    auto v = integer(c, x, "paranoia", 1, 4);
+    if (!v) return std::unexpected(v.error());
+    r.paranoia = static_cast<int>(*v);
+  }
+  if (const YAML::Node x = n["tags"]) {
+    auto l = str_list(c, x, "tags");
+    if (!l) return std::unexpected(l.error());
+    r.tags = std::move(*l);
+  }
+  return r;
+}
+
+common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc, const std::string& file,
+                                                      std::vector<std::string>* secrule_dirs) {
+  ctx c{file, {}};
+  if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k) return std::unexpected(k.error());
+  std::string set = std::filesystem::path(file).stem().string();
+  if (const YAML::Node s = doc["set"]) {
+    auto v = str(c, s, "set");
+    if (!v) return std::unexpected(v.error());
+    if (v->empty()) return c.err(s, "'set' is empty");
+    set = *v;
+  }
+  if (const YAML::Node s = doc["secrules"]) {
+    auto l = str_list(c, s, "secrules");
+    if (!l) return std::unexpected(l.error());
+    if (!secrule_dirs) return c.err(s, "'secrules' is only allowed in a rules directory");
+    for (auto& d : *l) {
+      std::filesystem::path p(d);
+      if (p.is_relative()) p = std::filesystem::path(file).parent_path() / p;
+      secrule_dirs->push_back(p.string());
+    }
+  }
+  std::vector<waf::rule> out;
+  const YAML::Node rs = doc["rules"];
+  if (!rs) {
+    if (doc["secrules"]) return out;
+    return c.err(doc, "missing 'rules'");
+  }
+  if (!rs.IsSequence()) return c.err(rs, "'rules' must be a list");
+  std::set<uint32_t> seen;
+  for (const auto& n : rs) {
+    auto r = parse_rule(c, n, set);
+    if (!r) return std::unexpected(r.error());
+    if (!seen.insert(r->id).second) return fail("rule " + std::to_string(r->id) + ": duplicate id", r->where);
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+common::result<YAML::Node> parse_yaml(std::string_view text, const std::string& file) {
+  try {
+    YAML::Node doc = YAML::Load(std::string(text));
+    if (!doc || doc.IsNull()) return fail("empty document", file);
+    return doc;
+  } catch (const YAML::Exception& e) {
+    return fail("YAML syntax: " + e.msg, where(file, e.mark));
+  }
+}
+
+common::result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail("cannot open file", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, const std::string& file) {
+  auto doc = parse_yaml(text, file);
+  if (!doc) return std::unexpected(doc.error());
+  try {
+    return parse_rule_doc(*doc, file, nullptr);
+  } catch (const YAML::Exception& e) {
+    return fail("YAML: " + e.msg, where(file, e.mark));
+  }
+}
+
+common::result<std::vector<waf::rule>> load_rule_file(const std::string& path) {
+  auto t = read_file(path);
+  if (!t) return std::unexpected(t.error());
+  return parse_rule_file(*t, path);
+}
+
+common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return fail("not a directory", dir);
+  std::vector<std::filesystem::path> yamls, confs;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    auto ext = e.path().extension();
+    if (ext == ".yaml" || ext == ".yml") yamls.push_back(e.path());
+    else if (ext == ".conf") confs.push_back(e.path());
+  }
+  if (ec) return fail("cannot list directory: " + ec.message(), dir);
+  std::sort(yamls.begin(), yamls.end());
+  std::sort(confs.begin(), confs.end());
+  load_report local;
+  load_report& rep = report ? *report : local;
+  std::vector<waf::rule> all;
+  std::vector<std::string> secrule_dirs;
+  for (const auto& p : yamls) {
+    auto text = read_file(p.string());
+    if (!text) return std::unexpected(text.error());
+    auto doc = parse_yaml(*text, p.string());
+    if (!doc) return std::unexpected(doc.error());
+    common::result<std::vector<waf::rule>> rs;
+    try {
+      rs = parse_rule_doc(*doc, p.string(), &secrule_dirs);
+    } catch (const YAML::Exception& e) {
+      return fail("YAML: " + e.msg, where(p.string(), e.mark));
+    }
+    if (!rs) return std::unexpected(rs.error());
+    ++rep.files;
+    rep.yaml_rules += rs->size();
+    for (auto& r : *rs) all.push_back(std::move(r));
+  }
+  std::vector<std::string> conf_files;
+  for (const auto& p : confs) conf_files.push_back(p.string());
+  for (const auto& d : secrule_dirs) {
+    std::vector<std::string> fs;
+    if (!std::filesystem::is_directory(d, ec)) return fail("secrules: not a directory", d);
+    for (const auto& e : std::filesystem::directory_iterator(d, ec))
+      if (e.is_regular_file() && e.path().extension() == ".conf") fs.push_back(e.path().string());
+    std::sort(fs.begin(), fs.end());
+    conf_files.insert(conf_files.end(), fs.begin(), fs.end());
+  }
+  if (!conf_files.empty()) {
+    auto imp = import_secrules(conf_files);
+    if (!imp) return std::unexpected(imp.error());
+    rep.files += conf_files.size();
+    rep.imported_rules += imp->rules.size();
+    for (auto& s : imp->skipped) rep.skipped.push_back(std::move(s));
+    for (auto& r : imp->rules) all.push_back(std::move(r));
+  }
+  std::set<uint32_t> ids;
+  for (const auto& r : all)
+    if (!ids.insert(r.id).second) return fail("rule " + std::to_string(r.id) + ": duplicate id in directory", r.where);
+  return all;
+}
+
+common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string& file) {
+  try {
+    ctx c{file, {}};
+    if (auto k = check_keys(c, n,
+                            {"name", "rule_sets", "mode", "anomaly_threshold", "paranoia", "exclusions", "body_limit",
+                             "on_body_limit", "limits"},
+                            "policy");
+        !k)
+      return std::unexpected(k.error());
+    waf::policy p;
+    if (const YAML::Node x = n["name"]) {
+      auto s = str(c, x, "name");
+      if (!s) return std::unexpected(s.error());
+      p.name = *s;
+    }
+    c.rule = "policy " + p.name + ": ";
+    if (const YAML::Node x = n["rule_sets"]) {
+      auto l = str_list(c, x, "rule_sets");
+      if (!l) return std::unexpected(l.error());
+      p.rule_sets = *l;
+    }
+    if (const YAML::Node x = n["mode"]) {
+      auto s = str(c, x, "mode");
+      if (!s) return std::unexpected(s.error());
+      if (*s == "enforce") p.detect_only = false;
+      else if (*s == "detect_only") p.detect_only = true;
+      else return c.err(x, "unknown mode '" + *s + "' (enforce, detect_only)");
+    }
+    if (const YAML::Node x = n["anomaly_threshold"]) {
+      auto v = integer(c, x, "anomaly_threshold", 1, 10000);
+      if (!v) return std::unexpected(v.error());
+      p.anomaly_threshold = static_cast<int>(*v);
+    }
+    if (const YAML::Node x = n["paranoia"]) {
+      auto v = integer(c, x, "paranoia", 1, 4);
+      if (!v) return std::unexpected(v.error());
+      p.paranoia = static_cast<int>(*v);
+    }
+    if (const YAML::Node x = n["body_limit"]) {
+      auto v = integer(c, x, "body_limit", 0, 1L << 40);
+      if (!v) return std::unexpected(v.error());
+      p.body_limit = static_cast<uint64_t>(*v);
+    }
+    if (const YAML::Node x = n["on_body_limit"]) {
+      auto s = str(c, x, "on_body_limit");
+      if (!s) return std::unexpected(s.error());
+      if (*s == "reject") p.on_body_limit = waf::body_limit_action::reject;
+      else if (*s == "inspect_partial") p.on_body_limit = waf::body_limit_action::inspect_partial;
+      else return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
+    }
+    if (const YAML::Node l = n["limits"]) {
+      if (auto k = check_keys(c, l, {"max_request_line", "max_header_line", "max_header_count", "max_head_bytes"},
+                              "limits");
+          !k)
+        return std::unexpected(k.error());
+      struct f {
+        const char* key;
+        uint32_t* dst;
+        long lo, hi;
+      } fields[] = {{"max_request_line", &p.limits.max_request_line, 16, 65536},
+                    {"max_header_line", &p.limits.max_header_line, 16, 65536},
+                    {"max_header_count", &p.limits.max_header_count, 1, 1000},
+                    {"max_head_bytes", &p.limits.max_head_bytes, 256, 65536}};
+      for (auto& fd : fields)
+        if (const YAML::Node x = l[fd.key]) {
+          auto v = integer(c, x, fd.key, fd.lo, fd.hi);
+          if (!v) return std::unexpected(v.error());
+          *fd.dst = static_cast<uint32_t>(*v);
+        }
+    }
+    if (const YAML::Node ex = n["exclusions"]) {
+      if (!ex.IsSequence()) return c.err(ex, "'exclusions' must be a list");
+      for (const auto& e : ex) {
+        if (auto k = check_keys(c, e, {"rules", "path_prefix", "arg"}, "exclusion"); !k)
+          return std::unexpected(k.error());
+        waf::exclusion x;
+        const YAML::Node r = e["rules"];
+        if (!r || !r.IsSequence() || r.size() == 0) return c.err(e, "an exclusion needs 'rules' (a list of ids)");
+        for (const auto& id : r) {
+          auto v = integer(c, id, "rules", 1, 4294967295L);
+          if (!v) return std::unexpected(v.error());
+          x.rule_ids.push_back(static_cast<uint32_t>(*v));
+        }
+        if (const YAML::Node pp = e["path_prefix"]) {
+          auto s = str(c, pp, "path_prefix");
+          if (!s) return std::unexpected(s.error());
+          x.path_prefix = *s;
+        }
+        if (const YAML::Node a = e["arg"]) {
+          auto s = str(c, a, "arg");
+          if (!s) return std::unexpected(s.error());
+          x.arg = *s;
+        }
+        p.exclusions.push_back(std::move(x));
+      }
+    }
+    return p;
+  } catch (const YAML::Exception& e) {
+    return fail("YAML: " + e.msg, where(file, e.mark));
+  }
+}
+
+common::result<waf::policy> load_policy_file(const std::string& path) {
+  auto t = read_file(path);
+  if (!t) return std::unexpected(t.error());
+  auto doc = parse_yaml(*t, path);
+  if (!doc) return std::unexpected(doc.error());
+  return parse_policy(*doc, path);
+}
+
+}  // namespace rules

@@ -1,0 +1,583 @@
+// SecRule (ModSecurity) importer for the subset OWASP CRS 3.x uses.
+#include "rules/secrule.hh"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "waf/ruleset.hh"
+#include "waf/transform.hh"
+
+namespace rules {
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+std::string trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
+}
+
+struct directive {
+  std::string name;
+  std::vector<std::string> args;
+  int line = 0;
+};
+
+// Apache-style tokens: whitespace separated, double quotes group, \" inside quotes is a quote and
+// every other backslash stays (the regexes keep their escapes).
+std::vector<std::string> tokenize(std::string_view s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    if (i >= s.size()) break;
+    std::string tok;
+    if (s[i] == '"') {
+      ++i;
+      while (i < s.size() && s[i] != '"') {
+        if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == '"') {
+          tok.push_back('"');
+          i += 2;
+        } else {
+          tok.push_back(s[i++]);
+        }
+      }
+      ++i;
+    } else {
+      while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i]))) tok.push_back(s[i++]);
+    }
+    out.push_back(std::move(tok));
+  }
+  return out;
+}
+
+common::result<std::vector<directive>> read_directives(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return common::fail("cannot open file", path);
+  std::vector<directive> out;
+  std::string line, acc;
+  int n = 0, start = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (acc.empty()) {
+      std::string t = trim(line);
+      if (t.empty() || t[0] == '#') continue;
+      start = n;
+    }
+    std::string part = acc.empty() ? trim(line) : trim(line);
+    if (!part.empty() && part.back() == '\\') {
+      part.pop_back();
+      acc += part;
+      continue;
+    }
+    acc += part;
+    auto toks = tokenize(acc);
+    acc.clear();
+    if (toks.empty()) continue;
+    directive d;
+    d.name = toks[0];
+    d.args.assign(toks.begin() + 1, toks.end());
+    d.line = start;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+struct action_item {
+  std::string key, value;
+};
+
+std::vector<action_item> parse_actions(std::string_view s) {
+  std::vector<action_item> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    std::string item;
+    bool q = false;
+    while (i < s.size() && (q || s[i] != ',')) {
+      if (s[i] == '\'') q = !q;
+      if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == '\'') {
+        item.push_back('\'');
+        i += 2;
+        continue;
+      }
+      item.push_back(s[i++]);
+    }
+    ++i;
+    std::string t = trim(item);
+    if (t.empty()) continue;
+    action_item a;
+    size_t colon = t.find(':');
+    a.key = trim(t.substr(0, colon));
+    if (colon != std::string::npos) {
+      a.value = trim(t.substr(colon + 1));
+      if (a.value.size() >= 2 && a.value.front() == '\'' && a.value.back() == '\'')
+        a.value = a.value.substr(1, a.value.size() - 2);
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+struct skip {
+  std::string reason;
+};
+
+struct pending {
+  waf::rule r;
+  bool skipped = false;
+  std::string reason;
+  int score = -1;  // from setvar
+  bool disruptive = false;
+  std::vector<std::string> notes;
+};
+
+class importer {
+ public:
+  explicit importer(std::string set) : set_(std::move(set)) {}
+  common::result<void> file(const std::string& path);
+  import_result result;
+
+ private:
+  std::optional<std::string> expand(const std::string& s, std::string& why) const;
+  void collect_setvars(const std::vector<action_item>& acts);
+  bool build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
+                       std::vector<std::string>& notes);
+  void finish(pending& p);
+
+  std::string set_;
+  std::map<std::string, std::string> tx_;
+  std::set<uint32_t> ids_;
+};
+
+std::optional<std::string> importer::expand(const std::string& s, std::string& why) const {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t m = s.find("%{", i);
+    if (m == std::string::npos) {
+      out += s.substr(i);
+      break;
+    }
+    out += s.substr(i, m - i);
+    size_t e = s.find('}', m);
+    if (e == std::string::npos) {
+      why = "unterminated macro";
+      return std::nullopt;
+    }
+    std::string name = lower(s.substr(m + 2, e - m - 2));
+    if (!name.starts_with("tx.")) {
+      why = "macro %{" + s.substr(m + 2, e - m - 2) + "} is request-dependent";
+      return std::nullopt;
+    }
+    auto it = tx_.find(name.substr(3));
+    if (it == tx_.end()) {
+      why = "unresolved macro %{" + name + "}";
+      return std::nullopt;
+    }
+    out += it->second;
+    i = e + 1;
+  }
+  return out;
+}
+
+// Defaults of tx.* variables (CRS 901 sets them with setvar when the operator did not): the first
+// literal assignment wins, as crs-setup.conf would be loaded before.
+void importer::collect_setvars(const std::vector<action_item>& acts) {
+  for (const auto& a : acts) {
+    if (a.key != "setvar") continue;
+    std::string v = a.value;
+    size_t eq = v.find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = lower(trim(v.substr(0, eq)));
+    std::string val = v.substr(eq + 1);
+    if (!name.starts_with("tx.") || val.starts_with("+") || val.starts_with("-")) continue;
+    std::string why;
+    auto ex = expand(val, why);
+    if (ex) tx_.try_emplace(name.substr(3), *ex);
+  }
+}
+
+struct var_map {
+  const char* name;
+  waf::target t;
+  bool keyed;  // ":name" allowed
+};
+constexpr var_map vars[] = {
+    {"ARGS_GET", waf::target::args, true},
+    {"ARGS_GET_NAMES", waf::target::arg_names, false},
+    {"ARGS_NAMES", waf::target::arg_names, false},
+    {"REQUEST_HEADERS", waf::target::header, true},
+    {"REQUEST_HEADERS_NAMES", waf::target::header_names, false},
+    {"REQUEST_COOKIES", waf::target::cookies, true},
+    {"REQUEST_COOKIES_NAMES", waf::target::cookie_names, false},
+    {"REQUEST_FILENAME", waf::target::uri_path, false},
+    {"REQUEST_BASENAME", waf::target::uri_path, false},
+    {"REQUEST_URI", waf::target::uri, false},
+    {"REQUEST_URI_RAW", waf::target::uri, false},
+    {"REQUEST_LINE", waf::target::request_line, false},
+    {"REQUEST_METHOD", waf::target::method, false},
+    {"REQUEST_PROTOCOL", waf::target::protocol, false},
+    {"QUERY_STRING", waf::target::query_string, false},
+    {"REQUEST_BODY", waf::target::body, false},
+    {"ARGS_POST", waf::target::body, false},
+};
+// Variables for content the engine does not parse (XML, multipart); dropped from a rule that
+// still has other variables.
+constexpr const char* droppable[] = {"XML", "FILES", "FILES_NAMES", "FILES_TMPNAMES", "MULTIPART_PART_HEADERS",
+                                     "FILES_SIZES", "FILES_TMP_CONTENT"};
+
+bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
+                               std::vector<std::string>& notes) {
+  if (d.args.size() < 2) {
+    why = "malformed SecRule";
+    return false;
+  }
+  // Operator.
+  std::string opstr = d.args[1];
+  if (opstr.starts_with("!")) {
+    c.negate = true;
+    opstr.erase(0, 1);
+  }
+  std::string opname = "rx", oparg = opstr;
+  if (opstr.starts_with("@")) {
+    size_t sp = opstr.find(' ');
+    opname = opstr.substr(1, sp == std::string::npos ? std::string::npos : sp - 1);
+    oparg = sp == std::string::npos ? std::string() : opstr.substr(sp + 1);
+  }
+  auto ex = expand(oparg, why);
+  if (!ex) return false;
+  oparg = *ex;
+  if (opname == "rx") {
+    c.oper = waf::op::rx;
+    c.args = {oparg};
+  } else if (opname == "pm") {
+    c.oper = waf::op::pm;
+    c.caseless = true;
+    std::istringstream ss(oparg);
+    for (std::string w; ss >> w;) c.args.push_back(w);
+  } else if (opname == "pmFromFile" || opname == "pmf") {
+    c.oper = waf::op::pm;
+    c.caseless = true;
+    std::istringstream ss(oparg);
+    for (std::string f; ss >> f;) {
+      std::filesystem::path p(f);
+      if (p.is_relative()) p = std::filesystem::path(dir) / p;
+      std::ifstream in(p);
+      if (!in) {
+        why = "cannot read data file " + p.string();
+        return false;
+      }
+      for (std::string l; std::getline(in, l);) {
+        std::string t = trim(l);
+        if (!t.empty() && t[0] != '#') c.args.push_back(t);
+      }
+    }
+  } else if (opname == "contains" || opname == "beginsWith" || opname == "endsWith" || opname == "streq" ||
+             opname == "within") {
+    c.oper = opname == "contains"     ? waf::op::contains
+             : opname == "beginsWith" ? waf::op::begins_with
+             : opname == "endsWith"   ? waf::op::ends_with
+             : opname == "streq"      ? waf::op::streq
+                                      : waf::op::within;
+    c.args = {oparg};
+  } else {
+    why = "operator @" + opname + " not supported";
+    return false;
+  }
+  if (c.args.empty() || (c.oper != waf::op::rx && c.oper != waf::op::streq && c.oper != waf::op::within &&
+                         c.args[0].empty())) {
+    why = "operator @" + opname + " without argument";
+    return false;
+  }
+  // Variables.
+  std::vector<std::pair<std::string, std::string>> excludes;
+  std::string vlist = d.args[0];
+  size_t i = 0;
+  while (i <= vlist.size()) {
+    size_t bar = vlist.find('|', i);
+    std::string v = vlist.substr(i, bar == std::string::npos ? std::string::npos : bar - i);
+    i = bar == std::string::npos ? vlist.size() + 1 : bar + 1;
+    if (v.empty()) continue;
+    bool neg = v[0] == '!';
+    if (neg) v.erase(0, 1);
+    if (v[0] == '&') {
+      why = "count variable " + v + " not supported";
+      return false;
+    }
+    size_t colon = v.find(':');
+    std::string coll = upper(v.substr(0, colon));
+    std::string key = colon == std::string::npos ? std::string() : v.substr(colon + 1);
+    if (neg) {
+      if (key.empty() || key.front() == '/') {
+        notes.push_back("ignored exclusion !" + v);
+        continue;
+      }
+      excludes.emplace_back(coll, lower(key));
+      continue;
+    }
+    if (coll == "ARGS") {
+      if (!key.empty()) {
+        if (key.front() == '/') {
+          why = "regex variable key " + v;
+          return false;
+        }
+        c.selectors.push_back({waf::target::args, lower(key), {}});
+        continue;
+      }
+      c.selectors.push_back({waf::target::args, {}, {}});
+      c.selectors.push_back({waf::target::body, {}, {}});
+      continue;
+    }
+    const var_map* m = nullptr;
+    for (const auto& vm : vars)
+      if (coll == vm.name) m = &vm;
+    if (!m) {
+      if (std::find(std::begin(droppable), std::end(droppable), coll) != std::end(droppable)) {
+        notes.push_back("dropped variable " + v + " (content not parsed)");
+        continue;
+      }
+      why = "variable " + coll + " not supported";
+      return false;
+    }
+    if (!key.empty()) {
+      if (!m->keyed) {
+        why = "variable " + v + " takes no key";
+        return false;
+      }
+      if (key.front() == '/') {
+        why = "regex variable key " + v;
+        return false;
+      }
+    }
+    if (m->t == waf::target::uri_path && coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as uri_path");
+    c.selectors.push_back({m->t, lower(key), {}});
+  }
+  for (auto& s : c.selectors)
+    for (const auto& [coll, key] : excludes) {
+      bool same = (coll == "ARGS" && (s.where == waf::target::args || s.where == waf::target::arg_names)) ||
+                  (coll == "ARGS_GET" && s.where == waf::target::args) ||
+                  (coll == "REQUEST_HEADERS" && s.where == waf::target::header) ||
+                  (coll == "REQUEST_COOKIES" && s.where == waf::target::cookies) ||
+                  (coll == "REQUEST_COOKIES_NAMES" && s.where == waf::target::cookie_names);
+      if (same) s.exclude.push_back(key);
+    }
+  // Transformations come from the actions (t:...).
+  if (d.args.size() >= 3) {
+    for (const auto& a : parse_actions(d.args[2])) {
+      if (a.key != "t") continue;
+      std::string t = a.value;
+      static const std::map<std::string, waf::transform> tmap = {
+          {"urlDecodeUni", waf::transform::url_decode},     {"urlDecode", waf::transform::url_decode},
+          {"lowercase", waf::transform::lowercase},         {"normalizePath", waf::transform::normalize_path},
+          {"normalisePath", waf::transform::normalize_path}, {"normalizePathWin", waf::transform::normalize_path_win},
+          {"normalisePathWin", waf::transform::normalize_path_win}, {"removeNulls", waf::transform::remove_nulls},
+          {"htmlEntityDecode", waf::transform::html_entity_decode},
+          {"compressWhitespace", waf::transform::compress_whitespace},
+          {"removeWhitespace", waf::transform::remove_whitespace}, {"base64Decode", waf::transform::base64_decode},
+          {"base64decode", waf::transform::base64_decode},  {"utf8toUnicode", waf::transform::utf8_to_unicode},
+          {"jsDecode", waf::transform::js_decode},          {"cssDecode", waf::transform::css_decode},
+          {"cmdLine", waf::transform::cmd_line},            {"replaceComments", waf::transform::replace_comments},
+          {"trim", waf::transform::trim}};
+      if (t == "none") {
+        c.transforms.clear();
+        continue;
+      }
+      auto it = tmap.find(t);
+      if (it == tmap.end()) {
+        why = "transformation t:" + t + " not supported";
+        return false;
+      }
+      c.transforms.push_back(it->second);
+    }
+  }
+  if (c.transforms.size() > waf::max_stream_transforms) {
+    why = "more than 8 transformations";
+    return false;
+  }
+  // A stream target takes streamable transformations and Hyperscan-only patterns; where the
+  // condition needs more, the body is left out of it (noted) rather than the rule.
+  bool body_ok = c.oper != waf::op::within &&
+                 std::all_of(c.transforms.begin(), c.transforms.end(), [](auto t) { return waf::is_streamable(t); });
+  std::string msg;
+  if (c.oper == waf::op::rx) {
+    auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
+    if (sup == waf::pattern_support::rejected) {
+      why = "pattern rejected by Hyperscan: " + msg;
+      return false;
+    }
+    if (sup == waf::pattern_support::prefilter) body_ok = false;
+  }
+  if (!body_ok) {
+    auto before = c.selectors.size();
+    std::erase_if(c.selectors, [](const waf::selector& s) { return waf::is_stream_target(s.where); });
+    if (c.selectors.size() != before) notes.push_back("body not inspected by this condition (needs block mode)");
+  }
+  if (c.selectors.empty()) {
+    why = "no supported variable";
+    return false;
+  }
+  return true;
+}
+
+void importer::finish(pending& p) {
+  if (!p.skipped && p.score < 0 && !p.disruptive) {
+    p.skipped = true;
+    p.reason = "no anomaly score or disruptive action (sets variables only)";
+  }
+  if (p.skipped) {
+    result.skipped.push_back({p.r.id, p.r.where, p.reason});
+    return;
+  }
+  if (p.score >= 0) {
+    p.r.act = waf::action::score;
+    p.r.score = p.score;
+  } else {
+    p.r.act = waf::action::block;
+  }
+  for (const auto& n : p.notes) result.notes.push_back(std::to_string(p.r.id) + ": " + n);
+  result.rules.push_back(std::move(p.r));
+}
+
+common::result<void> importer::file(const std::string& path) {
+  auto ds = read_directives(path);
+  if (!ds) return std::unexpected(ds.error());
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int gate = 1;
+  std::optional<pending> cur;
+  for (const auto& d : *ds) {
+    std::string where = path + ":" + std::to_string(d.line);
+    if (d.name == "SecAction") {
+      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]));
+      continue;
+    }
+    if (d.name != "SecRule") continue;  // SecMarker, SecComponentSignature, engine settings
+    auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
+    collect_setvars(acts);
+    bool chained_next = std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
+    if (!cur) {
+      cur.emplace();
+      pending& p = *cur;
+      p.r.where = where;
+      p.r.set = set_;
+      p.r.paranoia = gate;
+      for (const auto& a : acts) {
+        if (a.key == "id") p.r.id = static_cast<uint32_t>(std::strtoul(a.value.c_str(), nullptr, 10));
+      }
+      if (p.r.id == 0) {
+        p.skipped = true;
+        p.reason = "no id";
+      } else if (!ids_.insert(p.r.id).second) {
+        p.skipped = true;
+        p.reason = "duplicate id";
+      }
+      std::string vars0 = d.args.empty() ? std::string() : upper(d.args[0]);
+      if (!p.skipped && (vars0 == "TX:EXECUTING_PARANOIA_LEVEL" || vars0 == "TX:DETECTION_PARANOIA_LEVEL") &&
+          d.args.size() >= 2 && d.args[1].starts_with("@lt ")) {
+        gate = std::max(gate, std::atoi(d.args[1].c_str() + 4));
+        p.skipped = true;
+        p.reason = "paranoia gate (level applied to the following rules)";
+      }
+      for (const auto& a : acts) {
+        if (p.skipped) break;
+        if (a.key == "phase") {
+          if (a.value != "1" && a.value != "2" && a.value != "request") {
+            p.skipped = true;
+            p.reason = "response phase";
+          }
+        } else if (a.key == "msg") {
+          p.r.message = a.value;
+        } else if (a.key == "severity") {
+          static const std::map<std::string, int> sev = {{"EMERGENCY", 0}, {"ALERT", 1},  {"CRITICAL", 2},
+                                                         {"ERROR", 3},     {"WARNING", 4}, {"NOTICE", 5},
+                                                         {"INFO", 6},      {"DEBUG", 7}};
+          auto it = sev.find(upper(a.value));
+          p.r.severity = it != sev.end() ? it->second : std::atoi(a.value.c_str());
+        } else if (a.key == "tag") {
+          p.r.tags.push_back(a.value);
+          if (a.value.starts_with("paranoia-level/")) p.r.paranoia = std::atoi(a.value.c_str() + 15);
+        } else if (a.key == "ctl" && !a.value.starts_with("auditLogParts")) {
+          p.skipped = true;
+          p.reason = "ctl action (runtime exclusion or engine control)";
+        } else if (a.key == "skipAfter" || a.key == "skip") {
+          p.skipped = true;
+          p.reason = "skip/skipAfter control flow";
+        }
+      }
+      if (p.r.paranoia < 1 || p.r.paranoia > 4) p.r.paranoia = std::clamp(p.r.paranoia, 1, 4);
+    }
+    pending& p = *cur;
+    if (!p.skipped) {
+      waf::condition c;
+      std::string why;
+      if (!p.r.conditions.empty() && !d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR")) {
+        p.skipped = true;
+        p.reason = "chain on MATCHED_VAR(S)";
+      } else if (!build_condition(d, dir, c, why, p.notes)) {
+        p.skipped = true;
+        p.reason = why;
+      } else {
+        p.r.conditions.push_back(std::move(c));
+      }
+    }
+    for (const auto& a : acts) {
+      if (a.key == "setvar") {
+        std::string v = lower(a.value);
+        size_t eq = v.find("=+");
+        if (eq == std::string::npos) continue;
+        std::string name = v.substr(0, eq);
+        if (name.find("anomaly_score") == std::string::npos) continue;  // per-attack counters are not scored
+        std::string why;
+        auto val = expand(a.value.substr(eq + 2), why);
+        if (val) p.score = std::max(p.score, std::atoi(val->c_str()));
+      } else if (a.key == "deny" || a.key == "drop") {
+        p.disruptive = true;
+      }
+    }
+    if (!chained_next) {
+      finish(p);
+      cur.reset();
+    }
+  }
+  if (cur) {
+    cur->skipped = true;
+    cur->reason = "chain not terminated";
+    finish(*cur);
+  }
+  return {};
+}
+
+}  // namespace
+
+std::map<std::string, size_t> import_result::skipped_by_reason() const {
+  std::map<std::string, size_t> m;
+  for (const auto& s : skipped) {
+    // Group "operator @eq not supported" style reasons by their leading words.
+    std::string key = s.reason;
+    if (key.starts_with("pattern rejected")) key = "pattern rejected by Hyperscan";
+    if (key.starts_with("unresolved macro")) key = "unresolved macro";
+    ++m[key];
+  }
+  return m;
+}
+
+common::result<import_result> import_secrules(const std::vector<std::string>& files, const std::string& set) {
+  importer im(set);
+  for (const auto& f : files)
+    if (auto r = im.file(f); !r) return std::unexpected(r.error());
+  return std::move(im.result);
+}
+
+}  // namespace rules

@@ -1,0 +1,181 @@
+#pragma once
+// The per-flow inspector: feed it request bytes as they arrive from TCP (or TLS); it parses the head
+// strictly, scans head fields in block mode, streams the body (Content-Length or chunked, decoded on
+// the fly) through Hyperscan stream mode without buffering it, and says what to do with the bytes.
+//
+// Data-path contract: feed() and finish() never throw, never allocate, never log. Everything they
+// need is allocated by create() (per connection) and by worker_scratch (per worker).
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/counter.hh"
+#include "common/result.hh"
+#include "waf/http.hh"
+#include "waf/policy.hh"
+#include "waf/ruleset.hh"
+#include "waf/transform.hh"
+
+namespace waf {
+
+// Per-worker counters (single writer), summed by the control plane for /metrics.
+#define WAF_STATS(X)       \
+  X(requests)              \
+  X(passed)                \
+  X(detected)              \
+  X(blocked_rules)         \
+  X(blocked_parse)         \
+  X(blocked_body_limit)    \
+  X(body_partial)          \
+  X(raw_blocked)           \
+  X(prefilter_confirmed)   \
+  X(prefilter_rejected)    \
+  X(scan_errors)           \
+  X(bytes_scanned)
+struct worker_stats {
+#define X(n) common::counter n;
+  WAF_STATS(X)
+#undef X
+  std::array<common::counter, http_error_count> parse_errors;  // by http_error
+};
+
+enum class verdict_kind : uint8_t { need_more, pass, detect, block };
+const char* to_string(verdict_kind k);
+
+struct verdict {
+  verdict_kind kind = verdict_kind::need_more;
+  uint16_t status = 0;            // block: 403 (rules), 400 (malformed/smuggling), 413 (body limit)
+  size_t consumed = 0;            // input bytes used; feed the rest again
+  std::span<const char> forward;  // pass/detect: the bytes to send upstream now (head or body slice)
+  bool head_complete = false;     // this call completed the head (forward = the whole head)
+  bool request_complete = false;  // the request ended at `consumed`; audit entries are final
+};
+
+// One fired rule, for the audit log. Fixed size: no allocation on the data path.
+struct audit_match {
+  uint32_t rule_id = 0;
+  target where = target::args;
+  int16_t score = 0;
+  uint8_t severity = 0;
+  uint8_t field_len = 0;
+  uint8_t excerpt_len = 0;
+  bool blocking = false;  // this rule made the block decision (action block or threshold crossed)
+  char field[40] = {};    // header/argument/cookie name, if any
+  char excerpt[64] = {};  // up to 64 bytes of the transformed value ending at the match
+  std::string_view field_name() const { return {field, field_len}; }
+  std::string_view excerpt_text() const { return {excerpt, excerpt_len}; }
+};
+
+class inspector {
+ public:
+  enum class mode : uint8_t { http, raw };  // raw: raw_payload rules over a non-HTTP stream
+  static constexpr size_t max_matches = 16;  // audit entries kept per request (more are counted)
+
+  static common::result<std::unique_ptr<inspector>> create(std::shared_ptr<const bound_policy> pol,
+                                                           const worker_scratch& ws, mode m = mode::http);
+  ~inspector();
+  inspector(const inspector&) = delete;
+  inspector& operator=(const inspector&) = delete;
+
+  // Feeds bytes of the client stream. Loop while consumed < data.size() and the kind is not block.
+  verdict feed(worker_scratch& ws, worker_stats& st, std::span<const char> data);
+  // The client finished sending (FIN). http: block 400 when a request is cut short; raw: end-of-stream
+  // matches of raw_payload rules.
+  verdict finish(worker_scratch& ws, worker_stats& st);
+
+  // About the current (or just completed/blocked) request.
+  const request_head& head() const { return head_; }
+  std::span<const char> head_bytes() const { return {head_buf_.get(), head_end_}; }
+  http_error parse_error() const { return perr_; }
+  int anomaly_score() const { return score_; }
+  std::span<const audit_match> matches() const { return {matches_.data(), n_matches_}; }
+  size_t matches_dropped() const { return matches_dropped_; }
+  uint64_t body_bytes() const { return body_seen_; }
+  bool detect_only() const { return pol_->pol().detect_only; }
+  const bound_policy& policy_in_use() const { return *pol_; }
+  // Memory held for this flow: the object, head buffer, header slots, bitsets and Hyperscan streams.
+  size_t state_bytes() const;
+
+ private:
+  inspector() = default;
+  struct scan_ctx;
+  enum class stage : uint8_t { head, body_length, body_chunked, blocked };
+
+  void reset_request();
+  verdict on_head(worker_scratch& ws, worker_stats& st, size_t consumed);
+  verdict on_body(worker_scratch& ws, worker_stats& st, std::span<const char> data);
+  verdict end_request(worker_scratch& ws, worker_stats& st, verdict v);
+  verdict block(worker_stats& st, uint16_t status, size_t consumed);
+  void scan_head(worker_scratch& ws, worker_stats& st);
+  void scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where);
+  void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
+                  std::string_view value);
+  void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
+  bool evaluate(worker_stats& st, bool head_done, bool body_done);  // true: block decided
+  void inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
+  void match_entry(uint32_t entry_id, scan_ctx& x, unsigned long long to);
+  verdict block_again() const;
+  bool rule_excluded(uint32_t rule_index, std::string_view field) const;
+  static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void* ctx);
+
+  std::shared_ptr<const bound_policy> pol_;
+  const ruleset* rs_ = nullptr;
+  mode mode_ = mode::http;
+  stage stage_ = stage::head;
+
+  std::unique_ptr<char[]> head_buf_;
+  size_t head_len_ = 0, head_end_ = 0;
+  head_scan_state head_scan_;
+  std::unique_ptr<http_header[]> header_slots_;
+  request_head head_;
+  http_error perr_ = http_error::none;
+
+  uint64_t body_remaining_ = 0, body_seen_ = 0;
+  chunked_decoder chunked_;
+  bool body_partial_ = false;
+
+  struct stream_slot {
+    uint32_t group = 0;
+    hs_stream_ptr stream;
+    stream_transform_state tstate;
+    bool used = false;
+    unsigned long long offset = 0;  // transformed bytes scanned so far in this request
+  };
+  std::vector<stream_slot> streams_;
+
+  std::vector<uint64_t> cond_matched_, cond_seen_, rule_fired_, rule_candidate_;
+  std::vector<uint32_t> candidates_;
+  std::vector<uint8_t> path_excl_;  // exclusions whose path prefix matches this request
+  int score_ = 0;
+  bool decided_block_ = false, any_fired_ = false, pending_reset_ = false, limit_hit_ = false;
+  uint16_t status_ = 0;
+  std::array<audit_match, max_matches> matches_{};
+  size_t n_matches_ = 0, matches_dropped_ = 0;
+  // Where recent conditions matched, so an audit entry can name the field and show an excerpt;
+  // a small ring, not one slot per condition, to keep per-flow state small.
+  struct hit {
+    uint32_t condition;
+    target where;
+    uint8_t field_len, excerpt_len;
+    char field[40];
+    char excerpt[64];
+  };
+  static constexpr size_t hit_ring = 16;
+  std::array<hit, hit_ring> hits_{};
+  size_t n_hits_ = 0;
+};
+
+// Writes the response sent to a blocked client (status line, headers incl. X-Request-Id, short
+// body, Connection: close) into out; returns the length, or 0 if out is too small (256 is enough
+// for a request id of up to 64 bytes).
+size_t format_block_response(uint16_t status, std::string_view request_id, std::span<char> out);
+
+// One JSON object (no newline) describing the inspected request and its matches: for audit logs
+// and `edgectl waf eval`. Control-side helper (allocates).
+std::string audit_json(const inspector& in, const verdict& v, std::string_view request_id);
+
+}  // namespace waf

@@ -1,0 +1,66 @@
+#pragma once
+// Per-service WAF policy: which rule sets, enforce or detect-only, anomaly threshold, paranoia level,
+// exclusions, body inspection limit and HTTP limits. Bound to a compiled ruleset once (control
+// thread) so that the data path only tests bits.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.hh"
+#include "waf/http.hh"
+#include "waf/ruleset.hh"
+
+namespace waf {
+
+enum class body_limit_action : uint8_t { reject, inspect_partial };
+
+// Rule ids switched off for requests whose path starts with path_prefix (empty: every path) and,
+// when arg is set, only for matches in that argument/header/cookie name.
+struct exclusion {
+  std::vector<uint32_t> rule_ids;
+  std::string path_prefix;
+  std::string arg;
+};
+
+struct policy {
+  std::string name = "default";
+  std::vector<std::string> rule_sets;  // empty: every set
+  bool detect_only = false;
+  int anomaly_threshold = 5;
+  int paranoia = 1;
+  std::vector<exclusion> exclusions;
+  uint64_t body_limit = 1 << 20;  // bytes of body inspected
+  body_limit_action on_body_limit = body_limit_action::reject;
+  http_limits limits;
+};
+
+class bound_policy {
+ public:
+  // Errors: unknown rule set or rule id, bad threshold/paranoia/limits.
+  static common::result<std::shared_ptr<const bound_policy>> bind(std::shared_ptr<const ruleset> rs, policy p);
+
+  const ruleset& rules() const { return *rs_; }
+  const std::shared_ptr<const ruleset>& rules_ptr() const { return rs_; }
+  const policy& pol() const { return p_; }
+  bool enabled(uint32_t rule_index) const { return enabled_[rule_index] != 0; }
+
+  struct bound_exclusion {
+    std::vector<uint8_t> rule_mask;  // by rule index
+    std::string path_prefix;
+    std::string arg;
+  };
+  const std::vector<bound_exclusion>& exclusions() const { return excl_; }
+  // Enabled rules whose first condition is negated: they fire on absence, so they are evaluated
+  // when their phase completes rather than on a match.
+  const std::vector<uint32_t>& negated_primary() const { return negated_primary_; }
+
+ private:
+  std::shared_ptr<const ruleset> rs_;
+  policy p_;
+  std::vector<uint8_t> enabled_;
+  std::vector<bound_exclusion> excl_;
+  std::vector<uint32_t> negated_primary_;
+};
+
+}  // namespace waf

@@ -1,0 +1,124 @@
+#pragma once
+// The WAF rule model: what a rule file (YAML) or an imported SecRule compiles into. Plain data; the
+// compiler (ruleset.hh) turns a vector of rules into Hyperscan databases.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace waf {
+
+// Where a condition looks. Head targets are scanned in block mode once the request head is parsed;
+// body and raw_payload are scanned in stream mode as bytes arrive.
+#define WAF_TARGETS(X)             \
+  X(request_line, "request_line")  \
+  X(method, "method")              \
+  X(protocol, "protocol")          \
+  X(uri, "uri")                    \
+  X(uri_path, "uri_path")          \
+  X(query_string, "query_string")  \
+  X(args, "args")                  \
+  X(arg_names, "arg_names")        \
+  X(header, "header")              \
+  X(header_names, "header_names")  \
+  X(cookies, "cookies")            \
+  X(cookie_names, "cookie_names")  \
+  X(body, "body")                  \
+  X(raw_payload, "raw_payload")
+
+enum class target : uint8_t {
+#define X(e, s) e,
+  WAF_TARGETS(X)
+#undef X
+};
+inline constexpr size_t target_count = 0
+#define X(e, s) +1
+    WAF_TARGETS(X)
+#undef X
+    ;
+const char* to_string(target t);
+std::optional<target> parse_target(std::string_view s);
+inline bool is_stream_target(target t) { return t == target::body || t == target::raw_payload; }
+
+#define WAF_TRANSFORMS(X)                          \
+  X(url_decode, "url_decode")                      \
+  X(lowercase, "lowercase")                        \
+  X(normalize_path, "normalize_path")              \
+  X(normalize_path_win, "normalize_path_win")      \
+  X(remove_nulls, "remove_nulls")                  \
+  X(html_entity_decode, "html_entity_decode")      \
+  X(compress_whitespace, "compress_whitespace")    \
+  X(remove_whitespace, "remove_whitespace")        \
+  X(base64_decode, "base64_decode")                \
+  X(utf8_to_unicode, "utf8_to_unicode")            \
+  X(js_decode, "js_decode")                        \
+  X(css_decode, "css_decode")                      \
+  X(cmd_line, "cmd_line")                          \
+  X(replace_comments, "replace_comments")          \
+  X(trim, "trim")
+
+enum class transform : uint8_t {
+#define X(e, s) e,
+  WAF_TRANSFORMS(X)
+#undef X
+};
+const char* to_string(transform t);
+std::optional<transform> parse_transform(std::string_view s);
+// Transforms that can run over a byte stream with a few bytes of carried state.
+bool is_streamable(transform t);
+
+#define WAF_OPERATORS(X)          \
+  X(rx, "rx")                     \
+  X(pm, "pm")                     \
+  X(contains, "contains")         \
+  X(begins_with, "begins_with")   \
+  X(ends_with, "ends_with")       \
+  X(streq, "streq")               \
+  X(within, "within")
+
+enum class op : uint8_t {
+#define X(e, s) e,
+  WAF_OPERATORS(X)
+#undef X
+};
+const char* to_string(op o);
+std::optional<op> parse_op(std::string_view s);
+
+enum class action : uint8_t { block, log, score };
+const char* to_string(action a);
+std::optional<action> parse_action(std::string_view s);
+
+// A place a condition looks: a target, optionally restricted to one field name (a header, cookie
+// or argument name, case-insensitive) and with field names excluded.
+struct selector {
+  target where = target::args;
+  std::string name;                 // empty: every field of the target
+  std::vector<std::string> exclude;  // field names skipped (lowercase)
+};
+
+// One test: an operator over the transformed value of any of the selectors (an OR over selectors).
+struct condition {
+  std::vector<selector> selectors;
+  op oper = op::rx;
+  std::vector<std::string> args;  // rx: one regex; pm: phrases; others: one literal
+  bool caseless = false;
+  bool negate = false;  // only allowed after the first condition of a chain
+  std::vector<transform> transforms;
+};
+
+// A rule fires when all its conditions hold (the first is the rule itself, the rest its chain).
+struct rule {
+  uint32_t id = 0;
+  std::string message;
+  std::vector<condition> conditions;
+  action act = action::score;
+  int score = 5;       // added to the request's anomaly score when the rule fires
+  int severity = 2;    // 0 emergency .. 7 debug (syslog numbering, as in CRS)
+  int paranoia = 1;    // active when the policy's paranoia level >= this
+  std::string set;     // rule set name (a policy selects sets); default: the file stem
+  std::vector<std::string> tags;
+  std::string where;   // "file:line:col" of the definition, for diagnostics
+};
+
+}  // namespace waf

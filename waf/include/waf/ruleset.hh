@@ -1,0 +1,154 @@
+#pragma once
+// The compiled, immutable rule set: one Hyperscan database per (target, transformation pipeline),
+// block mode for head targets and stream mode for body/raw payload, PCRE2 confirm for patterns
+// Hyperscan only accepts in prefilter mode. Built on the control thread (or a background thread),
+// shared with workers through shared_ptr; a worker needs one worker_scratch.
+#include <hs/hs.h>
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.hh"
+#include "waf/rule.hh"
+
+struct pcre2_real_code_8;
+struct pcre2_real_match_data_8;
+
+namespace waf {
+
+struct hs_database_deleter {
+  void operator()(hs_database_t* d) const { hs_free_database(d); }
+};
+struct hs_scratch_deleter {
+  void operator()(hs_scratch_t* s) const { hs_free_scratch(s); }
+};
+struct hs_stream_deleter {
+  void operator()(hs_stream_t* s) const { hs_close_stream(s, nullptr, nullptr, nullptr); }
+};
+struct pcre2_code_deleter {
+  void operator()(pcre2_real_code_8* c) const;
+};
+struct pcre2_match_data_deleter {
+  void operator()(pcre2_real_match_data_8* m) const;
+};
+using hs_database_ptr = std::unique_ptr<hs_database_t, hs_database_deleter>;
+using hs_scratch_ptr = std::unique_ptr<hs_scratch_t, hs_scratch_deleter>;
+using hs_stream_ptr = std::unique_ptr<hs_stream_t, hs_stream_deleter>;
+using pcre2_code_ptr = std::unique_ptr<pcre2_real_code_8, pcre2_code_deleter>;
+using pcre2_match_data_ptr = std::unique_ptr<pcre2_real_match_data_8, pcre2_match_data_deleter>;
+
+// Where a Hyperscan match id leads: a condition of a rule, in one scan group.
+struct entry {
+  uint32_t rule = 0;       // index into ruleset::rules()
+  uint32_t condition = 0;  // global condition index (ruleset::conditions())
+  bool prefilter = false;  // Hyperscan match must be confirmed by pcre2 (block targets only)
+};
+
+// Block-mode groups are keyed by the transformation pipeline alone and scanned over every field of
+// every target in `targets` (the match callback checks the condition's selectors), so a CRS regex
+// used on ARGS|ARGS_NAMES|REQUEST_COOKIES is compiled once, not once per variable. Stream groups
+// are keyed by (target, pipeline) since each needs its own stream.
+struct scan_group {
+  target where = target::args;        // stream groups: the target; block groups: unused
+  bool stream = false;
+  uint32_t targets = 0;               // bit per target scanned with this group
+  std::vector<transform> transforms;
+  hs_database_ptr db;                 // null when the group only has code-evaluated operators
+  std::vector<uint32_t> direct;       // entries evaluated in code (op::within)
+  std::vector<uint32_t> negated;      // entries of negated conditions: a scanned field marks them seen
+  size_t stream_state_bytes = 0;      // hs_stream_size for stream groups
+};
+
+struct compiled_condition {
+  const condition* cond = nullptr;
+  uint32_t rule = 0;
+  pcre2_code_ptr confirm;  // set when the rx pattern is compiled in prefilter mode
+};
+
+struct compile_options {
+  std::string cache_dir;  // empty: no cache. Else databases are (de)serialised under it.
+};
+
+struct compile_stats {
+  double compile_ms = 0;     // wall time of compile() (cache load included)
+  bool from_cache = false;
+  size_t expressions = 0;    // Hyperscan expressions over all groups
+  size_t prefiltered = 0;    // of which compiled in prefilter mode + PCRE2 confirm
+  size_t groups = 0;
+  size_t database_bytes = 0;
+  size_t stream_state_bytes = 0;  // hs stream state per flow (sum over stream groups)
+};
+
+class ruleset {
+ public:
+  // Validates (errors name the rule id and its file:line:col) and compiles. May take seconds for
+  // large sets: run it off the worker threads.
+  static common::result<std::shared_ptr<const ruleset>> compile(std::vector<rule> rules,
+                                                                const compile_options& opts = {});
+
+  std::span<const rule> rules() const { return rules_; }
+  std::span<const compiled_condition> conditions() const { return conditions_; }
+  std::span<const entry> entries() const { return entries_; }
+  std::span<const scan_group> groups() const { return groups_; }
+  uint64_t hash() const { return hash_; }
+  const compile_stats& stats() const { return stats_; }
+  // Index of a rule id, or -1.
+  int find(uint32_t id) const;
+
+  ruleset(const ruleset&) = delete;
+  ruleset& operator=(const ruleset&) = delete;
+  ruleset() = default;
+
+ private:
+  friend struct ruleset_builder;
+  std::vector<rule> rules_;
+  std::vector<compiled_condition> conditions_;
+  std::vector<entry> entries_;
+  std::vector<scan_group> groups_;
+  std::vector<uint32_t> rule_first_condition_;
+  uint64_t hash_ = 0;
+  compile_stats stats_;
+
+ public:
+  uint32_t first_condition(uint32_t rule_index) const { return rule_first_condition_[rule_index]; }
+};
+
+// Runs ruleset::compile on a thread of its own; the control thread polls or waits on the future
+// and publishes the result (e.g. in its RCU snapshot). Workers never wait on it.
+std::future<common::result<std::shared_ptr<const ruleset>>> compile_in_background(
+    std::vector<rule> rules, compile_options opts = {});
+
+// How Hyperscan takes a regex: as is, only in prefilter mode (needs a PCRE2 confirm, so block
+// targets only), or not at all (with the message).
+enum class pattern_support : uint8_t { full, prefilter, rejected };
+pattern_support check_regex(const std::string& rx, bool caseless, std::string* message = nullptr);
+
+// The canonical hash of a rule list (what the cache is keyed by).
+uint64_t hash_rules(std::span<const rule> rules);
+
+// Per-worker matching state: Hyperscan scratch, PCRE2 match data and transformation buffers.
+// Create on the control thread for each worker; call prepare() for every ruleset the worker will
+// scan with (it only grows, so an older ruleset still held by live connections stays covered).
+class worker_scratch {
+ public:
+  static constexpr size_t buffer_bytes = 128 * 1024;
+  static common::result<worker_scratch> create(const ruleset& rs);
+  common::result<void> prepare(const ruleset& rs);
+
+  hs_scratch_t* hs() const { return hs_.get(); }
+  pcre2_real_match_data_8* match_data() const { return md_.get(); }
+  char* buf_a() const { return a_.get(); }
+  char* buf_b() const { return b_.get(); }
+  char* buf_c() const { return c_.get(); }
+
+ private:
+  hs_scratch_ptr hs_;
+  pcre2_match_data_ptr md_;
+  std::unique_ptr<char[]> a_, b_, c_;
+};
+
+}  // namespace waf

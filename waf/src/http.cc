@@ -1,0 +1,176 @@
+// Strict HTTP/1.x request-head parsing (RFC 9110/9112) with smuggling defences.
+#include <cstring>
+
+#include "waf/http.hh"
+
+namespace waf {
+
+const char* to_string(http_error e) {
+  switch (e) {
+#define X(n) \
+  case http_error::n: return #n;
+    WAF_HTTP_ERRORS(X)
+#undef X
+  }
+  return "?";
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view request_head::header(std::string_view name) const {
+  for (const auto& h : headers)
+    if (iequals(h.name, name)) return h.value;
+  return {};
+}
+
+namespace {
+
+bool is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s)
+    if (!is_tchar(c)) return false;
+  return true;
+}
+
+}  // namespace
+
+http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head_scan_state& st, size_t& head_end) {
+  head_end = 0;
+  size_t i = st.scanned;
+  while (i < n) {
+    const void* nl = std::memchr(buf + i, '\n', n - i);
+    if (!nl) break;
+    size_t p = static_cast<size_t>(static_cast<const char*>(nl) - buf);
+    if (p == 0 || buf[p - 1] != '\r') return http_error::bare_lf;
+    size_t line_len = p - 1 - st.line_start;
+    if (line_len == 0) {
+      if (!st.first_line) {
+        head_end = p + 1;
+        st.scanned = p + 1;
+        return http_error::none;
+      }
+      // Empty lines before the request line are ignored (RFC 9112 §2.2), within the head limit.
+    } else if (st.first_line) {
+      if (line_len > lim.max_request_line) return http_error::request_line_too_long;
+      st.first_line = false;
+    } else if (line_len > lim.max_header_line) {
+      return http_error::header_line_too_long;
+    }
+    st.line_start = p + 1;
+    i = p + 1;
+  }
+  st.scanned = n;
+  size_t partial = n - st.line_start;
+  if (st.first_line && partial > lim.max_request_line + 1) return http_error::request_line_too_long;
+  if (!st.first_line && partial > lim.max_header_line + 1) return http_error::header_line_too_long;
+  if (n >= lim.max_head_bytes) return http_error::head_too_large;
+  return http_error::none;
+}
+
+http_error parse_request_head(std::string_view head, const http_limits& lim, std::span<http_header> storage,
+                              request_head& out) {
+  out = request_head{};
+  while (head.starts_with("\r\n")) head.remove_prefix(2);
+  size_t eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return http_error::bad_request_line;
+  std::string_view line = head.substr(0, eol);
+  out.request_line = line;
+  size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return http_error::bad_request_line;
+  size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
+    return http_error::bad_request_line;
+  out.method = line.substr(0, sp1);
+  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  out.protocol = line.substr(sp2 + 1);
+  if (!is_token(out.method)) return http_error::bad_method;
+  if (out.protocol == "HTTP/1.1") {
+    out.minor_version = 1;
+  } else if (out.protocol == "HTTP/1.0") {
+    out.minor_version = 0;
+  } else {
+    return http_error::bad_version;
+  }
+  if (out.target.empty()) return http_error::bad_target;
+  for (unsigned char c : out.target)
+    if (c <= 0x20 || c == 0x7f) return http_error::bad_target;
+  std::string_view t = out.target;
+  if (t[0] == '/') {
+  } else if (t == "*") {
+    if (out.method != "OPTIONS") return http_error::bad_target;
+  } else if (t.starts_with("http://") || t.starts_with("https://")) {
+    size_t auth = t.find("//") + 2;
+    size_t slash = t.find_first_of("/?", auth);
+    t = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
+  } else if (out.method == "CONNECT") {
+    t = {};
+  } else {
+    return http_error::bad_target;
+  }
+  size_t q = t.find('?');
+  out.path = t.substr(0, q);
+  if (q != std::string_view::npos) out.query = t.substr(q + 1);
+
+  size_t count = 0;
+  int hosts = 0;
+  bool te_seen = false;
+  std::string_view rest = head.substr(eol + 2);
+  while (!rest.empty()) {
+    size_t e = rest.find("\r\n");
+    if (e == std::string_view::npos) return http_error::bad_header_value;  // not from find_head_end
+    std::string_view l = rest.substr(0, e);
+    rest.remove_prefix(e + 2);
+    if (l.empty()) break;
+    if (l[0] == ' ' || l[0] == '\t') return http_error::obs_fold;
+    size_t colon = l.find(':');
+    if (colon == std::string_view::npos || colon == 0) return http_error::bad_header_name;
+    std::string_view name = l.substr(0, colon);
+    if (name.back() == ' ' || name.back() == '\t') return http_error::space_before_colon;
+    if (!is_token(name)) return http_error::bad_header_name;
+    std::string_view value = l.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    for (unsigned char c : value)
+      if ((c < 0x20 && c != '\t') || c == 0x7f) return http_error::bad_header_value;
+    if (count >= lim.max_header_count || count >= storage.size()) return http_error::too_many_headers;
+    storage[count++] = http_header{name, value};
+    if (iequals(name, "content-length")) {
+      if (out.has_content_length) return http_error::duplicate_content_length;
+      if (value.empty() || value.size() > 18) return http_error::bad_content_length;
+      uint64_t v = 0;
+      for (char c : value) {
+        if (c < '0' || c > '9') return http_error::bad_content_length;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      out.has_content_length = true;
+      out.content_length = v;
+    } else if (iequals(name, "transfer-encoding")) {
+      // Only a single "chunked" is understood; anything else could be framed differently upstream.
+      if (te_seen || !iequals(value, "chunked") || out.minor_version == 0) return http_error::bad_transfer_encoding;
+      te_seen = true;
+      out.chunked = true;
+    } else if (iequals(name, "host")) {
+      if (++hosts > 1) return http_error::duplicate_host;
+    }
+  }
+  if (out.chunked && out.has_content_length) return http_error::content_length_and_transfer_encoding;
+  if (out.minor_version == 1 && hosts == 0) return http_error::missing_host;
+  out.headers = storage.first(count);
+  return http_error::none;
+}
+
+}  // namespace waf

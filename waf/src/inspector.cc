@@ -1,0 +1,538 @@
+// Per-request inspection: head parse → block-mode scan of head fields → stream-mode body scan →
+// rule evaluation (chains, negation, anomaly score, exclusions) → verdict.
+#include "waf/inspector.hh"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace waf {
+namespace {
+
+inline bool bit(const std::vector<uint64_t>& v, size_t i) { return (v[i >> 6] >> (i & 63)) & 1; }
+inline void set_bit(std::vector<uint64_t>& v, size_t i) { v[i >> 6] |= uint64_t(1) << (i & 63); }
+inline size_t words(size_t n) { return (n + 63) / 64; }
+
+void copy_bounded(char* dst, size_t cap, uint8_t& len, std::string_view s) {
+  size_t n = std::min(cap, s.size());
+  std::memcpy(dst, s.data(), n);
+  len = static_cast<uint8_t>(n);
+}
+
+bool selector_accepts(const selector& sel, std::string_view name);
+bool condition_accepts(const condition& c, target where, std::string_view name) {
+  for (const auto& s : c.selectors)
+    if (s.where == where && selector_accepts(s, name)) return true;
+  return false;
+}
+
+bool selector_accepts(const selector& sel, std::string_view name) {
+  if (!sel.name.empty() && !iequals(sel.name, name)) return false;
+  for (const auto& ex : sel.exclude)
+    if (iequals(ex, name)) return false;
+  return true;
+}
+
+}  // namespace
+
+const char* to_string(verdict_kind k) {
+  switch (k) {
+    case verdict_kind::need_more: return "need_more";
+    case verdict_kind::pass: return "pass";
+    case verdict_kind::detect: return "detect";
+    case verdict_kind::block: return "block";
+  }
+  return "?";
+}
+
+struct inspector::scan_ctx {
+  inspector* self;
+  worker_scratch* ws;
+  worker_stats* st;
+  const scan_group* g;
+  target where;
+  std::string_view name;
+  const char* data;
+  size_t len;
+  unsigned long long base;  // stream offset of data[0]
+};
+
+common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<const bound_policy> pol,
+                                                             const worker_scratch& ws, mode m) {
+  if (!pol) return common::fail("inspector: no policy");
+  std::unique_ptr<inspector> in(new inspector());
+  in->rs_ = &pol->rules();
+  in->mode_ = m;
+  const auto& lim = pol->pol().limits;
+  if (m == mode::http) {
+    in->head_buf_ = std::make_unique<char[]>(lim.max_head_bytes);
+    in->header_slots_ = std::make_unique<http_header[]>(lim.max_header_count);
+  }
+  const ruleset& rs = *in->rs_;
+  in->cond_matched_.assign(words(rs.conditions().size()), 0);
+  in->cond_seen_.assign(words(rs.conditions().size()), 0);
+  in->rule_fired_.assign(words(rs.rules().size()), 0);
+  in->rule_candidate_.assign(words(rs.rules().size()), 0);
+  in->candidates_.reserve(rs.rules().size());
+  in->path_excl_.assign(pol->exclusions().size(), 0);
+  target want = m == mode::http ? target::body : target::raw_payload;
+  for (uint32_t gi = 0; gi < rs.groups().size(); ++gi) {
+    const scan_group& g = rs.groups()[gi];
+    if (!g.stream || g.where != want || !g.db) continue;
+    stream_slot s;
+    s.group = gi;
+    hs_stream_t* h = nullptr;
+    if (hs_open_stream(g.db.get(), 0, &h) != HS_SUCCESS) return common::fail("hs_open_stream failed");
+    s.stream.reset(h);
+    in->streams_.push_back(std::move(s));
+  }
+  (void)ws;
+  in->pol_ = std::move(pol);
+  return in;
+}
+
+inspector::~inspector() = default;
+
+size_t inspector::state_bytes() const {
+  size_t b = sizeof(*this);
+  if (head_buf_) b += pol_->pol().limits.max_head_bytes + pol_->pol().limits.max_header_count * sizeof(http_header);
+  b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size()) * 8;
+  b += candidates_.capacity() * 4 + path_excl_.size() + streams_.capacity() * sizeof(stream_slot);
+  for (const auto& s : streams_) b += rs_->groups()[s.group].stream_state_bytes;
+  return b;
+}
+
+void inspector::reset_request() {
+  pending_reset_ = false;
+  stage_ = stage::head;
+  head_len_ = head_end_ = 0;
+  head_scan_ = {};
+  head_ = {};
+  perr_ = http_error::none;
+  body_remaining_ = body_seen_ = 0;
+  chunked_.reset();
+  body_partial_ = limit_hit_ = false;
+  std::fill(cond_matched_.begin(), cond_matched_.end(), 0);
+  std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
+  std::fill(rule_fired_.begin(), rule_fired_.end(), 0);
+  std::fill(rule_candidate_.begin(), rule_candidate_.end(), 0);
+  candidates_.clear();
+  std::fill(path_excl_.begin(), path_excl_.end(), 0);
+  score_ = 0;
+  decided_block_ = any_fired_ = false;
+  n_matches_ = matches_dropped_ = 0;
+  n_hits_ = 0;
+  for (auto& s : streams_) {
+    if (s.used) hs_reset_stream(s.stream.get(), 0, nullptr, nullptr, nullptr);
+    s.used = false;
+    s.offset = 0;
+    s.tstate.reset();
+  }
+}
+
+verdict inspector::block(worker_stats& st, uint16_t status, size_t consumed) {
+  stage_ = stage::blocked;
+  status_ = status;
+  if (status == 400) {
+    st.blocked_parse.add();
+    st.parse_errors[static_cast<size_t>(perr_)].add();
+  } else if (status == 413) {
+    st.blocked_body_limit.add();
+  } else if (mode_ == mode::raw) {
+    st.raw_blocked.add();
+  } else {
+    st.blocked_rules.add();
+  }
+  verdict v;
+  v.kind = verdict_kind::block;
+  v.status = status;
+  v.consumed = consumed;
+  return v;
+}
+
+bool inspector::rule_excluded(uint32_t rule_index, std::string_view field) const {
+  const auto& ex = pol_->exclusions();
+  for (size_t i = 0; i < ex.size(); ++i) {
+    if (!path_excl_[i] || !ex[i].rule_mask[rule_index]) continue;
+    if (ex[i].arg.empty() || iequals(ex[i].arg, field)) return true;
+  }
+  return false;
+}
+
+int inspector::on_match(unsigned id, unsigned long long, unsigned long long to, unsigned, void* c) {
+  auto& x = *static_cast<scan_ctx*>(c);
+  x.self->match_entry(id, x, to);
+  return 0;  // keep scanning: other rules may match the same field
+}
+
+void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
+  const entry& e = rs_->entries()[id];
+  if (bit(cond_matched_, e.condition) || !pol_->enabled(e.rule)) return;
+  const compiled_condition& cc = rs_->conditions()[e.condition];
+  if (!condition_accepts(*cc.cond, x.where, x.name)) return;
+  if (rule_excluded(e.rule, x.name)) return;
+  if (e.prefilter) {
+    int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0, x.ws->match_data(),
+                         nullptr);
+    if (rc < 0) {
+      if (rc != PCRE2_ERROR_NOMATCH) x.st->scan_errors.add();
+      x.st->prefilter_rejected.add();
+      return;
+    }
+    x.st->prefilter_confirmed.add();
+  }
+  set_bit(cond_matched_, e.condition);
+  hit& h = hits_[n_hits_++ % hit_ring];
+  h.condition = e.condition;
+  h.where = x.where;
+  copy_bounded(h.field, sizeof h.field, h.field_len, x.name);
+  size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
+  end = std::min(end, x.len);
+  size_t start = end > sizeof h.excerpt ? end - sizeof h.excerpt : 0;
+  copy_bounded(h.excerpt, sizeof h.excerpt, h.excerpt_len, std::string_view(x.data + start, end - start));
+  if (!bit(rule_candidate_, e.rule)) {
+    set_bit(rule_candidate_, e.rule);
+    candidates_.push_back(e.rule);
+  }
+}
+
+void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
+                           std::string_view name, std::string_view value) {
+  char* buf = ws.buf_a();
+  size_t len = std::min(value.size(), worker_scratch::buffer_bytes);
+  std::memcpy(buf, value.data(), len);
+  len = apply_transforms(g.transforms, buf, len, worker_scratch::buffer_bytes, ws.buf_c());
+  for (uint32_t id : g.negated) {
+    const entry& e = rs_->entries()[id];
+    if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name)) set_bit(cond_seen_, e.condition);
+  }
+  scan_ctx x{this, &ws, &st, &g, where, name, buf, len, 0};
+  st.bytes_scanned.add(len);
+  if (g.db && hs_scan(g.db.get(), buf, static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
+    st.scan_errors.add();
+  for (uint32_t id : g.direct) {
+    const entry& e = rs_->entries()[id];
+    const std::string& set = rs_->conditions()[e.condition].cond->args[0];
+    if (set.find(std::string_view(buf, len)) != std::string::npos) match_entry(id, x, len);
+  }
+}
+
+void inspector::scan_head(worker_scratch& ws, worker_stats& st) {
+  for (const scan_group& g : rs_->groups()) {
+    if (g.stream || (!g.db && g.direct.empty())) continue;
+    for (size_t t = 0; t < target_count; ++t)
+      if (g.targets & (1u << t)) scan_target(ws, st, g, static_cast<target>(t));
+  }
+}
+
+void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where) {
+  char* dec = ws.buf_b();
+  {
+    switch (where) {
+      case target::request_line: scan_field(ws, st, g, where, {}, head_.request_line); break;
+      case target::method: scan_field(ws, st, g, where, {}, head_.method); break;
+      case target::protocol: scan_field(ws, st, g, where, {}, head_.protocol); break;
+      case target::uri: scan_field(ws, st, g, where, {}, head_.target); break;
+      case target::uri_path: scan_field(ws, st, g, where, {}, head_.path); break;
+      case target::query_string: scan_field(ws, st, g, where, {}, head_.query); break;
+      case target::args:
+      case target::arg_names: {
+        // Arguments are URL-decoded once before the rule's own transformations (as ModSecurity).
+        std::string_view q = head_.query;
+        while (!q.empty()) {
+          size_t amp = q.find('&');
+          std::string_view pair = q.substr(0, amp);
+          q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+          if (pair.empty()) continue;
+          size_t eq = pair.find('=');
+          std::string_view n = pair.substr(0, eq);
+          std::string_view v = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+          std::memcpy(dec, n.data(), n.size());
+          size_t nl = apply_transform(transform::url_decode, dec, n.size(), n.size(), nullptr);
+          std::memcpy(dec + nl, v.data(), v.size());
+          size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
+          std::string_view name(dec, nl);
+          if (where == target::args) scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
+          else scan_field(ws, st, g, where, name, name);
+        }
+        break;
+      }
+      case target::header:
+        for (const auto& h : head_.headers) scan_field(ws, st, g, where, h.name, h.value);
+        break;
+      case target::header_names:
+        for (const auto& h : head_.headers) scan_field(ws, st, g, where, h.name, h.name);
+        break;
+      case target::cookies:
+      case target::cookie_names:
+        for (const auto& h : head_.headers) {
+          if (!iequals(h.name, "cookie")) continue;
+          std::string_view c = h.value;
+          while (!c.empty()) {
+            size_t semi = c.find(';');
+            std::string_view kv = c.substr(0, semi);
+            c = semi == std::string_view::npos ? std::string_view{} : c.substr(semi + 1);
+            while (!kv.empty() && kv.front() == ' ') kv.remove_prefix(1);
+            if (kv.empty()) continue;
+            size_t eq = kv.find('=');
+            std::string_view n = kv.substr(0, eq);
+            std::string_view v = eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
+            scan_field(ws, st, g, where, n, where == target::cookies ? v : n);
+          }
+        }
+        break;
+      case target::body:
+      case target::raw_payload: break;
+    }
+  }
+}
+
+void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final) {
+  constexpr size_t slice = worker_scratch::buffer_bytes - max_stream_transforms * max_stream_carry;
+  for (auto& s : streams_) {
+    const scan_group& g = rs_->groups()[s.group];
+    if (!s.used && n == 0) continue;
+    s.used = true;
+    for (auto& e : g.negated) set_bit(cond_seen_, rs_->entries()[e].condition);
+    size_t off = 0;
+    do {
+      size_t take = std::min(slice, n - off);
+      bool last = off + take == n;
+      size_t len = stream_transform(g.transforms, s.tstate, p + off, take, ws.buf_a(), final && last);
+      scan_ctx x{this, &ws, &st, &g, g.where, {}, ws.buf_a(), len, s.offset};
+      if (len && hs_scan_stream(s.stream.get(), ws.buf_a(), static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) !=
+                     HS_SUCCESS)
+        st.scan_errors.add();
+      s.offset += len;
+      st.bytes_scanned.add(len);
+      off += take;
+      if (final && last) {
+        // End of data: anchored-at-end patterns report now; the stream is ready for the next request.
+        hs_reset_stream(s.stream.get(), 0, ws.hs(), on_match, &x);
+        s.used = false;
+        s.offset = 0;
+        s.tstate.reset();
+      }
+    } while (off < n);
+  }
+}
+
+bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
+  (void)st;
+  const auto& rules = rs_->rules();
+  const policy& p = pol_->pol();
+  for (size_t k = 0; k < candidates_.size(); ++k) {
+    uint32_t ri = candidates_[k];
+    if (bit(rule_fired_, ri)) continue;
+    const rule& r = rules[ri];
+    uint32_t c0 = rs_->first_condition(ri);
+    bool ok = true;
+    for (size_t ci = 0; ci < r.conditions.size() && ok; ++ci) {
+      const condition& c = r.conditions[ci];
+      if (!c.negate) {
+        ok = bit(cond_matched_, c0 + ci);
+        continue;
+      }
+      bool done = true;
+      for (const auto& s : c.selectors) done = done && (is_stream_target(s.where) ? body_done : head_done);
+      ok = done && bit(cond_seen_, c0 + ci) && !bit(cond_matched_, c0 + ci);
+    }
+    if (!ok) continue;
+    set_bit(rule_fired_, ri);
+    any_fired_ = true;
+    if (r.act != action::log) score_ += r.score;
+    bool blocking = r.act == action::block || (r.act == action::score && score_ >= p.anomaly_threshold);
+    if (n_matches_ < max_matches) {
+      audit_match& m = matches_[n_matches_++];
+      m = audit_match{};
+      m.rule_id = r.id;
+      m.score = static_cast<int16_t>(r.act == action::log ? 0 : r.score);
+      m.severity = static_cast<uint8_t>(r.severity);
+      m.blocking = blocking && !p.detect_only;
+      m.where = r.conditions[0].selectors[0].where;
+      // Name the field and excerpt of the last match of one of the rule's conditions.
+      for (size_t h = n_hits_; h > 0 && h + hit_ring > n_hits_; --h) {
+        const hit& x = hits_[(h - 1) % hit_ring];
+        if (x.condition < c0 || x.condition >= c0 + r.conditions.size()) continue;
+        m.where = x.where;
+        std::memcpy(m.field, x.field, x.field_len);
+        m.field_len = x.field_len;
+        std::memcpy(m.excerpt, x.excerpt, x.excerpt_len);
+        m.excerpt_len = x.excerpt_len;
+        break;
+      }
+    } else {
+      ++matches_dropped_;
+    }
+    if (blocking && !p.detect_only) decided_block_ = true;
+  }
+  return decided_block_;
+}
+
+verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed) {
+  const policy& p = pol_->pol();
+  perr_ = parse_request_head(std::string_view(head_buf_.get(), head_end_), p.limits,
+                             std::span<http_header>(header_slots_.get(), p.limits.max_header_count), head_);
+  st.requests.add();
+  if (perr_ != http_error::none) return block(st, 400, consumed);
+  const auto& ex = pol_->exclusions();
+  for (size_t i = 0; i < ex.size(); ++i) path_excl_[i] = head_.path.starts_with(ex[i].path_prefix);
+  scan_head(ws, st);
+  for (uint32_t ri : pol_->negated_primary())
+    if (!bit(rule_candidate_, ri)) {
+      set_bit(rule_candidate_, ri);
+      candidates_.push_back(ri);
+    }
+  if (evaluate(st, true, false)) return block(st, 403, consumed);
+  verdict v;
+  v.kind = any_fired_ && p.detect_only ? verdict_kind::detect : verdict_kind::pass;
+  v.consumed = consumed;
+  v.forward = head_bytes();
+  v.head_complete = true;
+  if (head_.chunked) {
+    stage_ = stage::body_chunked;
+    return v;
+  }
+  if (head_.content_length > 0) {
+    stage_ = stage::body_length;
+    body_remaining_ = head_.content_length;
+    return v;
+  }
+  return end_request(ws, st, v);
+}
+
+void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
+  const policy& pol = pol_->pol();
+  uint64_t before = body_seen_;
+  body_seen_ += n;
+  if (body_partial_ || limit_hit_) return;
+  if (body_seen_ > pol.body_limit) {
+    size_t within = before < pol.body_limit ? static_cast<size_t>(pol.body_limit - before) : 0;
+    scan_stream(ws, st, p, within, false);
+    if (pol.on_body_limit == body_limit_action::reject) {
+      limit_hit_ = true;
+    } else {
+      body_partial_ = true;
+      st.body_partial.add();
+    }
+    return;
+  }
+  scan_stream(ws, st, p, n, false);
+}
+
+verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
+  verdict v;
+  bool done = false;
+  if (stage_ == stage::body_length) {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(body_remaining_, data.size()));
+    inspect_body(ws, st, data.data(), take);
+    body_remaining_ -= take;
+    v.consumed = take;
+    done = body_remaining_ == 0;
+  } else {
+    auto r = chunked_.feed(data.data(), data.size(),
+                           [&](const char* p, size_t n) { inspect_body(ws, st, p, n); });
+    v.consumed = r.consumed;
+    if (r.st == chunked_decoder::status::error) {
+      perr_ = r.err;
+      return block(st, 400, r.consumed);
+    }
+    done = r.st == chunked_decoder::status::done;
+  }
+  if (limit_hit_) return block(st, 413, v.consumed);
+  if (evaluate(st, true, false)) return block(st, 403, v.consumed);
+  v.kind = any_fired_ && pol_->pol().detect_only ? verdict_kind::detect : verdict_kind::pass;
+  v.forward = data.first(v.consumed);
+  if (done) return end_request(ws, st, v);
+  return v;
+}
+
+verdict inspector::end_request(worker_scratch& ws, worker_stats& st, verdict v) {
+  if (body_seen_ > 0 && !body_partial_) scan_stream(ws, st, nullptr, 0, true);
+  if (evaluate(st, true, true)) return block(st, 403, v.consumed);
+  v.kind = any_fired_ ? verdict_kind::detect : verdict_kind::pass;
+  (v.kind == verdict_kind::detect ? st.detected : st.passed).add();
+  v.request_complete = true;
+  pending_reset_ = true;
+  return v;
+}
+
+verdict inspector::feed(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
+  if (stage_ == stage::blocked) return block_again();
+  if (pending_reset_) reset_request();
+  if (mode_ == mode::raw) {
+    scan_stream(ws, st, data.data(), data.size(), false);
+    if (evaluate(st, true, false)) return block(st, 403, data.size());
+    verdict v;
+    v.kind = any_fired_ ? verdict_kind::detect : verdict_kind::pass;
+    v.consumed = data.size();
+    v.forward = data;
+    return v;
+  }
+  if (stage_ != stage::head) return on_body(ws, st, data);
+  const auto& lim = pol_->pol().limits;
+  size_t old = head_len_;
+  size_t take = std::min<size_t>(lim.max_head_bytes - head_len_, data.size());
+  std::memcpy(head_buf_.get() + head_len_, data.data(), take);
+  head_len_ += take;
+  size_t end = 0;
+  http_error e = find_head_end(head_buf_.get(), head_len_, lim, head_scan_, end);
+  if (end == 0 && e != http_error::none) {
+    perr_ = e;
+    st.requests.add();
+    return block(st, 400, take);
+  }
+  if (end == 0) {
+    verdict v;
+    v.consumed = take;
+    return v;
+  }
+  head_end_ = end;
+  return on_head(ws, st, end - old);
+}
+
+verdict inspector::block_again() const {
+  verdict v;
+  v.kind = verdict_kind::block;
+  v.status = status_;
+  return v;
+}
+
+verdict inspector::finish(worker_scratch& ws, worker_stats& st) {
+  if (stage_ == stage::blocked) return block_again();
+  if (pending_reset_) reset_request();
+  verdict v;
+  if (mode_ == mode::raw) {
+    scan_stream(ws, st, nullptr, 0, true);
+    if (evaluate(st, true, true)) return block(st, 403, 0);
+    v.kind = any_fired_ ? verdict_kind::detect : verdict_kind::pass;
+    v.request_complete = true;
+    return v;
+  }
+  if (stage_ == stage::head && head_len_ == 0) {
+    v.kind = verdict_kind::pass;  // clean close between requests
+    return v;
+  }
+  if (stage_ == stage::head) st.requests.add();
+  perr_ = http_error::truncated;
+  return block(st, 400, 0);
+}
+
+size_t format_block_response(uint16_t status, std::string_view request_id, std::span<char> out) {
+  const char* reason = status == 400 ? "Bad Request" : status == 413 ? "Content Too Large" : "Forbidden";
+  char body[160];
+  int bl = std::snprintf(body, sizeof body, "%u %s: request %.*s\n", status, reason,
+                         static_cast<int>(std::min<size_t>(request_id.size(), 64)), request_id.data());
+  if (bl < 0) return 0;
+  int n = std::snprintf(out.data(), out.size(),
+                        "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                        "X-Request-Id: %.*s\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s",
+                        status, reason, bl, static_cast<int>(std::min<size_t>(request_id.size(), 64)),
+                        request_id.data(), body);
+  if (n < 0 || static_cast<size_t>(n) >= out.size()) return 0;
+  return static_cast<size_t>(n);
+}
+
+}  // namespace waf

@@ -1,0 +1,46 @@
+#include "waf/policy.hh"
+
+#include <algorithm>
+
+namespace waf {
+
+common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shared_ptr<const ruleset> rs, policy p) {
+  if (!rs) return common::fail("policy " + p.name + ": no ruleset");
+  if (p.anomaly_threshold < 1) return common::fail("policy " + p.name + ": anomaly_threshold must be >= 1");
+  if (p.paranoia < 1 || p.paranoia > 4) return common::fail("policy " + p.name + ": paranoia must be 1..4");
+  if (p.limits.max_head_bytes < 256 || p.limits.max_head_bytes > 64 * 1024)
+    return common::fail("policy " + p.name + ": max_head_bytes must be 256..65536");
+  if (p.limits.max_header_count < 1 || p.limits.max_header_count > 1000)
+    return common::fail("policy " + p.name + ": max_header_count must be 1..1000");
+  for (const auto& s : p.rule_sets) {
+    bool found = std::any_of(rs->rules().begin(), rs->rules().end(), [&](const rule& r) { return r.set == s; });
+    if (!found) return common::fail("policy " + p.name + ": unknown rule set '" + s + "'");
+  }
+  auto b = std::make_shared<bound_policy>();
+  size_t n = rs->rules().size();
+  b->enabled_.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const rule& r = rs->rules()[i];
+    bool in_set = p.rule_sets.empty() ||
+                  std::find(p.rule_sets.begin(), p.rule_sets.end(), r.set) != p.rule_sets.end();
+    b->enabled_[i] = in_set && r.paranoia <= p.paranoia;
+    if (b->enabled_[i] && r.conditions[0].negate) b->negated_primary_.push_back(static_cast<uint32_t>(i));
+  }
+  for (const auto& e : p.exclusions) {
+    bound_exclusion be;
+    be.rule_mask.assign(n, 0);
+    for (uint32_t id : e.rule_ids) {
+      int idx = rs->find(id);
+      if (idx < 0) return common::fail("policy " + p.name + ": exclusion names unknown rule id " + std::to_string(id));
+      be.rule_mask[static_cast<size_t>(idx)] = 1;
+    }
+    be.path_prefix = e.path_prefix;
+    be.arg = e.arg;
+    b->excl_.push_back(std::move(be));
+  }
+  b->rs_ = std::move(rs);
+  b->p_ = std::move(p);
+  return std::shared_ptr<const bound_policy>(std::move(b));
+}
+
+}  // namespace waf

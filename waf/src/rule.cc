@@ -1,0 +1,72 @@
+// Names of the rule model's enums, shared by the YAML loader, the SecRule importer and the audit log.
+#include "waf/rule.hh"
+
+namespace waf {
+
+const char* to_string(target t) {
+  switch (t) {
+#define X(e, s) \
+  case target::e: return s;
+    WAF_TARGETS(X)
+#undef X
+  }
+  return "?";
+}
+std::optional<target> parse_target(std::string_view s) {
+#define X(e, n) \
+  if (s == n) return target::e;
+  WAF_TARGETS(X)
+#undef X
+  return std::nullopt;
+}
+
+const char* to_string(transform t) {
+  switch (t) {
+#define X(e, s) \
+  case transform::e: return s;
+    WAF_TRANSFORMS(X)
+#undef X
+  }
+  return "?";
+}
+std::optional<transform> parse_transform(std::string_view s) {
+#define X(e, n) \
+  if (s == n) return transform::e;
+  WAF_TRANSFORMS(X)
+#undef X
+  return std::nullopt;
+}
+
+const char* to_string(op o) {
+  switch (o) {
+#define X(e, s) \
+  case op::e: return s;
+    WAF_OPERATORS(X)
+#undef X
+  }
+  return "?";
+}
+std::optional<op> parse_op(std::string_view s) {
+#define X(e, n) \
+  if (s == n) return op::e;
+  WAF_OPERATORS(X)
+#undef X
+  return std::nullopt;
+}
+
+const char* to_string(action a) {
+  switch (a) {
+    case action::block: return "block";
+    case action::log: return "log";
+    case action::score: return "score";
+  }
+  return "?";
+}
+std::optional<action> parse_action(std::string_view s) {
+  if (s == "block") return action::block;
+  if (s == "log") return action::log;
+  if (s == "score") return action::score;
+  return std::nullopt;
+}
+
+}  // namespace waf

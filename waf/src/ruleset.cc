@@ -1,0 +1,477 @@
+// Rule validation and compilation into Hyperscan databases, with the serialised-database cache.
+#include "waf/ruleset.hh"
+#include "waf/transform.hh"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <unordered_set>
+
+namespace waf {
+
+void pcre2_code_deleter::operator()(pcre2_real_code_8* c) const { pcre2_code_free(c); }
+void pcre2_match_data_deleter::operator()(pcre2_real_match_data_8* m) const { pcre2_match_data_free(m); }
+
+namespace {
+
+struct fnv {
+  uint64_t h = 1469598103934665603ull;
+  void bytes(const void* p, size_t n) {
+    auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  void str(std::string_view s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+  void u64(uint64_t v) { bytes(&v, sizeof v); }
+};
+
+std::string escape_literal(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() * 4);
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char c : s) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+struct expression {
+  std::string pattern;
+  unsigned flags = 0;
+  uint32_t id = 0;  // entry index
+  bool is_rx = false;
+};
+
+struct group_key {
+  target where;
+  std::vector<transform> transforms;
+  bool operator<(const group_key& o) const {
+    if (where != o.where) return where < o.where;
+    return transforms < o.transforms;
+  }
+};
+
+std::string where_of(const rule& r) { return r.where; }
+std::string rule_tag(const rule& r) { return "rule " + std::to_string(r.id) + ": "; }
+
+common::result<void> validate(const rule& r) {
+  if (r.id == 0) return common::fail("rule id must be a positive integer", where_of(r));
+  if (r.conditions.empty()) return common::fail(rule_tag(r) + "has no condition", where_of(r));
+  if (r.score < 0 || r.score > 1000) return common::fail(rule_tag(r) + "score out of range 0..1000", where_of(r));
+  if (r.paranoia < 1 || r.paranoia > 4) return common::fail(rule_tag(r) + "paranoia must be 1..4", where_of(r));
+  for (const condition& c : r.conditions) {
+    if (c.selectors.empty()) return common::fail(rule_tag(r) + "condition has no target", where_of(r));
+    if (c.args.empty()) return common::fail(rule_tag(r) + "condition has no pattern", where_of(r));
+    if (c.oper != op::pm && c.args.size() != 1)
+      return common::fail(rule_tag(r) + std::string("operator ") + to_string(c.oper) + " takes one pattern",
+                          where_of(r));
+    for (const auto& a : c.args)
+      if (a.empty() && c.oper != op::rx && c.oper != op::streq && c.oper != op::within)
+        return common::fail(rule_tag(r) + "empty pattern", where_of(r));
+    if (c.transforms.size() > max_stream_transforms)
+      return common::fail(rule_tag(r) + "too many transformations", where_of(r));
+    for (const auto& s : c.selectors) {
+      if (is_stream_target(s.where)) {
+        if (c.oper == op::within)
+          return common::fail(rule_tag(r) + "operator within cannot apply to a stream target", where_of(r));
+        for (transform t : c.transforms)
+          if (!is_streamable(t))
+            return common::fail(rule_tag(r) + "transformation " + to_string(t) + " cannot run on stream target " +
+                                    to_string(s.where),
+                                where_of(r));
+        if (!s.name.empty())
+          return common::fail(rule_tag(r) + "stream target " + std::string(to_string(s.where)) + " takes no name",
+                              where_of(r));
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+struct ruleset_builder {
+  static common::result<std::shared_ptr<const ruleset>> build(std::vector<rule> rules, const compile_options& opts);
+};
+
+namespace {
+
+// Hyperscan's flags for a condition's expressions. ModSecurity runs PCRE with DOTALL|MULTILINE.
+unsigned flags_for(const condition& c) {
+  unsigned f = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+  if (c.oper == op::rx) f |= HS_FLAG_DOTALL | HS_FLAG_MULTILINE;
+  if (c.caseless) f |= HS_FLAG_CASELESS;
+  return f;
+}
+
+std::string pattern_for(const condition& c, std::string_view arg) {
+  switch (c.oper) {
+    case op::rx: return std::string(arg);
+    case op::pm:
+    case op::contains: return escape_literal(arg);
+    case op::begins_with: return "\\A" + escape_literal(arg);
+    case op::ends_with: return escape_literal(arg) + "\\z";
+    case op::streq: return "\\A" + escape_literal(arg) + "\\z";
+    case op::within: break;
+  }
+  return {};
+}
+
+std::string hs_version_string() { return hs_version(); }
+
+common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bool stream,
+                                             std::vector<entry>& entries, const std::vector<rule>& rules,
+                                             const std::vector<compiled_condition>& conds, size_t& prefiltered) {
+  // Check expressions one by one first so that an error names its rule; Hyperscan-only rejects
+  // (lookarounds, backreferences) get prefilter mode where a PCRE2 confirm is possible.
+  for (auto& e : exprs) {
+    hs_expr_info_t* info = nullptr;
+    hs_compile_error_t* err = nullptr;
+    const entry& en = entries[e.id];
+    if (hs_expression_info(e.pattern.c_str(), e.flags, &info, &err) == HS_SUCCESS) {
+      std::free(info);
+      continue;
+    }
+    std::string msg = err ? err->message : "unknown error";
+    hs_free_compile_error(err);
+    const rule& r = rules[en.rule];
+    if (!e.is_rx || stream)
+      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg +
+                              (stream && e.is_rx ? " (a PCRE2 confirm is not possible on a stream target)" : ""),
+                          r.where);
+    if (hs_expression_info(e.pattern.c_str(), e.flags | HS_FLAG_PREFILTER, &info, &err) != HS_SUCCESS) {
+      std::string m2 = err ? err->message : "unknown error";
+      hs_free_compile_error(err);
+      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + m2, r.where);
+    }
+    std::free(info);
+    e.flags |= HS_FLAG_PREFILTER;
+  }
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::vector<const char*> pats;
+    std::vector<unsigned> flags, ids;
+    for (auto& e : exprs) {
+      pats.push_back(e.pattern.c_str());
+      flags.push_back(e.flags);
+      ids.push_back(e.id);
+    }
+    hs_database_t* db = nullptr;
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile_multi(pats.data(), flags.data(), ids.data(), static_cast<unsigned>(pats.size()),
+                         stream ? HS_MODE_STREAM : HS_MODE_BLOCK, nullptr, &db, &err) == HS_SUCCESS) {
+      for (auto& e : exprs)
+        if (e.flags & HS_FLAG_PREFILTER) {
+          entries[e.id].prefilter = true;
+          ++prefiltered;
+        }
+      return hs_database_ptr(db);
+    }
+    std::string msg = err ? err->message : "unknown error";
+    int idx = err ? err->expression : -1;
+    hs_free_compile_error(err);
+    if (idx < 0 || static_cast<size_t>(idx) >= exprs.size())
+      return common::fail("Hyperscan compile failed: " + msg);
+    auto& e = exprs[static_cast<size_t>(idx)];
+    const rule& r = rules[entries[e.id].rule];
+    if (!e.is_rx || stream || (e.flags & HS_FLAG_PREFILTER))
+      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg, r.where);
+    e.flags |= HS_FLAG_PREFILTER;
+  }
+  (void)conds;
+  return common::fail("Hyperscan compile did not converge");
+}
+
+}  // namespace
+
+pattern_support check_regex(const std::string& rx, bool caseless, std::string* message) {
+  // A full single-pattern compile: hs_expression_info accepts patterns that later fail on resource
+  // limits ("Pattern is too large"), which only prefilter mode gets past.
+  unsigned f = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY | HS_FLAG_DOTALL | HS_FLAG_MULTILINE |
+               (caseless ? HS_FLAG_CASELESS : 0u);
+  for (unsigned extra : {0u, unsigned(HS_FLAG_PREFILTER)}) {
+    hs_database_t* db = nullptr;
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile(rx.c_str(), f | extra, HS_MODE_STREAM, nullptr, &db, &err) == HS_SUCCESS) {
+      hs_free_database(db);
+      return extra ? pattern_support::prefilter : pattern_support::full;
+    }
+    if (message && err) *message = err->message;
+    hs_free_compile_error(err);
+  }
+  return pattern_support::rejected;
+}
+
+uint64_t hash_rules(std::span<const rule> rules) {
+  fnv h;
+  h.str(hs_version_string());
+  h.str("edge-waf-groups-2");  // bump when the database layout changes
+  h.u64(rules.size());
+  for (const rule& r : rules) {
+    h.u64(r.id);
+    h.u64(r.conditions.size());
+    for (const condition& c : r.conditions) {
+      h.u64(static_cast<uint64_t>(c.oper) | (uint64_t(c.caseless) << 8) | (uint64_t(c.negate) << 9));
+      h.u64(c.selectors.size());
+      for (const selector& s : c.selectors) {
+        h.u64(static_cast<uint64_t>(s.where));
+        h.str(s.name);
+        h.u64(s.exclude.size());
+        for (const auto& x : s.exclude) h.str(x);
+      }
+      h.u64(c.args.size());
+      for (const auto& a : c.args) h.str(a);
+      h.u64(c.transforms.size());
+      for (transform t : c.transforms) h.u64(static_cast<uint64_t>(t));
+    }
+  }
+  return h.h;
+}
+
+namespace {
+
+std::filesystem::path cache_path(const std::string& dir, uint64_t hash) {
+  char name[64];
+  std::snprintf(name, sizeof name, "waf-%016llx.hsdb", static_cast<unsigned long long>(hash));
+  return std::filesystem::path(dir) / name;
+}
+
+constexpr char cache_magic[8] = {'E', 'D', 'G', 'E', 'W', 'A', 'F', '1'};
+
+// Cache file: magic, entry count, prefilter flag per entry, then per group: blob size + blob.
+bool load_cache(const std::filesystem::path& p, std::vector<entry>& entries, std::vector<scan_group>& groups) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return false;
+  std::string data((std::istreambuf_iterator<char>(in)), {});
+  size_t off = 0;
+  auto take = [&](void* dst, size_t n) {
+    if (off + n > data.size()) return false;
+    std::memcpy(dst, data.data() + off, n);
+    off += n;
+    return true;
+  };
+  char magic[8];
+  uint64_t n_entries = 0;
+  if (!take(magic, 8) || std::memcmp(magic, cache_magic, 8) != 0 || !take(&n_entries, 8) ||
+      n_entries != entries.size())
+    return false;
+  std::vector<uint8_t> pf(entries.size());
+  if (!take(pf.data(), pf.size())) return false;
+  std::vector<hs_database_ptr> dbs;
+  for (auto& g : groups) {
+    uint64_t sz = 0;
+    if (!take(&sz, 8)) return false;
+    if (sz == 0) {
+      dbs.emplace_back();
+      continue;
+    }
+    if (off + sz > data.size()) return false;
+    hs_database_t* db = nullptr;
+    if (hs_deserialize_database(data.data() + off, sz, &db) != HS_SUCCESS) return false;
+    off += sz;
+    dbs.emplace_back(db);
+    (void)g;
+  }
+  for (size_t i = 0; i < entries.size(); ++i) entries[i].prefilter = pf[i] != 0;
+  for (size_t i = 0; i < groups.size(); ++i) groups[i].db = std::move(dbs[i]);
+  return true;
+}
+
+void store_cache(const std::filesystem::path& p, const std::vector<entry>& entries,
+                 const std::vector<scan_group>& groups) {
+  std::string out(cache_magic, 8);
+  uint64_t n = entries.size();
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  for (const auto& e : entries) out.push_back(e.prefilter ? 1 : 0);
+  for (const auto& g : groups) {
+    uint64_t sz = 0;
+    char* blob = nullptr;
+    if (g.db && hs_serialize_database(g.db.get(), &blob, &sz) != HS_SUCCESS) sz = 0;
+    out.append(reinterpret_cast<const char*>(&sz), 8);
+    if (blob) {
+      out.append(blob, sz);
+      std::free(blob);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(p.parent_path(), ec);
+  auto tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    if (!o) return;
+    o.write(out.data(), static_cast<std::streamsize>(out.size()));
+    if (!o) return;
+  }
+  std::filesystem::rename(tmp, p, ec);  // atomic: a concurrent reader sees old or new, never half
+}
+
+}  // namespace
+
+common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vector<rule> rules,
+                                                                     const compile_options& opts) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::unordered_set<uint32_t> ids;
+  for (const rule& r : rules) {
+    if (auto v = validate(r); !v) return std::unexpected(v.error());
+    if (!ids.insert(r.id).second) return common::fail("duplicate rule id " + std::to_string(r.id), r.where);
+  }
+  auto rs = std::make_shared<ruleset>();
+  rs->rules_ = std::move(rules);
+  rs->hash_ = hash_rules(rs->rules_);
+  const auto& R = rs->rules_;
+
+  std::map<group_key, size_t> group_index;
+  std::vector<std::vector<expression>> group_exprs;
+  for (uint32_t ri = 0; ri < R.size(); ++ri) {
+    rs->rule_first_condition_.push_back(static_cast<uint32_t>(rs->conditions_.size()));
+    for (const condition& c : R[ri].conditions) {
+      uint32_t ci = static_cast<uint32_t>(rs->conditions_.size());
+      compiled_condition cc;
+      cc.cond = &c;
+      cc.rule = ri;
+      rs->conditions_.push_back(std::move(cc));
+      std::vector<size_t> groups_of_cond;
+      for (const selector& sel : c.selectors) {
+        bool stream = is_stream_target(sel.where);
+        // Block groups share the key target::request_line (the first enumerator) as "any".
+        group_key key{stream ? sel.where : target::request_line, c.transforms};
+        auto [it, fresh] = group_index.try_emplace(key, rs->groups_.size());
+        if (fresh) {
+          scan_group g;
+          g.where = key.where;
+          g.stream = stream;
+          g.transforms = key.transforms;
+          rs->groups_.push_back(std::move(g));
+          group_exprs.emplace_back();
+        }
+        rs->groups_[it->second].targets |= 1u << static_cast<unsigned>(sel.where);
+        if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) == groups_of_cond.end())
+          groups_of_cond.push_back(it->second);
+      }
+      for (size_t gi : groups_of_cond) {
+        uint32_t ei = static_cast<uint32_t>(rs->entries_.size());
+        rs->entries_.push_back(entry{ri, ci, false});
+        if (c.negate) rs->groups_[gi].negated.push_back(ei);
+        if (c.oper == op::within) {
+          rs->groups_[gi].direct.push_back(ei);
+          continue;
+        }
+        for (const auto& a : c.args)
+          group_exprs[gi].push_back(expression{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx});
+      }
+    }
+  }
+  rs->rule_first_condition_.push_back(static_cast<uint32_t>(rs->conditions_.size()));
+
+  bool loaded = false;
+  std::filesystem::path cp;
+  if (!opts.cache_dir.empty()) {
+    cp = cache_path(opts.cache_dir, rs->hash_);
+    loaded = load_cache(cp, rs->entries_, rs->groups_);
+  }
+  size_t prefiltered = 0;
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
+    rs->stats_.expressions += group_exprs[gi].size();
+    if (loaded || group_exprs[gi].empty()) continue;
+    auto db = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R,
+                            rs->conditions_, prefiltered);
+    if (!db) return std::unexpected(db.error());
+    rs->groups_[gi].db = std::move(*db);
+  }
+  // PCRE2 confirm programs for every condition that has a prefiltered entry.
+  for (const entry& e : rs->entries_) {
+    if (!e.prefilter) continue;
+    if (loaded) ++prefiltered;
+    compiled_condition& cc = rs->conditions_[e.condition];
+    if (cc.confirm) continue;
+    const condition& c = *cc.cond;
+    int ec = 0;
+    PCRE2_SIZE eo = 0;
+    uint32_t f = PCRE2_DOTALL | PCRE2_MULTILINE | (c.caseless ? PCRE2_CASELESS : 0);
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(c.args[0].data()), c.args[0].size(), f, &ec,
+                                     &eo, nullptr);
+    if (!code) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(ec, msg, sizeof msg);
+      return common::fail("rule " + std::to_string(R[e.rule].id) + ": pattern rejected by Hyperscan and PCRE2: " +
+                              reinterpret_cast<char*>(msg),
+                          R[e.rule].where);
+    }
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter still works
+    cc.confirm.reset(code);
+  }
+  for (auto& g : rs->groups_) {
+    if (!g.db) continue;
+    size_t sz = 0;
+    if (hs_database_size(g.db.get(), &sz) == HS_SUCCESS) rs->stats_.database_bytes += sz;
+    if (g.stream && hs_stream_size(g.db.get(), &sz) == HS_SUCCESS) {
+      g.stream_state_bytes = sz;
+      rs->stats_.stream_state_bytes += sz;
+    }
+  }
+  if (!opts.cache_dir.empty() && !loaded) store_cache(cp, rs->entries_, rs->groups_);
+  rs->stats_.from_cache = loaded;
+  rs->stats_.prefiltered = prefiltered;
+  rs->stats_.groups = rs->groups_.size();
+  rs->stats_.compile_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return std::shared_ptr<const ruleset>(std::move(rs));
+}
+
+common::result<std::shared_ptr<const ruleset>> ruleset::compile(std::vector<rule> rules,
+                                                                const compile_options& opts) {
+  return ruleset_builder::build(std::move(rules), opts);
+}
+
+int ruleset::find(uint32_t id) const {
+  for (size_t i = 0; i < rules_.size(); ++i)
+    if (rules_[i].id == id) return static_cast<int>(i);
+  return -1;
+}
+
+std::future<common::result<std::shared_ptr<const ruleset>>> compile_in_background(std::vector<rule> rules,
+                                                                                   compile_options opts) {
+  return std::async(std::launch::async, [r = std::move(rules), o = std::move(opts)]() mutable {
+    return ruleset::compile(std::move(r), o);
+  });
+}
+
+common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
+  worker_scratch w;
+  w.a_ = std::make_unique<char[]>(buffer_bytes);
+  w.b_ = std::make_unique<char[]>(buffer_bytes);
+  w.c_ = std::make_unique<char[]>(buffer_bytes);
+  w.md_.reset(pcre2_match_data_create(1, nullptr));
+  if (!w.md_) return common::fail("pcre2_match_data_create failed");
+  if (auto p = w.prepare(rs); !p) return std::unexpected(p.error());
+  return w;
+}
+
+common::result<void> worker_scratch::prepare(const ruleset& rs) {
+  for (const auto& g : rs.groups()) {
+    if (!g.db) continue;
+    hs_scratch_t* s = hs_.release();
+    hs_error_t e = hs_alloc_scratch(g.db.get(), &s);
+    hs_.reset(s);
+    if (e != HS_SUCCESS) return common::fail("hs_alloc_scratch failed: " + std::to_string(e));
+  }
+  return {};
+}
+
+}  // namespace waf
