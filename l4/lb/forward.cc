@@ -275,9 +275,7 @@ bool pick_snat_port(const lb_config& cfg, lb_worker& w, flow_key& rk, uint64_t n
 }
 
 lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
-                      const service& svc, uint64_t now) {
-  const flow_key key = flow_key::of(p);
-  const uint64_t h = flow_hash(key);
+                      const service& svc, const flow_key& key, uint64_t h, uint64_t now) {
   conn_table& ct = w.conns();
   conn_entry* e = ct.find(key, h, now);
   if (e == nullptr) {
@@ -346,9 +344,8 @@ lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
 }
 
 lb_verdict from_backend(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
-                        uint64_t now) {
-  const flow_key key = flow_key::of(p);
-  conn_entry* e = w.conns().find(key, flow_hash(key), now);
+                        const flow_key& key, uint64_t h, uint64_t now) {
+  conn_entry* e = w.conns().find(key, h, now);
   if (e == nullptr || e->kind != conn_kind::nat_reply) return dropped(w, drop::lb_no_conn_for_reply);
   if (p.ttl <= 1) return dropped(w, drop::lb_ttl_expired);
   w.conns().touch(*e, p.tcp_flags, false, now);
@@ -478,8 +475,9 @@ bool is_lb_packet(const lb_config& cfg, const packet& p) {
   return is_icmp_error(p) && is_vip(cfg, p.dst);
 }
 
-lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
-                       uint64_t now) {
+// `key`/`h`: flow_key::of(p) and its hash, computed by the caller (ignored for ICMP).
+static lb_verdict forward_prepared(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
+                            const flow_key& key, uint64_t h, uint64_t now) {
   if (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6) return dropped(w, drop::lb_not_for_lb);
   // Drop Ethernet padding so lengths (and an encapsulation) cover the IP packet exactly.
   const uint32_t frame = p.l2_len + ip_total(p);
@@ -490,19 +488,41 @@ lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pa
     if (icmp) return icmp_error(cfg, w, m, p, true, now);
     if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
       return dropped(w, drop::lb_proto_unsupported);
-    return from_backend(cfg, w, m, p, now);
+    return from_backend(cfg, w, m, p, key, h, now);
   }
   if (icmp) return icmp_error(cfg, w, m, p, false, now);
   if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) return dropped(w, drop::lb_proto_unsupported);
   const service* svc = cfg.find(p.dst, p.dport, p.proto);
   if (svc == nullptr) return dropped(w, drop::lb_not_for_lb);
-  return to_service(cfg, w, m, p, *svc, now);
+  return to_service(cfg, w, m, p, *svc, key, h, now);
+}
+
+lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
+                       uint64_t now) {
+  const flow_key key = flow_key::of(p);
+  return forward_prepared(cfg, w, m, p, key, flow_hash(key), now);
 }
 
 void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
                    std::span<const packet> parsed, std::span<lb_verdict> out, uint64_t now) {
-  const size_t n = pkts.size();
-  for (size_t i = 0; i < n; ++i) out[i] = forward_one(cfg, w, pkts[i], parsed[i], now);
+  // Three passes per chunk so the connection table's cache misses overlap: hash and prefetch the
+  // buckets, then prefetch the slots whose tags match, then process.
+  constexpr size_t chunk = 32;
+  flow_key keys[chunk];
+  uint64_t hashes[chunk];
+  conn_table& ct = w.conns();
+  for (size_t base = 0; base < pkts.size(); base += chunk) {
+    const size_t k = std::min(chunk, pkts.size() - base);
+    for (size_t i = 0; i < k; ++i) {
+      keys[i] = flow_key::of(parsed[base + i]);
+      hashes[i] = flow_hash(keys[i]);
+      ct.prefetch_buckets(hashes[i]);
+    }
+    for (size_t i = 0; i < k; ++i) ct.prefetch_slots(hashes[i]);
+    for (size_t i = 0; i < k; ++i)
+      out[base + i] = forward_prepared(cfg, w, pkts[base + i], parsed[base + i], keys[i],
+                                       hashes[i], now);
+  }
 }
 
 }  // namespace l4::lb

@@ -23,20 +23,22 @@ enum class conn_kind : uint8_t {
   nat_reply,    // backend -> SNAT: rewrite to (from_addr:from_port) -> (to_addr:to_port)
 };
 
-struct conn_entry {
+// Laid out so a lookup reads one cache line (key, expiry, kind) and a hit's rewrite the second.
+struct alignas(64) conn_entry {
   flow_key key;
-  std::array<uint8_t, 16> from_addr{};  // new source (NAT)
-  std::array<uint8_t, 16> to_addr{};    // new destination (NAT) or backend (encap)
-  uint16_t from_port = 0, to_port = 0;  // host order
-  uint64_t expires = 0;                 // in the caller's clock (e.g. TSC cycles)
-  uint64_t created = 0;
+  uint64_t expires = 0;  // in the caller's clock (e.g. TSC cycles)
   uint32_t peer = none;  // slot of the linked reply/forward entry
   uint16_t service = 0;  // index of the service in the config that created it (informational)
   conn_kind kind = conn_kind::encap;
   conn_state state = conn_state::tcp_syn;
+  std::array<uint8_t, 16> from_addr{};  // new source (NAT)
+  std::array<uint8_t, 16> to_addr{};    // new destination (NAT) or backend (encap)
+  uint16_t from_port = 0, to_port = 0;  // host order
+  uint64_t created = 0;
 
   static constexpr uint32_t none = 0xffffffffu;
 };
+static_assert(sizeof(conn_entry) == 128);
 
 struct conn_timeouts {  // in the caller's clock units
   uint64_t tcp_syn = 0, tcp_established = 0, tcp_closing = 0, udp = 0;
@@ -59,6 +61,19 @@ class conn_table {
 
   // The live entry for `k`, or nullptr. `h` is flow_hash(k).
   conn_entry* find(const flow_key& k, uint64_t h, uint64_t now);
+
+  // Bulk lookups: prefetch the two buckets' tags, then (once they are in cache) the slots whose
+  // tag matches, then find(). Each step only warms the cache.
+  void prefetch_buckets(uint64_t h) const {
+    __builtin_prefetch(&buckets_[bucket_a(h)]);
+    __builtin_prefetch(&buckets_[bucket_b(h)]);
+  }
+  void prefetch_slots(uint64_t h) const {
+    const uint16_t tag = tag_of(h);
+    for (uint32_t b : {bucket_a(h), bucket_b(h)})
+      for (uint32_t w = 0; w < ways; ++w)
+        if (buckets_[b].tag[w] == tag) __builtin_prefetch(&slots_[b * ways + w]);
+  }
 
   // A fresh entry for `k` (key, created, expiry set for `state`; other fields to fill), or
   // nullptr when the table has no room. The caller must have checked find() first.
