@@ -101,6 +101,7 @@ std::vector<uint8_t> options(uint8_t sel, uint32_t tsval, uint32_t tsecr) {
 }
 
 void feed(l4::tcp::stack& st, const std::vector<uint8_t>& frame) {
+  if (frame.size() < 14) return;
   rte_mbuf* m = edge_test::to_mbuf(g_pool, frame);
   if (m == nullptr) return;
   l4::packet p;
@@ -206,7 +207,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 5: {  // raw frame bytes
-        const size_t len = std::min<size_t>(r.u8() + 14u, r.n - r.i);
+        const size_t want = r.u8() + 14u;
+        const size_t len = std::min<size_t>(want, r.n - r.i);
         std::vector<uint8_t> f(r.d + r.i, r.d + r.i + len);
         r.i += len;
         feed(st, f);
