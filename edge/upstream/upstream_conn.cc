@@ -78,7 +78,10 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
     // The tx ring is empty, so its write region is the whole buffer: encode in place.
     auto r = c->tx_.write_region();
     auto n = encode_proxy_v2(*o.proxy, {reinterpret_cast<uint8_t*>(r.data()), r.size()});
-    if (!n) return std::unexpected(upstream_error::proxy_header);
+    if (!n) {
+      counters_.proxy_header_errors.add();
+      return std::unexpected(upstream_error::proxy_header);
+    }
     c->tx_.commit(*n);
   }
   const unsigned ms = o.pool->spec().connect_timeout_ms;
@@ -90,6 +93,7 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
       o.pool->counters().no_backend.add();
       return std::unexpected(upstream_error::no_backend);
     case upstream_conn::attempt_result::sys_error:
+      counters_.socket_errors.add();
       return std::unexpected(upstream_error::no_resources);
   }
   free_.pop_back();
@@ -176,6 +180,7 @@ void upstream_conn::connect_done() {
     events_->on_upstream_connected(*this);
     if (g != gen_ || state_ != state::connected) return;
     post_send();
+    maybe_shutdown();  // a half-close asked for before the connection was up, with nothing queued
     post_recv();
     return;
   }

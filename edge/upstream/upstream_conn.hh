@@ -78,6 +78,8 @@ struct conn_pool_counters {
   common::counter aborted;    // abort() calls
   common::counter closed;     // close() calls
   common::counter drain_timeouts;  // close() could not flush in drain_timeout_ms: reset instead
+  common::counter proxy_header_errors;  // open() refused: PROXY v2 header invalid or too large
+  common::counter socket_errors;        // open() refused: socket() failed (EMFILE, ENOBUFS, ...)
 };
 
 class upstream_conns;

@@ -96,6 +96,22 @@ size_t upstream_pool::select_by_hash(uint64_t hash, std::span<const size_t> excl
   return select_least_conn(exclude);
 }
 
+std::vector<l4::lb::maglev_backend> maglev_backends(const upstream_pool& p) {
+  std::vector<l4::lb::maglev_backend> out;
+  out.reserve(p.size());
+  for (size_t i = 0; i < p.size(); ++i) {
+    const backend_spec& s = p.at(i).spec;
+    std::string key = s.address.v6 ? "[" + s.address.str() + "]" : s.address.str();
+    out.push_back({key + ":" + std::to_string(s.port), p.healthy(i) ? s.weight : 0});
+  }
+  return out;
+}
+
+size_t maglev_select(void* table, uint64_t hash) {
+  uint16_t i = static_cast<const l4::lb::maglev_table*>(table)->lookup(hash);
+  return i == l4::lb::maglev_table::npos ? no_backend : i;
+}
+
 void upstream_pool::on_attempt(size_t i) {
   backend& b = backends_[i];
   ++b.active;

@@ -14,6 +14,7 @@
 #include "common/counter.hh"
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
+#include "l4/lb/maglev.hh"
 
 namespace edge::upstream {
 
@@ -74,6 +75,7 @@ class upstream_pool {
   // The hash picks (hash selector if set, else weighted rendezvous hashing over healthy backends);
   // falls back to least connections when the pick is excluded or unhealthy.
   size_t select_by_hash(uint64_t hash, std::span<const size_t> exclude = {});
+  // Plain stores: call on the owning worker (e.g. where it picks up a new snapshot).
   void set_hash_selector(hash_selector fn, void* ctx) {
     selector_ = fn;
     selector_ctx_ = ctx;
@@ -106,6 +108,14 @@ class upstream_pool {
   void* selector_ctx_ = nullptr;
   pool_counters counters_;
 };
+
+// Maglev on the client tuple. The control thread builds an l4::lb::maglev_table from
+// maglev_backends(pool) (keys "addr:port", weight 0 while unhealthy) whenever health or weights
+// change, publishes it with the snapshot, and each worker points its pool at it:
+//   pool.set_hash_selector(&maglev_select, &table);   // on the owning worker
+// A backend that went down since the table was built is skipped by select_by_hash().
+std::vector<l4::lb::maglev_backend> maglev_backends(const upstream_pool& p);
+size_t maglev_select(void* table /* const l4::lb::maglev_table* */, uint64_t hash);
 
 // Weighted rendezvous (highest random weight) hashing: the backend a hash maps to moves only when
 // that backend leaves, and a weight-w backend gets a w/sum(w) share. For pools without Maglev.

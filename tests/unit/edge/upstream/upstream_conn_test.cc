@@ -431,6 +431,45 @@ TEST_F(upstream_conn_test, finished_drain_cancels_its_timer) {
   ::close(s);
 }
 
+// The client half-closes before the upstream connection is even up, with nothing to send.
+TEST_F(upstream_conn_test, early_half_close_reaches_upstream) {
+  listener l;
+  make({{l.address(), l.port}});
+  relay r;
+  upstream_conn* c = open(r);
+  c->shutdown_write();
+  EXPECT_EQ(c->send(std::as_bytes(std::span("x", 1))), 0u);  // nothing after a half-close
+  int s = accept(l);
+  ASSERT_GE(s, 0);
+  ASSERT_TRUE(until([&] { return r.connected == 1; }));
+  char x;
+  std::thread reader([&] { EXPECT_EQ(::recv(s, &x, 1, 0), 0); });  // FIN, no data
+  until([] { return false; }, 50);
+  reader.join();
+  write_all(s, "late", 4);  // the other direction stays open
+  ASSERT_TRUE(until([&] { return r.received.n == 4; }));
+  c->close();
+  EXPECT_TRUE(all_free());
+  ::close(s);
+}
+
+TEST_F(upstream_conn_test, oversized_proxy_header_is_refused_and_counted) {
+  listener l;
+  make({{l.address(), l.port}});
+  std::vector<uint8_t> id(200, 1);
+  proxy_v2_info info;
+  info.src = addr("10.0.0.1");
+  info.dst = addr("10.0.0.2");
+  info.unique_id = id;
+  relay r;
+  auto c = conns->open({.pool = pool.get(), .events = &r, .proxy = &info});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), upstream_error::proxy_header);
+  EXPECT_EQ(conns->counters().proxy_header_errors.get(), 1u);
+  EXPECT_EQ(conns->free_count(), conns->capacity());
+  EXPECT_EQ(pool->counters().active.get(), 0u);
+}
+
 TEST_F(upstream_conn_test, ipv6_backend) {
   listener l(true);
   if (l.fd < 0) GTEST_SKIP() << "no IPv6 loopback";

@@ -118,5 +118,45 @@ TEST(upstream_pool, hash_selector_hook_wins_when_eligible) {
   EXPECT_LT(p->select_by_hash(7), 3u);
 }
 
+TEST(upstream_pool, maglev_table_drives_hash_selection) {
+  pool_spec s;
+  s.name = "gw";
+  for (int i = 0; i < 4; ++i) s.backends.push_back({addr(("10.0.2." + std::to_string(i + 1)).c_str()), 80, 1});
+  s.backends.push_back({addr("2001:db8::5"), 80, 2});
+  auto p = *upstream_pool::create(s);
+  auto mb = maglev_backends(*p);
+  ASSERT_EQ(mb.size(), 5u);
+  EXPECT_EQ(mb[0].key, "10.0.2.1:80");
+  EXPECT_EQ(mb[4].key, "[2001:db8::5]:80");
+  EXPECT_EQ(mb[4].weight, 2u);
+  auto table = l4::lb::maglev_table::build(mb, 1009);
+  ASSERT_TRUE(table) << table.error().str();
+  p->set_hash_selector(&maglev_select, &*table);
+  std::array<int, 5> n{};
+  for (uint64_t f = 1; f <= 10000; ++f) {
+    uint64_t h = f * 0x9e3779b97f4a7c15ULL;
+    size_t b = p->select_by_hash(h);
+    ASSERT_EQ(b, table->lookup(h));
+    ++n[b];
+  }
+  EXPECT_GT(n[4], n[0] * 3 / 2);  // weight 2 gets about twice the flows of weight 1
+  // Down before the table is rebuilt: never picked, the others keep their flows.
+  p->set_healthy(2, false);
+  for (uint64_t f = 1; f <= 2000; ++f) {
+    uint64_t h = f * 0x9e3779b97f4a7c15ULL;
+    size_t b = p->select_by_hash(h);
+    EXPECT_NE(b, 2u);
+    if (table->lookup(h) != 2) {
+      EXPECT_EQ(b, table->lookup(h));
+    }
+  }
+  // Rebuilt from the health state: the down backend has weight 0 and no slots.
+  mb = maglev_backends(*p);
+  EXPECT_EQ(mb[2].weight, 0u);
+  auto t2 = l4::lb::maglev_table::build(mb, 1009);
+  ASSERT_TRUE(t2);
+  for (uint16_t e : t2->entries()) EXPECT_NE(e, 2);
+}
+
 }  // namespace
 }  // namespace edge::upstream
