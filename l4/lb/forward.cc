@@ -263,6 +263,51 @@ lb_verdict encapsulate(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pa
   return emit(cfg, w, m, port_role::lan, backend, eth_len, now);
 }
 
+constexpr uint8_t tcp_opt_client_addr = 254;
+
+// Inserts the client-address option into a SYN (before NAT): moves the headers `len` bytes to
+// the front, writes the option after the existing ones, fixes lengths and recomputes checksums.
+bool add_client_option(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p) {
+  const bool v6 = p.l3 == l3_kind::ipv6;
+  const uint16_t len = v6 ? 20 : 8;
+  if (p.l4_len + len > 60 || ip_total(p) + len > cfg.port(port_role::lan).mtu) {
+    w.counters.client_option_no_room.add();
+    return false;
+  }
+  const uint16_t hdrs = p.payload_off();
+  auto* old_f = rte_pktmbuf_mtod(m, uint8_t*);
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, len));
+  if (f == nullptr) {
+    w.counters.client_option_no_room.add();
+    return false;
+  }
+  std::memmove(f, old_f, hdrs);
+  uint8_t* o = f + hdrs;
+  o[0] = tcp_opt_client_addr;
+  o[1] = static_cast<uint8_t>(len);
+  const uint16_t port_be = rte_cpu_to_be_16(p.sport);
+  std::memcpy(o + 2, &port_be, 2);
+  std::memcpy(o + 4, p.src.b.data(), v6 ? 16 : 4);
+  uint8_t* l3 = f + p.l2_len;
+  uint8_t* tcp = f + p.l4_off();
+  tcp[12] = static_cast<uint8_t>(((p.l4_len + len) / 4) << 4 | (tcp[12] & 0x0f));
+  const auto seg = static_cast<uint16_t>(ip_total(p) - p.l3_len + len);
+  if (!v6) {
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(l3);
+    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(ip_total(p) + len));
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+  } else {
+    auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
+    ip6->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(ip_total(p) - 40 + len));
+  }
+  std::memset(tcp + 16, 0, 2);
+  const uint16_t ck = l4_checksum(p, tcp, seg);
+  std::memcpy(tcp + 16, &ck, 2);
+  w.counters.client_option_added.add();
+  return true;
+}
+
 // Picks a free SNAT source port in this worker's range for the reply key backend -> snat.
 bool pick_snat_port(const lb_config& cfg, lb_worker& w, flow_key& rk, uint64_t now) {
   const auto [lo, hi] = cfg.snat_range(w.index());
@@ -336,6 +381,9 @@ lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
     return encapsulate(cfg, w, m, p, mode, svc.spec.gue_port, to, h, now);
   }
   if (p.ttl <= 1) return dropped(w, drop::lb_ttl_expired);
+  if (svc.spec.client_addr_option && p.proto == IPPROTO_TCP &&
+      (p.tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG)
+    add_client_option(cfg, w, m, p);
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   rewrite(f + p.l2_len, f + p.l4_off(), key.v6, p.proto, e->from_addr, e->from_port, e->to_addr,
           e->to_port, true, true);

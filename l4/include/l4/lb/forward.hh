@@ -32,6 +32,7 @@ struct lb_counters {
   common::counter encap_ipip, encap_gue;               // direct return encapsulations
   common::counter icmp_routed;                         // ICMP errors sent on to backend or client
   common::counter ptb_sent, mss_clamped, neighbor_requests;
+  common::counter client_option_added, client_option_no_room;
 };
 
 struct worker_spec {

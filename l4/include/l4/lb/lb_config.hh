@@ -38,6 +38,10 @@ struct service_spec {
   std::vector<backend_spec> backends;
   uint32_t maglev_size = maglev_table::default_size;
   uint16_t gue_port = 6080;  // GUE destination port on the backends
+  // Full NAT only: on the client's SYN, add a TCP option carrying the client's address and port
+  // (kind 254 "TOA" as LVS/IPVS uses it: 254, 8, port, IPv4 / 254, 20, port, IPv6), so a backend
+  // with a TOA module sees the real client. Off by default; skipped when the SYN has no room.
+  bool client_addr_option = false;
 };
 
 struct port_spec {

@@ -86,6 +86,37 @@ void nat_cases(std::vector<fixture>& out) {
   }
 }
 
+void client_option_cases(std::vector<fixture>& out) {
+  struct row {
+    const char *client, *vip, *backend, *snat;
+    bytes option;
+  } rows[] = {
+      {"203.0.113.7", "198.51.100.4", "10.0.1.5", "10.0.0.100", {254, 8, 0x9c, 0x40, 203, 0, 113, 7}},
+      {"2001:db8:9::7", "2001:db8:100::4", "fd00:1::5", "fd00::100",
+       {254, 20, 0x9c, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}},
+  };
+  for (const auto& r : rows) {
+    auto syn = pkt(r.client, r.vip, IPPROTO_TCP, 40000, 80);
+    syn.tcp_options = {2, 4, 0x05, 0xb4};
+    auto fwd = pkt(r.snat, r.backend, IPPROTO_TCP, 1024, 8080);
+    fwd.tcp_options = syn.tcp_options;
+    fwd.tcp_options.insert(fwd.tcp_options.end(), r.option.begin(), r.option.end());
+    fwd.ttl = 63;
+    set_macs(fwd, lan_mac, backend_mac(5));
+    // Only the SYN carries it.
+    auto ack = pkt(r.client, r.vip, IPPROTO_TCP, 40000, 80);
+    ack.tcp_flags = 0x10;
+    auto fwd_ack = pkt(r.snat, r.backend, IPPROTO_TCP, 1024, 8080);
+    fwd_ack.tcp_flags = 0x10;
+    fwd_ack.ttl = 63;
+    set_macs(fwd_ack, lan_mac, backend_mac(5));
+    out.push_back({std::string("full NAT + client address option (kind 254) ") +
+                       (syn.v6 ? "v6" : "v4"),
+                   {{syn.bytes(), lb_action::tx, lan, drop::none, fwd.bytes()},
+                    {ack.bytes(), lb_action::tx, lan, drop::none, fwd_ack.bytes()}}});
+  }
+}
+
 void encap_cases(std::vector<fixture>& out) {
   struct row {
     const char *client, *vip, *backend, *outer_src;
@@ -239,6 +270,7 @@ void drop_cases(std::vector<fixture>& out) {
 std::vector<fixture> all_fixtures() {
   std::vector<fixture> f;
   nat_cases(f);
+  client_option_cases(f);
   encap_cases(f);
   mtu_cases(f);
   icmp_cases(f);

@@ -59,6 +59,14 @@ inline lb_spec base_spec() {
       svc.backends = {{ip(r.backend), static_cast<uint16_t>(proto == IPPROTO_TCP ? 8080 : 5353)}};
       s.services.push_back(svc);
     }
+  for (const char* vip : {"198.51.100.4", "2001:db8:100::4"}) {  // full NAT + client option
+    service_spec toa;
+    toa.vip = ip(vip);
+    toa.port = 80;
+    toa.client_addr_option = true;
+    toa.backends = {{ip(toa.vip.v6 ? "fd00:1::5" : "10.0.1.5"), 8080}};
+    s.services.push_back(toa);
+  }
   service_spec two;
   two.vip = ip("198.51.100.9");
   two.port = 80;
