@@ -118,7 +118,34 @@ void engine::flow_erase(uint32_t idx) {
   }
 }
 
+void engine::tw_append(tcb& t) {
+  const uint32_t idx = index_of(t);
+  t.in_tw_list = true;
+  t.tw_next = no_index;
+  t.tw_prev = tw_tail_;
+  if (tw_tail_ != no_index) tcbs_[tw_tail_].tw_next = idx;
+  else tw_head_ = idx;
+  tw_tail_ = idx;
+}
+
+void engine::tw_unlink(tcb& t) {
+  if (!t.in_tw_list) return;
+  if (t.tw_prev != no_index) tcbs_[t.tw_prev].tw_next = t.tw_next;
+  else tw_head_ = t.tw_next;
+  if (t.tw_next != no_index) tcbs_[t.tw_next].tw_prev = t.tw_prev;
+  else tw_tail_ = t.tw_prev;
+  t.tw_prev = t.tw_next = no_index;
+  t.in_tw_list = false;
+}
+
 tcb* engine::alloc_tcb(const route& rt, uint16_t listener_id) {
+  if (free_head_ == no_index && tw_head_ != no_index) {
+    // TIME_WAIT is bounded by the pool: a new connection beats the oldest TIME_WAIT. Reaping
+    // here is safe: only listen_input allocates, and no caller uses a released TCB after it.
+    release(tcbs_[tw_head_]);
+    reap();
+    ctr_.time_wait_recycled.add();
+  }
   if (free_head_ == no_index) return nullptr;
   const uint32_t idx = free_head_;
   tcb& t = tcbs_[idx];
@@ -141,6 +168,7 @@ tcb* engine::alloc_tcb(const route& rt, uint16_t listener_id) {
 void engine::release(tcb& t) {
   if (t.release_pending) return;
   if (t.state == tcp_state::syn_received) --syn_received_;
+  tw_unlink(t);
   flow_erase(index_of(t));
   wheel_unlink(t);
   t.state = tcp_state::closed;

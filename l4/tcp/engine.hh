@@ -70,6 +70,8 @@ class engine {
   tcb* alloc_tcb(const route& rt, uint16_t listener_id);
   void release(tcb& t);  // deferred to the end of input/poll
   void reap();
+  void tw_unlink(tcb& t);
+  void tw_append(tcb& t);
   void notify_closed(tcb& t, close_reason why);
   void reset_conn(tcb& t, reset_reason why, close_reason cr);
 
@@ -138,6 +140,7 @@ class engine {
   std::unique_ptr<uint8_t[]> arena_;  // rx and tx bytes of every TCB, touched on first use
   uint32_t free_head_ = no_index;
   uint32_t release_head_ = no_index;
+  uint32_t tw_head_ = no_index, tw_tail_ = no_index;  // TIME_WAIT FIFO
   bool busy_ = false;  // inside input()/poll(): releases are reaped on the way out
   uint32_t syn_received_ = 0;
   std::vector<uint32_t> flows_;  // open addressing, linear probing, tcb index or no_index

@@ -579,6 +579,7 @@ void engine::enter_time_wait(tcb& t) {
   t.persist = false;
   t.t_delack = 0;
   t.t_state = now_ + ms(cfg_.time_wait_ms);
+  tw_append(t);
   notify_closed(t, close_reason::normal);
   schedule(t);
 }

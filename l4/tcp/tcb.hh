@@ -95,6 +95,8 @@ struct tcb {
   uint32_t wheel_prev = no_index, wheel_next = no_index, wheel_slot = no_index;
   uint32_t free_next = no_index;
   uint32_t release_next = no_index;
+  uint32_t tw_prev = no_index, tw_next = no_index;  // TIME_WAIT FIFO, oldest first
+  bool in_tw_list = false;
 
   bool synchronized() const {
     return state != tcp_state::closed && state != tcp_state::syn_received;

@@ -102,6 +102,7 @@ void engine::fire(tcb& t) {
 void engine::rexmit_timer(tcb& t) {
   if (t.state == tcp_state::syn_received) {
     if (t.synack_retries >= cfg_.max_synack_retries) {
+      ctr_.handshake_timeouts.add();
       release(t);
       return;
     }
@@ -150,7 +151,8 @@ void engine::rexmit_timer(tcb& t) {
 void engine::state_timer(tcb& t) {
   switch (t.state) {
     case tcp_state::syn_received:
-      release(t);  // handshake timeout
+      ctr_.handshake_timeouts.add();
+      release(t);
       return;
     case tcp_state::time_wait:
       release(t);

@@ -229,6 +229,33 @@ TEST_F(closing, new_syn_reuses_a_time_wait_tuple) {
   EXPECT_EQ(st->stats().active.get(), 1u);
 }
 
+TEST_F(closing, full_pool_recycles_oldest_time_wait) {
+  cfg.max_connections = 2;
+  cfg.time_wait_ms = 60'000;
+  start();
+  for (uint16_t port : {41000, 41001}) {
+    b.sport = port;
+    auto c = establish();
+    st->shutdown_write(c);
+    drain();
+    ASSERT_EQ(cseg(ACK | FIN, 0, 1), drop::none);  // -> TIME_WAIT
+    drain();
+  }
+  ASSERT_EQ(st->stats().active.get(), 2u);
+  b.sport = 41002;
+  EXPECT_EQ(inject(SYN, cisn, 0), drop::none);
+  EXPECT_EQ(one().flags, SYN | ACK);
+  EXPECT_EQ(st->stats().time_wait_recycled.get(), 1u);
+  EXPECT_EQ(st->stats().active.get(), 2u);
+  // The oldest (port 41000) went: its FIN retransmission now finds no connection.
+  b.sport = 41000;
+  EXPECT_EQ(cseg(ACK | FIN, 0, 1), drop::tcp_no_connection);
+  EXPECT_TRUE(one().flags & RST);
+  b.sport = 41001;
+  EXPECT_EQ(cseg(ACK | FIN, 0, 1), drop::none);  // still in TIME_WAIT: ACKed
+  EXPECT_EQ(one().flags, ACK);
+}
+
 TEST_F(closing, app_abort_and_close_with_unread_data_reset) {
   start();
   auto c1 = establish();

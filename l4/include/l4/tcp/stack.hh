@@ -134,6 +134,8 @@ struct counters {
   common::counter ooo_segments;  // segments queued out of order
   common::counter segments_in, segments_out;
   common::counter closed;  // TCBs released
+  common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
+  common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
   std::array<common::counter, reset_reason_count> resets_sent;
   drop_counters drops;  // tcp_* reasons from drops_tcp.def
 
