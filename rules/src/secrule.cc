@@ -412,7 +412,9 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   bool body_ok = c.oper != waf::op::within &&
                  std::all_of(c.transforms.begin(), c.transforms.end(), [](auto t) { return waf::is_streamable(t); });
   std::string msg;
-  if (c.oper == waf::op::rx) {
+  bool has_stream = std::any_of(c.selectors.begin(), c.selectors.end(),
+                                [](const waf::selector& s) { return waf::is_stream_target(s.where); });
+  if (c.oper == waf::op::rx && has_stream && body_ok) {  // a trial compile costs; only when it matters
     auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
     if (sup == waf::pattern_support::rejected) {
       why = "pattern rejected by Hyperscan: " + msg;

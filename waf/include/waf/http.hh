@@ -139,6 +139,8 @@ chunked_decoder::result chunked_decoder::feed(const char* in, size_t n, F&& on_d
         } else if (c == ';') {
           s_ = state::size_ext;
           ++i;
+        } else if (c == '\n') {
+          return {status::error, i, http_error::bare_lf};
         } else {
           return {status::error, i, http_error::bad_chunk_size};
         }

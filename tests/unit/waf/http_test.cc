@@ -1,0 +1,174 @@
+// Request-head parser limits and smuggling defences, and the incremental chunked decoder.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "waf/http.hh"
+
+namespace {
+
+// The head views point into `head`: callers keep it alive while they use *out.
+waf::http_error parse(const std::string& head, waf::request_head* out = nullptr, waf::http_limits lim = {}) {
+  waf::head_scan_state st;
+  size_t end = 0;
+  auto e = waf::find_head_end(head.data(), head.size(), lim, st, end);
+  if (e != waf::http_error::none) return e;
+  if (end == 0) return waf::http_error::truncated;
+  std::vector<waf::http_header> slots(lim.max_header_count);
+  waf::request_head h;
+  e = waf::parse_request_head(std::string_view(head.data(), end), lim, slots, h);
+  if (out) *out = h;
+  return e;
+}
+
+TEST(http_parser, parses_a_request) {
+  std::string req = "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example\r\nX-Pad:  v  \r\nContent-Length: 12\r\n\r\n";
+  waf::request_head h;
+  ASSERT_EQ(parse(req, &h), waf::http_error::none);
+  EXPECT_EQ(h.method, "GET");
+  EXPECT_EQ(h.path, "/a/b");
+  EXPECT_EQ(h.query, "x=1&y=2");
+  EXPECT_EQ(h.header("x-pad"), "v");
+  EXPECT_EQ(h.content_length, 12u);
+  EXPECT_FALSE(h.chunked);
+}
+
+TEST(http_parser, absolute_form_and_leading_empty_lines) {
+  waf::request_head h;
+  const std::string req = "\r\nGET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n";  // h views into it
+  ASSERT_EQ(parse(req, &h), waf::http_error::none);
+  EXPECT_EQ(h.path, "/p");
+  EXPECT_EQ(h.query, "q");
+}
+
+struct bad {
+  const char* name;
+  std::string req;
+  waf::http_error want;
+};
+
+class http_bad : public ::testing::TestWithParam<bad> {};
+TEST_P(http_bad, refused_with_reason) {
+  EXPECT_EQ(waf::to_string(parse(GetParam().req)), std::string(waf::to_string(GetParam().want)));
+}
+
+using E = waf::http_error;
+INSTANTIATE_TEST_SUITE_P(
+    smuggling_and_malformed, http_bad,
+    ::testing::Values(
+        bad{"cl_cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", E::duplicate_content_length},
+        bad{"cl_te", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            E::content_length_and_transfer_encoding},
+        bad{"te_cl", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            E::content_length_and_transfer_encoding},
+        bad{"te_te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            E::bad_transfer_encoding},
+        bad{"te_gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", E::bad_transfer_encoding},
+        bad{"te_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", E::bad_transfer_encoding},
+        bad{"cl_sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", E::bad_content_length},
+        bad{"cl_list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", E::bad_content_length},
+        bad{"obs_fold", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n", E::obs_fold},
+        bad{"bare_lf_header", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", E::bare_lf},
+        bad{"bare_lf_end", "GET / HTTP/1.1\nHost: a\n\n", E::bare_lf},
+        bad{"space_before_colon", "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+            E::space_before_colon},
+        bad{"bad_name", "GET / HTTP/1.1\r\nHost: a\r\nX(y): 1\r\n\r\n", E::bad_header_name},
+        bad{"ctl_in_value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01z\r\n\r\n"), E::bad_header_value},
+        bad{"cr_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", E::bad_header_value},
+        bad{"missing_host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n", E::missing_host},
+        bad{"two_hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", E::duplicate_host},
+        bad{"version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", E::bad_version},
+        bad{"extra_space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_request_line},
+        bad{"bad_method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_method},
+        bad{"bad_target", "GET foo HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_target},
+        bad{"star_not_options", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_target}));
+
+TEST(http_parser, limits) {
+  waf::http_limits lim;
+  lim.max_request_line = 64;
+  lim.max_header_line = 64;
+  lim.max_header_count = 3;
+  lim.max_head_bytes = 512;
+  EXPECT_EQ(parse("GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", nullptr, lim),
+            E::request_line_too_long);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'b') + "\r\n\r\n", nullptr, lim),
+            E::header_line_too_long);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", nullptr, lim), E::too_many_headers);
+  std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
+  while (many.size() < 600) many += "X: 0123456789\r\n";
+  EXPECT_EQ(parse(many, nullptr, lim), E::head_too_large);
+  // A request line over the limit is refused before its end arrives (no unbounded wait).
+  std::string partial = "GET /" + std::string(100, 'a');
+  waf::head_scan_state st;
+  size_t end = 0;
+  EXPECT_EQ(waf::find_head_end(partial.data(), partial.size(), lim, st, end), E::request_line_too_long);
+}
+
+TEST(http_parser, head_end_found_incrementally) {
+  std::string req = "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+  waf::http_limits lim;
+  waf::head_scan_state st;
+  size_t end = 0;
+  for (size_t n = 1; n <= req.size(); ++n) {
+    ASSERT_EQ(waf::find_head_end(req.data(), n, lim, st, end), E::none);
+    if (end) {
+      EXPECT_EQ(end, req.size() - 4);
+      return;
+    }
+  }
+  FAIL() << "head end not found";
+}
+
+std::string decode_all(const std::string& in, size_t step, waf::chunked_decoder::status& last, size_t& used,
+                       waf::http_error& err) {
+  waf::chunked_decoder d;
+  std::string out;
+  used = 0;
+  last = waf::chunked_decoder::status::need_more;
+  err = E::none;
+  while (used < in.size()) {
+    size_t n = std::min(step, in.size() - used);
+    auto r = d.feed(in.data() + used, n, [&](const char* p, size_t k) { out.append(p, k); });
+    used += r.consumed;
+    last = r.st;
+    err = r.err;
+    if (r.st != waf::chunked_decoder::status::need_more) break;
+  }
+  return out;
+}
+
+TEST(chunked, decodes_for_every_segment_size) {
+  std::string in = "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+  for (size_t step = 1; step <= in.size(); ++step) {
+    waf::chunked_decoder::status st;
+    size_t used;
+    waf::http_error err;
+    EXPECT_EQ(decode_all(in, step, st, used, err), "hello 0123456789") << step;
+    EXPECT_EQ(st, waf::chunked_decoder::status::done);
+    EXPECT_EQ(used, in.size() - 4) << "stops at the end of the message";
+  }
+}
+
+TEST(chunked, refuses_bad_framing) {
+  struct c {
+    std::string in;
+    E want;
+  } cases[] = {{"g\r\n", E::bad_chunk_size},
+               {"5\nhello\r\n", E::bare_lf},
+               {"5\r\nhelloX\r\n", E::bad_chunk_framing},
+               {"1234567890abcdef0\r\n", E::bad_chunk_size},
+               {"0\r\nX: y\n\r\n", E::bare_lf},
+               {"1;" + std::string(300, 'e') + "\r\n", E::chunk_extension_too_long},
+               {" 5\r\n", E::bad_chunk_size}};
+  for (const auto& k : cases) {
+    waf::chunked_decoder::status st;
+    size_t used;
+    waf::http_error err;
+    decode_all(k.in, 3, st, used, err);
+    EXPECT_EQ(st, waf::chunked_decoder::status::error) << k.in;
+    EXPECT_EQ(err, k.want) << k.in;
+  }
+}
+
+}  // namespace
