@@ -70,7 +70,6 @@ common::result<std::unique_ptr<worker>> worker::create(const worker_config& cfg)
 
 worker::~worker() {
   // Crypto threads may still hold sessions: wait for their completions before freeing anything.
-  session* ready[64];
   while (async_pending_ > 0) {
     bool got = false;
     session* s = nullptr;
@@ -83,7 +82,6 @@ worker::~worker() {
     }
     if (!got) std::this_thread::yield();
   }
-  (void)ready;
   for (uint32_t i = 0; i < cfg_.max_sessions; ++i) {
     session& s = sessions_[i];
     if (s.in_use_ && !s.async_wait_) {
@@ -229,6 +227,6 @@ size_t worker::poll(std::span<session*> ready) {
   return n;
 }
 
-const char* worker::alert_name(uint8_t desc) { return SSL_alert_desc_string_long(desc << 0); }
+const char* worker::alert_name(uint8_t desc) { return SSL_alert_desc_string_long(desc); }
 
 }  // namespace tls

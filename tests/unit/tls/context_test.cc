@@ -87,6 +87,38 @@ TEST(context, refuses_bad_configs_with_a_location) {
   c = standard_config();
   c.default_name = "nowhere.test";
   EXPECT_FALSE(tls::context_set::build(c));
+
+  c = standard_config();
+  c.engine = "no-such-engine";
+  r = tls::context_set::build(c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("engine 'no-such-engine' not found"), std::string::npos) << r.error().str();
+
+  c = standard_config();
+  c.alpn = {""};
+  EXPECT_FALSE(tls::context_set::build(c));
+  c = standard_config();
+  c.certs[2].names = {"*bad.wild.test"};
+  r = tls::context_set::build(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().where, cert("wild.pem"));
+}
+
+TEST(context, names_from_config_override_the_certificate) {
+  auto c = standard_config();
+  c.certs[4].names = {"Alias.Test", "*.alias.test"};
+  c.default_name = "alias.test";
+  auto r = tls::context_set::build(c);
+  ASSERT_TRUE(r) << r.error().str();
+  const auto& cs = *r;
+  EXPECT_EQ(cs->lookup("alias.test"), cs->default_ctx());
+  EXPECT_EQ(cs->lookup("x.alias.test"), cs->default_ctx());
+  EXPECT_EQ(cs->lookup("default.test"), nullptr) << "configured names replace the SAN names";
+  EXPECT_NE(cs->lookup("example.test"), nullptr);
+  EXPECT_EQ(cs->lookup("example.test."), cs->lookup("example.test"));
+  EXPECT_EQ(cs->lookup(std::string(300, 'a')), nullptr);
+  EXPECT_EQ(cs->lookup(""), nullptr);
+  EXPECT_EQ(cs->ctx_count(), 4u) << "example.test ECDSA+RSA share one context";
 }
 
 TEST_F(fixture, sni_selects_certificate_exact_wildcard_and_default) {
@@ -462,6 +494,24 @@ TEST_F(fixture, key_update_flood_closes_the_connection) {
   EXPECT_EQ(r.st, tls::status::error);
   EXPECT_EQ(r.reason, tls::error_reason::key_update_limit);
   EXPECT_EQ(w->stats().key_updates.get(), 3u);
+}
+
+TEST_F(fixture, renegotiation_is_refused_and_counted) {
+  auto cs = build(standard_config());
+  client_opts o;
+  o.max_version = TLS1_2_VERSION;
+  client c(o, "example.test");
+  auto s = open(cs);
+  ASSERT_EQ(handshake(c, *s.s, *w).st, tls::status::ok);
+  ASSERT_EQ(SSL_renegotiate(c.ssl.get()), 1);
+  SSL_do_handshake(c.ssl.get());
+  to_server(c, *s.s);
+  uint8_t buf[256];
+  auto r = s->read(buf);
+  EXPECT_NE(r.st, tls::status::ok);
+  EXPECT_EQ(w->stats().renegotiation_attempts.get(), 1u);
+  EXPECT_EQ(w->stats().alerts_sent[SSL_AD_NO_RENEGOTIATION].get(), 1u);
+  EXPECT_EQ(w->stats().handshakes_full.get(), 1u) << "no second handshake happened";
 }
 
 TEST_F(fixture, input_is_bounded_and_pool_is_bounded) {
