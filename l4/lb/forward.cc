@@ -515,6 +515,14 @@ common::result<std::unique_ptr<lb_worker>> lb_worker::create(const worker_spec& 
   return w;
 }
 
+bool lb_worker::add_static_neighbors(const lb_config& cfg) {
+  bool ok = true;
+  for (port_role r : {port_role::wan, port_role::lan})
+    for (const auto& [addr, mac] : cfg.port(r).static_neighbors)
+      ok = neighbors(r).add_static(addr, mac) && ok;
+  return ok;
+}
+
 bool is_lb_packet(const lb_config& cfg, const packet& p) {
   if (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6) return false;
   if (cfg.is_snat(p.dst)) return true;

@@ -46,6 +46,10 @@ class lb_worker {
  public:
   static common::result<std::unique_ptr<lb_worker>> create(const worker_spec& spec);
 
+  // Seeds both ports' neighbour tables with the config's static entries (call after create()
+  // and after publishing a config whose static_neighbors changed). False if a table is full.
+  bool add_static_neighbors(const lb_config& cfg);
+
   conn_table& conns() { return *conns_; }
   neighbor_table& neighbors(port_role r) { return *neigh_[static_cast<size_t>(r)]; }
   uint16_t index() const { return index_; }

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/result.hh"
@@ -50,6 +51,7 @@ struct port_spec {
   uint16_t mtu = 1500;     // IP MTU of the link
   ip_addr addr_v4, addr_v6;  // this node's address on the link (encap outer source, ARP/NS source)
   std::optional<ip_addr> gw_v4, gw_v6;  // next hop for off-link destinations; unset = on-link
+  std::vector<std::pair<ip_addr, rte_ether_addr>> static_neighbors;  // never learned over
 };
 
 struct lb_spec {
