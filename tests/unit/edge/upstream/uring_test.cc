@@ -91,5 +91,15 @@ TEST(uring, small_sq_is_flushed_not_refused) {
   EXPECT_EQ((*u)->counters().submitted.get(), 40u);
 }
 
+TEST(uring, sqpoll_ring_dispatches_without_enter) {
+  auto u = uring::create({.sq_entries = 16, .max_ops = 64, .sqpoll = true, .sqpoll_idle_ms = 50});
+  if (!u) GTEST_SKIP() << "SQPOLL unavailable: " << u.error().str();
+  recorder r;
+  for (uint16_t t = 0; t < 8; ++t) ASSERT_NE((*u)->get_sqe(&r, t), nullptr);
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (r.got.size() < 8 && std::chrono::steady_clock::now() < end) (*u)->poll();
+  EXPECT_EQ(r.got.size(), 8u);
+}
+
 }  // namespace
 }  // namespace edge::upstream

@@ -1,6 +1,6 @@
 // Interop: haproxy (Debian's, as the reference implementation of the spec) parses the PROXY v2
-// headers edge writes, checks their CRC32C, and echoes what it understood. Skipped where haproxy
-// is not installed.
+// headers edge writes, checks their CRC32C, and echoes what it understood; nginx reads the client
+// address from them. Each is skipped where the daemon is not installed.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -145,6 +145,79 @@ TEST_F(haproxy_interop, rejects_header_with_wrong_crc) {
   h.back() ^= 0x01;  // the CRC's last byte
   std::string resp = exchange(nullptr, h);
   EXPECT_EQ(resp.find("200"), std::string::npos) << resp;
+}
+
+// nginx (the usual L7 gateway behind edge) takes the client address from the header.
+class nginx_interop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists("/usr/sbin/nginx")) GTEST_SKIP() << "nginx not installed";
+    dir = std::filesystem::temp_directory_path() / ("edge-pp2-nginx-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir / "logs");
+    { listener probe; port = probe.port; }
+    std::ofstream(dir / "nginx.conf") << "daemon off;\nmaster_process off;\nerror_log " << (dir / "logs/error.log").string()
+        << ";\npid " << (dir / "nginx.pid").string() << ";\nevents { worker_connections 64; }\n"
+        "http {\n  access_log " << (dir / "logs/access.log").string() << ";\n"
+        "  client_body_temp_path " << dir.string() << ";\n  proxy_temp_path " << dir.string() << ";\n"
+        "  fastcgi_temp_path " << dir.string() << ";\n  uwsgi_temp_path " << dir.string() << ";\n"
+        "  scgi_temp_path " << dir.string() << ";\n"
+        "  server {\n    listen 127.0.0.1:" << port << " proxy_protocol;\n"
+        "    location / { return 200 \"client=$proxy_protocol_addr:$proxy_protocol_port "
+        "server=$proxy_protocol_server_addr:$proxy_protocol_server_port\\n\"; }\n  }\n}\n";
+    std::string cfg = (dir / "nginx.conf").string(), prefix = dir.string() + "/";
+    const char* argv[] = {"/usr/sbin/nginx", "-p", prefix.c_str(), "-c", cfg.c_str(), nullptr};
+    ASSERT_EQ(::posix_spawn(&pid, "/usr/sbin/nginx", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    bool up = false;
+    for (int k = 0; k < 100 && !up; ++k) {
+      int f = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sa.sin_port = htons(port);
+      up = ::connect(f, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+      ::close(f);
+      if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(up) << "nginx did not start";
+    ring = std::move(*uring::create({.sq_entries = 64, .max_ops = 256}));
+    pool = std::move(*upstream_pool::create({.name = "nginx", .backends = {{addr("127.0.0.1"), port}}}));
+    conns = std::move(*upstream_conns::create(*ring, {.conns = 4}));
+  }
+  void TearDown() override {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      int st;
+      ::waitpid(pid, &st, 0);
+    }
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+
+  std::filesystem::path dir;
+  uint16_t port = 0;
+  pid_t pid = -1;
+  std::unique_ptr<uring> ring;
+  std::unique_ptr<upstream_pool> pool;
+  std::unique_ptr<upstream_conns> conns;
+};
+
+TEST_F(nginx_interop, sees_client_address_from_header) {
+  proxy_v2_info i;
+  i.src = addr("203.0.113.77");
+  i.dst = addr("198.51.100.1");
+  i.src_port = 61000;
+  i.dst_port = 443;
+  i.authority = "shop.example";
+  relay r;
+  auto c = conns->open({.pool = pool.get(), .events = &r, .proxy = &i});
+  ASSERT_TRUE(c);
+  const std::string req = "GET / HTTP/1.0\r\nHost: shop.example\r\n\r\n";
+  (*c)->send(std::as_bytes(std::span(req)));
+  (*c)->shutdown_write();
+  ASSERT_TRUE(run_until([&] { return ring->poll(); }, [&] { return r.fin > 0 || r.errors > 0; }, 5000));
+  EXPECT_NE(r.got.find("HTTP/1.1 200"), std::string::npos) << r.got;
+  EXPECT_NE(r.got.find("client=203.0.113.77:61000 server=198.51.100.1:443"), std::string::npos) << r.got;
+  (*c)->close();
+  EXPECT_TRUE(run_until([&] { return ring->poll(); }, [&] { return conns->free_count() == conns->capacity(); }));
 }
 
 }  // namespace
