@@ -215,7 +215,15 @@ drop engine::syn_received_input(tcb& t, const segment& s) {
   --syn_received_;
   t.state = tcp_state::established;
   t.snd_una = t.iss + 1;
-  if (t.rtt_timing && !t.info.timestamps) rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);
+  // The handshake's RTT seeds the RTO (RFC 6298 §2.2). Not for cookies: their TSval was bent.
+  if (!t.from_cookie) {
+    if (t.info.timestamps && s.opt.has_ts && seq_leq(s.opt.tsecr, static_cast<uint32_t>(now_ms())) &&
+        t.synack_retries == 0) {
+      rtt_sample(t, (static_cast<uint32_t>(now_ms()) - s.opt.tsecr) * 1000ull);
+    } else if (t.rtt_timing) {
+      rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);
+    }
+  }
   t.rtt_timing = false;
   t.snd_wnd = static_cast<uint32_t>(s.wnd) << t.snd_wscale;
   t.max_snd_wnd = std::max(t.max_snd_wnd, t.snd_wnd);

@@ -186,7 +186,8 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
 
 void engine::send_rst(tcb& t, reset_reason why) {
   out_options none;
-  rte_mbuf* m = build(t.rt, t.snd_nxt, t.rcv_nxt, f_rst | f_ack, 0, none, nullptr, 0, 0);
+  // snd_max: the peer may have received everything we sent even if snd_nxt was rewound.
+  rte_mbuf* m = build(t.rt, t.snd_max, t.rcv_nxt, f_rst | f_ack, 0, none, nullptr, 0, 0);
   if (m == nullptr) return;
   push_tx(m);
   ctr_.resets_sent[static_cast<size_t>(why)].add();

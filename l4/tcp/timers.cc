@@ -113,6 +113,11 @@ void engine::rexmit_timer(tcb& t) {
     arm_rto(t);
     return;
   }
+  if (!t.persist && t.snd_wnd == 0 && t.tx_len > 0 && t.snd_una != t.snd_max) {
+    // The peer closed its window on data in flight: probe it instead of backing off to a reset.
+    t.persist = true;
+    t.snd_nxt = t.snd_una;
+  }
   if (t.persist) {
     if (t.snd_wnd == 0 && t.tx_len > 0) {
       send_segment(t, t.snd_una, 1, RTE_TCP_ACK_FLAG, tx_kind::probe);

@@ -57,9 +57,9 @@ TEST_F(sending, rto_backs_off_and_gives_up) {
   ASSERT_EQ(st->send(c, bytes(100)), 100u);
   auto first = one();
   EXPECT_EQ(first.payload.size(), 100u);
-  // With timestamps the handshake gives no RTT sample (the ACK acknowledges no data): the first
-  // RTO is the initial 1 s, then it doubles.
-  uint64_t rto = 1000;
+  // The handshake measured ~0 ms (TSecr echo): RTO = max(rto_min, srtt + 4 rttvar) = 200 ms,
+  // then it doubles.
+  uint64_t rto = 200;
   for (int i = 0; i < 3; ++i) {
     advance_ms(rto - 1);
     EXPECT_TRUE(drain().empty()) << "retransmit " << i << " too early";
@@ -103,18 +103,39 @@ TEST_F(sending, rto_without_timestamps_uses_initial_then_collapses_cwnd) {
 
 TEST_F(sending, rtt_sample_sets_rto) {
   start();
-  auto c = establish();  // timestamps: the handshake ACK gives no sample, RTO stays 1 s
-  ASSERT_EQ(st->send(c, bytes(100)), 100u);
-  drain();
-  advance_ms(300);  // the peer's ACK echoes our TSval from 300 ms ago
-  ASSERT_EQ(cseg(ACK, 0, 100), drop::none);
-  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  // A handshake whose final ACK comes 300 ms after the SYN-ACK: that RTT seeds the RTO.
+  ASSERT_EQ(inject(SYN, cisn, 0, {}, cat({opt_mss(1460), opt_ts(tsv, 0)})), drop::none);
+  auto sa = one();
+  siss = sa.seq;
+  advance_ms(300);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, opt_ts(++tsv, sa.tsval)), drop::none);
+  ASSERT_EQ(app.accepted.size(), 1u);
+  ASSERT_EQ(st->send(app.accepted[0], bytes(100)), 100u);
   drain();
   // First sample R = 300 ms: srtt = 300, rttvar = 150, RTO = srtt + 4 rttvar = 900 ms (RFC 6298).
   advance_ms(899);
   EXPECT_TRUE(drain().empty());
   advance_ms(1);
-  EXPECT_EQ(one().seq, siss + 101);
+  EXPECT_EQ(one().seq, siss + 1);
+}
+
+TEST_F(sending, window_closed_on_data_in_flight_turns_into_probes) {
+  start();
+  auto c = establish(false);
+  ASSERT_EQ(st->send(c, bytes(1000)), 1000u);
+  drain();
+  // The peer takes 500 bytes and closes its window.
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + 500, {}, {}, 0), drop::none);
+  for (int i = 0; i < 12; ++i) {  // well past max_retransmits worth of timeouts
+    advance_ms(1000);
+    for (auto& s : drain()) EXPECT_LE(s.payload.size(), 1u);
+  }
+  EXPECT_TRUE(app.closed.empty());
+  EXPECT_GT(st->stats().persist_probes.get(), 3u);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + 500, {}, {}, 8192), drop::none);
+  uint32_t top = 0;
+  for (auto& s : drain()) top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()));
+  EXPECT_EQ(top, siss + 1 + 1000);
 }
 
 TEST_F(sending, fast_retransmit_and_newreno_partial_ack) {
