@@ -14,6 +14,67 @@ appliance::appliance(config c) : cfg_(std::make_shared<const config>(std::move(c
 
 appliance::~appliance() { shutdown(); }
 
+namespace {
+
+l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports, port_role role) {
+  l4::lb::port_spec ps;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (ports[i].role != role) continue;
+    const port_config& pc = c.ports[i];
+    ps.port_id = ports[i].id;
+    ps.mac = ports[i].mac;
+    ps.mtu = pc.mtu;
+    for (const auto& a : pc.addresses) {
+      if (a.addr.v6 && !ps.addr_v6.v6) ps.addr_v6 = a.addr;
+      if (!a.addr.v6 && ps.addr_v4 == l4::ip_addr{}) ps.addr_v4 = a.addr;
+    }
+    ps.gw_v4 = pc.gateway_v4;
+    ps.gw_v6 = pc.gateway_v6;
+    break;
+  }
+  return ps;
+}
+
+l4::lb::fwd_mode lb_mode(forwarding_mode m) {
+  switch (m) {
+    case forwarding_mode::fnat: return l4::lb::fwd_mode::fnat;
+    case forwarding_mode::ipip: return l4::lb::fwd_mode::ipip;
+    case forwarding_mode::gue: return l4::lb::fwd_mode::gue;
+  }
+  return l4::lb::fwd_mode::fnat;
+}
+
+}  // namespace
+
+common::result<std::shared_ptr<const l4::lb::lb_config>> appliance::build_lb(const config& c) const {
+  l4::lb::lb_spec spec;
+  for (const auto& sc : c.services) {
+    if (sc.kind != service_kind::l4) continue;
+    l4::lb::service_spec ss;
+    ss.vip = sc.vip;
+    ss.port = sc.port;
+    ss.proto = sc.protocol;
+    ss.mode = lb_mode(sc.forwarding);
+    ss.gue_port = c.l4.gue_port;
+    const pool_config& pool = *c.find_pool(sc.pool);
+    const auto h = healthy_.find(pool.name);
+    for (size_t i = 0; i < pool.backends.size(); ++i) {
+      const auto& b = pool.backends[i];
+      const bool up = h == healthy_.end() || i >= h->second.size() || h->second[i];
+      ss.backends.push_back({b.address, b.port, b.weight, up});
+    }
+    spec.services.push_back(std::move(ss));
+  }
+  if (spec.services.empty()) return std::shared_ptr<const l4::lb::lb_config>();
+  for (const auto& a : c.l4.snat_addresses) (a.v6 ? spec.snat_v6 : spec.snat_v4).push_back(a);
+  spec.snat_port_lo = c.l4.snat_port_low;
+  spec.snat_port_hi = c.l4.snat_port_high;
+  spec.workers = static_cast<uint16_t>(c.workers.lcores.size());
+  spec.wan = lb_port(c, dp_.ports(), port_role::wan);
+  spec.lan = lb_port(c, dp_.ports(), port_role::lan);
+  return l4::lb::lb_config::build(spec, lb_.get());
+}
+
 std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config> c) const {
   auto s = std::make_unique<snapshot>();
   s->generation = generation_;
@@ -28,6 +89,10 @@ std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config
     if (ps.role == port_role::wan)
       for (const auto& svc : s->cfg->services)
         if (!la.has(svc.vip)) la.addrs.push_back(svc.vip);
+    // Full-NAT source addresses live on the backend side: replies come back to them.
+    if (ps.role == port_role::lan)
+      for (const auto& a : s->cfg->l4.snat_addresses)
+        if (!la.has(a)) la.addrs.push_back(a);
     s->local.push_back(std::move(la));
   }
   return s;
@@ -42,8 +107,7 @@ common::result<void> appliance::start(const char* argv0) {
   install_routes();
 
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
-  ++generation_;
-  snapshots_->publish(build_snapshot(cfg_));
+  if (auto r = republish(); !r) return r;
 
   for (unsigned i = 0; i < c.workers.lcores.size(); ++i) {
     auto w = std::make_unique<worker_context>();
@@ -55,6 +119,13 @@ common::result<void> appliance::start(const char* argv0) {
     w->snapshots = snapshots_.get();
     w->stop = &stop_workers_;
     const std::string ring = "edge_ctl_" + std::to_string(i);
+    w->tsc_hz = rte_get_tsc_hz();
+    if (snapshots_->current()->lb) {
+      auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
+                                            .hz = w->tsc_hz, .neighbor_capacity = 1024});
+      if (!lbw) return std::unexpected(lbw.error());
+      w->lb = std::move(*lbw);
+    }
     w->control_tx = rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (w->control_tx == nullptr) return common::fail("cannot create control ring " + ring);
     if (int rc = rte_eal_remote_launch(worker_main, w.get(), w->lcore); rc != 0)
@@ -63,6 +134,7 @@ common::result<void> appliance::start(const char* argv0) {
     workers_.push_back(std::move(w));
   }
   announce();
+  if (auto r = start_health_checks(); !r) return r;
   started_ok_ = true;
   spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}", dp_.ports().size(),
                workers_.size(), c.services.size(), c.admin.address.str(), c.admin.port);
@@ -104,6 +176,7 @@ void appliance::run(const std::atomic<bool>& stop) {
 }
 
 void appliance::shutdown() {
+  health_.reset();  // stops the checker thread before the snapshots go
   if (!workers_.empty()) {
     stop_workers_.store(true);
     rte_eal_mp_wait_lcore();
@@ -143,13 +216,84 @@ common::result<std::string> appliance::reload() {
     return common::fail("ports, worker lcores and EAL arguments need a restart; running configuration kept",
                         cfg_->path);
   }
+  auto previous = cfg_;
   cfg_ = std::make_shared<const config>(std::move(*next));
-  ++generation_;
-  snapshots_->publish(build_snapshot(cfg_));
+  if (auto r = republish(); !r) {
+    cfg_ = previous;
+    ++reloads_failed_;
+    spdlog::error("reload refused, running configuration kept: {}", r.error().str());
+    return std::unexpected(r.error());
+  }
   ++reloads_ok_;
+  if (auto r = start_health_checks(); !r) spdlog::error("health checks not restarted: {}", r.error().str());
   announce();
   spdlog::info("configuration reloaded (generation {})", generation_);
   return "reloaded, generation " + std::to_string(generation_) + "\n";
+}
+
+common::result<void> appliance::republish() {
+  std::lock_guard lock(publish_mu_);
+  auto lb = build_lb(*cfg_);
+  if (!lb) return std::unexpected(lb.error());
+  auto snap = build_snapshot(cfg_);
+  snap->lb = *lb;
+  snap->generation = ++generation_;
+  lb_ = *lb;
+  snapshots_->publish(std::move(snap));
+  return {};
+}
+
+// One checker for every backend of every pool that has a health_check; a state change rebuilds
+// the l4 tables (the backend leaves or rejoins Maglev; established flows stay) and republishes.
+common::result<void> appliance::start_health_checks() {
+  health_.reset();
+  std::vector<upstream::health_target> targets;
+  {
+    std::lock_guard lock(publish_mu_);
+    std::map<std::string, std::vector<bool>> kept;
+    for (const auto& pool : cfg_->pools) {
+      if (pool.health.kind == health_check_config::type::none) continue;
+      // Keep what is known of backends that stay (same index and address) across reloads.
+      auto& h = kept[pool.name];
+      h.assign(pool.backends.size(), true);
+      for (size_t i = 0; i < pool.backends.size(); ++i) {
+        upstream::health_target t;
+        t.pool = pool.name;
+        t.backend = i;
+        t.address = pool.backends[i].address;
+        t.port = pool.backends[i].port;
+        t.params.kind = pool.health.kind == health_check_config::type::http ? upstream::health_kind::http
+                                                                            : upstream::health_kind::tcp;
+        t.params.path = pool.health.path;
+        t.params.interval_ms = pool.health.interval_ms;
+        t.params.timeout_ms = pool.health.timeout_ms;
+        t.params.rise = pool.health.rise;
+        t.params.fall = pool.health.fall;
+        targets.push_back(std::move(t));
+      }
+    }
+    healthy_ = std::move(kept);
+  }
+  if (targets.empty()) return {};
+  auto hc = upstream::health_checker::create(std::move(targets),
+                                             [this](const upstream::health_change& ch) { on_health_change(ch); });
+  if (!hc) return std::unexpected(hc.error());
+  health_ = std::move(*hc);
+  health_->start();
+  spdlog::info("health checks running for {} backend(s)", health_->size());
+  return {};
+}
+
+void appliance::on_health_change(const upstream::health_change& ch) {
+  {
+    std::lock_guard lock(publish_mu_);
+    auto it = healthy_.find(ch.info->pool);
+    if (it == healthy_.end() || ch.info->backend >= it->second.size()) return;
+    it->second[ch.info->backend] = ch.up;
+  }
+  spdlog::warn("backend {}:{} of pool {} is {}{}", ch.info->address.str(), ch.info->port, ch.info->pool,
+               ch.up ? "up" : "down", ch.up ? "" : std::string(" (") + upstream::to_string(ch.last_failure) + ")");
+  if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 
 void appliance::install_routes() {

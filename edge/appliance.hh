@@ -3,6 +3,7 @@
 // and the admin API. main() creates one, starts it, runs the control loop and shuts it down.
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@
 #include "edge/ports.hh"
 #include "edge/snapshot.hh"
 #include "edge/worker.hh"
+#include "upstream/health_checker.hh"
 
 namespace edge {
 
@@ -38,6 +40,11 @@ class appliance {
 
  private:
   std::unique_ptr<snapshot> build_snapshot(std::shared_ptr<const config> c) const;
+  common::result<std::shared_ptr<const l4::lb::lb_config>> build_lb(const config& c) const;
+  // Builds and publishes a snapshot of cfg_ with the current backend health (any thread).
+  common::result<void> republish();
+  common::result<void> start_health_checks();
+  void on_health_change(const upstream::health_change& ch);
   void announce();
   void install_routes();
 
@@ -50,6 +57,12 @@ class appliance {
   std::chrono::steady_clock::time_point started_;
   uint64_t generation_ = 0;
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+  // Serialises snapshot publication between the admin API (reload) and the health checker.
+  std::mutex publish_mu_;
+  std::shared_ptr<const l4::lb::lb_config> lb_;  // the published one, reused for Maglev sharing
+  // Backend health by pool name and backend index; absent = healthy (no check configured).
+  std::map<std::string, std::vector<bool>> healthy_;
+  std::unique_ptr<upstream::health_checker> health_;
   bool started_ok_ = false;
 };
 

@@ -120,12 +120,13 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "pools", "services"});
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "pools", "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
     if (auto a = root["admin"]) load_admin(a, c);
     if (auto l = root["logging"]) load_logging(l, c);
+    if (auto l = root["l4"]) load_l4(l, c);
     if (auto p = root["pools"]) load_pools(p, c);
     if (auto s = root["services"]) load_services(s, c);
     return c;
@@ -152,7 +153,7 @@ class loader {
     if (n.size() == 0) fail(n, "ports must list at least one port");
     std::set<std::string> names, devices;
     for (const auto& pn : n) {
-      check_keys(pn, "a port", {"name", "role", "device", "addresses", "mtu", "rx_descriptors", "tx_descriptors"});
+      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors"});
       port_config p;
       const auto name = required(pn, "name", "a port");
       p.name = str(name, "port name");
@@ -165,6 +166,15 @@ class loader {
       if (auto a = pn["addresses"]) {
         expect_seq(a, "port addresses");
         for (const auto& an : a) p.addresses.push_back(prefix(an, "port address"));
+      }
+      if (auto g = pn["gateways"]) {
+        expect_seq(g, "port gateways");
+        for (const auto& gn : g) {
+          const l4::ip_addr a = addr(gn, "port gateway");
+          auto& slot = a.v6 ? p.gateway_v6 : p.gateway_v4;
+          if (slot) fail(gn, "port '" + p.name + "' has two " + (a.v6 ? "IPv6" : "IPv4") + " gateways");
+          slot = a;
+        }
       }
       if (auto m = pn["mtu"]) p.mtu = static_cast<uint16_t>(uint(m, "port mtu", 576, 9000));
       if (auto r = pn["rx_descriptors"]) p.rx_descriptors = static_cast<uint16_t>(uint(r, "rx_descriptors", 64, 16384));
@@ -225,6 +235,19 @@ class loader {
     if (auto f = n["file"]) c.logging.file = str(f, "logging.file");
   }
 
+  void load_l4(const YAML::Node& n, config& c) {
+    check_keys(n, "l4", {"snat_addresses", "snat_port_low", "snat_port_high", "conn_table_size", "gue_port"});
+    if (auto s = n["snat_addresses"]) {
+      expect_seq(s, "l4.snat_addresses");
+      for (const auto& a : s) c.l4.snat_addresses.push_back(addr(a, "a SNAT address"));
+    }
+    if (auto v = n["snat_port_low"]) c.l4.snat_port_low = static_cast<uint16_t>(uint(v, "l4.snat_port_low", 1024, 65535));
+    if (auto v = n["snat_port_high"]) c.l4.snat_port_high = static_cast<uint16_t>(uint(v, "l4.snat_port_high", 1024, 65535));
+    if (c.l4.snat_port_high < c.l4.snat_port_low) fail(n, "l4.snat_port_high is below l4.snat_port_low");
+    if (auto v = n["conn_table_size"]) c.l4.conn_table_size = static_cast<uint32_t>(uint(v, "l4.conn_table_size", 64, 1u << 26));
+    if (auto v = n["gue_port"]) c.l4.gue_port = static_cast<uint16_t>(uint(v, "l4.gue_port", 1, 65535));
+  }
+
   void load_pools(const YAML::Node& n, config& c) {
     expect_seq(n, "pools");
     std::set<std::string> names;
@@ -275,7 +298,7 @@ class loader {
     std::set<std::string> names;
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
-      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool"});
+      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = str(name, "service name");
@@ -293,6 +316,24 @@ class loader {
       const auto pool = required(sn, "pool", what);
       s.pool = str(pool, "service pool");
       if (c.find_pool(s.pool) == nullptr) fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
+      if (auto f = sn["forwarding"]) {
+        if (s.kind != service_kind::l4) fail(f, what + ": 'forwarding' applies to kind l4 only");
+        s.forwarding = choice<forwarding_mode>(f, "service forwarding",
+                                               {{"fnat", forwarding_mode::fnat}, {"ipip", forwarding_mode::ipip},
+                                                {"gue", forwarding_mode::gue}});
+      }
+      if (s.kind == service_kind::l4) {
+        for (const auto& b : c.find_pool(s.pool)->backends)
+          if (b.address.v6 != s.vip.v6)
+            fail(pool, what + ": backend " + b.address.str() + " of pool '" + s.pool +
+                           "' is not of the VIP's address family (no 4-to-6 translation)");
+        if (c.port_with_role(port_role::lan) == nullptr)
+          fail(sn, what + ": kind l4 needs a port with role 'lan' towards the backends");
+        bool snat = false;
+        for (const auto& a : c.l4.snat_addresses) snat = snat || a.v6 == s.vip.v6;
+        if (s.forwarding == forwarding_mode::fnat && !snat)
+          fail(sn, what + ": full NAT needs an " + (s.vip.v6 ? "IPv6" : "IPv4") + " address in l4.snat_addresses");
+      }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
       c.services.push_back(std::move(s));
@@ -326,11 +367,26 @@ const char* to_string(service_kind k) {
 bool service_kind_built(service_kind k) {
   // Flipped on as each kind's data path lands (issues: L4 balancing, userspace TCP, TLS).
   switch (k) {
-    case service_kind::l4: return false;
+    case service_kind::l4: return true;
     case service_kind::tcp: return false;
     case service_kind::tls: return false;
   }
   return false;
+}
+
+const char* to_string(forwarding_mode m) {
+  switch (m) {
+    case forwarding_mode::fnat: return "fnat";
+    case forwarding_mode::ipip: return "ipip";
+    case forwarding_mode::gue: return "gue";
+  }
+  return "?";
+}
+
+const port_config* config::port_with_role(port_role r) const {
+  for (const auto& p : ports)
+    if (p.role == r) return &p;
+  return nullptr;
 }
 
 const pool_config* config::find_pool(const std::string& name) const {

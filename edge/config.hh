@@ -14,9 +14,11 @@ namespace edge {
 enum class port_role : uint8_t { wan, lan };
 enum class service_kind : uint8_t { l4, tcp, tls };
 enum class log_format : uint8_t { text, json };
+enum class forwarding_mode : uint8_t { fnat, ipip, gue };
 
 const char* to_string(port_role r);
 const char* to_string(service_kind k);
+const char* to_string(forwarding_mode m);
 
 struct port_config {
   std::string name;
@@ -24,6 +26,7 @@ struct port_config {
   std::string device;                  // DPDK device args: "net_af_packet0,iface=veth0", PCI address
   std::vector<l4::ip_prefix> addresses;  // local IPv4/IPv6 addresses with prefix length
   uint16_t mtu = 1500;
+  std::optional<l4::ip_addr> gateway_v4, gateway_v6;  // next hops for off-link destinations
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
 };
@@ -75,6 +78,15 @@ struct service_config {
   uint8_t protocol = 6;  // IPPROTO_TCP or IPPROTO_UDP
   service_kind kind = service_kind::tcp;
   std::string pool;
+  forwarding_mode forwarding = forwarding_mode::fnat;  // kind l4 only
+};
+
+// Service kind `l4`: full-NAT source addresses and the per-worker connection tables.
+struct l4_config {
+  std::vector<l4::ip_addr> snat_addresses;  // answered on the lan port; replies come back to them
+  uint16_t snat_port_low = 1024, snat_port_high = 65535;
+  uint32_t conn_table_size = 1u << 18;      // per worker
+  uint16_t gue_port = 6080;
 };
 
 struct config {
@@ -86,7 +98,9 @@ struct config {
   logging_config logging;
   std::vector<pool_config> pools;
   std::vector<service_config> services;
+  l4_config l4;
 
+  const port_config* port_with_role(port_role r) const;
   const pool_config* find_pool(const std::string& name) const;
 };
 

@@ -35,6 +35,12 @@ const char* severity_name(l4::severity s) {
   return "?";
 }
 
+uint64_t drops_of(const worker_context& w, size_t reason) {
+  uint64_t v = w.stats.drops.by_reason[reason].get();
+  if (w.lb) v += w.lb->drops.by_reason[reason].get();
+  return v;
+}
+
 }  // namespace
 
 std::string appliance::metrics_text() const {
@@ -74,7 +80,7 @@ std::string appliance::metrics_text() const {
   p.family("edge_drops_total", "counter", "Packets not forwarded, by reason, summed over workers.");
   for (size_t r = 1; r < l4::drop_count; ++r) {
     uint64_t v = 0;
-    for (const auto& w : workers_) v += w->stats.drops.by_reason[r].get();
+    for (const auto& w : workers_) v += drops_of(*w, r);
     const auto& info = l4::drop_table[r];
     p.sample("edge_drops_total",
              "reason=\"" + std::string(info.name) + "\",severity=\"" + severity_name(info.sev) + "\"", v);
@@ -109,6 +115,45 @@ std::string appliance::metrics_text() const {
       p.sample("edge_worker_rx_packets_total", "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
                w->stats.rx_packets[i].get());
 
+  struct lb_counter {
+    const char* name;
+    const char* help;
+    common::counter l4::lb::lb_counters::*field;
+  };
+  static constexpr lb_counter lb_counters[] = {
+      {"edge_l4_conn_hits_total", "Connection-table hits of kind-l4 packets.", &l4::lb::lb_counters::conn_hit},
+      {"edge_l4_conn_misses_total", "Connection-table misses (new flows placed by Maglev).", &l4::lb::lb_counters::conn_miss},
+      {"edge_l4_nat_forward_total", "Full-NAT packets client to backend.", &l4::lb::lb_counters::nat_forward},
+      {"edge_l4_nat_reply_total", "Full-NAT packets backend to client.", &l4::lb::lb_counters::nat_reply},
+      {"edge_l4_encap_ipip_total", "Packets encapsulated IP-in-IP for direct return.", &l4::lb::lb_counters::encap_ipip},
+      {"edge_l4_encap_gue_total", "Packets encapsulated in GUE for direct return.", &l4::lb::lb_counters::encap_gue},
+      {"edge_l4_icmp_routed_total", "ICMP errors routed by their inner tuple.", &l4::lb::lb_counters::icmp_routed},
+      {"edge_l4_ptb_sent_total", "Frag-needed / packet-too-big sent for encapsulation overhead.", &l4::lb::lb_counters::ptb_sent},
+      {"edge_l4_mss_clamped_total", "SYNs whose MSS was clamped.", &l4::lb::lb_counters::mss_clamped},
+      {"edge_l4_neighbor_requests_total", "ARP requests / neighbour solicitations sent for next hops.", &l4::lb::lb_counters::neighbor_requests},
+  };
+  for (const auto& lc : lb_counters) {
+    uint64_t v = 0;
+    for (const auto& w : workers_)
+      if (w->lb) v += (w->lb->counters.*lc.field).get();
+    p.family(lc.name, "counter", lc.help);
+    p.sample(lc.name, "", v);
+  }
+
+  if (health_) {
+    p.family("edge_backend_up", "gauge", "1 when the backend passes its health checks.");
+    p.family("edge_backend_health_checks_total", "counter", "Health checks run, by backend.");
+    p.family("edge_backend_health_failures_total", "counter", "Failed health checks, by backend.");
+    for (size_t i = 0; i < health_->size(); ++i) {
+      const auto& t = health_->target(i);
+      const auto& hs = health_->state(i);
+      const std::string labels = "pool=\"" + t.pool + "\",backend=\"" + t.address.str() + ":" + std::to_string(t.port) + "\"";
+      p.sample("edge_backend_up", labels, hs.up.load() ? 1 : 0);
+      p.sample("edge_backend_health_checks_total", labels, hs.checks.get());
+      p.sample("edge_backend_health_failures_total", labels, hs.failures.get());
+    }
+  }
+
   p.family("edge_config_generation", "gauge", "Generation of the published configuration snapshot.");
   p.sample("edge_config_generation", "", generation_);
   p.family("edge_config_reloads_total", "counter", "Configuration reloads, by outcome.");
@@ -142,7 +187,7 @@ std::string appliance::stats_json() const {
   nlohmann::json drops = nlohmann::json::object();
   for (size_t r = 1; r < l4::drop_count; ++r) {
     uint64_t v = 0;
-    for (const auto& w : workers_) v += w->stats.drops.by_reason[r].get();
+    for (const auto& w : workers_) v += drops_of(*w, r);
     if (v != 0) drops[std::string(l4::drop_table[r].name)] = v;
   }
   j["drops"] = drops;

@@ -9,6 +9,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "edge/config.hh"
+#include "l4/lb/lb_config.hh"
 #include "l4/local.hh"
 
 namespace edge {
@@ -17,6 +18,7 @@ struct snapshot {
   uint64_t generation = 0;
   std::shared_ptr<const config> cfg;
   std::vector<l4::local_addrs> local;  // per port index: MAC, own addresses and the VIPs it serves
+  std::shared_ptr<const l4::lb::lb_config> lb;  // services of kind l4; null when there are none
 
   // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
   const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {

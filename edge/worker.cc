@@ -44,6 +44,40 @@ void drop(worker_context& w, rte_mbuf* m, l4::drop reason) {
   rte_pktmbuf_free(m);
 }
 
+unsigned port_index(const worker_context& w, uint16_t port_id) {
+  for (unsigned i = 0; i < w.ports.size(); ++i)
+    if (w.ports[i].id == port_id) return i;
+  return 0;
+}
+
+bool is_neighbor_reply(const l4::packet& p) {
+  constexpr uint8_t nd_neighbor_advert = 136;
+  return p.l3 == l4::l3_kind::arp || (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == nd_neighbor_advert);
+}
+
+// Service kind l4. Returns false when the packet is not the balancer's.
+bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
+              const l4::packet& p, uint64_t now) {
+  if (!snap.lb || !w.lb) return false;
+  if (is_neighbor_reply(p)) {
+    const auto role = w.ports[port_index_in].role == port_role::wan ? l4::lb::port_role::wan : l4::lb::port_role::lan;
+    const bool request = p.l3 == l4::l3_kind::arp &&
+        rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l2_len)[7] == 1;  // ARP opcode request
+    if (w.lb->neighbors(role).learn(m, p) && !request) {
+      drop(w, m, l4::drop::neighbor_learned);
+      return true;
+    }
+    return false;  // requests still get our reply from the local stage
+  }
+  if (p.l3 == l4::l3_kind::arp || !l4::lb::is_lb_packet(*snap.lb, p)) return false;
+  const l4::lb::lb_verdict v = l4::lb::forward_one(*snap.lb, *w.lb, m, p, now);
+  if (v.action == l4::lb::lb_action::tx)
+    enqueue_tx(w, port_index(w, v.port_id), m);
+  else
+    rte_pktmbuf_free(m);  // counted by the stage in w.lb->drops
+  return true;
+}
+
 }  // namespace
 
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
@@ -53,6 +87,7 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
   const size_t n = pkts.size();
   l4::parse_burst(pkts, std::span(parsed, n), std::span(verdict, n));
   const l4::local_addrs& local = snap.local[port_index];
+  const uint64_t now = rte_rdtsc();
   for (size_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     if (verdict[i] != l4::drop::none) {
@@ -60,6 +95,7 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
       continue;
     }
     const l4::packet& p = parsed[i];
+    if (lb_input(w, snap, port_index, m, p, now)) continue;
     const l4::local_verdict lv = l4::local_input(m, p, local);
     switch (lv.action) {
       case l4::local_action::reply:

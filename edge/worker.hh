@@ -5,6 +5,7 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "edge/ports.hh"
 #include "edge/snapshot.hh"
 #include "l4/drop_reason.hh"
+#include "l4/lb/forward.hh"
 
 namespace edge {
 
@@ -37,6 +39,9 @@ struct worker_context {
   std::atomic<bool> running{false};
   // Frames from the control thread (announcements, probes) to send; mbuf->port = port index.
   rte_ring* control_tx = nullptr;
+  // Per-worker state of service kind l4 (connection table, neighbour tables, counters).
+  std::unique_ptr<l4::lb::lb_worker> lb;
+  uint64_t tsc_hz = 0;
   worker_stats stats;
 };
 

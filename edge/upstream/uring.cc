@@ -54,10 +54,15 @@ io_uring_sqe* uring::sqe_or_flush() {
 }
 
 bool uring::has_room(unsigned n) {
-  if (slots_.size() - in_flight_ < n) return false;
+  if (slots_.size() - in_flight_ < n) {
+    counters_.slots_exhausted.add();
+    return false;
+  }
   if (io_uring_sq_space_left(&ring_) >= n) return true;
   flush();
-  return io_uring_sq_space_left(&ring_) >= n;
+  if (io_uring_sq_space_left(&ring_) >= n) return true;
+  counters_.sq_full.add();
+  return false;
 }
 
 io_uring_sqe* uring::get_sqe(completion_handler* h, uint16_t tag) {

@@ -24,8 +24,8 @@ struct uring_config {
 struct uring_counters {
   common::counter submitted;        // SQEs handed to the kernel
   common::counter completed;        // CQEs dispatched to a handler
-  common::counter sq_full;          // get_sqe refused: SQ ring full even after a flush
-  common::counter slots_exhausted;  // get_sqe refused: every operation slot in flight
+  common::counter sq_full;          // get_sqe/has_room refused: SQ ring full even after a flush
+  common::counter slots_exhausted;  // get_sqe/has_room refused: not enough free operation slots
   common::counter submit_errors;    // io_uring_submit returned an error (other than EBUSY/EAGAIN)
   common::counter stale_completions;  // CQE whose slot generation no longer matched (a bug if > 0)
 };
@@ -63,7 +63,8 @@ class uring {
   // may wait_room(). user_data is set here and io_uring_prep_* leave it alone; prepare the SQE
   // before the next poll().
   io_uring_sqe* get_sqe(completion_handler* h, uint16_t tag);
-  // Whether n SQEs and n slots can be had now (for linked chains that must go in together).
+  // Whether n SQEs and n slots can be had now (for linked chains that must go in together); a
+  // refusal is counted like get_sqe's.
   bool has_room(unsigned n);
   // Ask for on_room() after the next poll() that frees space. Idempotent.
   void wait_room(completion_handler* h);
