@@ -3,6 +3,7 @@
 #include <openssl/async.h>
 #include <openssl/err.h>
 
+#include <cassert>
 #include <thread>
 
 #include "mpmc_ring.hh"
@@ -65,6 +66,7 @@ common::result<std::unique_ptr<worker>> worker::create(const worker_config& cfg)
   if (ASYNC_init_thread(cfg.async_jobs, cfg.async_jobs) != 1)
     return std::unexpected(ossl_error("ASYNC_init_thread"));
   w->async_thread_init_ = true;
+  w->thread_ = std::this_thread::get_id();
   return w;
 }
 
@@ -93,6 +95,7 @@ worker::~worker() {
 }
 
 session* worker::open(context_set_ptr ctx, void* user) {
+  assert(std::this_thread::get_id() == thread_ && "tls::worker used from a thread other than its creator");
   if (free_.empty() || !ctx) {
     stats_.sessions_refused.add();
     return nullptr;
@@ -199,6 +202,7 @@ void worker::add_retry(session* s) {
 }
 
 size_t worker::poll(std::span<session*> ready) {
+  assert(std::this_thread::get_id() == thread_);
   size_t n = 0;
   session* s = nullptr;
   while (n < ready.size() && completions_->pop(s)) {

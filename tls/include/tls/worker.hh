@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "common/counter.hh"
@@ -90,6 +91,7 @@ class worker {
   size_t open_ = 0;
   size_t async_pending_ = 0;
   bool async_thread_init_ = false;
+  std::thread::id thread_;  // ASYNC job pools are per thread: every call comes from this one
   worker_stats stats_;
 };
 
