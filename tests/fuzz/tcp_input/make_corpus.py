@@ -8,8 +8,9 @@ def syn(c, sel=0x7f): return [0, c, 0, sel]
 def seg(c, flags, dseq=0, dack=0, win=0xffff, sel=1, plen=0):
     return [1, c, flags, (dseq >> 8) & 0xff, dseq & 0xff, (dack >> 8) & 0xff, dack & 0xff,
             win >> 8, win & 0xff, sel, plen]
-def sack(c, flags=0x10, dseq=0, win=0xffff, sel=1, blocks=(0, 0, 0, 0), plen=0):
-    out = [7, c, flags, (dseq >> 8) & 0xff, dseq & 0xff, win >> 8, win & 0xff, sel]
+def sack(c, flags=0x10, dseq=0, dack=0, win=0xffff, sel=1, blocks=(0, 0, 0, 0), plen=0):
+    out = [7, c, flags, (dseq >> 8) & 0xff, dseq & 0xff, (dack >> 8) & 0xff, dack & 0xff,
+           win >> 8, win & 0xff, sel]
     for b in blocks: out += [(b >> 8) & 0xff, b & 0xff]
     return out + [plen]
 def wait(c, units, seconds=False): return [2, c, units, 1 if seconds else 0]
@@ -25,8 +26,11 @@ seeds = {
     'cookies_pressure': [1] + syn(0) + syn(1) + syn(2) + seg(2, ACK) + seg(0, ACK) + wait(0, 3, True),
     'out_of_order': [0] + syn(0) + seg(0, ACK) + seg(0, ACK, dseq=600, plen=100) + seg(0, ACK, dseq=300, plen=50)
         + seg(0, ACK, plen=100) + wait(0, 50),
-    'sack_recovery': [0] + syn(0) + seg(0, ACK) + send(0, 200) + sack(0, blocks=(0x1000, 0x0a00, 0x0900, 0x0400))
-        + sack(0, blocks=(0x1000, 0x0500, 0, 0)) + sack(0, blocks=(0x1000, 0x0300, 0, 0)) + wait(0, 2, True),
+    # 4096 bytes (the fuzz send buffer) in flight; three duplicate ACKs of nothing with SACK blocks.
+    'sack_recovery': [0] + syn(0) + seg(0, ACK) + send(0, 128)
+        + sack(0, dack=-4096, blocks=(2648, 1200, 1000, 500)) + sack(0, dack=-4096, blocks=(2648, 500, 0, 0))
+        + sack(0, dack=-4096, blocks=(2648, 200, 0, 0)) + sack(0, dack=-4096, blocks=(2648, 1, 0, 0))
+        + seg(0, ACK, dack=-2648) + seg(0, ACK, dack=0) + wait(0, 2, True),
     'rst_syn_in_window': [0] + syn(0) + seg(0, ACK) + seg(0, RST, dseq=10) + seg(0, SYN) + seg(0, RST),
     'zero_window': [0] + syn(0) + seg(0, ACK, win=0) + send(0, 100) + wait(0, 3, True) + seg(0, ACK, win=0)
         + wait(0, 5, True) + seg(0, ACK, win=4000),

@@ -75,7 +75,9 @@ void drain(l4::tcp::stack& st, std::array<client, 4>& clients) {
       const uint32_t seq = uint32_t(th[4]) << 24 | uint32_t(th[5]) << 16 | uint32_t(th[6]) << 8 | th[7];
       for (auto& c : clients) {
         if (c.port != p.dport) continue;
-        c.srv_next = seq + p.payload_len + ((th[13] & 0x02) ? 1 : 0) + ((th[13] & 0x01) ? 1 : 0);
+        const uint32_t end = seq + p.payload_len + ((th[13] & 0x02) ? 1 : 0) + ((th[13] & 0x01) ? 1 : 0);
+        // Highest sequence seen (retransmissions go back); a SYN-ACK starts a new connection.
+        if ((th[13] & 0x02) || static_cast<int32_t>(end - c.srv_next) > 0) c.srv_next = end;
         for (uint16_t o = 20; o + 10 <= p.l4_len; ++o)
           if (th[o] == 8 && th[o + 1] == 10) {
             c.srv_ts = uint32_t(th[o + 2]) << 24 | uint32_t(th[o + 3]) << 16 | uint32_t(th[o + 4]) << 8 | th[o + 5];
@@ -172,7 +174,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 7: {  // segment relative to the connection's state
         b.tcp_flags = r.u8();
         b.seq = c.next + static_cast<int16_t>(r.u16());
-        b.ack = c.srv_next + static_cast<int16_t>(op == 7 ? 0 : r.u16());
+        b.ack = c.srv_next + static_cast<int16_t>(r.u16());
         b.window = r.u16();
         const uint8_t sel = r.u8();
         b.tcp_options = options(sel & 0x0f ? 8 : 0, ++tsv, c.srv_ts);
@@ -230,6 +232,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     now += 30'000'000;
     st.poll(now);
     drain(st, clients);
+  }
+  if (std::getenv("TCP_FUZZ_STATS") != nullptr) {
+    const auto& k = st.stats();
+    std::printf("opened=%lu refused=%lu cookies=%lu/%lu/%lu rexmit=%lu rto=%lu fast=%lu probes=%lu "
+                "ooo=%lu challenge=%lu closed=%lu\n",
+                k.opened.get(), k.refused.get(), k.cookies_sent.get(), k.cookies_validated.get(),
+                k.cookies_failed.get(), k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(),
+                k.persist_probes.get(), k.ooo_segments.get(), k.challenge_acks.get(), k.closed.get());
   }
   if (st.stats().active.get() != 0) {
     std::fprintf(stderr, "%lu connections outlived every timeout\n", st.stats().active.get());
