@@ -9,9 +9,9 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -27,7 +27,9 @@ namespace {
 constexpr size_t burst = 32;
 uint32_t flows = 65536;  // --flows
 
-l4::ip_addr ip(const char* s) { return *l4::ip_addr::parse(s); }
+l4::ip_addr ip(const char* s) {
+  return *l4::ip_addr::parse(s);
+}
 
 lb_spec make_spec() {
   lb_spec s;
@@ -166,8 +168,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--core") == 0) core = argv[i + 1];
     if (std::strcmp(argv[i], "--flows") == 0) flows = static_cast<uint32_t>(std::atoi(argv[i + 1]));
   }
-  const char* eal[] = {"lb_bench", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                       "-m", "512", "-l", core, "--log-level=lib.eal:error"};
+  const char* eal[] = {
+      "lb_bench", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+      "-m",       "512",       "-l",       core,          "--log-level=lib.eal:error"};
   if (rte_eal_init(sizeof(eal) / sizeof(eal[0]), const_cast<char**>(eal)) < 0) {
     std::fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
     return 1;
@@ -185,16 +188,18 @@ int main(int argc, char** argv) {
     const char* vip;
     bool hit;
   } scenarios[] = {
-      {"fnat_v4_hit", "198.51.100.1", true},  {"fnat_v4_miss", "198.51.100.1", false},
-      {"ipip_v4_hit", "198.51.100.2", true},  {"ipip_v4_miss", "198.51.100.2", false},
-      {"gue_v4_hit", "198.51.100.3", true},   {"gue_v4_miss", "198.51.100.3", false},
+      {"fnat_v4_hit", "198.51.100.1", true},    {"fnat_v4_miss", "198.51.100.1", false},
+      {"ipip_v4_hit", "198.51.100.2", true},    {"ipip_v4_miss", "198.51.100.2", false},
+      {"gue_v4_hit", "198.51.100.3", true},     {"gue_v4_miss", "198.51.100.3", false},
       {"fnat_v6_hit", "2001:db8:100::1", true}, {"gue_v6_hit", "2001:db8:100::3", true},
   };
   const double ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
   for (const auto& s : scenarios) {
     const figures f = run(**cfg, s.vip, s.hit, seconds, mp);
-    const double ns = static_cast<double>(f.stage_cycles) * ns_per_cycle / static_cast<double>(f.pkts);
-    const double ns_all = static_cast<double>(f.all_cycles) * ns_per_cycle / static_cast<double>(f.pkts);
+    const double ns =
+        static_cast<double>(f.stage_cycles) * ns_per_cycle / static_cast<double>(f.pkts);
+    const double ns_all =
+        static_cast<double>(f.all_cycles) * ns_per_cycle / static_cast<double>(f.pkts);
     std::vector<uint32_t> b = f.burst_cycles;
     std::nth_element(b.begin(), b.begin() + b.size() / 2, b.end());
     const double ns_med = b[b.size() / 2] * ns_per_cycle / burst;
@@ -204,8 +209,8 @@ int main(int argc, char** argv) {
         "scenario=%s pkts=%llu forwarded=%.4f mean_ns=%.1f mean_mpps=%.2f median_ns=%.1f "
         "median_mpps=%.2f with_refill_mean_ns=%.1f\n",
         s.name, static_cast<unsigned long long>(f.pkts),
-        static_cast<double>(f.tx) / static_cast<double>(f.pkts), ns, 1e3 / ns, ns_med,
-        1e3 / ns_med, ns_all);
+        static_cast<double>(f.tx) / static_cast<double>(f.pkts), ns, 1e3 / ns, ns_med, 1e3 / ns_med,
+        ns_all);
     std::fflush(stdout);
   }
   rte_mempool_free(mp);

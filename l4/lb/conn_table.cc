@@ -2,9 +2,34 @@
 
 #include <rte_tcp.h>
 
+#include <sys/mman.h>
+
 #include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 namespace l4::lb {
+
+namespace {
+
+constexpr size_t huge_page = 2u << 20;
+
+// Zeroed memory, 2 MiB-aligned and advised for transparent huge pages, or nullptr.
+void* alloc_huge(size_t bytes) {
+  const size_t size = (bytes + huge_page - 1) / huge_page * huge_page;
+  void* p = std::aligned_alloc(huge_page, size);
+  if (p == nullptr) return nullptr;
+  madvise(p, size, MADV_HUGEPAGE);  // advisory: failure only costs TLB misses
+  std::memset(p, 0, size);
+  return p;
+}
+
+}  // namespace
+
+void conn_table::free_deleter::operator()(void* p) const {
+  std::free(p);
+}
 
 common::result<std::unique_ptr<conn_table>> conn_table::create(uint32_t capacity, conn_timeouts t) {
   if (capacity == 0 || capacity > (1u << 28))
@@ -15,18 +40,33 @@ common::result<std::unique_ptr<conn_table>> conn_table::create(uint32_t capacity
   std::unique_ptr<conn_table> c(new conn_table());
   c->nbuckets_ = std::bit_ceil((capacity + ways - 1) / ways);
   c->mask_ = c->nbuckets_ - 1;
-  c->buckets_ = std::make_unique<bucket[]>(c->nbuckets_);  // value-initialised: all tags 0
-  c->slots_ = std::make_unique<conn_entry[]>(static_cast<size_t>(c->nbuckets_) * ways);
+  const size_t nslots = static_cast<size_t>(c->nbuckets_) * ways;
+  void* b = alloc_huge(sizeof(bucket) * c->nbuckets_);  // zero tags: every slot never used
+  void* s = alloc_huge(sizeof(conn_entry) * nslots);
+  c->buckets_.reset(static_cast<bucket*>(b));
+  if (b == nullptr || s == nullptr) {
+    std::free(s);
+    return common::fail("connection table: out of memory for " + std::to_string(capacity) +
+                        " entries");
+  }
+  static_assert(std::is_trivially_destructible_v<conn_entry>);
+  auto* slots = static_cast<conn_entry*>(s);
+  for (size_t i = 0; i < nslots; ++i) new (&slots[i]) conn_entry();
+  c->slots_.reset(slots);
   c->timeouts_ = t;
   return c;
 }
 
 uint64_t conn_table::timeout(conn_state s) const {
   switch (s) {
-    case conn_state::tcp_syn: return timeouts_.tcp_syn;
-    case conn_state::tcp_established: return timeouts_.tcp_established;
-    case conn_state::tcp_closing: return timeouts_.tcp_closing;
-    case conn_state::udp: return timeouts_.udp;
+    case conn_state::tcp_syn:
+      return timeouts_.tcp_syn;
+    case conn_state::tcp_established:
+      return timeouts_.tcp_established;
+    case conn_state::tcp_closing:
+      return timeouts_.tcp_closing;
+    case conn_state::udp:
+      return timeouts_.udp;
   }
   return timeouts_.udp;
 }

@@ -31,12 +31,14 @@ bool is_icmp_error(const packet& p) {
   return false;
 }
 
-uint16_t ip_total(const packet& p) { return p.l3_len + p.l4_len + p.payload_len; }
+uint16_t ip_total(const packet& p) {
+  return p.l3_len + p.l4_len + p.payload_len;
+}
 
 // Writes the Ethernet header for `dst` on port `role`, or turns `m` into an ARP request/NS for
 // the unresolved next hop. The frame must start with `l2_len` bytes of L2 header.
-lb_verdict emit(const lb_config& cfg, lb_worker& w, rte_mbuf* m, port_role role,
-                const ip_addr& dst, uint16_t l2_len, uint64_t now) {
+lb_verdict emit(const lb_config& cfg, lb_worker& w, rte_mbuf* m, port_role role, const ip_addr& dst,
+                uint16_t l2_len, uint64_t now) {
   const port_spec& ps = cfg.port(role);
   const auto& gw = dst.v6 ? ps.gw_v6 : ps.gw_v4;
   const ip_addr next = gw ? *gw : dst;
@@ -327,10 +329,11 @@ lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
     const uint16_t bi = svc.maglev->lookup(h);
     if (bi == maglev_table::npos) return dropped(w, drop::lb_no_backend);
     const backend_spec& b = svc.spec.backends[bi];
-    const conn_state st = p.proto == IPPROTO_UDP ? conn_state::udp
-                          : (p.tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG
-                              ? conn_state::tcp_syn
-                              : conn_state::tcp_established;  // mid-flow after a node change
+    const conn_state st =
+        p.proto == IPPROTO_UDP ? conn_state::udp
+        : (p.tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG
+            ? conn_state::tcp_syn
+            : conn_state::tcp_established;  // mid-flow after a node change
     if (svc.spec.mode == fwd_mode::fnat) {
       if (p.ttl <= 1) return dropped(w, drop::lb_ttl_expired);
       const auto& pool = p.dst.v6 ? cfg.spec().snat_v6 : cfg.spec().snat_v4;
@@ -394,7 +397,8 @@ lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
 lb_verdict from_backend(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
                         const flow_key& key, uint64_t h, uint64_t now) {
   conn_entry* e = w.conns().find(key, h, now);
-  if (e == nullptr || e->kind != conn_kind::nat_reply) return dropped(w, drop::lb_no_conn_for_reply);
+  if (e == nullptr || e->kind != conn_kind::nat_reply)
+    return dropped(w, drop::lb_no_conn_for_reply);
   if (p.ttl <= 1) return dropped(w, drop::lb_ttl_expired);
   w.conns().touch(*e, p.tcp_flags, false, now);
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
@@ -452,11 +456,11 @@ lb_verdict icmp_error(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
     } else {
       return dropped(w, drop::lb_icmp_no_flow);
     }
-    const fwd_mode mode = svc != nullptr && svc->spec.mode == fwd_mode::gue ? fwd_mode::gue
-                                                                            : fwd_mode::ipip;
+    const fwd_mode mode =
+        svc != nullptr && svc->spec.mode == fwd_mode::gue ? fwd_mode::gue : fwd_mode::ipip;
     w.counters.icmp_routed.add();
-    return encapsulate(cfg, w, m, p, mode, svc != nullptr ? svc->spec.gue_port : 6080, backend,
-                       h, now);
+    return encapsulate(cfg, w, m, p, mode, svc != nullptr ? svc->spec.gue_port : 6080, backend, h,
+                       now);
   }
   if (e == nullptr || e->kind != (to_snat ? conn_kind::nat_reply : conn_kind::nat_forward))
     return dropped(w, drop::lb_icmp_no_flow);
@@ -533,7 +537,7 @@ bool is_lb_packet(const lb_config& cfg, const packet& p) {
 
 // `key`/`h`: flow_key::of(p) and its hash, computed by the caller (ignored for ICMP).
 static lb_verdict forward_prepared(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
-                            const flow_key& key, uint64_t h, uint64_t now) {
+                                   const flow_key& key, uint64_t h, uint64_t now) {
   if (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6) return dropped(w, drop::lb_not_for_lb);
   // Drop Ethernet padding so lengths (and an encapsulation) cover the IP packet exactly.
   const uint32_t frame = p.l2_len + ip_total(p);
@@ -547,7 +551,8 @@ static lb_verdict forward_prepared(const lb_config& cfg, lb_worker& w, rte_mbuf*
     return from_backend(cfg, w, m, p, key, h, now);
   }
   if (icmp) return icmp_error(cfg, w, m, p, false, now);
-  if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) return dropped(w, drop::lb_proto_unsupported);
+  if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
+    return dropped(w, drop::lb_proto_unsupported);
   const service* svc = cfg.find(p.dst, p.dport, p.proto);
   if (svc == nullptr) return dropped(w, drop::lb_not_for_lb);
   return to_service(cfg, w, m, p, *svc, key, h, now);
@@ -576,8 +581,8 @@ void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const
     }
     for (size_t i = 0; i < k; ++i) ct.prefetch_slots(hashes[i]);
     for (size_t i = 0; i < k; ++i)
-      out[base + i] = forward_prepared(cfg, w, pkts[base + i], parsed[base + i], keys[i],
-                                       hashes[i], now);
+      out[base + i] =
+          forward_prepared(cfg, w, pkts[base + i], parsed[base + i], keys[i], hashes[i], now);
   }
 }
 

@@ -1,5 +1,7 @@
 #include "l4/lb/lb_config.hh"
 
+#include "l4/lb/flow.hh"
+
 #include <netinet/in.h>
 
 #include <bit>
@@ -97,13 +99,14 @@ const service* lb_config::find(const ip_addr& vip, uint16_t port, uint8_t proto)
     const int32_t i = index_[j];
     if (i < 0) return nullptr;  // the index always keeps empty slots, so this terminates
     const auto& s = services_[static_cast<size_t>(i)].spec;
-    if (s.port == port && s.proto == proto && s.vip == vip) return &services_[static_cast<size_t>(i)];
+    if (s.port == port && s.proto == proto && same_addr(s.vip, vip))
+      return &services_[static_cast<size_t>(i)];
   }
 }
 
 bool lb_config::is_snat(const ip_addr& a) const {
   for (const auto& x : a.v6 ? spec_.snat_v6 : spec_.snat_v4)
-    if (x == a) return true;
+    if (same_addr(x, a)) return true;
   return false;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "l4/checksum.hh"
+#include "l4/lb/flow.hh"
 
 namespace l4::lb {
 namespace {
@@ -41,7 +42,7 @@ neighbor_table::entry* neighbor_table::slot(const ip_addr& a, bool create) {
       e.k = kind::pending;
       return &e;
     }
-    if (e.addr == a) return &e;
+    if (same_addr(e.addr, a)) return &e;
   }
   return nullptr;
 }

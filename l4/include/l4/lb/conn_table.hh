@@ -43,9 +43,7 @@ static_assert(sizeof(conn_entry) == 128);
 struct conn_timeouts {  // in the caller's clock units
   uint64_t tcp_syn = 0, tcp_established = 0, tcp_closing = 0, udp = 0;
   // Seconds-based defaults converted with `hz` ticks per second.
-  static conn_timeouts defaults(uint64_t hz) {
-    return {5 * hz, 900 * hz, 10 * hz, 60 * hz};
-  }
+  static conn_timeouts defaults(uint64_t hz) { return {5 * hz, 900 * hz, 10 * hz, 60 * hz}; }
 };
 
 struct conn_stats {
@@ -56,7 +54,10 @@ class conn_table {
  public:
   static constexpr uint32_t ways = 8;
 
-  // `capacity` is rounded up to a power of two buckets x 8 slots. Allocates here, never again.
+  // `capacity` is rounded up to a power of two buckets x 8 slots. Allocates here, never again:
+  // 2 MiB-aligned and advised as transparent huge pages (random lookups over tens of MiB would
+  // otherwise miss the TLB on most packets); zeroed here, so create it on the worker's own lcore
+  // for NUMA-local first touch.
   static common::result<std::unique_ptr<conn_table>> create(uint32_t capacity, conn_timeouts t);
 
   // The live entry for `k`, or nullptr. `h` is flow_hash(k).
@@ -106,8 +107,11 @@ class conn_table {
   uint32_t bucket_a(uint64_t h) const { return static_cast<uint32_t>(h) & mask_; }
   uint32_t bucket_b(uint64_t h) const { return static_cast<uint32_t>(h >> 24) & mask_; }
 
-  std::unique_ptr<bucket[]> buckets_;
-  std::unique_ptr<conn_entry[]> slots_;
+  struct free_deleter {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<bucket[], free_deleter> buckets_;
+  std::unique_ptr<conn_entry[], free_deleter> slots_;
   uint32_t nbuckets_ = 0, mask_ = 0;
   conn_timeouts timeouts_;
   conn_stats stats_;

@@ -54,6 +54,14 @@ struct flow_key {
 };
 static_assert(sizeof(flow_key) == 40);
 
+// ip_addr equality as two word compares (its defaulted operator== is a memcmp call).
+inline bool same_addr(const ip_addr& a, const ip_addr& b) {
+  uint64_t x[2], y[2];
+  std::memcpy(x, a.b.data(), 16);
+  std::memcpy(y, b.b.data(), 16);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0 && a.v6 == b.v6;
+}
+
 // murmur3's 64-bit finaliser over the key's five words: cheap, well mixed, no seed to agree on.
 inline uint64_t flow_hash(const flow_key& k) {
   uint64_t w[5];

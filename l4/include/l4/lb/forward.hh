@@ -27,18 +27,18 @@
 namespace l4::lb {
 
 struct lb_counters {
-  common::counter conn_hit, conn_miss;                 // connection table lookups of new packets
-  common::counter nat_forward, nat_reply;              // full NAT client->backend, backend->client
-  common::counter encap_ipip, encap_gue;               // direct return encapsulations
-  common::counter icmp_routed;                         // ICMP errors sent on to backend or client
+  common::counter conn_hit, conn_miss;     // connection table lookups of new packets
+  common::counter nat_forward, nat_reply;  // full NAT client->backend, backend->client
+  common::counter encap_ipip, encap_gue;   // direct return encapsulations
+  common::counter icmp_routed;             // ICMP errors sent on to backend or client
   common::counter ptb_sent, mss_clamped, neighbor_requests;
   common::counter client_option_added, client_option_no_room;
 };
 
 struct worker_spec {
-  uint16_t index = 0;              // 0 .. lb_spec.workers-1: selects the SNAT port range
+  uint16_t index = 0;  // 0 .. lb_spec.workers-1: selects the SNAT port range
   uint32_t conn_capacity = 1u << 20;
-  uint64_t hz = 1000;              // ticks per second of the `now` passed to forward_burst
+  uint64_t hz = 1000;  // ticks per second of the `now` passed to forward_burst
   uint32_t neighbor_capacity = 1024;
 };
 
@@ -54,7 +54,7 @@ class lb_worker {
   neighbor_table& neighbors(port_role r) { return *neigh_[static_cast<size_t>(r)]; }
   uint16_t index() const { return index_; }
 
-  drop_counters drops;     // every packet not forwarded, by reason
+  drop_counters drops;  // every packet not forwarded, by reason
   lb_counters counters;
   uint32_t port_cursor = 0;  // next SNAT port to try, offset in this worker's range
 
@@ -69,9 +69,9 @@ enum class lb_action : uint8_t { drop, tx };
 
 struct lb_verdict {
   lb_action action = lb_action::drop;
-  uint16_t port_id = 0;       // with tx: the DPDK port to send on
-  drop reason = drop::none;   // with drop: why; with tx and a reason: the packet was replaced by
-                              // an ICMP error or ARP/NS request that is sent instead
+  uint16_t port_id = 0;      // with tx: the DPDK port to send on
+  drop reason = drop::none;  // with drop: why; with tx and a reason: the packet was replaced by
+                             // an ICMP error or ARP/NS request that is sent instead
 };
 
 // True for packets this stage handles: TCP/UDP to an l4 service's VIP:port, anything to a SNAT

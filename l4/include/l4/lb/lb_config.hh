@@ -25,10 +25,10 @@ enum class fwd_mode : uint8_t {
 enum class port_role : uint8_t { wan = 0, lan = 1 };  // clients / backends side
 
 struct backend_spec {
-  ip_addr addr;          // same family as the VIP
-  uint16_t port = 0;     // full NAT target port; 0 = the VIP's port (ignored by encap modes)
-  uint32_t weight = 1;   // 0 = drain: no new flows, existing ones stay
-  bool healthy = true;   // false: leaves the Maglev table (existing flows stay)
+  ip_addr addr;         // same family as the VIP
+  uint16_t port = 0;    // full NAT target port; 0 = the VIP's port (ignored by encap modes)
+  uint32_t weight = 1;  // 0 = drain: no new flows, existing ones stay
+  bool healthy = true;  // false: leaves the Maglev table (existing flows stay)
 };
 
 struct service_spec {
@@ -48,7 +48,7 @@ struct service_spec {
 struct port_spec {
   uint16_t port_id = 0;  // DPDK port id written into verdicts
   rte_ether_addr mac{};
-  uint16_t mtu = 1500;     // IP MTU of the link
+  uint16_t mtu = 1500;       // IP MTU of the link
   ip_addr addr_v4, addr_v6;  // this node's address on the link (encap outer source, ARP/NS source)
   std::optional<ip_addr> gw_v4, gw_v6;  // next hop for off-link destinations; unset = on-link
   std::vector<std::pair<ip_addr, rte_ether_addr>> static_neighbors;  // never learned over
@@ -70,8 +70,8 @@ struct service {
 
 class lb_config {
  public:
-  static common::result<std::shared_ptr<const lb_config>> build(const lb_spec& spec,
-                                                                const lb_config* previous = nullptr);
+  static common::result<std::shared_ptr<const lb_config>> build(
+      const lb_spec& spec, const lb_config* previous = nullptr);
 
   // The service for VIP:port/proto, or nullptr. Fast path: one probe sequence in a flat table.
   const service* find(const ip_addr& vip, uint16_t port, uint8_t proto) const;

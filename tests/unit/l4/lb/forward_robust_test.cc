@@ -43,10 +43,18 @@ TEST(lb_robust, mutated_frames_always_get_a_named_verdict) {
     const int edits = 1 + static_cast<int>(rng() % 4);
     for (int e = 0; e < edits; ++e) {
       switch (rng() % 4) {
-        case 0: f[14 + rng() % (f.size() - 14)] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
-        case 1: f[14 + rng() % (f.size() - 14)] = static_cast<uint8_t>(rng()); break;
-        case 2: f.resize(14 + rng() % (f.size() - 14)); break;
-        default: f.resize(f.size() + rng() % 64, static_cast<uint8_t>(rng())); break;
+        case 0:
+          f[14 + rng() % (f.size() - 14)] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
+        case 1:
+          f[14 + rng() % (f.size() - 14)] = static_cast<uint8_t>(rng());
+          break;
+        case 2:
+          f.resize(14 + rng() % (f.size() - 14));
+          break;
+        default:
+          f.resize(f.size() + rng() % 64, static_cast<uint8_t>(rng()));
+          break;
       }
       if (f.size() < 15) f.resize(15);
     }

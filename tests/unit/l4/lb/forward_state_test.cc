@@ -17,7 +17,9 @@ std::shared_ptr<const lb_config> build(const lb_spec& s, const lb_config* prev =
 }
 
 // Last byte of the outer IPv4 destination of an IPIP output = the backend's last octet.
-uint8_t backend_of(const result& r) { return r.out.size() > 33 ? r.out[33] : 0; }
+uint8_t backend_of(const result& r) {
+  return r.out.size() > 33 ? r.out[33] : 0;
+}
 
 }  // namespace
 
@@ -173,8 +175,9 @@ TEST(lb_state, unresolved_next_hop_sends_arp_then_learns_the_reply) {
   EXPECT_EQ(r.v.action, lb_action::drop);
   EXPECT_EQ((*w)->drops.get(drop::lb_neighbor_unresolved), 2u);
   // The backend's ARP reply resolves it.
-  bytes arp = {0x02, 0, 0, 0, 0, 2, 0x02, 0xbb, 0, 0, 0, 6, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2,
-               0x02, 0xbb, 0, 0, 0, 6, 10, 0, 1, 6, 0x02, 0, 0, 0, 0, 2, 10, 0, 0, 1};
+  bytes arp = {0x02, 0, 0,    0, 0,    2, 0x02, 0xbb, 0,    0,    0,  6, 0x08, 0x06,
+               0,    1, 0x08, 0, 6,    4, 0,    2,    0x02, 0xbb, 0,  0, 0,    6,
+               10,   0, 1,    6, 0x02, 0, 0,    0,    0,    2,    10, 0, 0,    1};
   rte_mbuf* m = edge_test::to_mbuf(edge_test::mempool(), arp);
   l4::packet p;
   ASSERT_EQ(l4::parse(m, p), drop::none);
@@ -222,8 +225,9 @@ TEST(lb_state, unresolved_ipv6_next_hop_sends_ns_then_learns_the_na) {
 TEST(lb_state, neighbor_learning_ignores_addresses_never_asked_for) {
   auto t = neighbor_table::create(4, 1000);
   ASSERT_TRUE(t);
-  bytes arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xcc, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0,
-               6, 4, 0, 1, 0x02, 0xcc, 0, 0, 0, 1, 10, 9, 9, 9, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1};
+  bytes arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xcc, 0,    0,    0,  1, 0x08, 0x06,
+               0,    1,    0x08, 0,    6,    4,    0,    1,    0x02, 0xcc, 0,  0, 0,    1,
+               10,   9,    9,    9,    0,    0,    0,    0,    0,    0,    10, 0, 0,    1};
   rte_mbuf* m = edge_test::to_mbuf(edge_test::mempool(), arp);
   l4::packet p;
   ASSERT_EQ(l4::parse(m, p), drop::none);

@@ -91,9 +91,15 @@ void client_option_cases(std::vector<fixture>& out) {
     const char *client, *vip, *backend, *snat;
     bytes option;
   } rows[] = {
-      {"203.0.113.7", "198.51.100.4", "10.0.1.5", "10.0.0.100", {254, 8, 0x9c, 0x40, 203, 0, 113, 7}},
-      {"2001:db8:9::7", "2001:db8:100::4", "fd00:1::5", "fd00::100",
-       {254, 20, 0x9c, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}},
+      {"203.0.113.7",
+       "198.51.100.4",
+       "10.0.1.5",
+       "10.0.0.100",
+       {254, 8, 0x9c, 0x40, 203, 0, 113, 7}},
+      {"2001:db8:9::7", "2001:db8:100::4", "fd00:1::5", "fd00::100", {254,  20,   0x9c, 0x40, 0x20,
+                                                                      0x01, 0x0d, 0xb8, 0,    9,
+                                                                      0,    0,    0,    0,    0,
+                                                                      0,    0,    0,    0,    7}},
   };
   for (const auto& r : rows) {
     auto syn = pkt(r.client, r.vip, IPPROTO_TCP, 40000, 80);
@@ -110,10 +116,10 @@ void client_option_cases(std::vector<fixture>& out) {
     fwd_ack.tcp_flags = 0x10;
     fwd_ack.ttl = 63;
     set_macs(fwd_ack, lan_mac, backend_mac(5));
-    out.push_back({std::string("full NAT + client address option (kind 254) ") +
-                       (syn.v6 ? "v6" : "v4"),
-                   {{syn.bytes(), lb_action::tx, lan, drop::none, fwd.bytes()},
-                    {ack.bytes(), lb_action::tx, lan, drop::none, fwd_ack.bytes()}}});
+    out.push_back(
+        {std::string("full NAT + client address option (kind 254) ") + (syn.v6 ? "v6" : "v4"),
+         {{syn.bytes(), lb_action::tx, lan, drop::none, fwd.bytes()},
+          {ack.bytes(), lb_action::tx, lan, drop::none, fwd_ack.bytes()}}});
   }
 }
 
@@ -144,8 +150,8 @@ void encap_cases(std::vector<fixture>& out) {
                        encap_expect(f, r.outer_src, r.backend, r.n, r.gue, gue_sport(f),
                                     static_cast<uint32_t>(h))},
                       {next.bytes(), lb_action::tx, lan, drop::none,
-                       encap_expect(next.bytes(), r.outer_src, r.backend, r.n, r.gue,
-                                    gue_sport(f), static_cast<uint32_t>(h))}}});
+                       encap_expect(next.bytes(), r.outer_src, r.backend, r.n, r.gue, gue_sport(f),
+                                    static_cast<uint32_t>(h))}}});
     }
 }
 
@@ -208,12 +214,12 @@ void icmp_cases(std::vector<fixture>& out) {
     auto sent = pkt("2001:db8:100::3", "2001:db8:9::7", IPPROTO_TCP, 80, 40004);
     auto in = icmp_error("2001:db8::1", "2001:db8:100::3", quote(sent), 1400);
     const uint64_t h = hash_of(client.bytes());
-    out.push_back({"GUE v6: packet-too-big routed by the inner tuple to the flow's backend",
-                   {{client.bytes(), lb_action::tx, lan, drop::none, {}},
-                    {in.bytes(), lb_action::tx, lan, drop::none,
-                     encap_expect(in.bytes(), "fd00::1", "fd00:1::7", 7, true,
-                                  static_cast<uint16_t>(0xc000 | (h & 0x3fff)),
-                                  static_cast<uint32_t>(h))}}});
+    out.push_back(
+        {"GUE v6: packet-too-big routed by the inner tuple to the flow's backend",
+         {{client.bytes(), lb_action::tx, lan, drop::none, {}},
+          {in.bytes(), lb_action::tx, lan, drop::none,
+           encap_expect(in.bytes(), "fd00::1", "fd00:1::7", 7, true,
+                        static_cast<uint16_t>(0xc000 | (h & 0x3fff)), static_cast<uint32_t>(h))}}});
   }
   struct row {
     const char *client, *vip, *backend, *snat, *router;
@@ -257,7 +263,8 @@ void drop_cases(std::vector<fixture>& out) {
                  {{stray.bytes(), lb_action::drop, 0, drop::lb_no_conn_for_reply, {}}}});
   auto ttl1 = pkt("203.0.113.7", "198.51.100.1", IPPROTO_TCP, 40006, 80);
   ttl1.ttl = 1;
-  out.push_back({"full NAT with TTL 1", {{ttl1.bytes(), lb_action::drop, 0, drop::lb_ttl_expired, {}}}});
+  out.push_back(
+      {"full NAT with TTL 1", {{ttl1.bytes(), lb_action::drop, 0, drop::lb_ttl_expired, {}}}});
   auto sent = pkt("198.51.100.1", "203.0.113.7", IPPROTO_TCP, 80, 40007);
   auto nf = icmp_error("192.0.2.1", "198.51.100.1", quote(sent), 1400);
   out.push_back({"ICMP error about an unknown full NAT flow",

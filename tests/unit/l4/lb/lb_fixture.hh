@@ -19,12 +19,18 @@ namespace lbt {
 using namespace l4::lb;
 using bytes = std::vector<uint8_t>;
 
-inline l4::ip_addr ip(const char* s) { return *l4::ip_addr::parse(s); }
-inline rte_ether_addr mac(uint8_t a, uint8_t last) { return {{0x02, a, 0, 0, 0, last}}; }
+inline l4::ip_addr ip(const char* s) {
+  return *l4::ip_addr::parse(s);
+}
+inline rte_ether_addr mac(uint8_t a, uint8_t last) {
+  return {{0x02, a, 0, 0, 0, last}};
+}
 
 const rte_ether_addr wan_mac = mac(0, 1), lan_mac = mac(0, 2);
 const rte_ether_addr router_mac = mac(0xaa, 1);  // the wan gateway
-inline rte_ether_addr backend_mac(uint8_t n) { return mac(0xbb, n); }
+inline rte_ether_addr backend_mac(uint8_t n) {
+  return mac(0xbb, n);
+}
 
 // Services: .1 full NAT, .2 IPIP, .3 GUE; each on tcp/80 and udp/53 with one backend, and .9 with
 // two backends for Maglev-change tests.
@@ -45,9 +51,12 @@ inline lb_spec base_spec() {
     fwd_mode mode;
     const char* backend;
   } rows[] = {
-      {"198.51.100.1", fwd_mode::fnat, "10.0.1.5"}, {"198.51.100.2", fwd_mode::ipip, "10.0.1.6"},
-      {"198.51.100.3", fwd_mode::gue, "10.0.1.7"},  {"2001:db8:100::1", fwd_mode::fnat, "fd00:1::5"},
-      {"2001:db8:100::2", fwd_mode::ipip, "fd00:1::6"}, {"2001:db8:100::3", fwd_mode::gue, "fd00:1::7"},
+      {"198.51.100.1", fwd_mode::fnat, "10.0.1.5"},
+      {"198.51.100.2", fwd_mode::ipip, "10.0.1.6"},
+      {"198.51.100.3", fwd_mode::gue, "10.0.1.7"},
+      {"2001:db8:100::1", fwd_mode::fnat, "fd00:1::5"},
+      {"2001:db8:100::2", fwd_mode::ipip, "fd00:1::6"},
+      {"2001:db8:100::3", fwd_mode::gue, "fd00:1::7"},
   };
   for (const auto& r : rows)
     for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
@@ -187,7 +196,9 @@ inline uint64_t hash_of(const bytes& frame) {
   rte_pktmbuf_free(m);
   return flow_hash(flow_key::of(p));
 }
-inline uint16_t gue_sport(const bytes& f) { return static_cast<uint16_t>(0xc000 | (hash_of(f) & 0x3fff)); }
+inline uint16_t gue_sport(const bytes& f) {
+  return static_cast<uint16_t>(0xc000 | (hash_of(f) & 0x3fff));
+}
 
 struct result {
   lb_verdict v;
@@ -215,8 +226,10 @@ inline std::string hex(const bytes& b) {
   for (size_t i = 0; i < b.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%02x", b[i]);
     s += buf;
-    if (i % 16 == 15) s += '\n';
-    else if (i % 2 == 1) s += ' ';
+    if (i % 16 == 15)
+      s += '\n';
+    else if (i % 2 == 1)
+      s += ' ';
   }
   return s;
 }

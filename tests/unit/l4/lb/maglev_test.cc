@@ -131,8 +131,8 @@ TEST(maglev, all_zero_weights_give_an_empty_table) {
 }
 
 TEST(maglev, builder_refuses_bad_sizes_and_duplicates) {
-  EXPECT_FALSE(maglev_table::build(make_backends(2), 65536));        // not prime
-  EXPECT_FALSE(maglev_table::build(make_backends(700), 65537));      // M < 100 N
+  EXPECT_FALSE(maglev_table::build(make_backends(2), 65536));    // not prime
+  EXPECT_FALSE(maglev_table::build(make_backends(700), 65537));  // M < 100 N
   EXPECT_TRUE(maglev_table::build(make_backends(655), 65537));
   auto dup = make_backends(2);
   dup[1].key = dup[0].key;
