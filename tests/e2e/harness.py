@@ -178,3 +178,104 @@ class Check:
         _run_cleanups()
         print(f"{self.name}: {'FAILED' if self.failures else 'passed'} ({len(self.failures)} failures)")
         sys.exit(1 if self.failures else 0)
+
+
+def bridge(ns, name="br0"):
+    """A Linux bridge inside namespace `ns` (a switch for several hosts)."""
+    ns.run(["ip", "link", "add", name, "type", "bridge"])
+    ns.run(["ip", "link", "set", name, "up"])
+    return name
+
+
+def attach(switch_ns, br, host_ns, host_if, sw_if):
+    """Connects `host_if` in `host_ns` to bridge `br` in `switch_ns`."""
+    veth(host_ns, host_if, switch_ns, sw_if)
+    switch_ns.run(["ip", "link", "set", sw_if, "master", br])
+
+
+class Nginx:
+    """nginx serving `/` with `name` and `/big` (a file of `big_mb` MiB) in namespace `ns`."""
+
+    def __init__(self, ns, name, port=80, big_mb=0, extra=""):
+        self.ns = ns
+        self.dir = tempfile.mkdtemp(prefix=f"edge-nginx-{name}-")
+        root = os.path.join(self.dir, "www")
+        os.makedirs(root)
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write(name + "\n")
+        if big_mb:
+            with open(os.path.join(root, "big"), "wb") as f:
+                f.write(os.urandom(big_mb << 20))
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+daemon off;
+user root;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {self.dir}/access.log;
+  client_body_temp_path {self.dir};
+  proxy_temp_path {self.dir};
+  fastcgi_temp_path {self.dir};
+  uwsgi_temp_path {self.dir};
+  scgi_temp_path {self.dir};
+  server {{
+    listen {port} reuseport backlog=4096;
+    root {root};
+    keepalive_requests 100000;
+    {extra}
+  }}
+}}
+""")
+        self.proc = ns.popen(["nginx", "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _cleanups.append(self.stop)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if ns.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx {name} did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def access_log(self):
+        with open(os.path.join(self.dir, "access.log")) as f:
+            return f.read()
+
+
+def http_spread(ns, url, count, timeout=60):
+    """`count` requests to `url`, each on a new TCP connection, from namespace `ns`; returns
+    {body: count} (bodies are the backend names) plus 'error' for failures."""
+    script = f"""
+import collections, socket, sys, urllib.parse
+u = urllib.parse.urlsplit({url!r})
+host, port = u.hostname, u.port or 80
+req = ('GET ' + (u.path or '/') + ' HTTP/1.0\\r\\nHost: ' + host + '\\r\\n\\r\\n').encode()
+seen = collections.Counter()
+for _ in range({count}):
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(req)
+        data = b''
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        seen[data.split(b'\\r\\n\\r\\n', 1)[1].strip().decode() if b'200 OK' in data else 'error'] += 1
+    except Exception:
+        seen['error'] += 1
+print(dict(seen))
+"""
+    r = ns.run(["/usr/bin/python3", "-c", script], timeout=timeout)
+    return eval(r.stdout)
