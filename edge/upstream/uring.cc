@@ -54,6 +54,10 @@ io_uring_sqe* uring::sqe_or_flush() {
 }
 
 bool uring::has_room(unsigned n) {
+  if (room_head_ && !waking_) {
+    counters_.fairness_deferrals.add();
+    return false;
+  }
   if (slots_.size() - in_flight_ < n) {
     counters_.slots_exhausted.add();
     return false;
@@ -66,6 +70,12 @@ bool uring::has_room(unsigned n) {
 }
 
 io_uring_sqe* uring::get_sqe(completion_handler* h, uint16_t tag) {
+  // First come, first served once anyone waits: otherwise a handler that re-arms from inside its
+  // completion (recv after consume) takes every freed slot and starves the waiters for good.
+  if (room_head_ && !waking_) {
+    counters_.fairness_deferrals.add();
+    return nullptr;
+  }
   if (free_head_ == no_slot) {
     counters_.slots_exhausted.add();
     return nullptr;
@@ -123,6 +133,7 @@ void uring::wake_room_waiters() {
   // Only those waiting now: a handler that fails again re-queues itself for the next poll.
   completion_handler* h = room_head_;
   room_head_ = room_tail_ = nullptr;
+  waking_ = true;
   while (h) {
     completion_handler* next = h->room_next_;
     h->room_next_ = nullptr;
@@ -130,6 +141,7 @@ void uring::wake_room_waiters() {
     h->on_room();
     h = next;
   }
+  waking_ = false;
 }
 
 unsigned uring::poll(unsigned max) {

@@ -26,6 +26,7 @@ struct uring_counters {
   common::counter completed;        // CQEs dispatched to a handler
   common::counter sq_full;          // get_sqe/has_room refused: SQ ring full even after a flush
   common::counter slots_exhausted;  // get_sqe/has_room refused: not enough free operation slots
+  common::counter fairness_deferrals;  // refused because earlier requests still wait for room
   common::counter submit_errors;    // io_uring_submit returned an error (other than EBUSY/EAGAIN)
   common::counter stale_completions;  // CQE whose slot generation no longer matched (a bug if > 0)
 };
@@ -66,7 +67,8 @@ class uring {
   // Whether n SQEs and n slots can be had now (for linked chains that must go in together); a
   // refusal is counted like get_sqe's.
   bool has_room(unsigned n);
-  // Ask for on_room() after the next poll() that frees space. Idempotent.
+  // Ask for on_room() after the next poll() that frees space. Idempotent. While anyone waits,
+  // get_sqe/has_room refuse everyone else (FIFO), so waiters are served in order.
   void wait_room(completion_handler* h);
 
   // Submit what is queued (non-blocking io_uring_enter, none with SQPOLL awake) and dispatch the
@@ -105,6 +107,7 @@ class uring {
   unsigned in_flight_ = 0;
   completion_handler* room_head_ = nullptr;
   completion_handler* room_tail_ = nullptr;
+  bool waking_ = false;
   uring_counters counters_;
 };
 

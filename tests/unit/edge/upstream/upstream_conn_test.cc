@@ -470,6 +470,74 @@ TEST_F(upstream_conn_test, oversized_proxy_header_is_refused_and_counted) {
   EXPECT_EQ(pool->counters().active.get(), 0u);
 }
 
+// 64 connections through a ring with 4 operation slots and an 8-entry SQ: every stage (connect,
+// send, recv, close) meets back-pressure and resumes from on_room(); all bytes still arrive.
+TEST_F(upstream_conn_test, many_connections_through_a_starved_ring) {
+  listener l(false, 128);
+  make({{l.address(), l.port}}, 3000, 16384, 64);
+  ring = std::move(*uring::create({.sq_entries = 8, .max_ops = 4}));
+  conns = std::move(*upstream_conns::create(*ring, {.conns = 64, .tx_buffer = 16384, .rx_buffer = 16384}));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> echoes;
+  std::thread acceptor([&] {
+    while (!stop) {
+      int s = l.accept(10);
+      if (s < 0) continue;
+      echoes.emplace_back([s] {
+        uint8_t buf[8192];
+        ssize_t n;
+        while ((n = ::recv(s, buf, sizeof buf, 0)) > 0) write_all(s, buf, static_cast<size_t>(n));
+        ::close(s);
+      });
+    }
+  });
+  const size_t each = 48 * 1024;
+  struct flow {
+    relay r;
+    upstream_conn* c = nullptr;
+    std::vector<uint8_t> data;
+    size_t off = 0;
+  };
+  std::vector<flow> flows(64);
+  for (size_t k = 0; k < flows.size(); ++k) {
+    flow& f = flows[k];
+    f.data = pattern(each, static_cast<uint32_t>(k + 10));
+    f.r.on_write = [&f](upstream_conn& c) {
+      while (f.off < f.data.size()) {
+        size_t n = c.send(std::as_bytes(std::span(f.data.data() + f.off, f.data.size() - f.off)));
+        f.off += n;
+        if (n == 0) return;
+      }
+      c.shutdown_write();
+    };
+    f.c = open(f.r);
+    ASSERT_TRUE(f.c);
+  }
+  bool done = until(
+      [&] {
+        for (auto& f : flows)
+          if (f.r.fin == 0 && f.r.errors == 0) return false;
+        return true;
+      },
+      20000);
+  stop = true;
+  acceptor.join();
+  for (auto& t : echoes) t.join();
+  ASSERT_TRUE(done);
+  for (size_t k = 0; k < flows.size(); ++k) {
+    fnv want;
+    want.add(flows[k].data.data(), each);
+    EXPECT_EQ(flows[k].r.errors, 0) << k;
+    EXPECT_EQ(flows[k].r.received.n, each) << k;
+    EXPECT_EQ(flows[k].r.received.h, want.h) << k;
+    flows[k].c->close();
+  }
+  EXPECT_TRUE(all_free());
+  EXPECT_GT(ring->counters().slots_exhausted.get(), 0u);  // the starvation did happen
+  EXPECT_EQ(pool->counters().connects.get(), 64u);
+  EXPECT_EQ(pool->counters().bytes_to_upstream.get(), 64 * each);
+}
+
 TEST_F(upstream_conn_test, ipv6_backend) {
   listener l(true);
   if (l.fd < 0) GTEST_SKIP() << "no IPv6 loopback";
