@@ -35,6 +35,23 @@ struct lb_counters {
   common::counter client_option_added, client_option_no_room;
 };
 
+// Name/value pairs of the counters for /metrics (edge sums them over workers).
+template <class F>
+void for_each_counter(const lb_counters& c, F&& f) {
+  f("lb_conn_hit", c.conn_hit.get());
+  f("lb_conn_miss", c.conn_miss.get());
+  f("lb_nat_forward", c.nat_forward.get());
+  f("lb_nat_reply", c.nat_reply.get());
+  f("lb_encap_ipip", c.encap_ipip.get());
+  f("lb_encap_gue", c.encap_gue.get());
+  f("lb_icmp_routed", c.icmp_routed.get());
+  f("lb_ptb_sent", c.ptb_sent.get());
+  f("lb_mss_clamped", c.mss_clamped.get());
+  f("lb_neighbor_requests", c.neighbor_requests.get());
+  f("lb_client_option_added", c.client_option_added.get());
+  f("lb_client_option_no_room", c.client_option_no_room.get());
+}
+
 struct worker_spec {
   uint16_t index = 0;  // 0 .. lb_spec.workers-1: selects the SNAT port range
   uint32_t conn_capacity = 1u << 20;

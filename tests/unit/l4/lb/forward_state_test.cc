@@ -34,6 +34,12 @@ TEST(lb_state, conntrack_miss_then_hit_counted) {
   EXPECT_EQ(w->counters.conn_miss.get(), 1u);
   EXPECT_EQ(w->counters.conn_hit.get(), 1u);
   EXPECT_EQ(w->counters.encap_ipip.get(), 2u);
+  uint64_t named = 0;
+  for_each_counter(w->counters, [&](std::string_view name, uint64_t v) {
+    EXPECT_TRUE(name.starts_with("lb_"));
+    named += v;
+  });
+  EXPECT_EQ(named, 4u);  // miss + hit + 2 encapsulations
 }
 
 TEST(lb_state, established_flows_keep_backend_across_maglev_change_and_drain) {
