@@ -54,7 +54,7 @@ void for_each_counter(const lb_counters& c, F&& f) {
 
 struct worker_spec {
   uint16_t index = 0;  // 0 .. lb_spec.workers-1: selects the SNAT port range
-  uint32_t conn_capacity = 1u << 20;
+  uint32_t conn_capacity = 1u << 18;  // 128 bytes per slot + 2 per tag: 32 MiB
   uint64_t hz = 1000;  // ticks per second of the `now` passed to forward_burst
   uint32_t neighbor_capacity = 1024;
 };
