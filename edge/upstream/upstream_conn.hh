@@ -82,6 +82,18 @@ struct conn_pool_counters {
   common::counter socket_errors;        // open() refused: socket() failed (EMFILE, ENOBUFS, ...)
 };
 
+template <class F>
+void visit(const conn_pool_counters& c, F&& f) {
+  f("opened", c.opened.get());
+  f("exhausted", c.exhausted.get());
+  f("in_use", c.in_use.get());
+  f("aborted", c.aborted.get());
+  f("closed", c.closed.get());
+  f("drain_timeouts", c.drain_timeouts.get());
+  f("proxy_header_errors", c.proxy_header_errors.get());
+  f("socket_errors", c.socket_errors.get());
+}
+
 class upstream_conns;
 
 class upstream_conn final : public completion_handler {

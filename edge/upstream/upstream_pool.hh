@@ -49,6 +49,26 @@ struct pool_counters : endpoint_counters {
   common::counter retries;     // a further backend tried after a failed connect
 };
 
+// Name/value pairs for /metrics: f(std::string_view name, uint64_t value).
+template <class F>
+void visit(const endpoint_counters& c, F&& f) {
+  f("active", c.active.get());
+  f("connects", c.connects.get());
+  f("connect_failures", c.connect_failures.get());
+  f("connect_timeouts", c.connect_timeouts.get());
+  f("resets", c.resets.get());
+  f("errors", c.errors.get());
+  f("bytes_to_upstream", c.bytes_to_upstream.get());
+  f("bytes_from_upstream", c.bytes_from_upstream.get());
+}
+template <class F>
+void visit(const pool_counters& c, F&& f) {
+  visit(static_cast<const endpoint_counters&>(c), f);
+  f("no_backend", c.no_backend.get());
+  f("gave_up", c.gave_up.get());
+  f("retries", c.retries.get());
+}
+
 struct backend {
   backend_spec spec;
   std::atomic<bool> healthy{true};

@@ -19,7 +19,12 @@ common::result<std::unique_ptr<uring>> uring::create(const uring_config& cfg) {
     p.flags |= IORING_SETUP_SQPOLL;
     p.sq_thread_idle = cfg.sqpoll_idle_ms;
   }
-  int rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &p);
+  // SUBMIT_ALL (5.18): one bad SQE must not leave the rest of the batch sitting in the SQ.
+  io_uring_params with_all = p;
+  with_all.flags |= IORING_SETUP_SUBMIT_ALL;
+  int rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &with_all);
+  if (rc == -EINVAL) rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &p);
+  else p = with_all;
   if (rc < 0) return common::fail(std::string("io_uring_queue_init: ") + std::strerror(-rc));
   u->ring_ok_ = true;
   // Linked timeouts and connect need these; refuse early rather than fail per connection.

@@ -31,6 +31,17 @@ struct uring_counters {
   common::counter stale_completions;  // CQE whose slot generation no longer matched (a bug if > 0)
 };
 
+template <class F>
+void visit(const uring_counters& c, F&& f) {
+  f("submitted", c.submitted.get());
+  f("completed", c.completed.get());
+  f("sq_full", c.sq_full.get());
+  f("slots_exhausted", c.slots_exhausted.get());
+  f("fairness_deferrals", c.fairness_deferrals.get());
+  f("submit_errors", c.submit_errors.get());
+  f("stale_completions", c.stale_completions.get());
+}
+
 class uring;
 
 // The target of completions. `tag` is the handler's own name for the operation (connect, send, ...).

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "test_util.hh"
@@ -33,6 +35,21 @@ TEST(upstream_pool, rejects_bad_specs) {
   s = three();
   s.backends[1].port = 0;
   EXPECT_FALSE(upstream_pool::create(s));
+}
+
+TEST(upstream_pool, counters_are_visited_by_name) {
+  auto p = *upstream_pool::create(three());
+  p->on_attempt(1);
+  p->counters().gave_up.add(2);
+  std::map<std::string, uint64_t> m;
+  visit(p->counters(), [&](std::string_view k, uint64_t v) { m[std::string(k)] = v; });
+  EXPECT_EQ(m.size(), 11u);
+  EXPECT_EQ(m["active"], 1u);
+  EXPECT_EQ(m["gave_up"], 2u);
+  m.clear();
+  visit(p->at(1).counters, [&](std::string_view k, uint64_t v) { m[std::string(k)] = v; });
+  EXPECT_EQ(m.size(), 8u);
+  EXPECT_EQ(m["active"], 1u);
 }
 
 TEST(upstream_pool, least_connections_spreads_evenly) {
