@@ -84,6 +84,10 @@ TEST_F(async_fixture, async_off_signs_in_place) {
 TEST_F(async_fixture, hundreds_of_concurrent_handshakes_on_one_thread) {
   constexpr int n = 256;
   make(n);
+  // An established connection that must keep moving while the handshakes wait on the offload.
+  client bulk_c({}, "example.test");
+  tls::session* bulk_s = w->open(cs);
+  ASSERT_EQ(handshake(bulk_c, *bulk_s, *w).st, tls::status::ok);
   off->hold(true);
   std::vector<std::unique_ptr<client>> clients;
   std::vector<tls::session*> sessions;
@@ -98,14 +102,32 @@ TEST_F(async_fixture, hundreds_of_concurrent_handshakes_on_one_thread) {
   EXPECT_EQ(off->in_flight(), static_cast<uint64_t>(n));
   EXPECT_EQ(w->async_pending(), static_cast<size_t>(n));
 
-  // The driving loop is not blocked: 10000 iterations while every signature is pending.
+  // The driving loop is not blocked: 10000 iterations while every signature is pending, and the
+  // established connection echoes 1 MiB through the server session meanwhile.
   tls::session* ready[64];
   auto t0 = std::chrono::steady_clock::now();
   size_t iterations = 0;
   for (; iterations < 10000; ++iterations) EXPECT_EQ(w->poll(ready), 0u);
   auto spent = std::chrono::steady_clock::now() - t0;
-  EXPECT_EQ(off->in_flight(), static_cast<uint64_t>(n));
   EXPECT_LT(spent, std::chrono::milliseconds(500)) << "poll must not wait";
+  std::string chunk(16384, 'q'), echoed;
+  uint8_t buf[16384];
+  for (int i = 0; i < 64; ++i) {
+    size_t wn = 0;
+    ASSERT_EQ(SSL_write_ex(bulk_c.ssl.get(), chunk.data(), chunk.size(), &wn), 1);
+    to_server(bulk_c, *bulk_s);
+    tls::io_result r;
+    while ((r = bulk_s->read(buf)).st == tls::status::ok) {
+      auto wr = bulk_s->write({buf, r.bytes});
+      ASSERT_EQ(wr.st, tls::status::ok);
+      ASSERT_EQ(wr.bytes, r.bytes);
+    }
+    ASSERT_EQ(r.st, tls::status::want_read);
+    to_client(*bulk_s, bulk_c);
+    echoed += bulk_c.read_all();
+  }
+  EXPECT_EQ(echoed.size(), 64u * 16384u);
+  EXPECT_EQ(off->in_flight(), static_cast<uint64_t>(n)) << "all handshakes still waiting";
 
   off->hold(false);
   int done = 0;
@@ -130,9 +152,10 @@ TEST_F(async_fixture, hundreds_of_concurrent_handshakes_on_one_thread) {
     }
   }
   EXPECT_EQ(done, n);
-  EXPECT_EQ(w->stats().handshakes_full.get(), static_cast<uint64_t>(n));
-  EXPECT_EQ(off->completed(), static_cast<uint64_t>(n));
+  EXPECT_EQ(w->stats().handshakes_full.get(), static_cast<uint64_t>(n) + 1) << "+1: the bulk connection";
+  EXPECT_EQ(off->completed(), static_cast<uint64_t>(n) + 1);
   for (auto* s : sessions) w->close(s);
+  w->close(bulk_s);
   EXPECT_EQ(w->open_sessions(), 0u);
 }
 
