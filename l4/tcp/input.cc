@@ -457,6 +457,14 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
       t.cwnd += t.mss;  // NewReno inflation
     }
   }
+  // RFC 6675 IsLost(SND.UNA+1): more than (DupThresh - 1) segments SACKed above it starts
+  // recovery even when the ACKs were not strict duplicates (a window update rode on them).
+  if (!t.in_recovery && t.info.sack && t.n_sacked > 0 && seq_gt(t.snd_una, t.recover) &&
+      t.snd_una != t.snd_max) {
+    uint32_t sacked = 0;
+    for (uint8_t i = 0; i < t.n_sacked; ++i) sacked += t.sacked[i].len();
+    if (sacked > 2u * t.mss) enter_recovery(t);
+  }
   return drop::none;
 }
 

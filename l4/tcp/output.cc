@@ -333,11 +333,26 @@ void engine::output(tcb& t) {
       }
     }
     for (;;) {
+      // After an RTO rewound snd_nxt, segments the peer SACKed are stepped over rather than sent
+      // again (the scoreboard is kept through the timeout).
+      uint32_t sacked_below = 0, next_sacked = t.snd_max;
+      if (!t.in_recovery && t.n_sacked > 0 && seq_lt(t.snd_nxt, t.snd_max)) {
+        for (uint8_t i = 0; i < t.n_sacked; ++i) {
+          const seq_range& r = t.sacked[i];
+          if (seq_leq(r.start, t.snd_nxt) && seq_lt(t.snd_nxt, r.end)) t.snd_nxt = r.end;
+          if (seq_leq(r.end, t.snd_nxt)) sacked_below += r.len();
+          else if (seq_lt(r.start, next_sacked)) next_sacked = r.start;
+        }
+      }
       const uint32_t off = t.snd_nxt - t.snd_una;
-      const uint32_t avail = t.tx_len > off ? t.tx_len - off : 0;
+      uint32_t avail = t.tx_len > off ? t.tx_len - off : 0;
+      if (seq_lt(t.snd_nxt, next_sacked)) avail = std::min(avail, next_sacked - t.snd_nxt);
       const uint32_t in_wnd = t.snd_wnd > off ? t.snd_wnd - off : 0;
-      const uint32_t used = (t.in_recovery && t.info.sack) ? pipe(t) : off;
-      const uint32_t in_cwnd = t.cwnd > used ? t.cwnd - used : 0;
+      const uint32_t used = (t.in_recovery && t.info.sack) ? pipe(t) : off - sacked_below;
+      // Limited transmit (RFC 3042): each of the first two duplicate ACKs lets one new segment out.
+      const uint32_t allowance =
+          t.cwnd + (t.in_recovery ? 0u : std::min<uint32_t>(t.dupacks, 2) * uint32_t{t.mss});
+      const uint32_t in_cwnd = allowance > used ? allowance - used : 0;
       const uint32_t len = std::min({avail, in_wnd, in_cwnd, static_cast<uint32_t>(t.mss)});
       // The FIN sits right after the last queued byte; resent after an RTO rewound snd_nxt.
       const bool fin = t.fin_queued && off + len == t.tx_len;

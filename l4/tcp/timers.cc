@@ -145,7 +145,10 @@ void engine::rexmit_timer(tcb& t) {
   t.in_recovery = false;
   t.dupacks = 0;
   t.recover = t.snd_max;  // RFC 6582 §3.2 step 1 after a timeout
-  t.n_sacked = 0;         // the receiver may renege (RFC 2018 §8)
+  // The scoreboard is kept (RFC 6675 §5.1): go-back-N skips SACKed data. A receiver that
+  // reneges is still covered: SACKed bytes stay in the send buffer until cumulatively ACKed and
+  // the next RTO finds them unacknowledged again.
+  if (t.backoff > 1) t.n_sacked = 0;
   t.rtt_timing = false;   // Karn
   t.snd_nxt = t.snd_una;
   t.high_rxt = t.snd_una;

@@ -195,6 +195,31 @@ TEST_F(sending, sack_recovery_retransmits_only_holes) {
   EXPECT_EQ(data_segments().size(), 1u);
 }
 
+TEST_F(sending, rto_go_back_n_skips_sacked_segments) {
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(4 * mss)), 4 * mss);
+  ASSERT_EQ(data_segments().size(), 4u);
+  const uint32_t base = siss + 1;
+  // Segments 0 and 3 lost; 1-2 SACKed (two segments: not enough to start fast recovery).
+  const auto sack12 = opt_sack({{base + mss, base + 3 * mss}});
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, sack12), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(200);  // RTO: segment 0 again, cwnd 1
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base);
+  // Segment 0 arrives: the next byte sent is segment 3's, not the SACKed 1 and 2 again.
+  ASSERT_EQ(cseg(ACK, 0, mss, {}, 65535, sack12), drop::none);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base + 3 * mss);
+  EXPECT_EQ(segs[0].payload.size(), mss);
+  ASSERT_EQ(cseg(ACK, 0, 4 * mss), drop::none);
+  EXPECT_EQ(st->stats().rto_events.get(), 1u);
+  EXPECT_EQ(st->stats().retransmits.get(), 2u);
+}
+
 TEST_F(sending, zero_window_probes_back_off_and_resume) {
   start();
   auto c = establish(false);
