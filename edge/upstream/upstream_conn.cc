@@ -50,7 +50,19 @@ common::result<std::unique_ptr<upstream_conns>> upstream_conns::create(uring& ri
   return p;
 }
 
+upstream_conns::~upstream_conns() {
+  // The kernel may still write into our buffers: reset whatever is open and let every in-flight
+  // op complete (or be cancelled) on the still-living ring. Shutdown only; bounded to 2 s.
+  for (size_t i = 0; i < count_; ++i) {
+    upstream_conn& c = conns_[i];
+    if (c.relay_owned_) c.abort();
+    else if (c.state_ == upstream_conn::state::draining) c.finish_close(true);
+  }
+  for (int k = 0; k < 200 && free_.size() < count_; ++k) ring_->wait(10);
+}
+
 std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstream_open& o) {
+  if (!o.pool || !o.events) return std::unexpected(upstream_error::no_resources);  // caller bug, not a crash
   if (free_.empty()) {
     counters_.exhausted.add();
     return std::unexpected(upstream_error::no_resources);

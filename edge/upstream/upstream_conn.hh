@@ -189,6 +189,10 @@ class upstream_conn final : public completion_handler {
 class upstream_conns {
  public:
   static common::result<std::unique_ptr<upstream_conns>> create(uring& ring, const conn_pool_config& cfg);
+  // Resets open connections and waits (up to 2 s) for their in-flight ops. Destroy before the ring.
+  ~upstream_conns();
+  upstream_conns(const upstream_conns&) = delete;
+  upstream_conns& operator=(const upstream_conns&) = delete;
 
   // Starts a connection. Immediate failures (no free object, no healthy backend, socket() error,
   // header too large) come back here and are counted; later ones through on_upstream_error.

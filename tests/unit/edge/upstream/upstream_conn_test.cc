@@ -90,6 +90,7 @@ class upstream_conn_test : public ::testing::Test {
   }
 
   void TearDown() override {
+    conns.reset();  // before the ring it uses
     if (!ring) return;
     EXPECT_EQ(ring->counters().stale_completions.get(), 0u);
     EXPECT_EQ(ring->counters().submit_errors.get(), 0u);
@@ -475,6 +476,7 @@ TEST_F(upstream_conn_test, oversized_proxy_header_is_refused_and_counted) {
 TEST_F(upstream_conn_test, many_connections_through_a_starved_ring) {
   listener l(false, 128);
   make({{l.address(), l.port}}, 3000, 16384, 64);
+  conns.reset();  // before its ring
   ring = std::move(*uring::create({.sq_entries = 8, .max_ops = 4}));
   conns = std::move(*upstream_conns::create(*ring, {.conns = 64, .tx_buffer = 16384, .rx_buffer = 16384}));
   std::atomic<bool> stop{false};
@@ -536,6 +538,28 @@ TEST_F(upstream_conn_test, many_connections_through_a_starved_ring) {
   EXPECT_GT(ring->counters().slots_exhausted.get(), 0u);  // the starvation did happen
   EXPECT_EQ(pool->counters().connects.get(), 64u);
   EXPECT_EQ(pool->counters().bytes_to_upstream.get(), 64 * each);
+}
+
+// Tearing down a worker with live connections: the pool resets them and waits for the kernel.
+TEST_F(upstream_conn_test, destroying_the_pool_resets_open_connections) {
+  listener l;
+  make({{l.address(), l.port}});
+  relay r;
+  upstream_conn* c = open(r);
+  int s = accept(l);
+  ASSERT_GE(s, 0);
+  ASSERT_TRUE(until([&] { return r.connected == 1; }));
+  (void)c;
+  EXPECT_EQ(ring->ops_in_flight(), 1u);  // the recv
+  conns.reset();
+  EXPECT_EQ(ring->ops_in_flight(), 0u);
+  char buf[4];
+  pollfd p{s, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  EXPECT_EQ(::recv(s, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+  EXPECT_EQ(r.errors + r.fin, 0);  // no events during teardown
+  ::close(s);
 }
 
 TEST_F(upstream_conn_test, ipv6_backend) {
