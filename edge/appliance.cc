@@ -120,6 +120,7 @@ common::result<void> appliance::start(const char* argv0) {
     w->stop = &stop_workers_;
     const std::string ring = "edge_ctl_" + std::to_string(i);
     w->tsc_hz = rte_get_tsc_hz();
+    w->pool = dp_.pool(i);
     if (snapshots_->current()->lb) {
       auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
                                             .hz = w->tsc_hz, .neighbor_capacity = 1024});

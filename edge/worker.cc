@@ -78,6 +78,29 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
   return true;
 }
 
+// On a new snapshot: ask for the MACs of on-link l4 backends the worker does not know yet, so
+// that the first connections do not wait for resolution.
+void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
+  w.seen_generation = snap.generation;
+  if (!snap.lb || !w.lb) return;
+  const auto& lan = snap.lb->port(l4::lb::port_role::lan);
+  auto& table = w.lb->neighbors(l4::lb::port_role::lan);
+  const unsigned out = port_index(w, lan.port_id);
+  for (const auto& svc : snap.lb->services())
+    for (const auto& b : svc.spec.backends) {
+      if ((b.addr.v6 ? lan.gw_v6 : lan.gw_v4).has_value()) continue;  // reached through a gateway
+      if (table.lookup(b.addr) != nullptr || !table.request_due(b.addr, now)) continue;
+      rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
+      if (m == nullptr) return;
+      if (!l4::lb::build_neighbor_request(m, lan.mac, b.addr.v6 ? lan.addr_v6 : lan.addr_v4, b.addr)) {
+        rte_pktmbuf_free(m);
+        continue;
+      }
+      w.lb->counters.neighbor_requests.add();
+      enqueue_tx(w, out, m);
+    }
+}
+
 }  // namespace
 
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
@@ -132,6 +155,7 @@ int worker_main(void* arg) {
   const uint16_t burst = static_cast<uint16_t>(std::min(w.burst, max_burst));
   while (!w.stop->load(std::memory_order_relaxed)) {
     const snapshot* snap = w.snapshots->current();
+    if (snap->generation != w.seen_generation) resolve_backends(w, *snap, rte_rdtsc());
     bool busy = false;
     for (unsigned i = 0; i < w.ports.size(); ++i) {
       const uint16_t n = rte_eth_rx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), pkts, burst);

@@ -42,6 +42,8 @@ struct worker_context {
   // Per-worker state of service kind l4 (connection table, neighbour tables, counters).
   std::unique_ptr<l4::lb::lb_worker> lb;
   uint64_t tsc_hz = 0;
+  rte_mempool* pool = nullptr;     // this worker's mbufs (frames it originates)
+  uint64_t seen_generation = 0;    // snapshot generation the worker last prepared for
   worker_stats stats;
 };
 

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""The built-in demo: a client namespace and an edge namespace joined by a veth; edged runs on a
-DPDK af_packet port in the edge namespace and answers for its addresses. Prints what it does and
-where to look next. Run through deploy/demo/demo.sh (installs, builds, then runs this)."""
+"""The built-in demo. Namespaces: demo-client (10.99.0.2) -veth- demo-edge (edged, DPDK af_packet
+ports wan0 and lan0, plus a kernel leg for health checks) -veth- demo-switch (a bridge) - three
+nginx backends demo-b1..b3 (10.99.1.11-13). Shows ARP/ping answered by DPDK, a malformed frame
+dropped and counted, and L4 balancing (full NAT, Maglev) across the backends, with a backend
+failure taken out by health checks. Run through deploy/demo/demo.sh (installs, builds, runs this)."""
 import os
 import sys
 import time
@@ -22,17 +24,28 @@ def show(cmd_ns, cmd):
 
 
 keep = "--keep" in sys.argv
-say("Topology: namespace demo-client (10.99.0.2) <-veth-> namespace demo-edge (edged on DPDK af_packet)")
+say("Topology: demo-client (10.99.0.2) <-> demo-edge (edged on DPDK af_packet) <-> demo-switch <-> demo-b1..b3 (nginx)")
 cli = h.Namespace("demo-client")
 edge = h.Namespace("demo-edge")
+switch = h.Namespace("demo-switch")
 h.veth(cli, "client0", edge, "edge0")
 cli.run(["ip", "addr", "add", "10.99.0.2/24", "dev", "client0"])
 cli.run(["ip", "-6", "addr", "add", "fd00:99::2/64", "dev", "client0", "nodad"])
-edge.run(["sysctl", "-qw", "net.ipv6.conf.edge0.disable_ipv6=1"])
+edge.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+br = h.bridge(switch)
+h.attach(switch, br, edge, "lan0", "sw-lan")
+h.attach(switch, br, edge, "kern0", "sw-kern")
+edge.run(["ip", "addr", "add", "10.99.1.2/24", "dev", "kern0"])
+servers = []
+for i in (1, 2, 3):
+    b = h.Namespace(f"demo-b{i}")
+    h.attach(switch, br, b, "eth0", f"sw-b{i}")
+    b.run(["ip", "addr", "add", f"10.99.1.1{i}/24", "dev", "eth0"])
+    servers.append(h.Nginx(b, f"backend-{i}"))
 
-config = open(os.path.join(os.path.dirname(__file__), "..", "examples", "edged.yaml")).read()
-say("Starting edged with deploy/examples/edged.yaml")
-e = h.Edged(edge, config)
+config_path = os.path.join(os.path.dirname(__file__), "edged-demo.yaml")
+say("Starting edged with deploy/demo/edged-demo.yaml")
+e = h.Edged(edge, open(config_path).read())
 print(e.logs().rstrip())
 
 say("The client resolves edged's address by ARP and pings it: answered by the DPDK worker")
@@ -48,17 +61,33 @@ cli.run(["/usr/bin/python3", "-c",
          f"sendp(Ether(dst='{mac}')/IP(src='10.99.0.2', dst='10.99.0.1', chksum=0x1234)/ICMP(), iface='client0')"])
 time.sleep(0.3)
 
+say("L4 balancing: 300 new connections to the VIP 10.99.0.100:80 (full NAT, Maglev)")
+show(cli, ["curl", "-s", "http://10.99.0.100/"])
+print("per backend:", h.http_spread(cli, "http://10.99.0.100/", 300))
+
+say("backend-3 fails: health checks take it out, new connections go to the others")
+servers[2].stop()
+for _ in range(50):
+    if e.metrics().get('edge_backend_up{pool="web",backend="10.99.1.13:80"}') == 0:
+        break
+    time.sleep(0.1)
+for line in e.get("/metrics").splitlines():
+    if line.startswith("edge_backend_up"):
+        print(line)
+print("per backend:", h.http_spread(cli, "http://10.99.0.100/", 300))
+
 say("edgectl stats (admin API on 127.0.0.1:9180 inside demo-edge)")
 show(edge, [h.EDGECTL, "stats"])
 say("A few Prometheus metrics")
 for line in e.get("/metrics").splitlines():
-    if line.startswith(("edge_port_rx_packets_total", "edge_local_replies_total", "edge_ready")) or \
+    if line.startswith(("edge_port_rx_packets_total", "edge_local_replies_total", "edge_ready",
+                        "edge_l4_conn_misses_total", "edge_l4_nat_forward_total", "edge_l4_nat_reply_total")) or \
             (line.startswith("edge_drops_total") and not line.endswith(" 0")):
         print(line)
 
 say("Where to look next (run with --keep to leave edged up and try these)")
 print(f"""  edged log:          {e.log_path}
-  config:             deploy/examples/edged.yaml (schema: README.md, 'Configuration')
+  config:             deploy/demo/edged-demo.yaml (schema: README.md, 'Configuration')
   admin API:          ip netns exec demo-edge curl -s 127.0.0.1:9180/metrics   (/stats /config /readyz)
   CLI:                ip netns exec demo-edge build/edge/edgectl stats
   life of a packet:   docs/packet-flow.md""")
