@@ -256,6 +256,37 @@ TEST(health_checker, non_http_answer_is_bad_response) {
   EXPECT_EQ(ch.seen[0].last_failure, health_failure::bad_response);
 }
 
+// A status line that arrives in pieces is reassembled (one recv is not one line).
+TEST(health_checker, split_status_line_is_reassembled) {
+  listener l;
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    while (!stop) {
+      int s = l.accept(20);
+      if (s < 0) continue;
+      char buf[512];
+      (void)::recv(s, buf, sizeof buf, 0);
+      for (const char* part : {"HTT", "P/1.1 5", "03 Busy\r\n\r\n"}) {
+        write_all(s, part, std::strlen(part));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      ::close(s);
+    }
+  });
+  changes ch;
+  auto hc = health_checker::create({target(l.port, health_kind::http, 1, 1)}, ch.fn());
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  bool got = ch.wait(1);
+  (*hc)->stop();
+  stop = true;
+  t.join();
+  ASSERT_TRUE(got);
+  std::lock_guard g(ch.mu);
+  EXPECT_EQ(ch.seen[0].last_failure, health_failure::bad_status);
+  EXPECT_EQ(ch.seen[0].last_status, 503);
+}
+
 TEST(health_checker, many_targets_stop_promptly) {
   std::vector<std::unique_ptr<listener>> ls;
   std::vector<health_target> ts;
