@@ -451,7 +451,15 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
     // Duplicate ACK (RFC 5681 §2); three start fast retransmit unless a recovery for this
     // window already ran (RFC 6582 §3.2 step 2).
     ++t.dupacks;
-    if (!t.in_recovery && t.dupacks == 3 && seq_gt(t.snd_una, t.recover)) {
+    // Early retransmit (RFC 5827): with fewer than four segments out and nothing new to send,
+    // three duplicate ACKs can never come; one fewer than the segments outstanding will do.
+    uint32_t thresh = 3;
+    const uint32_t outstanding = t.snd_max - t.snd_una;
+    if (t.tx_len <= outstanding || t.snd_wnd <= outstanding) {
+      const uint32_t segs = (outstanding + t.mss - 1) / t.mss;
+      if (segs < 4) thresh = std::max<uint32_t>(1, segs - 1);
+    }
+    if (!t.in_recovery && t.dupacks >= thresh && seq_gt(t.snd_una, t.recover)) {
       enter_recovery(t);
     } else if (t.in_recovery && !t.info.sack) {
       t.cwnd += t.mss;  // NewReno inflation

@@ -220,6 +220,19 @@ TEST_F(sending, rto_go_back_n_skips_sacked_segments) {
   EXPECT_EQ(st->stats().retransmits.get(), 2u);
 }
 
+TEST_F(sending, early_retransmit_for_a_short_flight) {
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(2 * mss)), 2 * mss);
+  ASSERT_EQ(data_segments().size(), 2u);
+  // Only one duplicate ACK can come back: with two segments out, it is enough (RFC 5827).
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({{siss + 1 + mss, siss + 1 + 2 * mss}})), drop::none);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1);
+  EXPECT_EQ(st->stats().fast_retransmits.get(), 1u);
+}
+
 TEST_F(sending, zero_window_probes_back_off_and_resume) {
   start();
   auto c = establish(false);
