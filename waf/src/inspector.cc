@@ -200,6 +200,12 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
 
 void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
                            std::string_view name, std::string_view value) {
+  // Fields no selector of this group can accept (e.g. every header but User-Agent) are not scanned.
+  if (!(g.unnamed & (1u << static_cast<unsigned>(where)))) {
+    bool wanted = false;
+    for (const auto& [t, n] : g.names) wanted = wanted || (t == where && iequals(n, name));
+    if (!wanted) return;
+  }
   char* buf = ws.buf_a();
   size_t len = std::min(value.size(), worker_scratch::buffer_bytes);
   std::memcpy(buf, value.data(), len);

@@ -360,7 +360,14 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
           rs->groups_.push_back(std::move(g));
           group_exprs.emplace_back();
         }
-        rs->groups_[it->second].targets |= 1u << static_cast<unsigned>(sel.where);
+        scan_group& grp = rs->groups_[it->second];
+        grp.targets |= 1u << static_cast<unsigned>(sel.where);
+        if (sel.name.empty()) {
+          grp.unnamed |= 1u << static_cast<unsigned>(sel.where);
+        } else if (std::find(grp.names.begin(), grp.names.end(), std::make_pair(sel.where, sel.name)) ==
+                   grp.names.end()) {
+          grp.names.emplace_back(sel.where, sel.name);
+        }
         if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) == groups_of_cond.end())
           groups_of_cond.push_back(it->second);
       }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hh"
@@ -56,6 +57,8 @@ struct scan_group {
   target where = target::args;        // stream groups: the target; block groups: unused
   bool stream = false;
   uint32_t targets = 0;               // bit per target scanned with this group
+  uint32_t unnamed = 0;               // bit per target with a selector for every field of it
+  std::vector<std::pair<target, std::string>> names;  // else only these fields are scanned
   std::vector<transform> transforms;
   hs_database_ptr db;                 // null when the group only has code-evaluated operators
   std::vector<uint32_t> direct;       // entries evaluated in code (op::within)
