@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <thread>
 #include <unordered_set>
@@ -393,13 +394,30 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     loaded = load_cache(cp, rs->entries_, rs->groups_);
   }
   size_t prefiltered = 0;
-  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
-    rs->stats_.expressions += group_exprs[gi].size();
-    if (loaded || group_exprs[gi].empty()) continue;
-    auto db = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R,
-                            rs->conditions_, prefiltered);
-    if (!db) return std::unexpected(db.error());
-    rs->groups_[gi].db = std::move(*db);
+  // Groups compile independently (each writes only its own entries), so they run on all cores:
+  // a CRS-sized set is seconds of Hyperscan compile per large group.
+  std::vector<common::result<hs_database_ptr>> dbs(rs->groups_.size());
+  std::vector<size_t> pf(rs->groups_.size(), 0);
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) rs->stats_.expressions += group_exprs[gi].size();
+  if (!loaded) {
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t gi; (gi = next.fetch_add(1)) < rs->groups_.size();) {
+        if (group_exprs[gi].empty()) continue;
+        dbs[gi] = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R, rs->conditions_, pf[gi]);
+      }
+    };
+    size_t n = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
+    std::vector<std::thread> pool;
+    for (size_t i = 1; i < n; ++i) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {  // first error in group order: deterministic
+      if (group_exprs[gi].empty()) continue;
+      if (!dbs[gi]) return std::unexpected(dbs[gi].error());
+      rs->groups_[gi].db = std::move(*dbs[gi]);
+      prefiltered += pf[gi];
+    }
   }
   // PCRE2 confirm programs for every condition that has a prefiltered entry.
   for (const entry& e : rs->entries_) {
