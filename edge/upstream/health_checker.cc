@@ -15,17 +15,28 @@ namespace edge::upstream {
 
 const char* to_string(health_failure f) {
   switch (f) {
-    case health_failure::none: return "none";
-    case health_failure::connect_refused: return "connect_refused";
-    case health_failure::connect_timeout: return "connect_timeout";
-    case health_failure::connect_error: return "connect_error";
-    case health_failure::send_error: return "send_error";
-    case health_failure::recv_error: return "recv_error";
-    case health_failure::timeout: return "timeout";
-    case health_failure::closed_early: return "closed_early";
-    case health_failure::bad_response: return "bad_response";
-    case health_failure::bad_status: return "bad_status";
-    case health_failure::no_resources: return "no_resources";
+    case health_failure::none:
+      return "none";
+    case health_failure::connect_refused:
+      return "connect_refused";
+    case health_failure::connect_timeout:
+      return "connect_timeout";
+    case health_failure::connect_error:
+      return "connect_error";
+    case health_failure::send_error:
+      return "send_error";
+    case health_failure::recv_error:
+      return "recv_error";
+    case health_failure::timeout:
+      return "timeout";
+    case health_failure::closed_early:
+      return "closed_early";
+    case health_failure::bad_response:
+      return "bad_response";
+    case health_failure::bad_status:
+      return "bad_status";
+    case health_failure::no_resources:
+      return "no_resources";
   }
   return "unknown";
 }
@@ -36,7 +47,8 @@ enum op : uint8_t { op_connect = 1, op_send, op_recv, op_cancel };
 
 uint64_t now_ms() {
   using namespace std::chrono;
-  return static_cast<uint64_t>(duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
+  return static_cast<uint64_t>(
+      duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
 }
 
 // "HTTP/1.x NNN": the status, -1 if this is not a status line, 0 if more bytes are needed.
@@ -82,25 +94,30 @@ struct health_checker::check {
   size_t len = 0;
 };
 
-common::result<std::unique_ptr<health_checker>> health_checker::create(std::vector<health_target> targets,
-                                                                       change_fn on_change, unsigned ring_entries) {
+common::result<std::unique_ptr<health_checker>> health_checker::create(
+    std::vector<health_target> targets, change_fn on_change, unsigned ring_entries) {
   for (size_t i = 0; i < targets.size(); ++i) {
     const auto& t = targets[i];
-    const std::string who = "health check for " + t.pool + "[" + std::to_string(t.backend) + "] " + t.address.str();
+    const std::string who =
+        "health check for " + t.pool + "[" + std::to_string(t.backend) + "] " + t.address.str();
     if (t.port == 0) return common::fail(who + ": port 0");
     const auto& p = t.params;
-    if (p.interval_ms == 0 || p.timeout_ms == 0) return common::fail(who + ": interval and timeout must be > 0");
-    if (p.timeout_ms > p.interval_ms) return common::fail(who + ": timeout must not exceed interval");
+    if (p.interval_ms == 0 || p.timeout_ms == 0)
+      return common::fail(who + ": interval and timeout must be > 0");
+    if (p.timeout_ms > p.interval_ms)
+      return common::fail(who + ": timeout must not exceed interval");
     if (p.rise == 0 || p.fall == 0) return common::fail(who + ": rise and fall must be >= 1");
-    if (p.kind == health_kind::http && (p.path.empty() || p.path[0] != '/' ||
-                                        p.path.find_first_of("\r\n ") != std::string::npos))
-      return common::fail(who + ": HTTP path must start with '/' and contain no spaces or line breaks");
+    if (p.kind == health_kind::http &&
+        (p.path.empty() || p.path[0] != '/' || p.path.find_first_of("\r\n ") != std::string::npos))
+      return common::fail(who +
+                          ": HTTP path must start with '/' and contain no spaces or line breaks");
     if (p.host.find_first_of("\r\n") != std::string::npos) return common::fail(who + ": bad Host");
   }
   std::unique_ptr<health_checker> h(new health_checker());
   h->ring_ = std::make_unique<ring_holder>();
   int rc = io_uring_queue_init(ring_entries, &h->ring_->ring, 0);
-  if (rc < 0) return common::fail(std::string("health checker io_uring_queue_init: ") + std::strerror(-rc));
+  if (rc < 0)
+    return common::fail(std::string("health checker io_uring_queue_init: ") + std::strerror(-rc));
   h->ring_->ok = true;
   h->targets_ = std::move(targets);
   h->on_change_ = std::move(on_change);
@@ -133,7 +150,8 @@ common::result<std::unique_ptr<health_checker>> health_checker::create(std::vect
                   "\r\nUser-Agent: edge-health-check\r\nConnection: close\r\n\r\n";
     }
     // Spread the first round over the interval so that 1,000 targets do not fire at once.
-    c.next_due_ms = now + (t.params.interval_ms * i / std::max<size_t>(n, 1)) % t.params.interval_ms;
+    c.next_due_ms =
+        now + (t.params.interval_ms * i / std::max<size_t>(n, 1)) % t.params.interval_ms;
   }
   return h;
 }
@@ -246,7 +264,9 @@ void health_checker::step(check& c, size_t i, int o, int res) {
     c.len += static_cast<size_t>(res);
     int status = parse_status(c.buf, c.len);
     if (status < 0 || (status == 0 && (res == 0 || c.len == sizeof c.buf)))
-      return finish(c, i, false, res == 0 && c.len == 0 ? health_failure::closed_early : health_failure::bad_response, 0);
+      return finish(
+          c, i, false,
+          res == 0 && c.len == 0 ? health_failure::closed_early : health_failure::bad_response, 0);
     if (status > 0) {
       bool ok = p.expect_status ? status == p.expect_status : (status >= 200 && status < 400);
       return finish(c, i, ok, ok ? health_failure::none : health_failure::bad_status, status);
@@ -255,7 +275,8 @@ void health_checker::step(check& c, size_t i, int o, int res) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
   if (!sqe) return finish(c, i, false, health_failure::no_resources, 0);
   if (c.ph == check::phase::sending) {
-    io_uring_prep_send(sqe, c.fd, c.request.data() + c.sent, c.request.size() - c.sent, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c.fd, c.request.data() + c.sent, c.request.size() - c.sent,
+                       MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(i) << 8) | op_send);
   } else {
     io_uring_prep_recv(sqe, c.fd, c.buf + c.len, sizeof c.buf - c.len, 0);
@@ -283,8 +304,11 @@ void health_checker::run() {
       check& c = checks_[i];
       if (!c.verdict_given && now >= c.deadline_ms)
         finish(c, i, false,
-               c.ph == check::phase::connecting ? health_failure::connect_timeout : health_failure::timeout, 0);
-      if (c.ph == check::phase::idle && c.inflight == 0 && now >= c.next_due_ms) start_check(i, now);
+               c.ph == check::phase::connecting ? health_failure::connect_timeout
+                                                : health_failure::timeout,
+               0);
+      if (c.ph == check::phase::idle && c.inflight == 0 && now >= c.next_due_ms)
+        start_check(i, now);
       if (c.ph == check::phase::idle) {
         wake = std::min(wake, c.next_due_ms);
       } else if (!c.verdict_given) {

@@ -21,27 +21,38 @@ enum class health_kind : uint8_t { tcp, http };
 
 struct health_params {
   health_kind kind = health_kind::tcp;
-  std::string path = "/";        // HTTP: request target
-  std::string host;              // HTTP: Host header; empty: the backend address
-  uint16_t expect_status = 0;    // HTTP: exact status wanted; 0: any 2xx or 3xx
+  std::string path = "/";      // HTTP: request target
+  std::string host;            // HTTP: Host header; empty: the backend address
+  uint16_t expect_status = 0;  // HTTP: exact status wanted; 0: any 2xx or 3xx
   unsigned interval_ms = 1000;
-  unsigned timeout_ms = 500;     // connect + request + status line
-  unsigned rise = 2;             // consecutive successes to go up
-  unsigned fall = 3;             // consecutive failures to go down
-  bool initially_up = true;      // state before the first verdict
+  unsigned timeout_ms = 500;  // connect + request + status line
+  unsigned rise = 2;          // consecutive successes to go up
+  unsigned fall = 3;          // consecutive failures to go down
+  bool initially_up = true;   // state before the first verdict
 };
 
 struct health_target {
-  std::string pool;      // for the callback and metrics; the checker does not interpret it
-  size_t backend = 0;    // index in the pool
+  std::string pool;    // for the callback and metrics; the checker does not interpret it
+  size_t backend = 0;  // index in the pool
   l4::ip_addr address;
   uint16_t port = 0;
   health_params params;
 };
 
 // Why a check failed, named for metrics and logs.
-enum class health_failure : uint8_t { none, connect_refused, connect_timeout, connect_error, send_error,
-                                      recv_error, timeout, closed_early, bad_response, bad_status, no_resources };
+enum class health_failure : uint8_t {
+  none,
+  connect_refused,
+  connect_timeout,
+  connect_error,
+  send_error,
+  recv_error,
+  timeout,
+  closed_early,
+  bad_response,
+  bad_status,
+  no_resources
+};
 const char* to_string(health_failure f);
 
 struct health_change {
@@ -67,7 +78,8 @@ class health_checker {
   using change_fn = std::function<void(const health_change&)>;
 
   static common::result<std::unique_ptr<health_checker>> create(std::vector<health_target> targets,
-                                                                 change_fn on_change, unsigned ring_entries = 256);
+                                                                change_fn on_change,
+                                                                unsigned ring_entries = 256);
   ~health_checker();  // stops the thread
   health_checker(const health_checker&) = delete;
   health_checker& operator=(const health_checker&) = delete;

@@ -7,12 +7,17 @@
 namespace edge::upstream {
 namespace {
 
-bool mixed_or_v6(const proxy_v2_info& i) { return i.src.v6 || i.dst.v6; }
+bool mixed_or_v6(const proxy_v2_info& i) {
+  return i.src.v6 || i.dst.v6;
+}
 
-size_t tlv_size(size_t value_len) { return value_len ? 3 + value_len : 0; }
+size_t tlv_size(size_t value_len) {
+  return value_len ? 3 + value_len : 0;
+}
 
 size_t ssl_value_size(const proxy_v2_ssl& s) {
-  return 1 + 4 + tlv_size(s.version.size()) + tlv_size(s.cipher.size()) + tlv_size(s.cert_cn.size());
+  return 1 + 4 + tlv_size(s.version.size()) + tlv_size(s.cipher.size()) +
+         tlv_size(s.cert_cn.size());
 }
 
 struct writer {
@@ -51,9 +56,12 @@ struct writer {
 
 const char* to_string(proxy_v2_error e) {
   switch (e) {
-    case proxy_v2_error::buffer_too_small: return "proxy_v2_buffer_too_small";
-    case proxy_v2_error::unique_id_too_long: return "proxy_v2_unique_id_too_long";
-    case proxy_v2_error::field_too_long: return "proxy_v2_field_too_long";
+    case proxy_v2_error::buffer_too_small:
+      return "proxy_v2_buffer_too_small";
+    case proxy_v2_error::unique_id_too_long:
+      return "proxy_v2_unique_id_too_long";
+    case proxy_v2_error::field_too_long:
+      return "proxy_v2_field_too_long";
   }
   return "proxy_v2_unknown";
 }
@@ -66,8 +74,10 @@ size_t proxy_v2_size(const proxy_v2_info& i) {
   return n;
 }
 
-std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& i, std::span<uint8_t> out) {
-  if (i.unique_id.size() > pp2_unique_id_max) return std::unexpected(proxy_v2_error::unique_id_too_long);
+std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& i,
+                                                      std::span<uint8_t> out) {
+  if (i.unique_id.size() > pp2_unique_id_max)
+    return std::unexpected(proxy_v2_error::unique_id_too_long);
   for (size_t len : {i.authority.size(), i.alpn.size(), i.ssl.version.size(), i.ssl.cipher.size(),
                      i.ssl.cert_cn.size()})
     if (len > 1024) return std::unexpected(proxy_v2_error::field_too_long);

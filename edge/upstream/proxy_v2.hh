@@ -43,8 +43,8 @@ struct proxy_v2_ssl {
 };
 
 struct proxy_v2_info {
-  l4::ip_addr src;  // the client
-  l4::ip_addr dst;  // the VIP it connected to
+  l4::ip_addr src;        // the client
+  l4::ip_addr dst;        // the VIP it connected to
   uint16_t src_port = 0;  // host order
   uint16_t dst_port = 0;
   std::span<const uint8_t> unique_id;  // empty: no TLV
@@ -63,7 +63,8 @@ const char* to_string(proxy_v2_error e);
 
 // Writes the header to out and returns its length. A v4 address next to a v6 one is written as
 // IPv4-mapped IPv6 (the spec wants one family for both).
-std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& info, std::span<uint8_t> out);
+std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& info,
+                                                      std::span<uint8_t> out);
 
 // The exact length encode_proxy_v2 will produce.
 size_t proxy_v2_size(const proxy_v2_info& info);

@@ -12,22 +12,31 @@ namespace edge::upstream {
 
 const char* to_string(upstream_error e) {
   switch (e) {
-    case upstream_error::no_backend: return "no_backend";
-    case upstream_error::connect_failed: return "connect_failed";
-    case upstream_error::connect_timeout: return "connect_timeout";
-    case upstream_error::reset: return "reset";
-    case upstream_error::io_error: return "io_error";
-    case upstream_error::no_resources: return "no_resources";
-    case upstream_error::proxy_header: return "proxy_header";
+    case upstream_error::no_backend:
+      return "no_backend";
+    case upstream_error::connect_failed:
+      return "connect_failed";
+    case upstream_error::connect_timeout:
+      return "connect_timeout";
+    case upstream_error::reset:
+      return "reset";
+    case upstream_error::io_error:
+      return "io_error";
+    case upstream_error::no_resources:
+      return "no_resources";
+    case upstream_error::proxy_header:
+      return "proxy_header";
   }
   return "unknown";
 }
 
 // ---- pool of connection objects ----
 
-common::result<std::unique_ptr<upstream_conns>> upstream_conns::create(uring& ring, const conn_pool_config& cfg) {
+common::result<std::unique_ptr<upstream_conns>> upstream_conns::create(
+    uring& ring, const conn_pool_config& cfg) {
   if (cfg.conns == 0) return common::fail("upstream connections: conns must be > 0");
-  if (cfg.tx_buffer < 4096 || cfg.rx_buffer < 4096 || cfg.tx_buffer > (64u << 20) || cfg.rx_buffer > (64u << 20))
+  if (cfg.tx_buffer < 4096 || cfg.rx_buffer < 4096 || cfg.tx_buffer > (64u << 20) ||
+      cfg.rx_buffer > (64u << 20))
     return common::fail("upstream connections: buffers must be in 4 KiB..64 MiB");
   const size_t tx = std::bit_ceil(cfg.tx_buffer), rx = std::bit_ceil(cfg.rx_buffer);
   std::unique_ptr<upstream_conns> p(new upstream_conns());
@@ -55,14 +64,17 @@ upstream_conns::~upstream_conns() {
   // op complete (or be cancelled) on the still-living ring. Shutdown only; bounded to 2 s.
   for (size_t i = 0; i < count_; ++i) {
     upstream_conn& c = conns_[i];
-    if (c.relay_owned_) c.abort();
-    else if (c.state_ == upstream_conn::state::draining) c.finish_close(true);
+    if (c.relay_owned_)
+      c.abort();
+    else if (c.state_ == upstream_conn::state::draining)
+      c.finish_close(true);
   }
   for (int k = 0; k < 200 && free_.size() < count_; ++k) ring_->wait(10);
 }
 
 std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstream_open& o) {
-  if (!o.pool || !o.events) return std::unexpected(upstream_error::no_resources);  // caller bug, not a crash
+  if (!o.pool || !o.events)
+    return std::unexpected(upstream_error::no_resources);  // caller bug, not a crash
   if (free_.empty()) {
     counters_.exhausted.add();
     return std::unexpected(upstream_error::no_resources);
@@ -100,7 +112,8 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
   c->timeout_.tv_sec = ms / 1000;
   c->timeout_.tv_nsec = static_cast<long long>(ms % 1000) * 1000000;
   switch (c->attempt()) {
-    case upstream_conn::attempt_result::started: break;
+    case upstream_conn::attempt_result::started:
+      break;
     case upstream_conn::attempt_result::no_backend:
       o.pool->counters().no_backend.add();
       return std::unexpected(upstream_error::no_backend);
@@ -211,9 +224,13 @@ void upstream_conn::connect_done() {
   active_counted_ = false;
   if (attempts_ < pool_->spec().max_connect_attempts && attempts_ < 8) {
     switch (attempt()) {
-      case attempt_result::started: pool_->counters().retries.add(); return;
-      case attempt_result::no_backend: break;
-      case attempt_result::sys_error: break;
+      case attempt_result::started:
+        pool_->counters().retries.add();
+        return;
+      case attempt_result::no_backend:
+        break;
+      case attempt_result::sys_error:
+        break;
     }
   }
   pool_->counters().gave_up.add();

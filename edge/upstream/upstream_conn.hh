@@ -65,9 +65,9 @@ struct upstream_open {
 };
 
 struct conn_pool_config {
-  unsigned conns = 1024;      // connection objects per worker
-  size_t tx_buffer = 65536;   // relay -> upstream, rounded up to a power of two
-  size_t rx_buffer = 65536;   // upstream -> relay
+  unsigned conns = 1024;             // connection objects per worker
+  size_t tx_buffer = 65536;          // relay -> upstream, rounded up to a power of two
+  size_t rx_buffer = 65536;          // upstream -> relay
   unsigned drain_timeout_ms = 5000;  // close(): how long queued bytes may take to go before RST
 };
 
@@ -130,8 +130,15 @@ class upstream_conn final : public completion_handler {
  private:
   friend class upstream_conns;
   enum class state : uint8_t { free, connecting, connected, failed, draining, closing };
-  enum tag : uint16_t { tag_connect, tag_connect_timeout, tag_send, tag_recv, tag_cancel, tag_drain_timer,
-                        tag_timer_remove };
+  enum tag : uint16_t {
+    tag_connect,
+    tag_connect_timeout,
+    tag_send,
+    tag_recv,
+    tag_cancel,
+    tag_drain_timer,
+    tag_timer_remove
+  };
   enum class attempt_result : uint8_t { started, no_backend, sys_error };
 
   attempt_result attempt();
@@ -188,7 +195,8 @@ class upstream_conn final : public completion_handler {
 // The per-worker set of connection objects and their buffers, allocated once at start.
 class upstream_conns {
  public:
-  static common::result<std::unique_ptr<upstream_conns>> create(uring& ring, const conn_pool_config& cfg);
+  static common::result<std::unique_ptr<upstream_conns>> create(uring& ring,
+                                                                const conn_pool_config& cfg);
   // Resets open connections and waits (up to 2 s) for their in-flight ops. Destroy before the ring.
   ~upstream_conns();
   upstream_conns(const upstream_conns&) = delete;

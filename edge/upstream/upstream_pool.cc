@@ -7,7 +7,9 @@
 namespace edge::upstream {
 namespace {
 
-bool contains(std::span<const size_t> s, size_t v) { return std::find(s.begin(), s.end(), v) != s.end(); }
+bool contains(std::span<const size_t> s, size_t v) {
+  return std::find(s.begin(), s.end(), v) != s.end();
+}
 
 uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
   x ^= x >> 30;
@@ -31,9 +33,11 @@ common::result<std::unique_ptr<upstream_pool>> upstream_pool::create(const pool_
   if (spec.backends.empty()) return common::fail("pool '" + spec.name + "' has no backends");
   if (spec.max_connect_attempts < 1 || spec.max_connect_attempts > 8)
     return common::fail("pool '" + spec.name + "': max_connect_attempts must be in 1..8");
-  if (spec.connect_timeout_ms == 0) return common::fail("pool '" + spec.name + "': connect_timeout_ms must be > 0");
+  if (spec.connect_timeout_ms == 0)
+    return common::fail("pool '" + spec.name + "': connect_timeout_ms must be > 0");
   for (const auto& b : spec.backends)
-    if (b.port == 0) return common::fail("pool '" + spec.name + "': backend " + b.address.str() + " has port 0");
+    if (b.port == 0)
+      return common::fail("pool '" + spec.name + "': backend " + b.address.str() + " has port 0");
   std::unique_ptr<upstream_pool> p(new upstream_pool());
   p->spec_ = spec;
   p->backends_ = std::vector<backend>(spec.backends.size());
@@ -72,12 +76,14 @@ size_t upstream_pool::select_least_conn(std::span<const size_t> exclude) {
   return best;
 }
 
-size_t rendezvous_pick(uint64_t hash, std::span<const backend> backends, std::span<const size_t> exclude) {
+size_t rendezvous_pick(uint64_t hash, std::span<const backend> backends,
+                       std::span<const size_t> exclude) {
   size_t best = no_backend;
   double best_score = 0;
   for (size_t i = 0; i < backends.size(); ++i) {
     const backend& b = backends[i];
-    if (b.spec.weight == 0 || !b.healthy.load(std::memory_order_relaxed) || contains(exclude, i)) continue;
+    if (b.spec.weight == 0 || !b.healthy.load(std::memory_order_relaxed) || contains(exclude, i))
+      continue;
     // u in (0,1); score = -w / ln(u) gives each backend a w/sum(w) share (weighted HRW).
     uint64_t h = mix64(hash ^ backend_key(b.spec));
     double u = (static_cast<double>(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -91,7 +97,8 @@ size_t rendezvous_pick(uint64_t hash, std::span<const backend> backends, std::sp
 }
 
 size_t upstream_pool::select_by_hash(uint64_t hash, std::span<const size_t> exclude) {
-  size_t pick = selector_ ? selector_(selector_ctx_, hash) : rendezvous_pick(hash, backends_, exclude);
+  size_t pick =
+      selector_ ? selector_(selector_ctx_, hash) : rendezvous_pick(hash, backends_, exclude);
   if (pick < backends_.size() && eligible(pick, exclude)) return pick;
   return select_least_conn(exclude);
 }

@@ -139,6 +139,7 @@ size_t maglev_select(void* table /* const l4::lb::maglev_table* */, uint64_t has
 
 // Weighted rendezvous (highest random weight) hashing: the backend a hash maps to moves only when
 // that backend leaves, and a weight-w backend gets a w/sum(w) share. For pools without Maglev.
-size_t rendezvous_pick(uint64_t hash, std::span<const backend> backends, std::span<const size_t> exclude);
+size_t rendezvous_pick(uint64_t hash, std::span<const backend> backends,
+                       std::span<const size_t> exclude);
 
 }  // namespace edge::upstream

@@ -8,9 +8,11 @@ namespace edge::upstream {
 
 common::result<std::unique_ptr<uring>> uring::create(const uring_config& cfg) {
   if (cfg.sq_entries == 0 || cfg.sq_entries > 32768)
-    return common::fail("io_uring sq_entries must be in 1..32768, got " + std::to_string(cfg.sq_entries));
+    return common::fail("io_uring sq_entries must be in 1..32768, got " +
+                        std::to_string(cfg.sq_entries));
   if (cfg.max_ops == 0 || cfg.max_ops > (1u << 24))
-    return common::fail("io_uring max_ops must be in 1..16777216, got " + std::to_string(cfg.max_ops));
+    return common::fail("io_uring max_ops must be in 1..16777216, got " +
+                        std::to_string(cfg.max_ops));
   std::unique_ptr<uring> u(new uring());
   io_uring_params p{};
   p.flags = IORING_SETUP_CQSIZE;
@@ -23,15 +25,18 @@ common::result<std::unique_ptr<uring>> uring::create(const uring_config& cfg) {
   io_uring_params with_all = p;
   with_all.flags |= IORING_SETUP_SUBMIT_ALL;
   int rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &with_all);
-  if (rc == -EINVAL) rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &p);
-  else p = with_all;
+  if (rc == -EINVAL)
+    rc = io_uring_queue_init_params(cfg.sq_entries, &u->ring_, &p);
+  else
+    p = with_all;
   if (rc < 0) return common::fail(std::string("io_uring_queue_init: ") + std::strerror(-rc));
   u->ring_ok_ = true;
   // Linked timeouts and connect need these; refuse early rather than fail per connection.
   if (!(p.features & IORING_FEAT_NODROP))
     return common::fail("io_uring: kernel lacks IORING_FEAT_NODROP (need Linux >= 5.5)");
   u->slots_.resize(cfg.max_ops);
-  for (uint32_t i = 0; i < cfg.max_ops; ++i) u->slots_[i].next_free = i + 1 < cfg.max_ops ? i + 1 : no_slot;
+  for (uint32_t i = 0; i < cfg.max_ops; ++i)
+    u->slots_[i].next_free = i + 1 < cfg.max_ops ? i + 1 : no_slot;
   u->free_head_ = 0;
   return u;
 }
@@ -53,7 +58,8 @@ void uring::flush() {
 io_uring_sqe* uring::sqe_or_flush() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe) return sqe;
-  // The SQ ring is full of prepared entries: hand them to the kernel (does not wait) and retry once.
+  // The SQ ring is full of prepared entries: hand them to the kernel (does not wait) and retry
+  // once.
   flush();
   return io_uring_get_sqe(&ring_);
 }
@@ -108,8 +114,10 @@ void uring::wait_room(completion_handler* h) {
   if (h->room_waiting_) return;
   h->room_waiting_ = true;
   h->room_next_ = nullptr;
-  if (room_tail_) room_tail_->room_next_ = h;
-  else room_head_ = h;
+  if (room_tail_)
+    room_tail_->room_next_ = h;
+  else
+    room_head_ = h;
   room_tail_ = h;
 }
 

@@ -22,12 +22,12 @@ struct uring_config {
 };
 
 struct uring_counters {
-  common::counter submitted;        // SQEs handed to the kernel
-  common::counter completed;        // CQEs dispatched to a handler
-  common::counter sq_full;          // get_sqe/has_room refused: SQ ring full even after a flush
-  common::counter slots_exhausted;  // get_sqe/has_room refused: not enough free operation slots
+  common::counter submitted;           // SQEs handed to the kernel
+  common::counter completed;           // CQEs dispatched to a handler
+  common::counter sq_full;             // get_sqe/has_room refused: SQ ring full even after a flush
+  common::counter slots_exhausted;     // get_sqe/has_room refused: not enough free operation slots
   common::counter fairness_deferrals;  // refused because earlier requests still wait for room
-  common::counter submit_errors;    // io_uring_submit returned an error (other than EBUSY/EAGAIN)
+  common::counter submit_errors;      // io_uring_submit returned an error (other than EBUSY/EAGAIN)
   common::counter stale_completions;  // CQE whose slot generation no longer matched (a bug if > 0)
 };
 
@@ -44,7 +44,8 @@ void visit(const uring_counters& c, F&& f) {
 
 class uring;
 
-// The target of completions. `tag` is the handler's own name for the operation (connect, send, ...).
+// The target of completions. `tag` is the handler's own name for the operation (connect, send,
+// ...).
 class completion_handler {
  public:
   virtual void on_completion(uint16_t tag, int32_t res, uint32_t cqe_flags) = 0;

@@ -47,7 +47,8 @@ struct http_server {
           last_request = req;
         }
         ++requests;
-        std::string resp = "HTTP/1.0 " + std::to_string(status.load()) + " X\r\nContent-Length: 0\r\n\r\n";
+        std::string resp =
+            "HTTP/1.0 " + std::to_string(status.load()) + " X\r\nContent-Length: 0\r\n\r\n";
         write_all(s, resp.data(), resp.size());
         ::close(s);
       }
@@ -64,8 +65,9 @@ struct changes {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<health_change> seen;
-  std::vector<uint64_t> failures_at_change;   // failed checks so far
-  std::vector<uint64_t> successes_at_change;  // passed checks so far (one check at a time per target)
+  std::vector<uint64_t> failures_at_change;  // failed checks so far
+  std::vector<uint64_t>
+      successes_at_change;  // passed checks so far (one check at a time per target)
   const health_checker* hc = nullptr;
 
   health_checker::change_fn fn() {
@@ -92,8 +94,8 @@ health_target target(uint16_t port, health_kind kind, unsigned rise = 2, unsigne
   t.address = addr("127.0.0.1");
   t.port = port;
   t.params.kind = kind;
-  t.params.interval_ms = 40;
-  t.params.timeout_ms = 30;
+  t.params.interval_ms = 100;
+  t.params.timeout_ms = 80;
   t.params.rise = rise;
   t.params.fall = fall;
   return t;
@@ -109,7 +111,7 @@ TEST(health_checker, rejects_bad_params) {
   t.params.fall = 0;
   EXPECT_FALSE(health_checker::create({t}, nullptr));
   t = target(80, health_kind::tcp);
-  t.params.timeout_ms = 100;  // > interval
+  t.params.timeout_ms = 200;  // > interval
   EXPECT_FALSE(health_checker::create({t}, nullptr));
   t = target(0, health_kind::tcp);
   EXPECT_FALSE(health_checker::create({t}, nullptr));
@@ -123,7 +125,7 @@ TEST(health_checker, tcp_down_after_fall_and_up_after_rise) {
   ASSERT_TRUE(hc) << hc.error().str();
   ch.hc = hc->get();
   (*hc)->start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
   EXPECT_TRUE((*hc)->state(0).up.load());
   EXPECT_GE((*hc)->state(0).checks.get(), 3u);
   EXPECT_EQ((*hc)->state(0).failures.get(), 0u);
@@ -167,10 +169,12 @@ TEST(health_checker, http_status_decides) {
   ASSERT_TRUE(hc);
   ch.hc = hc->get();
   (*hc)->start();
-  ASSERT_TRUE(run_until([] { return 0u; }, [&] { return (*hc)->state(0).last_status.load() == 200; }, 3000));
+  ASSERT_TRUE(run_until([] { return 0u; },
+                        [&] { return (*hc)->state(0).last_status.load() == 200; }, 3000));
   {
     std::lock_guard g(srv.mu);
-    EXPECT_EQ(srv.last_request.rfind("GET /healthz HTTP/1.0\r\nHost: gw.internal:", 0), 0u) << srv.last_request;
+    EXPECT_EQ(srv.last_request.rfind("GET /healthz HTTP/1.0\r\nHost: gw.internal:", 0), 0u)
+        << srv.last_request;
   }
   srv.status = 503;
   ASSERT_TRUE(ch.wait(1));
@@ -210,8 +214,8 @@ TEST(health_checker, http_expected_status) {
 }
 
 TEST(health_checker, timeouts_and_garbage_fail) {
-  blackhole bh;                       // connect never completes
-  listener mute;                      // accepts (backlog) but never answers HTTP
+  blackhole bh;   // connect never completes
+  listener mute;  // accepts (backlog) but never answers HTTP
   changes ch;
   auto a = target(bh.port(), health_kind::tcp, 1, 1);
   auto b = target(mute.port, health_kind::http, 1, 1);
@@ -299,10 +303,12 @@ TEST(health_checker, many_targets_stop_promptly) {
   auto hc = health_checker::create(ts, nullptr);
   ASSERT_TRUE(hc);
   (*hc)->start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
   auto t0 = std::chrono::steady_clock::now();
   (*hc)->stop();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_LT(ms, 500);
   for (size_t i = 0; i < ts.size(); ++i) {
     EXPECT_TRUE((*hc)->state(i).up.load());

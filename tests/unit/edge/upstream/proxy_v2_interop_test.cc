@@ -45,16 +45,23 @@ class haproxy_interop : public ::testing::Test {
     if (!std::filesystem::exists(haproxy_bin)) GTEST_SKIP() << "haproxy not installed";
     dir = std::filesystem::temp_directory_path() / ("edge-pp2-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
-    { listener probe; port = probe.port; }  // a free port; haproxy binds it next
-    std::ofstream(dir / "haproxy.cfg") << "global\n  maxconn 64\n"
-        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n"
-        "frontend fe\n  bind 127.0.0.1:" << port << " accept-proxy\n"
-        "  http-request return status 200 content-type text/plain lf-string "
-        "\"src=%[src] sport=%[src_port] dst=%[dst] dport=%[dst_port] auth=%[fc_pp_authority] "
-        "id=%[fc_pp_unique_id,hex]\\n\"\n";
+    {
+      listener probe;
+      port = probe.port;
+    }  // a free port; haproxy binds it next
+    std::ofstream(dir / "haproxy.cfg")
+        << "global\n  maxconn 64\n"
+           "defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n"
+           "frontend fe\n  bind 127.0.0.1:"
+        << port
+        << " accept-proxy\n"
+           "  http-request return status 200 content-type text/plain lf-string "
+           "\"src=%[src] sport=%[src_port] dst=%[dst] dport=%[dst_port] auth=%[fc_pp_authority] "
+           "id=%[fc_pp_unique_id,hex]\\n\"\n";
     std::string cfg = (dir / "haproxy.cfg").string();
     const char* argv[] = {haproxy_bin, "-db", "-f", cfg.c_str(), nullptr};
-    ASSERT_EQ(::posix_spawn(&pid, haproxy_bin, nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    ASSERT_EQ(::posix_spawn(&pid, haproxy_bin, nullptr, nullptr, const_cast<char**>(argv), environ),
+              0);
     // Wait until it listens.
     bool up = false;
     for (int k = 0; k < 100 && !up; ++k) {
@@ -69,7 +76,8 @@ class haproxy_interop : public ::testing::Test {
     }
     ASSERT_TRUE(up) << "haproxy did not start";
     ring = std::move(*uring::create({.sq_entries = 64, .max_ops = 256}));
-    pool = std::move(*upstream_pool::create({.name = "haproxy", .backends = {{addr("127.0.0.1"), port}}}));
+    pool = std::move(
+        *upstream_pool::create({.name = "haproxy", .backends = {{addr("127.0.0.1"), port}}}));
     conns = std::move(*upstream_conns::create(*ring, {.conns = 4}));
   }
   void TearDown() override {
@@ -92,7 +100,8 @@ class haproxy_interop : public ::testing::Test {
     (*c)->send(std::as_bytes(std::span(req)));
     run_until([&] { return ring->poll(); }, [&] { return r.fin > 0 || r.errors > 0; }, 5000);
     (*c)->abort();
-    run_until([&] { return ring->poll(); }, [&] { return conns->free_count() == conns->capacity(); });
+    run_until([&] { return ring->poll(); },
+              [&] { return conns->free_count() == conns->capacity(); });
     return r.got;
   }
 
@@ -117,8 +126,10 @@ TEST_F(haproxy_interop, accepts_ipv4_header_with_tlvs_and_crc) {
   i.ssl = {true, true, true, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "client-7"};
   std::string resp = exchange(&i);
   EXPECT_NE(resp.find("HTTP/1.1 200"), std::string::npos) << resp;
-  EXPECT_NE(resp.find("src=203.0.113.9 sport=51000 dst=198.51.100.1 dport=443 auth=shop.example id=CAFE01"),
-            std::string::npos)
+  EXPECT_NE(
+      resp.find(
+          "src=203.0.113.9 sport=51000 dst=198.51.100.1 dport=443 auth=shop.example id=CAFE01"),
+      std::string::npos)
       << resp;
 }
 
@@ -129,7 +140,8 @@ TEST_F(haproxy_interop, accepts_ipv6_header) {
   i.src_port = 40001;
   i.dst_port = 8443;
   std::string resp = exchange(&i);
-  EXPECT_NE(resp.find("src=2001:db8::9 sport=40001 dst=2001:db8::1 dport=8443"), std::string::npos) << resp;
+  EXPECT_NE(resp.find("src=2001:db8::9 sport=40001 dst=2001:db8::1 dport=8443"), std::string::npos)
+      << resp;
 }
 
 TEST_F(haproxy_interop, rejects_header_with_wrong_crc) {
@@ -154,19 +166,36 @@ class nginx_interop : public ::testing::Test {
     if (!std::filesystem::exists("/usr/sbin/nginx")) GTEST_SKIP() << "nginx not installed";
     dir = std::filesystem::temp_directory_path() / ("edge-pp2-nginx-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir / "logs");
-    { listener probe; port = probe.port; }
-    std::ofstream(dir / "nginx.conf") << "daemon off;\nmaster_process off;\nerror_log " << (dir / "logs/error.log").string()
-        << ";\npid " << (dir / "nginx.pid").string() << ";\nevents { worker_connections 64; }\n"
-        "http {\n  access_log " << (dir / "logs/access.log").string() << ";\n"
-        "  client_body_temp_path " << dir.string() << ";\n  proxy_temp_path " << dir.string() << ";\n"
-        "  fastcgi_temp_path " << dir.string() << ";\n  uwsgi_temp_path " << dir.string() << ";\n"
-        "  scgi_temp_path " << dir.string() << ";\n"
-        "  server {\n    listen 127.0.0.1:" << port << " proxy_protocol;\n"
-        "    location / { return 200 \"client=$proxy_protocol_addr:$proxy_protocol_port "
-        "server=$proxy_protocol_server_addr:$proxy_protocol_server_port\\n\"; }\n  }\n}\n";
+    {
+      listener probe;
+      port = probe.port;
+    }
+    std::ofstream(dir / "nginx.conf")
+        << "daemon off;\nmaster_process off;\nerror_log " << (dir / "logs/error.log").string()
+        << ";\npid " << (dir / "nginx.pid").string()
+        << ";\nevents { worker_connections 64; }\n"
+           "http {\n  access_log "
+        << (dir / "logs/access.log").string()
+        << ";\n"
+           "  client_body_temp_path "
+        << dir.string() << ";\n  proxy_temp_path " << dir.string()
+        << ";\n"
+           "  fastcgi_temp_path "
+        << dir.string() << ";\n  uwsgi_temp_path " << dir.string()
+        << ";\n"
+           "  scgi_temp_path "
+        << dir.string()
+        << ";\n"
+           "  server {\n    listen 127.0.0.1:"
+        << port
+        << " proxy_protocol;\n"
+           "    location / { return 200 \"client=$proxy_protocol_addr:$proxy_protocol_port "
+           "server=$proxy_protocol_server_addr:$proxy_protocol_server_port\\n\"; }\n  }\n}\n";
     std::string cfg = (dir / "nginx.conf").string(), prefix = dir.string() + "/";
     const char* argv[] = {"/usr/sbin/nginx", "-p", prefix.c_str(), "-c", cfg.c_str(), nullptr};
-    ASSERT_EQ(::posix_spawn(&pid, "/usr/sbin/nginx", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    ASSERT_EQ(
+        ::posix_spawn(&pid, "/usr/sbin/nginx", nullptr, nullptr, const_cast<char**>(argv), environ),
+        0);
     bool up = false;
     for (int k = 0; k < 100 && !up; ++k) {
       int f = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -180,7 +209,8 @@ class nginx_interop : public ::testing::Test {
     }
     ASSERT_TRUE(up) << "nginx did not start";
     ring = std::move(*uring::create({.sq_entries = 64, .max_ops = 256}));
-    pool = std::move(*upstream_pool::create({.name = "nginx", .backends = {{addr("127.0.0.1"), port}}}));
+    pool = std::move(
+        *upstream_pool::create({.name = "nginx", .backends = {{addr("127.0.0.1"), port}}}));
     conns = std::move(*upstream_conns::create(*ring, {.conns = 4}));
   }
   void TearDown() override {
@@ -213,11 +243,14 @@ TEST_F(nginx_interop, sees_client_address_from_header) {
   const std::string req = "GET / HTTP/1.0\r\nHost: shop.example\r\n\r\n";
   (*c)->send(std::as_bytes(std::span(req)));
   (*c)->shutdown_write();
-  ASSERT_TRUE(run_until([&] { return ring->poll(); }, [&] { return r.fin > 0 || r.errors > 0; }, 5000));
+  ASSERT_TRUE(
+      run_until([&] { return ring->poll(); }, [&] { return r.fin > 0 || r.errors > 0; }, 5000));
   EXPECT_NE(r.got.find("HTTP/1.1 200"), std::string::npos) << r.got;
-  EXPECT_NE(r.got.find("client=203.0.113.77:61000 server=198.51.100.1:443"), std::string::npos) << r.got;
+  EXPECT_NE(r.got.find("client=203.0.113.77:61000 server=198.51.100.1:443"), std::string::npos)
+      << r.got;
   (*c)->close();
-  EXPECT_TRUE(run_until([&] { return ring->poll(); }, [&] { return conns->free_count() == conns->capacity(); }));
+  EXPECT_TRUE(run_until([&] { return ring->poll(); },
+                        [&] { return conns->free_count() == conns->capacity(); }));
 }
 
 }  // namespace

@@ -28,8 +28,12 @@ struct decoded {
   bool crc_ok = false;
 };
 
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t be32(const uint8_t* p) { return uint32_t{be16(p)} << 16 | be16(p + 2); }
+uint16_t be16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+uint32_t be32(const uint8_t* p) {
+  return uint32_t{be16(p)} << 16 | be16(p + 2);
+}
 
 // A strict decoder: nullopt on any malformation.
 std::optional<decoded> decode(std::vector<uint8_t> h) {
@@ -111,7 +115,8 @@ TEST(proxy_v2, ipv4_without_tlvs_byte_exact) {
   i.src_port = 50000;
   i.dst_port = 443;
   i.crc32c = false;
-  EXPECT_EQ(encode(i), cat(sig, {0x21, 0x11, 0x00, 0x0c, 192, 0, 2, 1, 198, 51, 100, 2, 0xc3, 0x50, 0x01, 0xbb}));
+  EXPECT_EQ(encode(i), cat(sig, {0x21, 0x11, 0x00, 0x0c, 192, 0, 2, 1, 198, 51, 100, 2, 0xc3, 0x50,
+                                 0x01, 0xbb}));
 }
 
 TEST(proxy_v2, ipv4_crc32c_known_value) {
@@ -121,8 +126,9 @@ TEST(proxy_v2, ipv4_crc32c_known_value) {
   i.src_port = 50000;
   i.dst_port = 443;
   // CRC from a bitwise CRC-32C over the header with the value zeroed (python, not this code).
-  EXPECT_EQ(encode(i), cat(sig, {0x21, 0x11, 0x00, 0x13, 192, 0, 2, 1, 198, 51, 100, 2, 0xc3, 0x50, 0x01, 0xbb,
-                                 0x03, 0x00, 0x04, 0xa8, 0xf4, 0x07, 0xb1}));
+  EXPECT_EQ(encode(i),
+            cat(sig, {0x21, 0x11, 0x00, 0x13, 192,  0,    2,    1,    198,  51,   100, 2,
+                      0xc3, 0x50, 0x01, 0xbb, 0x03, 0x00, 0x04, 0xa8, 0xf4, 0x07, 0xb1}));
 }
 
 TEST(proxy_v2, ipv6_layout) {
@@ -136,8 +142,10 @@ TEST(proxy_v2, ipv6_layout) {
   ASSERT_EQ(h.size(), 16u + 36);
   EXPECT_EQ(h[13], 0x21);
   EXPECT_EQ(be16(&h[14]), 36);
-  EXPECT_EQ(std::vector<uint8_t>(h.begin() + 16, h.begin() + 32), std::vector<uint8_t>(i.src.b.begin(), i.src.b.end()));
-  EXPECT_EQ(std::vector<uint8_t>(h.begin() + 32, h.begin() + 48), std::vector<uint8_t>(i.dst.b.begin(), i.dst.b.end()));
+  EXPECT_EQ(std::vector<uint8_t>(h.begin() + 16, h.begin() + 32),
+            std::vector<uint8_t>(i.src.b.begin(), i.src.b.end()));
+  EXPECT_EQ(std::vector<uint8_t>(h.begin() + 32, h.begin() + 48),
+            std::vector<uint8_t>(i.dst.b.begin(), i.dst.b.end()));
   EXPECT_EQ(be16(&h[48]), 1);
   EXPECT_EQ(be16(&h[50]), 2);
 }

@@ -2,9 +2,9 @@
 // Loopback helpers for the upstream tests: listening sockets, blocking peers on threads, a poll
 // loop with a deadline. Test code only; the blocking calls here never run on a worker.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,7 +21,9 @@
 
 namespace edge::upstream::test {
 
-inline l4::ip_addr addr(const char* s) { return *l4::ip_addr::parse(s); }
+inline l4::ip_addr addr(const char* s) {
+  return *l4::ip_addr::parse(s);
+}
 
 // A listening TCP socket on an ephemeral loopback port.
 struct listener {
@@ -54,7 +56,8 @@ struct listener {
       return;
     }
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                    : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   }
   ~listener() { close(); }
   void close() {

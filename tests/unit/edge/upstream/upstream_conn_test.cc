@@ -56,8 +56,8 @@ struct relay final : upstream_events {
 
 class upstream_conn_test : public ::testing::Test {
  protected:
-  void make(std::vector<backend_spec> backends, unsigned timeout_ms = 300, size_t buf = 65536, unsigned nconns = 8,
-            unsigned drain_ms = 5000) {
+  void make(std::vector<backend_spec> backends, unsigned timeout_ms = 300, size_t buf = 65536,
+            unsigned nconns = 8, unsigned drain_ms = 5000) {
     ring = std::move(*uring::create({.sq_entries = 64, .max_ops = 256}));
     pool_spec s;
     s.name = "gw";
@@ -66,7 +66,8 @@ class upstream_conn_test : public ::testing::Test {
     auto p = upstream_pool::create(s);
     ASSERT_TRUE(p) << p.error().str();
     pool = std::move(*p);
-    auto c = upstream_conns::create(*ring, {.conns = nconns, .tx_buffer = buf, .rx_buffer = buf, .drain_timeout_ms = drain_ms});
+    auto c = upstream_conns::create(
+        *ring, {.conns = nconns, .tx_buffer = buf, .rx_buffer = buf, .drain_timeout_ms = drain_ms});
     ASSERT_TRUE(c) << c.error().str();
     conns = std::move(*c);
   }
@@ -187,7 +188,9 @@ TEST_F(upstream_conn_test, connect_timeout_then_next_backend) {
   int s = accept(l);
   ASSERT_GE(s, 0);
   ASSERT_TRUE(until([&] { return r.connected == 1; }));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_GE(ms, 190);
   EXPECT_LT(ms, 2000);
   EXPECT_EQ(pool->at(0).counters.connect_timeouts.get(), 1u);
@@ -402,7 +405,9 @@ TEST_F(upstream_conn_test, drain_is_bounded_when_upstream_stops_reading) {
   auto t0 = std::chrono::steady_clock::now();
   c->close();
   EXPECT_TRUE(all_free());
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_GE(ms, 140);
   EXPECT_LT(ms, 2000);
   EXPECT_EQ(conns->counters().drain_timeouts.get(), 1u);
@@ -478,7 +483,8 @@ TEST_F(upstream_conn_test, many_connections_through_a_starved_ring) {
   make({{l.address(), l.port}}, 3000, 16384, 64);
   conns.reset();  // before its ring
   ring = std::move(*uring::create({.sq_entries = 8, .max_ops = 4}));
-  conns = std::move(*upstream_conns::create(*ring, {.conns = 64, .tx_buffer = 16384, .rx_buffer = 16384}));
+  conns = std::move(
+      *upstream_conns::create(*ring, {.conns = 64, .tx_buffer = 16384, .rx_buffer = 16384}));
   std::atomic<bool> stop{false};
   std::vector<std::thread> echoes;
   std::thread acceptor([&] {

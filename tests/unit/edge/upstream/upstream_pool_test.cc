@@ -19,7 +19,8 @@ using test::addr;
 pool_spec three(uint32_t w0 = 1, uint32_t w1 = 1, uint32_t w2 = 1) {
   pool_spec s;
   s.name = "gw";
-  s.backends = {{addr("10.0.0.1"), 8080, w0}, {addr("10.0.0.2"), 8080, w1}, {addr("10.0.0.3"), 8080, w2}};
+  s.backends = {
+      {addr("10.0.0.1"), 8080, w0}, {addr("10.0.0.2"), 8080, w1}, {addr("10.0.0.3"), 8080, w2}};
   return s;
 }
 
@@ -98,7 +99,8 @@ TEST(upstream_pool, unhealthy_and_excluded_are_skipped) {
 TEST(upstream_pool, hash_is_stable_and_moves_only_the_leaving_share) {
   pool_spec s;
   s.name = "gw";
-  for (int i = 0; i < 5; ++i) s.backends.push_back({addr(("10.0.1." + std::to_string(i + 1)).c_str()), 80, 1});
+  for (int i = 0; i < 5; ++i)
+    s.backends.push_back({addr(("10.0.1." + std::to_string(i + 1)).c_str()), 80, 1});
   auto p = *upstream_pool::create(s);
   const int flows = 20000;
   std::vector<size_t> before(flows);
@@ -125,7 +127,9 @@ TEST(upstream_pool, hash_is_stable_and_moves_only_the_leaving_share) {
 
 TEST(upstream_pool, hash_selector_hook_wins_when_eligible) {
   auto p = *upstream_pool::create(three());
-  struct ctx { size_t pick; } c{1};
+  struct ctx {
+    size_t pick;
+  } c{1};
   p->set_hash_selector([](void* x, uint64_t) { return static_cast<ctx*>(x)->pick; }, &c);
   EXPECT_EQ(p->select_by_hash(7), 1u);
   p->set_healthy(1, false);  // the table still names 1: fall back to least connections
@@ -138,7 +142,8 @@ TEST(upstream_pool, hash_selector_hook_wins_when_eligible) {
 TEST(upstream_pool, maglev_table_drives_hash_selection) {
   pool_spec s;
   s.name = "gw";
-  for (int i = 0; i < 4; ++i) s.backends.push_back({addr(("10.0.2." + std::to_string(i + 1)).c_str()), 80, 1});
+  for (int i = 0; i < 4; ++i)
+    s.backends.push_back({addr(("10.0.2." + std::to_string(i + 1)).c_str()), 80, 1});
   s.backends.push_back({addr("2001:db8::5"), 80, 2});
   auto p = *upstream_pool::create(s);
   auto mb = maglev_backends(*p);

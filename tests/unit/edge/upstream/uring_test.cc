@@ -57,7 +57,9 @@ TEST(uring, poll_on_idle_ring_returns_at_once) {
   auto t0 = std::chrono::steady_clock::now();
   unsigned n = 0;
   for (int k = 0; k < 1000; ++k) n += (*u)->poll();
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_EQ(n, 0u);
   EXPECT_LT(us, 500000) << "1000 polls took " << us << " us";
 }
@@ -114,7 +116,8 @@ TEST(uring, waiters_are_served_first) {
   while (!taker.got && std::chrono::steady_clock::now() < end) (*u)->poll();
   EXPECT_TRUE(taker.got);
   EXPECT_EQ(waiter.rooms, 1);
-  EXPECT_GT((*u)->counters().fairness_deferrals.get(), 0u);  // a's re-arms were turned away meanwhile
+  EXPECT_GT((*u)->counters().fairness_deferrals.get(),
+            0u);  // a's re-arms were turned away meanwhile
   while (waiter.got.empty() && std::chrono::steady_clock::now() < end) (*u)->poll();
   EXPECT_EQ(waiter.got.size(), 1u);
 }
