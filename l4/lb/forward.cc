@@ -566,9 +566,10 @@ lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pa
 
 void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
                    std::span<const packet> parsed, std::span<lb_verdict> out, uint64_t now) {
-  // Three passes per chunk so the connection table's cache misses overlap: hash and prefetch the
-  // buckets, then prefetch the slots whose tags match, then process.
-  constexpr size_t chunk = 32;
+  // Software-pipelined so the connection table's cache misses overlap: hash every packet and
+  // prefetch its buckets; then, `ahead` packets before processing one, prefetch the slots whose
+  // tags match (the tags have arrived by then).
+  constexpr size_t chunk = 32, ahead = 6;
   flow_key keys[chunk];
   uint64_t hashes[chunk];
   conn_table& ct = w.conns();
@@ -579,10 +580,12 @@ void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const
       hashes[i] = flow_hash(keys[i]);
       ct.prefetch_buckets(hashes[i]);
     }
-    for (size_t i = 0; i < k; ++i) ct.prefetch_slots(hashes[i]);
-    for (size_t i = 0; i < k; ++i)
+    for (size_t i = 0; i < k && i < ahead; ++i) ct.prefetch_slots(hashes[i]);
+    for (size_t i = 0; i < k; ++i) {
+      if (i + ahead < k) ct.prefetch_slots(hashes[i + ahead]);
       out[base + i] =
           forward_prepared(cfg, w, pkts[base + i], parsed[base + i], keys[i], hashes[i], now);
+    }
   }
 }
 

@@ -73,7 +73,11 @@ class conn_table {
     const uint16_t tag = tag_of(h);
     for (uint32_t b : {bucket_a(h), bucket_b(h)})
       for (uint32_t w = 0; w < ways; ++w)
-        if (buckets_[b].tag[w] == tag) __builtin_prefetch(&slots_[b * ways + w]);
+        if (buckets_[b].tag[w] == tag) {
+          const char* e = reinterpret_cast<const char*>(&slots_[b * ways + w]);
+          __builtin_prefetch(e);       // key, expiry, kind
+          __builtin_prefetch(e + 64);  // the rewrite
+        }
   }
 
   // A fresh entry for `k` (key, created, expiry set for `state`; other fields to fill), or
