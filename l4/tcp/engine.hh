@@ -153,6 +153,7 @@ class engine {
 
   std::vector<rte_mbuf*> tx_;
   uint64_t challenge_second_ = 0;
+  uint64_t last_cookie_ms_ = 0;  // when a SYN cookie was last sent (0: never)
   uint32_t challenge_count_ = 0;
   counters ctr_;
 };

@@ -83,6 +83,7 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
       if (tsval > static_cast<uint32_t>(now_ms())) tsval -= cookie_ts_mask + 1;
       send_synack_cookie(route_from(m, p), isn, s.seq, mss, s.opt, tsval);
       ctr_.cookies_sent.add();
+      last_cookie_ms_ = std::max<uint64_t>(now_ms(), 1);
       return drop::none;
     }
     if (pressure) return drop::tcp_backlog_full;
@@ -117,7 +118,11 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     schedule(*t);
     return drop::none;
   }
-  if ((s.flags & (f_syn | f_ack)) == f_ack && cfg_.cookies != cookie_mode::off) {
+  // Only ACKs that can answer a cookie are checked (cookies out within their 128 s lifetime), so
+  // cookies_failed counts forgeries and stale cookies, not every stray ACK.
+  const bool cookies_live = cfg_.cookies == cookie_mode::always ||
+                            (last_cookie_ms_ != 0 && now_ms() - last_cookie_ms_ <= 128'000);
+  if ((s.flags & (f_syn | f_ack)) == f_ack && cookies_live) {
     const uint8_t bits = s.opt.has_ts ? static_cast<uint8_t>(s.opt.tsecr & cookie_ts_mask) : 0;
     const auto co = cookies_.check(ft, s.seq - 1, s.ack - 1, bits, now_ms() / 1000);
     if (!co) {

@@ -304,6 +304,14 @@ TEST_F(cookies, forged_or_stale_cookie_fails) {
   EXPECT_TRUE(app.accepted.empty());
 }
 
+TEST_F(cookies, stray_ack_without_cookies_out_is_no_connection) {
+  cfg.cookies = cookie_mode::on_pressure;
+  start();
+  EXPECT_EQ(inject(ACK, cisn + 1, 12345), drop::tcp_no_connection);
+  EXPECT_EQ(one().flags, RST);
+  EXPECT_EQ(st->stats().cookies_failed.get(), 0u);
+}
+
 TEST_F(cookies, switched_on_by_syn_pressure) {
   cfg.cookies = cookie_mode::on_pressure;
   cfg.syn_backlog = 2;
