@@ -1,6 +1,7 @@
 // Stage behaviour across packets and config changes: connection hits/misses, flows keeping their
 // backend through a Maglev change, drain, health, table full, SNAT port ranges per worker,
 // neighbour resolution, and the config builder's refusals.
+#include <algorithm>
 #include <set>
 
 #include "lb_fixture.hh"
@@ -294,4 +295,60 @@ TEST(lb_state, packets_not_for_the_stage_are_named_drops) {
   EXPECT_FALSE(is_lb_packet(*cfg, p));
   EXPECT_EQ(forward_one(*cfg, *w, m, p, 1).reason, drop::lb_icmp_unhandled);
   rte_pktmbuf_free(m);
+}
+
+TEST(lb_state, another_node_sends_a_mid_flow_packet_to_the_same_backend) {
+  // Node A saw the SYN; ECMP moves the flow to node B, whose config lists the backends in
+  // another order and which has no connection entry: B must still pick A's backend.
+  lb_spec a = base_spec();
+  auto& svc = a.services.back();
+  for (int i = 10; i < 20; ++i)
+    svc.backends.push_back({ip(("10.0.1." + std::to_string(i)).c_str())});
+  lb_spec b = a;
+  std::reverse(b.services.back().backends.begin(), b.services.back().backends.end());
+  auto cfg_a = build(a), cfg_b = build(b);
+  auto wa = make_worker(), wb = make_worker();
+  for (int n = 10; n < 20; ++n) {
+    const rte_ether_addr m = backend_mac(static_cast<uint8_t>(n));
+    wa->neighbors(port_role::lan).add_static(ip(("10.0.1." + std::to_string(n)).c_str()), m);
+    wb->neighbors(port_role::lan).add_static(ip(("10.0.1." + std::to_string(n)).c_str()), m);
+  }
+  std::set<uint8_t> used;
+  for (uint16_t port = 50000; port < 50200; ++port) {
+    auto syn = pkt("203.0.113.9", "198.51.100.9", IPPROTO_TCP, port, 80);
+    auto ra = run(*cfg_a, *wa, syn.bytes(), 1);
+    auto ack = syn;
+    ack.tcp_flags = 0x10;
+    auto rb = run(*cfg_b, *wb, ack.bytes(), 1);
+    ASSERT_EQ(ra.v.action, lb_action::tx);
+    ASSERT_EQ(rb.v.action, lb_action::tx);
+    EXPECT_EQ(backend_of(ra), backend_of(rb)) << "flow " << port;
+    used.insert(backend_of(ra));
+  }
+  EXPECT_EQ(used.size(), 12u);
+}
+
+TEST(lb_state, replies_to_another_workers_snat_port_find_no_connection) {
+  lb_spec spec = base_spec();
+  spec.workers = 2;
+  auto cfg = build(spec);
+  auto w0 = lb_worker::create({.index = 0, .conn_capacity = 256, .hz = 1000});
+  auto w1 = lb_worker::create({.index = 1, .conn_capacity = 256, .hz = 1000});
+  ASSERT_TRUE(w0 && w1);
+  add_neighbors(**w0);
+  add_neighbors(**w1);
+  auto syn = pkt("203.0.113.7", "198.51.100.1", IPPROTO_TCP, 51000, 80);
+  auto r = run(*cfg, **w1, syn.bytes(), 1);
+  ASSERT_EQ(r.v.action, lb_action::tx);
+  const uint16_t sport = static_cast<uint16_t>(r.out[34] << 8 | r.out[35]);
+  EXPECT_EQ(cfg->snat_port_owner(sport), 1);
+  EXPECT_EQ(sport, cfg->snat_range(1).first);
+  auto reply = pkt("10.0.1.5", "10.0.0.100", IPPROTO_TCP, 8080, sport);
+  reply.tcp_flags = 0x12;
+  // On the wrong worker: a named drop (dispatch by snat_port_owner() avoids it) ...
+  EXPECT_EQ(run(*cfg, **w0, reply.bytes(), 2).v.reason, drop::lb_no_conn_for_reply);
+  // ... on the owner: translated back to the client.
+  auto back = run(*cfg, **w1, reply.bytes(), 2);
+  EXPECT_EQ(back.v.action, lb_action::tx);
+  EXPECT_EQ(back.v.port_id, 0);
 }
