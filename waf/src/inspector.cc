@@ -114,6 +114,8 @@ void inspector::reset_request() {
   body_remaining_ = body_seen_ = 0;
   chunked_.reset();
   body_partial_ = limit_hit_ = false;
+  form_ = form_in_value_ = false;
+  form_name_len_ = form_value_len_ = 0;
   std::fill(cond_matched_.begin(), cond_matched_.end(), 0);
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
   std::fill(rule_fired_.begin(), rule_fired_.end(), 0);
@@ -233,8 +235,60 @@ void inspector::scan_head(worker_scratch& ws, worker_stats& st) {
   }
 }
 
-void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where) {
+void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
+                          std::string_view n, std::string_view v) {
   char* dec = ws.buf_b();
+  std::memcpy(dec, n.data(), n.size());
+  size_t nl = apply_transform(transform::url_decode, dec, n.size(), n.size(), nullptr);
+  std::memcpy(dec + nl, v.data(), v.size());
+  size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
+  std::string_view name(dec, nl);
+  if (where == target::args) scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
+  else scan_field(ws, st, g, where, name, name);
+}
+
+// application/x-www-form-urlencoded bodies: each name=value pair is scanned as an argument once it
+// is complete, like query arguments. The pair is collected in the unused tail of the head buffer
+// (no extra memory); a value longer than that room is inspected truncated.
+void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
+  char* area = head_buf_.get() + head_end_;
+  size_t room = pol_->pol().limits.max_head_bytes - head_end_;
+  size_t name_cap = std::min<size_t>(256, room / 4);
+  for (size_t i = 0; i < n; ++i) {
+    char c = p[i];
+    if (c == '&') {
+      form_emit(ws, st);
+      continue;
+    }
+    if (c == '=' && !form_in_value_) {
+      form_in_value_ = true;
+      continue;
+    }
+    if (!form_in_value_) {
+      if (form_name_len_ < name_cap) area[form_name_len_++] = c;
+    } else if (name_cap + form_value_len_ < room) {
+      area[name_cap + form_value_len_++] = c;
+    }
+  }
+}
+
+void inspector::form_emit(worker_scratch& ws, worker_stats& st) {
+  if (form_name_len_ || form_value_len_) {
+    char* area = head_buf_.get() + head_end_;
+    size_t room = pol_->pol().limits.max_head_bytes - head_end_;
+    size_t name_cap = std::min<size_t>(256, room / 4);
+    std::string_view n(area, form_name_len_), v(area + name_cap, form_value_len_);
+    for (const scan_group& g : rs_->groups()) {
+      if (g.stream || (!g.db && g.direct.empty())) continue;
+      if (g.targets & (1u << static_cast<unsigned>(target::args))) scan_pair(ws, st, g, target::args, n, v);
+      if (g.targets & (1u << static_cast<unsigned>(target::arg_names))) scan_pair(ws, st, g, target::arg_names, n, v);
+    }
+  }
+  form_name_len_ = form_value_len_ = 0;
+  form_in_value_ = false;
+}
+
+void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where) {
   {
     switch (where) {
       case target::request_line: scan_field(ws, st, g, where, {}, head_.request_line); break;
@@ -255,13 +309,7 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
           size_t eq = pair.find('=');
           std::string_view n = pair.substr(0, eq);
           std::string_view v = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-          std::memcpy(dec, n.data(), n.size());
-          size_t nl = apply_transform(transform::url_decode, dec, n.size(), n.size(), nullptr);
-          std::memcpy(dec + nl, v.data(), v.size());
-          size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
-          std::string_view name(dec, nl);
-          if (where == target::args) scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
-          else scan_field(ws, st, g, where, name, name);
+          scan_pair(ws, st, g, where, n, v);
         }
         break;
       }
@@ -397,6 +445,8 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   v.consumed = consumed;
   v.forward = head_bytes();
   v.head_complete = true;
+  std::string_view ct = head_.header("content-type");
+  form_ = ct.size() >= 33 && iequals(ct.substr(0, 33), "application/x-www-form-urlencoded");
   if (head_.chunked) {
     stage_ = stage::body_chunked;
     return v;
@@ -417,6 +467,7 @@ void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p
   if (body_seen_ > pol.body_limit) {
     size_t within = before < pol.body_limit ? static_cast<size_t>(pol.body_limit - before) : 0;
     scan_stream(ws, st, p, within, false);
+    if (form_) form_bytes(ws, st, p, within);
     if (pol.on_body_limit == body_limit_action::reject) {
       limit_hit_ = true;
     } else {
@@ -426,6 +477,7 @@ void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p
     return;
   }
   scan_stream(ws, st, p, n, false);
+  if (form_) form_bytes(ws, st, p, n);
 }
 
 verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
@@ -457,6 +509,7 @@ verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const
 
 verdict inspector::end_request(worker_scratch& ws, worker_stats& st, verdict v) {
   if (body_seen_ > 0 && !body_partial_) scan_stream(ws, st, nullptr, 0, true);
+  if (form_ && !body_partial_) form_emit(ws, st);
   if (evaluate(st, true, true)) return block(st, 403, v.consumed);
   v.kind = any_fired_ ? verdict_kind::detect : verdict_kind::pass;
   (v.kind == verdict_kind::detect ? st.detected : st.passed).add();

@@ -174,3 +174,36 @@ TEST(cache, background_compile_returns_an_immutable_ruleset) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(form_body, urlencoded_pairs_are_scanned_as_arguments) {
+  auto e = waf_test::make_engine(R"(rules:
+  - id: 40
+    phase: args
+    pattern: "evil\\d"
+    action: block
+  - id: 41
+    phase: arg_names
+    operator: streq
+    pattern: "bad name"
+    action: block
+)");
+  ASSERT_TRUE(e);
+  auto form = [](const std::string& body, const char* ct = "application/x-www-form-urlencoded") {
+    return "POST /f HTTP/1.1\r\nHost: a\r\nContent-Type: " + std::string(ct) +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  std::string req = form("a=1&q=ev%69l7&b=2");
+  for (size_t cut = req.size() - 14; cut < req.size(); ++cut) {
+    auto r = waf_test::run(*e, {req.substr(0, cut), req.substr(cut)});
+    EXPECT_EQ(r.kind, waf::verdict_kind::block) << cut;
+    EXPECT_EQ(r.ids, std::vector<uint32_t>{40});
+  }
+  EXPECT_EQ(waf_test::run1(*e, form("bad+name=1")).ids, std::vector<uint32_t>{41});
+  EXPECT_EQ(waf_test::run1(*e, form("q=evil7", "text/plain")).kind, waf::verdict_kind::pass)
+      << "only urlencoded bodies are parsed into arguments";
+  EXPECT_EQ(waf_test::run1(*e, form("q=evilX&r=7")).kind, waf::verdict_kind::pass);
+}
+
+}  // namespace

@@ -112,6 +112,10 @@ class inspector {
   verdict block(worker_stats& st, uint16_t status, size_t consumed);
   void scan_head(worker_scratch& ws, worker_stats& st);
   void scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where);
+  void scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view n,
+                 std::string_view v);
+  void form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
+  void form_emit(worker_scratch& ws, worker_stats& st);
   void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
                   std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
@@ -137,6 +141,8 @@ class inspector {
   uint64_t body_remaining_ = 0, body_seen_ = 0;
   chunked_decoder chunked_;
   bool body_partial_ = false;
+  bool form_ = false, form_in_value_ = false;  // urlencoded body: pairs scanned as args
+  size_t form_name_len_ = 0, form_value_len_ = 0;
 
   struct stream_slot {
     uint32_t group = 0;
