@@ -182,9 +182,13 @@ int main(int argc, char** argv) {
   // Verdicts, one pass each.
   size_t agree = 0, edge_block = 0, ms_block = 0, att = 0, edge_att = 0, ms_att = 0, ben = 0, edge_fp = 0, ms_fp = 0;
   std::map<std::string, std::pair<size_t, size_t>> by_kind_edge, by_kind_ms;  // kind -> (blocked, total)
+  std::vector<std::string> disagreements;
   for (const auto& r : corpus) {
     bool a = ed.eval(r.bytes), b = mo.eval(r.bytes);
     agree += a == b;
+    if (a != b && disagreements.size() < 5)
+      disagreements.push_back(std::string(a ? "edge only: " : "modsecurity only: ") +
+                              r.bytes.substr(0, r.bytes.find("\r\n")));
     edge_block += a;
     ms_block += b;
     (r.attack ? att : ben)++;
@@ -221,5 +225,6 @@ int main(int argc, char** argv) {
   for (const auto& [k, v] : by_kind_edge)
     std::printf("    %-8s edge %4zu/%-4zu modsecurity %4zu/%-4zu\n", k.c_str(), v.first, v.second, by_kind_ms[k].first,
                 v.second);
+  for (const auto& d : disagreements) std::printf("  disagreement, %s\n", d.c_str());
   return 0;
 }
