@@ -73,6 +73,16 @@ struct health_state {
   common::counter transitions;
 };
 
+// Name/value pairs for /metrics: f(std::string_view name, uint64_t value).
+template <class F>
+void visit(const health_state& s, F&& f) {
+  f("up", s.up.load(std::memory_order_relaxed) ? 1 : 0);
+  f("last_status", static_cast<uint64_t>(s.last_status.load(std::memory_order_relaxed)));
+  f("checks", s.checks.get());
+  f("failures", s.failures.get());
+  f("transitions", s.transitions.get());
+}
+
 class health_checker {
  public:
   using change_fn = std::function<void(const health_change&)>;

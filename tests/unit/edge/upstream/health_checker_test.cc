@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -156,6 +157,11 @@ TEST(health_checker, tcp_down_after_fall_and_up_after_rise) {
   }
   EXPECT_TRUE((*hc)->state(0).up.load());
   EXPECT_EQ((*hc)->state(0).transitions.get(), 2u);
+  std::map<std::string, uint64_t> metrics;
+  visit((*hc)->state(0), [&](std::string_view k, uint64_t v) { metrics[std::string(k)] = v; });
+  EXPECT_EQ(metrics["up"], 1u);
+  EXPECT_EQ(metrics["transitions"], 2u);
+  EXPECT_GE(metrics["failures"], 3u);
   (*hc)->stop();
 }
 
