@@ -126,16 +126,19 @@ conn_entry* conn_table::insert(const flow_key& k, uint64_t h, conn_state state, 
   return &e;
 }
 
-void conn_table::link(conn_entry& a, conn_entry& b) {
-  a.peer = slot_of(b);
-  b.peer = slot_of(a);
-  b.state = a.state;
-  b.expires = a.expires;
-  b.created = a.created;
+void conn_table::link(conn_entry& fwd, conn_entry& rep) {
+  fwd.peer = slot_of(rep);
+  rep.peer = slot_of(fwd);
+  rep.state = fwd.state;
+  rep.created = fwd.created;
+  rep.expires = fwd.expires + timeout(fwd.state) / 4;
+  fwd.peer_expires = rep.expires;
+  rep.peer_expires = fwd.expires;
 }
 
 void conn_table::touch(conn_entry& e, uint8_t tcp_flags, bool from_client, uint64_t now) {
-  conn_state s = e.state;
+  const conn_state old = e.state;
+  conn_state s = old;
   if (s != conn_state::udp) {
     if (tcp_flags & (RTE_TCP_RST_FLAG | RTE_TCP_FIN_FLAG)) {
       s = conn_state::tcp_closing;
@@ -146,20 +149,35 @@ void conn_table::touch(conn_entry& e, uint8_t tcp_flags, bool from_client, uint6
       s = conn_state::tcp_established;
     }
   }
+  const uint64_t t = timeout(s);
   e.state = s;
-  e.expires = now + timeout(s);
-  if (e.peer != conn_entry::none) {
-    conn_entry& p = slots_[e.peer];
-    p.state = s;
-    p.expires = e.expires;
+  e.expires = now + t;
+  if (e.peer == conn_entry::none) return;
+  const bool is_fwd = e.kind == conn_kind::nat_forward;
+  // Forward: keep the reply entry at least as long (with a quarter timeout of slack). Reply:
+  // keep the forward entry within a quarter timeout of it (never beyond it).
+  const bool due =
+      s != old || (is_fwd ? e.expires > e.peer_expires : e.expires > e.peer_expires + t / 4);
+  if (!due) return;
+  conn_entry& p = slots_[e.peer];
+  if (p.peer != slot_of(e)) {  // the peer's slot was reused: we are on our own now
+    e.peer = conn_entry::none;
+    return;
   }
+  p.state = s;
+  p.expires = is_fwd ? e.expires + t / 4 : e.expires;
+  e.peer_expires = p.expires;
+  p.peer_expires = e.expires;
 }
 
 void conn_table::erase(conn_entry& e) {
   e.expires = 0;
   if (e.peer != conn_entry::none) {
-    slots_[e.peer].expires = 0;
-    slots_[e.peer].peer = conn_entry::none;
+    conn_entry& p = slots_[e.peer];
+    if (p.peer == slot_of(e)) {
+      p.expires = 0;
+      p.peer = conn_entry::none;
+    }
     e.peer = conn_entry::none;
   }
 }

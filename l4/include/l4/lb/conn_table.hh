@@ -31,6 +31,7 @@ struct alignas(64) conn_entry {
   uint16_t service = 0;  // index of the service in the config that created it (informational)
   conn_kind kind = conn_kind::encap;
   conn_state state = conn_state::tcp_syn;
+  uint64_t peer_expires = 0;            // what this entry last wrote into its peer's expiry
   std::array<uint8_t, 16> from_addr{};  // new source (NAT)
   std::array<uint8_t, 16> to_addr{};    // new destination (NAT) or backend (encap)
   uint16_t from_port = 0, to_port = 0;  // host order
@@ -84,8 +85,11 @@ class conn_table {
   // nullptr when the table has no room. The caller must have checked find() first.
   conn_entry* insert(const flow_key& k, uint64_t h, conn_state state, uint64_t now);
 
-  // Links a forward entry and its reply entry: they expire and change state together.
-  void link(conn_entry& a, conn_entry& b);
+  // Links a full NAT forward entry (`fwd`, kind nat_forward) and its reply entry (`rep`,
+  // nat_reply): they change state together and the reply entry — which holds the SNAT port —
+  // always outlives the forward one. To spare a cache miss per packet, a touch writes the peer
+  // only on a state change or every quarter timeout (the reply entry gets that much slack).
+  void link(conn_entry& fwd, conn_entry& rep);
 
   // Advances the state for a packet of the flow and pushes the expiry (of the peer too).
   // `from_client`: the packet travels client -> backend.

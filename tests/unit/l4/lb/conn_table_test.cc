@@ -119,7 +119,7 @@ TEST(conn_table, syn_flood_evicts_half_open_not_established) {
   EXPECT_GT(tab.stats().evicted_half_open, 0u);
 }
 
-TEST(conn_table, linked_entries_share_state_and_expiry) {
+TEST(conn_table, linked_entries_share_state_and_the_reply_outlives_the_forward) {
   auto c = conn_table::create(64, t);
   auto& tab = **c;
   const auto k = key(7, 7000);
@@ -127,13 +127,34 @@ TEST(conn_table, linked_entries_share_state_and_expiry) {
   conn_entry* f = tab.insert(k, flow_hash(k), conn_state::tcp_syn, 0);
   conn_entry* b = tab.insert(r, flow_hash(r), conn_state::tcp_syn, 0);
   ASSERT_TRUE(f && b);
+  f->kind = conn_kind::nat_forward;
+  b->kind = conn_kind::nat_reply;
   tab.link(*f, *b);
   // The backend's SYN-ACK establishes both.
   tab.touch(*b, RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, false, 10);
   EXPECT_EQ(f->state, conn_state::tcp_established);
-  EXPECT_EQ(f->expires, b->expires);
+  EXPECT_GE(b->expires, f->expires);
+  // Client traffic only, for a long time: the reply entry (the SNAT port) is never the first to
+  // expire, though the forward entry writes it only now and then.
+  for (uint64_t now = 20; now < 3 * t.tcp_established; now += 997) {
+    tab.touch(*f, RTE_TCP_ACK_FLAG, true, now);
+    ASSERT_GE(b->expires, f->expires) << now;
+    ASSERT_NE(tab.find(r, flow_hash(r), now), nullptr) << now;
+  }
+  // Backend traffic only (one-way UDP-like): the forward entry stays alive too.
+  const uint64_t start = 3 * t.tcp_established;
+  for (uint64_t now = start; now < start + 3 * t.tcp_established; now += 997) {
+    tab.touch(*b, RTE_TCP_ACK_FLAG, false, now);
+    ASSERT_NE(tab.find(k, flow_hash(k), now), nullptr) << now;
+    ASSERT_GE(b->expires, f->expires) << now;
+  }
+  // A FIN shortens both at once.
+  const uint64_t fin = start + 3 * t.tcp_established;
+  tab.touch(*f, RTE_TCP_FIN_FLAG | RTE_TCP_ACK_FLAG, true, fin);
+  EXPECT_EQ(b->state, conn_state::tcp_closing);
+  EXPECT_EQ(tab.find(r, flow_hash(r), fin + t.tcp_closing + t.tcp_closing / 4), nullptr);
   tab.erase(*f);
-  EXPECT_EQ(tab.find(r, flow_hash(r), 11), nullptr);
+  EXPECT_EQ(tab.find(r, flow_hash(r), fin + 1), nullptr);
 }
 
 TEST(conn_table, refuses_bad_parameters) {
