@@ -414,6 +414,14 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   return all;
 }
 
+common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std::string& dir,
+                                                                      const waf::compile_options& opts,
+                                                                      load_report* report) {
+  auto rs = load_rules_dir(dir, report);
+  if (!rs) return std::unexpected(rs.error());
+  return waf::ruleset::compile(std::move(*rs), opts);
+}
+
 common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string& file) {
   try {
     ctx c{file, {}};

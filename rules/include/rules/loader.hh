@@ -4,6 +4,7 @@
 // there is one, the rule id. yaml-cpp exceptions never escape this module.
 #include <yaml-cpp/yaml.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "common/result.hh"
 #include "waf/policy.hh"
 #include "waf/rule.hh"
+#include "waf/ruleset.hh"
 
 namespace rules {
 
@@ -35,6 +37,13 @@ struct load_report {
 // rule set "crs"). A YAML file may also name SecRule directories: `secrules: [DIR, ...]`.
 // Ids must be unique across the directory.
 common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report = nullptr);
+
+// load_rules_dir + waf::ruleset::compile in one call: what the control plane runs (on a thread of
+// its own, e.g. std::async) on start and whenever the rules directory changes. The result is
+// immutable and shared; bind per-service policies to it with waf::bound_policy::bind.
+common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std::string& dir,
+                                                                      const waf::compile_options& opts = {},
+                                                                      load_report* report = nullptr);
 
 // A per-service policy block (see docs in rules/README.md). Errors carry file:line:col.
 common::result<waf::policy> parse_policy(const YAML::Node& node, const std::string& file);

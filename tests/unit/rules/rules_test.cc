@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "../waf/engine_fixture.hh"
@@ -64,6 +65,16 @@ TEST(loader, directory_ids_must_be_unique_across_files) {
   EXPECT_NE(r.error().str().find("b.yaml:2:5: rule 5: duplicate id in directory"), std::string::npos)
       << r.error().str();
   fs::remove_all(dir);
+}
+
+TEST(loader, compile_rules_dir_off_thread) {
+  auto fut = std::async(std::launch::async, [] { return rules::compile_rules_dir(RULES_SHIPPED_DIR); });
+  auto rs = fut.get();
+  ASSERT_TRUE(rs) << rs.error().str();
+  EXPECT_EQ((*rs)->rules().size(), 20u);
+  auto bad = rules::compile_rules_dir("/nonexistent-rules-dir");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(), "/nonexistent-rules-dir: not a directory");
 }
 
 TEST(loader, set_defaults_to_file_stem_and_severity_sets_score) {
