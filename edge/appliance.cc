@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 namespace edge {
@@ -33,6 +34,12 @@ l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports,
     break;
   }
   return ps;
+}
+
+bool has_tcp_service(const config& c) {
+  for (const auto& s : c.services)
+    if (s.kind == service_kind::tcp) return true;
+  return false;
 }
 
 l4::lb::fwd_mode lb_mode(forwarding_mode m) {
@@ -95,6 +102,13 @@ std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config
         if (!la.has(a)) la.addrs.push_back(a);
     s->local.push_back(std::move(la));
   }
+  for (const auto& pool : s->cfg->pools) {
+    const auto h = healthy_.find(pool.name);
+    std::vector<bool> up(pool.backends.size(), true);
+    if (h != healthy_.end())
+      for (size_t i = 0; i < up.size() && i < h->second.size(); ++i) up[i] = h->second[i];
+    s->pool_health.push_back(std::move(up));
+  }
   return s;
 }
 
@@ -109,6 +123,15 @@ common::result<void> appliance::start(const char* argv0) {
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
 
+  // SYN cookie and ISN secret: random per boot, shared by the workers.
+  std::array<uint8_t, 16> tcp_secret{};
+  {
+    std::random_device rd;
+    for (size_t k = 0; k < tcp_secret.size(); k += 4) {
+      const uint32_t v = rd();
+      std::memcpy(tcp_secret.data() + k, &v, 4);
+    }
+  }
   for (unsigned i = 0; i < c.workers.lcores.size(); ++i) {
     auto w = std::make_unique<worker_context>();
     w->id = i;
@@ -126,6 +149,26 @@ common::result<void> appliance::start(const char* argv0) {
                                             .hz = w->tsc_hz, .neighbor_capacity = 1024});
       if (!lbw) return std::unexpected(lbw.error());
       w->lb = std::move(*lbw);
+    }
+    if (has_tcp_service(c)) {
+      relay_setup rs;
+      rs.worker = i;
+      rs.tcp = c.tcp;
+      rs.tx_pool = w->pool;
+      rs.secret = tcp_secret;
+      // Clients reach tcp VIPs through the wan port (VIPs are answered there only).
+      for (size_t p = 0; p < c.ports.size(); ++p)
+        if (c.ports[p].role == port_role::wan) {
+          w->tcp_port = static_cast<unsigned>(p);
+          rs.mtu = c.ports[p].mtu;
+          break;
+        }
+      auto r = relay::create(rs);
+      if (!r) return std::unexpected(r.error());
+      w->tcp = std::move(*r);
+      if (!w->tcp->sync(*snapshots_->current()))
+        return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
+      w->seen_generation = 0;  // the worker syncs again with whatever snapshot is current when it runs
     }
     w->control_tx = rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (w->control_tx == nullptr) return common::fail("cannot create control ring " + ring);
@@ -215,6 +258,18 @@ common::result<std::string> appliance::reload() {
   if (!same_ports() || cur.workers.lcores != next->workers.lcores || cur.eal_args != next->eal_args) {
     ++reloads_failed_;
     return common::fail("ports, worker lcores and EAL arguments need a restart; running configuration kept",
+                        cfg_->path);
+  }
+  // The tcp data path (stack, io_uring, relay pools) is sized and created at start.
+  if (has_tcp_service(*next) && !workers_.empty() && !workers_[0]->tcp) {
+    ++reloads_failed_;
+    return common::fail("the first service of kind tcp needs a restart (edged started without one); "
+                        "running configuration kept", cfg_->path);
+  }
+  if (next->tcp.max_connections != cur.tcp.max_connections || next->tcp.send_buffer != cur.tcp.send_buffer ||
+      next->tcp.receive_buffer != cur.tcp.receive_buffer || next->tcp.upstream_buffer != cur.tcp.upstream_buffer) {
+    ++reloads_failed_;
+    return common::fail("tcp connection limits and buffer sizes need a restart; running configuration kept",
                         cfg_->path);
   }
   auto previous = cfg_;

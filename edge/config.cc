@@ -120,13 +120,14 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "pools", "services"});
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "pools", "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
     if (auto a = root["admin"]) load_admin(a, c);
     if (auto l = root["logging"]) load_logging(l, c);
     if (auto l = root["l4"]) load_l4(l, c);
+    if (auto t = root["tcp"]) load_tcp(t, c);
     if (auto p = root["pools"]) load_pools(p, c);
     if (auto s = root["services"]) load_services(s, c);
     return c;
@@ -248,11 +249,39 @@ class loader {
     if (auto v = n["gue_port"]) c.l4.gue_port = static_cast<uint16_t>(uint(v, "l4.gue_port", 1, 65535));
   }
 
+  void load_tcp(const YAML::Node& n, config& c) {
+    check_keys(n, "tcp", {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer", "syn_cookies",
+                          "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms", "fin_wait_timeout_ms",
+                          "time_wait_ms", "upstream_drain_timeout_ms"});
+    tcp_config& t = c.tcp;
+    auto u32 = [&](const char* key, uint32_t& out, uint64_t lo, uint64_t hi) {
+      if (auto v = n[key]) out = static_cast<uint32_t>(uint(v, std::string("tcp.") + key, lo, hi));
+    };
+    u32("max_connections", t.max_connections, 16, 1u << 20);
+    u32("send_buffer", t.send_buffer, 4096, 16u << 20);
+    u32("receive_buffer", t.receive_buffer, 4096, 16u << 20);
+    u32("upstream_buffer", t.upstream_buffer, 4096, 16u << 20);
+    u32("syn_backlog", t.syn_backlog, 1, 1u << 20);
+    u32("handshake_timeout_ms", t.handshake_timeout_ms, 100, 600000);
+    u32("idle_timeout_ms", t.idle_timeout_ms, 100, 86400000);
+    u32("fin_wait_timeout_ms", t.fin_wait_timeout_ms, 100, 3600000);
+    u32("time_wait_ms", t.time_wait_ms, 0, 240000);
+    u32("upstream_drain_timeout_ms", t.upstream_drain_timeout_ms, 10, 600000);
+    if (auto v = n["syn_cookies"])
+      t.syn_cookies = choice<syn_cookie_mode>(v, "tcp.syn_cookies",
+                                              {{"off", syn_cookie_mode::off},
+                                               {"on_pressure", syn_cookie_mode::on_pressure},
+                                               {"always", syn_cookie_mode::always}});
+    if (t.syn_backlog > t.max_connections)
+      fail(n["syn_backlog"], "tcp.syn_backlog must not exceed tcp.max_connections");
+  }
+
   void load_pools(const YAML::Node& n, config& c) {
     expect_seq(n, "pools");
     std::set<std::string> names;
     for (const auto& pn : n) {
-      check_keys(pn, "a pool", {"name", "backends", "proxy_protocol", "health_check"});
+      check_keys(pn, "a pool", {"name", "backends", "proxy_protocol", "health_check", "balance",
+                                "connect_timeout_ms", "max_connect_attempts"});
       pool_config p;
       const auto name = required(pn, "name", "a pool");
       p.name = str(name, "pool name");
@@ -273,6 +302,13 @@ class loader {
       }
       if (auto pp = pn["proxy_protocol"]) p.proxy_protocol = boolean(pp, "proxy_protocol");
       if (auto hc = pn["health_check"]) load_health(hc, p.health);
+      if (auto b = pn["balance"])
+        p.balance = choice<balance_mode>(b, "pool balance",
+                                         {{"least_conn", balance_mode::least_conn}, {"hash", balance_mode::hash}});
+      if (auto v = pn["connect_timeout_ms"])
+        p.connect_timeout_ms = static_cast<unsigned>(uint(v, "connect_timeout_ms", 10, 60000));
+      if (auto v = pn["max_connect_attempts"])
+        p.max_connect_attempts = static_cast<unsigned>(uint(v, "max_connect_attempts", 1, 8));
       c.pools.push_back(std::move(p));
     }
   }
@@ -368,7 +404,7 @@ bool service_kind_built(service_kind k) {
   // Flipped on as each kind's data path lands (issues: L4 balancing, userspace TCP, TLS).
   switch (k) {
     case service_kind::l4: return true;
-    case service_kind::tcp: return false;
+    case service_kind::tcp: return true;
     case service_kind::tls: return false;
   }
   return false;

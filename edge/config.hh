@@ -15,6 +15,8 @@ enum class port_role : uint8_t { wan, lan };
 enum class service_kind : uint8_t { l4, tcp, tls };
 enum class log_format : uint8_t { text, json };
 enum class forwarding_mode : uint8_t { fnat, ipip, gue };
+enum class balance_mode : uint8_t { least_conn, hash };
+enum class syn_cookie_mode : uint8_t { off, on_pressure, always };
 
 const char* to_string(port_role r);
 const char* to_string(service_kind k);
@@ -69,6 +71,10 @@ struct pool_config {
   std::vector<backend_config> backends;
   bool proxy_protocol = true;
   health_check_config health;
+  // Upstream connections of kind tcp/tls services (kernel sockets through the worker's io_uring).
+  balance_mode balance = balance_mode::least_conn;  // hash: rendezvous on the client tuple
+  unsigned connect_timeout_ms = 1000;
+  unsigned max_connect_attempts = 3;  // backends tried for one client connection (1..8)
 };
 
 struct service_config {
@@ -89,6 +95,21 @@ struct l4_config {
   uint16_t gue_port = 6080;
 };
 
+// Service kind `tcp`: the per-worker userspace TCP stack and the upstream relay.
+struct tcp_config {
+  uint32_t max_connections = 4096;  // per worker: TCBs (incl. SYN_RECEIVED, TIME_WAIT) and relays
+  uint32_t send_buffer = 65536;     // per connection, client direction
+  uint32_t receive_buffer = 65536;  // per connection; bounds the advertised window
+  uint32_t upstream_buffer = 65536;  // per upstream connection, each direction
+  syn_cookie_mode syn_cookies = syn_cookie_mode::on_pressure;
+  uint32_t syn_backlog = 256;
+  uint32_t handshake_timeout_ms = 5000;
+  uint32_t idle_timeout_ms = 300000;
+  uint32_t fin_wait_timeout_ms = 30000;
+  uint32_t time_wait_ms = 2000;
+  uint32_t upstream_drain_timeout_ms = 5000;
+};
+
 struct config {
   std::string path;
   std::vector<std::string> eal_args;
@@ -99,6 +120,7 @@ struct config {
   std::vector<pool_config> pools;
   std::vector<service_config> services;
   l4_config l4;
+  tcp_config tcp;
 
   const port_config* port_with_role(port_role r) const;
   const pool_config* find_pool(const std::string& name) const;

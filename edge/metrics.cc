@@ -2,6 +2,7 @@
 // are single-writer and read here with relaxed loads, summed over workers.
 #include <rte_ethdev.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -38,7 +39,122 @@ const char* severity_name(l4::severity s) {
 uint64_t drops_of(const worker_context& w, size_t reason) {
   uint64_t v = w.stats.drops.by_reason[reason].get();
   if (w.lb) v += w.lb->drops.by_reason[reason].get();
+  if (w.tcp) v += w.tcp->tcp_stats().drops.by_reason[reason].get();
   return v;
+}
+
+// Service kind tcp: the userspace TCP stack, the relay and the upstream side, summed over workers.
+void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& workers) {
+  bool any = false;
+  for (const auto& w : workers) any = any || w->tcp != nullptr;
+  if (!any) return;
+  struct tcp_counter {
+    const char* name;
+    const char* type;
+    const char* help;
+    common::counter l4::tcp::counters::*field;
+  };
+  using tc = l4::tcp::counters;
+  static constexpr tcp_counter tcp_counters[] = {
+      {"edge_tcp_active", "gauge", "TCP connections in the stack (incl. SYN_RECEIVED and TIME_WAIT).", &tc::active},
+      {"edge_tcp_opened_total", "counter", "TCP handshakes completed and accepted.", &tc::opened},
+      {"edge_tcp_refused_total", "counter", "TCP connections refused (pool or backlog full, relay refusal).", &tc::refused},
+      {"edge_tcp_syn_received_total", "counter", "SYNs received for listeners.", &tc::syn_received},
+      {"edge_tcp_retransmits_total", "counter", "TCP segments sent again.", &tc::retransmits},
+      {"edge_tcp_rto_total", "counter", "TCP retransmission timeouts.", &tc::rto_events},
+      {"edge_tcp_fast_retransmits_total", "counter", "TCP fast retransmits.", &tc::fast_retransmits},
+      {"edge_tcp_recoveries_total", "counter", "Entries into fast recovery.", &tc::recoveries},
+      {"edge_tcp_syn_cookies_sent_total", "counter", "SYN-ACKs carrying a SYN cookie.", &tc::cookies_sent},
+      {"edge_tcp_syn_cookies_validated_total", "counter", "ACKs whose SYN cookie validated.", &tc::cookies_validated},
+      {"edge_tcp_syn_cookies_failed_total", "counter", "ACKs whose SYN cookie did not validate.", &tc::cookies_failed},
+      {"edge_tcp_challenge_acks_total", "counter", "RFC 5961 challenge ACKs sent.", &tc::challenge_acks},
+      {"edge_tcp_persist_probes_total", "counter", "Zero-window probes sent.", &tc::persist_probes},
+      {"edge_tcp_ooo_segments_total", "counter", "Segments queued out of order.", &tc::ooo_segments},
+      {"edge_tcp_segments_in_total", "counter", "TCP segments received by the stack.", &tc::segments_in},
+      {"edge_tcp_segments_out_total", "counter", "TCP segments sent by the stack.", &tc::segments_out},
+      {"edge_tcp_handshake_timeouts_total", "counter", "Handshakes given up.", &tc::handshake_timeouts},
+      {"edge_tcp_time_wait_recycled_total", "counter", "TIME_WAIT connections reused because the pool was full.", &tc::time_wait_recycled},
+  };
+  for (const auto& c : tcp_counters) {
+    uint64_t v = 0;
+    for (const auto& w : workers)
+      if (w->tcp) v += (w->tcp->tcp_stats().*c.field).get();
+    p.family(c.name, c.type, c.help);
+    p.sample(c.name, "", v);
+  }
+  p.family("edge_tcp_resets_sent_total", "counter", "RSTs the TCP stack sent, by reason.");
+  for (size_t r = 0; r < l4::tcp::reset_reason_count; ++r) {
+    uint64_t v = 0;
+    for (const auto& w : workers)
+      if (w->tcp) v += w->tcp->tcp_stats().resets_sent[r].get();
+    p.sample("edge_tcp_resets_sent_total", "reason=\"" + std::string(l4::tcp::reset_reason_names[r]) + "\"", v);
+  }
+
+  uint64_t active = 0, accepted = 0, from_client = 0, to_client = 0, sync_errors = 0;
+  for (const auto& w : workers)
+    if (w->tcp) {
+      active += w->tcp->stats().active.get();
+      accepted += w->tcp->stats().accepted.get();
+      from_client += w->tcp->stats().bytes_from_client.get();
+      to_client += w->tcp->stats().bytes_to_client.get();
+      sync_errors += w->tcp_sync_errors.get();
+    }
+  p.family("edge_relay_active", "gauge", "Client connections relayed to an upstream now.");
+  p.sample("edge_relay_active", "", active);
+  p.family("edge_relay_accepted_total", "counter", "Client connections handed to an upstream connection.");
+  p.sample("edge_relay_accepted_total", "", accepted);
+  p.family("edge_relay_bytes_total", "counter", "Bytes relayed, by direction.");
+  p.sample("edge_relay_bytes_total", "direction=\"client_to_upstream\"", from_client);
+  p.sample("edge_relay_bytes_total", "direction=\"upstream_to_client\"", to_client);
+  p.family("edge_relay_ends_total", "counter", "Relayed connections ended, by outcome.");
+  for (size_t r = 0; r < relay_end_count; ++r) {
+    uint64_t v = 0;
+    for (const auto& w : workers)
+      if (w->tcp) v += w->tcp->stats().ends[r].get();
+    p.sample("edge_relay_ends_total", "outcome=\"" + std::string(relay_end_names[r]) + "\"", v);
+  }
+  p.family("edge_relay_sync_errors_total", "counter", "Snapshots whose tcp services could not all be applied.");
+  p.sample("edge_relay_sync_errors_total", "", sync_errors);
+
+  // Upstream pools, summed by pool name over workers (a pool changed by a reload keeps counting
+  // under its name).
+  std::map<std::string, std::vector<std::pair<std::string, uint64_t>>> pools;
+  for (const auto& w : workers) {
+    if (!w->tcp) continue;
+    for (size_t i = 0; i < w->tcp->pool_count(); ++i) {
+      const auto& pool = w->tcp->pool(i);
+      auto& vals = pools[pool.spec().name];
+      size_t k = 0;
+      upstream::visit(pool.counters(), [&](std::string_view name, uint64_t v) {
+        if (k == vals.size()) vals.emplace_back(std::string(name), 0);
+        vals[k++].second += v;
+      });
+    }
+  }
+  p.family("edge_upstream", "untyped", "Upstream pool counters of kind tcp, by pool and counter "
+           "(active is a level; the rest are totals).");
+  for (const auto& [name, vals] : pools)
+    for (const auto& [counter, v] : vals)
+      p.sample("edge_upstream", "pool=\"" + name + "\",counter=\"" + counter + "\"", v);
+
+  std::vector<std::pair<std::string, uint64_t>> conns, ring;
+  for (const auto& w : workers) {
+    if (!w->tcp) continue;
+    size_t k = 0;
+    upstream::visit(w->tcp->conn_stats(), [&](std::string_view name, uint64_t v) {
+      if (k == conns.size()) conns.emplace_back(std::string(name), 0);
+      conns[k++].second += v;
+    });
+    k = 0;
+    upstream::visit(w->tcp->ring_stats(), [&](std::string_view name, uint64_t v) {
+      if (k == ring.size()) ring.emplace_back(std::string(name), 0);
+      ring[k++].second += v;
+    });
+  }
+  p.family("edge_upstream_conns", "untyped", "Upstream connection objects, by counter (in_use is a level).");
+  for (const auto& [counter, v] : conns) p.sample("edge_upstream_conns", "counter=\"" + counter + "\"", v);
+  p.family("edge_upstream_uring", "counter", "Worker io_uring operations, by counter.");
+  for (const auto& [counter, v] : ring) p.sample("edge_upstream_uring", "counter=\"" + counter + "\"", v);
 }
 
 }  // namespace
@@ -139,6 +255,8 @@ std::string appliance::metrics_text() const {
     p.family(lc.name, "counter", lc.help);
     p.sample(lc.name, "", v);
   }
+
+  tcp_metrics(p, workers_);
 
   if (health_) {
     p.family("edge_backend_up", "gauge", "1 when the backend passes its health checks.");

@@ -19,6 +19,9 @@ struct snapshot {
   std::shared_ptr<const config> cfg;
   std::vector<l4::local_addrs> local;  // per port index: MAC, own addresses and the VIPs it serves
   std::shared_ptr<const l4::lb::lb_config> lb;  // services of kind l4; null when there are none
+  // Backend health per pool, indexed like cfg->pools and their backends (true: up or unchecked).
+  // Workers copy it into their own upstream pools (kind tcp) when they pick the snapshot up.
+  std::vector<std::vector<bool>> pool_health;
 
   // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
   const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {

@@ -138,6 +138,11 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
           drop(w, m, l4::drop::no_service);
           break;
         }
+        if (s->kind == service_kind::tcp && w.tcp) {
+          // Consumed; a segment the stack does not use is counted in its own drop counters.
+          (void)w.tcp->input(m, p);
+          break;
+        }
         // Service kinds plug in here as their data paths land; config refuses kinds not built.
         drop(w, m, l4::drop::no_service);
         break;
@@ -155,14 +160,27 @@ int worker_main(void* arg) {
   const uint16_t burst = static_cast<uint16_t>(std::min(w.burst, max_burst));
   while (!w.stop->load(std::memory_order_relaxed)) {
     const snapshot* snap = w.snapshots->current();
-    if (snap->generation != w.seen_generation) resolve_backends(w, *snap, rte_rdtsc());
+    if (snap->generation != w.seen_generation) {
+      resolve_backends(w, *snap, rte_rdtsc());
+      if (w.tcp && !w.tcp->sync(*snap)) w.tcp_sync_errors.add();
+    }
     bool busy = false;
+    // TCP timers and upstream completions first, so that bytes the upstream delivered leave in
+    // this iteration's TX flush.
+    if (w.tcp && w.tcp->poll(rte_rdtsc())) busy = true;
     for (unsigned i = 0; i < w.ports.size(); ++i) {
       const uint16_t n = rte_eth_rx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), pkts, burst);
       if (n == 0) continue;
       busy = true;
       w.stats.rx_packets[i].add(n);
       process_burst(w, *snap, i, std::span(pkts, n));
+    }
+    if (w.tcp) {
+      rte_mbuf* out[64];
+      for (uint16_t n; (n = w.tcp->drain_tx(out, 64)) != 0;) {
+        busy = true;
+        for (uint16_t k = 0; k < n; ++k) enqueue_tx(w, w.tcp_port, out[k]);
+      }
     }
     if (rte_ring_count(w.control_tx) != 0) {
       rte_mbuf* ctl[32];

@@ -12,6 +12,7 @@
 
 #include "common/counter.hh"
 #include "edge/ports.hh"
+#include "edge/relay.hh"
 #include "edge/snapshot.hh"
 #include "l4/drop_reason.hh"
 #include "l4/lb/forward.hh"
@@ -41,6 +42,11 @@ struct worker_context {
   rte_ring* control_tx = nullptr;
   // Per-worker state of service kind l4 (connection table, neighbour tables, counters).
   std::unique_ptr<l4::lb::lb_worker> lb;
+  // Per-worker state of service kind tcp (userspace TCP, io_uring, upstream pools); null when the
+  // configuration had no tcp service at start. Its segments leave through port `tcp_port`.
+  std::unique_ptr<relay> tcp;
+  unsigned tcp_port = 0;
+  common::counter tcp_sync_errors;  // snapshots whose tcp services could not all be applied
   uint64_t tsc_hz = 0;
   rte_mempool* pool = nullptr;     // this worker's mbufs (frames it originates)
   uint64_t seen_generation = 0;    // snapshot generation the worker last prepared for

@@ -1,0 +1,374 @@
+#include "edge/relay.hh"
+
+#include <rte_cycles.h>
+
+#include <cstring>
+#include <random>
+
+#include "edge/snapshot.hh"
+
+namespace edge {
+namespace {
+
+using upstream::upstream_conn;
+using upstream::upstream_error;
+
+l4::tcp::cookie_mode to_stack(syn_cookie_mode m) {
+  switch (m) {
+    case syn_cookie_mode::off: return l4::tcp::cookie_mode::off;
+    case syn_cookie_mode::on_pressure: return l4::tcp::cookie_mode::on_pressure;
+    case syn_cookie_mode::always: return l4::tcp::cookie_mode::always;
+  }
+  return l4::tcp::cookie_mode::on_pressure;
+}
+
+// The client tuple as a 64-bit hash, for pools with `balance: hash` (same client, same gateway).
+uint64_t tuple_hash(const l4::tcp::conn_info& info) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](uint8_t b) { h = (h ^ b) * 0x100000001b3ULL; };
+  for (uint8_t b : info.remote.b) mix(b);
+  for (uint8_t b : info.local.b) mix(b);
+  mix(static_cast<uint8_t>(info.local_port >> 8));
+  mix(static_cast<uint8_t>(info.local_port));
+  // The client port is left out on purpose: a client's connections share one gateway.
+  return h;
+}
+
+bool same_spec(const upstream::pool_spec& a, const pool_config& b) {
+  if (a.name != b.name || a.backends.size() != b.backends.size() ||
+      a.connect_timeout_ms != b.connect_timeout_ms || a.max_connect_attempts != b.max_connect_attempts)
+    return false;
+  for (size_t i = 0; i < a.backends.size(); ++i)
+    if (!(a.backends[i].address == b.backends[i].address) || a.backends[i].port != b.backends[i].port ||
+        a.backends[i].weight != b.backends[i].weight)
+      return false;
+  return true;
+}
+
+}  // namespace
+
+common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
+  std::unique_ptr<relay> r(new relay());
+  r->worker_ = s.worker;
+  std::random_device rd;
+  r->id_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) ^ (static_cast<uint64_t>(s.worker) << 48);
+  const uint32_t n = s.tcp.max_connections;
+
+  // A connection holds at most connect + link timeout, or send + recv + drain timer, at once.
+  auto ring = upstream::uring::create({.sq_entries = 1024, .cq_entries = 0, .max_ops = 3 * n + 64});
+  if (!ring) return std::unexpected(ring.error());
+  r->ring_ = std::move(*ring);
+  auto conns = upstream::upstream_conns::create(*r->ring_, {.conns = n,
+                                                            .tx_buffer = s.tcp.upstream_buffer,
+                                                            .rx_buffer = s.tcp.upstream_buffer,
+                                                            .drain_timeout_ms = s.tcp.upstream_drain_timeout_ms});
+  if (!conns) return std::unexpected(conns.error());
+  r->conns_ = std::move(*conns);
+
+  r->slots_ = std::make_unique<conn[]>(n);
+  r->n_slots_ = n;
+  for (uint32_t i = n; i-- > 0;) {
+    r->slots_[i].next_free = r->free_head_;
+    r->free_head_ = i;
+  }
+
+  l4::tcp::config tc;
+  tc.max_connections = n;
+  tc.snd_buf = s.tcp.send_buffer;
+  tc.rcv_buf = s.tcp.receive_buffer;
+  tc.syn_backlog = s.tcp.syn_backlog;
+  tc.cookies = to_stack(s.tcp.syn_cookies);
+  tc.mtu = s.mtu;
+  tc.handshake_timeout_ms = s.tcp.handshake_timeout_ms;
+  tc.idle_timeout_ms = s.tcp.idle_timeout_ms;
+  tc.fin_wait_timeout_ms = s.tcp.fin_wait_timeout_ms;
+  tc.time_wait_ms = s.tcp.time_wait_ms;
+  tc.secret = s.secret;
+  auto st = l4::tcp::stack::create(tc, s.tx_pool, r.get());
+  if (!st) return std::unexpected(st.error());
+  r->stack_ = std::move(*st);
+  return r;
+}
+
+relay::~relay() {
+  // The stack first (it calls back into us), then the upstream connections (their destructor
+  // resets what is open and waits for in-flight ops on the ring), then the ring, then the pools.
+  stack_.reset();
+  conns_.reset();
+  ring_.reset();
+}
+
+upstream::upstream_pool* relay::pool_for(const pool_config& pc) {
+  const size_t n = n_pools_.load(std::memory_order_relaxed);
+  for (size_t i = n; i-- > 0;)
+    if (same_spec(pools_[i]->spec(), pc)) return pools_[i].get();
+  if (n == max_pools) return nullptr;
+  upstream::pool_spec spec;
+  spec.name = pc.name;
+  for (const auto& b : pc.backends) spec.backends.push_back({b.address, b.port, b.weight});
+  spec.connect_timeout_ms = pc.connect_timeout_ms;
+  spec.max_connect_attempts = pc.max_connect_attempts;
+  auto p = upstream::upstream_pool::create(spec);
+  if (!p) return nullptr;
+  pools_[n] = std::move(*p);
+  n_pools_.store(n + 1, std::memory_order_release);  // /metrics sees the pool only once it is whole
+  return pools_[n].get();
+}
+
+bool relay::sync(const snapshot& snap) {
+  bool ok = true;
+  const config& c = *snap.cfg;
+  for (auto& s : services_) s.active = false;
+  for (const auto& sc : c.services) {
+    if (sc.kind != service_kind::tcp) continue;
+    const pool_config* pc = c.find_pool(sc.pool);
+    size_t id = 0;
+    while (id < services_.size() && !(services_[id].vip == sc.vip && services_[id].port == sc.port)) ++id;
+    if (id == services_.size()) {
+      if (id > UINT16_MAX) {
+        ok = false;
+        continue;
+      }
+      services_.push_back({.vip = sc.vip, .port = sc.port});
+    }
+    service& s = services_[id];
+    s.pool = pc ? pool_for(*pc) : nullptr;
+    if (s.pool == nullptr) {
+      ok = false;
+      continue;
+    }
+    s.active = true;
+    s.proxy_protocol = pc->proxy_protocol;
+    s.by_hash = pc->balance == balance_mode::hash;
+    const size_t pool_index = static_cast<size_t>(pc - c.pools.data());
+    const std::vector<bool>* health =
+        pool_index < snap.pool_health.size() ? &snap.pool_health[pool_index] : nullptr;
+    for (size_t i = 0; i < s.pool->size(); ++i)
+      s.pool->set_healthy(i, health == nullptr || i >= health->size() || (*health)[i]);
+  }
+  // Services that left: no new connections (established ones keep running). Their listener goes
+  // so that SYNs get the stack's no_listener RST instead of a refusal after the handshake.
+  for (size_t id = 0; id < services_.size(); ++id) {
+    service& s = services_[id];
+    if (!s.active && s.listening) {
+      stack_->remove_listener(s.vip, s.port);
+      s.listening = false;
+    } else if (s.active && !s.listening) {
+      if (stack_->add_listener(s.vip, s.port, static_cast<uint16_t>(id)))
+        s.listening = true;
+      else
+        ok = false;
+    }
+  }
+  return ok;
+}
+
+bool relay::poll(uint64_t now_tsc) {
+  stack_->poll(now_tsc);
+  return ring_->poll() != 0;
+}
+
+relay::conn* relay::alloc() {
+  if (free_head_ == UINT32_MAX) return nullptr;
+  conn& rc = slots_[free_head_];
+  free_head_ = rc.next_free;
+  const uint32_t gen = rc.gen + 1;
+  rc = conn{};
+  rc.gen = gen;
+  rc.in_use = true;
+  ctr_.active.add();
+  return &rc;
+}
+
+void relay::release(conn& rc) {
+  rc.in_use = false;
+  rc.up = nullptr;
+  rc.tcp = {};
+  ++rc.gen;
+  rc.next_free = free_head_;
+  free_head_ = static_cast<uint32_t>(&rc - slots_.get());
+  ctr_.active.set(ctr_.active.get() - 1);
+}
+
+relay::conn* relay::from_tcp(l4::tcp::conn_handle c) {
+  auto* rc = static_cast<conn*>(stack_->context(c));
+  return rc != nullptr && rc->in_use && rc->tcp == c ? rc : nullptr;
+}
+
+relay::conn* relay::from_upstream(const upstream_conn& c) {
+  const uint64_t cookie = c.cookie();
+  const auto index = static_cast<uint32_t>(cookie);
+  if (index >= n_slots_) return nullptr;
+  conn& rc = slots_[index];
+  return rc.in_use && rc.gen == static_cast<uint32_t>(cookie >> 32) && rc.up == &c ? &rc : nullptr;
+}
+
+bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
+  if (info.listener >= services_.size() || !services_[info.listener].active) {
+    ctr_.end(relay_end::no_service);
+    return false;  // the stack resets the client (app_refused)
+  }
+  const service& s = services_[info.listener];
+  conn* rc = alloc();
+  if (rc == nullptr) {
+    ctr_.end(relay_end::no_slot);
+    return false;
+  }
+  // Unique id: 8 bytes of boot/worker prefix and an 8-byte sequence, so that a gateway's logs can
+  // be joined with edged's.
+  std::array<uint8_t, 16> uid;
+  const uint64_t seq = ++id_seq_;
+  std::memcpy(uid.data(), &id_base_, 8);
+  std::memcpy(uid.data() + 8, &seq, 8);
+  upstream::proxy_v2_info pp;
+  pp.src = info.remote;
+  pp.dst = info.local;
+  pp.src_port = info.remote_port;
+  pp.dst_port = info.local_port;
+  pp.unique_id = uid;
+  pp.crc32c = true;
+  const uint32_t index = static_cast<uint32_t>(rc - slots_.get());
+  auto up = conns_->open({.pool = s.pool,
+                          .events = this,
+                          .proxy = s.proxy_protocol ? &pp : nullptr,
+                          .by_hash = s.by_hash,
+                          .hash = s.by_hash ? tuple_hash(info) : 0,
+                          .cookie = static_cast<uint64_t>(rc->gen) << 32 | index});
+  if (!up) {
+    release(*rc);
+    ctr_.end(relay_end::no_upstream);
+    return false;
+  }
+  rc->tcp = c;
+  rc->up = *up;
+  stack_->set_context(c, rc);
+  ctr_.accepted.add();
+  return true;
+}
+
+// Client bytes into the upstream tx buffer, as much as fits; the rest stays in the TCP receive
+// buffer, which keeps the client's window closed until on_upstream_writable.
+void relay::to_upstream(conn& rc) {
+  if (rc.up == nullptr) return;
+  for (;;) {
+    const auto chunk = stack_->peek(rc.tcp);
+    if (chunk.empty()) break;
+    const size_t n = rc.up->send(std::as_bytes(chunk));
+    if (n == 0) break;
+    stack_->consume(rc.tcp, n);
+    ctr_.bytes_from_client.add(n);
+    if (n < chunk.size()) break;
+  }
+  if (rc.client_fin && !rc.client_fin_sent && stack_->readable(rc.tcp) == 0) {
+    rc.client_fin_sent = true;
+    rc.up->shutdown_write();
+    maybe_finish(rc);
+  }
+}
+
+// Upstream bytes into the TCP send buffer, as much as fits; the rest stays in the upstream rx
+// buffer, which stops the upstream recv until on_writable.
+void relay::to_client(conn& rc) {
+  if (rc.up == nullptr) return;
+  for (;;) {
+    const auto chunk = rc.up->peek();
+    if (chunk.empty()) break;
+    const size_t n = stack_->send(
+        rc.tcp, {reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
+    if (n == 0) break;
+    rc.up->consume(n);
+    ctr_.bytes_to_client.add(n);
+    if (n < chunk.size()) break;
+  }
+  if (rc.upstream_fin && !rc.upstream_fin_sent && rc.up->readable() == 0) {
+    rc.upstream_fin_sent = true;
+    stack_->shutdown_write(rc.tcp);
+    maybe_finish(rc);
+  }
+}
+
+// Both FINs passed on: the upstream side flushes and closes, the stack finishes its closing
+// handshake on its own (no more events), and the relay slot is free.
+void relay::maybe_finish(conn& rc) {
+  if (!rc.client_fin_sent || !rc.upstream_fin_sent) return;
+  rc.up->close();
+  stack_->close(rc.tcp);
+  ctr_.end(relay_end::completed);
+  release(rc);
+}
+
+void relay::on_readable(l4::tcp::conn_handle c) {
+  if (conn* rc = from_tcp(c)) to_upstream(*rc);
+}
+
+void relay::on_writable(l4::tcp::conn_handle c) {
+  if (conn* rc = from_tcp(c)) to_client(*rc);
+}
+
+void relay::on_peer_fin(l4::tcp::conn_handle c) {
+  conn* rc = from_tcp(c);
+  if (rc == nullptr) return;
+  rc->client_fin = true;
+  to_upstream(*rc);
+}
+
+void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
+  conn* rc = from_tcp(c);
+  if (rc == nullptr) return;
+  using l4::tcp::close_reason;
+  if (why == close_reason::normal) {
+    // Both FINs exchanged with the client (its FIN may have arrived after ours, which the stack
+    // reports here rather than as on_peer_fin): pass on what is still buffered, then FIN upstream.
+    to_upstream(*rc);
+    if (rc->in_use && rc->up != nullptr) {
+      rc->up->close();
+      ctr_.end(relay_end::completed);
+      release(*rc);
+    }
+    return;
+  }
+  ctr_.end(why == close_reason::peer_reset         ? relay_end::client_reset
+           : why == close_reason::data_after_close ? relay_end::client_data_after_close
+                                                   : relay_end::client_timeout);
+  if (rc->up != nullptr) rc->up->abort();
+  release(*rc);
+}
+
+void relay::on_upstream_connected(upstream_conn& c) {
+  if (conn* rc = from_upstream(c)) to_client(*rc);
+}
+
+void relay::on_upstream_data(upstream_conn& c) {
+  if (conn* rc = from_upstream(c)) to_client(*rc);
+}
+
+void relay::on_upstream_fin(upstream_conn& c) {
+  conn* rc = from_upstream(c);
+  if (rc == nullptr) return;
+  rc->upstream_fin = true;
+  to_client(*rc);
+}
+
+void relay::on_upstream_writable(upstream_conn& c) {
+  if (conn* rc = from_upstream(c)) to_upstream(*rc);
+}
+
+void relay::on_upstream_error(upstream_conn& c, upstream_error e, int) {
+  conn* rc = from_upstream(c);
+  c.abort();  // required after an error; the object is dead afterwards
+  if (rc == nullptr) return;
+  switch (e) {
+    case upstream_error::connect_failed: ctr_.end(relay_end::connect_failed); break;
+    case upstream_error::connect_timeout: ctr_.end(relay_end::connect_timeout); break;
+    case upstream_error::no_backend:
+    case upstream_error::no_resources:
+    case upstream_error::proxy_header: ctr_.end(relay_end::no_upstream); break;
+    case upstream_error::reset:
+    case upstream_error::io_error: ctr_.end(relay_end::upstream_reset); break;
+  }
+  rc->up = nullptr;
+  stack_->abort(rc->tcp);  // RST to the client, no more events for it
+  release(*rc);
+}
+
+}  // namespace edge

@@ -1,0 +1,173 @@
+#pragma once
+// Service kind `tcp` on one worker: the userspace TCP stack terminates client connections, and each
+// accepted connection is relayed to an upstream L7 gateway over a kernel TCP socket driven by the
+// worker's io_uring (PROXY v2 header first, unless the pool turns it off). Bytes move both ways
+// through the two bounded buffers of each side and are only copied when the other side has room,
+// so a slow reader holds back the writer: an unread TCP receive buffer shrinks the advertised
+// window, an unconsumed upstream rx buffer stops the upstream recv. FIN and RST cross over.
+//
+// Shared nothing: one relay per worker, used only by its worker thread after start, except the
+// counters, which the control thread reads for /metrics.
+//
+// Worker loop:
+//   on a new snapshot:           relay.sync(snap)        (listeners, pools, backend health)
+//   every iteration:             relay.poll(rte_rdtsc()) (TCP timers, io_uring completions)
+//   TCP frame for a tcp service: relay.input(m, parsed)  (consumes m)
+//   after the bursts:            relay.drain_tx(out, n)  -> the client-facing port's TX
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/counter.hh"
+#include "common/result.hh"
+#include "edge/config.hh"
+#include "l4/packet.hh"
+#include "l4/tcp/stack.hh"
+#include "upstream/upstream_conn.hh"
+#include "upstream/upstream_pool.hh"
+#include "upstream/uring.hh"
+
+namespace edge {
+
+struct snapshot;
+
+// Why a relayed connection ended, counted once per client connection.
+#define EDGE_RELAY_ENDS(X)                                                                          \
+  X(completed, "both directions closed with FIN")                                                 \
+  X(no_service, "refused: the listener's service is gone (reload)")                                \
+  X(no_slot, "refused: every relay slot of the worker is in use")                                  \
+  X(no_upstream, "refused: no healthy upstream, or no upstream connection object/socket")          \
+  X(connect_failed, "client reset: every upstream attempt was refused or unreachable")            \
+  X(connect_timeout, "client reset: the last upstream attempt timed out")                         \
+  X(upstream_reset, "client reset: the upstream reset the connection or failed after connect")    \
+  X(client_reset, "upstream reset: the client reset the connection")                               \
+  X(client_timeout, "upstream reset: the client side hit a TCP timeout or retransmission limit")   \
+  X(client_data_after_close, "upstream reset: the client sent data after its side was closed")
+
+enum class relay_end : uint8_t {
+#define X(name, desc) name,
+  EDGE_RELAY_ENDS(X)
+#undef X
+      count_,
+};
+inline constexpr size_t relay_end_count = static_cast<size_t>(relay_end::count_);
+inline constexpr std::array<const char*, relay_end_count> relay_end_names{{
+#define X(name, desc) #name,
+    EDGE_RELAY_ENDS(X)
+#undef X
+}};
+
+struct relay_counters {
+  common::counter active;            // relays in use (level)
+  common::counter accepted;          // client connections handed to an upstream connection
+  common::counter bytes_from_client;  // moved client -> upstream buffer
+  common::counter bytes_to_client;    // moved upstream -> client send buffer
+  std::array<common::counter, relay_end_count> ends;
+  void end(relay_end e) { ends[static_cast<size_t>(e)].add(); }
+};
+
+struct relay_setup {
+  unsigned worker = 0;
+  tcp_config tcp;
+  uint16_t mtu = 1500;
+  rte_mempool* tx_pool = nullptr;  // mbufs for the segments the stack emits
+  std::array<uint8_t, 16> secret{};  // SYN cookies and ISNs; random per boot
+};
+
+class relay final : public l4::tcp::app, public upstream::upstream_events {
+ public:
+  // Upstream pool objects per worker; a reload that changes a pool adds one, the old one stays
+  // (its connections point at it). Bounded: past this, a changed pool is refused (logged by sync).
+  static constexpr size_t max_pools = 64;
+
+  // Allocates every pool (TCBs, buffers, io_uring, upstream connection objects) up front.
+  static common::result<std::unique_ptr<relay>> create(const relay_setup& s);
+  ~relay() override;
+  relay(const relay&) = delete;
+  relay& operator=(const relay&) = delete;
+
+  // On the worker, when it sees a new snapshot: listeners for the tcp services, their pools, and
+  // the backends' health. Not per packet (may allocate). Returns false if something was refused.
+  bool sync(const snapshot& snap);
+  // A TCP frame to a tcp service's VIP:port (parsed, checksums verified). Consumes m.
+  l4::drop input(rte_mbuf* m, const l4::packet& p) { return stack_->input(m, p); }
+  // TCP timers and io_uring completions. Returns whether anything happened.
+  bool poll(uint64_t now_tsc);
+  uint16_t drain_tx(rte_mbuf** out, uint16_t cap) { return stack_->drain_tx(out, cap); }
+
+  // Readers for /metrics (any thread: single-writer counters).
+  const l4::tcp::counters& tcp_stats() const { return stack_->stats(); }
+  const upstream::uring_counters& ring_stats() const { return ring_->counters(); }
+  const upstream::conn_pool_counters& conn_stats() const { return conns_->counters(); }
+  const relay_counters& stats() const { return ctr_; }
+  size_t pool_count() const { return n_pools_.load(std::memory_order_acquire); }
+  const upstream::upstream_pool& pool(size_t i) const { return *pools_[i]; }
+
+  // l4::tcp::app
+  bool on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) override;
+  void on_readable(l4::tcp::conn_handle c) override;
+  void on_writable(l4::tcp::conn_handle c) override;
+  void on_peer_fin(l4::tcp::conn_handle c) override;
+  void on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) override;
+
+  // upstream::upstream_events
+  void on_upstream_connected(upstream::upstream_conn& c) override;
+  void on_upstream_data(upstream::upstream_conn& c) override;
+  void on_upstream_fin(upstream::upstream_conn& c) override;
+  void on_upstream_writable(upstream::upstream_conn& c) override;
+  void on_upstream_error(upstream::upstream_conn& c, upstream::upstream_error e, int sys_errno) override;
+
+ private:
+  struct conn {
+    l4::tcp::conn_handle tcp;
+    upstream::upstream_conn* up = nullptr;
+    uint32_t gen = 0;
+    uint32_t next_free = UINT32_MAX;
+    bool in_use = false;
+    bool client_fin = false, client_fin_sent = false;      // client FIN seen / passed upstream
+    bool upstream_fin = false, upstream_fin_sent = false;  // upstream FIN seen / passed to client
+  };
+  // A listener id names one of these for the life of the relay (ids stay stable across reloads,
+  // so a handshake that completes after a reload still finds its service).
+  struct service {
+    l4::ip_addr vip;
+    uint16_t port = 0;
+    bool active = false;
+    bool listening = false;
+    bool proxy_protocol = true;
+    bool by_hash = false;
+    upstream::upstream_pool* pool = nullptr;
+  };
+
+  relay() = default;
+  conn* from_tcp(l4::tcp::conn_handle c);
+  conn* from_upstream(const upstream::upstream_conn& c);
+  conn* alloc();
+  void release(conn& rc);
+  void to_upstream(conn& rc);
+  void to_client(conn& rc);
+  void maybe_finish(conn& rc);
+  upstream::upstream_pool* pool_for(const pool_config& pc);
+
+  unsigned worker_ = 0;
+  uint64_t id_base_ = 0;  // unique-id prefix: boot random and worker
+  uint64_t id_seq_ = 0;
+  std::array<std::unique_ptr<upstream::upstream_pool>, max_pools> pools_;
+  std::atomic<size_t> n_pools_{0};
+  std::unique_ptr<upstream::uring> ring_;
+  std::unique_ptr<upstream::upstream_conns> conns_;
+  std::unique_ptr<conn[]> slots_;
+  uint32_t n_slots_ = 0;
+  uint32_t free_head_ = UINT32_MAX;
+  std::vector<service> services_;
+  relay_counters ctr_;
+  std::unique_ptr<l4::tcp::stack> stack_;  // last: destroyed first, it calls back into us
+};
+
+}  // namespace edge
