@@ -158,9 +158,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "compile: %s\n", full.error().str().c_str());
     return 1;
   }
+  // A reload of the unchanged directory: import again, then load the databases from the cache.
   t = clk::now();
-  auto again = waf::ruleset::compile(std::move(rules_copy), co);
+  auto imp2 = rules::import_secrules(files);
+  if (!imp2) return 1;
+  double reimport_ms = ms_since(t);
+  auto again = waf::ruleset::compile(std::move(imp2->rules), co);
   double reload_ms = ms_since(t);
+  (void)rules_copy;
   if (!again || !(*again)->stats().from_cache) {
     std::fprintf(stderr, "reload from cache failed\n");
     return 1;
@@ -213,8 +218,10 @@ int main(int argc, char** argv) {
               crs.c_str(), corpus.size(), att, ben);
   std::printf("  import: %zu rules imported, %zu skipped (listed by `edgectl rules check --list-skipped`)\n", imported,
               skipped);
-  std::printf("  edge compile: full %.0f ms%s, reload from cache %.0f ms (import %.0f ms); modsecurity load %.0f ms\n",
-              compile_ms, (*full)->stats().from_cache ? " (from a kept cache)" : "", reload_ms, import_ms, modsec_load_ms);
+  std::printf("  edge: import %.0f ms + full compile %.0f ms%s; reload of the unchanged rules %.0f ms (import %.0f ms + "
+              "cache load %.0f ms); modsecurity load %.0f ms\n",
+              import_ms, compile_ms, (*full)->stats().from_cache ? " (from a kept cache)" : "", reload_ms, reimport_ms,
+              (*again)->stats().compile_ms, modsec_load_ms);
   std::printf("  edge        : %9.0f req/s  %7.1f MB/s\n", ed_rps, ed_b / ed_s / 1e6);
   std::printf("  modsecurity : %9.0f req/s  %7.1f MB/s\n", ms_rps, ms_b / ms_s / 1e6);
   std::printf("  throughput ratio edge/modsecurity: %.1fx\n", ed_rps / ms_rps);

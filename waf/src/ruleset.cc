@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 
@@ -202,7 +203,25 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
 
 pattern_support check_regex(const std::string& rx, bool caseless, std::string* message) {
   // A full single-pattern compile: hs_expression_info accepts patterns that later fail on resource
-  // limits ("Pattern is too large"), which only prefilter mode gets past.
+  // limits ("Pattern is too large"), which only prefilter mode gets past. Answers are remembered
+  // for the process, so a reload of an unchanged CRS does not compile its regexes again.
+  static std::mutex memo_mu;
+  static std::map<std::pair<std::string, bool>, std::pair<pattern_support, std::string>> memo;
+  {
+    std::lock_guard<std::mutex> lk(memo_mu);
+    auto it = memo.find({rx, caseless});
+    if (it != memo.end()) {
+      if (message) *message = it->second.second;
+      return it->second.first;
+    }
+  }
+  auto remember = [&](pattern_support ps, std::string msg) {
+    std::lock_guard<std::mutex> lk(memo_mu);
+    memo[{rx, caseless}] = {ps, msg};
+    if (message) *message = std::move(msg);
+    return ps;
+  };
+  std::string last;
   unsigned f = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY | HS_FLAG_DOTALL | HS_FLAG_MULTILINE |
                (caseless ? HS_FLAG_CASELESS : 0u);
   for (unsigned extra : {0u, unsigned(HS_FLAG_PREFILTER)}) {
@@ -210,12 +229,12 @@ pattern_support check_regex(const std::string& rx, bool caseless, std::string* m
     hs_compile_error_t* err = nullptr;
     if (hs_compile(rx.c_str(), f | extra, HS_MODE_STREAM, nullptr, &db, &err) == HS_SUCCESS) {
       hs_free_database(db);
-      return extra ? pattern_support::prefilter : pattern_support::full;
+      return remember(extra ? pattern_support::prefilter : pattern_support::full, {});
     }
-    if (message && err) *message = err->message;
+    if (err) last = err->message;
     hs_free_compile_error(err);
   }
-  return pattern_support::rejected;
+  return remember(pattern_support::rejected, last);
 }
 
 uint64_t hash_rules(std::span<const rule> rules) {
