@@ -1,0 +1,166 @@
+#include "waf_conn.hh"
+
+#include <time.h>
+
+#include <cstdio>
+
+namespace edge {
+
+common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_id, const waf::ruleset& rs,
+                                                               waf_audit_ring* ring) {
+  auto ws = waf::worker_scratch::create(rs);
+  if (!ws) return std::unexpected(ws.error());
+  return std::unique_ptr<waf_worker>(new waf_worker(worker_id, std::move(*ws), ring));
+}
+
+size_t waf_worker::next_request_id(std::span<char, 16> out) {
+  static constexpr char hex[] = "0123456789abcdef";
+  uint64_t v = (uint64_t{id_} << 48) | (seq_++ & 0xffff'ffff'ffffULL);
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = hex[v & 0xf];
+  return 16;
+}
+
+common::result<waf_conn> waf_conn::create(waf_worker& w, std::shared_ptr<const waf::bound_policy> pol,
+                                          waf::inspector::mode m, const waf_conn_info& info) {
+  if (!pol) return common::fail("waf_conn: no policy");
+  auto in = waf::inspector::create(std::move(pol), w.scratch(), m);
+  if (!in) return std::unexpected(in.error());
+  waf_conn c;
+  c.w_ = &w;
+  c.in_ = std::move(*in);
+  c.mode_ = m;
+  c.client_ = info.client;
+  c.vip_ = info.vip;
+  c.service_len_ = copy_bounded(info.service, c.service_.data(), c.service_.size());
+  return c;
+}
+
+std::string_view waf_conn::request_id() {
+  if (!rid_fresh_) {
+    rid_len_ = static_cast<uint8_t>(w_->next_request_id(std::span<char, 16>(rid_.data(), 16)));
+    rid_fresh_ = true;
+  }
+  return {rid_.data(), rid_len_};
+}
+
+void waf_conn::end_request() {
+  rid_fresh_ = false;
+  audited_ = 0;
+}
+
+void waf_conn::fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // vDSO: no syscall on the data path
+  r.unix_ms = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+  r.verdict = verdict;
+  r.status = status;
+  r.raw = mode_ == waf::inspector::mode::raw;
+  r.detect_only = in_->detect_only();
+  r.anomaly_score = in_->anomaly_score();
+  auto id = request_id();
+  r.request_id_len = copy_bounded(id, r.request_id, sizeof r.request_id);
+  r.service_len = copy_bounded({service_.data(), service_len_}, r.service, sizeof r.service);
+  if (!r.raw) r.path_len = copy_bounded(in_->head().path, r.path, sizeof r.path);
+  r.client = client_;
+  r.vip = vip_;
+}
+
+void waf_conn::audit_new_matches(waf_audit_verdict verdict, uint16_t status) {
+  auto ms = in_->matches();
+  if (audited_ >= ms.size()) return;
+  waf_audit_ring* ring = w_->ring();
+  for (size_t i = audited_; i < ms.size(); ++i) {
+    const waf::audit_match& m = ms[i];
+    if (ring == nullptr) break;
+    waf_audit_record r;
+    fill_common(r, verdict, status);
+    r.rule_id = m.rule_id;
+    r.where = m.where;
+    r.score = m.score;
+    r.severity = m.severity;
+    r.blocking = m.blocking;
+    r.field_len = copy_bounded(m.field_name(), r.field, sizeof r.field);
+    r.excerpt_len = copy_bounded(m.excerpt_text(), r.excerpt, sizeof r.excerpt);
+    ring->push(r);  // a full ring counts the drop itself
+  }
+  audited_ = ms.size();
+  if (in_->matches_dropped() > 0) w_->audit_truncated_.add(in_->matches_dropped());
+}
+
+// A request refused by the parser fired no rule; the audit log still says why it was refused.
+void waf_conn::audit_parse_error(uint16_t status) {
+  if (w_->ring() == nullptr) return;
+  waf_audit_record r;
+  fill_common(r, waf_audit_verdict::block, status);
+  r.rule_id = 0;
+  r.field_len = copy_bounded(waf::to_string(in_->parse_error()), r.field, sizeof r.field);
+  w_->ring()->push(r);
+}
+
+waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
+  waf_action a;
+  a.what = waf_action::kind::block;
+  a.consumed = consumed;
+  a.status = v.status;
+  if (!blocked_) {
+    blocked_ = true;
+    status_ = v.status;
+    if (in_->matches().empty() && in_->parse_error() != waf::http_error::none)
+      audit_parse_error(v.status);
+    else
+      audit_new_matches(waf_audit_verdict::block, v.status);
+    if (mode_ == waf::inspector::mode::http)
+      response_len_ = waf::format_block_response(v.status, request_id(), response_);
+  }
+  a.status = status_;
+  if (mode_ == waf::inspector::mode::raw)
+    a.reset = true;
+  else
+    a.response = {response_.data(), response_len_};
+  return a;
+}
+
+waf_action waf_conn::feed(std::span<const char> data) {
+  waf_action a;
+  if (blocked_) return on_block(waf::verdict{}, 0);
+  size_t n = 0;
+  std::span<const char> d = data;
+  while (!d.empty() && n < max_spans) {
+    waf::verdict v = in_->feed(w_->scratch(), w_->stats(), d);
+    if (v.kind == waf::verdict_kind::block) return on_block(v, a.consumed + v.consumed);
+    if (!v.forward.empty()) spans_[n++] = v.forward;
+    a.consumed += v.consumed;
+    d = d.subspan(v.consumed);
+    if (mode_ == waf::inspector::mode::raw) {
+      // A raw stream has no request boundary: log each match as it fires.
+      if (v.kind == waf::verdict_kind::detect) audit_new_matches(waf_audit_verdict::detect, 0);
+      continue;
+    }
+    if (v.request_complete) {
+      audit_new_matches(waf_audit_verdict::detect, 0);
+      end_request();
+      break;  // the next request's head reuses the buffer the head span points into
+    }
+    if (v.consumed == 0) break;  // no progress: let the caller come back with more bytes
+  }
+  a.forward = {spans_.data(), n};
+  a.what = n > 0 ? waf_action::kind::forward : waf_action::kind::need_more;
+  return a;
+}
+
+waf_action waf_conn::finish() {
+  waf_action a;
+  if (blocked_) return on_block(waf::verdict{}, 0);
+  waf::verdict v = in_->finish(w_->scratch(), w_->stats());
+  if (v.kind == waf::verdict_kind::block) return on_block(v, 0);
+  audit_new_matches(waf_audit_verdict::detect, 0);
+  end_request();
+  if (!v.forward.empty()) {
+    spans_[0] = v.forward;
+    a.forward = {spans_.data(), 1};
+    a.what = waf_action::kind::forward;
+  }
+  return a;
+}
+
+}  // namespace edge

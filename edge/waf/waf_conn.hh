@@ -1,0 +1,120 @@
+#pragma once
+// The WAF on one client connection, worker side. waf_worker holds what a worker owns once (Hyperscan
+// scratch, counters, request-id sequence, its audit ring); waf_conn wraps a waf::inspector for one
+// connection and turns its verdicts into what the relay does with the bytes: forward these spans
+// upstream, wait for more, or send this block response (HTTP) / RST (raw) and close.
+//
+// Data path: feed() and finish() never allocate, throw, lock or log. create() allocates (~40 KB
+// per HTTP connection: the inspector's head buffer and streams) and runs at accept time.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/counter.hh"
+#include "common/result.hh"
+#include "waf/inspector.hh"
+#include "waf_audit.hh"
+
+namespace edge {
+
+// Per-worker WAF state. Create on the control thread (one per worker) with the first ruleset and
+// hand it to the worker; the worker calls prepare() when it adopts a snapshot with a new ruleset
+// (grow-only: connections still on an older ruleset stay covered).
+class waf_worker {
+ public:
+  static common::result<std::unique_ptr<waf_worker>> create(uint16_t worker_id, const waf::ruleset& rs,
+                                                            waf_audit_ring* ring);
+  common::result<void> prepare(const waf::ruleset& rs) { return scratch_.prepare(rs); }
+
+  uint16_t id() const { return id_; }
+  waf::worker_scratch& scratch() { return scratch_; }
+  waf::worker_stats& stats() { return stats_; }
+  const waf::worker_stats& stats() const { return stats_; }
+  waf_audit_ring* ring() const { return ring_; }
+  // Audit entries the inspector could not keep (more than inspector::max_matches in one request).
+  uint64_t audit_truncated() const { return audit_truncated_.get(); }
+
+  // Writes the next request id ("<worker:4 hex><sequence:12 hex>", unique per worker and, with
+  // distinct worker ids, per appliance) into out; returns its length (16).
+  size_t next_request_id(std::span<char, 16> out);
+
+ private:
+  friend class waf_conn;
+  waf_worker(uint16_t id, waf::worker_scratch ws, waf_audit_ring* ring)
+      : id_(id), scratch_(std::move(ws)), ring_(ring) {}
+  uint16_t id_;
+  uint64_t seq_ = 0;
+  waf::worker_scratch scratch_;
+  waf::worker_stats stats_;
+  waf_audit_ring* ring_;
+  common::counter audit_truncated_;
+};
+
+struct waf_conn_info {
+  waf_endpoint client, vip;
+  std::string_view service;  // copied (truncated to 32 bytes) into audit records
+};
+
+struct waf_action {
+  enum class kind : uint8_t {
+    need_more,  // bytes were taken (buffered head); nothing to send yet
+    forward,    // send `forward` upstream, in order
+    block,      // http: send `response` to the client, then close; raw: `response` is empty, send RST
+  };
+  kind what = kind::need_more;
+  size_t consumed = 0;  // input bytes used; call feed() again with the rest (next pipelined request)
+  std::span<const std::span<const char>> forward;  // valid until the next feed()/finish()
+  std::span<const char> response;                  // valid as long as the waf_conn
+  uint16_t status = 0;                             // block: 403, 400, 413
+  bool reset = false;                              // block on a raw service: reset the connection
+};
+
+class waf_conn {
+ public:
+  static constexpr size_t max_spans = 8;
+
+  static common::result<waf_conn> create(waf_worker& w, std::shared_ptr<const waf::bound_policy> pol,
+                                         waf::inspector::mode m, const waf_conn_info& info);
+  waf_conn(waf_conn&&) noexcept = default;
+  waf_conn& operator=(waf_conn&&) noexcept = default;
+
+  // Client bytes (plaintext). Stops at the end of a request, so the head span it returns is not
+  // overwritten by the next request's head: loop while consumed < data.size() and not block.
+  waf_action feed(std::span<const char> data);
+  // Client sent FIN: block 400 when a request was cut short; raw services get end-of-stream rules.
+  waf_action finish();
+
+  bool blocked() const { return blocked_; }
+  std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
+  const waf::inspector& inspector() const { return *in_; }
+  const waf::bound_policy& policy() const { return in_->policy_in_use(); }
+
+ private:
+  waf_conn() = default;
+  std::string_view request_id();  // the current request's id, assigned on first use
+  waf_action on_block(const waf::verdict& v, size_t consumed);
+  void audit_new_matches(waf_audit_verdict verdict, uint16_t status);
+  void audit_parse_error(uint16_t status);
+  void fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status);
+  void end_request();
+
+  waf_worker* w_ = nullptr;
+  std::unique_ptr<waf::inspector> in_;
+  waf::inspector::mode mode_ = waf::inspector::mode::http;
+  waf_endpoint client_, vip_;
+  std::array<char, waf_audit_record::service_cap> service_{};
+  uint8_t service_len_ = 0;
+  std::array<char, 16> rid_{};
+  uint8_t rid_len_ = 0;
+  bool rid_fresh_ = false;  // rid_ belongs to the current request
+  size_t audited_ = 0;      // matches of the current request already pushed
+  bool blocked_ = false;
+  std::array<std::span<const char>, max_spans> spans_{};
+  std::array<char, 256> response_{};
+  size_t response_len_ = 0;
+  uint16_t status_ = 0;
+};
+
+}  // namespace edge

@@ -1,0 +1,203 @@
+#include "waf_control.hh"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "rules/loader.hh"
+
+namespace edge {
+
+namespace {
+
+constexpr uint32_t watch_mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+                                IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+waf_control::waf_control(waf_control_config cfg, publish_fn publish)
+    : cfg_(std::move(cfg)), publish_(std::move(publish)) {}
+
+common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_config cfg, publish_fn publish) {
+  if (cfg.rules_dir.empty()) return common::fail("waf: rules_dir is empty");
+  if (!publish) return common::fail("waf: no publish callback");
+  std::unique_ptr<waf_control> c(new waf_control(std::move(cfg), std::move(publish)));
+  auto gen = c->reload();
+  if (!gen) return std::unexpected(gen.error());
+  return c;
+}
+
+waf_control::~waf_control() { stop(); }
+
+common::result<std::shared_ptr<waf_rules_snapshot>> waf_control::build() {
+  waf::compile_options opts{.cache_dir = cfg_.cache_dir};
+  auto rs = rules::compile_rules_dir(cfg_.rules_dir, opts);
+  if (!rs) return std::unexpected(rs.error());
+  auto snap = std::make_shared<waf_rules_snapshot>();
+  snap->rules = *rs;
+  for (const auto& s : cfg_.services) {
+    common::result<waf::policy> p = s.policy_file.empty() ? rules::parse_policy(s.node, s.where)
+                                                          : rules::load_policy_file(s.policy_file);
+    if (!p) return std::unexpected(p.error());
+    auto bp = waf::bound_policy::bind(*rs, std::move(*p));
+    if (!bp) {
+      auto e = bp.error();
+      e.message = "service " + s.service + ": " + e.message;
+      if (e.where.empty()) e.where = s.policy_file.empty() ? s.where : s.policy_file;
+      return std::unexpected(std::move(e));
+    }
+    snap->policies[s.service] = std::move(*bp);
+  }
+  return snap;
+}
+
+common::result<uint64_t> waf_control::reload() {
+  std::lock_guard rl(reload_mu_);
+  auto t0 = std::chrono::steady_clock::now();
+  auto snap = build();
+  double ms = ms_since(t0);
+  if (!snap) {
+    std::string msg = snap.error().str();
+    {
+      std::lock_guard lk(mu_);
+      ++metrics_.reloads_failed;
+      metrics_.last_compile_ms = ms;
+      metrics_.last_from_cache = false;
+      metrics_.last_error = msg;
+    }
+    if (auto cur = current())
+      spdlog::error("waf: rules reload failed, generation {} keeps serving: {}", cur->generation, msg);
+    else
+      spdlog::error("waf: rules load failed: {}", msg);
+    return std::unexpected(snap.error());
+  }
+  auto prev = current();
+  auto& s = **snap;
+  s.generation = prev ? prev->generation + 1 : 1;
+  s.same_rules = prev && prev->rules->hash() == s.rules->hash();
+  const auto& cs = s.rules->stats();
+  {
+    std::lock_guard lk(mu_);
+    current_ = *snap;
+    ++metrics_.reloads_ok;
+    metrics_.last_compile_ms = ms;
+    metrics_.last_from_cache = cs.from_cache;
+    metrics_.rules = s.rules->rules().size();
+    metrics_.expressions = cs.expressions;
+    metrics_.generation = s.generation;
+    metrics_.last_error.clear();
+  }
+  spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {:.1f} ms{}", s.generation,
+               cfg_.rules_dir, s.rules->rules().size(), cs.expressions, ms, cs.from_cache ? " (cache)" : "");
+  publish_(*snap);
+  return s.generation;
+}
+
+std::shared_ptr<const waf_rules_snapshot> waf_control::current() const {
+  std::lock_guard lk(mu_);
+  return current_;
+}
+
+waf_control_metrics waf_control::metrics() const {
+  std::lock_guard lk(mu_);
+  return metrics_;
+}
+
+common::result<void> waf_control::start_watching() {
+  if (watcher_.joinable()) return {};
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) return common::fail(std::string("inotify_init1: ") + std::strerror(errno));
+  if (inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask) < 0) {
+    int e = errno;
+    close(inotify_fd_);
+    inotify_fd_ = -1;
+    return common::fail(std::string("inotify_add_watch: ") + std::strerror(e), cfg_.rules_dir);
+  }
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    close(inotify_fd_);
+    inotify_fd_ = -1;
+    return common::fail(std::string("eventfd: ") + std::strerror(errno));
+  }
+  watcher_ = std::thread([this] { watch_loop(); });
+  return {};
+}
+
+void waf_control::stop() {
+  if (watcher_.joinable()) {
+    uint64_t one = 1;
+    if (write(wake_fd_, &one, sizeof one) < 0) spdlog::warn("waf: cannot wake the rules watcher");
+    watcher_.join();
+  }
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+  inotify_fd_ = wake_fd_ = -1;
+}
+
+// Editors and `kubectl` updates touch several files in a burst (ConfigMaps swap a `..data` symlink),
+// so events only arm a deadline; the reload runs once the directory has been quiet for `debounce`.
+// When the directory itself goes away (moved/deleted), the watch is re-added on every tick until it
+// is back, and then a reload runs.
+void waf_control::watch_loop() {
+  using clock = std::chrono::steady_clock;
+  bool pending = false, lost = false;
+  clock::time_point deadline{};
+  alignas(inotify_event) std::array<char, 8192> buf;
+  for (;;) {
+    int timeout = -1;
+    if (pending || lost) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+      timeout = static_cast<int>(std::max<long>(0, left));
+    }
+    std::array<pollfd, 2> fds{pollfd{inotify_fd_, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}};
+    int r = poll(fds.data(), fds.size(), timeout);
+    if (r < 0 && errno != EINTR) {
+      spdlog::error("waf: rules watcher poll: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents & POLLIN) return;
+    if (r > 0 && (fds[0].revents & POLLIN)) {
+      for (;;) {
+        ssize_t n = read(inotify_fd_, buf.data(), buf.size());
+        if (n <= 0) break;
+        for (ssize_t off = 0; off < n;) {
+          auto* ev = reinterpret_cast<const inotify_event*>(buf.data() + off);
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+          {
+            std::lock_guard lk(mu_);
+            ++metrics_.watch_events;
+          }
+          if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) lost = true;
+          pending = true;
+          deadline = clock::now() + cfg_.debounce;
+        }
+      }
+      continue;
+    }
+    if (clock::now() < deadline) continue;
+    if (lost) {
+      if (inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask) < 0) {
+        deadline = clock::now() + cfg_.debounce;  // not back yet; the old rules keep serving
+        continue;
+      }
+      lost = false;
+      pending = true;
+    }
+    if (pending) {
+      pending = false;
+      (void)reload();  // failures are counted and logged inside
+    }
+  }
+}
+
+}  // namespace edge

@@ -1,0 +1,342 @@
+// edge::waf_conn over the shipped rules: what the relay forwards upstream, what the client gets
+// when a request is blocked, and what lands in the worker's audit ring.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "rules/loader.hh"
+#include "waf/waf_conn.hh"
+
+namespace {
+
+namespace fs = std::filesystem;
+using edge::waf_action;
+using kind = waf_action::kind;
+
+std::shared_ptr<const waf::ruleset> shipped() {
+  static auto rs = [] {
+    auto r = rules::compile_rules_dir(RULES_SHIPPED_DIR);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().str());
+    return r ? *r : nullptr;
+  }();
+  return rs;
+}
+
+std::shared_ptr<const waf::bound_policy> bind(std::shared_ptr<const waf::ruleset> rs, waf::policy p = {}) {
+  auto b = waf::bound_policy::bind(std::move(rs), std::move(p));
+  EXPECT_TRUE(b.has_value()) << (b ? "" : b.error().str());
+  return b ? *b : nullptr;
+}
+
+const edge::waf_conn_info info{edge::waf_endpoint::v4({192, 0, 2, 7}, 51000),
+                               edge::waf_endpoint::v4({203, 0, 113, 1}, 443), "web"};
+
+struct outcome {
+  kind last = kind::need_more;
+  uint16_t status = 0;
+  std::string forwarded;  // concatenation of every forward span, in order
+  std::string response;   // block response bytes
+  bool reset = false;
+  std::string request_id;
+  size_t actions = 0;
+};
+
+// Feeds the segments as a relay would (loop until each segment is consumed), then FIN.
+outcome drive(edge::waf_conn& c, const std::vector<std::string>& segs, bool fin = true) {
+  outcome o;
+  auto take = [&](const waf_action& a) {
+    ++o.actions;
+    o.last = a.what;
+    for (auto s : a.forward) o.forwarded.append(s.data(), s.size());
+    if (a.what == kind::block) {
+      o.status = a.status;
+      o.response.assign(a.response.data(), a.response.size());
+      o.reset = a.reset;
+      o.request_id = std::string(c.last_request_id());
+    }
+  };
+  for (const auto& s : segs) {
+    std::span<const char> d(s.data(), s.size());
+    while (!d.empty()) {
+      auto a = c.feed(d);
+      take(a);
+      if (a.what == kind::block) return o;
+      d = d.subspan(a.consumed);
+    }
+  }
+  if (fin) take(c.finish());
+  return o;
+}
+
+std::vector<std::string> split(const std::string& s, size_t step) {
+  std::vector<std::string> v;
+  for (size_t i = 0; i < s.size(); i += step) v.push_back(s.substr(i, step));
+  return v;
+}
+
+std::vector<edge::waf_audit_record> drain(edge::waf_audit_ring& ring) {
+  std::vector<edge::waf_audit_record> out(ring.capacity());
+  out.resize(ring.pop(out));
+  return out;
+}
+
+struct fixture : ::testing::Test {
+  edge::waf_audit_ring ring{64};
+  std::unique_ptr<edge::waf_worker> w;
+  void SetUp() override {
+    ASSERT_TRUE(shipped());
+    auto r = edge::waf_worker::create(3, *shipped(), &ring);
+    ASSERT_TRUE(r.has_value());
+    w = std::move(*r);
+  }
+  edge::waf_conn conn(std::shared_ptr<const waf::bound_policy> p,
+                      waf::inspector::mode m = waf::inspector::mode::http) {
+    auto c = edge::waf_conn::create(*w, std::move(p), m, info);
+    EXPECT_TRUE(c.has_value()) << (c ? "" : c.error().str());
+    return std::move(*c);
+  }
+};
+
+const std::string clean_get = "GET /products?id=42&sort=price HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
+const std::string json_body = "{\"item\":\"book\",\"qty\":2,\"note\":\"gift wrap\"}";
+const std::string clean_post =
+    "POST /api/orders HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nContent-Length: " +
+    std::to_string(json_body.size()) + "\r\n\r\n" + json_body;
+const std::string sqli_get =
+    "GET /search?q=1%27%20union%20select%20password%20from%20users HTTP/1.1\r\nHost: a\r\n\r\n";
+const std::string xss_get = "GET /c?msg=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\r\nHost: a\r\n\r\n";
+
+TEST_F(fixture, clean_requests_pass_byte_exact_whatever_the_segmentation) {
+  auto pol = bind(shipped());
+  for (size_t step : {size_t{1}, size_t{3}, size_t{17}, size_t{4096}}) {
+    auto c = conn(pol);
+    auto o = drive(c, split(clean_get, step));
+    EXPECT_EQ(o.forwarded, clean_get) << "step " << step;
+    EXPECT_FALSE(c.blocked());
+    auto c2 = conn(pol);
+    auto o2 = drive(c2, split(clean_post, step));
+    EXPECT_EQ(o2.forwarded, clean_post) << "step " << step;  // head + body
+    EXPECT_FALSE(c2.blocked());
+  }
+  EXPECT_TRUE(drain(ring).empty());
+  EXPECT_EQ(w->stats().blocked_rules.get(), 0u);
+  EXPECT_GE(w->stats().passed.get(), 8u);
+}
+
+TEST_F(fixture, sqli_and_xss_get_403_with_request_id_and_audit_record) {
+  auto pol = bind(shipped());
+  for (const auto& req : {sqli_get, xss_get}) {
+    auto c = conn(pol);
+    auto o = drive(c, {req});
+    ASSERT_EQ(o.last, kind::block) << req;
+    EXPECT_EQ(o.status, 403);
+    EXPECT_TRUE(o.forwarded.empty()) << "nothing of a blocked request goes upstream";
+    EXPECT_FALSE(o.reset);
+    ASSERT_EQ(o.request_id.size(), 16u);
+    EXPECT_EQ(o.request_id.substr(0, 4), "0003");  // worker id
+    EXPECT_TRUE(o.response.starts_with("HTTP/1.1 403 Forbidden\r\n")) << o.response;
+    EXPECT_NE(o.response.find("X-Request-Id: " + o.request_id + "\r\n"), std::string::npos) << o.response;
+    EXPECT_NE(o.response.find("Connection: close"), std::string::npos);
+    EXPECT_NE(o.response.find(o.request_id + "\n"), std::string::npos) << "id in the body too";
+    // A blocked connection stays blocked: more bytes get the same answer.
+    auto again = c.feed(std::span<const char>(clean_get.data(), clean_get.size()));
+    EXPECT_EQ(again.what, kind::block);
+    EXPECT_TRUE(again.forward.empty());
+    auto recs = drain(ring);
+    ASSERT_FALSE(recs.empty());
+    bool any_blocking = false;
+    for (const auto& r : recs) {
+      EXPECT_EQ(r.verdict, edge::waf_audit_verdict::block);
+      EXPECT_EQ(r.status, 403);
+      EXPECT_EQ(r.request_id_text(), o.request_id);
+      EXPECT_EQ(r.service_name(), "web");
+      EXPECT_EQ(r.client.str(), "192.0.2.7:51000");
+      EXPECT_EQ(r.vip.str(), "203.0.113.1:443");
+      any_blocking |= r.blocking;
+      auto j = edge::waf_audit_json(r);
+      EXPECT_NE(j.find("\"rule_id\":" + std::to_string(r.rule_id)), std::string::npos);
+    }
+    EXPECT_TRUE(any_blocking);
+    if (req == sqli_get) {
+      EXPECT_EQ(recs[0].rule_id, 100100u);
+      EXPECT_EQ(recs[0].field_name(), "q");
+      EXPECT_NE(recs[0].excerpt_text().find("union select"), std::string_view::npos);
+    } else {
+      EXPECT_GE(recs[0].rule_id, 100200u);
+      EXPECT_LT(recs[0].rule_id, 100300u);
+    }
+  }
+  EXPECT_EQ(w->stats().blocked_rules.get(), 2u);
+}
+
+TEST_F(fixture, detect_only_passes_byte_exact_and_audits) {
+  waf::policy p;
+  p.detect_only = true;
+  auto c = conn(bind(shipped(), p));
+  auto o = drive(c, split(sqli_get, 5));
+  EXPECT_EQ(o.forwarded, sqli_get);
+  EXPECT_FALSE(c.blocked());
+  auto recs = drain(ring);
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs[0].rule_id, 100100u);
+  EXPECT_EQ(recs[0].verdict, edge::waf_audit_verdict::detect);
+  EXPECT_EQ(recs[0].status, 0);
+  EXPECT_TRUE(recs[0].detect_only);
+  EXPECT_EQ(recs[0].request_id_text().size(), 16u);
+  EXPECT_EQ(w->stats().detected.get(), 1u);
+}
+
+TEST_F(fixture, body_attack_split_across_feeds_and_chunks_is_caught) {
+  auto pol = bind(shipped());
+  std::string body = "comment=nice%20product%27%20union%20select%20card%20from%20payments";
+  std::string cl = "POST /review HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                   "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  // Chunked text body: "union select" spread over chunks, each chunk cut into tiny segments.
+  std::string chunked = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n"
+                        "6\r\nx' uni\r\n5\r\non se\r\n9\r\nlect pass\r\n0\r\n\r\n";
+  for (const auto* req : {&cl, &chunked}) {
+    for (size_t step : {size_t{1}, size_t{2}, size_t{7}, size_t{64}}) {
+      auto c = conn(pol);
+      auto o = drive(c, split(*req, step));
+      EXPECT_EQ(o.last, kind::block) << "step " << step << " in " << *req;
+      EXPECT_EQ(o.status, 403);
+      auto recs = drain(ring);
+      ASSERT_FALSE(recs.empty());
+      EXPECT_EQ(recs[0].rule_id, 100100u);
+      // The head went upstream before the body revealed the attack; the relay closes both sides.
+      EXPECT_TRUE(req->starts_with(o.forwarded));
+      EXPECT_LT(o.forwarded.size(), req->size());
+    }
+  }
+}
+
+TEST_F(fixture, smuggling_cl_te_gets_400_and_a_protocol_audit_record) {
+  auto c = conn(bind(shipped()));
+  std::string req = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+  auto o = drive(c, {req});
+  ASSERT_EQ(o.last, kind::block);
+  EXPECT_EQ(o.status, 400);
+  EXPECT_TRUE(o.response.starts_with("HTTP/1.1 400 Bad Request\r\n")) << o.response;
+  EXPECT_TRUE(o.forwarded.empty());
+  auto recs = drain(ring);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].rule_id, 0u);
+  EXPECT_EQ(recs[0].field_name(), "content_length_and_transfer_encoding");
+  EXPECT_NE(edge::waf_audit_json(recs[0]).find("\"variable\":\"protocol\""), std::string::npos);
+}
+
+TEST_F(fixture, truncated_request_at_fin_gets_400) {
+  auto c = conn(bind(shipped()));
+  auto o = drive(c, {"GET / HTTP/1.1\r\nHost: a\r\n"});
+  EXPECT_EQ(o.last, kind::block);
+  EXPECT_EQ(o.status, 400);
+  auto c2 = conn(bind(shipped()));
+  auto o2 = drive(c2, {clean_get});  // FIN between requests is a clean close
+  EXPECT_NE(o2.last, kind::block);
+}
+
+TEST_F(fixture, body_over_limit_rejects_413_or_passes_partial_per_policy) {
+  std::string body(300, 'a');
+  std::string req = "POST /up HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 300\r\n\r\n" + body;
+  waf::policy rej;
+  rej.body_limit = 100;
+  auto c = conn(bind(shipped(), rej));
+  auto o = drive(c, split(req, 50));
+  ASSERT_EQ(o.last, kind::block);
+  EXPECT_EQ(o.status, 413);
+  EXPECT_TRUE(o.response.starts_with("HTTP/1.1 413 ")) << o.response;
+
+  waf::policy part = rej;
+  part.on_body_limit = waf::body_limit_action::inspect_partial;
+  auto c2 = conn(bind(shipped(), part));
+  auto o2 = drive(c2, split(req, 50));
+  EXPECT_EQ(o2.forwarded, req);
+  EXPECT_FALSE(c2.blocked());
+  EXPECT_EQ(w->stats().body_partial.get(), 1u);
+  EXPECT_EQ(w->stats().blocked_body_limit.get(), 1u);
+}
+
+TEST_F(fixture, pipelined_requests_pass_in_order_then_an_attack_is_blocked) {
+  auto pol = bind(shipped());
+  std::string two = clean_get + clean_post;
+  auto c = conn(pol);
+  auto o = drive(c, {two}, false);
+  EXPECT_EQ(o.forwarded, two);
+  EXPECT_GE(o.actions, 2u) << "one action per request, so each head span stays valid";
+
+  auto c2 = conn(pol);
+  auto o2 = drive(c2, {clean_get + sqli_get + clean_get});
+  EXPECT_EQ(o2.forwarded, clean_get);
+  EXPECT_EQ(o2.status, 403);
+  auto recs = drain(ring);
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs[0].path_text(), "/search");
+}
+
+TEST_F(fixture, request_ids_are_unique_per_worker_and_carry_the_worker) {
+  edge::waf_audit_ring ring2{64};
+  auto w2 = edge::waf_worker::create(0x1f, *shipped(), &ring2);
+  ASSERT_TRUE(w2.has_value());
+  auto pol = bind(shipped());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto c = conn(pol);
+    ids.push_back(drive(c, {sqli_get}).request_id);
+    auto c2 = edge::waf_conn::create(**w2, pol, waf::inspector::mode::http, info);
+    ASSERT_TRUE(c2.has_value());
+    ids.push_back(drive(*c2, {sqli_get}).request_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end());
+  EXPECT_EQ(ids.front().substr(0, 4), "0003");
+  EXPECT_EQ(ids.back().substr(0, 4), "001f");
+}
+
+// Raw (non-HTTP) services: raw_payload rules over the stream; block means RST, no response bytes.
+TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
+  auto dir = fs::temp_directory_path() / ("edge_waf_raw_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "raw.yaml") << "rules:\n"
+                                     "  - id: 900\n"
+                                     "    phase: raw_payload\n"
+                                     "    pattern: \"EVIL-CMD\"\n"
+                                     "    action: block\n";
+  auto rs = rules::compile_rules_dir(dir.string());
+  fs::remove_all(dir);
+  ASSERT_TRUE(rs.has_value()) << rs.error().str();
+  edge::waf_audit_ring ring{16};
+  auto w = edge::waf_worker::create(1, **rs, &ring);
+  ASSERT_TRUE(w.has_value());
+  auto pol = bind(*rs);
+  std::string clean = "HELLO\nPING\nDATA 1234\n";
+  auto c = edge::waf_conn::create(**w, pol, waf::inspector::mode::raw, info);
+  ASSERT_TRUE(c.has_value());
+  auto o = drive(*c, split(clean, 4));
+  EXPECT_EQ(o.forwarded, clean);
+  EXPECT_FALSE(c->blocked());
+
+  std::string bad = "HELLO\nRUN EVIL-CMD now\n";
+  auto c2 = edge::waf_conn::create(**w, pol, waf::inspector::mode::raw, info);
+  ASSERT_TRUE(c2.has_value());
+  auto o2 = drive(*c2, split(bad, 3));
+  ASSERT_EQ(o2.last, kind::block);
+  EXPECT_TRUE(o2.reset);
+  EXPECT_TRUE(o2.response.empty());
+  EXPECT_TRUE(bad.starts_with(o2.forwarded));
+  EXPECT_LT(o2.forwarded.size(), bad.find("EVIL-CMD") + 8);
+  std::vector<edge::waf_audit_record> recs(16);
+  recs.resize(ring.pop(recs));
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].rule_id, 900u);
+  EXPECT_TRUE(recs[0].raw);
+  EXPECT_EQ(recs[0].verdict, edge::waf_audit_verdict::block);
+}
+
+}  // namespace
