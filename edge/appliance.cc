@@ -4,6 +4,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
@@ -123,6 +124,19 @@ common::result<void> appliance::start(const char* argv0) {
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
 
+  if (has_tcp_service(c)) {
+    // Every relayed connection holds a kernel socket towards its upstream: raise the soft limit
+    // on open files to what the relays can use, as far as the hard limit allows.
+    const rlim_t want = static_cast<rlim_t>(c.workers.lcores.size()) * c.tcp.max_connections + 1024;
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+      rl.rlim_cur = std::min(want, rl.rlim_max);
+      setrlimit(RLIMIT_NOFILE, &rl);
+      if (rl.rlim_cur < want)
+        spdlog::warn("open-file limit {} is below the {} upstream sockets tcp.max_connections allows",
+                     rl.rlim_cur, want);
+    }
+  }
   // SYN cookie and ISN secret: random per boot, shared by the workers.
   std::array<uint8_t, 16> tcp_secret{};
   {
