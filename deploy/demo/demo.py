@@ -2,8 +2,8 @@
 """The built-in demo. Namespaces: demo-client (10.99.0.2) -veth- demo-edge (edged, DPDK af_packet
 ports wan0 and lan0, plus a kernel leg for health checks) -veth- demo-switch (a bridge) - three
 nginx backends demo-b1..b3 (10.99.1.11-13). Shows ARP/ping answered by DPDK, a malformed frame
-dropped and counted, and L4 balancing (full NAT, Maglev) across the backends, with a backend
-failure taken out by health checks. Run through deploy/demo/demo.sh (installs, builds, runs this)."""
+dropped and counted, L4 balancing (full NAT, Maglev) across the backends, with a backend
+failure taken out by health checks, and service kind tcp (userspace TCP relayed to the backends). Run through deploy/demo/demo.sh (installs, builds, runs this)."""
 import os
 import sys
 import time
@@ -75,6 +75,15 @@ for line in e.get("/metrics").splitlines():
     if line.startswith("edge_backend_up"):
         print(line)
 print("per backend:", h.http_spread(cli, "http://10.99.0.100/", 300))
+
+say("Service kind tcp: edged terminates TCP in user space on 10.99.0.101:80 and relays each connection "
+    "to a backend over a kernel socket (io_uring), least connections among healthy ones")
+show(cli, ["curl", "-s", "http://10.99.0.101/"])
+print("per backend:", h.http_spread(cli, "http://10.99.0.101/", 60))
+for line in e.get("/metrics").splitlines():
+    if line.startswith(("edge_tcp_opened_total", "edge_relay_accepted_total", "edge_relay_bytes_total",
+                        'edge_relay_ends_total{outcome="completed"}', 'edge_upstream{pool="gw",counter="connects"}')):
+        print(line)
 
 say("edgectl stats (admin API on 127.0.0.1:9180 inside demo-edge)")
 show(edge, [h.EDGECTL, "stats"])
