@@ -174,7 +174,10 @@ size_t waf_audit_drainer::drain_once() {
   for (auto* r : rings_) {
     for (;;) {
       size_t n = r->pop(batch);
-      for (size_t i = 0; i < n; ++i) log_->info(waf_audit_json(batch[i]));
+      for (size_t i = 0; i < n; ++i) {
+        log_->info(waf_audit_json(batch[i]));
+        ++hits_[{std::string(batch[i].service_name()), batch[i].rule_id, batch[i].verdict}];
+      }
       total += n;
       if (n < batch.size()) break;
     }
@@ -182,6 +185,19 @@ size_t waf_audit_drainer::drain_once() {
   if (total > 0) log_->flush();
   written_.fetch_add(total, std::memory_order_relaxed);
   return total;
+}
+
+std::vector<waf_audit_drainer::rule_hit> waf_audit_drainer::rule_hits() const {
+  std::lock_guard lk(mu_);
+  std::vector<rule_hit> out;
+  out.reserve(hits_.size());
+  for (const auto& [k, n] : hits_) out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), n});
+  return out;
+}
+
+std::vector<const waf_audit_ring*> waf_audit_drainer::rings() const {
+  std::lock_guard lk(mu_);
+  return {rings_.begin(), rings_.end()};
 }
 
 void waf_audit_drainer::start(std::chrono::milliseconds period) {

@@ -7,12 +7,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/counter.hh"
@@ -114,11 +116,24 @@ class waf_audit_drainer {
   void stop();  // drains what is left, then joins
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
 
+  // Audit entries drained so far by (service, rule id, verdict): the per-rule counters of /metrics
+  // (entries a full ring dropped are not in them; waf_audit_ring::dropped() counts those).
+  struct rule_hit {
+    std::string service;
+    uint32_t rule_id = 0;
+    waf_audit_verdict verdict = waf_audit_verdict::detect;
+    uint64_t count = 0;
+  };
+  std::vector<rule_hit> rule_hits() const;
+  // The rings registered now, for summing their dropped() counters.
+  std::vector<const waf_audit_ring*> rings() const;
+
  private:
   waf_audit_drainer() = default;
   std::shared_ptr<spdlog::logger> log_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<waf_audit_ring*> rings_;
+  std::map<std::tuple<std::string, uint32_t, waf_audit_verdict>, uint64_t> hits_;  // bounded by services x rules
   std::atomic<uint64_t> written_{0};
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -1,0 +1,22 @@
+#pragma once
+// Prometheus text for the WAF: worker counters summed over workers, HTTP parse errors by reason,
+// rules reloads and compile figures, audit entries by service/rule/verdict and audit drops.
+// Control side (allocates); the appliance appends it to its /metrics body.
+#include <span>
+#include <string>
+
+#include "waf/inspector.hh"
+#include "waf_audit.hh"
+#include "waf_control.hh"
+
+namespace edge {
+
+struct waf_metrics_sources {
+  const waf_control* control = nullptr;           // reloads, compile ms, rules count, last error
+  std::span<const waf::worker_stats* const> workers;  // one per worker (waf_worker::stats())
+  const waf_audit_drainer* audit = nullptr;       // per-rule hits and ring drops
+};
+
+void append_waf_metrics(std::string& out, const waf_metrics_sources& src);
+
+}  // namespace edge
