@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential meson ninja-build pkg-config
-  libdpdk-dev dpdk libhyperscan-dev liburing-dev libssl-dev openssl
+  libdpdk-dev dpdk dpdk-dev libhyperscan-dev liburing-dev libssl-dev openssl
   libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev
   # e2e tests, demo and benches: namespaces, real clients and servers
   iproute2 ethtool nftables iputils-ping curl wrk python3 python3-scapy python3-yaml
