@@ -87,13 +87,17 @@ void waf_conn::audit_new_matches(waf_audit_verdict verdict, uint16_t status) {
   if (in_->matches_dropped() > 0) w_->audit_truncated_.add(in_->matches_dropped());
 }
 
-// A request refused by the parser fired no rule; the audit log still says why it was refused.
+// A request refused by the parser or the body limit fired no rule; the audit log still says why.
 void waf_conn::audit_parse_error(uint16_t status) {
   if (w_->ring() == nullptr) return;
   waf_audit_record r;
   fill_common(r, waf_audit_verdict::block, status);
   r.rule_id = 0;
-  r.field_len = copy_bounded(waf::to_string(in_->parse_error()), r.field, sizeof r.field);
+  waf::http_error e = in_->parse_error();
+  std::string_view why = e != waf::http_error::none ? waf::to_string(e)
+                         : status == 413            ? "body_limit"
+                                                    : "blocked";
+  r.field_len = copy_bounded(why, r.field, sizeof r.field);
   w_->ring()->push(r);
 }
 
@@ -105,7 +109,7 @@ waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
   if (!blocked_) {
     blocked_ = true;
     status_ = v.status;
-    if (in_->matches().empty() && in_->parse_error() != waf::http_error::none)
+    if (in_->matches().size() == audited_)
       audit_parse_error(v.status);
     else
       audit_new_matches(waf_audit_verdict::block, v.status);

@@ -117,7 +117,8 @@ common::result<void> waf_control::start_watching() {
   if (watcher_.joinable()) return {};
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0) return common::fail(std::string("inotify_init1: ") + std::strerror(errno));
-  if (inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask) < 0) {
+  wd_ = inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask);
+  if (wd_ < 0) {
     int e = errno;
     close(inotify_fd_);
     inotify_fd_ = -1;
@@ -177,6 +178,7 @@ void waf_control::watch_loop() {
             std::lock_guard lk(mu_);
             ++metrics_.watch_events;
           }
+          if (ev->wd != wd_ && ev->wd != -1) continue;  // a directory we no longer watch (-1: queue overflow)
           if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) lost = true;
           pending = true;
           deadline = clock::now() + cfg_.debounce;
@@ -186,7 +188,10 @@ void waf_control::watch_loop() {
     }
     if (clock::now() < deadline) continue;
     if (lost) {
-      if (inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask) < 0) {
+      // The old watch may still follow the moved directory: drop it so its events stop counting.
+      inotify_rm_watch(inotify_fd_, wd_);
+      wd_ = inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask);
+      if (wd_ < 0) {
         deadline = clock::now() + cfg_.debounce;  // not back yet; the old rules keep serving
         continue;
       }

@@ -98,7 +98,7 @@ class waf_control {
   std::mutex reload_mu_;   // one reload at a time (watcher vs. POST /reload)
   std::shared_ptr<const waf_rules_snapshot> current_;
   waf_control_metrics metrics_;
-  int inotify_fd_ = -1, wake_fd_ = -1;
+  int inotify_fd_ = -1, wake_fd_ = -1, wd_ = -1;
   std::thread watcher_;
 };
 

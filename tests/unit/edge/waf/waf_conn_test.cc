@@ -252,6 +252,11 @@ TEST_F(fixture, body_over_limit_rejects_413_or_passes_partial_per_policy) {
   ASSERT_EQ(o.last, kind::block);
   EXPECT_EQ(o.status, 413);
   EXPECT_TRUE(o.response.starts_with("HTTP/1.1 413 ")) << o.response;
+  auto recs = drain(ring);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].rule_id, 0u);
+  EXPECT_EQ(recs[0].status, 413);
+  EXPECT_TRUE(recs[0].field_name() == "body_limit" || recs[0].field_name() == "body_too_large") << recs[0].field_name();
 
   waf::policy part = rej;
   part.on_body_limit = waf::body_limit_action::inspect_partial;
