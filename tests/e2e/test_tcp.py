@@ -260,6 +260,7 @@ c.that(metric("edge_relay_ends_total", 'outcome="upstream_reset"') > reset0,
 
 m = e.metrics()
 print("metrics: " + ", ".join(f"{k}={v:.0f}" for k, v in m.items()
-                              if k.startswith(("edge_tcp_", "edge_relay_", "edge_upstream")) and v))
+                              if k.startswith(("edge_tcp_", "edge_relay_", "edge_upstream", "edge_drops_total", "edge_port_tx_errors",
+                                                "edge_port_rx_missed", "edge_port_tx_dropped")) and v))
 c.that(e.stop() == 0, "edged stops cleanly")
 c.done(e)
