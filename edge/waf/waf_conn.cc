@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace edge {
@@ -102,6 +103,7 @@ void waf_conn::audit_parse_error(uint16_t status) {
 }
 
 waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
+  set_pending(0, consumed);  // nothing more goes upstream
   waf_action a;
   a.what = waf_action::kind::block;
   a.consumed = consumed;
@@ -149,7 +151,36 @@ waf_action waf_conn::feed(std::span<const char> data) {
   }
   a.forward = {spans_.data(), n};
   a.what = n > 0 ? waf_action::kind::forward : waf_action::kind::need_more;
+  set_pending(n, a.consumed);
   return a;
+}
+
+void waf_conn::set_pending(size_t n, size_t consumed) {
+  fwd_n_ = n;
+  fwd_i_ = fwd_off_ = 0;
+  consumed_ = consumed;
+  while (fwd_i_ < fwd_n_ && spans_[fwd_i_].empty()) ++fwd_i_;
+}
+
+void waf_conn::sent(size_t n) {
+  while (n > 0 && fwd_i_ < fwd_n_) {
+    size_t left = spans_[fwd_i_].size() - fwd_off_;
+    size_t k = std::min(n, left);
+    fwd_off_ += k;
+    n -= k;
+    if (fwd_off_ == spans_[fwd_i_].size()) {
+      ++fwd_i_;
+      fwd_off_ = 0;
+    }
+  }
+  while (fwd_i_ < fwd_n_ && spans_[fwd_i_].empty()) ++fwd_i_;
+}
+
+size_t waf_conn::take_consumed() {
+  if (fwd_i_ < fwd_n_) return 0;  // spans still point into those bytes
+  size_t c = consumed_;
+  consumed_ = 0;
+  return c;
 }
 
 waf_action waf_conn::finish() {
@@ -159,11 +190,13 @@ waf_action waf_conn::finish() {
   if (v.kind == waf::verdict_kind::block) return on_block(v, 0);
   audit_new_matches(waf_audit_verdict::detect, 0);
   end_request();
+  size_t n = 0;
   if (!v.forward.empty()) {
-    spans_[0] = v.forward;
+    spans_[n++] = v.forward;
     a.forward = {spans_.data(), 1};
     a.what = waf_action::kind::forward;
   }
+  set_pending(n, 0);
   return a;
 }
 

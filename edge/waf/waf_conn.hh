@@ -86,6 +86,17 @@ class waf_conn {
   // Client sent FIN: block 400 when a request was cut short; raw services get end-of-stream rules.
   waf_action finish();
 
+  // Back-pressure (a relay whose upstream may take fewer bytes than offered): after feed() or
+  // finish(), send pending() and report sent(n) until it is empty; only then release the client
+  // bytes the call consumed (take_consumed()), since body spans point into them. Do not feed()
+  // while pending() is non-empty. The spans in waf_action::forward are the same bytes, for callers
+  // that always send everything (writev into an unbounded buffer).
+  std::span<const char> pending() const {
+    return fwd_i_ < fwd_n_ ? spans_[fwd_i_].subspan(fwd_off_) : std::span<const char>{};
+  }
+  void sent(size_t n);
+  size_t take_consumed();
+
   bool blocked() const { return blocked_; }
   std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
   const waf::inspector& inspector() const { return *in_; }
@@ -99,6 +110,7 @@ class waf_conn {
   void audit_parse_error(uint16_t status);
   void fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status);
   void end_request();
+  void set_pending(size_t n, size_t consumed);
 
   waf_worker* w_ = nullptr;
   std::unique_ptr<waf::inspector> in_;
@@ -112,6 +124,8 @@ class waf_conn {
   size_t audited_ = 0;      // matches of the current request already pushed
   bool blocked_ = false;
   std::array<std::span<const char>, max_spans> spans_{};
+  size_t fwd_n_ = 0, fwd_i_ = 0, fwd_off_ = 0;  // pending(): span index and offset into it
+  size_t consumed_ = 0;                          // of the last feed(), until take_consumed()
   std::array<char, 256> response_{};
   size_t response_len_ = 0;
   uint16_t status_ = 0;

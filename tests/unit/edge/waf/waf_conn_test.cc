@@ -304,6 +304,87 @@ TEST_F(fixture, request_ids_are_unique_per_worker_and_carry_the_worker) {
   EXPECT_EQ(ids.back().substr(0, 4), "001f");
 }
 
+// A relay with back-pressure: the client buffer is released only through take_consumed() (and
+// released bytes are erased, so a span still pointing at them would forward wrong bytes); the
+// upstream takes at most up_cap bytes per round, and client bytes keep arriving in between.
+struct sim_result {
+  std::string upstream;
+  uint16_t status = 0;
+};
+sim_result relay_sim(edge::waf_conn& c, const std::string& stream, size_t seg, size_t up_cap) {
+  sim_result r;
+  std::string buf;
+  buf.reserve(stream.size());  // arrivals never move the bytes, like the TCP receive buffer
+  size_t pos = 0;
+  for (;;) {
+    bool progress = false;
+    if (auto p = c.pending(); !p.empty()) {
+      size_t n = std::min(up_cap, p.size());
+      r.upstream.append(p.data(), n);
+      c.sent(n);
+      progress = true;
+    } else if (size_t rel = c.take_consumed(); rel > 0) {
+      buf.erase(0, rel);
+      progress = true;
+    } else if (!buf.empty()) {
+      auto a = c.feed({buf.data(), buf.size()});
+      if (a.what == kind::block) {
+        r.status = a.status;
+        return r;
+      }
+      progress = a.consumed > 0 || !a.forward.empty();
+    }
+    if (!progress) {
+      if (pos >= stream.size()) break;
+      buf.append(stream, pos, seg);
+      pos += seg;
+    }
+  }
+  auto a = c.finish();
+  if (a.what == kind::block) r.status = a.status;
+  for (auto p = c.pending(); !p.empty(); p = c.pending()) {
+    r.upstream.append(p.data(), p.size());
+    c.sent(p.size());
+  }
+  return r;
+}
+
+TEST_F(fixture, back_pressure_partial_sends_keep_the_stream_byte_exact) {
+  auto pol = bind(shipped());
+  std::string chunked = "POST /u HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  std::string stream = clean_get + clean_post + chunked + clean_get;
+  for (size_t seg : {size_t{1}, size_t{5}, size_t{64}, size_t{100000}}) {
+    for (size_t cap : {size_t{1}, size_t{3}, size_t{1000}}) {
+      auto c = conn(pol);
+      auto r = relay_sim(c, stream, seg, cap);
+      EXPECT_EQ(r.status, 0) << "seg " << seg << " cap " << cap;
+      EXPECT_EQ(r.upstream, stream) << "seg " << seg << " cap " << cap;
+    }
+  }
+  // The client bytes are released only once everything that points into them went upstream.
+  auto c0 = conn(pol);
+  auto a = c0.feed({clean_post.data(), clean_post.size()});
+  ASSERT_EQ(a.what, kind::forward);
+  ASSERT_FALSE(c0.pending().empty());
+  EXPECT_EQ(c0.take_consumed(), 0u);
+  c0.sent(3);
+  EXPECT_EQ(c0.take_consumed(), 0u);
+  std::string got = clean_post.substr(0, 3);
+  for (auto p = c0.pending(); !p.empty(); p = c0.pending()) {
+    got.append(p.data(), p.size());
+    c0.sent(p.size());
+  }
+  EXPECT_EQ(got, clean_post);
+  EXPECT_EQ(c0.take_consumed(), a.consumed);
+  EXPECT_EQ(c0.take_consumed(), 0u);
+
+  auto c = conn(pol);
+  auto r = relay_sim(c, clean_get + sqli_get, 7, 2);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.upstream, clean_get);
+}
+
 // Raw (non-HTTP) services: raw_payload rules over the stream; block means RST, no response bytes.
 TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
   auto dir = fs::temp_directory_path() / ("edge_waf_raw_" + std::to_string(getpid()));
