@@ -40,7 +40,9 @@ std::string waf_endpoint::str() const {
   return "-";
 }
 
-const char* to_string(waf_audit_verdict v) { return v == waf_audit_verdict::block ? "block" : "detect"; }
+const char* to_string(waf_audit_verdict v) {
+  return v == waf_audit_verdict::block ? "block" : "detect";
+}
 
 uint8_t copy_bounded(std::string_view s, char* dst, size_t cap) {
   size_t n = std::min(s.size(), cap);
@@ -56,11 +58,21 @@ void json_string(std::string& out, std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           char b[8];
@@ -140,7 +152,8 @@ size_t waf_audit_ring::pop(std::span<waf_audit_record> out) {
   return n;
 }
 
-common::result<std::unique_ptr<waf_audit_drainer>> waf_audit_drainer::create(const std::string& path) {
+common::result<std::unique_ptr<waf_audit_drainer>> waf_audit_drainer::create(
+    const std::string& path) {
   if (path.empty()) return common::fail("audit log path is empty");
   std::unique_ptr<waf_audit_drainer> d(new waf_audit_drainer());
   try {
@@ -155,7 +168,9 @@ common::result<std::unique_ptr<waf_audit_drainer>> waf_audit_drainer::create(con
   return d;
 }
 
-waf_audit_drainer::~waf_audit_drainer() { stop(); }
+waf_audit_drainer::~waf_audit_drainer() {
+  stop();
+}
 
 void waf_audit_drainer::add_ring(waf_audit_ring* ring) {
   std::lock_guard lk(mu_);
@@ -191,7 +206,8 @@ std::vector<waf_audit_drainer::rule_hit> waf_audit_drainer::rule_hits() const {
   std::lock_guard lk(mu_);
   std::vector<rule_hit> out;
   out.reserve(hits_.size());
-  for (const auto& [k, n] : hits_) out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), n});
+  for (const auto& [k, n] : hits_)
+    out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), n});
   return out;
 }
 

@@ -44,7 +44,8 @@ const char* to_string(waf_audit_verdict v);
 
 // One audit entry. Trivially copyable, fixed size: what a worker may write on its fast path.
 struct waf_audit_record {
-  static constexpr size_t field_cap = 40, excerpt_cap = 64, request_id_cap = 24, service_cap = 32, path_cap = 64;
+  static constexpr size_t field_cap = 40, excerpt_cap = 64, request_id_cap = 24, service_cap = 32,
+                          path_cap = 64;
   uint64_t unix_ms = 0;
   uint32_t rule_id = 0;  // 0: no rule (malformed request refused by the parser)
   uint16_t status = 0;   // HTTP status sent when blocked (403/400/413); 0 when passed
@@ -86,8 +87,8 @@ class waf_audit_ring {
   waf_audit_ring(const waf_audit_ring&) = delete;
   waf_audit_ring& operator=(const waf_audit_ring&) = delete;
 
-  bool push(const waf_audit_record& r);                // producer (worker) only
-  size_t pop(std::span<waf_audit_record> out);         // consumer (drainer) only
+  bool push(const waf_audit_record& r);         // producer (worker) only
+  size_t pop(std::span<waf_audit_record> out);  // consumer (drainer) only
   size_t capacity() const { return mask_ + 1; }
   uint64_t pushed() const { return pushed_.get(); }    // accepted records
   uint64_t dropped() const { return dropped_.get(); }  // refused because the ring was full
@@ -133,7 +134,8 @@ class waf_audit_drainer {
   std::shared_ptr<spdlog::logger> log_;
   mutable std::mutex mu_;
   std::vector<waf_audit_ring*> rings_;
-  std::map<std::tuple<std::string, uint32_t, waf_audit_verdict>, uint64_t> hits_;  // bounded by services x rules
+  std::map<std::tuple<std::string, uint32_t, waf_audit_verdict>, uint64_t>
+      hits_;  // bounded by services x rules
   std::atomic<uint64_t> written_{0};
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -7,7 +7,8 @@
 
 namespace edge {
 
-common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_id, const waf::ruleset& rs,
+common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_id,
+                                                               const waf::ruleset& rs,
                                                                waf_audit_ring* ring) {
   auto ws = waf::worker_scratch::create(rs);
   if (!ws) return std::unexpected(ws.error());
@@ -21,7 +22,8 @@ size_t waf_worker::next_request_id(std::span<char, 16> out) {
   return 16;
 }
 
-common::result<waf_conn> waf_conn::create(waf_worker& w, std::shared_ptr<const waf::bound_policy> pol,
+common::result<waf_conn> waf_conn::create(waf_worker& w,
+                                          std::shared_ptr<const waf::bound_policy> pol,
                                           waf::inspector::mode m, const waf_conn_info& info) {
   if (!pol) return common::fail("waf_conn: no policy");
   auto in = waf::inspector::create(std::move(pol), w.scratch(), m);
@@ -52,7 +54,8 @@ void waf_conn::end_request() {
 void waf_conn::fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status) {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // vDSO: no syscall on the data path
-  r.unix_ms = static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+  r.unix_ms =
+      static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
   r.verdict = verdict;
   r.status = status;
   r.raw = mode_ == waf::inspector::mode::raw;

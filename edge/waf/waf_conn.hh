@@ -1,8 +1,9 @@
 #pragma once
-// The WAF on one client connection, worker side. waf_worker holds what a worker owns once (Hyperscan
-// scratch, counters, request-id sequence, its audit ring); waf_conn wraps a waf::inspector for one
-// connection and turns its verdicts into what the relay does with the bytes: forward these spans
-// upstream, wait for more, or send this block response (HTTP) / RST (raw) and close.
+// The WAF on one client connection, worker side. waf_worker holds what a worker owns once
+// (Hyperscan scratch, counters, request-id sequence, its audit ring); waf_conn wraps a
+// waf::inspector for one connection and turns its verdicts into what the relay does with the bytes:
+// forward these spans upstream, wait for more, or send this block response (HTTP) / RST (raw) and
+// close.
 //
 // Data path: feed() and finish() never allocate, throw, lock or log. create() allocates (~40 KB
 // per HTTP connection: the inspector's head buffer and streams) and runs at accept time.
@@ -24,7 +25,8 @@ namespace edge {
 // (grow-only: connections still on an older ruleset stay covered).
 class waf_worker {
  public:
-  static common::result<std::unique_ptr<waf_worker>> create(uint16_t worker_id, const waf::ruleset& rs,
+  static common::result<std::unique_ptr<waf_worker>> create(uint16_t worker_id,
+                                                            const waf::ruleset& rs,
                                                             waf_audit_ring* ring);
   common::result<void> prepare(const waf::ruleset& rs) { return scratch_.prepare(rs); }
 
@@ -61,10 +63,11 @@ struct waf_action {
   enum class kind : uint8_t {
     need_more,  // bytes were taken (buffered head); nothing to send yet
     forward,    // send `forward` upstream, in order
-    block,      // http: send `response` to the client, then close; raw: `response` is empty, send RST
+    block,  // http: send `response` to the client, then close; raw: `response` is empty, send RST
   };
   kind what = kind::need_more;
-  size_t consumed = 0;  // input bytes used; call feed() again with the rest (next pipelined request)
+  size_t consumed =
+      0;  // input bytes used; call feed() again with the rest (next pipelined request)
   std::span<const std::span<const char>> forward;  // valid until the next feed()/finish()
   std::span<const char> response;                  // valid as long as the waf_conn
   uint16_t status = 0;                             // block: 403, 400, 413
@@ -75,7 +78,8 @@ class waf_conn {
  public:
   static constexpr size_t max_spans = 8;
 
-  static common::result<waf_conn> create(waf_worker& w, std::shared_ptr<const waf::bound_policy> pol,
+  static common::result<waf_conn> create(waf_worker& w,
+                                         std::shared_ptr<const waf::bound_policy> pol,
                                          waf::inspector::mode m, const waf_conn_info& info);
   waf_conn(waf_conn&&) noexcept = default;
   waf_conn& operator=(waf_conn&&) noexcept = default;
@@ -125,7 +129,7 @@ class waf_conn {
   bool blocked_ = false;
   std::array<std::span<const char>, max_spans> spans_{};
   size_t fwd_n_ = 0, fwd_i_ = 0, fwd_off_ = 0;  // pending(): span index and offset into it
-  size_t consumed_ = 0;                          // of the last feed(), until take_consumed()
+  size_t consumed_ = 0;                         // of the last feed(), until take_consumed()
   std::array<char, 256> response_{};
   size_t response_len_ = 0;
   uint16_t status_ = 0;

@@ -16,8 +16,8 @@ namespace edge {
 
 namespace {
 
-constexpr uint32_t watch_mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
-                                IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+constexpr uint32_t watch_mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -28,7 +28,8 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 waf_control::waf_control(waf_control_config cfg, publish_fn publish)
     : cfg_(std::move(cfg)), publish_(std::move(publish)) {}
 
-common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_config cfg, publish_fn publish) {
+common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_config cfg,
+                                                                 publish_fn publish) {
   if (cfg.rules_dir.empty()) return common::fail("waf: rules_dir is empty");
   if (!publish) return common::fail("waf: no publish callback");
   std::unique_ptr<waf_control> c(new waf_control(std::move(cfg), std::move(publish)));
@@ -37,7 +38,9 @@ common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_con
   return c;
 }
 
-waf_control::~waf_control() { stop(); }
+waf_control::~waf_control() {
+  stop();
+}
 
 common::result<std::shared_ptr<waf_rules_snapshot>> waf_control::build() {
   waf::compile_options opts{.cache_dir = cfg_.cache_dir};
@@ -76,7 +79,8 @@ common::result<uint64_t> waf_control::reload() {
       metrics_.last_error = msg;
     }
     if (auto cur = current())
-      spdlog::error("waf: rules reload failed, generation {} keeps serving: {}", cur->generation, msg);
+      spdlog::error("waf: rules reload failed, generation {} keeps serving: {}", cur->generation,
+                    msg);
     else
       spdlog::error("waf: rules load failed: {}", msg);
     return std::unexpected(snap.error());
@@ -97,8 +101,9 @@ common::result<uint64_t> waf_control::reload() {
     metrics_.generation = s.generation;
     metrics_.last_error.clear();
   }
-  spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {:.1f} ms{}", s.generation,
-               cfg_.rules_dir, s.rules->rules().size(), cs.expressions, ms, cs.from_cache ? " (cache)" : "");
+  spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {:.1f} ms{}",
+               s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions, ms,
+               cs.from_cache ? " (cache)" : "");
   publish_(*snap);
   return s.generation;
 }
@@ -145,10 +150,10 @@ void waf_control::stop() {
   inotify_fd_ = wake_fd_ = -1;
 }
 
-// Editors and `kubectl` updates touch several files in a burst (ConfigMaps swap a `..data` symlink),
-// so events only arm a deadline; the reload runs once the directory has been quiet for `debounce`.
-// When the directory itself goes away (moved/deleted), the watch is re-added on every tick until it
-// is back, and then a reload runs.
+// Editors and `kubectl` updates touch several files in a burst (ConfigMaps swap a `..data`
+// symlink), so events only arm a deadline; the reload runs once the directory has been quiet for
+// `debounce`. When the directory itself goes away (moved/deleted), the watch is re-added on every
+// tick until it is back, and then a reload runs.
 void waf_control::watch_loop() {
   using clock = std::chrono::steady_clock;
   bool pending = false, lost = false;
@@ -157,7 +162,8 @@ void waf_control::watch_loop() {
   for (;;) {
     int timeout = -1;
     if (pending || lost) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
       timeout = static_cast<int>(std::max<long>(0, left));
     }
     std::array<pollfd, 2> fds{pollfd{inotify_fd_, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}};
@@ -178,7 +184,8 @@ void waf_control::watch_loop() {
             std::lock_guard lk(mu_);
             ++metrics_.watch_events;
           }
-          if (ev->wd != wd_ && ev->wd != -1) continue;  // a directory we no longer watch (-1: queue overflow)
+          if (ev->wd != wd_ && ev->wd != -1)
+            continue;  // a directory we no longer watch (-1: queue overflow)
           if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) lost = true;
           pending = true;
           deadline = clock::now() + cfg_.debounce;

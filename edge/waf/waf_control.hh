@@ -42,7 +42,8 @@ struct waf_control_config {
 // What one successful (re)load produced. Immutable once published.
 struct waf_rules_snapshot {
   std::shared_ptr<const waf::ruleset> rules;
-  std::map<std::string, std::shared_ptr<const waf::bound_policy>, std::less<>> policies;  // by service
+  std::map<std::string, std::shared_ptr<const waf::bound_policy>, std::less<>>
+      policies;             // by service
   uint64_t generation = 0;  // 1 for the initial load, +1 per publish
   bool same_rules = false;  // the rules hash equals the previous generation's (e.g. touched file)
 
@@ -58,10 +59,10 @@ struct waf_control_metrics {
   uint64_t watch_events = 0;    // inotify events seen (before debouncing)
   double last_compile_ms = 0;   // load + compile (+ bind) of the last attempt
   bool last_from_cache = false;
-  size_t rules = 0;             // rules in the serving set
-  size_t expressions = 0;       // Hyperscan expressions in the serving set
+  size_t rules = 0;        // rules in the serving set
+  size_t expressions = 0;  // Hyperscan expressions in the serving set
   uint64_t generation = 0;
-  std::string last_error;       // "file:line:col: rule ID: message" of the last failure, or empty
+  std::string last_error;  // "file:line:col: rule ID: message" of the last failure, or empty
 };
 
 class waf_control {
@@ -70,7 +71,8 @@ class waf_control {
 
   // Loads and compiles synchronously, binds every policy and publishes generation 1 (on the
   // caller's thread) before returning. An error here names file:line:col and the rule id.
-  static common::result<std::unique_ptr<waf_control>> create(waf_control_config cfg, publish_fn publish);
+  static common::result<std::unique_ptr<waf_control>> create(waf_control_config cfg,
+                                                             publish_fn publish);
   ~waf_control();
   waf_control(const waf_control&) = delete;
   waf_control& operator=(const waf_control&) = delete;

@@ -12,9 +12,9 @@
 namespace edge {
 
 struct waf_metrics_sources {
-  const waf_control* control = nullptr;           // reloads, compile ms, rules count, last error
+  const waf_control* control = nullptr;  // reloads, compile ms, rules count, last error
   std::span<const waf::worker_stats* const> workers;  // one per worker (waf_worker::stats())
-  const waf_audit_drainer* audit = nullptr;       // per-rule hits and ring drops
+  const waf_audit_drainer* audit = nullptr;           // per-rule hits and ring drops
 };
 
 void append_waf_metrics(std::string& out, const waf_metrics_sources& src);

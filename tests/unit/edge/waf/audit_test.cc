@@ -66,10 +66,12 @@ TEST(waf_audit_json, escapes_attacker_bytes_into_one_valid_line) {
   r.where = waf::target::args;
   r.verdict = edge::waf_audit_verdict::block;
   r.status = 403;
-  r.excerpt_len = edge::copy_bounded(std::string_view("<a\"b\\c\n\x01\xff>", 10), r.excerpt, sizeof r.excerpt);
+  r.excerpt_len =
+      edge::copy_bounded(std::string_view("<a\"b\\c\n\x01\xff>", 10), r.excerpt, sizeof r.excerpt);
   r.field_len = edge::copy_bounded("msg", r.field, sizeof r.field);
   r.request_id_len = edge::copy_bounded("0001000000000002", r.request_id, sizeof r.request_id);
-  r.client = edge::waf_endpoint::v6({0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 4242);
+  r.client =
+      edge::waf_endpoint::v6({0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 4242);
   auto j = edge::waf_audit_json(r);
   EXPECT_EQ(j.find('\n'), std::string::npos);
   EXPECT_NE(j.find(R"("excerpt":"<a\"b\\c\n\u0001\u00ff>")"), std::string::npos) << j;
@@ -80,7 +82,8 @@ TEST(waf_audit_json, escapes_attacker_bytes_into_one_valid_line) {
 }
 
 TEST(waf_audit_drainer, writes_one_json_line_per_record_from_every_ring) {
-  auto path = std::filesystem::temp_directory_path() / ("edge_waf_audit_" + std::to_string(getpid()) + ".log");
+  auto path = std::filesystem::temp_directory_path() /
+              ("edge_waf_audit_" + std::to_string(getpid()) + ".log");
   std::filesystem::remove(path);
   edge::waf_audit_ring a(16), b(16);
   {

@@ -55,7 +55,10 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   edge::waf_control_config cfg;
   cfg.rules_dir = (root / "rules").string();
   cfg.cache_dir = (root / "cache").string();
-  cfg.services = {{.service = "web", .policy_file = {}, .node = YAML::Load("mode: enforce"), .where = "edge.yaml"}};
+  cfg.services = {{.service = "web",
+                   .policy_file = {},
+                   .node = YAML::Load("mode: enforce"),
+                   .where = "edge.yaml"}};
   auto ctl = edge::waf_control::create(cfg, publish);
   ASSERT_TRUE(ctl.has_value()) << ctl.error().str();
   ASSERT_TRUE((*ctl)->start_watching().has_value());
@@ -67,26 +70,30 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   ASSERT_TRUE(audit.has_value());
   (*audit)->add_ring(&ring);
 
-  const edge::waf_conn_info info{edge::waf_endpoint::v4({10, 0, 0, 9}, 40000), edge::waf_endpoint::v4({10, 0, 0, 1}, 80),
-                                 "web"};
+  const edge::waf_conn_info info{edge::waf_endpoint::v4({10, 0, 0, 9}, 40000),
+                                 edge::waf_endpoint::v4({10, 0, 0, 1}, 80), "web"};
   std::string req = "GET /x?a=forbidden-token HTTP/1.1\r\nHost: a\r\n\r\n";
-  auto old_conn = edge::waf_conn::create(**w, current()->policy_for("web"), waf::inspector::mode::http, info);
+  auto old_conn =
+      edge::waf_conn::create(**w, current()->policy_for("web"), waf::inspector::mode::http, info);
   ASSERT_TRUE(old_conn.has_value());
   uint16_t st = 0;
   EXPECT_EQ(run_request(*old_conn, req, &st), req);  // not a rule yet
   EXPECT_EQ(st, 0);
 
-  std::ofstream(root / "rules" / ".tmp") << "rules:\n  - id: 100900\n    phase: args\n    operator: contains\n"
-                                            "    pattern: forbidden-token\n    action: block\n";
+  std::ofstream(root / "rules" / ".tmp")
+      << "rules:\n  - id: 100900\n    phase: args\n    operator: contains\n"
+         "    pattern: forbidden-token\n    action: block\n";
   fs::rename(root / "rules" / ".tmp", root / "rules" / "custom.yaml");
   auto deadline = std::chrono::steady_clock::now() + 1500ms;
-  while (current()->generation < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (current()->generation < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   auto s2 = current();
   ASSERT_EQ(s2->generation, 2u);
 
   // Worker adopts the snapshot: grow the scratch, then new connections use the new policy.
   ASSERT_TRUE((*w)->prepare(*s2->rules).has_value());
-  auto new_conn = edge::waf_conn::create(**w, s2->policy_for("web"), waf::inspector::mode::http, info);
+  auto new_conn =
+      edge::waf_conn::create(**w, s2->policy_for("web"), waf::inspector::mode::http, info);
   ASSERT_TRUE(new_conn.has_value());
   EXPECT_EQ(run_request(*new_conn, req, &st), "");
   EXPECT_EQ(st, 403);
@@ -100,13 +107,16 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   ASSERT_TRUE(std::getline(f, line));
   EXPECT_NE(line.find("\"rule_id\":100900"), std::string::npos) << line;
   EXPECT_NE(line.find("\"client\":\"10.0.0.9:40000\""), std::string::npos) << line;
-  EXPECT_NE(line.find("\"request_id\":\"" + std::string(new_conn->last_request_id()) + "\""), std::string::npos);
+  EXPECT_NE(line.find("\"request_id\":\"" + std::string(new_conn->last_request_id()) + "\""),
+            std::string::npos);
 
   std::string text;
   const waf::worker_stats* ws[] = {&(*w)->stats()};
   edge::append_waf_metrics(text, {.control = ctl->get(), .workers = ws, .audit = audit->get()});
-  EXPECT_NE(text.find("edge_waf_rule_hits_total{service=\"web\",rule=\"100900\",verdict=\"block\"} 1\n"),
-            std::string::npos) << text;
+  EXPECT_NE(
+      text.find("edge_waf_rule_hits_total{service=\"web\",rule=\"100900\",verdict=\"block\"} 1\n"),
+      std::string::npos)
+      << text;
   EXPECT_NE(text.find("edge_waf_reloads_total{outcome=\"ok\"} 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_blocked_rules_total 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_requests_total 3\n"), std::string::npos) << text;

@@ -28,7 +28,8 @@ std::shared_ptr<const waf::ruleset> shipped() {
   return rs;
 }
 
-std::shared_ptr<const waf::bound_policy> bind(std::shared_ptr<const waf::ruleset> rs, waf::policy p = {}) {
+std::shared_ptr<const waf::bound_policy> bind(std::shared_ptr<const waf::ruleset> rs,
+                                              waf::policy p = {}) {
   auto b = waf::bound_policy::bind(std::move(rs), std::move(p));
   EXPECT_TRUE(b.has_value()) << (b ? "" : b.error().str());
   return b ? *b : nullptr;
@@ -103,14 +104,17 @@ struct fixture : ::testing::Test {
   }
 };
 
-const std::string clean_get = "GET /products?id=42&sort=price HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
+const std::string clean_get =
+    "GET /products?id=42&sort=price HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
 const std::string json_body = "{\"item\":\"book\",\"qty\":2,\"note\":\"gift wrap\"}";
 const std::string clean_post =
-    "POST /api/orders HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nContent-Length: " +
+    "POST /api/orders HTTP/1.1\r\nHost: shop.example\r\nContent-Type: "
+    "application/json\r\nContent-Length: " +
     std::to_string(json_body.size()) + "\r\n\r\n" + json_body;
 const std::string sqli_get =
     "GET /search?q=1%27%20union%20select%20password%20from%20users HTTP/1.1\r\nHost: a\r\n\r\n";
-const std::string xss_get = "GET /c?msg=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\r\nHost: a\r\n\r\n";
+const std::string xss_get =
+    "GET /c?msg=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\r\nHost: a\r\n\r\n";
 
 TEST_F(fixture, clean_requests_pass_byte_exact_whatever_the_segmentation) {
   auto pol = bind(shipped());
@@ -141,7 +145,8 @@ TEST_F(fixture, sqli_and_xss_get_403_with_request_id_and_audit_record) {
     ASSERT_EQ(o.request_id.size(), 16u);
     EXPECT_EQ(o.request_id.substr(0, 4), "0003");  // worker id
     EXPECT_TRUE(o.response.starts_with("HTTP/1.1 403 Forbidden\r\n")) << o.response;
-    EXPECT_NE(o.response.find("X-Request-Id: " + o.request_id + "\r\n"), std::string::npos) << o.response;
+    EXPECT_NE(o.response.find("X-Request-Id: " + o.request_id + "\r\n"), std::string::npos)
+        << o.response;
     EXPECT_NE(o.response.find("Connection: close"), std::string::npos);
     EXPECT_NE(o.response.find(o.request_id + "\n"), std::string::npos) << "id in the body too";
     // A blocked connection stays blocked: more bytes get the same answer.
@@ -195,12 +200,15 @@ TEST_F(fixture, detect_only_passes_byte_exact_and_audits) {
 TEST_F(fixture, body_attack_split_across_feeds_and_chunks_is_caught) {
   auto pol = bind(shipped());
   std::string body = "comment=nice%20product%27%20union%20select%20card%20from%20payments";
-  std::string cl = "POST /review HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                   "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::string cl =
+      "POST /review HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
   // Chunked text body: "union select" spread over chunks, each chunk cut into tiny segments.
-  std::string chunked = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n"
-                        "6\r\nx' uni\r\n5\r\non se\r\n9\r\nlect pass\r\n0\r\n\r\n";
+  std::string chunked =
+      "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n"
+      "6\r\nx' uni\r\n5\r\non se\r\n9\r\nlect pass\r\n0\r\n\r\n";
   for (const auto* req : {&cl, &chunked}) {
     for (size_t step : {size_t{1}, size_t{2}, size_t{7}, size_t{64}}) {
       auto c = conn(pol);
@@ -219,7 +227,9 @@ TEST_F(fixture, body_attack_split_across_feeds_and_chunks_is_caught) {
 
 TEST_F(fixture, smuggling_cl_te_gets_400_and_a_protocol_audit_record) {
   auto c = conn(bind(shipped()));
-  std::string req = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+  std::string req =
+      "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n0\r\n\r\n";
   auto o = drive(c, {req});
   ASSERT_EQ(o.last, kind::block);
   EXPECT_EQ(o.status, 400);
@@ -244,7 +254,9 @@ TEST_F(fixture, truncated_request_at_fin_gets_400) {
 
 TEST_F(fixture, body_over_limit_rejects_413_or_passes_partial_per_policy) {
   std::string body(300, 'a');
-  std::string req = "POST /up HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 300\r\n\r\n" + body;
+  std::string req =
+      "POST /up HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 300\r\n\r\n" +
+      body;
   waf::policy rej;
   rej.body_limit = 100;
   auto c = conn(bind(shipped(), rej));
@@ -256,7 +268,8 @@ TEST_F(fixture, body_over_limit_rejects_413_or_passes_partial_per_policy) {
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].rule_id, 0u);
   EXPECT_EQ(recs[0].status, 413);
-  EXPECT_TRUE(recs[0].field_name() == "body_limit" || recs[0].field_name() == "body_too_large") << recs[0].field_name();
+  EXPECT_TRUE(recs[0].field_name() == "body_limit" || recs[0].field_name() == "body_too_large")
+      << recs[0].field_name();
 
   waf::policy part = rej;
   part.on_body_limit = waf::body_limit_action::inspect_partial;
@@ -351,8 +364,10 @@ sim_result relay_sim(edge::waf_conn& c, const std::string& stream, size_t seg, s
 
 TEST_F(fixture, back_pressure_partial_sends_keep_the_stream_byte_exact) {
   auto pol = bind(shipped());
-  std::string chunked = "POST /u HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  std::string chunked =
+      "POST /u HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
   std::string stream = clean_get + clean_post + chunked + clean_get;
   for (size_t seg : {size_t{1}, size_t{5}, size_t{64}, size_t{100000}}) {
     for (size_t cap : {size_t{1}, size_t{3}, size_t{1000}}) {

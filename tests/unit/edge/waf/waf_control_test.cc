@@ -56,10 +56,14 @@ struct control_fixture : ::testing::Test {
     edge::waf_control_config c;
     c.rules_dir = rules.string();
     c.cache_dir = cache.string();
-    edge::waf_service_policy web{.service = "web", .policy_file = {}, .node = YAML::Load("mode: enforce\nparanoia: 1\n"),
+    edge::waf_service_policy web{.service = "web",
+                                 .policy_file = {},
+                                 .node = YAML::Load("mode: enforce\nparanoia: 1\n"),
                                  .where = "edge.yaml"};
-    edge::waf_service_policy api{.service = "api", .policy_file = {},
-                                 .node = YAML::Load("rule_sets: [sqli]\nmode: detect_only\n"), .where = "edge.yaml"};
+    edge::waf_service_policy api{.service = "api",
+                                 .policy_file = {},
+                                 .node = YAML::Load("rule_sets: [sqli]\nmode: detect_only\n"),
+                                 .where = "edge.yaml"};
     c.services = {web, api};
     return c;
   }
@@ -93,7 +97,8 @@ TEST_F(control_fixture, initial_load_of_shipped_rules_binds_every_service) {
   ASSERT_TRUE(s->policy_for("api"));
   EXPECT_FALSE(s->policy_for("nope"));
   EXPECT_TRUE(s->policy_for("api")->pol().detect_only);
-  EXPECT_EQ(&s->policy_for("web")->rules(), s->rules.get()) << "policies are bound to the published set";
+  EXPECT_EQ(&s->policy_for("web")->rules(), s->rules.get())
+      << "policies are bound to the published set";
   auto m = (*c)->metrics();
   EXPECT_EQ(m.reloads_ok, 1u);
   EXPECT_EQ(m.reloads_failed, 0u);
@@ -103,7 +108,8 @@ TEST_F(control_fixture, initial_load_of_shipped_rules_binds_every_service) {
 }
 
 TEST_F(control_fixture, bad_rules_or_policy_at_start_are_errors_with_location) {
-  std::ofstream(rules / "zz-bad.yaml") << "rules:\n  - id: 100901\n    phase: args\n    pattern: \"(unclosed\"\n";
+  std::ofstream(rules / "zz-bad.yaml")
+      << "rules:\n  - id: 100901\n    phase: args\n    pattern: \"(unclosed\"\n";
   publications pub;
   auto c = edge::waf_control::create(config(), pub.fn());
   ASSERT_FALSE(c.has_value());
@@ -137,8 +143,10 @@ TEST_F(control_fixture, good_change_is_published_within_a_second_bad_change_keep
   EXPECT_GE(s2->rules->find(100900), 0);
   EXPECT_FALSE(s2->same_rules);
 
-  // A broken edit: the error names the file and line; generation 2 keeps serving, nothing published.
-  write_atomically("custom.yaml", std::string(extra_rule) + "  - id: 100901\n    phase: args\n    pattern: \"(x\"\n");
+  // A broken edit: the error names the file and line; generation 2 keeps serving, nothing
+  // published.
+  write_atomically("custom.yaml", std::string(extra_rule) +
+                                      "  - id: 100901\n    phase: args\n    pattern: \"(x\"\n");
   auto deadline = std::chrono::steady_clock::now() + 1000ms;
   while ((*c)->metrics().reloads_failed == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
@@ -187,8 +195,9 @@ TEST_F(control_fixture, unchanged_reload_hits_the_cache_and_is_fast) {
   EXPECT_EQ(pub.got.back()->generation, 2u);
   EXPECT_FALSE(first.last_from_cache);
   EXPECT_LT(m.last_compile_ms, first.last_compile_ms) << "a cached load must beat a full compile";
-  std::printf("[ figures ] shipped rules: first load %.1f ms (from_cache=%d), cached reload %.1f ms\n",
-              first.last_compile_ms, first.last_from_cache, m.last_compile_ms);
+  std::printf(
+      "[ figures ] shipped rules: first load %.1f ms (from_cache=%d), cached reload %.1f ms\n",
+      first.last_compile_ms, first.last_from_cache, m.last_compile_ms);
 }
 
 // A rules directory replaced as a whole (moved away, a new one moved into place) is picked up: the
