@@ -33,6 +33,9 @@ common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_con
   if (cfg.rules_dir.empty()) return common::fail("waf: rules_dir is empty");
   if (!publish) return common::fail("waf: no publish callback");
   std::unique_ptr<waf_control> c(new waf_control(std::move(cfg), std::move(publish)));
+  // The watch exists before the first compile, so an edit made between create() and
+  // start_watching() waits in the inotify queue instead of being missed.
+  if (auto w = c->open_watch(); !w) return std::unexpected(w.error());
   auto gen = c->reload();
   if (!gen) return std::unexpected(gen.error());
   return c;
@@ -118,23 +121,21 @@ waf_control_metrics waf_control::metrics() const {
   return metrics_;
 }
 
-common::result<void> waf_control::start_watching() {
-  if (watcher_.joinable()) return {};
+common::result<void> waf_control::open_watch() {
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0) return common::fail(std::string("inotify_init1: ") + std::strerror(errno));
   wd_ = inotify_add_watch(inotify_fd_, cfg_.rules_dir.c_str(), watch_mask);
-  if (wd_ < 0) {
-    int e = errno;
-    close(inotify_fd_);
-    inotify_fd_ = -1;
-    return common::fail(std::string("inotify_add_watch: ") + std::strerror(e), cfg_.rules_dir);
-  }
+  if (wd_ < 0)
+    return common::fail(std::string("cannot watch the rules directory: ") + std::strerror(errno),
+                        cfg_.rules_dir);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) {
-    close(inotify_fd_);
-    inotify_fd_ = -1;
-    return common::fail(std::string("eventfd: ") + std::strerror(errno));
-  }
+  if (wake_fd_ < 0) return common::fail(std::string("eventfd: ") + std::strerror(errno));
+  return {};
+}
+
+common::result<void> waf_control::start_watching() {
+  if (watcher_.joinable()) return {};
+  if (inotify_fd_ < 0 || wake_fd_ < 0) return common::fail("waf: rules watcher already stopped");
   watcher_ = std::thread([this] { watch_loop(); });
   return {};
 }

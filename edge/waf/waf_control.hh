@@ -78,7 +78,8 @@ class waf_control {
   waf_control& operator=(const waf_control&) = delete;
 
   // Starts the inotify watcher thread (IN_CLOSE_WRITE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE,
-  // IN_CREATE on rules_dir); events are debounced, then reload() runs on that thread.
+  // IN_CREATE on rules_dir); events are debounced, then reload() runs on that thread. The watch
+  // itself is set up by create(), so changes made in between are not missed.
   common::result<void> start_watching();
   void stop();  // joins the watcher; safe to call twice
 
@@ -92,6 +93,7 @@ class waf_control {
  private:
   explicit waf_control(waf_control_config cfg, publish_fn publish);
   common::result<std::shared_ptr<waf_rules_snapshot>> build();
+  common::result<void> open_watch();
   void watch_loop();
 
   waf_control_config cfg_;

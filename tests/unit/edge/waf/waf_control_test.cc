@@ -200,6 +200,26 @@ TEST_F(control_fixture, unchanged_reload_hits_the_cache_and_is_fast) {
       first.last_compile_ms, first.last_from_cache, m.last_compile_ms);
 }
 
+TEST_F(control_fixture, a_change_before_start_watching_is_not_missed) {
+  publications pub;
+  auto c = edge::waf_control::create(config(), pub.fn());
+  ASSERT_TRUE(c.has_value());
+  write_atomically("custom.yaml", extra_rule);
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE((*c)->start_watching().has_value());
+  ASSERT_TRUE(pub.wait_for(2, 1500ms));
+  EXPECT_GE((*c)->current()->rules->find(100900), 0);
+}
+
+TEST_F(control_fixture, missing_rules_dir_is_an_error) {
+  auto cfg = config();
+  cfg.rules_dir = (root / "nope").string();
+  publications pub;
+  auto c = edge::waf_control::create(cfg, pub.fn());
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().str().find("nope"), std::string::npos) << c.error().str();
+}
+
 // A rules directory replaced as a whole (moved away, a new one moved into place) is picked up: the
 // watch follows the path, not the old inode.
 TEST_F(control_fixture, replaced_directory_is_watched_again_and_reloaded) {
