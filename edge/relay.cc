@@ -86,6 +86,9 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   tc.fin_wait_timeout_ms = s.tcp.fin_wait_timeout_ms;
   tc.time_wait_ms = s.tcp.time_wait_ms;
   tc.secret = s.secret;
+  // Segments held until the worker drains them: a handful of upstream completions, each up to a
+  // full upstream buffer of payload, plus a burst of SYN-ACKs, fit without tcp_tx_batch_full.
+  tc.tx_batch = 2048;
   auto st = l4::tcp::stack::create(tc, s.tx_pool, r.get());
   if (!st) return std::unexpected(st.error());
   r->stack_ = std::move(*st);
@@ -165,14 +168,13 @@ bool relay::sync(const snapshot& snap) {
   return ok;
 }
 
-bool relay::poll(uint64_t now_tsc) {
+void relay::poll(uint64_t now_tsc) {
   // Work-around for l4/tcp/timers.cc: a TCB re-queued while its own wheel slot is walked, because
   // its deadline lies later in the same millisecond, is linked into the slot just walked and
   // waits a whole revolution (4.096 s; seen as 4.3 s RTOs under loss). Giving the stack the last
   // TSC tick of the current millisecond makes every deadline of this millisecond due, so nothing
   // is re-queued into the current slot; timers fire at most 1 ms early.
   stack_->poll((now_tsc / tsc_per_ms_ + 1) * tsc_per_ms_ - 1);
-  return ring_->poll() != 0;
 }
 
 relay::conn* relay::alloc() {

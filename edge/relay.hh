@@ -11,7 +11,10 @@
 //
 // Worker loop:
 //   on a new snapshot:           relay.sync(snap)        (listeners, pools, backend health)
-//   every iteration:             relay.poll(rte_rdtsc()) (TCP timers, io_uring completions)
+//   every iteration:             relay.poll(rte_rdtsc()) (TCP timers)
+//                                while relay.poll_upstream(16) == 16: relay.drain_tx(...) (io_uring
+//                                completions in small rounds, so that the segments they emit are
+//                                drained before the stack's TX batch fills)
 //   TCP frame for a tcp service: relay.input(m, parsed)  (consumes m)
 //   after the bursts:            relay.drain_tx(out, n)  -> the client-facing port's TX
 #include <rte_mbuf.h>
@@ -97,8 +100,10 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   bool sync(const snapshot& snap);
   // A TCP frame to a tcp service's VIP:port (parsed, checksums verified). Consumes m.
   l4::drop input(rte_mbuf* m, const l4::packet& p) { return stack_->input(m, p); }
-  // TCP timers and io_uring completions. Returns whether anything happened.
-  bool poll(uint64_t now_tsc);
+  // TCP timers.
+  void poll(uint64_t now_tsc);
+  // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.
+  unsigned poll_upstream(unsigned max) { return ring_->poll(max); }
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap) { return stack_->drain_tx(out, cap); }
 
   // Readers for /metrics (any thread: single-writer counters).

@@ -78,6 +78,17 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
   return true;
 }
 
+// Segments the TCP stack emitted → the client-facing port's TX buffer. Returns whether any.
+bool drain_relay(worker_context& w) {
+  rte_mbuf* out[64];
+  bool any = false;
+  for (uint16_t n; (n = w.tcp->drain_tx(out, 64)) != 0;) {
+    any = true;
+    for (uint16_t k = 0; k < n; ++k) enqueue_tx(w, w.tcp_port, out[k]);
+  }
+  return any;
+}
+
 // On a new snapshot: ask for the MACs of on-link l4 backends the worker does not know yet, so
 // that the first connections do not wait for resolution.
 void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
@@ -166,8 +177,16 @@ int worker_main(void* arg) {
     }
     bool busy = false;
     // TCP timers and upstream completions first, so that bytes the upstream delivered leave in
-    // this iteration's TX flush.
-    if (w.tcp && w.tcp->poll(rte_rdtsc())) busy = true;
+    // this iteration's TX flush. Completions run in small rounds with a drain after each: one
+    // completion can make the stack emit dozens of segments.
+    if (w.tcp) {
+      w.tcp->poll(rte_rdtsc());
+      for (unsigned round = 0; round < 16; ++round) {
+        const unsigned done = w.tcp->poll_upstream(16);
+        if (drain_relay(w) || done != 0) busy = true;
+        if (done < 16) break;
+      }
+    }
     for (unsigned i = 0; i < w.ports.size(); ++i) {
       const uint16_t n = rte_eth_rx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), pkts, burst);
       if (n == 0) continue;
@@ -175,13 +194,7 @@ int worker_main(void* arg) {
       w.stats.rx_packets[i].add(n);
       process_burst(w, *snap, i, std::span(pkts, n));
     }
-    if (w.tcp) {
-      rte_mbuf* out[64];
-      for (uint16_t n; (n = w.tcp->drain_tx(out, 64)) != 0;) {
-        busy = true;
-        for (uint16_t k = 0; k < n; ++k) enqueue_tx(w, w.tcp_port, out[k]);
-      }
-    }
+    if (w.tcp && drain_relay(w)) busy = true;
     if (rte_ring_count(w.control_tx) != 0) {
       rte_mbuf* ctl[32];
       const unsigned n = rte_ring_sc_dequeue_burst(w.control_tx, reinterpret_cast<void**>(ctl), 32, nullptr);
