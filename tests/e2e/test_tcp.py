@@ -226,8 +226,10 @@ c.that(out.startswith(f"closed {n_conns}"), f"all {n_conns} closed cleanly: {out
 deadline = time.time() + 30
 while metric("edge_relay_active") != 0 and time.time() < deadline:
     time.sleep(0.2)
-c.that(metric("edge_relay_active") == 0, f"relay slots all returned after close ({metric('edge_relay_active'):.0f} left); "
-       f"segments retransmitted while closing: {metric('edge_tcp_retransmits_total') - rtx_burst:.0f}")
+c.that(metric("edge_relay_active") == 0, f"relay slots all returned after close ({metric('edge_relay_active'):.0f} left)")
+# No loss here: a few spurious RTOs are tolerated on a loaded machine, hundreds mean lost frames.
+burst_rtx = metric("edge_tcp_retransmits_total") - rtx_burst
+c.that(burst_rtx < 50, f"segments retransmitted while 2,000 connections closed: {burst_rtx:.0f} (< 50)")
 
 # The upstream dies while a 100 MiB upload runs: the client is reset quickly, and it is counted.
 reset0 = metric("edge_relay_ends_total", 'outcome="upstream_reset"')
