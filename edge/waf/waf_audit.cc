@@ -46,7 +46,7 @@ const char* to_string(waf_audit_verdict v) {
 
 uint8_t copy_bounded(std::string_view s, char* dst, size_t cap) {
   size_t n = std::min(s.size(), cap);
-  std::memcpy(dst, s.data(), n);
+  if (n > 0) std::memcpy(dst, s.data(), n);  // an empty view may carry a null data()
   return static_cast<uint8_t>(n);
 }
 
