@@ -220,6 +220,26 @@ TEST_F(control_fixture, missing_rules_dir_is_an_error) {
   EXPECT_NE(c.error().str().find("nope"), std::string::npos) << c.error().str();
 }
 
+TEST_F(control_fixture, policy_files_are_reread_on_reload_and_bad_ones_keep_the_old_set) {
+  auto pf = root / "web-policy.yaml";
+  std::ofstream(pf) << "mode: enforce\nanomaly_threshold: 5\n";
+  auto cfg = config();
+  cfg.services[0] = {.service = "web", .policy_file = pf.string(), .node = {}, .where = {}};
+  publications pub;
+  auto c = edge::waf_control::create(cfg, pub.fn());
+  ASSERT_TRUE(c.has_value()) << c.error().str();
+  EXPECT_FALSE((*c)->current()->policy_for("web")->pol().detect_only);
+  std::ofstream(pf) << "mode: detect_only\n";
+  ASSERT_TRUE((*c)->reload().has_value());
+  EXPECT_TRUE((*c)->current()->policy_for("web")->pol().detect_only);
+  std::ofstream(pf) << "mode: enforce\nbogus_key: 1\n";
+  auto r = (*c)->reload();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().str().find("web-policy.yaml:2"), std::string::npos) << r.error().str();
+  EXPECT_TRUE((*c)->current()->policy_for("web")->pol().detect_only) << "old set keeps serving";
+  EXPECT_EQ((*c)->metrics().reloads_failed, 1u);
+}
+
 // A rules directory replaced as a whole (moved away, a new one moved into place) is picked up: the
 // watch follows the path, not the old inode.
 TEST_F(control_fixture, replaced_directory_is_watched_again_and_reloaded) {
