@@ -17,7 +17,7 @@ inline size_t words(size_t n) { return (n + 63) / 64; }
 
 void copy_bounded(char* dst, size_t cap, uint8_t& len, std::string_view s) {
   size_t n = std::min(cap, s.size());
-  std::memcpy(dst, s.data(), n);
+  if (n != 0) std::memcpy(dst, s.data(), n);  // an empty view may have a null data()
   len = static_cast<uint8_t>(n);
 }
 

@@ -436,7 +436,7 @@ bool is_streamable(transform t) {
 
 size_t stream_transform(std::span<const transform> ts, stream_transform_state& st, const char* in,
                         size_t n, char* out, bool final) {
-  std::memcpy(out, in, n);
+  if (n != 0) std::memcpy(out, in, n);  // `in` may be null for an empty chunk
   size_t len = n;
   for (size_t i = 0; i < ts.size() && i < max_stream_transforms; ++i) {
     switch (ts[i]) {
