@@ -54,8 +54,12 @@ void engine::poll(uint64_t now_tsc) {
   const uint64_t target = now_ / tsc_per_ms_;
   if (target > wheel_tick_) {
     const uint64_t steps = std::min<uint64_t>(target - wheel_tick_, wheel_slots);
-    for (uint64_t i = 1; i <= steps; ++i)
-      process_slot(static_cast<uint32_t>((target - steps + i) % wheel_slots));
+    for (uint64_t i = 1; i <= steps; ++i) {
+      // Advance the tick before walking its slot: a TCB re-queued during the walk must land in a
+      // later slot of this catch-up, not in one already walked (a full revolution late).
+      wheel_tick_ = target - steps + i;
+      process_slot(static_cast<uint32_t>(wheel_tick_ % wheel_slots));
+    }
     wheel_tick_ = target;
   }
   busy_ = false;
