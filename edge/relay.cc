@@ -301,7 +301,7 @@ void relay::to_client(conn& rc) {
 void relay::maybe_finish(conn& rc) {
   if (!rc.client_fin_sent || !rc.upstream_fin_sent) return;
   rc.up->close();
-  stack_->close(rc.tcp);
+  if (!rc.tcp_closed) stack_->close(rc.tcp);
   ctr_.end(relay_end::completed);
   release(rc);
 }
@@ -328,6 +328,7 @@ void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
   if (why == close_reason::normal) {
     // Both FINs exchanged with the client (its FIN may have arrived after ours, which the stack
     // reports here rather than as on_peer_fin): pass on what is still buffered, then FIN upstream.
+    rc->tcp_closed = true;
     to_upstream(*rc);
     if (rc->in_use && rc->up != nullptr) {
       rc->up->close();

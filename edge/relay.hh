@@ -137,6 +137,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     bool in_use = false;
     bool client_fin = false, client_fin_sent = false;      // client FIN seen / passed upstream
     bool upstream_fin = false, upstream_fin_sent = false;  // upstream FIN seen / passed to client
+    bool tcp_closed = false;  // inside on_closed: the stack ends the TCB itself, no close() call
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
