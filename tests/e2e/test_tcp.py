@@ -2,7 +2,8 @@
 """Service kind tcp: a client namespace, edged terminating TCP in user space on a DPDK af_packet
 port, and nginx (listen ... proxy_protocol) in a backend namespace reached through a kernel veth of
 edged's namespace. nginx logs the real client address from the PROXY v2 header; 1 MiB and 100 MiB
-bodies go both ways byte-exact (sha256), also with 5% random loss in the client namespace; an
+bodies go both ways byte-exact (sha256), 1 MiB also with 5% random per-frame loss both ways (nftables
+on a bridge between client and edged); an
 upstream killed mid-upload resets the client (counted); 2,000 connections are held open through
 the relay at once and then closed cleanly."""
 import hashlib
