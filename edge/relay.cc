@@ -51,7 +51,6 @@ bool same_spec(const upstream::pool_spec& a, const pool_config& b) {
 common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   std::unique_ptr<relay> r(new relay());
   r->worker_ = s.worker;
-  r->tsc_per_ms_ = std::max<uint64_t>(1, rte_get_tsc_hz() / 1000);
   std::random_device rd;
   r->id_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) ^ (static_cast<uint64_t>(s.worker) << 48);
   const uint32_t n = s.tcp.max_connections;
@@ -169,12 +168,7 @@ bool relay::sync(const snapshot& snap) {
 }
 
 void relay::poll(uint64_t now_tsc) {
-  // Work-around for l4/tcp/timers.cc: a TCB re-queued while its own wheel slot is walked, because
-  // its deadline lies later in the same millisecond, is linked into the slot just walked and
-  // waits a whole revolution (4.096 s; seen as 4.3 s RTOs under loss). Giving the stack the last
-  // TSC tick of the current millisecond makes every deadline of this millisecond due, so nothing
-  // is re-queued into the current slot; timers fire at most 1 ms early.
-  stack_->poll((now_tsc / tsc_per_ms_ + 1) * tsc_per_ms_ - 1);
+  stack_->poll(now_tsc);
 }
 
 relay::conn* relay::alloc() {

@@ -162,7 +162,6 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   upstream::upstream_pool* pool_for(const pool_config& pc);
 
   unsigned worker_ = 0;
-  uint64_t tsc_per_ms_ = 1;  // the stack's timer-wheel tick, as l4/tcp computes it
   uint64_t id_base_ = 0;  // unique-id prefix: boot random and worker
   uint64_t id_seq_ = 0;
   std::array<std::unique_ptr<upstream::upstream_pool>, max_pools> pools_;
