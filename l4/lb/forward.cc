@@ -325,6 +325,14 @@ lb_verdict to_service(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pac
                       const service& svc, const flow_key& key, uint64_t h, uint64_t now) {
   conn_table& ct = w.conns();
   conn_entry* e = ct.find(key, h, now);
+  // A new SYN on the tuple of a flow that is closing (the client reused its port): a new flow,
+  // placed by the current Maglev table, not glued to the old flow's (maybe drained) backend.
+  if (e != nullptr && e->state == conn_state::tcp_closing && p.proto == IPPROTO_TCP &&
+      (p.tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG) {
+    ct.erase(*e);
+    e = nullptr;
+    w.counters.conn_reused.add();
+  }
   if (e == nullptr) {
     const uint16_t bi = svc.maglev->lookup(h);
     if (bi == maglev_table::npos) return dropped(w, drop::lb_no_backend);

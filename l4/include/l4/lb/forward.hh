@@ -33,6 +33,7 @@ struct lb_counters {
   common::counter icmp_routed;             // ICMP errors sent on to backend or client
   common::counter ptb_sent, mss_clamped, neighbor_requests;
   common::counter client_option_added, client_option_no_room;
+  common::counter conn_reused;  // SYN on the tuple of a closing flow: placed anew
 };
 
 // Name/value pairs of the counters for /metrics (edge sums them over workers).
@@ -50,6 +51,7 @@ void for_each_counter(const lb_counters& c, F&& f) {
   f("lb_neighbor_requests", c.neighbor_requests.get());
   f("lb_client_option_added", c.client_option_added.get());
   f("lb_client_option_no_room", c.client_option_no_room.get());
+  f("lb_conn_reused", c.conn_reused.get());
 }
 
 struct worker_spec {

@@ -352,3 +352,30 @@ TEST(lb_state, replies_to_another_workers_snat_port_find_no_connection) {
   EXPECT_EQ(back.v.action, lb_action::tx);
   EXPECT_EQ(back.v.port_id, 0);
 }
+
+TEST(lb_state, syn_reusing_a_closing_flows_tuple_is_placed_anew) {
+  lb_spec spec = base_spec();
+  auto cfg = build(spec);
+  auto w = make_worker();
+  // A flow on backend .8 that the client closes (FIN): its entry lingers in the closing state.
+  uint16_t port = 45000;
+  for (;; ++port) {
+    ASSERT_LT(port, 45200) << "no flow landed on backend .8";
+    auto syn = pkt("203.0.113.7", "198.51.100.9", IPPROTO_TCP, port, 80);
+    if (backend_of(run(*cfg, *w, syn.bytes(), 1)) == 8) break;
+  }
+  auto fin = pkt("203.0.113.7", "198.51.100.9", IPPROTO_TCP, port, 80);
+  fin.tcp_flags = 0x11;  // FIN|ACK
+  ASSERT_EQ(backend_of(run(*cfg, *w, fin.bytes(), 2)), 8);
+  // .8 is drained; the client reuses its port for a new connection: the SYN must not follow the
+  // old entry to the drained backend.
+  spec.services.back().backends[0].weight = 0;
+  auto cfg2 = build(spec, cfg.get());
+  auto syn = pkt("203.0.113.7", "198.51.100.9", IPPROTO_TCP, port, 80);
+  auto r = run(*cfg2, *w, syn.bytes(), 3);
+  ASSERT_EQ(r.v.action, lb_action::tx);
+  EXPECT_EQ(backend_of(r), 9);
+  EXPECT_EQ(w->counters.conn_reused.get(), 1u);
+  // A retransmitted FIN of a live flow is no SYN: it keeps its entry.
+  EXPECT_EQ(backend_of(run(*cfg2, *w, fin.bytes(), 4)), 9);
+}
