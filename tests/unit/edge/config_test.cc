@@ -87,11 +87,12 @@ pools:
   EXPECT_EQ(c->pools[0].backends[1].weight, 1u);
 }
 
-TEST(config, kinds_not_built_are_refused_by_name) {
+TEST(config, each_kind_is_accepted_when_built_and_refused_by_name_otherwise) {
   for (auto kind : {edge::service_kind::l4, edge::service_kind::tcp, edge::service_kind::tls}) {
     const std::string text = std::string(R"(
-ports: [{name: wan0, role: wan, device: net_ring0}]
+ports: [{name: wan0, role: wan, device: net_ring0}, {name: lan0, role: lan, device: net_ring1}]
 workers: {lcores: [1]}
+l4: {snat_addresses: [10.0.1.100]}
 pools: [{name: p, backends: [{address: 10.0.1.1, port: 80}]}]
 services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_string(kind) + "}]\n";
     auto c = edge::parse_config(text, "k.yaml");
