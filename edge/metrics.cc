@@ -309,6 +309,19 @@ std::string appliance::stats_json() const {
     if (v != 0) drops[std::string(l4::drop_table[r].name)] = v;
   }
   j["drops"] = drops;
+  if (health_) {
+    for (size_t i = 0; i < health_->size(); ++i) {
+      const auto& t = health_->target(i);
+      const auto& hs = health_->state(i);
+      j["backends"].push_back({{"pool", t.pool},
+                               {"backend", t.address.str() + ":" + std::to_string(t.port)},
+                               {"up", hs.up.load()},
+                               {"last_status", hs.last_status.load()},
+                               {"last_failure", upstream::to_string(static_cast<upstream::health_failure>(hs.last_failure.load()))},
+                               {"checks", hs.checks.get()},
+                               {"failures", hs.failures.get()}});
+    }
+  }
   for (const auto& w : workers_) {
     uint64_t rx = 0;
     for (size_t i = 0; i < ports.size(); ++i) rx += w->stats.rx_packets[i].get();

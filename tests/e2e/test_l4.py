@@ -4,6 +4,7 @@ Requests spread within 10% of even; a stopped backend leaves within the health-c
 download from another backend completes byte-exact; a reload that drains a backend (weight 0) keeps
 its established flow and sends new flows elsewhere; the backend sees the SNAT address."""
 import hashlib
+import json
 import subprocess
 import time
 
@@ -92,6 +93,9 @@ while backend_up(f"10.99.1.1{victim + 1}") != 0 and time.time() - t0 < 5:
     time.sleep(0.1)
 took = time.time() - t0
 c.that(backend_up(f"10.99.1.1{victim + 1}") == 0, f"b{victim + 1} marked down by health checks after {took:.1f}s (interval 0.3s, fall 2)")
+st = json.loads(e.edgectl("stats").stdout)
+c.that(any(b["backend"] == f"10.99.1.1{victim + 1}:80" and not b["up"] for b in st.get("backends", [])),
+       f"edgectl stats shows b{victim + 1} down")
 after = h.http_spread(cli, "http://10.99.0.100/", 300)
 c.that(after.get(f"b{victim + 1}", 0) == 0 and after.get("error", 0) == 0,
        f"new connections avoid the stopped backend b{victim + 1}: {after}")
