@@ -11,7 +11,7 @@ Both proxies reach nginx over the same kernel veth (kern0). Every veth has check
 GSO and GRO off (the harness does that so af_packet frames carry complete checksums); the HAProxy
 path gets the same treatment, so neither side gets super-packets.
 
-Workloads (same wrk parameters for both peers, peers alternate per workload):
+Workloads (same wrk parameters for both peers; which peer goes first alternates per workload):
   rps   keep-alive requests/s of a small page       wrk -c 50 -t 2 -d D
   cps   connections/s (Connection: close)            wrk -c 50 -t 2 -d D -H 'Connection: close'
   tput  Gbit/s of a 10 MiB file, keep-alive          wrk -c 10 -t 2 -d D
@@ -188,8 +188,10 @@ def wrk(vip, path, conns, extra=()):
 workloads = [("rps", "/", 50, ()), ("cps", "/", 50, ("-H", "Connection: close")), ("tput", "/big", 10, ())]
 res = {}
 edged_idle = [0.0, 0.0]  # edged's CPU seconds and wall seconds while HAProxy ran
-for wl, path, conns, extra in workloads:
-    for name, (vip, pid) in peers.items():
+load0 = os.getloadavg()[0]
+for i, (wl, path, conns, extra) in enumerate(workloads):
+    # Alternate which peer goes first, so a drift in the machine's load favours neither.
+    for name, (vip, pid) in (list(peers.items()) if i % 2 == 0 else list(reversed(peers.items()))):
         c0, ec0, w0 = cpu_s(pid), cpu_s(e.proc.pid), time.time()
         r = wrk(vip, path, conns, extra)
         r["cpu"] = cpu_s(pid) - c0
@@ -227,7 +229,7 @@ rows = [("requests/s (keep-alive, -c 50)", "rps", metric),
         ("CPU s per GB", "tput", cpu_per)]
 print(f"\nservice kind tcp: edged vs HAProxy (mode tcp, send-proxy-v2, nbthread 1); wrk -t 2 -d {SECS}s, "
       f"same client/backend; host has {os.cpu_count()} cores shared by wrk, nginx, both proxies "
-      "(and other work)")
+      f"(and other work); 1-min load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
 print(f"{'metric':44} {'edged':>10} {'haproxy':>10} {'edged/haproxy':>14}")
 for label, wl, fn in rows:
     a, b = fn(wl, "edged"), fn(wl, "haproxy")
