@@ -121,6 +121,8 @@ common::result<void> appliance::start(const char* argv0) {
   if (auto r = admin_.listen(c.admin.address, c.admin.port); !r) return r;
   install_routes();
 
+  if (c.any_waf())
+    if (auto r = start_waf(); !r) return r;
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
 
@@ -182,6 +184,16 @@ common::result<void> appliance::start(const char* argv0) {
       w->tcp = std::move(*r);
       if (!w->tcp->sync(*snapshots_->current()))
         return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
+      if (waf_ctl_) {
+        waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
+        auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules, waf_rings_.back().get());
+        if (!ww) return std::unexpected(ww.error());
+        w->tcp->set_waf(std::move(*ww));
+        waf_audit_->add_ring(waf_rings_.back().get());
+        // Again, now that the relay has its WAF state: the services pick up their policies.
+        if (!w->tcp->sync(*snapshots_->current()))
+          return common::fail("worker " + std::to_string(i) + ": cannot set up the WAF for the tcp services");
+      }
       w->seen_generation = 0;  // the worker syncs again with whatever snapshot is current when it runs
     }
     w->control_tx = rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -190,6 +202,10 @@ common::result<void> appliance::start(const char* argv0) {
       return common::fail("cannot launch worker on lcore " + std::to_string(w->lcore) + ": " + strerror(-rc));
     spdlog::info("worker {} running on lcore {}", i, w->lcore);
     workers_.push_back(std::move(w));
+  }
+  if (waf_ctl_) {
+    waf_audit_->start();
+    if (auto r = waf_ctl_->start_watching(); !r) return r;
   }
   announce();
   if (auto r = start_health_checks(); !r) return r;
@@ -235,6 +251,7 @@ void appliance::run(const std::atomic<bool>& stop) {
 
 void appliance::shutdown() {
   health_.reset();  // stops the checker thread before the snapshots go
+  if (waf_ctl_) waf_ctl_->stop();  // no more rule publications
   if (!workers_.empty()) {
     stop_workers_.store(true);
     rte_eal_mp_wait_lcore();
@@ -243,9 +260,14 @@ void appliance::shutdown() {
       while (rte_ring_sc_dequeue(w->control_tx, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
       rte_ring_free(w->control_tx);
     }
+    // The workers are stopped: write out what their audit rings still hold, before the rings go.
+    if (waf_audit_) waf_audit_->stop();
     workers_.clear();
     spdlog::info("workers stopped");
   }
+  waf_audit_.reset();
+  waf_rings_.clear();
+  waf_ctl_.reset();
   snapshots_.reset();
   if (!dp_.ports().empty()) spdlog::info("closing ports");
   dp_.stop_ports();
@@ -286,6 +308,19 @@ common::result<std::string> appliance::reload() {
     return common::fail("tcp connection limits and buffer sizes need a restart; running configuration kept",
                         cfg_->path);
   }
+  // The WAF control plane (rules dir, cache, audit log, which services have which policy) is set
+  // up at start; the policy files' contents and the rules are re-read below.
+  auto waf_key = [](const config& k) {
+    std::string key = k.waf.rules_dir + "|" + k.waf.cache_dir + "|" + k.waf.audit_log;
+    for (const auto& s : k.services)
+      if (s.waf) key += "|" + s.name + "=" + s.waf_policy_file + ":" + YAML::Dump(s.waf_policy);
+    return key;
+  };
+  if (waf_key(cur) != waf_key(*next)) {
+    ++reloads_failed_;
+    return common::fail("the waf settings (rules_dir, cache_dir, audit_log, services' policies) need a restart; "
+                        "running configuration kept", cfg_->path);
+  }
   auto previous = cfg_;
   cfg_ = std::make_shared<const config>(std::move(*next));
   if (auto r = republish(); !r) {
@@ -295,6 +330,14 @@ common::result<std::string> appliance::reload() {
     return std::unexpected(r.error());
   }
   ++reloads_ok_;
+  if (waf_ctl_) {
+    auto wr = waf_ctl_->reload();
+    if (!wr) {
+      spdlog::error("WAF rules reload failed, previous rules kept: {}", wr.error().str());
+      return common::fail("configuration reloaded, but the WAF rules reload failed (previous rules kept): " +
+                              wr.error().str(), cfg_->path);
+    }
+  }
   if (auto r = start_health_checks(); !r) spdlog::error("health checks not restarted: {}", r.error().str());
   announce();
   spdlog::info("configuration reloaded (generation {})", generation_);
@@ -307,6 +350,7 @@ common::result<void> appliance::republish() {
   if (!lb) return std::unexpected(lb.error());
   auto snap = build_snapshot(cfg_);
   snap->lb = *lb;
+  snap->waf = waf_rules_;
   snap->generation = ++generation_;
   lb_ = *lb;
   snapshots_->publish(std::move(snap));
@@ -364,6 +408,38 @@ void appliance::on_health_change(const upstream::health_change& ch) {
   spdlog::warn("backend {}:{} of pool {} is {}{}", ch.info->address.str(), ch.info->port, ch.info->pool,
                ch.up ? "up" : "down", ch.up ? "" : std::string(" (") + upstream::to_string(ch.last_failure) + ")");
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
+}
+
+common::result<void> appliance::start_waf() {
+  const config& c = *cfg_;
+  waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = c.waf.cache_dir, .services = {}};
+  for (const auto& s : c.services)
+    if (s.waf) wc.services.push_back({.service = s.name, .policy_file = s.waf_policy_file, .node = s.waf_policy,
+                                      .where = s.waf_where});
+  auto ctl = waf_control::create(std::move(wc), [this](auto s) { on_waf_rules(std::move(s)); });
+  if (!ctl) return common::fail("WAF rules not loaded: " + ctl.error().str(), c.path);
+  waf_ctl_ = std::move(*ctl);
+  auto audit = waf_audit_drainer::create(c.waf.audit_log.empty() ? "/dev/null" : c.waf.audit_log);
+  if (!audit) return std::unexpected(audit.error());
+  waf_audit_ = std::move(*audit);
+  const auto m = waf_ctl_->metrics();
+  spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir, m.rules,
+               m.expressions, m.last_compile_ms, m.last_from_cache ? " (cache)" : "");
+  return {};
+}
+
+// Called by waf_control: synchronously inside create() (before the snapshots exist) and later from
+// its watcher thread or a POST /reload.
+void appliance::on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s) {
+  const uint64_t gen = s->generation;
+  const bool same = s->same_rules;
+  {
+    std::lock_guard lock(publish_mu_);
+    waf_rules_ = std::move(s);
+    if (!snapshots_) return;
+  }
+  if (auto r = republish(); !r) spdlog::error("cannot publish WAF rules generation {}: {}", gen, r.error().str());
+  else spdlog::info("WAF rules generation {} published{}", gen, same ? " (rules unchanged)" : "");
 }
 
 void appliance::install_routes() {

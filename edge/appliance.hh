@@ -16,6 +16,8 @@
 #include "edge/snapshot.hh"
 #include "edge/worker.hh"
 #include "upstream/health_checker.hh"
+#include "waf/waf_audit.hh"
+#include "waf/waf_control.hh"
 
 namespace edge {
 
@@ -47,6 +49,9 @@ class appliance {
   void on_health_change(const upstream::health_change& ch);
   void announce();
   void install_routes();
+  // WAF: compile the rules and bind the policies (publishes generation 1 through on_waf_rules).
+  common::result<void> start_waf();
+  void on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s);
 
   std::shared_ptr<const config> cfg_;
   dataplane dp_;
@@ -64,6 +69,12 @@ class appliance {
   std::map<std::string, std::vector<bool>> healthy_;
   std::unique_ptr<upstream::health_checker> health_;
   bool started_ok_ = false;
+  // WAF (null without a service that has a policy). waf_rules_ is what republish() puts into the
+  // snapshot; guarded by publish_mu_ (the rules watcher publishes from its own thread).
+  std::unique_ptr<waf_control> waf_ctl_;
+  std::shared_ptr<const waf_rules_snapshot> waf_rules_;
+  std::unique_ptr<waf_audit_drainer> waf_audit_;
+  std::vector<std::unique_ptr<waf_audit_ring>> waf_rings_;  // one per worker; outlive the workers
 };
 
 }  // namespace edge

@@ -1,7 +1,11 @@
 #include "edge/config.hh"
 
+#include "rules/loader.hh"
+
 #include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
+
+#include <filesystem>
 
 #include <charconv>
 #include <fstream>
@@ -120,7 +124,7 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "pools", "services"});
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "waf", "pools", "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
@@ -128,9 +132,50 @@ class loader {
     if (auto l = root["logging"]) load_logging(l, c);
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);
+    if (auto w = root["waf"]) load_waf(w, c);
     if (auto p = root["pools"]) load_pools(p, c);
     if (auto s = root["services"]) load_services(s, c);
+    if (c.any_waf() && c.waf.rules_dir.empty())
+      fail(root, "a service has a waf policy: the top-level waf.rules_dir is required");
     return c;
+  }
+
+  // A relative path is relative to the configuration file's directory, not to edged's cwd.
+  std::string resolve(const std::string& p) const {
+    if (p.empty() || p.front() == '/') return p;
+    const auto dir = std::filesystem::path(path_).parent_path();
+    return (dir.empty() ? std::filesystem::path(p) : dir / p).lexically_normal().string();
+  }
+
+  void load_waf(const YAML::Node& n, config& c) {
+    check_keys(n, "waf", {"rules_dir", "cache_dir", "audit_log"});
+    const auto rd = required(n, "rules_dir", "waf");
+    c.waf.rules_dir = resolve(str(rd, "waf.rules_dir"));
+    std::error_code ec;
+    if (!std::filesystem::is_directory(c.waf.rules_dir, ec))
+      fail(rd, "waf.rules_dir '" + c.waf.rules_dir + "' is not a directory");
+    if (auto cd = n["cache_dir"]) c.waf.cache_dir = resolve(str(cd, "waf.cache_dir"));
+    if (auto al = n["audit_log"]) c.waf.audit_log = resolve(str(al, "waf.audit_log"));
+  }
+
+  void load_service_waf(const YAML::Node& n, service_config& s, const std::string& what) {
+    if (s.kind != service_kind::tcp) fail(n, what + ": 'waf' applies to kind tcp only");
+    check_keys(n, what + " waf", {"policy"});
+    const auto p = required(n, "policy", what + " waf");
+    s.waf = true;
+    s.waf_where = where(p.Mark());
+    if (p.IsScalar()) {
+      s.waf_policy_file = resolve(p.Scalar());
+      auto r = rules::load_policy_file(s.waf_policy_file);
+      if (!r) fail(p, what + ": waf policy: " + r.error().str());
+    } else if (p.IsMap()) {
+      s.waf_policy = YAML::Clone(p);
+      auto r = rules::parse_policy(p, path_);
+      // Same file: the policy's own error position is more precise than the block's.
+      if (!r) throw bad_config{what + ": waf policy: " + r.error().message, p.Mark()};
+    } else {
+      fail(p, what + ": waf.policy must be a file name or a policy mapping");
+    }
   }
 
  private:
@@ -334,7 +379,7 @@ class loader {
     std::set<std::string> names;
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
-      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding"});
+      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = str(name, "service name");
@@ -370,6 +415,7 @@ class loader {
         if (s.forwarding == forwarding_mode::fnat && !snat)
           fail(sn, what + ": full NAT needs an " + (s.vip.v6 ? "IPv6" : "IPv4") + " address in l4.snat_addresses");
       }
+      if (auto w = sn["waf"]) load_service_waf(w, s, what);
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
       c.services.push_back(std::move(s));

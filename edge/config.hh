@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
 
@@ -85,6 +87,19 @@ struct service_config {
   service_kind kind = service_kind::tcp;
   std::string pool;
   forwarding_mode forwarding = forwarding_mode::fnat;  // kind l4 only
+  // WAF (kind tcp): a policy file (absolute, resolved against the config's directory) or an inline
+  // policy mapping (validated by rules::parse_policy at load); none of them: no WAF.
+  bool waf = false;
+  std::string waf_policy_file;
+  YAML::Node waf_policy;
+  std::string waf_where;  // "file:line" of the service's waf block, for diagnostics
+};
+
+// Top-level `waf`: the rules directory (watched), the compiled-database cache and the audit log.
+struct waf_config {
+  std::string rules_dir;
+  std::string cache_dir;   // empty: no cache
+  std::string audit_log;   // JSON lines
 };
 
 // Service kind `l4`: full-NAT source addresses and the per-worker connection tables.
@@ -121,7 +136,13 @@ struct config {
   std::vector<service_config> services;
   l4_config l4;
   tcp_config tcp;
+  waf_config waf;
 
+  bool any_waf() const {
+    for (const auto& s : services)
+      if (s.waf) return true;
+    return false;
+  }
   const port_config* port_with_role(port_role r) const;
   const pool_config* find_pool(const std::string& name) const;
 };

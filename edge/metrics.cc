@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "edge/appliance.hh"
+#include "waf/waf_metrics.hh"
 
 namespace edge {
 namespace {
@@ -279,7 +280,21 @@ std::string appliance::metrics_text() const {
   p.sample("edge_config_reloads_total", "outcome=\"refused\"", reloads_failed_);
   p.family("edge_ready", "gauge", "1 when every port is up and every worker runs.");
   p.sample("edge_ready", "", ready() ? 1 : 0);
-  return p.str();
+  std::string out = p.str();
+  if (waf_ctl_) {
+    std::vector<const waf::worker_stats*> ws;
+    uint64_t prepare_errors = 0;
+    for (const auto& w : workers_)
+      if (w->tcp && w->tcp->waf() != nullptr) {
+        ws.push_back(&w->tcp->waf()->stats());
+        prepare_errors += w->tcp->stats().waf_prepare_errors.get();
+      }
+    append_waf_metrics(out, {.control = waf_ctl_.get(), .workers = ws, .audit = waf_audit_.get()});
+    out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
+           "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
+           "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
+  }
+  return out;
 }
 
 std::string appliance::stats_json() const {

@@ -122,6 +122,22 @@ upstream::upstream_pool* relay::pool_for(const pool_config& pc) {
 bool relay::sync(const snapshot& snap) {
   bool ok = true;
   const config& c = *snap.cfg;
+  // A new WAF generation: size the worker's Hyperscan scratch for it before any connection can use
+  // it (grow-only, so connections on older rules stay covered). If that fails the services keep
+  // their previous policies.
+  bool waf_ok = true;
+  if (snap.waf && waf_ && snap.waf->generation != seen_waf_gen_) {
+    if (auto r = waf_->prepare(*snap.waf->rules); r) {
+      seen_waf_gen_ = snap.waf->generation;
+    } else {
+      ctr_.waf_prepare_errors.add();
+      waf_ok = false;
+      ok = false;
+    }
+  }
+  std::vector<std::shared_ptr<const waf::bound_policy>> kept_waf;
+  if (!waf_ok)
+    for (const auto& s : services_) kept_waf.push_back(s.waf);
   for (auto& s : services_) s.active = false;
   for (const auto& sc : c.services) {
     if (sc.kind != service_kind::tcp) continue;
@@ -144,6 +160,11 @@ bool relay::sync(const snapshot& snap) {
     s.active = true;
     s.proxy_protocol = pc->proxy_protocol;
     s.by_hash = pc->balance == balance_mode::hash;
+    s.name = sc.name;
+    if (waf_ok)
+      s.waf = snap.waf && waf_ ? snap.waf->policy_for(sc.name) : nullptr;
+    else
+      s.waf = id < kept_waf.size() ? kept_waf[id] : nullptr;
     const size_t pool_index = static_cast<size_t>(pc - c.pools.data());
     const std::vector<bool>* health =
         pool_index < snap.pool_health.size() ? &snap.pool_health[pool_index] : nullptr;
@@ -184,6 +205,7 @@ relay::conn* relay::alloc() {
 }
 
 void relay::release(conn& rc) {
+  rc.waf.reset();  // frees the inspector state and drops this connection's hold on its policy
   rc.in_use = false;
   rc.up = nullptr;
   rc.tcp = {};
@@ -230,6 +252,22 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   pp.dst_port = info.local_port;
   pp.unique_id = uid;
   pp.crc32c = true;
+  if (s.waf) {
+    auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
+      if (a.v6) return waf_endpoint::v6(a.b, port);
+      return waf_endpoint::v4({a.b[0], a.b[1], a.b[2], a.b[3]}, port);
+    };
+    auto wc = waf_conn::create(*waf_, s.waf, waf::inspector::mode::http,
+                               {.client = endpoint(info.remote, info.remote_port),
+                                .vip = endpoint(info.local, info.local_port),
+                                .service = s.name});
+    if (!wc) {
+      release(*rc);
+      ctr_.end(relay_end::waf_no_memory);
+      return false;
+    }
+    rc->waf.emplace(std::move(*wc));
+  }
   const uint32_t index = static_cast<uint32_t>(rc - slots_.get());
   auto up = conns_->open({.pool = s.pool,
                           .events = this,
@@ -253,20 +291,81 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
 // buffer, which keeps the client's window closed until on_upstream_writable.
 void relay::to_upstream(conn& rc) {
   if (rc.up == nullptr) return;
-  for (;;) {
-    const auto chunk = stack_->peek(rc.tcp);
-    if (chunk.empty()) break;
-    const size_t n = rc.up->send(std::as_bytes(chunk));
-    if (n == 0) break;
-    stack_->consume(rc.tcp, n);
-    ctr_.bytes_from_client.add(n);
-    if (n < chunk.size()) break;
+  if (rc.waf) {
+    if (!waf_to_upstream(rc)) return;
+  } else {
+    for (;;) {
+      const auto chunk = stack_->peek(rc.tcp);
+      if (chunk.empty()) break;
+      const size_t n = rc.up->send(std::as_bytes(chunk));
+      if (n == 0) break;
+      stack_->consume(rc.tcp, n);
+      ctr_.bytes_from_client.add(n);
+      if (n < chunk.size()) break;
+    }
   }
   if (rc.client_fin && !rc.client_fin_sent && stack_->readable(rc.tcp) == 0) {
     rc.client_fin_sent = true;
     rc.up->shutdown_write();
     maybe_finish(rc);
   }
+}
+
+// Client bytes through the WAF: only what the inspector released goes upstream, and the TCP receive
+// buffer is consumed only once those bytes are out (body spans point into it). Returns false when
+// the connection was blocked (and released), or when it must wait for the upstream to drain.
+bool relay::waf_to_upstream(conn& rc) {
+  waf_conn& wc = *rc.waf;
+  auto send_pending = [&]() {
+    for (auto p = wc.pending(); !p.empty(); p = wc.pending()) {
+      const size_t n = rc.up->send(std::as_bytes(p));
+      if (n == 0) return false;  // back-pressure: resumes on on_upstream_writable
+      wc.sent(n);
+      ctr_.bytes_from_client.add(n);
+    }
+    return true;
+  };
+  for (;;) {
+    if (!send_pending()) return false;
+    if (const size_t k = wc.take_consumed()) stack_->consume(rc.tcp, k);
+    const auto chunk = stack_->peek(rc.tcp);
+    if (chunk.empty()) break;
+    const waf_action a = wc.feed({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
+    if (a.what == waf_action::kind::block) {
+      waf_block(rc, a);
+      return false;
+    }
+  }
+  // The client's FIN, once every byte before it went through: a request cut short is refused (400),
+  // a raw service gets its end-of-stream rules.
+  if (rc.client_fin && !rc.waf_finished && stack_->readable(rc.tcp) == 0) {
+    rc.waf_finished = true;
+    const waf_action a = wc.finish();
+    if (a.what == waf_action::kind::block) {
+      waf_block(rc, a);
+      return false;
+    }
+  }
+  if (rc.waf_finished && !send_pending()) return false;
+  return true;
+}
+
+// The WAF refused a request: the upstream never sees the rest, the client gets the block response
+// and a FIN (HTTP) or a RST (raw). Unread client bytes are dropped so that close() sends FIN, not RST.
+void relay::waf_block(conn& rc, const waf_action& a) {
+  if (rc.up != nullptr) rc.up->abort();
+  rc.up = nullptr;
+  ctr_.end(relay_end::waf_blocked);
+  if (!rc.tcp_closed) {
+    if (a.reset) {
+      stack_->abort(rc.tcp);
+    } else {
+      stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
+      for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+      stack_->close(rc.tcp);
+    }
+  }
+  release(rc);
 }
 
 // Upstream bytes into the TCP send buffer, as much as fits; the rest stays in the upstream rx

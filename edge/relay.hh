@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "upstream/upstream_conn.hh"
 #include "upstream/upstream_pool.hh"
 #include "upstream/uring.hh"
+#include "waf/waf_conn.hh"
 
 namespace edge {
 
@@ -51,7 +53,9 @@ struct snapshot;
   X(upstream_reset, "client reset: the upstream reset the connection or failed after connect")    \
   X(client_reset, "upstream reset: the client reset the connection")                               \
   X(client_timeout, "upstream reset: the client side hit a TCP timeout or retransmission limit")   \
-  X(client_data_after_close, "upstream reset: the client sent data after its side was closed")
+  X(client_data_after_close, "upstream reset: the client sent data after its side was closed")     \
+  X(waf_blocked, "the WAF blocked a request: block response (or RST) to the client, upstream reset") \
+  X(waf_no_memory, "refused: the WAF inspector state could not be allocated")
 
 enum class relay_end : uint8_t {
 #define X(name, desc) name,
@@ -71,6 +75,7 @@ struct relay_counters {
   common::counter accepted;          // client connections handed to an upstream connection
   common::counter bytes_from_client;  // moved client -> upstream buffer
   common::counter bytes_to_client;    // moved upstream -> client send buffer
+  common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take
   std::array<common::counter, relay_end_count> ends;
   void end(relay_end e) { ends[static_cast<size_t>(e)].add(); }
 };
@@ -111,6 +116,10 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   const upstream::uring_counters& ring_stats() const { return ring_->counters(); }
   const upstream::conn_pool_counters& conn_stats() const { return conns_->counters(); }
   const relay_counters& stats() const { return ctr_; }
+  // The worker's WAF state (scratch, counters, audit ring); null when no service has a policy.
+  // Set once before the worker starts.
+  void set_waf(std::unique_ptr<waf_worker> w) { waf_ = std::move(w); }
+  const waf_worker* waf() const { return waf_.get(); }
   size_t pool_count() const { return n_pools_.load(std::memory_order_acquire); }
   const upstream::upstream_pool& pool(size_t i) const { return *pools_[i]; }
 
@@ -138,6 +147,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     bool client_fin = false, client_fin_sent = false;      // client FIN seen / passed upstream
     bool upstream_fin = false, upstream_fin_sent = false;  // upstream FIN seen / passed to client
     bool tcp_closed = false;  // inside on_closed: the stack ends the TCB itself, no close() call
+    std::optional<waf_conn> waf;
+    bool waf_finished = false;  // waf_conn::finish() ran (client FIN)  // services with a WAF policy; keeps its policy alive
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -149,6 +160,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     bool proxy_protocol = true;
     bool by_hash = false;
     upstream::upstream_pool* pool = nullptr;
+    std::string name;
+    std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
   };
 
   relay() = default;
@@ -157,6 +170,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   conn* alloc();
   void release(conn& rc);
   void to_upstream(conn& rc);
+  bool waf_to_upstream(conn& rc);  // false: the connection was blocked and released
+  void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);
   void maybe_finish(conn& rc);
   upstream::upstream_pool* pool_for(const pool_config& pc);
@@ -173,6 +188,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint32_t free_head_ = UINT32_MAX;
   std::vector<service> services_;
   relay_counters ctr_;
+  std::unique_ptr<waf_worker> waf_;
+  uint64_t seen_waf_gen_ = 0;
   std::unique_ptr<l4::tcp::stack> stack_;  // last: destroyed first, it calls back into us
 };
 

@@ -11,6 +11,7 @@
 #include "edge/config.hh"
 #include "l4/lb/lb_config.hh"
 #include "l4/local.hh"
+#include "waf/waf_control.hh"
 
 namespace edge {
 
@@ -22,6 +23,8 @@ struct snapshot {
   // Backend health per pool, indexed like cfg->pools and their backends (true: up or unchecked).
   // Workers copy it into their own upstream pools (kind tcp) when they pick the snapshot up.
   std::vector<std::vector<bool>> pool_health;
+  // Compiled WAF rules and the services' bound policies; null when no service has a WAF policy.
+  std::shared_ptr<const waf_rules_snapshot> waf;
 
   // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
   const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {
