@@ -45,7 +45,9 @@ for i in (1, 2, 3):
 
 config_path = os.path.join(os.path.dirname(__file__), "edged-demo.yaml")
 say("Starting edged with deploy/demo/edged-demo.yaml")
-e = h.Edged(edge, open(config_path).read())
+# The harness runs edged on a copy of the file in a temporary folder: make the rules path absolute.
+rules_dir = os.path.abspath(os.path.join(os.path.dirname(config_path), "..", "..", "rules", "shipped"))
+e = h.Edged(edge, open(config_path).read().replace("../../rules/shipped", rules_dir))
 print(e.logs().rstrip())
 
 say("The client resolves edged's address by ARP and pings it: answered by the DPDK worker")
@@ -84,6 +86,12 @@ for line in e.get("/metrics").splitlines():
     if line.startswith(("edge_tcp_opened_total", "edge_relay_accepted_total", "edge_relay_bytes_total",
                         'edge_relay_ends_total{outcome="completed"}', 'edge_upstream{pool="gw",counter="connects"}')):
         print(line)
+
+say("WAF on the tcp service (rules/shipped, enforce): a SQL injection gets 403 and an audit line")
+show(cli, ["curl", "-s", "-i", "http://10.99.0.101/search?q=1%27%20union%20select%20password%20from%20users"])
+time.sleep(0.3)
+with open("/tmp/edge-demo-waf-audit.log") as f:
+    print("audit:", f.read().strip().splitlines()[-1])
 
 say("edgectl stats (admin API on 127.0.0.1:9180 inside demo-edge)")
 show(edge, [h.EDGECTL, "stats"])
