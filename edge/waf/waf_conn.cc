@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <random>
 
 namespace edge {
 
@@ -12,7 +13,12 @@ common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_i
                                                                waf_audit_ring* ring) {
   auto ws = waf::worker_scratch::create(rs);
   if (!ws) return std::unexpected(ws.error());
-  return std::unique_ptr<waf_worker>(new waf_worker(worker_id, std::move(*ws), ring));
+  std::unique_ptr<waf_worker> w(new waf_worker(worker_id, std::move(*ws), ring));
+  // Start the sequence at a random point so that request ids do not repeat across restarts (they
+  // correlate client-visible responses with audit lines kept for longer than one run).
+  std::random_device rd;
+  w->seq_ = ((uint64_t{rd()} << 32) | rd()) & 0xffff'ffff'ffffULL;
+  return w;
 }
 
 size_t waf_worker::next_request_id(std::span<char, 16> out) {
