@@ -11,6 +11,28 @@
 namespace l4::tcp {
 namespace {
 
+// Merges `b` into the sorted, disjoint ranges `in[0..n)`, writing the result (sorted, disjoint,
+// at most n + 1 ranges) to `out`; returns its length. Shared by the SACK scoreboard and the
+// out-of-order receive ranges.
+uint8_t merge_range(const seq_range* in, uint8_t n_in, seq_range b, seq_range* out) {
+  uint8_t n = 0;
+  bool placed = false;
+  for (uint8_t i = 0; i < n_in; ++i) {
+    const seq_range r = in[i];
+    if (seq_lt(r.end, b.start)) {
+      out[n++] = r;
+    } else if (seq_lt(b.end, r.start)) {
+      if (!placed) out[n++] = b, placed = true;
+      out[n++] = r;
+    } else {
+      b.start = seq_min(b.start, r.start);
+      b.end = seq_max(b.end, r.end);
+    }
+  }
+  if (!placed) out[n++] = b;
+  return n;
+}
+
 constexpr uint8_t f_fin = RTE_TCP_FIN_FLAG, f_syn = RTE_TCP_SYN_FLAG, f_rst = RTE_TCP_RST_FLAG,
                   f_ack = RTE_TCP_ACK_FLAG;
 
@@ -489,21 +511,7 @@ void engine::update_scoreboard(tcb& t, const segment& s) {
       continue;  // bogus, or a D-SACK below snd_una
     if (seq_lt(b.start, t.snd_una)) b.start = t.snd_una;
     seq_range out[max_sack_blocks + 1];
-    uint8_t n = 0;
-    bool placed = false;
-    for (uint8_t i = 0; i < t.n_sacked; ++i) {
-      const seq_range r = t.sacked[i];
-      if (seq_lt(r.end, b.start)) {
-        out[n++] = r;
-      } else if (seq_lt(b.end, r.start)) {
-        if (!placed) out[n++] = b, placed = true;
-        out[n++] = r;
-      } else {
-        b.start = seq_min(b.start, r.start);
-        b.end = seq_max(b.end, r.end);
-      }
-    }
-    if (!placed) out[n++] = b;
+    const uint8_t n = merge_range(t.sacked, t.n_sacked, b, out);
     // Full: forget the highest range; the peer repeats it and the RTO still covers it.
     t.n_sacked = std::min<uint8_t>(n, max_sack_blocks);
     std::copy_n(out, t.n_sacked, t.sacked);
@@ -556,23 +564,8 @@ void engine::receive_data(tcb& t, uint32_t seq, const uint8_t* data, uint32_t le
 }
 
 void engine::insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped) {
-  seq_range b{seq, seq + len};
   seq_range out[max_ooo_ranges + 1];
-  uint8_t n = 0;
-  bool placed = false;
-  for (uint8_t i = 0; i < t.n_ooo; ++i) {
-    const seq_range r = t.ooo[i];
-    if (seq_lt(r.end, b.start)) {
-      out[n++] = r;
-    } else if (seq_lt(b.end, r.start)) {
-      if (!placed) out[n++] = b, placed = true;
-      out[n++] = r;
-    } else {
-      b.start = seq_min(b.start, r.start);
-      b.end = seq_max(b.end, r.end);
-    }
-  }
-  if (!placed) out[n++] = b;
+  const uint8_t n = merge_range(t.ooo, t.n_ooo, seq_range{seq, seq + len}, out);
   if (n > std::min<uint8_t>(cfg_.ooo_max_ranges, max_ooo_ranges)) {
     dropped = true;
     return;
