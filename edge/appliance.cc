@@ -5,6 +5,7 @@
 #include <rte_lcore.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
@@ -37,10 +38,9 @@ l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports,
   return ps;
 }
 
+// Kinds tcp and tls both run on the worker's userspace TCP stack and upstream relay.
 bool has_tcp_service(const config& c) {
-  for (const auto& s : c.services)
-    if (s.kind == service_kind::tcp) return true;
-  return false;
+  return c.any_kind(service_kind::tcp) || c.any_kind(service_kind::tls);
 }
 
 l4::lb::fwd_mode lb_mode(forwarding_mode m) {
@@ -123,6 +123,20 @@ common::result<void> appliance::start(const char* argv0) {
 
   if (c.any_waf())
     if (auto r = start_waf(); !r) return r;
+  if (c.any_kind(service_kind::tls)) {
+    if (c.tls.async && c.tls.engine.empty()) {
+      auto off = tls::offload::start({.threads = c.tls.offload_threads, .queue_capacity = 4096});
+      if (!off) return std::unexpected(off.error());
+      tls_offload_ = std::move(*off);
+    }
+    auto ctx = build_tls(c);
+    if (!ctx) return std::unexpected(ctx.error());
+    tls_ctx_ = std::move(*ctx);
+    spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
+                 !c.tls.async ? "signed on the workers (async off)"
+                 : c.tls.engine.empty() ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
+                                        : "through engine " + c.tls.engine);
+  }
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
 
@@ -172,6 +186,9 @@ common::result<void> appliance::start(const char* argv0) {
       rs.tcp = c.tcp;
       rs.tx_pool = w->pool;
       rs.secret = tcp_secret;
+      rs.tls = c.any_kind(service_kind::tls);
+      rs.tls_worker = {.max_sessions = c.tcp.max_connections, .async_jobs = c.tls.async_jobs};
+      rs.tls_handshake_timeout_ms = c.tls.handshake_timeout_ms;
       // Clients reach tcp VIPs through the wan port (VIPs are answered there only).
       for (size_t p = 0; p < c.ports.size(); ++p)
         if (c.ports[p].role == port_role::wan) {
@@ -202,6 +219,11 @@ common::result<void> appliance::start(const char* argv0) {
       return common::fail("cannot launch worker on lcore " + std::to_string(w->lcore) + ": " + strerror(-rc));
     spdlog::info("worker {} running on lcore {}", i, w->lcore);
     workers_.push_back(std::move(w));
+  }
+  // A worker that cannot set up its thread state (TLS) stops at once: refuse to start.
+  for (const auto& w : workers_) {
+    for (int i = 0; i < 5000 && !w->running.load() && !w->failed.load(); ++i) usleep(1000);
+    if (w->failed.load()) return common::fail("worker " + std::to_string(w->id) + ": " + w->start_error);
   }
   if (waf_ctl_) {
     waf_audit_->start();
@@ -268,7 +290,9 @@ void appliance::shutdown() {
   waf_audit_.reset();
   waf_rings_.clear();
   waf_ctl_.reset();
-  snapshots_.reset();
+  snapshots_.reset();  // the last snapshot holds TLS context sets, which hold the offload
+  tls_ctx_.clear();
+  tls_offload_.reset();
   if (!dp_.ports().empty()) spdlog::info("closing ports");
   dp_.stop_ports();
   started_ok_ = false;
@@ -302,6 +326,17 @@ common::result<std::string> appliance::reload() {
     return common::fail("the first service of kind tcp needs a restart (edged started without one); "
                         "running configuration kept", cfg_->path);
   }
+  if (next->any_kind(service_kind::tls) && !cur.any_kind(service_kind::tls)) {
+    ++reloads_failed_;
+    return common::fail("the first service of kind tls needs a restart (edged started without one); "
+                        "running configuration kept", cfg_->path);
+  }
+  if (next->tls.async != cur.tls.async || next->tls.offload_threads != cur.tls.offload_threads ||
+      next->tls.engine != cur.tls.engine || next->tls.async_jobs != cur.tls.async_jobs ||
+      next->tls.handshake_timeout_ms != cur.tls.handshake_timeout_ms) {
+    ++reloads_failed_;
+    return common::fail("the top-level tls settings need a restart; running configuration kept", cfg_->path);
+  }
   if (next->tcp.max_connections != cur.tcp.max_connections || next->tcp.send_buffer != cur.tcp.send_buffer ||
       next->tcp.receive_buffer != cur.tcp.receive_buffer || next->tcp.upstream_buffer != cur.tcp.upstream_buffer) {
     ++reloads_failed_;
@@ -321,10 +356,26 @@ common::result<std::string> appliance::reload() {
     return common::fail("the waf settings (rules_dir, cache_dir, audit_log, services' policies) need a restart; "
                         "running configuration kept", cfg_->path);
   }
+  // New certificates, keys and ticket keys: read and checked before anything changes.
+  auto tls_next = build_tls(*next);
+  if (!tls_next) {
+    ++reloads_failed_;
+    spdlog::error("reload refused, running configuration kept: {}", tls_next.error().str());
+    return std::unexpected(tls_next.error());
+  }
   auto previous = cfg_;
+  auto tls_previous = tls_ctx_;
   cfg_ = std::make_shared<const config>(std::move(*next));
+  {
+    std::lock_guard lock(publish_mu_);
+    tls_ctx_ = std::move(*tls_next);
+  }
   if (auto r = republish(); !r) {
     cfg_ = previous;
+    {
+      std::lock_guard lock(publish_mu_);
+      tls_ctx_ = std::move(tls_previous);
+    }
     ++reloads_failed_;
     spdlog::error("reload refused, running configuration kept: {}", r.error().str());
     return std::unexpected(r.error());
@@ -351,6 +402,7 @@ common::result<void> appliance::republish() {
   auto snap = build_snapshot(cfg_);
   snap->lb = *lb;
   snap->waf = waf_rules_;
+  snap->tls = tls_ctx_;
   snap->generation = ++generation_;
   lb_ = *lb;
   snapshots_->publish(std::move(snap));
@@ -440,6 +492,22 @@ void appliance::on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s) {
   }
   if (auto r = republish(); !r) spdlog::error("cannot publish WAF rules generation {}: {}", gen, r.error().str());
   else spdlog::info("WAF rules generation {} published{}", gen, same ? " (rules unchanged)" : "");
+}
+
+common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls(const config& c) const {
+  std::map<std::string, tls::context_set_ptr> out;
+  for (const auto& s : c.services) {
+    if (s.kind != service_kind::tls) continue;
+    tls::context_set_ptr prev;
+    {
+      std::lock_guard lock(publish_mu_);
+      if (auto it = tls_ctx_.find(s.name); it != tls_ctx_.end()) prev = it->second;
+    }
+    auto set = tls::context_set::build(s.tls, tls_offload_, prev.get());
+    if (!set) return common::fail("service '" + s.name + "': " + set.error().str(), s.tls_where);
+    out.emplace(s.name, std::move(*set));
+  }
+  return out;
 }
 
 void appliance::install_routes() {

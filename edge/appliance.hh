@@ -15,6 +15,8 @@
 #include "edge/ports.hh"
 #include "edge/snapshot.hh"
 #include "edge/worker.hh"
+#include "tls/context.hh"
+#include "tls/offload.hh"
 #include "upstream/health_checker.hh"
 #include "waf/waf_audit.hh"
 #include "waf/waf_control.hh"
@@ -52,6 +54,9 @@ class appliance {
   // WAF: compile the rules and bind the policies (publishes generation 1 through on_waf_rules).
   common::result<void> start_waf();
   void on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s);
+  // TLS: one context set per tls service, built from `c` (certificates and keys read now); sets of
+  // the running config with the same service name are passed as `previous` (ticket key grace).
+  common::result<std::map<std::string, tls::context_set_ptr>> build_tls(const config& c) const;
 
   std::shared_ptr<const config> cfg_;
   dataplane dp_;
@@ -63,7 +68,7 @@ class appliance {
   uint64_t generation_ = 0;
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   // Serialises snapshot publication between the admin API (reload) and the health checker.
-  std::mutex publish_mu_;
+  mutable std::mutex publish_mu_;
   std::shared_ptr<const l4::lb::lb_config> lb_;  // the published one, reused for Maglev sharing
   // Backend health by pool name and backend index; absent = healthy (no check configured).
   std::map<std::string, std::vector<bool>> healthy_;
@@ -75,6 +80,10 @@ class appliance {
   std::shared_ptr<const waf_rules_snapshot> waf_rules_;
   std::unique_ptr<waf_audit_drainer> waf_audit_;
   std::vector<std::unique_ptr<waf_audit_ring>> waf_rings_;  // one per worker; outlive the workers
+  // TLS: the in-process private-key offload (async on, no engine) and the published context sets
+  // (guarded by publish_mu_ like waf_rules_).
+  std::shared_ptr<tls::offload> tls_offload_;
+  std::map<std::string, tls::context_set_ptr> tls_ctx_;
 };
 
 }  // namespace edge

@@ -124,7 +124,8 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "waf", "pools", "services"});
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "tls", "waf", "pools",
+                                        "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
@@ -133,8 +134,13 @@ class loader {
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);
     if (auto w = root["waf"]) load_waf(w, c);
+    if (auto t = root["tls"]) load_tls(t, c);
     if (auto p = root["pools"]) load_pools(p, c);
     if (auto s = root["services"]) load_services(s, c);
+    for (auto& s : c.services) {  // private keys go the way the top-level tls section says
+      s.tls.async = c.tls.async;
+      s.tls.engine = c.tls.engine;
+    }
     if (c.any_waf() && c.waf.rules_dir.empty())
       fail(root, "a service has a waf policy: the top-level waf.rules_dir is required");
     return c;
@@ -159,7 +165,8 @@ class loader {
   }
 
   void load_service_waf(const YAML::Node& n, service_config& s, const std::string& what) {
-    if (s.kind != service_kind::tcp) fail(n, what + ": 'waf' applies to kind tcp only");
+    if (s.kind != service_kind::tcp && s.kind != service_kind::tls)
+      fail(n, what + ": 'waf' applies to kinds tcp and tls only");
     check_keys(n, what + " waf", {"policy"});
     const auto p = required(n, "policy", what + " waf");
     s.waf = true;
@@ -175,6 +182,78 @@ class loader {
       if (!r) throw bad_config{what + ": waf policy: " + r.error().message, p.Mark()};
     } else {
       fail(p, what + ": waf.policy must be a file name or a policy mapping");
+    }
+  }
+
+  // A file the appliance will read later (certificate, key, CA, ticket keys): resolved against the
+  // config's directory and checked now, so that a typo is reported with its line, not at start.
+  std::string existing_file(const YAML::Node& n, std::string_view what) {
+    const std::string p = resolve(str(n, what));
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec)) fail(n, std::string(what) + " '" + p + "' is not a readable file");
+    return p;
+  }
+
+  void load_tls(const YAML::Node& n, config& c) {
+    check_keys(n, "tls", {"async", "offload_threads", "engine", "async_jobs", "handshake_timeout_ms"});
+    tls_global_config& t = c.tls;
+    if (auto v = n["async"]) t.async = boolean(v, "tls.async");
+    if (auto v = n["offload_threads"]) t.offload_threads = static_cast<unsigned>(uint(v, "tls.offload_threads", 1, 64));
+    if (auto v = n["engine"]) t.engine = str(v, "tls.engine");
+    if (auto v = n["async_jobs"]) t.async_jobs = static_cast<uint32_t>(uint(v, "tls.async_jobs", 1, 65536));
+    if (auto v = n["handshake_timeout_ms"])
+      t.handshake_timeout_ms = static_cast<uint32_t>(uint(v, "tls.handshake_timeout_ms", 100, 600000));
+    if (!t.engine.empty() && !t.async) fail(n["engine"], "tls.engine needs tls.async: true (engines run through ASYNC jobs)");
+  }
+
+  std::vector<std::string> string_list(const YAML::Node& n, std::string_view what) {
+    expect_seq(n, what);
+    std::vector<std::string> out;
+    for (const auto& e : n) out.push_back(str(e, what));
+    return out;
+  }
+
+  void load_service_tls(const YAML::Node& n, service_config& s, const std::string& what) {
+    check_keys(n, what + " tls",
+               {"certificates", "default_name", "alpn", "tls12", "ciphers", "ciphersuites", "groups", "tickets",
+                "ticket_key_file", "ticket_lifetime_s", "ticket_key_grace_s", "tls13_tickets", "client_auth",
+                "max_key_updates"});
+    tls::server_config& t = s.tls;
+    s.tls_where = where(n.Mark());
+    const auto certs = required(n, "certificates", what + " tls");
+    expect_seq(certs, what + " tls.certificates");
+    if (certs.size() == 0) fail(certs, what + ": tls.certificates must list at least one certificate");
+    for (const auto& cn : certs) {
+      check_keys(cn, "a certificate", {"cert", "key", "names", "ocsp"});
+      tls::cert_config cc;
+      cc.cert_file = existing_file(required(cn, "cert", "a certificate"), "certificate file");
+      cc.key_file = existing_file(required(cn, "key", "a certificate"), "key file");
+      if (auto v = cn["names"]) cc.names = string_list(v, "certificate names");
+      if (auto v = cn["ocsp"]) cc.ocsp_file = existing_file(v, "OCSP response file");
+      t.certs.push_back(std::move(cc));
+    }
+    if (auto v = n["default_name"]) t.default_name = str(v, "tls.default_name");
+    if (auto v = n["alpn"]) {
+      t.alpn = string_list(v, "tls.alpn");
+      for (size_t i = 0; i < t.alpn.size(); ++i)
+        if (t.alpn[i].empty() || t.alpn[i].size() > 255) fail(v[i], "an ALPN protocol name is 1 to 255 bytes");
+    }
+    if (auto v = n["tls12"]) t.allow_tls12 = boolean(v, "tls.tls12");
+    if (auto v = n["ciphers"]) t.tls12_ciphers = str(v, "tls.ciphers");
+    if (auto v = n["ciphersuites"]) t.tls13_ciphersuites = str(v, "tls.ciphersuites");
+    if (auto v = n["groups"]) t.groups = str(v, "tls.groups");
+    if (auto v = n["tickets"]) t.tickets = boolean(v, "tls.tickets");
+    if (auto v = n["ticket_key_file"]) t.ticket_key_file = existing_file(v, "ticket key file");
+    if (auto v = n["ticket_lifetime_s"]) t.ticket_lifetime = std::chrono::seconds(uint(v, "tls.ticket_lifetime_s", 60, 604800));
+    if (auto v = n["ticket_key_grace_s"]) t.ticket_key_grace = std::chrono::seconds(uint(v, "tls.ticket_key_grace_s", 0, 604800));
+    if (auto v = n["tls13_tickets"]) t.tls13_tickets = static_cast<int>(uint(v, "tls.tls13_tickets", 0, 8));
+    if (auto v = n["max_key_updates"]) t.max_key_updates = static_cast<uint32_t>(uint(v, "tls.max_key_updates", 0, 1u << 20));
+    if (auto ca = n["client_auth"]) {
+      check_keys(ca, what + " tls.client_auth", {"ca", "verify_depth", "required"});
+      t.client_auth.enabled = true;
+      t.client_auth.ca_file = existing_file(required(ca, "ca", what + " tls.client_auth"), "client CA file");
+      if (auto v = ca["verify_depth"]) t.client_auth.verify_depth = static_cast<int>(uint(v, "verify_depth", 1, 16));
+      if (auto v = ca["required"]) t.client_auth.required = boolean(v, "client_auth.required");
     }
   }
 
@@ -379,7 +458,7 @@ class loader {
     std::set<std::string> names;
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
-      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf"});
+      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = str(name, "service name");
@@ -416,6 +495,21 @@ class loader {
           fail(sn, what + ": full NAT needs an " + (s.vip.v6 ? "IPv6" : "IPv4") + " address in l4.snat_addresses");
       }
       if (auto w = sn["waf"]) load_service_waf(w, s, what);
+      if (auto t = sn["tls"]) {
+        if (s.kind != service_kind::tls) fail(t, what + ": 'tls' applies to kind tls only");
+        load_service_tls(t, s, what);
+      } else if (s.kind == service_kind::tls) {
+        fail(sn, what + ": kind tls needs a 'tls' block with at least one certificate");
+      }
+      // The WAF parses HTTP/1.x: a WAF'd tls service offers only http/1.1 (by default), never h2.
+      if (s.kind == service_kind::tls && s.waf) {
+        const auto alpn = sn["tls"]["alpn"];
+        if (!alpn) s.tls.alpn = {"http/1.1"};
+        for (size_t i = 0; i < s.tls.alpn.size(); ++i)
+          if (s.tls.alpn[i] != "http/1.1")
+            fail(alpn[i], what + ": the WAF inspects HTTP/1.x only; tls.alpn may offer only http/1.1 on a "
+                              "service with a waf policy, not '" + s.tls.alpn[i] + "'");
+      }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
       c.services.push_back(std::move(s));
@@ -451,7 +545,7 @@ bool service_kind_built(service_kind k) {
   switch (k) {
     case service_kind::l4: return true;
     case service_kind::tcp: return true;
-    case service_kind::tls: return false;
+    case service_kind::tls: return true;
   }
   return false;
 }

@@ -10,6 +10,7 @@
 
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
+#include "tls/config.hh"
 
 namespace edge {
 
@@ -93,6 +94,19 @@ struct service_config {
   std::string waf_policy_file;
   YAML::Node waf_policy;
   std::string waf_where;  // "file:line" of the service's waf block, for diagnostics
+  // TLS (kind tls): certificates, protocol and ticket settings of the service's context set (paths
+  // resolved against the config's directory; the files are read when the appliance builds it).
+  tls::server_config tls;
+  std::string tls_where;  // "file:line" of the service's tls block
+};
+
+// Top-level `tls`: what every tls service shares (fixed for the life of the process).
+struct tls_global_config {
+  bool async = true;               // private-key operations through the offload (SSL_MODE_ASYNC)
+  unsigned offload_threads = 1;    // in-process crypto threads (async on, no engine)
+  std::string engine;              // an OpenSSL engine for private keys instead (e.g. qatengine)
+  uint32_t async_jobs = 1024;      // ASYNC jobs per worker: handshakes paused in the offload at once
+  uint32_t handshake_timeout_ms = 10000;  // from accept to a finished TLS handshake
 };
 
 // Top-level `waf`: the rules directory (watched), the compiled-database cache and the audit log.
@@ -137,10 +151,16 @@ struct config {
   l4_config l4;
   tcp_config tcp;
   waf_config waf;
+  tls_global_config tls;
 
   bool any_waf() const {
     for (const auto& s : services)
       if (s.waf) return true;
+    return false;
+  }
+  bool any_kind(service_kind k) const {
+    for (const auto& s : services)
+      if (s.kind == k) return true;
     return false;
   }
   const port_config* port_with_role(port_role r) const;

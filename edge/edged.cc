@@ -11,6 +11,7 @@
 #include "edge/appliance.hh"
 #include "edge/config.hh"
 #include "edge/logging.hh"
+#include "tls/context.hh"
 
 namespace {
 
@@ -36,6 +37,15 @@ int main(int argc, char** argv) {
     if (!c) {
       std::fprintf(stderr, "edged: %s\n", c.error().str().c_str());
       return exit_bad_config;
+    }
+    // Certificates, keys, CA bundles and ticket keys are read now too, as a start would.
+    for (const auto& s : c->services) {
+      if (s.kind != edge::service_kind::tls) continue;
+      if (auto set = tls::context_set::build(s.tls); !set) {
+        std::fprintf(stderr, "edged: %s: service '%s': %s\n", s.tls_where.c_str(), s.name.c_str(),
+                     set.error().str().c_str());
+        return exit_bad_config;
+      }
     }
     std::printf("%s: configuration is valid (%zu ports, %zu workers, %zu pools, %zu services)\n",
                 check_path.c_str(), c->ports.size(), c->workers.lcores.size(), c->pools.size(),

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "edge/appliance.hh"
+#include "edge/metrics_tls.hh"
 #include "waf/waf_metrics.hh"
 
 namespace edge {
@@ -281,6 +282,12 @@ std::string appliance::metrics_text() const {
   p.family("edge_ready", "gauge", "1 when every port is up and every worker runs.");
   p.sample("edge_ready", "", ready() ? 1 : 0);
   std::string out = p.str();
+  {
+    std::vector<const tls::worker*> tw;
+    for (const auto& w : workers_)
+      if (w->tcp && w->tcp->tls_worker() != nullptr) tw.push_back(w->tcp->tls_worker());
+    append_tls_metrics(out, tw, tls_offload_.get());
+  }
   if (waf_ctl_) {
     std::vector<const waf::worker_stats*> ws;
     uint64_t prepare_errors = 0;

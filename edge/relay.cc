@@ -1,6 +1,7 @@
 #include "edge/relay.hh"
 
 #include <rte_cycles.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -91,6 +92,20 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   auto st = l4::tcp::stack::create(tc, s.tx_pool, r.get());
   if (!st) return std::unexpected(st.error());
   r->stack_ = std::move(*st);
+
+  if (s.tls) {
+    r->tls_enabled_ = true;
+    r->tls_cfg_ = s.tls_worker;
+    r->hs_timeout_tsc_ = rte_get_tsc_hz() / 1000 * s.tls_handshake_timeout_ms;
+    // Reserved, not committed: a buffer's pages appear when a connection first uses it, and the
+    // LIFO free list keeps reusing the same few under light load.
+    void* a = mmap(nullptr, size_t{n} * plain_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a == MAP_FAILED) return common::fail("tls plaintext buffers: mmap failed");
+    r->plain_arena_ = static_cast<uint8_t*>(a);
+    r->plain_free_.reserve(n);
+    for (uint32_t i = n; i-- > 0;) r->plain_free_.push_back(i);
+  }
   return r;
 }
 
@@ -100,6 +115,7 @@ relay::~relay() {
   stack_.reset();
   conns_.reset();
   ring_.reset();
+  if (plain_arena_ != nullptr) munmap(plain_arena_, size_t{n_slots_} * plain_size);
 }
 
 upstream::upstream_pool* relay::pool_for(const pool_config& pc) {
@@ -140,7 +156,7 @@ bool relay::sync(const snapshot& snap) {
     for (const auto& s : services_) kept_waf.push_back(s.waf);
   for (auto& s : services_) s.active = false;
   for (const auto& sc : c.services) {
-    if (sc.kind != service_kind::tcp) continue;
+    if (sc.kind != service_kind::tcp && sc.kind != service_kind::tls) continue;
     const pool_config* pc = c.find_pool(sc.pool);
     size_t id = 0;
     while (id < services_.size() && !(services_[id].vip == sc.vip && services_[id].port == sc.port)) ++id;
@@ -153,7 +169,12 @@ bool relay::sync(const snapshot& snap) {
     }
     service& s = services_[id];
     s.pool = pc ? pool_for(*pc) : nullptr;
-    if (s.pool == nullptr) {
+    s.tls = nullptr;
+    if (sc.kind == service_kind::tls) {
+      const auto it = snap.tls.find(sc.name);
+      if (it != snap.tls.end() && tls_enabled_) s.tls = it->second;
+    }
+    if (s.pool == nullptr || (sc.kind == service_kind::tls && s.tls == nullptr)) {
       ok = false;
       continue;
     }
@@ -190,6 +211,7 @@ bool relay::sync(const snapshot& snap) {
 
 void relay::poll(uint64_t now_tsc) {
   stack_->poll(now_tsc);
+  if (hs_head_ != UINT32_MAX) expire_handshakes(now_tsc);
 }
 
 relay::conn* relay::alloc() {
@@ -206,6 +228,13 @@ relay::conn* relay::alloc() {
 
 void relay::release(conn& rc) {
   rc.waf.reset();  // frees the inspector state and drops this connection's hold on its policy
+  if (rc.tls != nullptr) {
+    hs_unlink(rc);
+    tls_->close(rc.tls);  // deferred inside while a private-key operation is in flight
+    rc.tls = nullptr;
+    plain_free_.push_back(rc.plain);
+    rc.plain = UINT32_MAX;
+  }
   rc.in_use = false;
   rc.up = nullptr;
   rc.tcp = {};
@@ -239,19 +268,6 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     ctr_.end(relay_end::no_slot);
     return false;
   }
-  // Unique id: 8 bytes of boot/worker prefix and an 8-byte sequence, so that a gateway's logs can
-  // be joined with edged's.
-  std::array<uint8_t, 16> uid;
-  const uint64_t seq = ++id_seq_;
-  std::memcpy(uid.data(), &id_base_, 8);
-  std::memcpy(uid.data() + 8, &seq, 8);
-  upstream::proxy_v2_info pp;
-  pp.src = info.remote;
-  pp.dst = info.local;
-  pp.src_port = info.remote_port;
-  pp.dst_port = info.local_port;
-  pp.unique_id = uid;
-  pp.crc32c = true;
   if (s.waf) {
     auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
       if (a.v6) return waf_endpoint::v6(a.b, port);
@@ -268,23 +284,87 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     }
     rc->waf.emplace(std::move(*wc));
   }
-  const uint32_t index = static_cast<uint32_t>(rc - slots_.get());
-  auto up = conns_->open({.pool = s.pool,
-                          .events = this,
-                          .proxy = s.proxy_protocol ? &pp : nullptr,
-                          .by_hash = s.by_hash,
-                          .hash = s.by_hash ? tuple_hash(info) : 0,
-                          .cookie = static_cast<uint64_t>(rc->gen) << 32 | index});
-  if (!up) {
+  // Kind tls: the upstream is opened once the handshake has finished, when the PROXY header can
+  // carry what was negotiated.
+  if (s.tls) {
+    if (!tls_accept(*rc, s)) {
+      release(*rc);
+      ctr_.end(relay_end::tls_no_session);
+      return false;
+    }
+  } else if (!open_upstream(*rc, s, info, nullptr)) {
     release(*rc);
     ctr_.end(relay_end::no_upstream);
     return false;
   }
   rc->tcp = c;
-  rc->up = *up;
   stack_->set_context(c, rc);
   ctr_.accepted.add();
   return true;
+}
+
+// The upstream connection of a client connection, with its PROXY v2 header: client and VIP, a
+// unique id (8 bytes of boot/worker prefix and an 8-byte sequence, so that a gateway's logs can be
+// joined with edged's), and for kind tls the SNI as authority, the ALPN and the SSL TLVs.
+bool relay::open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info, const tls::peer_info* ti) {
+  std::array<uint8_t, 16> uid;
+  const uint64_t seq = ++id_seq_;
+  std::memcpy(uid.data(), &id_base_, 8);
+  std::memcpy(uid.data() + 8, &seq, 8);
+  upstream::proxy_v2_info pp;
+  pp.src = info.remote;
+  pp.dst = info.local;
+  pp.src_port = info.remote_port;
+  pp.dst_port = info.local_port;
+  pp.unique_id = uid;
+  pp.crc32c = true;
+  if (ti != nullptr) {
+    pp.authority = ti->sni;
+    pp.alpn = ti->alpn;
+    pp.ssl.present = true;
+    pp.ssl.client_cert = ti->client_cert;
+    pp.ssl.cert_verified = ti->client_cert_verified;
+    pp.ssl.version = ti->version;
+    pp.ssl.cipher = ti->cipher;
+    pp.ssl.cert_cn = ti->client_cn;
+  }
+  const uint32_t index = static_cast<uint32_t>(&rc - slots_.get());
+  auto up = conns_->open({.pool = s.pool,
+                          .events = this,
+                          .proxy = s.proxy_protocol ? &pp : nullptr,
+                          .by_hash = s.by_hash,
+                          .hash = s.by_hash ? tuple_hash(info) : 0,
+                          .cookie = static_cast<uint64_t>(rc.gen) << 32 | index});
+  if (!up) return false;
+  rc.up = *up;
+  return true;
+}
+
+bool relay::src_peek(conn& rc, std::span<const uint8_t>& out) {
+  if (rc.tls == nullptr) {
+    out = stack_->peek(rc.tcp);
+    return true;
+  }
+  if (rc.plain_head == rc.plain_tail && !tls_pull(rc)) return false;
+  out = {plain_arena_ + size_t{rc.plain} * plain_size + rc.plain_head, rc.plain_tail - rc.plain_head};
+  return true;
+}
+
+void relay::src_consume(conn& rc, size_t n) {
+  if (rc.tls == nullptr) {
+    stack_->consume(rc.tcp, n);
+    return;
+  }
+  rc.plain_head += static_cast<uint32_t>(n);
+  if (rc.plain_head == rc.plain_tail) rc.plain_head = rc.plain_tail = 0;
+}
+
+// Every client byte went through: TCP FIN (and, for TLS, no whole record left in the session) or
+// the client's close_notify.
+bool relay::client_eof(conn& rc) const {
+  if (rc.tls == nullptr) return rc.client_fin && stack_->readable(rc.tcp) == 0;
+  if (rc.plain_head != rc.plain_tail) return false;
+  return rc.tls->peer_closed() || (rc.client_fin && stack_->readable(rc.tcp) == 0);
 }
 
 // Client bytes into the upstream tx buffer, as much as fits; the rest stays in the TCP receive
@@ -295,16 +375,17 @@ void relay::to_upstream(conn& rc) {
     if (!waf_to_upstream(rc)) return;
   } else {
     for (;;) {
-      const auto chunk = stack_->peek(rc.tcp);
+      std::span<const uint8_t> chunk;
+      if (!src_peek(rc, chunk)) return;
       if (chunk.empty()) break;
       const size_t n = rc.up->send(std::as_bytes(chunk));
       if (n == 0) break;
-      stack_->consume(rc.tcp, n);
+      src_consume(rc, n);
       ctr_.bytes_from_client.add(n);
       if (n < chunk.size()) break;
     }
   }
-  if (rc.client_fin && !rc.client_fin_sent && stack_->readable(rc.tcp) == 0) {
+  if (!rc.client_fin_sent && client_eof(rc)) {
     rc.client_fin_sent = true;
     rc.up->shutdown_write();
     maybe_finish(rc);
@@ -327,8 +408,9 @@ bool relay::waf_to_upstream(conn& rc) {
   };
   for (;;) {
     if (!send_pending()) return false;
-    if (const size_t k = wc.take_consumed()) stack_->consume(rc.tcp, k);
-    const auto chunk = stack_->peek(rc.tcp);
+    if (const size_t k = wc.take_consumed()) src_consume(rc, k);
+    std::span<const uint8_t> chunk;
+    if (!src_peek(rc, chunk)) return false;
     if (chunk.empty()) break;
     const waf_action a = wc.feed({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
     if (a.what == waf_action::kind::block) {
@@ -338,7 +420,7 @@ bool relay::waf_to_upstream(conn& rc) {
   }
   // The client's FIN, once every byte before it went through: a request cut short is refused (400),
   // a raw service gets its end-of-stream rules.
-  if (rc.client_fin && !rc.waf_finished && stack_->readable(rc.tcp) == 0) {
+  if (!rc.waf_finished && client_eof(rc)) {
     rc.waf_finished = true;
     const waf_action a = wc.finish();
     if (a.what == waf_action::kind::block) {
@@ -359,6 +441,8 @@ void relay::waf_block(conn& rc, const waf_action& a) {
   if (!rc.tcp_closed) {
     if (a.reset) {
       stack_->abort(rc.tcp);
+    } else if (rc.tls != nullptr) {
+      tls_block(rc, a.response);
     } else {
       stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
       for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
@@ -372,6 +456,10 @@ void relay::waf_block(conn& rc, const waf_action& a) {
 // buffer, which stops the upstream recv until on_writable.
 void relay::to_client(conn& rc) {
   if (rc.up == nullptr) return;
+  if (rc.tls != nullptr) {
+    tls_to_client(rc);
+    return;
+  }
   for (;;) {
     const auto chunk = rc.up->peek();
     if (chunk.empty()) break;
@@ -400,18 +488,24 @@ void relay::maybe_finish(conn& rc) {
 }
 
 void relay::on_readable(l4::tcp::conn_handle c) {
-  if (conn* rc = from_tcp(c)) to_upstream(*rc);
+  if (conn* rc = from_tcp(c)) client_input(*rc);
 }
 
 void relay::on_writable(l4::tcp::conn_handle c) {
-  if (conn* rc = from_tcp(c)) to_client(*rc);
+  conn* rc = from_tcp(c);
+  if (rc == nullptr) return;
+  if (rc->tls != nullptr && !rc->tls_ready) {
+    tls_flush(*rc);  // the rest of a handshake flight
+    return;
+  }
+  to_client(*rc);
 }
 
 void relay::on_peer_fin(l4::tcp::conn_handle c) {
   conn* rc = from_tcp(c);
   if (rc == nullptr) return;
   rc->client_fin = true;
-  to_upstream(*rc);
+  client_input(*rc);
 }
 
 void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
@@ -422,7 +516,12 @@ void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
     // Both FINs exchanged with the client (its FIN may have arrived after ours, which the stack
     // reports here rather than as on_peer_fin): pass on what is still buffered, then FIN upstream.
     rc->tcp_closed = true;
-    to_upstream(*rc);
+    if (rc->tls != nullptr && !rc->tls_ready) {
+      ctr_.end(relay_end::tls_handshake_aborted);
+      release(*rc);
+      return;
+    }
+    client_input(*rc);
     if (rc->in_use && rc->up != nullptr) {
       rc->up->close();
       ctr_.end(relay_end::completed);

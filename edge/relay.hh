@@ -33,6 +33,8 @@
 #include "edge/config.hh"
 #include "l4/packet.hh"
 #include "l4/tcp/stack.hh"
+#include "tls/context.hh"
+#include "tls/worker.hh"
 #include "upstream/upstream_conn.hh"
 #include "upstream/upstream_pool.hh"
 #include "upstream/uring.hh"
@@ -55,7 +57,12 @@ struct snapshot;
   X(client_timeout, "upstream reset: the client side hit a TCP timeout or retransmission limit")   \
   X(client_data_after_close, "upstream reset: the client sent data after its side was closed")     \
   X(waf_blocked, "the WAF blocked a request: block response (or RST) to the client, upstream reset") \
-  X(waf_no_memory, "refused: the WAF inspector state could not be allocated")
+  X(waf_no_memory, "refused: the WAF inspector state could not be allocated")                     \
+  X(tls_no_session, "refused: no TLS session or plaintext buffer free on the worker")               \
+  X(tls_handshake_failed, "the TLS handshake failed: alert sent, then FIN (reason in edge_tls_*)") \
+  X(tls_handshake_timeout, "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms") \
+  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")  \
+  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")
 
 enum class relay_end : uint8_t {
 #define X(name, desc) name,
@@ -86,6 +93,10 @@ struct relay_setup {
   uint16_t mtu = 1500;
   rte_mempool* tx_pool = nullptr;  // mbufs for the segments the stack emits
   std::array<uint8_t, 16> secret{};  // SYN cookies and ISNs; random per boot
+  // Kind tls: the worker's TLS sessions (created on the worker thread by attach_thread()).
+  bool tls = false;
+  tls::worker_config tls_worker;
+  uint32_t tls_handshake_timeout_ms = 10000;
 };
 
 class relay final : public l4::tcp::app, public upstream::upstream_events {
@@ -93,6 +104,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // Upstream pool objects per worker; a reload that changes a pool adds one, the old one stays
   // (its connections point at it). Bounded: past this, a changed pool is refused (logged by sync).
   static constexpr size_t max_pools = 64;
+  // Plaintext held per TLS connection between the session and the upstream: one record's worth.
+  static constexpr size_t plain_size = 16384;
 
   // Allocates every pool (TCBs, buffers, io_uring, upstream connection objects) up front.
   static common::result<std::unique_ptr<relay>> create(const relay_setup& s);
@@ -110,12 +123,21 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.
   unsigned poll_upstream(unsigned max) { return ring_->poll(max); }
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap) { return stack_->drain_tx(out, cap); }
+  // On the worker thread, before its loop and after it: the TLS worker state (OpenSSL's ASYNC job
+  // pool is per thread) is created and destroyed there. Kind tls only; no-ops otherwise.
+  common::result<void> attach_thread();
+  void detach_thread();
+  // Handshakes whose private-key operation finished in the offload (or that may retry after
+  // job-pool back-pressure): resumed here. Returns how many.
+  unsigned poll_tls(unsigned max);
 
   // Readers for /metrics (any thread: single-writer counters).
   const l4::tcp::counters& tcp_stats() const { return stack_->stats(); }
   const upstream::uring_counters& ring_stats() const { return ring_->counters(); }
   const upstream::conn_pool_counters& conn_stats() const { return conns_->counters(); }
   const relay_counters& stats() const { return ctr_; }
+  // The worker's TLS counters; null without tls services or once the worker stopped. Control thread.
+  const tls::worker* tls_worker() const { return tls_.get(); }
   // The worker's WAF state (scratch, counters, audit ring); null when no service has a policy.
   // Set once before the worker starts.
   void set_waf(std::unique_ptr<waf_worker> w) { waf_ = std::move(w); }
@@ -148,7 +170,17 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     bool upstream_fin = false, upstream_fin_sent = false;  // upstream FIN seen / passed to client
     bool tcp_closed = false;  // inside on_closed: the stack ends the TCB itself, no close() call
     std::optional<waf_conn> waf;
-    bool waf_finished = false;  // waf_conn::finish() ran (client FIN)  // services with a WAF policy; keeps its policy alive
+    bool waf_finished = false;  // waf_conn::finish() ran (client FIN)
+    // Kind tls: the session, whether the handshake finished (upstream opened), the plaintext the
+    // session produced and the upstream has not taken yet, and the handshake deadline list.
+    tls::session* tls = nullptr;
+    bool tls_ready = false;
+    bool tls_close_queued = false;  // our close_notify is queued (upstream FIN)
+    uint32_t plain = UINT32_MAX;    // index of the plaintext buffer
+    uint32_t plain_head = 0, plain_tail = 0;
+    uint32_t hs_prev = UINT32_MAX, hs_next = UINT32_MAX;
+    bool in_hs = false;
+    uint64_t hs_deadline = 0;
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -162,6 +194,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     upstream::upstream_pool* pool = nullptr;
     std::string name;
     std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
+    tls::context_set_ptr tls;  // kind tls: certificates and settings for new connections
   };
 
   relay() = default;
@@ -174,6 +207,25 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);
   void maybe_finish(conn& rc);
+  bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info, const tls::peer_info* ti);
+  // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the
+  // plaintext buffer, refilled from the session when empty. src_peek returns false when the
+  // connection ended (TLS failure: released).
+  bool src_peek(conn& rc, std::span<const uint8_t>& out);
+  void src_consume(conn& rc, size_t n);
+  bool client_eof(conn& rc) const;
+  // Kind tls (relay_tls.cc).
+  void client_input(conn& rc);
+  bool tls_accept(conn& rc, const service& s);
+  bool tls_handshake(conn& rc);  // true: finished now and the upstream is open
+  bool tls_pull(conn& rc);       // false: the connection ended
+  void tls_flush(conn& rc);
+  void tls_fail(conn& rc, relay_end why, bool reset);
+  void tls_to_client(conn& rc);
+  void tls_block(conn& rc, std::span<const char> response);
+  void hs_link(conn& rc, uint64_t now);
+  void hs_unlink(conn& rc);
+  void expire_handshakes(uint64_t now);
   upstream::upstream_pool* pool_for(const pool_config& pc);
 
   unsigned worker_ = 0;
@@ -190,6 +242,14 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   relay_counters ctr_;
   std::unique_ptr<waf_worker> waf_;
   uint64_t seen_waf_gen_ = 0;
+  // Kind tls.
+  bool tls_enabled_ = false;
+  tls::worker_config tls_cfg_;
+  std::unique_ptr<tls::worker> tls_;
+  uint8_t* plain_arena_ = nullptr;  // mmap'd, n_slots_ buffers of plain_size; pages touched on use
+  std::vector<uint32_t> plain_free_;
+  uint64_t hs_timeout_tsc_ = 0;
+  uint32_t hs_head_ = UINT32_MAX, hs_tail_ = UINT32_MAX;
   std::unique_ptr<l4::tcp::stack> stack_;  // last: destroyed first, it calls back into us
 };
 

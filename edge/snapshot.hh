@@ -3,6 +3,8 @@
 // builds a new one on start and reload, publishes it with one atomic store, and frees the old one
 // once every worker has passed a quiescent point (rte_rcu_qsbr).
 #include <atomic>
+#include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "edge/config.hh"
 #include "l4/lb/lb_config.hh"
 #include "l4/local.hh"
+#include "tls/context.hh"
 #include "waf/waf_control.hh"
 
 namespace edge {
@@ -25,6 +28,9 @@ struct snapshot {
   std::vector<std::vector<bool>> pool_health;
   // Compiled WAF rules and the services' bound policies; null when no service has a WAF policy.
   std::shared_ptr<const waf_rules_snapshot> waf;
+  // TLS contexts by service name (kind tls). A reload builds new ones (certificates re-read);
+  // connections keep the set they started with.
+  std::map<std::string, tls::context_set_ptr> tls;
 
   // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
   const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {

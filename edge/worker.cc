@@ -149,7 +149,7 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
           drop(w, m, l4::drop::no_service);
           break;
         }
-        if (s->kind == service_kind::tcp && w.tcp) {
+        if ((s->kind == service_kind::tcp || s->kind == service_kind::tls) && w.tcp) {
           // Consumed; a segment the stack does not use is counted in its own drop counters.
           (void)w.tcp->input(m, p);
           break;
@@ -165,6 +165,15 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
 int worker_main(void* arg) {
   auto& w = *static_cast<worker_context*>(arg);
   w.snapshots->register_worker(w.id);
+  if (w.tcp) {
+    // Per-thread state (OpenSSL's ASYNC job pool) must be made on this thread.
+    if (auto r = w.tcp->attach_thread(); !r) {
+      w.start_error = r.error().str();
+      w.failed.store(true);
+      w.snapshots->unregister_worker(w.id);
+      return -1;
+    }
+  }
   w.running.store(true);
   rte_mbuf* pkts[max_burst];
   unsigned sleep_us = 0;
@@ -181,6 +190,7 @@ int worker_main(void* arg) {
     // completion can make the stack emit dozens of segments.
     if (w.tcp) {
       w.tcp->poll(rte_rdtsc());
+      if (w.tcp->poll_tls(32) != 0) busy = true;
       for (unsigned round = 0; round < 16; ++round) {
         const unsigned done = w.tcp->poll_upstream(16);
         if (drain_relay(w) || done != 0) busy = true;
@@ -226,6 +236,7 @@ int worker_main(void* arg) {
       rte_pause();
     }
   }
+  if (w.tcp) w.tcp->detach_thread();
   flush_tx(w);
   w.snapshots->unregister_worker(w.id);
   w.running.store(false);

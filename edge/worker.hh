@@ -8,6 +8,7 @@
 #include <memory>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/counter.hh"
@@ -38,6 +39,8 @@ struct worker_context {
   snapshot_publisher* snapshots = nullptr;
   const std::atomic<bool>* stop = nullptr;
   std::atomic<bool> running{false};
+  std::atomic<bool> failed{false};  // the worker could not set up its thread state (start_error)
+  std::string start_error;           // written before `failed` is set
   // Frames from the control thread (announcements, probes) to send; mbuf->port = port index.
   rte_ring* control_tx = nullptr;
   // Per-worker state of service kind l4 (connection table, neighbour tables, counters).

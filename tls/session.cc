@@ -58,6 +58,18 @@ io_result session::fail(error_reason why) {
     fail_reason_ = why;
     owner_->stats_.errors[static_cast<size_t>(why)].add();
     if (!hs_done_) owner_->stats_.handshake_failures.add();
+    // OpenSSL sends no alert when the first bytes are not a TLS record at all (an HTTP request,
+    // garbage): the peer still gets a fatal alert, in a TLS 1.0 record layer as before a version is
+    // agreed, so that every refused handshake is answered the same way.
+    if (!hs_done_ && BIO_ctrl_pending(wbio_) == 0) {
+      const int r = ERR_GET_REASON(last_err_);
+      const uint8_t desc = r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_HTTP_REQUEST || r == SSL_R_HTTPS_PROXY_REQUEST ||
+                                   r == SSL_R_UNSUPPORTED_PROTOCOL
+                               ? SSL_AD_PROTOCOL_VERSION
+                               : SSL_AD_DECODE_ERROR;
+      const uint8_t alert[7] = {SSL3_RT_ALERT, 3, 1, 0, 2, SSL3_AL_FATAL, desc};
+      if (BIO_write(wbio_, alert, sizeof alert) == static_cast<int>(sizeof alert)) owner_->stats_.alerts_sent[desc].add();
+    }
   }
   return {status::error, fail_reason_, 0};
 }

@@ -238,6 +238,10 @@ size_t engine::send_space(conn_handle c) const {
   return t == nullptr || t->fin_queued ? 0 : cfg_.snd_buf - t->tx_len;
 }
 
+void engine::want_writable(conn_handle c) {
+  if (tcb* t = get(c)) t->app_want_write = true;
+}
+
 size_t engine::readable(conn_handle c) const {
   tcb* t = get(c);
   return t == nullptr ? 0 : t->rcv_nxt - t->rcv_read - (t->peer_fin ? 1 : 0);

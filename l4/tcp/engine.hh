@@ -45,6 +45,7 @@ class engine {
 
   size_t send(conn_handle c, std::span<const uint8_t> bytes);
   size_t send_space(conn_handle c) const;
+  void want_writable(conn_handle c);
   size_t recv(conn_handle c, std::span<uint8_t> out);
   size_t readable(conn_handle c) const;
   std::span<const uint8_t> peek(conn_handle c) const;

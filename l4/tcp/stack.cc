@@ -41,6 +41,7 @@ uint16_t stack::drain_tx(rte_mbuf** out, uint16_t cap) { return e_->drain_tx(out
 uint16_t stack::tx_pending() const { return e_->tx_pending(); }
 size_t stack::send(conn_handle c, std::span<const uint8_t> b) { return e_->send(c, b); }
 size_t stack::send_space(conn_handle c) const { return e_->send_space(c); }
+void stack::want_writable(conn_handle c) { e_->want_writable(c); }
 size_t stack::recv(conn_handle c, std::span<uint8_t> out) { return e_->recv(c, out); }
 size_t stack::readable(conn_handle c) const { return e_->readable(c); }
 std::span<const uint8_t> stack::peek(conn_handle c) const { return e_->peek(c); }

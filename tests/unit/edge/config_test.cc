@@ -94,7 +94,9 @@ ports: [{name: wan0, role: wan, device: net_ring0}, {name: lan0, role: lan, devi
 workers: {lcores: [1]}
 l4: {snat_addresses: [10.0.1.100]}
 pools: [{name: p, backends: [{address: 10.0.1.1, port: 80}]}]
-services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_string(kind) + "}]\n";
+services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_string(kind) +
+        (kind == edge::service_kind::tls ? ", tls: {certificates: [{cert: /etc/passwd, key: /etc/passwd}]}" : "") +
+        "}]\n";
     auto c = edge::parse_config(text, "k.yaml");
     if (edge::service_kind_built(kind)) {
       EXPECT_TRUE(c.has_value()) << edge::to_string(kind) << ": " << c.error().str();

@@ -170,6 +170,9 @@ class stack {
   // App calls. Bytes are copied; a stale handle returns 0 / does nothing.
   size_t send(conn_handle c, std::span<const uint8_t> bytes);  // accepted bytes
   size_t send_space(conn_handle c) const;
+  // on_writable once ACKs free send-buffer space, for an app that checked send_space() and chose
+  // to wait rather than make a short send() (which asks for it implicitly).
+  void want_writable(conn_handle c);
   size_t recv(conn_handle c, std::span<uint8_t> out);  // bytes copied out; opens the window
   size_t readable(conn_handle c) const;
   std::span<const uint8_t> peek(conn_handle c) const;  // first contiguous readable chunk
