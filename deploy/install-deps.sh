@@ -8,7 +8,7 @@ packages=(
   libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev
   # e2e tests, demo and benches: namespaces, real clients and servers
   iproute2 ethtool nftables iputils-ping curl wrk python3 python3-scapy python3-yaml
-  nginx-light haproxy tcpdump
+  nginx-light haproxy tcpdump testssl.sh bsdextrautils
   # WAF bench peer
   libmodsecurity-dev modsecurity-crs
 )

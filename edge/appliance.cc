@@ -4,6 +4,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <spdlog/spdlog.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -125,7 +126,17 @@ common::result<void> appliance::start(const char* argv0) {
     if (auto r = start_waf(); !r) return r;
   if (c.any_kind(service_kind::tls)) {
     if (c.tls.async && c.tls.engine.empty()) {
-      auto off = tls::offload::start({.threads = c.tls.offload_threads, .queue_capacity = 4096});
+      // Crypto threads on the CPUs no worker lcore is pinned to (when there are any).
+      std::vector<unsigned> cpus;
+      cpu_set_t mine;
+      if (sched_getaffinity(0, sizeof mine, &mine) == 0)
+        for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+          if (!CPU_ISSET(cpu, &mine)) continue;
+          bool worker_cpu = false;
+          for (unsigned lc : c.workers.lcores) worker_cpu = worker_cpu || lc == cpu;
+          if (!worker_cpu) cpus.push_back(cpu);
+        }
+      auto off = tls::offload::start({.threads = c.tls.offload_threads, .queue_capacity = 4096, .cpus = cpus});
       if (!off) return std::unexpected(off.error());
       tls_offload_ = std::move(*off);
     }

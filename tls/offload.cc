@@ -14,7 +14,15 @@ common::result<std::shared_ptr<offload>> offload::start(const offload_config& cf
   if (cfg.queue_capacity == 0) return common::fail("offload queue_capacity must be > 0");
   std::shared_ptr<offload> o(new offload());
   o->requests_ = std::make_unique<detail::mpmc_ring<detail::offload_op*>>(cfg.queue_capacity);
-  for (unsigned i = 0; i < cfg.threads; ++i) o->threads_.emplace_back([p = o.get()] { p->thread_main(); });
+  for (unsigned i = 0; i < cfg.threads; ++i) {
+    o->threads_.emplace_back([p = o.get()] { p->thread_main(); });
+    if (!cfg.cpus.empty()) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      for (unsigned c : cfg.cpus) CPU_SET(c, &set);
+      pthread_setaffinity_np(o->threads_.back().native_handle(), sizeof set, &set);  // best effort
+    }
+  }
   for (size_t i = 0; i < o->threads_.size(); ++i)
     pthread_setname_np(o->threads_[i].native_handle(), "tls-crypto");
   return o;

@@ -31,6 +31,9 @@ struct offload_op {
 struct offload_config {
   unsigned threads = 1;
   uint32_t queue_capacity = 4096;  // requests waiting for a crypto thread; beyond it, sign in place
+  // CPUs the crypto threads may run on (empty: inherit). Keep them off the workers' cores, or a
+  // burst of signatures preempts the packet loop they are meant to keep free.
+  std::vector<unsigned> cpus;
 };
 
 class offload {
