@@ -3,7 +3,9 @@
 ports wan0 and lan0, plus a kernel leg for health checks) -veth- demo-switch (a bridge) - three
 nginx backends demo-b1..b3 (10.99.1.11-13). Shows ARP/ping answered by DPDK, a malformed frame
 dropped and counted, L4 balancing (full NAT, Maglev) across the backends, with a backend
-failure taken out by health checks, and service kind tcp (userspace TCP relayed to the backends). Run through deploy/demo/demo.sh (installs, builds, runs this)."""
+failure taken out by health checks, service kind tcp (userspace TCP relayed to the backends) with
+the WAF blocking an attack, and service kind tls (HTTPS terminated by edged). Run through
+deploy/demo/demo.sh (installs, builds, runs this)."""
 import os
 import sys
 import time
@@ -43,6 +45,11 @@ for i in (1, 2, 3):
     b.run(["ip", "addr", "add", f"10.99.1.1{i}/24", "dev", "eth0"])
     servers.append(h.Nginx(b, f"backend-{i}"))
 
+say("A test PKI for the HTTPS service (tests/certs/gen.sh -> /tmp/edge-demo-certs)")
+import subprocess  # noqa: E402
+subprocess.run(["sh", os.path.join(os.path.dirname(__file__), "..", "..", "tests", "certs", "gen.sh"),
+                "/tmp/edge-demo-certs"], check=True, capture_output=True)
+print("example.test: ECDSA P-256 and RSA-2048 certificates signed by /tmp/edge-demo-certs/ca.pem")
 config_path = os.path.join(os.path.dirname(__file__), "edged-demo.yaml")
 say("Starting edged with deploy/demo/edged-demo.yaml")
 # The harness runs edged on a copy of the file in a temporary folder: make the rules path absolute.
@@ -92,6 +99,22 @@ show(cli, ["curl", "-s", "-i", "http://10.99.0.101/search?q=1%27%20union%20selec
 time.sleep(0.3)
 with open("/tmp/edge-demo-waf-audit.log") as f:
     print("audit:", f.read().strip().splitlines()[-1])
+
+say("Service kind tls: HTTPS terminated by edged on 10.99.0.101:443 (userspace TCP + OpenSSL, private key "
+    "signed on a crypto thread), plaintext to the backends")
+ca = ["--cacert", "/tmp/edge-demo-certs/ca.pem", "--resolve", "example.test:443:10.99.0.101"]
+show(cli, ["curl", "-s", "-w", "  (HTTP %{http_code}, TLS verified, %{time_appconnect}s to handshake)\n", *ca,
+           "https://example.test/"])
+r = cli.run(["sh", "-c", "openssl s_client -connect 10.99.0.101:443 -servername example.test "
+             "-CAfile /tmp/edge-demo-certs/ca.pem </dev/null 2>/dev/null | grep -E '^(subject|New,|Verify return)'"],
+            check=False)
+print(r.stdout.rstrip())
+say("The WAF on the tls service: the same SQL injection over HTTPS gets 403")
+show(cli, ["curl", "-s", "-o", "/dev/null", "-w", "HTTP %{http_code}\n", *ca,
+           "https://example.test/search?q=1%27%20union%20select%20password%20from%20users"])
+for line in e.get("/metrics").splitlines():
+    if line.startswith(("edge_tls_handshakes_full_total", "edge_tls_async_pauses_total", "edge_tls_offload_completed_total")):
+        print(line)
 
 say("edgectl stats (admin API on 127.0.0.1:9180 inside demo-edge)")
 show(edge, [h.EDGECTL, "stats"])
