@@ -200,6 +200,7 @@ common::result<void> appliance::start(const char* argv0) {
       rs.tls = c.any_kind(service_kind::tls);
       rs.tls_worker = {.max_sessions = c.tcp.max_connections, .async_jobs = c.tls.async_jobs};
       rs.tls_handshake_timeout_ms = c.tls.handshake_timeout_ms;
+      rs.services = &service_counters_;
       // Clients reach tcp VIPs through the wan port (VIPs are answered there only).
       for (size_t p = 0; p < c.ports.size(); ++p)
         if (c.ports[p].role == port_role::wan) {
@@ -410,6 +411,7 @@ common::result<void> appliance::republish() {
   std::lock_guard lock(publish_mu_);
   auto lb = build_lb(*cfg_);
   if (!lb) return std::unexpected(lb.error());
+  if (auto r = service_counters_.apply(*cfg_); !r) return r;
   auto snap = build_snapshot(cfg_);
   snap->lb = *lb;
   snap->waf = waf_rules_;

@@ -13,6 +13,7 @@
 #include "edge/admin.hh"
 #include "edge/config.hh"
 #include "edge/ports.hh"
+#include "edge/service_limits.hh"
 #include "edge/snapshot.hh"
 #include "edge/worker.hh"
 #include "tls/context.hh"
@@ -84,6 +85,9 @@ class appliance {
   // (guarded by publish_mu_ like waf_rules_).
   std::shared_ptr<tls::offload> tls_offload_;
   std::map<std::string, tls::context_set_ptr> tls_ctx_;
+  // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays
+  // point into it, so it outlives the workers.
+  service_registry service_counters_;
 };
 
 }  // namespace edge

@@ -376,7 +376,7 @@ class loader {
   void load_tcp(const YAML::Node& n, config& c) {
     check_keys(n, "tcp", {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer", "syn_cookies",
                           "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms", "fin_wait_timeout_ms",
-                          "time_wait_ms", "upstream_drain_timeout_ms"});
+                          "time_wait_ms", "upstream_drain_timeout_ms", "max_active_per_worker"});
     tcp_config& t = c.tcp;
     auto u32 = [&](const char* key, uint32_t& out, uint64_t lo, uint64_t hi) {
       if (auto v = n[key]) out = static_cast<uint32_t>(uint(v, std::string("tcp.") + key, lo, hi));
@@ -396,8 +396,13 @@ class loader {
                                               {{"off", syn_cookie_mode::off},
                                                {"on_pressure", syn_cookie_mode::on_pressure},
                                                {"always", syn_cookie_mode::always}});
-    if (t.syn_backlog > t.max_connections)
-      fail(n["syn_backlog"], "tcp.syn_backlog must not exceed tcp.max_connections");
+    if (t.syn_backlog > t.max_connections)  // the default backlog too: point at tcp then
+      fail(n["syn_backlog"].IsDefined() ? n["syn_backlog"] : n, "tcp.syn_backlog must not exceed tcp.max_connections");
+    if (auto v = n["max_active_per_worker"]) {
+      t.max_active_per_worker = static_cast<uint32_t>(uint(v, "tcp.max_active_per_worker", 1, 1u << 20));
+      if (t.max_active_per_worker > t.max_connections)
+        fail(v, "tcp.max_active_per_worker must not exceed tcp.max_connections (the per-worker pool)");
+    }
   }
 
   void load_pools(const YAML::Node& n, config& c) {
@@ -458,7 +463,8 @@ class loader {
     std::set<std::string> names;
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
-      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls"});
+      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls",
+                                  "max_connections"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = str(name, "service name");
@@ -509,6 +515,10 @@ class loader {
           if (s.tls.alpn[i] != "http/1.1")
             fail(alpn[i], what + ": the WAF inspects HTTP/1.x only; tls.alpn may offer only http/1.1 on a "
                               "service with a waf policy, not '" + s.tls.alpn[i] + "'");
+      }
+      if (auto m = sn["max_connections"]) {
+        if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections' applies to the terminating kinds (tcp, tls)");
+        s.max_connections = static_cast<uint32_t>(uint(m, "service max_connections", 1, 1u << 24));
       }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");

@@ -94,6 +94,9 @@ struct service_config {
   std::string waf_policy_file;
   YAML::Node waf_policy;
   std::string waf_where;  // "file:line" of the service's waf block, for diagnostics
+  // Connections the service holds at once over all workers (kinds tcp/tls); 0: no limit. Beyond
+  // it a new connection is reset (relay end service_limit). Changes on reload.
+  uint32_t max_connections = 0;
   // TLS (kind tls): certificates, protocol and ticket settings of the service's context set (paths
   // resolved against the config's directory; the files are read when the appliance builds it).
   tls::server_config tls;
@@ -137,6 +140,10 @@ struct tcp_config {
   uint32_t fin_wait_timeout_ms = 30000;
   uint32_t time_wait_ms = 2000;
   uint32_t upstream_drain_timeout_ms = 5000;
+  // Relayed connections one worker holds at once; 0: max_connections. Below max_connections it
+  // keeps TCBs free for handshakes and TIME_WAIT, so that a worker at its limit still answers new
+  // clients with a counted RST (relay end worker_limit). Changes on reload.
+  uint32_t max_active_per_worker = 0;
 };
 
 struct config {

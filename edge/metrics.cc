@@ -159,6 +159,31 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   for (const auto& [counter, v] : ring) p.sample("edge_upstream_uring", "counter=\"" + counter + "\"", v);
 }
 
+// Per service (kinds tcp/tls), over all workers: one series per service name seen since start,
+// so a service removed by a reload still shows its totals (and the connections it still holds).
+void service_metrics(prom& p, const service_registry& reg) {
+  const size_t n = reg.size();
+  if (n == 0) return;
+  auto label = [](const service_counters& sc) { return "service=\"" + sc.name + "\""; };
+  p.family("edge_service_connections_active", "gauge", "Client connections a service holds now, all workers.");
+  for (size_t i = 0; i < n; ++i)
+    p.sample("edge_service_connections_active", label(reg.at(i)), reg.at(i).active.load(std::memory_order_relaxed));
+  p.family("edge_service_connections_limit", "gauge", "services[].max_connections (0: no limit).");
+  for (size_t i = 0; i < n; ++i)
+    p.sample("edge_service_connections_limit", label(reg.at(i)), reg.at(i).limit.load(std::memory_order_relaxed));
+  p.family("edge_service_connections_opened_total", "counter",
+           "Client connections a service accepted and handed to an upstream.");
+  for (size_t i = 0; i < n; ++i)
+    p.sample("edge_service_connections_opened_total", label(reg.at(i)), reg.at(i).opened.load(std::memory_order_relaxed));
+  p.family("edge_service_connections_refused_total", "counter",
+           "New client connections a service refused with RST, by reason (the relay end).");
+  for (size_t i = 0; i < n; ++i)
+    for (relay_end e : service_refusals)
+      p.sample("edge_service_connections_refused_total",
+               label(reg.at(i)) + ",reason=\"" + relay_end_names[static_cast<size_t>(e)] + "\"",
+               reg.at(i).refused[static_cast<size_t>(e)].load(std::memory_order_relaxed));
+}
+
 }  // namespace
 
 std::string appliance::metrics_text() const {
@@ -259,6 +284,7 @@ std::string appliance::metrics_text() const {
   }
 
   tcp_metrics(p, workers_);
+  service_metrics(p, service_counters_);
 
   if (health_) {
     p.family("edge_backend_up", "gauge", "1 when the backend passes its health checks.");

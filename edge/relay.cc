@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "edge/service_limits.hh"
 #include "edge/snapshot.hh"
 
 namespace edge {
@@ -52,6 +53,7 @@ bool same_spec(const upstream::pool_spec& a, const pool_config& b) {
 common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   std::unique_ptr<relay> r(new relay());
   r->worker_ = s.worker;
+  r->registry_ = s.services;
   std::random_device rd;
   r->id_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) ^ (static_cast<uint64_t>(s.worker) << 48);
   const uint32_t n = s.tcp.max_connections;
@@ -69,6 +71,7 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
 
   r->slots_ = std::make_unique<conn[]>(n);
   r->n_slots_ = n;
+  r->max_active_ = n;
   for (uint32_t i = n; i-- > 0;) {
     r->slots_[i].next_free = r->free_head_;
     r->free_head_ = i;
@@ -155,6 +158,7 @@ bool relay::sync(const snapshot& snap) {
   if (!waf_ok)
     for (const auto& s : services_) kept_waf.push_back(s.waf);
   for (auto& s : services_) s.active = false;
+  max_active_ = c.tcp.max_active_per_worker != 0 ? std::min(c.tcp.max_active_per_worker, n_slots_) : n_slots_;
   for (const auto& sc : c.services) {
     if (sc.kind != service_kind::tcp && sc.kind != service_kind::tls) continue;
     const pool_config* pc = c.find_pool(sc.pool);
@@ -182,6 +186,7 @@ bool relay::sync(const snapshot& snap) {
     s.proxy_protocol = pc->proxy_protocol;
     s.by_hash = pc->balance == balance_mode::hash;
     s.name = sc.name;
+    s.counters = registry_ != nullptr ? registry_->find(sc.name) : nullptr;
     if (waf_ok)
       s.waf = snap.waf && waf_ ? snap.waf->policy_for(sc.name) : nullptr;
     else
@@ -235,6 +240,8 @@ void relay::release(conn& rc) {
     plain_free_.push_back(rc.plain);
     rc.plain = UINT32_MAX;
   }
+  if (rc.svc != nullptr) rc.svc->release();  // the same counters it took, whatever the snapshot now
+  rc.svc = nullptr;
   rc.in_use = false;
   rc.up = nullptr;
   rc.tcp = {};
@@ -263,11 +270,8 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     return false;  // the stack resets the client (app_refused)
   }
   const service& s = services_[info.listener];
-  conn* rc = alloc();
-  if (rc == nullptr) {
-    ctr_.end(relay_end::no_slot);
-    return false;
-  }
+  conn* rc = admit(s);
+  if (rc == nullptr) return false;  // the stack resets the client
   if (s.waf) {
     auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
       if (a.v6) return waf_endpoint::v6(a.b, port);
@@ -279,7 +283,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
                                 .service = s.name});
     if (!wc) {
       release(*rc);
-      ctr_.end(relay_end::waf_no_memory);
+      refuse(s, relay_end::waf_no_memory);
       return false;
     }
     rc->waf.emplace(std::move(*wc));
@@ -289,17 +293,18 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   if (s.tls) {
     if (!tls_accept(*rc, s)) {
       release(*rc);
-      ctr_.end(relay_end::tls_no_session);
+      refuse(s, relay_end::tls_no_session);
       return false;
     }
   } else if (!open_upstream(*rc, s, info, nullptr)) {
     release(*rc);
-    ctr_.end(relay_end::no_upstream);
+    refuse(s, relay_end::no_upstream);
     return false;
   }
   rc->tcp = c;
   stack_->set_context(c, rc);
   ctr_.accepted.add();
+  if (rc->svc != nullptr) rc->svc->opened.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -571,6 +576,34 @@ void relay::on_upstream_error(upstream_conn& c, upstream_error e, int) {
   rc->up = nullptr;
   stack_->abort(rc->tcp);  // RST to the client, no more events for it
   release(*rc);
+}
+
+// --- Connection limits ------------------------------------------------------------------------
+// Checked once per new connection, after the handshake (the stack answers a refusal with RST):
+// the worker's own limit first (no shared write), then the service's count over all workers.
+
+relay::conn* relay::admit(const service& s) {
+  if (ctr_.active.get() >= max_active_) {
+    refuse(s, relay_end::worker_limit);
+    return nullptr;
+  }
+  if (s.counters != nullptr && !s.counters->try_acquire()) {
+    refuse(s, relay_end::service_limit);
+    return nullptr;
+  }
+  conn* rc = alloc();
+  if (rc == nullptr) {
+    if (s.counters != nullptr) s.counters->release();
+    refuse(s, relay_end::no_slot);
+    return nullptr;
+  }
+  rc->svc = s.counters;
+  return rc;
+}
+
+void relay::refuse(const service& s, relay_end e) {
+  ctr_.end(e);
+  if (s.counters != nullptr) s.counters->refuse(e);
 }
 
 }  // namespace edge

@@ -43,12 +43,16 @@
 namespace edge {
 
 struct snapshot;
+struct service_counters;
+class service_registry;
 
 // Why a relayed connection ended, counted once per client connection.
 #define EDGE_RELAY_ENDS(X)                                                                          \
   X(completed, "both directions closed with FIN")                                                 \
   X(no_service, "refused: the listener's service is gone (reload)")                                \
   X(no_slot, "refused: every relay slot of the worker is in use")                                  \
+  X(worker_limit, "refused: the worker holds tcp.max_active_per_worker relayed connections")       \
+  X(service_limit, "refused: the service holds services[].max_connections over all workers")       \
   X(no_upstream, "refused: no healthy upstream, or no upstream connection object/socket")          \
   X(connect_failed, "client reset: every upstream attempt was refused or unreachable")            \
   X(connect_timeout, "client reset: the last upstream attempt timed out")                         \
@@ -97,6 +101,7 @@ struct relay_setup {
   bool tls = false;
   tls::worker_config tls_worker;
   uint32_t tls_handshake_timeout_ms = 10000;
+  service_registry* services = nullptr;  // per-service limits and counters (outlives the relay)
 };
 
 class relay final : public l4::tcp::app, public upstream::upstream_events {
@@ -181,6 +186,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     uint32_t hs_prev = UINT32_MAX, hs_next = UINT32_MAX;
     bool in_hs = false;
     uint64_t hs_deadline = 0;
+    service_counters* svc = nullptr;  // the service's shared count this connection holds
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -195,6 +201,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     std::string name;
     std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
     tls::context_set_ptr tls;  // kind tls: certificates and settings for new connections
+    service_counters* counters = nullptr;          // limit and counts shared by the workers
   };
 
   relay() = default;
@@ -227,6 +234,9 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void hs_unlink(conn& rc);
   void expire_handshakes(uint64_t now);
   upstream::upstream_pool* pool_for(const pool_config& pc);
+  // Connection limits: a slot for a new connection of `s`, or null (refusal counted).
+  conn* admit(const service& s);
+  void refuse(const service& s, relay_end e);
 
   unsigned worker_ = 0;
   uint64_t id_base_ = 0;  // unique-id prefix: boot random and worker
@@ -240,6 +250,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint32_t free_head_ = UINT32_MAX;
   std::vector<service> services_;
   relay_counters ctr_;
+  service_registry* registry_ = nullptr;
+  uint32_t max_active_ = 0;  // tcp.max_active_per_worker (or the pool size)
   std::unique_ptr<waf_worker> waf_;
   uint64_t seen_waf_gen_ = 0;
   // Kind tls.
