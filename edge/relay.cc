@@ -277,7 +277,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
       if (a.v6) return waf_endpoint::v6(a.b, port);
       return waf_endpoint::v4({a.b[0], a.b[1], a.b[2], a.b[3]}, port);
     };
-    auto wc = waf_conn::create(*waf_, s.waf, waf::inspector::mode::http,
+    auto wc = waf_conn::create(*waf_, s.waf,  // http or raw, as the policy says
                                {.client = endpoint(info.remote, info.remote_port),
                                 .vip = endpoint(info.local, info.local_port),
                                 .service = s.name});

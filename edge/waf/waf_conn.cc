@@ -44,6 +44,15 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   return c;
 }
 
+common::result<waf_conn> waf_conn::create(waf_worker& w,
+                                          std::shared_ptr<const waf::bound_policy> pol,
+                                          const waf_conn_info& info) {
+  if (!pol) return common::fail("waf_conn: no policy");
+  const auto m = pol->pol().inspect == waf::inspect_mode::raw ? waf::inspector::mode::raw
+                                                               : waf::inspector::mode::http;
+  return create(w, std::move(pol), m, info);
+}
+
 std::string_view waf_conn::request_id() {
   if (!rid_fresh_) {
     rid_len_ = static_cast<uint8_t>(w_->next_request_id(std::span<char, 16>(rid_.data(), 16)));

@@ -81,6 +81,10 @@ class waf_conn {
   static common::result<waf_conn> create(waf_worker& w,
                                          std::shared_ptr<const waf::bound_policy> pol,
                                          waf::inspector::mode m, const waf_conn_info& info);
+  // The mode the policy asks for (`inspect: raw` → raw_payload rules over the whole stream).
+  static common::result<waf_conn> create(waf_worker& w,
+                                         std::shared_ptr<const waf::bound_policy> pol,
+                                         const waf_conn_info& info);
   waf_conn(waf_conn&&) noexcept = default;
   waf_conn& operator=(waf_conn&&) noexcept = default;
 

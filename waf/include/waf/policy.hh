@@ -14,6 +14,10 @@
 namespace waf {
 
 enum class body_limit_action : uint8_t { reject, inspect_partial };
+// What the service's bytes are: HTTP/1.x requests (parsed, every phase), or a stream that is not
+// HTTP, scanned whole by the raw_payload rules only (a match resets the connection).
+enum class inspect_mode : uint8_t { http, raw };
+const char* to_string(inspect_mode m);
 
 // Rule ids switched off for requests whose path starts with path_prefix (empty: every path) and,
 // when arg is set, only for matches in that argument/header/cookie name.
@@ -25,6 +29,7 @@ struct exclusion {
 
 struct policy {
   std::string name = "default";
+  inspect_mode inspect = inspect_mode::http;
   std::vector<std::string> rule_sets;  // empty: every set
   bool detect_only = false;
   int anomaly_threshold = 5;
@@ -37,7 +42,8 @@ struct policy {
 
 class bound_policy {
  public:
-  // Errors: unknown rule set or rule id, bad threshold/paranoia/limits.
+  // Errors: unknown rule set or rule id, bad threshold/paranoia/limits, a raw policy without an
+  // enabled raw_payload rule (it would inspect nothing).
   static common::result<std::shared_ptr<const bound_policy>> bind(std::shared_ptr<const ruleset> rs, policy p);
 
   const ruleset& rules() const { return *rs_; }

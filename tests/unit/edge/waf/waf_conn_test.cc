@@ -449,8 +449,8 @@ TEST_F(fixture, figures_per_connection_state) {
   EXPECT_LT(c.inspector().state_bytes(), 64u * 1024);
 }
 
-// Raw (non-HTTP) services: raw_payload rules over the stream; block means RST, no response bytes.
-TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
+// A rules dir with one raw_payload rule (id 900, "EVIL-CMD", block) in set `raw`, plus `extra`.
+common::result<std::shared_ptr<const waf::ruleset>> raw_rules(const std::string& extra = "") {
   auto dir = fs::temp_directory_path() / ("edge_waf_raw_" + std::to_string(getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "raw.yaml") << "rules:\n"
@@ -458,8 +458,15 @@ TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
                                      "    phase: raw_payload\n"
                                      "    pattern: \"EVIL-CMD\"\n"
                                      "    action: block\n";
+  if (!extra.empty()) std::ofstream(dir / "extra.yaml") << extra;
   auto rs = rules::compile_rules_dir(dir.string());
   fs::remove_all(dir);
+  return rs;
+}
+
+// Raw (non-HTTP) services: raw_payload rules over the stream; block means RST, no response bytes.
+TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
+  auto rs = raw_rules();
   ASSERT_TRUE(rs.has_value()) << rs.error().str();
   edge::waf_audit_ring ring{16};
   auto w = edge::waf_worker::create(1, **rs, &ring);
@@ -487,6 +494,60 @@ TEST(waf_conn_raw, raw_payload_match_split_across_segments_resets) {
   EXPECT_EQ(recs[0].rule_id, 900u);
   EXPECT_TRUE(recs[0].raw);
   EXPECT_EQ(recs[0].verdict, edge::waf_audit_verdict::block);
+}
+
+// The policy chooses the mode: `inspect: raw` runs the raw_payload rules over whatever the client
+// sends (no HTTP parsing); without it the same bytes are an HTTP protocol error.
+TEST(waf_conn_raw, the_policy_key_inspect_raw_selects_raw_mode) {
+  auto rs = raw_rules();
+  ASSERT_TRUE(rs.has_value()) << rs.error().str();
+  edge::waf_audit_ring ring{16};
+  auto w = edge::waf_worker::create(1, **rs, &ring);
+  ASSERT_TRUE(w.has_value());
+  auto raw_pol = rules::parse_policy(YAML::Load("name: mqtt\ninspect: raw\n"), "p.yaml");
+  ASSERT_TRUE(raw_pol.has_value()) << raw_pol.error().str();
+  EXPECT_EQ(raw_pol->inspect, waf::inspect_mode::raw);
+  using namespace std::string_literals;
+  const std::string clean = "\x10\x0c\x00\x04MQTT\x04\x02\x00<\x00\x00"s;  // NULs included
+  ASSERT_EQ(clean.size(), 14u);
+  auto c = edge::waf_conn::create(**w, bind(*rs, *raw_pol), info);
+  ASSERT_TRUE(c.has_value());
+  auto o = drive(*c, split(clean, 5));
+  EXPECT_EQ(o.forwarded, clean) << "a binary, non-HTTP stream passes byte-exact in raw mode";
+  EXPECT_FALSE(c->blocked());
+  auto c2 = edge::waf_conn::create(**w, bind(*rs, *raw_pol), info);
+  auto o2 = drive(*c2, {"PUBLISH x EVIL-", "CMD"});
+  EXPECT_EQ(o2.last, kind::block);
+  EXPECT_TRUE(o2.reset) << "raw block: RST, no HTTP response";
+
+  auto http_pol = rules::parse_policy(YAML::Load("name: web\n"), "p.yaml");
+  ASSERT_TRUE(http_pol.has_value());
+  EXPECT_EQ(http_pol->inspect, waf::inspect_mode::http);
+  auto c3 = edge::waf_conn::create(**w, bind(*rs, *http_pol), info);
+  auto o3 = drive(*c3, split(clean, 5));
+  EXPECT_EQ(o3.status, 400) << "the same bytes on an HTTP policy are a malformed request";
+  EXPECT_FALSE(o3.reset);
+}
+
+TEST(waf_conn_raw, bad_inspect_values_and_raw_policies_without_raw_rules_are_refused) {
+  auto bad = rules::parse_policy(YAML::Load("name: x\ninspect: binary\n"), "p.yaml");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().str(), "p.yaml:2:10: policy x: unknown inspect 'binary' (http, raw)");
+  // The shipped rules have no raw_payload rule: a raw policy over them would inspect nothing.
+  waf::policy p;
+  p.name = "tcp-raw";
+  p.inspect = waf::inspect_mode::raw;
+  auto b = waf::bound_policy::bind(shipped(), p);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().message, "policy tcp-raw: inspect raw, but none of its rules has phase raw_payload");
+  // Nor when the only raw rule is outside the policy's rule sets or above its paranoia level.
+  auto rs = raw_rules("set: deep\nrules:\n  - id: 901\n    phase: raw_payload\n    pattern: x\n    paranoia: 3\n");
+  ASSERT_TRUE(rs.has_value()) << rs.error().str();
+  p.paranoia = 2;
+  p.rule_sets = {"deep"};
+  EXPECT_FALSE(waf::bound_policy::bind(*rs, p).has_value());
+  p.paranoia = 3;
+  EXPECT_TRUE(waf::bound_policy::bind(*rs, p).has_value());
 }
 
 }  // namespace
