@@ -316,13 +316,16 @@ std::string appliance::metrics_text() const {
   }
   if (waf_ctl_) {
     std::vector<const waf::worker_stats*> ws;
+    std::vector<const waf_worker*> wstate;
     uint64_t prepare_errors = 0;
     for (const auto& w : workers_)
       if (w->tcp && w->tcp->waf() != nullptr) {
         ws.push_back(&w->tcp->waf()->stats());
+        wstate.push_back(w->tcp->waf());
         prepare_errors += w->tcp->stats().waf_prepare_errors.get();
       }
-    append_waf_metrics(out, {.control = waf_ctl_.get(), .workers = ws, .audit = waf_audit_.get()});
+    append_waf_metrics(out, {.control = waf_ctl_.get(), .workers = ws, .audit = waf_audit_.get(),
+                             .worker_state = wstate});
     out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
            "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
            "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";

@@ -21,6 +21,37 @@ common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_i
   return w;
 }
 
+uint16_t waf_worker::service_slot(std::string_view name) {
+  const size_t n = n_services_.load(std::memory_order_relaxed);  // the worker is the only writer
+  for (size_t i = 0; i < n; ++i)
+    if (services_[i].name == name) return static_cast<uint16_t>(i);
+  if (n == max_services) {
+    services_full_.add();
+    return no_service;
+  }
+  services_[n].name.assign(name);
+  n_services_.store(n + 1, std::memory_order_release);
+  return static_cast<uint16_t>(n);
+}
+
+void waf_rule_counts::add(uint16_t service, uint32_t rule_id) {
+  const uint64_t key = (uint64_t{service} + 1) << 32 | rule_id;
+  size_t i = static_cast<size_t>((key * 0x9e3779b97f4a7c15ULL) >> 40) & (capacity - 1);
+  for (size_t probes = 0; probes < capacity; ++probes, i = (i + 1) & (capacity - 1)) {
+    const uint64_t k = slots_[i].key.load(std::memory_order_relaxed);
+    if (k == key) {
+      slots_[i].n.add();
+      return;
+    }
+    if (k == 0) {
+      slots_[i].n.add();  // the count before the key: a reader that sees the key sees it
+      slots_[i].key.store(key, std::memory_order_release);
+      return;
+    }
+  }
+  full_.add();
+}
+
 size_t waf_worker::next_request_id(std::span<char, 16> out) {
   static constexpr char hex[] = "0123456789abcdef";
   uint64_t v = (uint64_t{id_} << 48) | (seq_++ & 0xffff'ffff'ffffULL);
@@ -41,6 +72,8 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   c.client_ = info.client;
   c.vip_ = info.vip;
   c.service_len_ = copy_bounded(info.service, c.service_.data(), c.service_.size());
+  c.svc_ = w.service_slot(info.service);
+  if (m == waf::inspector::mode::raw) c.count(&waf_service_stats::inspected);  // a raw stream is one unit
   return c;
 }
 
@@ -87,6 +120,8 @@ void waf_conn::fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint1
 void waf_conn::audit_new_matches(waf_audit_verdict verdict, uint16_t status) {
   auto ms = in_->matches();
   if (audited_ >= ms.size()) return;
+  if (svc_ != waf_worker::no_service)
+    for (size_t i = audited_; i < ms.size(); ++i) w_->rule_counts_.add(svc_, ms[i].rule_id);
   waf_audit_ring* ring = w_->ring();
   for (size_t i = audited_; i < ms.size(); ++i) {
     const waf::audit_match& m = ms[i];
@@ -129,6 +164,8 @@ waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
   if (!blocked_) {
     blocked_ = true;
     status_ = v.status;
+    if (mode_ == waf::inspector::mode::http) count(&waf_service_stats::inspected);
+    count(&waf_service_stats::blocked);
     if (in_->matches().size() == audited_)
       audit_parse_error(v.status);
     else
@@ -157,10 +194,16 @@ waf_action waf_conn::feed(std::span<const char> data) {
     d = d.subspan(v.consumed);
     if (mode_ == waf::inspector::mode::raw) {
       // A raw stream has no request boundary: log each match as it fires.
-      if (v.kind == waf::verdict_kind::detect) audit_new_matches(waf_audit_verdict::detect, 0);
+      if (v.kind == waf::verdict_kind::detect) {
+        audit_new_matches(waf_audit_verdict::detect, 0);
+        if (!raw_detected_) count(&waf_service_stats::detected);
+        raw_detected_ = true;
+      }
       continue;
     }
     if (v.request_complete) {
+      count(&waf_service_stats::inspected);
+      if (v.kind == waf::verdict_kind::detect) count(&waf_service_stats::detected);
       audit_new_matches(waf_audit_verdict::detect, 0);
       end_request();
       break;  // the next request's head reuses the buffer the head span points into
@@ -206,6 +249,10 @@ waf_action waf_conn::finish() {
   if (blocked_) return on_block(waf::verdict{}, 0);
   waf::verdict v = in_->finish(w_->scratch(), w_->stats());
   if (v.kind == waf::verdict_kind::block) return on_block(v, 0);
+  if (v.kind == waf::verdict_kind::detect && mode_ == waf::inspector::mode::raw && !raw_detected_) {
+    raw_detected_ = true;  // end-of-stream rules fired
+    count(&waf_service_stats::detected);
+  }
   audit_new_matches(waf_audit_verdict::detect, 0);
   end_request();
   size_t n = 0;

@@ -8,9 +8,11 @@
 // Data path: feed() and finish() never allocate, throw, lock or log. create() allocates (~40 KB
 // per HTTP connection: the inspector's head buffer and streams) and runs at accept time.
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "common/counter.hh"
@@ -19,6 +21,40 @@
 #include "waf_audit.hh"
 
 namespace edge {
+
+// Requests of one service on one worker (single writer). A request counts once its verdict is
+// known: inspected = passed + detected + blocked for HTTP; a raw service counts connections.
+struct waf_service_stats {
+  common::counter inspected, blocked, detected;
+};
+
+// Rule matches by (service, rule id) on one worker: a fixed open-addressing table, written by the
+// worker only (no allocation, no lock), read by the control thread for /metrics. Keyed by rule id,
+// not by the rule's index in a ruleset, because indexes change with every rules generation while
+// the totals must carry on across reloads; the keys are bounded by services × rules.
+class waf_rule_counts {
+ public:
+  static constexpr size_t capacity = 8192;  // power of two; ~3× the CRS import × a few services
+
+  waf_rule_counts() : slots_(std::make_unique<slot[]>(capacity)) {}
+  void add(uint16_t service, uint32_t rule_id);
+  // Control thread: f(service index, rule id, count) for every key seen.
+  template <class F>
+  void visit(F&& f) const {
+    for (size_t i = 0; i < capacity; ++i)
+      if (const uint64_t k = slots_[i].key.load(std::memory_order_acquire); k != 0)
+        f(static_cast<uint16_t>((k >> 32) - 1), static_cast<uint32_t>(k), slots_[i].n.get());
+  }
+  uint64_t full() const { return full_.get(); }  // matches not counted: the table was full
+
+ private:
+  struct slot {
+    std::atomic<uint64_t> key{0};  // (service + 1) << 32 | rule id; 0: empty
+    common::counter n;
+  };
+  std::unique_ptr<slot[]> slots_;
+  common::counter full_;
+};
 
 // Per-worker WAF state. Create on the control thread (one per worker) with the first ruleset and
 // hand it to the worker; the worker calls prepare() when it adopts a snapshot with a new ruleset
@@ -38,6 +74,21 @@ class waf_worker {
   // Audit entries the inspector could not keep (more than inspector::max_matches in one request).
   uint64_t audit_truncated() const { return audit_truncated_.get(); }
 
+  // Per-service counters. The worker adds a service the first time one of its connections is
+  // created (allocates its name once); the control thread reads [0, services()).
+  static constexpr uint16_t max_services = 256;
+  static constexpr uint16_t no_service = UINT16_MAX;  // table full: counted in services_full()
+  uint16_t service_slot(std::string_view name);
+  size_t services() const { return n_services_.load(std::memory_order_acquire); }
+  std::string_view service_name(size_t i) const { return services_[i].name; }
+  const waf_service_stats& service_stats(size_t i) const { return services_[i].stats; }
+  waf_service_stats* service_stats_at(uint16_t slot) {
+    return slot < max_services ? &services_[slot].stats : nullptr;
+  }
+  uint64_t services_full() const { return services_full_.get(); }
+  waf_rule_counts& rule_counts() { return rule_counts_; }
+  const waf_rule_counts& rule_counts() const { return rule_counts_; }
+
   // Writes the next request id ("<worker:4 hex><sequence:12 hex>", unique per worker and, with
   // distinct worker ids, per appliance) into out; returns its length (16).
   size_t next_request_id(std::span<char, 16> out);
@@ -45,13 +96,21 @@ class waf_worker {
  private:
   friend class waf_conn;
   waf_worker(uint16_t id, waf::worker_scratch ws, waf_audit_ring* ring)
-      : id_(id), scratch_(std::move(ws)), ring_(ring) {}
+      : id_(id), scratch_(std::move(ws)), ring_(ring), services_(std::make_unique<service_entry[]>(max_services)) {}
+  struct service_entry {
+    std::string name;
+    waf_service_stats stats;
+  };
   uint16_t id_;
   uint64_t seq_ = 0;
   waf::worker_scratch scratch_;
   waf::worker_stats stats_;
   waf_audit_ring* ring_;
   common::counter audit_truncated_;
+  std::unique_ptr<service_entry[]> services_;
+  std::atomic<size_t> n_services_{0};
+  common::counter services_full_;
+  waf_rule_counts rule_counts_;
 };
 
 struct waf_conn_info {
@@ -119,6 +178,9 @@ class waf_conn {
   void fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status);
   void end_request();
   void set_pending(size_t n, size_t consumed);
+  void count(common::counter waf_service_stats::*c) {
+    if (waf_service_stats* s = w_->service_stats_at(svc_)) (s->*c).add();
+  }
 
   waf_worker* w_ = nullptr;
   std::unique_ptr<waf::inspector> in_;
@@ -137,6 +199,8 @@ class waf_conn {
   std::array<char, 256> response_{};
   size_t response_len_ = 0;
   uint16_t status_ = 0;
+  uint16_t svc_ = waf_worker::no_service;  // this connection's slot in the worker's service stats
+  bool raw_detected_ = false;               // raw: the connection was counted as detected
 };
 
 }  // namespace edge

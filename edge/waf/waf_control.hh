@@ -58,6 +58,9 @@ struct waf_control_metrics {
   uint64_t reloads_failed = 0;  // initial failure included
   uint64_t watch_events = 0;    // inotify events seen (before debouncing)
   double last_compile_ms = 0;   // load + compile (+ bind) of the last attempt
+  double compile_ms_total = 0;  // of every attempt, failed ones included
+  double last_reload_ms = 0;    // last successful one, from start to its publication returning
+  double reload_ms_total = 0;   // of every successful one
   bool last_from_cache = false;
   size_t rules = 0;        // rules in the serving set
   size_t expressions = 0;  // Hyperscan expressions in the serving set

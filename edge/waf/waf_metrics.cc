@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
+#include <tuple>
 
 namespace edge {
 
@@ -48,6 +50,57 @@ std::string label_value(std::string_view s) {
 
 }  // namespace
 
+void append_waf_service_metrics(std::string& out, std::span<const waf_worker* const> workers) {
+  if (workers.empty()) return;
+  // Summed over workers by service name (each worker numbers its services in its own order).
+  struct svc {
+    uint64_t inspected = 0, blocked = 0, detected = 0;
+  };
+  std::map<std::string, svc, std::less<>> by_service;
+  std::map<std::pair<std::string, uint32_t>, uint64_t> matches;
+  uint64_t full = 0, services_full = 0;
+  for (const waf_worker* w : workers) {
+    const size_t n = w->services();
+    for (size_t i = 0; i < n; ++i) {
+      svc& s = by_service[std::string(w->service_name(i))];
+      s.inspected += w->service_stats(i).inspected.get();
+      s.blocked += w->service_stats(i).blocked.get();
+      s.detected += w->service_stats(i).detected.get();
+    }
+    w->rule_counts().visit([&](uint16_t service, uint32_t rule, uint64_t count) {
+      if (service < n) matches[{std::string(w->service_name(service)), rule}] += count;
+    });
+    full += w->rule_counts().full();
+    services_full += w->services_full();
+  }
+  struct family {
+    const char* name;
+    const char* help;
+    uint64_t svc::*field;
+  };
+  static constexpr family families[] = {
+      {"edge_waf_service_inspected_total", "Requests inspected by service (raw services: connections)",
+       &svc::inspected},
+      {"edge_waf_service_blocked_total", "Requests blocked by service (403/400/413, or RST on raw services)",
+       &svc::blocked},
+      {"edge_waf_service_detected_total", "Requests that matched rules without being blocked, by service",
+       &svc::detected},
+  };
+  for (const auto& f : families) {
+    header(out, f.name, "counter", f.help);
+    for (const auto& [name, s] : by_service)
+      sample(out, f.name, "service=\"" + label_value(name) + "\"", static_cast<double>(s.*f.field));
+  }
+  header(out, "edge_waf_rule_matches_total", "counter", "Rule matches by service and rule id");
+  for (const auto& [key, count] : matches)
+    sample(out, "edge_waf_rule_matches_total",
+           "service=\"" + label_value(key.first) + "\",rule=\"" + std::to_string(key.second) + "\"",
+           static_cast<double>(count));
+  header(out, "edge_waf_rule_matches_uncounted_total", "counter",
+         "Rule matches not counted by rule: a worker's table of (service, rule) keys or services was full");
+  sample(out, "edge_waf_rule_matches_uncounted_total", "", static_cast<double>(full + services_full));
+}
+
 void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {
   // Worker counters, summed. The X-macro keeps the list in step with waf::worker_stats.
 #define X(n)                                                                   \
@@ -86,12 +139,22 @@ void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {
            "Load + compile time of the last rules (re)load");
     sample(out, "edge_waf_last_compile_milliseconds",
            "from_cache=\"" + std::string(m.last_from_cache ? "1" : "0") + "\"", m.last_compile_ms);
+    header(out, "edge_waf_compile_seconds_total", "counter",
+           "Time spent loading and compiling rules (every attempt, failed ones included)");
+    sample(out, "edge_waf_compile_seconds_total", "", m.compile_ms_total / 1000.0);
+    header(out, "edge_waf_last_reload_milliseconds", "gauge",
+           "Last successful rules (re)load: compile, bind and publication to the workers");
+    sample(out, "edge_waf_last_reload_milliseconds", "", m.last_reload_ms);
+    header(out, "edge_waf_reload_seconds_total", "counter",
+           "Time of every successful rules (re)load, compile to publication");
+    sample(out, "edge_waf_reload_seconds_total", "", m.reload_ms_total / 1000.0);
     header(out, "edge_waf_last_reload_error", "gauge",
            "1 while the last rules reload failed (label: its error)");
     sample(out, "edge_waf_last_reload_error",
            m.last_error.empty() ? std::string() : "error=\"" + label_value(m.last_error) + "\"",
            m.last_error.empty() ? 0 : 1);
   }
+  append_waf_service_metrics(out, src.worker_state);
   if (src.audit != nullptr) {
     header(out, "edge_waf_rule_hits_total", "counter",
            "Audit entries by service, rule id and verdict");

@@ -7,6 +7,7 @@
 
 #include "waf/inspector.hh"
 #include "waf_audit.hh"
+#include "waf_conn.hh"
 #include "waf_control.hh"
 
 namespace edge {
@@ -15,8 +16,12 @@ struct waf_metrics_sources {
   const waf_control* control = nullptr;  // reloads, compile ms, rules count, last error
   std::span<const waf::worker_stats* const> workers;  // one per worker (waf_worker::stats())
   const waf_audit_drainer* audit = nullptr;           // per-rule hits and ring drops
+  // One per worker: per-service requests and per-rule matches (summed by service name).
+  std::span<const waf_worker* const> worker_state;
 };
 
 void append_waf_metrics(std::string& out, const waf_metrics_sources& src);
+// The per-service and per-rule part (append_waf_metrics includes it).
+void append_waf_service_metrics(std::string& out, std::span<const waf_worker* const> workers);
 
 }  // namespace edge

@@ -121,6 +121,14 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   EXPECT_NE(text.find("edge_waf_blocked_rules_total 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_requests_total 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_audit_dropped_total 0\n"), std::string::npos) << text;
+  const auto m = (*ctl)->metrics();
+  EXPECT_GT(m.last_reload_ms, 0.0);
+  EXPECT_GE(m.last_reload_ms, m.last_compile_ms) << "a reload includes its compile";
+  EXPECT_GE(m.reload_ms_total, m.last_reload_ms);
+  EXPECT_GE(m.compile_ms_total, m.last_compile_ms);
+  for (const char* series : {"edge_waf_compile_seconds_total ", "edge_waf_last_reload_milliseconds ",
+                             "edge_waf_reload_seconds_total ", "edge_waf_last_compile_milliseconds{"})
+    EXPECT_NE(text.find(std::string("\n") + series), std::string::npos) << series;
   (*ctl)->stop();
   fs::remove_all(root);
 }

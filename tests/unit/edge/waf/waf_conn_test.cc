@@ -13,6 +13,7 @@
 
 #include "rules/loader.hh"
 #include "waf/waf_conn.hh"
+#include "waf/waf_metrics.hh"
 
 namespace {
 
@@ -447,6 +448,75 @@ TEST_F(fixture, figures_per_connection_state) {
       "audit record %zu B\n",
       sizeof(edge::waf_conn), c.inspector().state_bytes(), sizeof(edge::waf_audit_record));
   EXPECT_LT(c.inspector().state_bytes(), 64u * 1024);
+}
+
+// /metrics by service and rule id: what a worker counts per connection, summed by service name.
+TEST_F(fixture, requests_and_rule_matches_are_counted_by_service) {
+  auto web_pol = bind(shipped());
+  waf::policy dp;
+  dp.detect_only = true;
+  auto api_pol = bind(shipped(), dp);
+  const edge::waf_conn_info api_info{info.client, info.vip, "api"};
+  auto c1 = conn(web_pol);
+  drive(c1, {clean_get});
+  auto c2 = conn(web_pol);
+  auto o2 = drive(c2, {sqli_get});
+  ASSERT_EQ(o2.status, 403);
+  auto web_recs = drain(ring);
+  ASSERT_FALSE(web_recs.empty());
+  auto c3 = edge::waf_conn::create(*w, api_pol, api_info);
+  ASSERT_TRUE(c3.has_value());
+  auto o3 = drive(*c3, {xss_get});
+  EXPECT_EQ(o3.forwarded, xss_get);
+  auto api_recs = drain(ring);
+  ASSERT_FALSE(api_recs.empty());
+
+  ASSERT_EQ(w->services(), 2u);
+  EXPECT_EQ(w->service_name(0), "web");
+  EXPECT_EQ(w->service_stats(0).inspected.get(), 2u);
+  EXPECT_EQ(w->service_stats(0).blocked.get(), 1u);
+  EXPECT_EQ(w->service_stats(0).detected.get(), 0u);
+  EXPECT_EQ(w->service_stats(1).inspected.get(), 1u);
+  EXPECT_EQ(w->service_stats(1).detected.get(), 1u);
+  EXPECT_EQ(w->service_stats(1).blocked.get(), 0u);
+
+  // Two workers' tables summed: the same worker twice doubles every figure.
+  const edge::waf_worker* ws[] = {w.get(), w.get()};
+  std::string text;
+  edge::append_waf_service_metrics(text, ws);
+  for (const auto& want : {"edge_waf_service_inspected_total{service=\"web\"} 4\n",
+                           "edge_waf_service_blocked_total{service=\"web\"} 2\n",
+                           "edge_waf_service_detected_total{service=\"web\"} 0\n",
+                           "edge_waf_service_inspected_total{service=\"api\"} 2\n",
+                           "edge_waf_service_detected_total{service=\"api\"} 2\n",
+                           "edge_waf_rule_matches_uncounted_total 0\n"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << " in\n" << text;
+  for (const auto& r : web_recs)
+    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"web\",rule=\"" + std::to_string(r.rule_id) + "\"} 2\n"),
+              std::string::npos)
+        << r.rule_id << " in\n" << text;
+  for (const auto& r : api_recs)
+    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"api\",rule=\"" + std::to_string(r.rule_id) + "\"} 2\n"),
+              std::string::npos)
+        << r.rule_id << " in\n" << text;
+}
+
+TEST(waf_rule_counts, a_full_table_counts_what_it_could_not_key) {
+  edge::waf_rule_counts t;
+  for (uint32_t id = 1; id <= edge::waf_rule_counts::capacity; ++id) t.add(3, id);
+  t.add(3, 17);  // an existing key still counts
+  EXPECT_EQ(t.full(), 0u);
+  t.add(4, 1);  // a new key with no room
+  EXPECT_EQ(t.full(), 1u);
+  size_t keys = 0;
+  uint64_t total = 0;
+  t.visit([&](uint16_t svc, uint32_t, uint64_t n) {
+    EXPECT_EQ(svc, 3u);
+    ++keys;
+    total += n;
+  });
+  EXPECT_EQ(keys, edge::waf_rule_counts::capacity);
+  EXPECT_EQ(total, edge::waf_rule_counts::capacity + 1);
 }
 
 // A rules dir with one raw_payload rule (id 900, "EVIL-CMD", block) in set `raw`, plus `extra`.
