@@ -165,16 +165,20 @@ void service_metrics(prom& p, const service_registry& reg) {
   const size_t n = reg.size();
   if (n == 0) return;
   auto label = [](const service_counters& sc) { return "service=\"" + sc.name + "\""; };
-  p.family("edge_service_connections_active", "gauge", "Client connections a service holds now, all workers.");
+  p.family("edge_service_connections_active", "gauge",
+           "Client connections a service holds now, all workers.");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_active", label(reg.at(i)), reg.at(i).active.load(std::memory_order_relaxed));
+    p.sample("edge_service_connections_active", label(reg.at(i)),
+             reg.at(i).active.load(std::memory_order_relaxed));
   p.family("edge_service_connections_limit", "gauge", "services[].max_connections (0: no limit).");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_limit", label(reg.at(i)), reg.at(i).limit.load(std::memory_order_relaxed));
+    p.sample("edge_service_connections_limit", label(reg.at(i)),
+             reg.at(i).limit.load(std::memory_order_relaxed));
   p.family("edge_service_connections_opened_total", "counter",
            "Client connections a service accepted and handed to an upstream.");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_opened_total", label(reg.at(i)), reg.at(i).opened.load(std::memory_order_relaxed));
+    p.sample("edge_service_connections_opened_total", label(reg.at(i)),
+             reg.at(i).opened.load(std::memory_order_relaxed));
   p.family("edge_service_connections_refused_total", "counter",
            "New client connections a service refused with RST, by reason (the relay end).");
   for (size_t i = 0; i < n; ++i)
@@ -324,7 +328,9 @@ std::string appliance::metrics_text() const {
         wstate.push_back(w->tcp->waf());
         prepare_errors += w->tcp->stats().waf_prepare_errors.get();
       }
-    append_waf_metrics(out, {.control = waf_ctl_.get(), .workers = ws, .audit = waf_audit_.get(),
+    append_waf_metrics(out, {.control = waf_ctl_.get(),
+                             .workers = ws,
+                             .audit = waf_audit_.get(),
                              .worker_state = wstate});
     out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
            "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"

@@ -9,7 +9,8 @@ common::result<void> service_registry::apply(const config& c) {
     if (s.kind != service_kind::l4 && find(s.name) == nullptr) ++added;
   if (n + added > capacity)
     return common::fail("more than " + std::to_string(capacity) +
-                            " distinct tcp/tls service names since start: restart edged to reset the per-service counters",
+                            " distinct tcp/tls service names since start: restart edged to reset "
+                            "the per-service counters",
                         c.path);
   size_t next = n;
   for (const auto& s : c.services) {

@@ -44,7 +44,9 @@ struct service_counters {
     return true;
   }
   void release() { active.fetch_sub(1, std::memory_order_relaxed); }
-  void refuse(relay_end e) { refused[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed); }
+  void refuse(relay_end e) {
+    refused[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // The appliance's table of service_counters, by name. The control thread adds names (apply());

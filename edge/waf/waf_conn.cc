@@ -73,7 +73,8 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   c.vip_ = info.vip;
   c.service_len_ = copy_bounded(info.service, c.service_.data(), c.service_.size());
   c.svc_ = w.service_slot(info.service);
-  if (m == waf::inspector::mode::raw) c.count(&waf_service_stats::inspected);  // a raw stream is one unit
+  if (m == waf::inspector::mode::raw)
+    c.count(&waf_service_stats::inspected);  // a raw stream is one unit
   return c;
 }
 
@@ -82,7 +83,7 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
                                           const waf_conn_info& info) {
   if (!pol) return common::fail("waf_conn: no policy");
   const auto m = pol->pol().inspect == waf::inspect_mode::raw ? waf::inspector::mode::raw
-                                                               : waf::inspector::mode::http;
+                                                              : waf::inspector::mode::http;
   return create(w, std::move(pol), m, info);
 }
 

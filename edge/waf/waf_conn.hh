@@ -96,7 +96,10 @@ class waf_worker {
  private:
   friend class waf_conn;
   waf_worker(uint16_t id, waf::worker_scratch ws, waf_audit_ring* ring)
-      : id_(id), scratch_(std::move(ws)), ring_(ring), services_(std::make_unique<service_entry[]>(max_services)) {}
+      : id_(id),
+        scratch_(std::move(ws)),
+        ring_(ring),
+        services_(std::make_unique<service_entry[]>(max_services)) {}
   struct service_entry {
     std::string name;
     waf_service_stats stats;
@@ -200,7 +203,7 @@ class waf_conn {
   size_t response_len_ = 0;
   uint16_t status_ = 0;
   uint16_t svc_ = waf_worker::no_service;  // this connection's slot in the worker's service stats
-  bool raw_detected_ = false;               // raw: the connection was counted as detected
+  bool raw_detected_ = false;              // raw: the connection was counted as detected
 };
 
 }  // namespace edge

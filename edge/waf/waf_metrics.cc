@@ -79,12 +79,12 @@ void append_waf_service_metrics(std::string& out, std::span<const waf_worker* co
     uint64_t svc::*field;
   };
   static constexpr family families[] = {
-      {"edge_waf_service_inspected_total", "Requests inspected by service (raw services: connections)",
-       &svc::inspected},
-      {"edge_waf_service_blocked_total", "Requests blocked by service (403/400/413, or RST on raw services)",
-       &svc::blocked},
-      {"edge_waf_service_detected_total", "Requests that matched rules without being blocked, by service",
-       &svc::detected},
+      {"edge_waf_service_inspected_total",
+       "Requests inspected by service (raw services: connections)", &svc::inspected},
+      {"edge_waf_service_blocked_total",
+       "Requests blocked by service (403/400/413, or RST on raw services)", &svc::blocked},
+      {"edge_waf_service_detected_total",
+       "Requests that matched rules without being blocked, by service", &svc::detected},
   };
   for (const auto& f : families) {
     header(out, f.name, "counter", f.help);
@@ -97,8 +97,10 @@ void append_waf_service_metrics(std::string& out, std::span<const waf_worker* co
            "service=\"" + label_value(key.first) + "\",rule=\"" + std::to_string(key.second) + "\"",
            static_cast<double>(count));
   header(out, "edge_waf_rule_matches_uncounted_total", "counter",
-         "Rule matches not counted by rule: a worker's table of (service, rule) keys or services was full");
-  sample(out, "edge_waf_rule_matches_uncounted_total", "", static_cast<double>(full + services_full));
+         "Rule matches not counted by rule: a worker's table of (service, rule) keys or services "
+         "was full");
+  sample(out, "edge_waf_rule_matches_uncounted_total", "",
+         static_cast<double>(full + services_full));
 }
 
 void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {

@@ -426,8 +426,8 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
   try {
     ctx c{file, {}};
     if (auto k = check_keys(c, n,
-                            {"name", "rule_sets", "mode", "inspect", "anomaly_threshold", "paranoia", "exclusions",
-                             "body_limit", "on_body_limit", "limits"},
+                            {"name", "rule_sets", "mode", "inspect", "anomaly_threshold",
+                             "paranoia", "exclusions", "body_limit", "on_body_limit", "limits"},
                             "policy");
         !k)
       return std::unexpected(k.error());
@@ -453,9 +453,12 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
     if (const YAML::Node x = n["inspect"]) {
       auto s = str(c, x, "inspect");
       if (!s) return std::unexpected(s.error());
-      if (*s == "http") p.inspect = waf::inspect_mode::http;
-      else if (*s == "raw") p.inspect = waf::inspect_mode::raw;
-      else return c.err(x, "unknown inspect '" + *s + "' (http, raw)");
+      if (*s == "http")
+        p.inspect = waf::inspect_mode::http;
+      else if (*s == "raw")
+        p.inspect = waf::inspect_mode::raw;
+      else
+        return c.err(x, "unknown inspect '" + *s + "' (http, raw)");
     }
     if (const YAML::Node x = n["anomaly_threshold"]) {
       auto v = integer(c, x, "anomaly_threshold", 1, 10000);

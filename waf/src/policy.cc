@@ -20,13 +20,15 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
   if (p.inspect == inspect_mode::raw) {
     bool any_raw = false;
     for (const rule& r : rs->rules()) {
-      const bool in_set = p.rule_sets.empty() ||
-                          std::find(p.rule_sets.begin(), p.rule_sets.end(), r.set) != p.rule_sets.end();
+      const bool in_set = p.rule_sets.empty() || std::find(p.rule_sets.begin(), p.rule_sets.end(),
+                                                           r.set) != p.rule_sets.end();
       if (!in_set || r.paranoia > p.paranoia) continue;
-      for (const auto& sel : r.conditions[0].selectors) any_raw = any_raw || sel.where == target::raw_payload;
+      for (const auto& sel : r.conditions[0].selectors)
+        any_raw = any_raw || sel.where == target::raw_payload;
     }
     if (!any_raw)
-      return common::fail("policy " + p.name + ": inspect raw, but none of its rules has phase raw_payload");
+      return common::fail("policy " + p.name +
+                          ": inspect raw, but none of its rules has phase raw_payload");
   }
   auto b = std::make_shared<bound_policy>();
   size_t n = rs->rules().size();
@@ -55,6 +57,8 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
   return std::shared_ptr<const bound_policy>(std::move(b));
 }
 
-const char* to_string(inspect_mode m) { return m == inspect_mode::raw ? "raw" : "http"; }
+const char* to_string(inspect_mode m) {
+  return m == inspect_mode::raw ? "raw" : "http";
+}
 
 }  // namespace waf

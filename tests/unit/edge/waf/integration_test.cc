@@ -126,8 +126,9 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   EXPECT_GE(m.last_reload_ms, m.last_compile_ms) << "a reload includes its compile";
   EXPECT_GE(m.reload_ms_total, m.last_reload_ms);
   EXPECT_GE(m.compile_ms_total, m.last_compile_ms);
-  for (const char* series : {"edge_waf_compile_seconds_total ", "edge_waf_last_reload_milliseconds ",
-                             "edge_waf_reload_seconds_total ", "edge_waf_last_compile_milliseconds{"})
+  for (const char* series :
+       {"edge_waf_compile_seconds_total ", "edge_waf_last_reload_milliseconds ",
+        "edge_waf_reload_seconds_total ", "edge_waf_last_compile_milliseconds{"})
     EXPECT_NE(text.find(std::string("\n") + series), std::string::npos) << series;
   (*ctl)->stop();
   fs::remove_all(root);

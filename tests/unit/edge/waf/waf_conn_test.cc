@@ -492,13 +492,17 @@ TEST_F(fixture, requests_and_rule_matches_are_counted_by_service) {
                            "edge_waf_rule_matches_uncounted_total 0\n"})
     EXPECT_NE(text.find(want), std::string::npos) << want << " in\n" << text;
   for (const auto& r : web_recs)
-    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"web\",rule=\"" + std::to_string(r.rule_id) + "\"} 2\n"),
+    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"web\",rule=\"" +
+                        std::to_string(r.rule_id) + "\"} 2\n"),
               std::string::npos)
-        << r.rule_id << " in\n" << text;
+        << r.rule_id << " in\n"
+        << text;
   for (const auto& r : api_recs)
-    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"api\",rule=\"" + std::to_string(r.rule_id) + "\"} 2\n"),
+    EXPECT_NE(text.find("edge_waf_rule_matches_total{service=\"api\",rule=\"" +
+                        std::to_string(r.rule_id) + "\"} 2\n"),
               std::string::npos)
-        << r.rule_id << " in\n" << text;
+        << r.rule_id << " in\n"
+        << text;
 }
 
 TEST(waf_rule_counts, a_full_table_counts_what_it_could_not_key) {
@@ -609,9 +613,11 @@ TEST(waf_conn_raw, bad_inspect_values_and_raw_policies_without_raw_rules_are_ref
   p.inspect = waf::inspect_mode::raw;
   auto b = waf::bound_policy::bind(shipped(), p);
   ASSERT_FALSE(b.has_value());
-  EXPECT_EQ(b.error().message, "policy tcp-raw: inspect raw, but none of its rules has phase raw_payload");
+  EXPECT_EQ(b.error().message,
+            "policy tcp-raw: inspect raw, but none of its rules has phase raw_payload");
   // Nor when the only raw rule is outside the policy's rule sets or above its paranoia level.
-  auto rs = raw_rules("set: deep\nrules:\n  - id: 901\n    phase: raw_payload\n    pattern: x\n    paranoia: 3\n");
+  auto rs = raw_rules(
+      "set: deep\nrules:\n  - id: 901\n    phase: raw_payload\n    pattern: x\n    paranoia: 3\n");
   ASSERT_TRUE(rs.has_value()) << rs.error().str();
   p.paranoia = 2;
   p.rule_sets = {"deep"};
