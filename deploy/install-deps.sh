@@ -9,6 +9,7 @@ packages=(
   # e2e tests, demo and benches: namespaces, real clients and servers
   iproute2 ethtool nftables iputils-ping curl wrk python3 python3-scapy python3-yaml
   nginx-light haproxy tcpdump testssl.sh bsdextrautils
+  libnginx-mod-stream  # TLS peer bench: nginx stream module (listen ... ssl, proxy_protocol)
   # WAF bench peer
   libmodsecurity-dev modsecurity-crs
 )

@@ -1,6 +1,7 @@
 #!/bin/sh
 # In-process TLS bench against the crypto bound of this machine, measured in the same run.
 # usage: bench/tls/run.sh [BUILD_DIR] [HANDSHAKES]   (build the tls_bench target first)
+# The peer comparison (edged vs HAProxy and nginx over the network) is bench/tls/peer_run.sh.
 # Prints the raw figures, then server CPU per handshake as a multiple of one private-key signature
 # (`openssl speed` sign/s, one core) and bulk server CPU throughput as a fraction of AES-128-GCM.
 set -eu
