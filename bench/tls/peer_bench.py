@@ -17,6 +17,8 @@ Phases, the same client parameters for every server (tls_load, TLS 1.3, X25519, 
   full-rsa    the same with RSA-PSS/PKCS#1 SHA-256 only                     (--conns BENCH_CONNS)
   resume      every connection offers the newest ticket (psk_dhe_ke)        (--conns BENCH_CONNS)
   bulk        keep-alive GETs of a BIG_MB MiB file                          (--conns BENCH_BULK_CONNS)
+  ecdsa-paced full-ecdsa with new connections paced at BENCH_RATE/s (default 300), below every
+              server's capacity here, so all see the same offered load (async on vs off, too)
 Each handshake connection sends `GET / HTTP/1.1` with `Connection: close` and reads the response
 to EOF, so the server completes the handshake, connects upstream (PROXY v2), relays both ways and
 closes. CPU: utime+stime of the server (all threads; nginx: master + worker) from /proc/<pid>/stat
@@ -29,11 +31,16 @@ operations (key generation and derivation, each about one scalar multiplication)
 X25519 operations; bulk = AES-128-GCM at 16 KiB records.
 
 Env: EDGE_BUILD (build dir), BENCH_SECS (per phase, default 8), BENCH_CONNS (default 32),
-BENCH_BULK_CONNS (default 4), BENCH_PIN (default 1: servers on CPU 1 like edged's worker lcore,
-client and backend on CPU 0), BENCH_EDGED (default 1; 0 benches the peers only)."""
+BENCH_BULK_CONNS (default 4), BENCH_RATE (default 300), BENCH_ROUNDS (default 1: rounds over all
+servers, each round starting with the next server; the figures are medians over the rounds),
+BENCH_PIN (default 1: servers on CPU 1 like edged's worker lcore,
+client and backend on CPU 0), BENCH_EDGED (default 1; 0 benches the peers only), BENCH_PROFILE
+(default 0; 1 adds a full-ecdsa run per server under `perf record` and prints where its CPU went)."""
 import os
 import re
 import resource
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +56,9 @@ CONNS = int(os.environ.get("BENCH_CONNS", "32"))
 BULK_CONNS = int(os.environ.get("BENCH_BULK_CONNS", "4"))
 PIN = os.environ.get("BENCH_PIN", "1") != "0"
 WITH_EDGED = os.environ.get("BENCH_EDGED", "1") != "0"
+PROFILE = os.environ.get("BENCH_PROFILE", "0") != "0"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+RATE = int(os.environ.get("BENCH_RATE", "300"))
 TICK = os.sysconf("SC_CLK_TCK")
 VIP_A, VIP_B, BACKEND = "10.99.0.100", "10.98.0.100", "10.99.1.11"
 BIG_MB = 10
@@ -58,25 +68,34 @@ NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
 PHASES = [("full-ecdsa", ["--mode", "full", "--sig", "ecdsa"], CONNS, "/"),
           ("full-rsa", ["--mode", "full", "--sig", "rsa"], CONNS, "/"),
           ("resume", ["--mode", "resume", "--sig", "ecdsa"], CONNS, "/"),
-          ("bulk", ["--mode", "bulk", "--sig", "ecdsa"], BULK_CONNS, "/big")]
+          ("bulk", ["--mode", "bulk", "--sig", "ecdsa"], BULK_CONNS, "/big"),
+          ("ecdsa-paced", ["--mode", "full", "--sig", "ecdsa", "--rate", str(RATE)], CONNS, "/")]
 
 
 def pin(cpu):
     return ["taskset", "-c", str(cpu)] if PIN else []
 
 
+def pids(pid):
+    """`pid` and its child processes (nginx's worker)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid] + [c for k in f.read().split() for c in pids(int(k))]
+    except FileNotFoundError:
+        return []
+
+
 def cpu_s(pid):
     """utime + stime of process `pid` (all its threads) and of its child processes that still run
     (nginx's worker), in seconds."""
     total = 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / TICK
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            total += sum(cpu_s(int(c)) for c in f.read().split())
-    except FileNotFoundError:
-        pass
+    for p in pids(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except FileNotFoundError:
+            pass
     return total
 
 
@@ -304,26 +323,55 @@ def load(vip, args, conns, path):
     return out
 
 
-def run_phases(s):
+def run_phases(s, rnd):
     if not sanity(s):
         return False
     idle0, w0 = cpu_s(s.pid), time.time()
     time.sleep(2)
-    idle[s.name] = (cpu_s(s.pid) - idle0) / (time.time() - w0)
+    idle.setdefault(s.name, []).append((cpu_s(s.pid) - idle0) / (time.time() - w0))
     for phase, args, conns, path in PHASES:
         c0 = cpu_s(s.pid)
         r = load(s.vip, args, conns, path)
         r["cpu"] = cpu_s(s.pid) - c0
-        res[(phase, s.name)] = r
+        res.setdefault((phase, s.name), []).append(r)
         errs = " ".join(f"{k}={int(v)}" for k, v in r.items() if k.startswith("err_"))
-        print(f"  {s.name:12} {phase:10} {int(r['handshakes']):7d} hs ({int(r['resumed'])} resumed) "
-              f"{int(r['requests']):7d} req {r['bytes'] / 1e6:9.1f} MB in {r['secs']:.2f}s, "
-              f"{r['hs_per_s']:8.1f} hs/s {r['MB_per_s']:7.1f} MB/s, server cpu {r['cpu']:.2f}s, "
+        print(f"  r{rnd} {s.name:12} {phase:11} {int(r['handshakes']):6d} hs ({int(r['resumed'])} resumed) "
+              f"{r['bytes'] / 1e6:7.1f} MB in {r['secs']:.2f}s, {r['hs_per_s']:7.1f} hs/s {r['MB_per_s']:6.1f} MB/s, "
+              f"server cpu {r['cpu']:.2f}s = {unit(phase, r):7.1f} {'s/GB' if phase == 'bulk' else 'us/hs'}, "
               f"errors {int(r['errors'])} {errs} {r['stderr']}", flush=True)
+    if PROFILE and rnd == 0:
+        profile(s)
     return True
 
 
-print(f"openssl speed (one core) ...", flush=True)
+def profile(s):
+    """Where the server's CPU goes in an extra full-ecdsa run under `perf record` (not a measured
+    one: sampling costs the target CPU): shares by binary, then the top functions."""
+    data = os.path.join(work, f"perf-{s.name}.data")
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", data,
+                          "-p", ",".join(str(x) for x in pids(s.pid))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    load(s.vip, PHASES[0][1], CONNS, "/")
+    p.send_signal(signal.SIGINT)
+    p.wait(30)
+    print(f"  profile of {s.name}, full-ecdsa (perf cpu-clock, self time; by binary, then top functions):")
+    for sort, limit, top in (("dso", "1", 8), ("dso,sym", "0.5", 30)):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                            "--sort", sort, "--percent-limit", limit], capture_output=True, text=True)
+        lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+        for line in lines[:top]:
+            print("    " + line[:140])
+
+
+def unit(phase, r):
+    """Server CPU µs per handshake, or CPU s per GB for bulk, of one run."""
+    if phase == "bulk":
+        return r["cpu"] / (r["bytes"] / 1e9) if r["bytes"] else float("inf")
+    return r["cpu"] * 1e6 / r["handshakes"] if r["handshakes"] else float("inf")
+
+
+print("openssl speed (one core) ...", flush=True)
 speed = openssl_speed()
 print("  " + ", ".join(f"{k} {v:.0f}" for k, v in speed.items()), flush=True)
 x = 1e6 / speed["x25519_per_s"]
@@ -331,58 +379,77 @@ bound_us = {"full-ecdsa": 1e6 / speed["ecdsa_sign_per_s"] + 2 * x,
             "full-rsa": 1e6 / speed["rsa_sign_per_s"] + 2 * x,
             "resume": 2 * x,
             "bulk": 1e9 / speed["gcm_bytes_per_s"]}  # CPU s per GB
+bound_us["ecdsa-paced"] = bound_us["full-ecdsa"]
 
-res, idle, servers = {}, {}, []
-for make, name in ((haproxy, "haproxy"), (nginx_stream, "nginx"),
-                   (lambda: edged(True), "edged-async"), (lambda: edged(False), "edged-sync")):
-    if name.startswith("edged") and not WITH_EDGED:
-        continue
-    try:
-        s = make()
-    except RuntimeError as err:  # edged refused its config or did not get ready
-        print(f"{name}: not benched: {str(err).splitlines()[0]}\n{err}", file=sys.stderr)
-        continue
-    if run_phases(s):
-        servers.append(name)
-    s.stop()
+makers = [(haproxy, "haproxy"), (nginx_stream, "nginx")]
+if WITH_EDGED:
+    makers += [(lambda: edged(True), "edged-async"), (lambda: edged(False), "edged-sync")]
+res, idle, failed = {}, {}, set()
+for rnd in range(ROUNDS):
+    # Each round starts with the next server, so a drift in the machine's load favours none.
+    for make, name in makers[rnd % len(makers):] + makers[:rnd % len(makers)]:
+        if name in failed:
+            continue
+        try:
+            s = make()
+        except RuntimeError as err:  # edged refused its config or did not get ready
+            print(f"{name}: not benched: {err}", file=sys.stderr)
+            failed.add(name)
+            continue
+        if not run_phases(s, rnd):
+            failed.add(name)
+        s.stop()
+servers = [n for _m, n in makers if n not in failed]
 
 
 def per_unit(phase, name):
-    """Server CPU µs per handshake, or CPU s per GB for bulk."""
-    r = res[(phase, name)]
-    if phase == "bulk":
-        return r["cpu"] / (r["bytes"] / 1e9) if r["bytes"] else float("inf")
-    return r["cpu"] * 1e6 / r["handshakes"] if r["handshakes"] else float("inf")
+    """Median over the rounds of the server's CPU per handshake (µs) or per GB (s)."""
+    return statistics.median(unit(phase, r) for r in res[(phase, name)])
+
+
+def rate(phase, name):
+    return statistics.median(r["MB_per_s" if phase == "bulk" else "hs_per_s"] for r in res[(phase, name)])
 
 
 labels = {"full-ecdsa": "CPU us / full handshake, ECDSA P-256", "full-rsa": "CPU us / full handshake, RSA-2048",
-          "resume": "CPU us / resumed handshake", "bulk": "CPU s / GB bulk (AES-128-GCM)"}
+          "resume": "CPU us / resumed handshake", "bulk": "CPU s / GB bulk (AES-128-GCM)",
+          "ecdsa-paced": f"CPU us / ECDSA full at {RATE}/s offered"}
 print(f"\nTLS 1.3 termination, one server at a time on one core (haproxy nbthread 1, nginx worker_processes 1, "
       f"edged one worker lcore); tls_load --conns {CONNS} (bulk {BULK_CONNS}) --secs {SECS:g}, "
-      f"{'pinned: servers CPU 1, client+backend CPU 0' if PIN else 'unpinned'}; host {os.cpu_count()} cores")
-print(f"{'metric':38}" + "".join(f"{n:>13}" for n in servers) + f"{'crypto bound':>14}")
+      f"{'pinned: servers CPU 1, client+backend CPU 0' if PIN else 'unpinned'}; host {os.cpu_count()} cores; "
+      f"median of {ROUNDS} round(s)")
+W = 13
+print(f"{'metric':40}" + "".join(f"{n:>{W}}" for n in servers) + f"{'crypto bound':>{W + 1}}")
 for phase, *_ in PHASES:
-    print(f"{labels[phase]:38}" + "".join(f"{per_unit(phase, n):13.1f}" for n in servers) +
-          f"{bound_us[phase]:14.1f}")
+    print(f"{labels[phase]:40}" + "".join(f"{per_unit(phase, n):{W}.1f}" for n in servers) +
+          f"{bound_us[phase]:{W + 1}.1f}")
 for phase, *_ in PHASES:
-    key = "MB_per_s" if phase == "bulk" else "hs_per_s"
-    print(f"{phase + (' MB/s' if phase == 'bulk' else ' handshakes/s'):38}" +
-          "".join(f"{res[(phase, n)][key]:13.1f}" for n in servers))
-print(f"{'idle CPU (s per s)':38}" + "".join(f"{idle[n]:13.3f}" for n in servers))
+    print(f"{phase + (' MB/s' if phase == 'bulk' else ' handshakes/s'):40}" +
+          "".join(f"{rate(phase, n):{W}.1f}" for n in servers))
+print(f"{'idle CPU (s per s)':40}" + "".join(f"{statistics.median(idle[n]):{W}.3f}" for n in servers))
+if ROUNDS > 1:
+    print(f"{'spread over rounds (max/min per unit)':40}")
+    for phase, *_ in PHASES:
+        print(f"{'  ' + phase:40}" + "".join(
+            f"{max(unit(phase, r) for r in res[(phase, n)]) / min(unit(phase, r) for r in res[(phase, n)]):{W}.2f}"
+            for n in servers))
 
-print("\nratios (server CPU per unit; < 1 means the first uses less)")
 pairs = [(a, b) for a in servers if a.startswith("edged") for b in servers if not b.startswith("edged")]
 if "edged-async" in servers and "edged-sync" in servers:
     pairs.append(("edged-async", "edged-sync"))
+cols = [f"{a}/{b}" for a, b in pairs] + [f"{n}/bound" for n in servers]
+print("\nratios of server CPU per unit (< 1: the first uses less)")
+print(f"{'':12}" + "".join(f"{c:>{max(len(c), 8) + 2}}" for c in cols))
 for phase, *_ in PHASES:
-    cols = [f"{a}/{b} {per_unit(phase, a) / per_unit(phase, b):.2f}" for a, b in pairs]
-    cols += [f"{n}/bound {per_unit(phase, n) / bound_us[phase]:.2f}" for n in servers]
-    print(f"  {phase:10} " + ", ".join(cols))
+    vals = [per_unit(phase, a) / per_unit(phase, b) for a, b in pairs] + \
+           [per_unit(phase, n) / bound_us[phase] for n in servers]
+    print(f"{phase:12}" + "".join(f"{v:>{max(len(c), 8) + 2}.2f}" for c, v in zip(cols, vals)))
 if not any(n.startswith("edged") for n in servers):
-    print("  (edged not benched: peers and bound only)")
-errs = {f"{p}/{n}": int(v["errors"]) for (p, n), v in res.items() if v["errors"]}
-nores = {f"{n}": int(v["not_resumed"]) for (p, n), v in res.items() if p == "resume" and v["not_resumed"]}
+    print("(edged not benched: peers and bound only)")
+errs = {f"{p}/{n}": sum(int(r["errors"]) for r in v) for (p, n), v in res.items() if any(r["errors"] for r in v)}
+nores = {n: sum(int(r["not_resumed"]) for r in v) for (p, n), v in res.items()
+         if p == "resume" and any(r["not_resumed"] for r in v)}
 print("client errors: " + (str(errs) if errs else "none") + "; resume offered but not resumed: " +
       (str(nores) if nores else "none"))
 h._run_cleanups()
-sys.exit(0 if servers and not errs else 1)
+sys.exit(0 if servers and not errs and not failed else 1)

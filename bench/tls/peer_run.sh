@@ -5,8 +5,9 @@
 # handshake (ECDSA, RSA, resumed) and per GB, and the ratios. Needs root, haproxy, nginx-light,
 # libnginx-mod-stream (deploy/install-deps.sh installs them; this script installs nothing).
 # Usage: bench/tls/peer_run.sh [build-dir]
-#   env: BENCH_SECS per phase (8), BENCH_CONNS (32), BENCH_BULK_CONNS (4), BENCH_PIN (1),
-#        BENCH_EDGED (1; 0 = peers and bound only)
+#   env: BENCH_SECS per phase (8), BENCH_CONNS (32), BENCH_BULK_CONNS (4), BENCH_RATE (300),
+#        BENCH_ROUNDS (1), BENCH_PIN (1),
+#        BENCH_EDGED (1; 0 = peers and bound only), BENCH_PROFILE (0; 1 = perf profile per server)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

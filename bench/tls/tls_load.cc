@@ -15,7 +15,9 @@
 // is not what is measured); the CertificateVerify signature still is, by OpenSSL.
 //
 // Usage: tls_load --connect IP:PORT --mode full|resume|bulk [--sig ecdsa|rsa] [--conns N]
-//                 [--secs S] [--path /] [--sni example.test] [--timeout-ms 5000]
+//                 [--rate CONN_PER_S] [--secs S] [--path /] [--sni example.test] [--timeout-ms 5000]
+// --rate paces new connections (at most `conns` in flight), so servers of different speed see the
+// same offered load.
 // Prints one line of key=value figures; exit 0 when at least one request completed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -83,6 +85,7 @@ struct options {
   std::string path = "/";
   std::string sni = "example.test";
   int64_t timeout_ns = 5'000'000'000;
+  double rate = 0;  // new connections per second at most (0: as fast as `conns` allows)
 };
 
 struct counters {
@@ -143,13 +146,14 @@ class client {
   }
 
   void run() {
-    const int64_t t0 = now_ns();
+    const int64_t t0 = t0_ = now_ns();
     const int64_t end = t0 + static_cast<int64_t>(o_.secs * 1e9);
+    const int wait_ms = o_.rate > 0 ? 1 : 50;  // a paced client opens connections between events
     int64_t next_scan = t0;
     epoll_event evs[256];
     top_up();
-    while (active_ > 0) {
-      int n = epoll_wait(ep_, evs, 256, 50);
+    while (active_ > 0 || (o_.rate > 0 && !stopping_)) {
+      int n = epoll_wait(ep_, evs, 256, wait_ms);
       for (int i = 0; i < n; ++i) drive(*static_cast<conn*>(evs[i].data.ptr));
       const int64_t now = now_ns();
       if (!stopping_ && now >= end) {
@@ -175,9 +179,9 @@ class client {
     for (uint64_t e : n_.errors) errs += e;
     const char* mname = o_.m == mode::full ? "full" : o_.m == mode::resume ? "resume" : "bulk";
     std::printf(
-        "tls_load mode=%s sig=%s conns=%d secs=%.3f connections=%lu handshakes=%lu resumed=%lu "
+        "tls_load mode=%s sig=%s conns=%d rate=%.0f secs=%.3f connections=%lu handshakes=%lu resumed=%lu "
         "not_resumed=%lu requests=%lu bytes=%lu hs_per_s=%.1f MB_per_s=%.1f errors=%lu",
-        mname, o_.rsa ? "rsa" : "ecdsa", o_.conns, wall_s_, n_.connections, n_.handshakes, n_.resumed,
+        mname, o_.rsa ? "rsa" : "ecdsa", o_.conns, o_.rate, wall_s_, n_.connections, n_.handshakes, n_.resumed,
         n_.not_resumed, n_.requests, n_.bytes, static_cast<double>(n_.handshakes) / wall_s_,
         static_cast<double>(n_.bytes) / wall_s_ / 1e6, errs);
     for (size_t i = 0; i < static_cast<size_t>(error::count); ++i)
@@ -196,8 +200,11 @@ class client {
   }
 
   void top_up() {
+    // Paced: no more connections than `rate` × elapsed time (the first one at once).
+    const uint64_t allowed = o_.rate > 0 ? static_cast<uint64_t>(static_cast<double>(now_ns() - t0_) * o_.rate / 1e9) + 1
+                                         : UINT64_MAX;
     for (auto& c : conns_) {
-      if (active_ >= wanted()) return;
+      if (active_ >= wanted() || n_.connections >= allowed) return;
       if (c.st == state::free) open(c);
     }
   }
@@ -409,6 +416,7 @@ class client {
   std::vector<conn> conns_;
   counters n_;
   std::string first_error_;
+  int64_t t0_ = 0;
   int ep_ = -1;
   int active_ = 0;
   bool stopping_ = false;
@@ -418,7 +426,7 @@ class client {
 int usage(const char* why) {
   std::fprintf(stderr,
                "tls_load: %s\nusage: tls_load --connect IP:PORT --mode full|resume|bulk [--sig ecdsa|rsa] "
-               "[--conns N] [--secs S] [--path /] [--sni NAME] [--timeout-ms MS]\n",
+               "[--conns N] [--rate CONN_PER_S] [--secs S] [--path /] [--sni NAME] [--timeout-ms MS]\n",
                why);
   return 2;
 }
@@ -456,6 +464,9 @@ int main(int argc, char** argv) {
     } else if (a == "--secs") {
       o.secs = std::atof(v);
       if (!(o.secs > 0)) return usage("bad --secs");
+    } else if (a == "--rate") {
+      o.rate = std::atof(v);
+      if (!(o.rate >= 0)) return usage("bad --rate");
     } else if (a == "--path") {
       o.path = v;
     } else if (a == "--sni") {

@@ -68,6 +68,9 @@ try:
               f"full {sig}: every connection completed a handshake and a response")
         check(r["resumed"] == 0, f"full {sig}: no handshake resumed")
         check(r["bytes"] >= r["requests"] << 20, f"full {sig}: each response carried the 1 MiB file")
+    r = load(both, "--mode", "full", "--rate", "50")
+    check(r["rc"] == 0 and r["errors"] == 0 and 40 <= r["handshakes"] <= 60,
+          "--rate 50 for 1 s opens about 50 connections")
     r = load(both, "--mode", "resume")
     check(r["rc"] == 0 and r["errors"] == 0, "resume: no errors")
     check(r["handshakes"] > 1 and r["resumed"] == r["handshakes"] - 1 and r["not_resumed"] == 0,
