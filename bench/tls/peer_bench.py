@@ -35,7 +35,9 @@ BENCH_BULK_CONNS (default 4), BENCH_RATE (default 300), BENCH_ROUNDS (default 1:
 servers, each round starting with the next server; the figures are medians over the rounds),
 BENCH_PIN (default 1: servers on CPU 1 like edged's worker lcore,
 client and backend on CPU 0), BENCH_EDGED (default 1; 0 benches the peers only), BENCH_PROFILE
-(default 0; 1 adds a full-ecdsa run per server under `perf record` and prints where its CPU went)."""
+(default 0; 1 or a comma list of phases, e.g. full-ecdsa,bulk: an extra run of each per server
+under `perf record`, printing where the server's CPU went), BENCH_SERVERS (default all: a comma
+list of haproxy, nginx, edged-async, edged-sync)."""
 import os
 import re
 import resource
@@ -56,7 +58,8 @@ CONNS = int(os.environ.get("BENCH_CONNS", "32"))
 BULK_CONNS = int(os.environ.get("BENCH_BULK_CONNS", "4"))
 PIN = os.environ.get("BENCH_PIN", "1") != "0"
 WITH_EDGED = os.environ.get("BENCH_EDGED", "1") != "0"
-PROFILE = os.environ.get("BENCH_PROFILE", "0") != "0"
+PROFILE = {"0": [], "1": ["full-ecdsa"]}.get(os.environ.get("BENCH_PROFILE", "0"),
+                                             os.environ.get("BENCH_PROFILE", "").split(","))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 RATE = int(os.environ.get("BENCH_RATE", "300"))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -70,6 +73,10 @@ PHASES = [("full-ecdsa", ["--mode", "full", "--sig", "ecdsa"], CONNS, "/"),
           ("resume", ["--mode", "resume", "--sig", "ecdsa"], CONNS, "/"),
           ("bulk", ["--mode", "bulk", "--sig", "ecdsa"], BULK_CONNS, "/big"),
           ("ecdsa-paced", ["--mode", "full", "--sig", "ecdsa", "--rate", str(RATE)], CONNS, "/")]
+
+if set(PROFILE) - {p[0] for p in PHASES}:
+    sys.exit(f"BENCH_PROFILE: unknown phase(s) {sorted(set(PROFILE) - {p[0] for p in PHASES})}; "
+             f"phases are {[p[0] for p in PHASES]}")
 
 
 def pin(cpu):
@@ -174,8 +181,9 @@ h._cleanups.append(lambda: backend.poll() is None and (backend.kill(), backend.w
 class Server:
     """A server under test: its process, the VIP it terminates, how to stop it and read its log."""
 
-    def __init__(self, name, vip, proc, stop, logs):
+    def __init__(self, name, vip, proc, stop, logs, diag=None):
         self.name, self.vip, self.proc, self.pid, self.stop, self.logs = name, vip, proc, proc.pid, stop, logs
+        self.diag = diag or (lambda: "")
 
 
 def spawn(name, cmd, vip):
@@ -291,7 +299,21 @@ services:
 """
     # OpenSSL servers (HAProxy, nginx) send two TLS 1.3 tickets per handshake; edged is told to as well.
     e = h.Edged(dut, config)
-    return Server(f"edged-{'async' if async_on else 'sync'}", VIP_A, e.proc, e.stop, e.logs)
+    return Server(f"edged-{'async' if async_on else 'sync'}", VIP_A, e.proc, e.stop, e.logs, lambda: edged_diag(e))
+
+
+def edged_diag(e):
+    """edged's counters that say where connections went (printed after a phase with client errors)."""
+    try:
+        m = e.metrics()
+    except subprocess.SubprocessError as err:
+        return f"no /metrics: {err}"
+    keys = ("edge_drops_total", "edge_port_rx_missed", "edge_port_rx_nombuf", "edge_port_tx_dropped", "edge_relay",
+            "edge_tcp_active", "edge_tcp_refused", "edge_tcp_handshake_timeouts", "edge_tcp_rto", "edge_tcp_retransmits",
+            "edge_tcp_resets_sent", "edge_tls_errors", "edge_tls_alerts", "edge_tls_sessions_active",
+            "edge_tls_async_pending", "edge_tls_offload_in_flight", "edge_upstream", "edge_worker_busy_loops",
+            "edge_worker_idle_loops")
+    return ", ".join(f"{k}={v:.0f}" for k, v in sorted(m.items()) if k.startswith(keys) and v)
 
 
 def sanity(s):
@@ -339,23 +361,28 @@ def run_phases(s, rnd):
               f"{r['bytes'] / 1e6:7.1f} MB in {r['secs']:.2f}s, {r['hs_per_s']:7.1f} hs/s {r['MB_per_s']:6.1f} MB/s, "
               f"server cpu {r['cpu']:.2f}s = {unit(phase, r):7.1f} {'s/GB' if phase == 'bulk' else 'us/hs'}, "
               f"errors {int(r['errors'])} {errs} {r['stderr']}", flush=True)
-    if PROFILE and rnd == 0:
-        profile(s)
+        if r["errors"]:
+            print(f"    {s.name} after {phase}: {s.diag()}\n    log tail: " +
+                  "\n    ".join(s.logs().splitlines()[-10:]), flush=True)
+    if rnd == 0:
+        for phase in PROFILE:
+            profile(s, phase)
     return True
 
 
-def profile(s):
-    """Where the server's CPU goes in an extra full-ecdsa run under `perf record` (not a measured
+def profile(s, phase):
+    """Where the server's CPU goes in an extra run of `phase` under `perf record` (not a measured
     one: sampling costs the target CPU): shares by binary, then the top functions."""
-    data = os.path.join(work, f"perf-{s.name}.data")
+    _name, args, conns, path = next(p for p in PHASES if p[0] == phase)
+    data = os.path.join(work, f"perf-{s.name}-{phase}.data")
     p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", data,
                           "-p", ",".join(str(x) for x in pids(s.pid))],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    load(s.vip, PHASES[0][1], CONNS, "/")
+    load(s.vip, args, conns, path)
     p.send_signal(signal.SIGINT)
     p.wait(30)
-    print(f"  profile of {s.name}, full-ecdsa (perf cpu-clock, self time; by binary, then top functions):")
+    print(f"  profile of {s.name}, {phase} (perf cpu-clock, self time; by binary, then top functions):")
     for sort, limit, top in (("dso", "1", 8), ("dso,sym", "0.5", 30)):
         r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
                             "--sort", sort, "--percent-limit", limit], capture_output=True, text=True)
@@ -384,6 +411,8 @@ bound_us["ecdsa-paced"] = bound_us["full-ecdsa"]
 makers = [(haproxy, "haproxy"), (nginx_stream, "nginx")]
 if WITH_EDGED:
     makers += [(lambda: edged(True), "edged-async"), (lambda: edged(False), "edged-sync")]
+if os.environ.get("BENCH_SERVERS"):
+    makers = [m for m in makers if m[1] in os.environ["BENCH_SERVERS"].split(",")]
 res, idle, failed = {}, {}, set()
 for rnd in range(ROUNDS):
     # Each round starts with the next server, so a drift in the machine's load favours none.

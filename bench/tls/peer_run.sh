@@ -7,7 +7,7 @@
 # Usage: bench/tls/peer_run.sh [build-dir]
 #   env: BENCH_SECS per phase (8), BENCH_CONNS (32), BENCH_BULK_CONNS (4), BENCH_RATE (300),
 #        BENCH_ROUNDS (1), BENCH_PIN (1),
-#        BENCH_EDGED (1; 0 = peers and bound only), BENCH_PROFILE (0; 1 = perf profile per server)
+#        BENCH_EDGED (1; 0 = peers and bound only), BENCH_PROFILE (0; 1 or phases, e.g. full-ecdsa,bulk = perf profile per server)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
