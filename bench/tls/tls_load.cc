@@ -15,7 +15,8 @@
 // is not what is measured); the CertificateVerify signature still is, by OpenSSL.
 //
 // Usage: tls_load --connect IP:PORT --mode full|resume|bulk [--sig ecdsa|rsa] [--conns N]
-//                 [--rate CONN_PER_S] [--secs S] [--path /] [--sni example.test] [--timeout-ms 5000]
+//                 [--rate CONN_PER_S] [--secs S] [--path /] [--sni example.test]
+//                 [--timeout-ms 5000]
 // --rate paces new connections (at most `conns` in flight), so servers of different speed see the
 // same offered load.
 // Prints one line of key=value figures; exit 0 when at least one request completed.
@@ -115,7 +116,7 @@ struct conn {
   size_t head_len = 0;
   int64_t body_left = 0;  // -1: until EOF
   int64_t deadline = 0;
-  bool offered = false;   // a ticket was offered (resume mode)
+  bool offered = false;  // a ticket was offered (resume mode)
 };
 
 class client {
@@ -179,15 +180,17 @@ class client {
     for (uint64_t e : n_.errors) errs += e;
     const char* mname = o_.m == mode::full ? "full" : o_.m == mode::resume ? "resume" : "bulk";
     std::printf(
-        "tls_load mode=%s sig=%s conns=%d rate=%.0f secs=%.3f connections=%lu handshakes=%lu resumed=%lu "
-        "not_resumed=%lu requests=%lu bytes=%lu hs_per_s=%.1f MB_per_s=%.1f errors=%lu",
-        mname, o_.rsa ? "rsa" : "ecdsa", o_.conns, o_.rate, wall_s_, n_.connections, n_.handshakes, n_.resumed,
-        n_.not_resumed, n_.requests, n_.bytes, static_cast<double>(n_.handshakes) / wall_s_,
-        static_cast<double>(n_.bytes) / wall_s_ / 1e6, errs);
+        "tls_load mode=%s sig=%s conns=%d rate=%.0f secs=%.3f connections=%lu handshakes=%lu "
+        "resumed=%lu not_resumed=%lu requests=%lu bytes=%lu hs_per_s=%.1f MB_per_s=%.1f errors=%lu",
+        mname, o_.rsa ? "rsa" : "ecdsa", o_.conns, o_.rate, wall_s_, n_.connections, n_.handshakes,
+        n_.resumed, n_.not_resumed, n_.requests, n_.bytes,
+        static_cast<double>(n_.handshakes) / wall_s_, static_cast<double>(n_.bytes) / wall_s_ / 1e6,
+        errs);
     for (size_t i = 0; i < static_cast<size_t>(error::count); ++i)
       if (n_.errors[i] != 0) std::printf(" err_%s=%lu", error_names[i], n_.errors[i]);
     std::printf("\n");
-    if (!first_error_.empty()) std::fprintf(stderr, "tls_load: first error: %s\n", first_error_.c_str());
+    if (!first_error_.empty())
+      std::fprintf(stderr, "tls_load: first error: %s\n", first_error_.c_str());
     return n_.requests > 0 ? 0 : 1;
   }
 
@@ -201,8 +204,9 @@ class client {
 
   void top_up() {
     // Paced: no more connections than `rate` × elapsed time (the first one at once).
-    const uint64_t allowed = o_.rate > 0 ? static_cast<uint64_t>(static_cast<double>(now_ns() - t0_) * o_.rate / 1e9) + 1
-                                         : UINT64_MAX;
+    const uint64_t allowed =
+        o_.rate > 0 ? static_cast<uint64_t>(static_cast<double>(now_ns() - t0_) * o_.rate / 1e9) + 1
+                    : UINT64_MAX;
     for (auto& c : conns_) {
       if (active_ >= wanted() || n_.connections >= allowed) return;
       if (c.st == state::free) open(c);
@@ -219,7 +223,8 @@ class client {
     if (c.fd < 0) return fail(c, error::connect, "socket");
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&o_.addr), sizeof o_.addr) != 0 && errno != EINPROGRESS)
+    if (connect(c.fd, reinterpret_cast<const sockaddr*>(&o_.addr), sizeof o_.addr) != 0 &&
+        errno != EINPROGRESS)
       return fail(c, error::connect, std::strerror(errno));
     c.ssl = SSL_new(ctx_.get());
     if (c.ssl == nullptr || SSL_set_fd(c.ssl, c.fd) != 1) return fail(c, error::connect, "SSL_new");
@@ -262,7 +267,8 @@ class client {
           break;
         }
         case state::write: {
-          int r = SSL_write(c.ssl, request_.data() + c.req_off, static_cast<int>(request_.size() - c.req_off));
+          int r = SSL_write(c.ssl, request_.data() + c.req_off,
+                            static_cast<int>(request_.size() - c.req_off));
           if (r <= 0) {
             if (want(c.ssl, r)) return;
             return fail(c, error::write, ssl_error());
@@ -318,7 +324,8 @@ class client {
       size_t end = h.find("\r\n\r\n");
       if (end == std::string_view::npos) {
         c.head_len += take;
-        if (c.head_len == sizeof c.head) return fail(c, error::bad_response, "head too long"), false;
+        if (c.head_len == sizeof c.head)
+          return fail(c, error::bad_response, "head too long"), false;
         return true;
       }
       const size_t used = end + 4 - c.head_len;  // bytes of p that belong to the head
@@ -377,15 +384,18 @@ class client {
   std::string ssl_error() {
     unsigned long e = ERR_peek_error();
     char b[256];
-    if (e == 0) std::snprintf(b, sizeof b, "errno %d (%s)", errno, std::strerror(errno));
-    else ERR_error_string_n(e, b, sizeof b);
+    if (e == 0)
+      std::snprintf(b, sizeof b, "errno %d (%s)", errno, std::strerror(errno));
+    else
+      ERR_error_string_n(e, b, sizeof b);
     ERR_clear_error();
     return b;
   }
 
   void fail(conn& c, error e, const std::string& why = "") {
     ++n_.errors[static_cast<size_t>(e)];
-    if (first_error_.empty()) first_error_ = std::string(error_names[static_cast<size_t>(e)]) + ": " + why;
+    if (first_error_.empty())
+      first_error_ = std::string(error_names[static_cast<size_t>(e)]) + ": " + why;
     ERR_clear_error();
     finish(c, false);
   }
@@ -424,10 +434,11 @@ class client {
 };
 
 int usage(const char* why) {
-  std::fprintf(stderr,
-               "tls_load: %s\nusage: tls_load --connect IP:PORT --mode full|resume|bulk [--sig ecdsa|rsa] "
-               "[--conns N] [--rate CONN_PER_S] [--secs S] [--path /] [--sni NAME] [--timeout-ms MS]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "tls_load: %s\nusage: tls_load --connect IP:PORT --mode full|resume|bulk [--sig ecdsa|rsa] "
+      "[--conns N] [--rate CONN_PER_S] [--secs S] [--path /] [--sni NAME] [--timeout-ms MS]\n",
+      why);
   return 2;
 }
 
@@ -446,14 +457,19 @@ int main(int argc, char** argv) {
       if (colon == std::string::npos) return usage("--connect wants IP:PORT");
       o.addr.sin_family = AF_INET;
       o.addr.sin_port = htons(static_cast<uint16_t>(std::atoi(s.c_str() + colon + 1)));
-      if (inet_pton(AF_INET, s.substr(0, colon).c_str(), &o.addr.sin_addr) != 1) return usage("bad IPv4 address");
+      if (inet_pton(AF_INET, s.substr(0, colon).c_str(), &o.addr.sin_addr) != 1)
+        return usage("bad IPv4 address");
       have_addr = true;
     } else if (a == "--mode") {
       std::string_view m = v;
-      if (m == "full") o.m = mode::full;
-      else if (m == "resume") o.m = mode::resume;
-      else if (m == "bulk") o.m = mode::bulk;
-      else return usage("bad --mode");
+      if (m == "full")
+        o.m = mode::full;
+      else if (m == "resume")
+        o.m = mode::resume;
+      else if (m == "bulk")
+        o.m = mode::bulk;
+      else
+        return usage("bad --mode");
     } else if (a == "--sig") {
       std::string_view s = v;
       if (s != "ecdsa" && s != "rsa") return usage("bad --sig");
