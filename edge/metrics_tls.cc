@@ -1,5 +1,7 @@
 #include "edge/metrics_tls.hh"
 
+#include "edge/prom_text.hh"
+
 #include <array>
 #include <cctype>
 
@@ -7,21 +9,11 @@ namespace edge {
 namespace {
 
 void family(std::string& out, const char* name, const char* type, const char* help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
+  prom_text::header(out, name, type, help);
 }
 
 void sample(std::string& out, const char* name, const std::string& labels, uint64_t v) {
-  out += name;
-  if (!labels.empty()) out += "{" + labels + "}";
-  out += ' ' + std::to_string(v) + '\n';
+  prom_text::sample(out, name, labels, static_cast<double>(v));
 }
 
 // "handshake failure" -> "handshake_failure"

@@ -1,5 +1,7 @@
 #include "waf_metrics.hh"
 
+#include "edge/prom_text.hh"
+
 #include <array>
 #include <cstdio>
 #include <map>
@@ -9,27 +11,8 @@ namespace edge {
 
 namespace {
 
-void header(std::string& out, const char* name, const char* type, const char* help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-}
-
-void sample(std::string& out, const char* name, const std::string& labels, double v) {
-  char num[64];
-  std::snprintf(num, sizeof num, "%.17g", v);
-  out += name;
-  if (!labels.empty()) out += '{' + labels + '}';
-  out += ' ';
-  out += num;
-  out += '\n';
-}
+using prom_text::header;
+using prom_text::sample;
 
 // Label values come from config (service names) and rule error text: escape per the exposition
 // format.
