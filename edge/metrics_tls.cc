@@ -1,6 +1,6 @@
 #include "edge/metrics_tls.hh"
 
-#include "edge/prom_text.hh"
+#include "prom_text.hh"
 
 #include <array>
 #include <cctype>

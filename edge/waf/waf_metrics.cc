@@ -1,6 +1,6 @@
 #include "waf_metrics.hh"
 
-#include "edge/prom_text.hh"
+#include "prom_text.hh"
 
 #include <array>
 #include <cstdio>
