@@ -16,17 +16,24 @@ engine::engine(const config& cfg, rte_mempool* tx_pool, app* a)
       tsc_per_ms_(std::max<uint64_t>(1, (cfg.tsc_hz != 0 ? cfg.tsc_hz : rte_get_tsc_hz()) / 1000)),
       our_mss_v4_(static_cast<uint16_t>(cfg.mtu - 40)),
       our_mss_v6_(static_cast<uint16_t>(cfg.mtu - 60)),
-      our_wscale_(0) {
+      our_wscale_(0),
+      map_cap_(map_records(cfg)) {
   if (cfg_.window_scale)
     while (our_wscale_ < 14 && (cfg_.rcv_buf >> our_wscale_) > 65535) ++our_wscale_;
   tcbs_.resize(cfg_.max_connections);
   // new[] without () leaves the bytes untouched: pages are only backed once a connection uses them.
-  arena_.reset(new uint8_t[static_cast<size_t>(cfg_.max_connections) *
-                           (static_cast<size_t>(cfg_.rcv_buf) + cfg_.snd_buf)]);
+  // The send maps follow the byte buffers, aligned for their records.
+  const size_t bufs = static_cast<size_t>(cfg_.max_connections) *
+                      (static_cast<size_t>(cfg_.rcv_buf) + cfg_.snd_buf);
+  const size_t maps_at = (bufs + alignof(sent_seg) - 1) / alignof(sent_seg) * alignof(sent_seg);
+  const size_t map_bytes = size_t{map_cap_} * sizeof(sent_seg);
+  arena_.reset(new uint8_t[maps_at + cfg_.max_connections * map_bytes]);
   for (uint32_t i = 0; i < cfg_.max_connections; ++i) {
     tcb& t = tcbs_[i];
     t.rx = arena_.get() + static_cast<size_t>(i) * (cfg_.rcv_buf + cfg_.snd_buf);
     t.tx = t.rx + cfg_.rcv_buf;
+    // sent_seg is an aggregate (an implicit-lifetime type): raw arena bytes can hold them.
+    t.map = reinterpret_cast<sent_seg*>(arena_.get() + maps_at + i * map_bytes);
     t.free_next = i + 1 < cfg_.max_connections ? i + 1 : no_index;
   }
   free_head_ = 0;
@@ -152,9 +159,10 @@ tcb* engine::alloc_tcb(const route& rt, uint16_t listener_id) {
   free_head_ = t.free_next;
   uint8_t* rx = t.rx;
   uint8_t* tx = t.tx;
+  sent_seg* map = t.map;
   const uint32_t gen = t.gen;
   t = tcb{};
-  t.rx = rx, t.tx = tx, t.gen = gen;
+  t.rx = rx, t.tx = tx, t.map = map, t.gen = gen;
   t.rt = rt;
   t.info.listener = listener_id;
   t.info.remote = rt.remote, t.info.local = rt.local;

@@ -2,6 +2,7 @@
 // The stack's implementation object: pools, tables, timer wheel and the TCP machinery. Split
 // over engine.cc (setup, app calls, tables), input.cc (segment arrival), output.cc (segments we
 // send, congestion control) and timers.cc (wheel and timeouts).
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -28,6 +29,12 @@ struct segment {
   uint8_t flags = 0;
   tcp_options opt;
 };
+
+// Send map records per connection: room for every segment of a full send buffer at ~1/3 of a
+// 1460-byte MSS, so SACK splits and small writes rarely fill it (a full map merges records).
+inline uint32_t map_records(const config& cfg) {
+  return std::clamp<uint32_t>(cfg.snd_buf / 512, 32, 1u << 21);
+}
 
 // The reply route for a received frame: its addresses swapped.
 route route_from(const rte_mbuf* m, const packet& p);
@@ -82,9 +89,8 @@ class engine {
   drop syn_received_input(tcb& t, const segment& s);
   drop synchronized_input(tcb& t, const segment& s);
   drop process_ack(tcb& t, const segment& s, bool& window_changed);
-  void prune_scoreboard(tcb& t);
   void enter_time_wait(tcb& t);
-  void update_scoreboard(tcb& t, const segment& s);
+  bool update_scoreboard(tcb& t, const segment& s);
   void receive_data(tcb& t, uint32_t seq, const uint8_t* data, uint32_t len, bool& readable);
   void insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped);
   void process_fin(tcb& t);
@@ -104,14 +110,30 @@ class engine {
   uint16_t rcv_window(tcb& t);
   uint32_t rcv_space(const tcb& t) const;
   uint32_t ts_now(const tcb& t) const;
-  uint32_t pipe(const tcb& t) const;
-  bool next_hole(const tcb& t, uint32_t& seq, uint32_t& len) const;
-  void enter_recovery(tcb& t);
-  void on_new_ack(tcb& t, uint32_t acked);
   void rtt_sample(tcb& t, uint64_t rtt_us);
-  void retransmit_at(tcb& t, uint32_t seq);
   void send_synack_cookie(const route& rt, uint32_t isn, uint32_t irs, uint16_t mss,
                           const tcp_options& syn, uint32_t tsval);
+
+  // recovery.cc: the send map, RACK-TLP (RFC 8985), congestion control (RFC 5681, 6582, 6675).
+  uint32_t now32() const { return static_cast<uint32_t>(now_us()); }
+  void map_append(tcb& t, uint32_t start, uint32_t end, uint8_t flags);
+  bool map_split(tcb& t, uint32_t i, uint32_t at);
+  void map_ack(tcb& t, uint32_t ack);
+  uint32_t map_sack(tcb& t, seq_range b);
+  void map_mark_all_lost(tcb& t, bool forget_sacks);
+  void rack_advance(tcb& t, const sent_seg& r);
+  uint32_t rack_reo_wnd(const tcb& t) const;
+  bool rack_detect_loss(tcb& t);
+  void arm_tlp(tcb& t);
+  void tlp_fire(tcb& t);
+  void tlp_on_ack(tcb& t, uint32_t ack, bool dsack);
+  uint32_t pipe(const tcb& t) const;
+  bool retransmit_seg(tcb& t, uint32_t i);
+  bool retransmit_lost(tcb& t, uint32_t& budget);
+  void mark_first_lost(tcb& t);
+  void enter_recovery(tcb& t);
+  void on_new_ack(tcb& t, uint32_t acked);
+  void after_ack(tcb& t, bool dupack_loss);
 
   // timers.cc
   void schedule(tcb& t);
@@ -125,6 +147,7 @@ class engine {
   uint64_t ms(uint64_t v) const { return v * tsc_per_ms_; }
   uint64_t now_ms() const { return now_ / tsc_per_ms_; }
   uint64_t now_us() const { return now_ * 1000 / tsc_per_ms_; }
+  uint64_t us(uint64_t v) const { return v * tsc_per_ms_ / 1000; }
 
   friend class stack;
 
@@ -138,7 +161,8 @@ class engine {
   uint8_t our_wscale_;
 
   std::vector<tcb> tcbs_;
-  std::unique_ptr<uint8_t[]> arena_;  // rx and tx bytes of every TCB, touched on first use
+  std::unique_ptr<uint8_t[]> arena_;  // rx and tx bytes and send maps, touched on first use
+  uint32_t map_cap_;                  // send map records per TCB
   uint32_t free_head_ = no_index;
   uint32_t release_head_ = no_index;
   uint32_t tw_head_ = no_index, tw_tail_ = no_index;  // TIME_WAIT FIFO

@@ -12,8 +12,7 @@ namespace l4::tcp {
 namespace {
 
 // Merges `b` into the sorted, disjoint ranges `in[0..n)`, writing the result (sorted, disjoint,
-// at most n + 1 ranges) to `out`; returns its length. Shared by the SACK scoreboard and the
-// out-of-order receive ranges.
+// at most n + 1 ranges) to `out`; returns its length (the out-of-order receive ranges).
 uint8_t merge_range(const seq_range* in, uint8_t n_in, seq_range b, seq_range* out) {
   uint8_t n = 0;
   bool placed = false;
@@ -120,7 +119,7 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     t->irs = s.seq;
     t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq + 1;
     t->iss = cookies_.isn(ft, now_us());
-    t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->high_rxt = t->iss;
+    t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->fack = t->iss;
     t->info.wscale = cfg_.window_scale && s.opt.wscale >= 0;
     t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(s.opt.wscale) : 0;
     t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
@@ -165,7 +164,7 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     t->irs = s.seq - 1;
     t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq;
     t->iss = s.ack - 1;
-    t->snd_una = t->recover = t->high_rxt = t->iss;
+    t->snd_una = t->recover = t->fack = t->iss;
     t->snd_nxt = t->snd_max = t->iss + 1;
     t->info.wscale = co->wscale >= 0;
     t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(co->wscale) : 0;
@@ -330,11 +329,13 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
       if (len > 0 || fin) {
         result = drop::tcp_duplicate;
         t.ack_now = true;
+        if (len > 0) t.dsack = {seq, seq_min(seq + len, t.rcv_nxt)};  // RFC 2883 §4.1.1
       }
       fin = false;
       len = 0;
       seq = t.rcv_nxt;
     } else {
+      t.dsack = {seq, t.rcv_nxt};  // partly duplicate: report the repeated part (RFC 2883)
       data += todrop;
       len -= todrop;
       seq = t.rcv_nxt;
@@ -433,7 +434,8 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
       t.backoff = 0;
     }
   }
-  update_scoreboard(t, s);
+  const bool dsack = update_scoreboard(t, s);
+  bool dupack_loss = false;
   if (seq_gt(ack, t.snd_una)) {
     const uint32_t acked = ack - t.snd_una;
     if (t.info.timestamps && s.opt.has_ts && s.opt.tsecr != 0 &&
@@ -450,13 +452,13 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
     t.tx_len -= data_acked;
     t.snd_una = ack;
     if (seq_lt(t.snd_nxt, t.snd_una)) t.snd_nxt = t.snd_una;
-    if (seq_lt(t.high_rxt, t.snd_una)) t.high_rxt = t.snd_una;
-    prune_scoreboard(t);
+    map_ack(t, ack);
     t.backoff = 0;
     if (!t.persist) {
       t.t_rexmit = 0;
       if (t.snd_una != t.snd_max) arm_rto(t);  // RFC 6298 (5.3)
     }
+    tlp_on_ack(t, ack, dsack);
     on_new_ack(t, acked);
     if (data_acked > 0 && t.app_want_write && t.accepted && !t.app_closed && !t.fin_queued) {
       t.app_want_write = false;
@@ -476,7 +478,7 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
   } else if (ack == t.snd_una && s.len == 0 && (s.flags & f_fin) == 0 && !window_changed &&
              t.snd_max != t.snd_una && t.snd_wnd != 0 && !t.persist) {
     // Duplicate ACK (RFC 5681 §2); three start fast retransmit unless a recovery for this
-    // window already ran (RFC 6582 §3.2 step 2).
+    // window already ran (RFC 6582 §3.2 step 2). With SACK, RACK usually decides first.
     ++t.dupacks;
     // Early retransmit (RFC 5827): with fewer than four segments out and nothing new to send,
     // three duplicate ACKs can never come; one fewer than the segments outstanding will do.
@@ -487,46 +489,41 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
       if (segs < 4) thresh = std::max<uint32_t>(1, segs - 1);
     }
     if (!t.in_recovery && t.dupacks >= thresh && seq_gt(t.snd_una, t.recover)) {
-      enter_recovery(t);
+      dupack_loss = true;
     } else if (t.in_recovery && !t.info.sack) {
       t.cwnd += t.mss;  // NewReno inflation
     }
   }
-  // RFC 6675 IsLost(SND.UNA+1): more than (DupThresh - 1) segments SACKed above it starts
-  // recovery even when the ACKs were not strict duplicates (a window update rode on them).
-  if (!t.in_recovery && t.info.sack && t.n_sacked > 0 && seq_gt(t.snd_una, t.recover) &&
-      t.snd_una != t.snd_max) {
-    uint32_t sacked = 0;
-    for (uint8_t i = 0; i < t.n_sacked; ++i) sacked += t.sacked[i].len();
-    if (sacked > 2u * t.mss) enter_recovery(t);
-  }
+  if (t.release_pending || t.state == tcp_state::time_wait) return drop::none;
+  after_ack(t, dupack_loss);
   return drop::none;
 }
 
-void engine::update_scoreboard(tcb& t, const segment& s) {
-  if (!t.info.sack) return;
-  for (uint8_t k = 0; k < s.opt.n_sack; ++k) {
-    seq_range b = s.opt.sack[k];
-    if (!seq_lt(b.start, b.end) || seq_gt(b.end, t.snd_max) || seq_leq(b.end, t.snd_una))
-      continue;  // bogus, or a D-SACK below snd_una
+// Applies the peer's SACK blocks to the send map, lowest first so that the reordering check
+// compares each newly SACKed record with what the peer held before. Returns whether the first
+// block reports a duplicate (D-SACK, RFC 2883 §4).
+bool engine::update_scoreboard(tcb& t, const segment& s) {
+  if (!t.info.sack || s.opt.n_sack == 0) return false;
+  const seq_range& b0 = s.opt.sack[0];
+  const bool dsack = seq_leq(b0.end, s.ack) ||
+                     (s.opt.n_sack > 1 && seq_geq(b0.start, s.opt.sack[1].start) &&
+                      seq_leq(b0.end, s.opt.sack[1].end));
+  seq_range blocks[4];
+  const uint8_t n = std::min<uint8_t>(s.opt.n_sack, 4);
+  for (uint8_t k = 0; k < n; ++k) {  // insertion sort of at most four blocks
+    uint8_t j = k;
+    for (; j > 0 && seq_lt(s.opt.sack[k].start, blocks[j - 1].start); --j) blocks[j] = blocks[j - 1];
+    blocks[j] = s.opt.sack[k];
+  }
+  for (uint8_t k = 0; k < n; ++k) {
+    seq_range b = blocks[k];
+    if (!seq_lt(b.start, b.end) || seq_gt(b.end, t.snd_max) || seq_leq(b.end, s.ack) ||
+        seq_leq(b.end, t.snd_una))
+      continue;  // bogus, or a D-SACK below the cumulative ACK
     if (seq_lt(b.start, t.snd_una)) b.start = t.snd_una;
-    seq_range out[max_sack_blocks + 1];
-    const uint8_t n = merge_range(t.sacked, t.n_sacked, b, out);
-    // Full: forget the highest range; the peer repeats it and the RTO still covers it.
-    t.n_sacked = std::min<uint8_t>(n, max_sack_blocks);
-    std::copy_n(out, t.n_sacked, t.sacked);
+    map_sack(t, b);
   }
-}
-
-void engine::prune_scoreboard(tcb& t) {
-  uint8_t n = 0;
-  for (uint8_t i = 0; i < t.n_sacked; ++i) {
-    seq_range r = t.sacked[i];
-    if (seq_leq(r.end, t.snd_una)) continue;
-    if (seq_lt(r.start, t.snd_una)) r.start = t.snd_una;
-    t.sacked[n++] = r;
-  }
-  t.n_sacked = n;
+  return dsack;
 }
 
 void engine::receive_data(tcb& t, uint32_t seq, const uint8_t* data, uint32_t len, bool& readable) {
@@ -597,7 +594,7 @@ void engine::process_fin(tcb& t) {
 
 void engine::enter_time_wait(tcb& t) {
   t.state = tcp_state::time_wait;
-  t.t_rexmit = 0;
+  t.t_rexmit = t.t_reo = t.t_tlp = 0;
   t.persist = false;
   t.t_delack = 0;
   t.t_state = now_ + ms(cfg_.time_wait_ms);

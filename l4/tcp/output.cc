@@ -1,5 +1,5 @@
-// Segments we send: frame building, the send loop (window, congestion window, SACK recovery),
-// retransmission, RTT estimation (RFC 6298) and congestion control (RFC 5681, 6582, 6675).
+// Segments we send: frame building, the send loop (window, congestion window, lost segments
+// first) and RTT estimation (RFC 6298). Loss detection and congestion control: recovery.cc.
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <netinet/in.h>
@@ -141,8 +141,11 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
     t.rcv_adv = t.rcv_nxt + wnd;
   } else {
     wnd = rcv_window(t);
+    // A duplicate first (D-SACK, RFC 2883), then the most recent range, then the others
+    // (RFC 2018 §4).
+    if (t.info.sack && t.dsack.start != t.dsack.end && (flags & f_rst) == 0)
+      o.sack[o.n_sack++] = t.dsack;
     if (t.info.sack && t.n_ooo > 0 && (flags & f_rst) == 0) {
-      // Most recent range first, then the others (RFC 2018 §4).
       uint8_t first = 0;
       for (uint8_t i = 0; i < t.n_ooo; ++i)
         if (seq_geq(t.last_ooo_seq, t.ooo[i].start) && seq_lt(t.last_ooo_seq, t.ooo[i].end)) first = i;
@@ -161,6 +164,7 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
   if (m == nullptr) return false;
   push_tx(m);
   if (flags & f_ack) {
+    t.dsack = {};
     t.last_ack_sent = t.rcv_nxt;
     t.ack_now = false;
     t.t_delack = 0;
@@ -178,7 +182,14 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
       t.rtt_seq = seq;
       t.rtt_start = now_;
     }
-    if (seq_gt(end, t.snd_max)) t.snd_max = end;
+    if (seq_gt(end, t.snd_max)) {
+      // The send map covers [snd_una, snd_max); a probe's byte beyond it is sent again as lost
+      // data once the window opens. The SYN is not in the map (the handshake covers it).
+      if ((flags & f_syn) == 0)
+        map_append(t, seq_max(seq, t.snd_max), end, kind == tx_kind::probe ? seg_lost : 0);
+      t.snd_max = end;
+    }
+    t.snd_nxt = t.snd_max;
     if (t.t_rexmit == 0 && !t.persist && kind != tx_kind::probe) arm_rto(t);
   }
   return true;
@@ -186,7 +197,7 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
 
 void engine::send_rst(tcb& t, reset_reason why) {
   out_options none;
-  // snd_max: the peer may have received everything we sent even if snd_nxt was rewound.
+  // snd_max: the peer may have received everything we sent.
   rte_mbuf* m = build(t.rt, t.snd_max, t.rcv_nxt, f_rst | f_ack, 0, none, nullptr, 0, 0);
   if (m == nullptr) return;
   push_tx(m);
@@ -227,82 +238,6 @@ void engine::send_synack_cookie(const route& rt, uint32_t isn, uint32_t irs, uin
   if (m != nullptr) push_tx(m);
 }
 
-uint32_t engine::pipe(const tcb& t) const {
-  const uint32_t outstanding = t.snd_max - t.snd_una;
-  if (t.n_sacked == 0) return outstanding;
-  uint32_t sacked = 0, lost = 0;
-  uint32_t cur = seq_max(t.high_rxt, t.snd_una);
-  for (uint8_t i = 0; i < t.n_sacked; ++i) {
-    sacked += t.sacked[i].len();
-    if (seq_lt(cur, t.sacked[i].start)) lost += t.sacked[i].start - cur;
-    cur = seq_max(cur, t.sacked[i].end);
-  }
-  const uint32_t gone = sacked + lost;
-  return gone >= outstanding ? 0 : outstanding - gone;
-}
-
-bool engine::next_hole(const tcb& t, uint32_t& seq, uint32_t& len) const {
-  uint32_t cur = seq_max(t.high_rxt, t.snd_una);
-  for (uint8_t i = 0; i < t.n_sacked; ++i) {
-    if (seq_lt(cur, t.sacked[i].start)) {
-      seq = cur;
-      len = std::min<uint32_t>(t.sacked[i].start - cur, t.mss);
-      return true;
-    }
-    cur = seq_max(cur, t.sacked[i].end);
-  }
-  return false;
-}
-
-void engine::retransmit_at(tcb& t, uint32_t seq) {
-  const uint32_t end = t.data_end();
-  uint32_t len = seq_lt(seq, end) ? std::min<uint32_t>(end - seq, t.mss) : 0;
-  uint8_t flags = f_ack;
-  if (t.fin_sent() && seq + len == end) flags |= f_fin;
-  if (len == 0 && (flags & f_fin) == 0) return;
-  if (send_segment(t, seq, len, flags, tx_kind::retransmit)) {
-    const uint32_t e = seq + len + ((flags & f_fin) ? 1 : 0);
-    if (seq_gt(e, t.high_rxt)) t.high_rxt = e;
-  }
-}
-
-void engine::enter_recovery(tcb& t) {
-  const uint32_t flight = t.snd_max - t.snd_una;
-  t.ssthresh = std::max<uint32_t>(flight / 2, 2u * t.mss);
-  t.recover = t.snd_max;
-  t.in_recovery = true;
-  t.high_rxt = t.snd_una;
-  t.cwnd = t.ssthresh + (t.info.sack ? 0 : 3u * t.mss);
-  ctr_.recoveries.add();
-  ctr_.fast_retransmits.add();
-  retransmit_at(t, t.snd_una);
-}
-
-void engine::on_new_ack(tcb& t, uint32_t acked) {
-  if (t.in_recovery) {
-    if (seq_geq(t.snd_una, t.recover)) {
-      t.in_recovery = false;  // full ACK (RFC 6582 §3.2 step 3)
-      t.cwnd = std::max<uint32_t>(t.ssthresh, t.mss);
-      t.dupacks = 0;
-      return;
-    }
-    // Partial ACK: the next hole is lost too.
-    if (!t.info.sack || t.n_sacked == 0) {
-      t.high_rxt = t.snd_una;
-      retransmit_at(t, t.snd_una);
-      t.cwnd = (t.cwnd > acked ? t.cwnd - acked : 0) + t.mss;
-    }
-    return;
-  }
-  t.dupacks = 0;
-  if (t.cwnd < t.ssthresh) {
-    t.cwnd += std::min<uint32_t>(acked, 2u * t.mss);  // RFC 3465 with L = 2
-  } else {
-    t.cwnd += std::max<uint32_t>(1, static_cast<uint32_t>(uint64_t{t.mss} * acked / t.cwnd));
-  }
-  t.cwnd = std::min<uint32_t>(t.cwnd, 1u << 30);
-}
-
 void engine::rtt_sample(tcb& t, uint64_t r_us) {
   const int64_t r = static_cast<int64_t>(std::max<uint64_t>(r_us, 1));
   if (t.srtt_us < 0) {
@@ -325,36 +260,20 @@ void engine::output(tcb& t) {
                              t.state == tcp_state::closing;
   bool sent = false;
   if (can_send_data) {
-    if (t.in_recovery && t.info.sack && t.n_sacked > 0) {
-      uint32_t seq, len;
-      while (pipe(t) + t.mss <= t.cwnd && next_hole(t, seq, len)) {
-        retransmit_at(t, seq);
-        sent = true;
-      }
-    }
+    const uint32_t in_flight = pipe(t);
+    // Limited transmit (RFC 3042): each of the first two duplicate ACKs lets one new segment out.
+    const uint32_t allowance =
+        t.cwnd + (t.in_recovery ? 0u : std::min<uint32_t>(t.dupacks, 2) * uint32_t{t.mss});
+    uint32_t budget = allowance > in_flight ? allowance - in_flight : 0;
+    // Lost data first (RFC 6675 NextSeg rule 1), then new data.
+    if (t.snd_wnd > 0 && retransmit_lost(t, budget)) sent = true;
+    bool fresh = false;
     for (;;) {
-      // After an RTO rewound snd_nxt, segments the peer SACKed are stepped over rather than sent
-      // again (the scoreboard is kept through the timeout).
-      uint32_t sacked_below = 0, next_sacked = t.snd_max;
-      if (!t.in_recovery && t.n_sacked > 0 && seq_lt(t.snd_nxt, t.snd_max)) {
-        for (uint8_t i = 0; i < t.n_sacked; ++i) {
-          const seq_range& r = t.sacked[i];
-          if (seq_leq(r.start, t.snd_nxt) && seq_lt(t.snd_nxt, r.end)) t.snd_nxt = r.end;
-          if (seq_leq(r.end, t.snd_nxt)) sacked_below += r.len();
-          else if (seq_lt(r.start, next_sacked)) next_sacked = r.start;
-        }
-      }
-      const uint32_t off = t.snd_nxt - t.snd_una;
-      uint32_t avail = t.tx_len > off ? t.tx_len - off : 0;
-      if (seq_lt(t.snd_nxt, next_sacked)) avail = std::min(avail, next_sacked - t.snd_nxt);
+      const uint32_t off = t.snd_max - t.snd_una;
+      const uint32_t avail = t.tx_len > off ? t.tx_len - off : 0;
       const uint32_t in_wnd = t.snd_wnd > off ? t.snd_wnd - off : 0;
-      const uint32_t used = (t.in_recovery && t.info.sack) ? pipe(t) : off - sacked_below;
-      // Limited transmit (RFC 3042): each of the first two duplicate ACKs lets one new segment out.
-      const uint32_t allowance =
-          t.cwnd + (t.in_recovery ? 0u : std::min<uint32_t>(t.dupacks, 2) * uint32_t{t.mss});
-      const uint32_t in_cwnd = allowance > used ? allowance - used : 0;
-      const uint32_t len = std::min({avail, in_wnd, in_cwnd, static_cast<uint32_t>(t.mss)});
-      // The FIN sits right after the last queued byte; resent after an RTO rewound snd_nxt.
+      const uint32_t len = std::min({avail, in_wnd, budget, static_cast<uint32_t>(t.mss)});
+      // The FIN sits right after the last queued byte.
       const bool fin = t.fin_queued && off + len == t.tx_len;
       if (len == 0 && !fin) break;
       // Sender silly-window avoidance: hold a runt while data is in flight and more is queued.
@@ -362,18 +281,18 @@ void engine::output(tcb& t) {
       uint8_t flags = f_ack;
       if (len > 0 && len == avail) flags |= f_psh;
       if (fin) flags |= f_fin;
-      const bool rexmit = seq_lt(t.snd_nxt, t.snd_max);
-      if (!send_segment(t, t.snd_nxt, len, flags, rexmit ? tx_kind::retransmit : tx_kind::fresh))
-        break;
-      t.snd_nxt += len + (fin ? 1 : 0);
-      sent = true;
+      if (!send_segment(t, t.snd_max, len, flags, tx_kind::fresh)) break;
+      budget = budget > len ? budget - len : 0;
+      sent = fresh = true;
       if (fin) break;
     }
+    if (fresh) arm_tlp(t);
     // Zero window with data waiting and nothing in flight: probe (RFC 9293 §3.8.6.1).
-    const uint32_t off = t.snd_nxt - t.snd_una;
+    const uint32_t off = t.snd_max - t.snd_una;
     if (t.snd_wnd == 0 && t.tx_len > off && t.snd_max == t.snd_una && !t.persist) {
       t.persist = true;
       t.backoff = 0;
+      t.t_tlp = 0;
       t.t_rexmit = now_ + ms(std::max(t.rto_ms, cfg_.rto_min_ms));
     }
   }

@@ -57,7 +57,8 @@ const counters& stack::stats() const { return e_->stats(); }
 size_t stack::bytes_per_connection(const config& cfg) {
   size_t flow_slots = 16;
   while (flow_slots < size_t{cfg.max_connections} * 2) flow_slots <<= 1;
-  return sizeof(tcb) + cfg.snd_buf + cfg.rcv_buf + flow_slots * sizeof(uint32_t) / cfg.max_connections;
+  return sizeof(tcb) + cfg.snd_buf + cfg.rcv_buf + map_records(cfg) * sizeof(sent_seg) +
+         flow_slots * sizeof(uint32_t) / cfg.max_connections;
 }
 
 }  // namespace l4::tcp

@@ -23,7 +23,19 @@ enum class tcp_state : uint8_t {
 
 inline constexpr uint32_t no_index = UINT32_MAX;
 inline constexpr uint8_t max_ooo_ranges = 16;
-inline constexpr uint8_t max_sack_blocks = 8;
+
+// One transmission of the sequence range [start, end) (a FIN counts as the last byte): the send
+// map. Records are kept in sequence order and cover [snd_una, snd_max) without gaps; RACK
+// (RFC 8985) reads their transmit times, SACK recovery their flags.
+inline constexpr uint8_t seg_sacked = 1;  // the peer holds it (SACK)
+inline constexpr uint8_t seg_lost = 2;    // marked lost, waiting to be sent again
+inline constexpr uint8_t seg_rexmit = 4;  // sent more than once; xmit_us is the latest time
+struct sent_seg {
+  uint32_t start = 0, end = 0;
+  uint32_t xmit_us = 0;  // microsecond clock, wrapping (compared by difference)
+  uint8_t flags = 0;
+  uint32_t len() const { return end - start; }
+};
 
 // Where replies go: the peer's L2 address and tag as seen on its frames.
 struct route {
@@ -53,17 +65,28 @@ struct tcb {
   uint8_t synack_retries = 0;
   uint8_t unacked_segs = 0;  // full segments received since our last ACK
   uint8_t n_ooo = 0;
-  uint8_t n_sacked = 0;
   bool persist = false;  // t_rexmit is the zero-window probe timer
   bool from_cookie = false;
   route rt;
   conn_info info;
   void* ctx = nullptr;
 
-  // Send sequence space. snd_max: highest sequence sent; snd_nxt may fall back to snd_una on RTO.
+  // Send sequence space. snd_nxt == snd_max: lost data is sent again from the send map, not by
+  // rewinding snd_nxt.
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;
   uint32_t snd_wnd = 0, max_snd_wnd = 0, snd_wl1 = 0, snd_wl2 = 0;
-  uint32_t cwnd = 0, ssthresh = 0, recover = 0, high_rxt = 0;
+  uint32_t cwnd = 0, ssthresh = 0, recover = 0;
+  bool fast_rexmit_due = false;  // the first retransmission of a recovery goes out past cwnd
+  // RACK (RFC 8985): the most recently sent segment known delivered, and the RTT it measured.
+  bool rack_valid = false, reord_seen = false;
+  bool tlp_out = false, tlp_rexmit = false;  // a loss probe awaits its ACK (RFC 8985 §7)
+  uint32_t rack_xmit_us = 0, rack_end = 0, rack_rtt_us = 0;
+  uint32_t min_rtt_us = UINT32_MAX;
+  uint32_t fack = 0;     // highest sequence the peer SACKed or ACKed
+  uint32_t tlp_end = 0;  // snd_max when the probe went out
+  // The send map: map[map_head .. map_head + map_n) of the engine's map_cap_ slots.
+  sent_seg* map = nullptr;
+  uint32_t map_head = 0, map_n = 0;
   uint32_t rtt_seq = 0;
   uint64_t rtt_start = 0;
   int64_t srtt_us = -1, rttvar_us = 0;
@@ -77,7 +100,7 @@ struct tcb {
   uint64_t ts_recent_tsc = 0;
   seq_range ooo[max_ooo_ranges];       // sorted, disjoint, above rcv_nxt
   uint32_t last_ooo_seq = 0;           // reported first in SACK (RFC 2018 §4)
-  seq_range sacked[max_sack_blocks];   // peer's SACK scoreboard: sorted, disjoint
+  seq_range dsack{};                   // a duplicate to report first in the next ACK (RFC 2883)
 
   // Byte buffers (slices of the engine's arena). tx holds [snd_una, snd_una + tx_len).
   uint8_t* rx = nullptr;
@@ -89,6 +112,8 @@ struct tcb {
   // Timers (absolute TSC; 0 = off) and the wheel links.
   uint64_t t_rexmit = 0;  // RTO, SYN-ACK retransmit or persist
   uint64_t t_delack = 0;
+  uint64_t t_reo = 0;  // RACK reordering window expiry
+  uint64_t t_tlp = 0;  // tail loss probe (PTO)
   uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
   uint64_t last_rx_tsc = 0;
   uint64_t wheel_at = 0;
@@ -103,6 +128,7 @@ struct tcb {
   }
   bool fin_sent() const { return fin_queued && seq_gt(snd_max, snd_una + tx_len); }
   uint32_t data_end() const { return snd_una + tx_len; }
+  sent_seg& seg(uint32_t i) { return map[map_head + i]; }
 };
 
 }  // namespace l4::tcp

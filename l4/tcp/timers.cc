@@ -1,6 +1,7 @@
 // The per-worker timer wheel (1 ms slots, one entry per TCB at its earliest deadline) and what
-// each timer does: retransmission (RFC 6298), SYN-ACK retries, zero-window probes, delayed ACKs,
-// handshake / idle / FIN-wait / TIME_WAIT expiry.
+// each timer does: retransmission (RFC 6298), RACK reordering window and tail loss probe
+// (RFC 8985), SYN-ACK retries, zero-window probes, delayed ACKs, handshake / idle / FIN-wait /
+// TIME_WAIT expiry.
 #include <rte_tcp.h>
 
 #include <algorithm>
@@ -30,7 +31,7 @@ void engine::wheel_link(tcb& t, uint32_t slot) {
 void engine::schedule(tcb& t) {
   if (t.release_pending) return;
   uint64_t at = 0;
-  for (uint64_t d : {t.t_rexmit, t.t_delack, t.t_state})
+  for (uint64_t d : {t.t_rexmit, t.t_delack, t.t_state, t.t_reo, t.t_tlp})
     if (d != 0 && (at == 0 || d < at)) at = d;
   if (at == t.wheel_at && t.wheel_slot != no_index) return;
   wheel_unlink(t);
@@ -92,6 +93,15 @@ void engine::fire(tcb& t) {
       ctr_.delayed_acks.add();
     }
   }
+  if (t.t_reo != 0 && t.t_reo <= now_) {  // RACK's reordering window passed (RFC 8985 §6.3)
+    if (rack_detect_loss(t) && !t.in_recovery && seq_gt(t.snd_una, t.recover)) enter_recovery(t);
+    output(t);
+    if (t.release_pending) return;
+  }
+  if (t.t_tlp != 0 && t.t_tlp <= now_) {
+    tlp_fire(t);
+    if (t.release_pending) return;
+  }
   if (t.t_rexmit != 0 && t.t_rexmit <= now_) {
     t.t_rexmit = 0;
     rexmit_timer(t);
@@ -118,9 +128,11 @@ void engine::rexmit_timer(tcb& t) {
     return;
   }
   if (!t.persist && t.snd_wnd == 0 && t.tx_len > 0 && t.snd_una != t.snd_max) {
-    // The peer closed its window on data in flight: probe it instead of backing off to a reset.
+    // The peer closed its window on data in flight: probe it instead of backing off to a reset;
+    // what is in flight goes again once the window opens.
     t.persist = true;
-    t.snd_nxt = t.snd_una;
+    t.t_tlp = t.t_reo = 0;
+    map_mark_all_lost(t, false);
   }
   if (t.persist) {
     if (t.snd_wnd == 0 && t.tx_len > 0) {
@@ -149,13 +161,14 @@ void engine::rexmit_timer(tcb& t) {
   t.in_recovery = false;
   t.dupacks = 0;
   t.recover = t.snd_max;  // RFC 6582 §3.2 step 1 after a timeout
-  // The scoreboard is kept (RFC 6675 §5.1): go-back-N skips SACKed data. A receiver that
-  // reneges is still covered: SACKed bytes stay in the send buffer until cumulatively ACKed and
-  // the next RTO finds them unacknowledged again.
-  if (t.backoff > 1) t.n_sacked = 0;
+  // Everything unSACKed is lost and goes again in sequence order as the window grows; SACKed
+  // data is skipped (RFC 6675 §5.1). A receiver that reneges is still covered: SACKed bytes stay
+  // in the send buffer until cumulatively ACKed, and a second RTO forgets the SACKs.
+  map_mark_all_lost(t, t.backoff > 1);
+  t.fast_rexmit_due = false;
+  t.tlp_out = false;
+  t.t_tlp = t.t_reo = 0;
   t.rtt_timing = false;   // Karn
-  t.snd_nxt = t.snd_una;
-  t.high_rxt = t.snd_una;
   arm_rto(t);
   output(t);
 }

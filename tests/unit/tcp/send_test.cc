@@ -1,5 +1,6 @@
 // Send side: segmentation, send buffer back-pressure, RTO with back-off, fast retransmit and
-// NewReno, SACK-based loss recovery, zero-window probes.
+// NewReno, SACK-based loss recovery with RACK (time-based loss marking, lost retransmissions)
+// and tail loss probes (RFC 8985), zero-window probes.
 #include "tcp_harness.hh"
 
 namespace tcp_test {
@@ -17,6 +18,20 @@ class sending : public harness {
     for (auto& s : drain())
       if (!s.payload.empty()) r.push_back(s);
     return r;
+  }
+  // A handshake over a path of `rtt_ms`, so that SRTT (and RACK's windows) are not zero.
+  conn_handle establish_with_rtt(uint64_t rtt_ms) {
+    EXPECT_EQ(inject(SYN, cisn, 0, {}, cat({opt_mss(1460), opt_sack_ok(), opt_ts(tsv, 0), opt_ws(7)})), drop::none);
+    auto sa = one();
+    siss = sa.seq;
+    advance_ms(rtt_ms);
+    EXPECT_EQ(inject(ACK, cisn + 1, siss + 1, {}, opt_ts(++tsv, sa.tsval)), drop::none);
+    EXPECT_EQ(app.accepted.size(), 1u);
+    return app.accepted.empty() ? conn_handle{} : app.accepted.back();
+  }
+  // SACK blocks in units of segments above the first data byte.
+  std::pair<uint32_t, uint32_t> blk(uint32_t a, uint32_t b) const {
+    return {siss + 1 + a * mss, siss + 1 + b * mss};
   }
 };
 
@@ -165,29 +180,30 @@ TEST_F(sending, fast_retransmit_and_newreno_partial_ack) {
 
 TEST_F(sending, sack_recovery_retransmits_only_holes) {
   start();
-  auto c = establish();
+  auto c = establish_with_rtt(10);
   ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
   auto segs = data_segments();
   ASSERT_EQ(segs.size(), 10u);
   const uint32_t base = siss + 1;
-  auto blk = [&](uint32_t a, uint32_t b) { return std::pair<uint32_t, uint32_t>{base + a * mss, base + b * mss}; };
-  // Segments 0 and 2 lost; the peer SACKs 1, then 3.., one dup ACK per arriving segment.
+  advance_ms(10);  // the SACKs come one 10 ms round trip later
+  // Segments 0 and 2 lost; the peer SACKs 1, then 3.., one dup ACK per arriving segment. With
+  // fewer than three segments SACKed, RACK waits a reordering window before calling 0 lost.
   ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 2)})), drop::none);
   ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 4), blk(1, 2)})), drop::none);
   EXPECT_TRUE(data_segments().empty());
   ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 5), blk(1, 2)})), drop::none);
   segs = data_segments();
-  ASSERT_GE(segs.size(), 1u);
-  EXPECT_EQ(segs[0].seq, base);  // fast retransmit of the first hole
-  std::vector<uint32_t> seqs;
-  for (auto& s : segs) seqs.push_back(s.seq);
-  // More SACKs: the second hole (segment 2) goes out, never a SACKed segment.
+  ASSERT_EQ(segs.size(), 1u);  // fast retransmit of the first hole; the pipe holds the second
+  EXPECT_EQ(segs[0].seq, base);
+  std::vector<uint32_t> seqs{segs[0].seq};
+  // More SACKs drain the pipe: the second hole (segment 2) goes out, never a SACKed segment.
   ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(3, 7), blk(1, 2)})), drop::none);
   for (auto& s : data_segments()) seqs.push_back(s.seq);
   EXPECT_NE(std::find(seqs.begin(), seqs.end(), base + 2 * mss), seqs.end());
   for (uint32_t sacked : {1u, 3u, 4u, 5u, 6u})
     EXPECT_EQ(std::find(seqs.begin(), seqs.end(), base + sacked * mss), seqs.end()) << sacked;
   EXPECT_EQ(st->stats().fast_retransmits.get(), 1u);
+  EXPECT_EQ(st->stats().rack_marked_lost.get(), 2u);
   EXPECT_EQ(st->stats().rto_events.get(), 0u);
   // Cumulative ACK of everything ends recovery.
   ASSERT_EQ(cseg(ACK, 0, 10 * mss), drop::none);
@@ -195,20 +211,179 @@ TEST_F(sending, sack_recovery_retransmits_only_holes) {
   EXPECT_EQ(data_segments().size(), 1u);
 }
 
-TEST_F(sending, rto_go_back_n_skips_sacked_segments) {
+TEST_F(sending, rack_marks_a_hole_lost_after_the_reordering_window) {
+  start();
+  auto c = establish_with_rtt(10);
+  ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
+  ASSERT_EQ(data_segments().size(), 10u);
+  advance_ms(10);
+  // Segment 0 missing, 1 SACKed: it may be reordering. RACK waits min_rtt / 4 = 2.5 ms past
+  // segment 0's send time plus the RTT (RFC 8985 §6.2), then marks it lost without 3 dup ACKs.
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 2)})), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(2);
+  EXPECT_TRUE(data_segments().empty()) << "marked lost inside the reordering window";
+  advance_ms(1);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1);
+  EXPECT_EQ(segs[0].payload.size(), mss);
+  EXPECT_EQ(st->stats().rack_marked_lost.get(), 1u);
+  EXPECT_EQ(st->stats().recoveries.get(), 1u);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+}
+
+TEST_F(sending, reordering_seen_keeps_the_window_in_recovery) {
+  start();
+  auto c = establish_with_rtt(10);
+  ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
+  ASSERT_EQ(data_segments().size(), 10u);
+  advance_ms(10);
+  // Segment 0 arrives late, after 1: reordering, not loss. Nothing is resent.
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 2)})), drop::none);
+  ASSERT_EQ(cseg(ACK, 0, 2 * mss), drop::none);
+  advance_ms(5);
+  EXPECT_TRUE(data_segments().empty());
+  EXPECT_EQ(st->stats().rack_marked_lost.get(), 0u);
+  // Later, segment 3 is missing while 4-6 are SACKed: with reordering seen, the window stays
+  // min_rtt / 4 even with three segments SACKed, so the loss is called only after it.
+  ASSERT_EQ(cseg(ACK, 0, 3 * mss, {}, 65535, opt_sack({blk(4, 7)})), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(3);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1 + 3 * mss);
+}
+
+TEST_F(sending, lost_retransmission_is_sent_again_without_rto) {
+  cfg.snd_buf = 65536;
+  start();
+  auto c = establish_with_rtt(10);
+  ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
+  ASSERT_EQ(data_segments().size(), 10u);
+  const uint32_t base = siss + 1;
+  advance_ms(10);
+  // Segment 0 lost; three SACKed segments above it: lost at once, fast retransmit.
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 4)})), drop::none);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base);
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 10)})), drop::none);
+  // New data goes out after the retransmission...
+  ASSERT_EQ(st->send(c, bytes(2 * mss)), 2 * mss);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].seq, base + 10 * mss);
+  // ...and is SACKed one round trip later while segment 0 is still missing: its retransmission
+  // was lost too (sent before data that arrived), so it goes a third time, without an RTO.
+  advance_ms(10);
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(10, 12), blk(1, 10)})), drop::none);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base);
+  EXPECT_EQ(st->stats().lost_retransmits.get(), 1u);
+  EXPECT_EQ(st->stats().retransmits.get(), 2u);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+  ASSERT_EQ(cseg(ACK, 0, 12 * mss), drop::none);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+}
+
+TEST_F(sending, tail_loss_probe_resends_the_last_segment) {
+  start();
+  auto c = establish_with_rtt(10);
+  ASSERT_EQ(st->send(c, bytes(10 * mss)), 10 * mss);
+  ASSERT_EQ(data_segments().size(), 10u);
+  const uint32_t base = siss + 1;
+  advance_ms(10);
+  // The last two segments are lost: no SACK, no duplicate ACK can tell. The probe timeout is
+  // 2 SRTT + 2 ms = 22 ms after the ACK (RFC 8985 §7.2), long before the 200 ms RTO.
+  ASSERT_EQ(cseg(ACK, 0, 8 * mss), drop::none);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(21);
+  EXPECT_TRUE(data_segments().empty()) << "probe before the PTO";
+  advance_ms(1);
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base + 9 * mss);  // the last segment again
+  EXPECT_EQ(st->stats().loss_probes.get(), 1u);
+  // Its SACK shows segment 8 missing: RACK marks it lost, fast recovery resends it.
+  advance_ms(10);
+  ASSERT_EQ(cseg(ACK, 0, 8 * mss, {}, 65535, opt_sack({blk(9, 10)})), drop::none);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base + 8 * mss);
+  EXPECT_EQ(st->stats().recoveries.get(), 1u);
+  ASSERT_EQ(cseg(ACK, 0, 10 * mss), drop::none);
+  EXPECT_EQ(st->stats().rto_events.get(), 0u);
+}
+
+TEST_F(sending, tail_loss_probe_sends_new_data_when_it_can) {
+  cfg.snd_buf = 65536;
+  start();
+  auto c = establish_with_rtt(10);
+  // 12 segments queued; the initial window sends 10.
+  ASSERT_EQ(st->send(c, bytes(12 * mss)), 12 * mss);
+  ASSERT_EQ(data_segments().size(), 10u);
+  advance_ms(22);  // no ACK at all: the probe is the next new segment, not a retransmission
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1 + 10 * mss);
+  EXPECT_EQ(st->stats().loss_probes.get(), 1u);
+  EXPECT_EQ(st->stats().retransmits.get(), 0u);
+  // One probe per episode: the RTO (200 ms after the probe) comes next if nothing answers.
+  advance_ms(199);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(1);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1);
+  EXPECT_EQ(st->stats().rto_events.get(), 1u);
+}
+
+TEST_F(sending, d_sack_of_a_probe_keeps_the_window) {
+  cfg.snd_buf = 65536;
+  start();
+  auto c = establish_with_rtt(10);
+  ASSERT_EQ(st->send(c, bytes(4 * mss)), 4 * mss);
+  ASSERT_EQ(data_segments().size(), 4u);
+  advance_ms(30);  // the ACK was lost: the probe resends segment 3
+  auto segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, siss + 1 + 3 * mss);
+  // The peer had it all: the cumulative ACK carries a D-SACK of the probe (RFC 2883). Nothing was
+  // lost, so the window is not reduced: the next flight is as large as before.
+  ASSERT_EQ(cseg(ACK, 0, 4 * mss, {}, 65535, opt_sack({blk(3, 4)})), drop::none);
+  ASSERT_EQ(st->send(c, bytes(12 * mss)), 12 * mss);
+  EXPECT_GE(data_segments().size(), 10u);
+}
+
+TEST_F(sending, rto_after_a_lost_retransmission_skips_sacked_segments) {
   start();
   auto c = establish();
   ASSERT_EQ(st->send(c, bytes(4 * mss)), 4 * mss);
   ASSERT_EQ(data_segments().size(), 4u);
   const uint32_t base = siss + 1;
-  // Segments 0 and 3 lost; 1-2 SACKed (two segments: not enough to start fast recovery).
+  // Segments 0 and 3 lost; 1-2 SACKed: RACK resends 0.
   const auto sack12 = opt_sack({{base + mss, base + 3 * mss}});
   ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, sack12), drop::none);
-  EXPECT_TRUE(data_segments().empty());
-  advance_ms(200);  // RTO: segment 0 again, cwnd 1
+  advance_ms(1);
   auto segs = data_segments();
   ASSERT_EQ(segs.size(), 1u);
   EXPECT_EQ(segs[0].seq, base);
+  // Nothing answers: a loss probe (2 SRTT + 2 ms) resends the highest unSACKed segment, 3.
+  advance_ms(2);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base + 3 * mss);
+  EXPECT_EQ(st->stats().loss_probes.get(), 1u);
+  // The probe is lost too: the RTO, restarted by the probe (200 ms), resends segment 0, cwnd 1.
+  advance_ms(199);
+  EXPECT_TRUE(data_segments().empty());
+  advance_ms(1);
+  segs = data_segments();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, base);
+  EXPECT_EQ(st->stats().rto_events.get(), 1u);
   // Segment 0 arrives: the next byte sent is segment 3's, not the SACKed 1 and 2 again.
   ASSERT_EQ(cseg(ACK, 0, mss, {}, 65535, sack12), drop::none);
   segs = data_segments();
@@ -217,7 +392,7 @@ TEST_F(sending, rto_go_back_n_skips_sacked_segments) {
   EXPECT_EQ(segs[0].payload.size(), mss);
   ASSERT_EQ(cseg(ACK, 0, 4 * mss), drop::none);
   EXPECT_EQ(st->stats().rto_events.get(), 1u);
-  EXPECT_EQ(st->stats().retransmits.get(), 2u);
+  EXPECT_EQ(st->stats().retransmits.get(), 4u);
 }
 
 TEST_F(sending, early_retransmit_for_a_short_flight) {

@@ -39,7 +39,7 @@ struct config {
   uint32_t max_connections = 1024;  // TCB pool; includes SYN_RECEIVED and TIME_WAIT
   uint32_t snd_buf = 64 * 1024;     // bytes per connection
   uint32_t rcv_buf = 64 * 1024;     // bytes per connection; bounds the advertised window
-  uint8_t ooo_max_ranges = 8;       // out-of-order byte ranges held per connection (<= 16)
+  uint8_t ooo_max_ranges = 16;      // out-of-order byte ranges held per connection (<= 16)
   uint32_t syn_backlog = 256;       // SYN_RECEIVED TCBs before cookies / SYN drops
   cookie_mode cookies = cookie_mode::on_pressure;
   pool_full_action on_pool_full = pool_full_action::rst;
@@ -49,7 +49,7 @@ struct config {
   uint32_t idle_timeout_ms = 300'000;
   uint32_t fin_wait_timeout_ms = 30'000;  // FIN_WAIT_1/2, CLOSING, LAST_ACK
   uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
-  uint32_t rto_initial_ms = 1'000, rto_min_ms = 200, rto_max_ms = 60'000;
+  uint32_t rto_initial_ms = 1'000, rto_min_ms = 200, rto_max_ms = 60'000;  // RFC 6298; Linux's floor
   uint32_t delayed_ack_ms = 40;
   uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
   uint8_t max_synack_retries = 4;
@@ -127,6 +127,10 @@ struct counters {
   common::counter rto_events;
   common::counter fast_retransmits;
   common::counter recoveries;  // entries into fast recovery
+  common::counter loss_probes;       // tail loss probes sent (RFC 8985 §7)
+  common::counter rack_marked_lost;  // segments RACK marked lost (RFC 8985 §6)
+  common::counter lost_retransmits;  // of those, retransmissions that were lost again
+  common::counter send_map_merges;   // send map full: a record absorbed the next range
   common::counter cookies_sent, cookies_validated, cookies_failed;
   common::counter challenge_acks;
   common::counter persist_probes;
