@@ -144,6 +144,7 @@ struct tcp_config {
   // keeps TCBs free for handshakes and TIME_WAIT, so that a worker at its limit still answers new
   // clients with a counted RST (relay end worker_limit). Changes on reload.
   uint32_t max_active_per_worker = 0;
+  uint32_t rto_min_ms = 200;  // floor of the retransmission timeout (Linux's default)
 };
 
 struct config {

@@ -1,5 +1,5 @@
-// Receive side: delayed ACKs, out-of-order queue and SACK blocks, duplicates and overlaps, the
-// receive window tied to unread bytes, PAWS.
+// Receive side: delayed ACKs, out-of-order queue and SACK blocks, duplicates and overlaps
+// (D-SACK), the receive window tied to unread bytes, PAWS.
 #include "tcp_harness.hh"
 
 namespace tcp_test {
@@ -92,6 +92,36 @@ TEST_F(receive, duplicates_and_overlaps_are_trimmed) {
   ASSERT_EQ(cseg(ACK, 200, 0, part(200, 40)), drop::none);
   EXPECT_EQ(app.data, all);
   EXPECT_EQ(drain().back().ack, cisn + 1 + 300);
+}
+
+TEST_F(receive, duplicates_are_reported_with_d_sack) {
+  start();
+  establish();
+  app.auto_read = true;
+  const auto all = bytes(400);
+  auto part = [&](size_t off, size_t n) { return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n); };
+  ASSERT_EQ(cseg(ACK, 0, 0, part(0, 100)), drop::none);
+  ASSERT_EQ(cseg(ACK, 200, 0, part(200, 100)), drop::none);  // a hole at 100..200
+  drain();
+  // A repeated segment: the ACK (sent at once) names it in a first SACK block below the
+  // cumulative ACK (RFC 2883 §4.1.1), then the out-of-order range as before.
+  EXPECT_EQ(cseg(ACK, 0, 0, part(0, 100)), drop::tcp_duplicate);
+  auto a = one();
+  EXPECT_EQ(a.ack, cisn + 1 + 100);
+  ASSERT_EQ(a.sack.size(), 2u);
+  EXPECT_EQ(a.sack[0], std::make_pair(cisn + 1, cisn + 1 + 100));
+  EXPECT_EQ(a.sack[1], std::make_pair(cisn + 1 + 200, cisn + 1 + 300));
+  // Partly repeated: only the repeated part is reported, once.
+  ASSERT_EQ(cseg(ACK, 50, 0, part(50, 100)), drop::none);
+  a = one();
+  EXPECT_EQ(a.ack, cisn + 1 + 150);
+  ASSERT_EQ(a.sack.size(), 2u);
+  EXPECT_EQ(a.sack[0], std::make_pair(cisn + 1 + 50, cisn + 1 + 100));
+  ASSERT_EQ(cseg(ACK, 150, 0, part(150, 50)), drop::none);
+  a = drain().back();
+  EXPECT_EQ(a.ack, cisn + 1 + 300);
+  EXPECT_TRUE(a.sack.empty());
+  EXPECT_EQ(app.data, std::vector<uint8_t>(all.begin(), all.begin() + 300));
 }
 
 TEST_F(receive, out_of_order_range_limit_is_a_counted_drop) {
