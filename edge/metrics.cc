@@ -221,6 +221,11 @@ std::string appliance::metrics_text() const {
     for (size_t i = 0; i < ports.size(); ++i) p.sample(pc.name, port_label(i), st[i].*pc.field);
   }
 
+  p.family("edge_port_rx_kernel_drops_total", "counter",
+           "Frames the kernel dropped because an af_packet RX ring was full (PACKET_STATISTICS).");
+  for (size_t i = 0; i < ports.size(); ++i)
+    p.sample("edge_port_rx_kernel_drops_total", port_label(i), dp_.kernel_rx_drops(i));
+
   p.family("edge_port_tx_dropped_total", "counter", "Frames freed because the TX queue was full.");
   for (size_t i = 0; i < ports.size(); ++i) {
     uint64_t v = 0;

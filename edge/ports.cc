@@ -6,10 +6,15 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <dirent.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace edge {
 namespace {
@@ -19,12 +24,58 @@ bool is_vdev(const std::string& device) { return device.rfind("net_", 0) == 0; }
 // "net_af_packet0,iface=x" -> "net_af_packet0"; a PCI address stays as it is.
 std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
 
-std::string with_queue_count(const std::string& device, size_t queues) {
+bool is_af_packet(const std::string& device) { return device.rfind("net_af_packet", 0) == 0; }
+
+bool has_arg(const std::string& device, const char* key) {
+  return device.find(std::string(",") + key + "=") != std::string::npos;
+}
+
+// The value of `key=` in a vdev string ("" when absent).
+std::string arg_value(const std::string& device, const char* key) {
+  const std::string k = std::string(",") + key + "=";
+  const size_t at = device.find(k);
+  if (at == std::string::npos) return "";
+  const size_t from = at + k.size();
+  return device.substr(from, device.find(',', from) - from);
+}
+
+std::string af_packet_args(const std::string& device, size_t queues, uint16_t mtu) {
+  if (!is_af_packet(device)) return device;
+  std::string d = device;
   // af_packet opens one socket per queue pair in a fanout group: exactly one per worker, or the
   // frames hashed to a socket nobody polls are lost.
-  if (device.rfind("net_af_packet", 0) == 0 && device.find("qpairs=") == std::string::npos)
-    return device + ",qpairs=" + std::to_string(queues);
-  return device;
+  if (!has_arg(d, "qpairs")) d += ",qpairs=" + std::to_string(queues);
+  // The PMD's default RX ring of 512 frames overflows when thousands of connections open or
+  // close at once, and the kernel's drops there are not in DPDK's counters: 4096 frames, each
+  // big enough for a frame of the port's MTU (TPACKET2 header + Ethernet + VLAN + MTU).
+  if (!has_arg(d, "framecnt")) d += ",framecnt=4096";
+  if (!has_arg(d, "framesz") && !has_arg(d, "blocksz")) {
+    uint32_t frame = 2048;
+    while (frame < mtu + 128u) frame <<= 1;
+    d += ",framesz=" + std::to_string(frame) + ",blocksz=" + std::to_string(std::max<uint32_t>(frame, 4096));
+  }
+  return d;
+}
+
+// The AF_PACKET sockets the PMD opened on `ifindex` (one per queue pair). DPDK keeps them private;
+// they are found among the process's descriptors by family and bound interface.
+std::vector<int> packet_sockets(int ifindex) {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  while (dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == dirfd(dir)) continue;
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_PACKET) continue;
+    sockaddr_ll sll{};
+    len = sizeof(sll);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&sll), &len) == 0 && sll.sll_ifindex == ifindex)
+      fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
 }
 
 }  // namespace
@@ -42,7 +93,7 @@ std::vector<std::string> dataplane::eal_arguments(const config& c, const char* a
   const size_t queues = c.workers.lcores.size();
   for (const auto& p : c.ports) {
     if (is_vdev(p.device))
-      a.insert(a.end(), {"--vdev", with_queue_count(p.device, queues)});
+      a.insert(a.end(), {"--vdev", af_packet_args(p.device, queues, p.mtu)});
     else
       a.insert(a.end(), {"-a", p.device});
   }
@@ -124,6 +175,13 @@ common::result<void> dataplane::start_ports(const config& c) {
     rte_eth_promiscuous_enable(ps.id);
     rte_eth_allmulticast_enable(ps.id);
     rte_eth_macaddr_get(ps.id, &ps.mac);
+    if (is_af_packet(pc.device)) {
+      const std::string iface = arg_value(pc.device, "iface");
+      if (const unsigned ifindex = if_nametoindex(iface.c_str()); ifindex != 0)
+        ps.packet_fds = packet_sockets(static_cast<int>(ifindex));
+      if (ps.packet_fds.empty())
+        spdlog::warn("port {}: no AF_PACKET socket found on {}; kernel ring drops are not counted", pc.name, iface);
+    }
     char mac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof(mac), &ps.mac);
     spdlog::info("port {} ({}) up: dpdk port {}, driver {}, mac {}, {} queue pair(s), mtu {}",
@@ -133,7 +191,21 @@ common::result<void> dataplane::start_ports(const config& c) {
   return {};
 }
 
+uint64_t dataplane::kernel_rx_drops(size_t port) const {
+  if (port >= ports_.size()) return 0;
+  std::lock_guard lock(kernel_drops_mu_);
+  const port_state& ps = ports_[port];
+  for (const int fd : ps.packet_fds) {
+    // Reading the statistics resets them in the kernel: the sum is kept here.
+    tpacket_stats st{};
+    socklen_t len = sizeof(st);
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) ps.kernel_drops += st.tp_drops;
+  }
+  return ps.kernel_drops;
+}
+
 void dataplane::stop_ports() {
+  for (auto& p : ports_) p.packet_fds.clear();  // DPDK closes them with the port
   for (const auto& p : ports_) {
     rte_eth_dev_stop(p.id);
     rte_eth_dev_close(p.id);

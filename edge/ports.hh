@@ -4,6 +4,7 @@
 #include <rte_ether.h>
 #include <rte_mempool.h>
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@ struct port_state {
   std::string name;
   port_role role = port_role::wan;
   rte_ether_addr mac{};
+  // net_af_packet only: the PMD's sockets (owned by DPDK) and the kernel's RX ring drops read
+  // from them so far (PACKET_STATISTICS resets on every read).
+  std::vector<int> packet_fds;
+  mutable uint64_t kernel_drops = 0;
 };
 
 class dataplane {
@@ -29,6 +34,8 @@ class dataplane {
   void stop_ports();
 
   const std::vector<port_state>& ports() const { return ports_; }
+  // Frames the kernel dropped because an af_packet RX ring was full (0 for other drivers).
+  uint64_t kernel_rx_drops(size_t port) const;
   rte_mempool* pool(unsigned worker) const { return pools_[worker]; }
   unsigned main_lcore() const { return main_lcore_; }
 
@@ -37,6 +44,7 @@ class dataplane {
   std::vector<rte_mempool*> pools_;
   unsigned main_lcore_ = 0;
   bool eal_up_ = false;
+  mutable std::mutex kernel_drops_mu_;  // admin threads may read the metrics at once
 };
 
 }  // namespace edge

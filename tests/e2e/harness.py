@@ -279,3 +279,90 @@ print(dict(seen))
 """
     r = ns.run(["/usr/bin/python3", "-c", script], timeout=timeout)
     return eval(r.stdout)
+
+
+class TcpTopology:
+    """The namespaces of a `tcp` service, shared by the tcp and WAF tests and the tcp bench:
+
+      client ns  cli0 ──veth── dut0  edged ns  kern0 ──veth── eth0  backend ns (nginx, PROXY v2)
+                 (or cli0 ── bridge in a switch ns ── dut0, where loss can be injected per frame)
+
+    dut0 is edged's DPDK af_packet port (NET.0.1 in edged's config, VIP NET.0.100); kern0
+    (NET.1.2) is the kernel leg edged's upstream sockets and health checks use; nginx listens on
+    NET.1.11 with `proxy_protocol`. The client is NET.0.2. `t` prefixes the namespace names."""
+
+    def __init__(self, t, net="10.99", switch=False):
+        self.cli, self.dut, self.be = Namespace(f"{t}c"), Namespace(f"{t}d"), Namespace(f"{t}b")
+        self.sw = None
+        if switch:
+            self.sw = Namespace(f"{t}s")
+            br = bridge(self.sw)
+            attach(self.sw, br, self.cli, "cli0", "sw-cli")
+            attach(self.sw, br, self.dut, "dut0", "sw-dut")
+        else:
+            veth(self.cli, "cli0", self.dut, "dut0")
+        self.client, self.port_addr, self.vip = f"{net}.0.2", f"{net}.0.1", f"{net}.0.100"
+        self.kern, self.backend = f"{net}.1.2", f"{net}.1.11"
+        self.cli.run(["ip", "addr", "add", f"{self.client}/24", "dev", "cli0"])
+        veth(self.dut, "kern0", self.be, "eth0")
+        self.dut.run(["ip", "addr", "add", f"{self.kern}/24", "dev", "kern0"])
+        self.be.run(["ip", "addr", "add", f"{self.backend}/24", "dev", "eth0"])
+        for ns in (self.cli, self.dut, self.be):
+            ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+        self.work = tempfile.mkdtemp(prefix=f"edge-e2e-{t}-")
+        self.www = os.path.join(self.work, "www")
+        os.makedirs(self.www)
+        self.nginx_proc = None
+
+    def start_nginx(self, server, http="", connections=1024, rlimit_nofile=None,
+                    access_log=None):
+        """nginx (one worker) in the backend namespace serving `www`; `server` is the body of its
+        server block after `root` (listen lines with proxy_protocol, locations), `http` extra
+        http-level lines. The access log is `work/access.log` unless `access_log` says ("off")."""
+        w = self.work
+        log = access_log or f"{w}/access.log"
+        conf = os.path.join(w, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+daemon off;
+user root;
+worker_processes 1;
+{f"worker_rlimit_nofile {rlimit_nofile};" if rlimit_nofile else ""}
+pid {w}/nginx.pid;
+error_log {w}/error.log;
+events {{ worker_connections {connections}; }}
+http {{
+  {http}
+  access_log {log};
+  client_body_temp_path {w};
+  proxy_temp_path {w};
+  fastcgi_temp_path {w};
+  uwsgi_temp_path {w};
+  scgi_temp_path {w};
+  server {{
+    root {self.www};
+    {server}
+  }}
+}}
+""")
+        p = self.be.popen(["nginx", "-c", conf, "-p", w], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _cleanups.append(lambda: p.poll() is None and (p.kill(), p.wait()))
+        self.nginx_proc = p
+        return p
+
+    def access_log(self):
+        with open(os.path.join(self.work, "access.log")) as f:
+            return f.read()
+
+    def set_loss(self, percent):
+        """Drops `percent`% of the TCP frames crossing the bridge, both ways (switch=True only).
+        Frames there are single segments (no GSO), so both stacks really lose them."""
+        self.sw.run(["nft", "add table bridge loss"])
+        self.sw.run(["nft", "add chain bridge loss lossy { type filter hook forward priority 0 ; }"])
+        self.sw.run(["nft", f"add rule bridge loss lossy ether type ip ip protocol tcp numgen random mod 100 < {percent} counter drop"])
+
+    def clear_loss(self):
+        """Removes the loss rule; returns how many frames it dropped."""
+        dropped = int(self.sw.run(["nft", "list table bridge loss"]).stdout.split("counter packets ")[1].split()[0])
+        self.sw.run(["nft", "delete table bridge loss"])
+        return dropped
