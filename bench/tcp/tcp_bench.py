@@ -25,7 +25,6 @@ import resource
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
@@ -53,57 +52,27 @@ def to_bytes(num, unit):
 
 
 t = h.tag("btcp")
-cli, dut, be = h.Namespace(f"{t}c"), h.Namespace(f"{t}d"), h.Namespace(f"{t}b")
-h.veth(cli, "cli0", dut, "dut0")      # edged's af_packet port
+topo = h.TcpTopology(t, net="10.99")  # cli0 -- dut0 (edged), kern0 -- eth0 (nginx)
+cli, dut, be = topo.cli, topo.dut, topo.be
 h.veth(cli, "cli1", dut, "hap0")      # HAProxy's kernel interface
-h.veth(dut, "kern0", be, "eth0")      # both proxies' upstream leg
-cli.run(["ip", "addr", "add", "10.99.0.2/24", "dev", "cli0"])
 cli.run(["ip", "addr", "add", "10.98.0.2/24", "dev", "cli1"])
 dut.run(["ip", "addr", "add", f"{VIP_B}/24", "dev", "hap0"])
-dut.run(["ip", "addr", "add", "10.99.1.2/24", "dev", "kern0"])
-be.run(["ip", "addr", "add", f"{BACKEND}/24", "dev", "eth0"])
 for ns in (cli, dut, be):
-    ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
     # Connection: close at thousands per second would exhaust the default port range in TIME_WAIT.
     ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
     ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
     ns.run(["sysctl", "-qw", "net.core.somaxconn=4096"])
     ns.run(["sysctl", "-qw", "net.ipv4.tcp_max_syn_backlog=4096"])
 
-work = tempfile.mkdtemp(prefix="edge-bench-tcp-")
-www = os.path.join(work, "www")
-os.makedirs(www)
+work, www = topo.work, topo.www
 with open(os.path.join(www, "index.html"), "w") as f:
     f.write("hello through edge\n")
 with open(os.path.join(www, "big"), "wb") as f:
     f.write(os.urandom(BIG_MB << 20))
-nconf = os.path.join(work, "nginx.conf")
-with open(nconf, "w") as f:
-    f.write(f"""
-daemon off;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  sendfile on;
-  client_body_temp_path {work};
-  proxy_temp_path {work};
-  fastcgi_temp_path {work};
-  uwsgi_temp_path {work};
-  scgi_temp_path {work};
-  server {{
+nginx = topo.start_nginx("""
     listen 80 proxy_protocol backlog=4096;
-    root {www};
-    keepalive_requests 1000000;
-  }}
-}}
-""")
-nginx = be.popen(["nginx", "-c", nconf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(lambda: nginx.poll() is None and (nginx.kill(), nginx.wait()))
+    keepalive_requests 1000000;""", http="sendfile on;", connections=16384, rlimit_nofile=65536,
+                         access_log="off")
 
 hconf = os.path.join(work, "haproxy.cfg")
 with open(hconf, "w") as f:
@@ -130,7 +99,7 @@ config = f"""
 eal:
   args: {h.yaml_list(h.eal_args(t))}
 ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0,framecnt=4096", addresses: [10.99.0.1/24]}}
+  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{topo.port_addr}/24]}}
 workers:
   lcores: [1]
 tcp:

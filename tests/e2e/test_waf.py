@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -18,19 +17,11 @@ import harness as h
 
 t = h.tag("waf")
 c = h.Check("test_waf")
-cli, dut, be = h.Namespace(f"{t}c"), h.Namespace(f"{t}d"), h.Namespace(f"{t}b")
-h.veth(cli, "cli0", dut, "dut0")
-cli.run(["ip", "addr", "add", "10.98.0.2/24", "dev", "cli0"])
-h.veth(dut, "kern0", be, "eth0")
-dut.run(["ip", "addr", "add", "10.98.1.2/24", "dev", "kern0"])
-be.run(["ip", "addr", "add", "10.98.1.11/24", "dev", "eth0"])
-for ns in (cli, dut, be):
-    ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+topo = h.TcpTopology(t, net="10.98")
+cli, dut, be = topo.cli, topo.dut, topo.be
 
-VIP = "10.98.0.100"
-work = tempfile.mkdtemp(prefix="edge-e2e-waf-")
-www = os.path.join(work, "www")
-os.makedirs(www)
+VIP = topo.vip
+work, www = topo.work, topo.www
 with open(os.path.join(www, "index.html"), "w") as f:
     f.write("hello through the waf\n")
 os.makedirs(os.path.join(www, "forbidden-path"))
@@ -47,33 +38,11 @@ shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
 shutil.copytree(shipped, rules_dir)
 audit_log = os.path.join(work, "audit.log")
 
-conf = os.path.join(work, "nginx.conf")
-with open(conf, "w") as f:
-    f.write(f"""
-daemon off;
-user root;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log {work}/access.log;
-  client_body_temp_path {work};
-  proxy_temp_path {work};
-  fastcgi_temp_path {work};
-  uwsgi_temp_path {work};
-  scgi_temp_path {work};
-  server {{
+nginx = topo.start_nginx("""
     listen 80 proxy_protocol;
     listen 8080 proxy_protocol;
-    root {www};
-    location = /search {{ return 200 "search ok\\n"; }}
-    location = /post {{ return 200 "posted\\n"; }}
-  }}
-}}
-""")
-nginx = be.popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(lambda: nginx.poll() is None and (nginx.kill(), nginx.wait()))
+    location = /search { return 200 "search ok\\n"; }
+    location = /post { return 200 "posted\\n"; }""")
 
 # The enforce policy is a file next to the config (a relative path); the detect-only one is inline.
 e_dir = tempfile.mkdtemp(prefix="edge-e2e-waf-conf-")
