@@ -96,6 +96,24 @@ TEST_F(sending, rto_backs_off_and_gives_up) {
   EXPECT_EQ(st->send(c, bytes(1)), 0u);  // stale handle
 }
 
+TEST_F(sending, rto_floor_follows_the_configured_minimum) {
+  cfg.rto_min_ms = 50;  // tcp.rto_min_ms
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);
+  auto first = one();
+  // SRTT ~0: the RTO is the floor, 50 ms instead of the default 200, then it doubles.
+  advance_ms(49);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  EXPECT_EQ(one().seq, first.seq);
+  advance_ms(99);
+  EXPECT_TRUE(drain().empty());
+  advance_ms(1);
+  EXPECT_EQ(one().seq, first.seq);
+  EXPECT_EQ(st->stats().rto_events.get(), 2u);
+}
+
 TEST_F(sending, rto_without_timestamps_uses_initial_then_collapses_cwnd) {
   start();
   auto c = establish(false);
