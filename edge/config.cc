@@ -377,7 +377,7 @@ class loader {
     check_keys(n, "tcp", {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer", "syn_cookies",
                           "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms", "fin_wait_timeout_ms",
                           "time_wait_ms", "upstream_drain_timeout_ms", "max_active_per_worker",
-                          "rto_min_ms"});
+                          "rto_min_ms", "congestion_control"});
     tcp_config& t = c.tcp;
     auto u32 = [&](const char* key, uint32_t& out, uint64_t lo, uint64_t hi) {
       if (auto v = n[key]) out = static_cast<uint32_t>(uint(v, std::string("tcp.") + key, lo, hi));
@@ -393,6 +393,8 @@ class loader {
     u32("time_wait_ms", t.time_wait_ms, 0, 240000);
     u32("upstream_drain_timeout_ms", t.upstream_drain_timeout_ms, 10, 600000);
     u32("rto_min_ms", t.rto_min_ms, 1, 60000);
+    if (auto v = n["congestion_control"])
+      t.cubic = choice<bool>(v, "tcp.congestion_control", {{"newreno", false}, {"cubic", true}});
     if (auto v = n["syn_cookies"])
       t.syn_cookies = choice<syn_cookie_mode>(v, "tcp.syn_cookies",
                                               {{"off", syn_cookie_mode::off},

@@ -145,6 +145,7 @@ struct tcp_config {
   // clients with a counted RST (relay end worker_limit). Changes on reload.
   uint32_t max_active_per_worker = 0;
   uint32_t rto_min_ms = 200;  // floor of the retransmission timeout (Linux's default)
+  bool cubic = false;         // congestion_control: newreno (default) or cubic
 };
 
 struct config {

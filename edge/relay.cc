@@ -89,6 +89,7 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   tc.fin_wait_timeout_ms = s.tcp.fin_wait_timeout_ms;
   tc.time_wait_ms = s.tcp.time_wait_ms;
   tc.rto_min_ms = s.tcp.rto_min_ms;
+  tc.cc = s.tcp.cubic ? l4::tcp::congestion::cubic : l4::tcp::congestion::newreno;
   tc.secret = s.secret;
   // Segments held until the worker drains them: a handful of upstream completions, each up to a
   // full upstream buffer of payload, plus a burst of SYN-ACKs, fit without tcp_tx_batch_full.

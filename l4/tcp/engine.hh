@@ -132,6 +132,8 @@ class engine {
   bool retransmit_lost(tcb& t, uint32_t& budget);
   void mark_first_lost(tcb& t);
   void enter_recovery(tcb& t);
+  uint32_t loss_ssthresh(tcb& t, uint32_t flight);
+  void cubic_ack(tcb& t, uint32_t acked);
   void on_new_ack(tcb& t, uint32_t acked);
   void after_ack(tcb& t, bool dupack_loss);
 

@@ -4,6 +4,7 @@
 #include <rte_tcp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "engine.hh"
@@ -23,6 +24,9 @@ bool sent_after(uint32_t t1, uint32_t seq1, uint32_t t2, uint32_t seq2) {
 // more in flight the probe waits 2 SRTT plus Linux's 2 ms of timer slack.
 constexpr uint32_t wc_delack_us = 200'000;
 constexpr uint32_t pto_slack_us = 2'000;
+
+// RFC 9438 §5: C = 0.4 segments/s^3, β = 0.7; α = 3(1 - β)/(1 + β) for the Reno-friendly estimate.
+constexpr double cubic_c = 0.4, cubic_beta = 0.7, cubic_alpha = 3 * (1 - cubic_beta) / (1 + cubic_beta);
 
 }  // namespace
 
@@ -214,9 +218,57 @@ bool engine::retransmit_lost(tcb& t, uint32_t& budget) {
   return sent;
 }
 
+// The multiplicative decrease on a congestion event (fast recovery, a probe that repaired a loss,
+// the first RTO). NewReno: half of `flight` (RFC 5681 (4)). CUBIC: 0.7 of the window, which is
+// remembered as w_max (lowered further when it was still below the last one: fast convergence,
+// RFC 9438 §4.7); the next congestion-avoidance ACK starts a new epoch.
+uint32_t engine::loss_ssthresh(tcb& t, uint32_t flight) {
+  if (cfg_.cc == congestion::cubic) {
+    const uint32_t w = t.cwnd;
+    t.cubic_wmax = w < t.cubic_wmax ? static_cast<uint32_t>(w * (1 + cubic_beta) / 2) : w;
+    t.cubic_epoch = 0;
+    return std::max<uint32_t>(static_cast<uint32_t>(w * cubic_beta), 2u * t.mss);
+  }
+  return std::max<uint32_t>(flight / 2, 2u * t.mss);
+}
+
+// RFC 9438 §4.2-4.4: the target is W_cubic(t + RTT) = C (t + RTT - K)^3 + w_max (segments),
+// clamped to [cwnd, 1.5 cwnd]; the window moves a fraction (target - cwnd) / cwnd of it per ACK,
+// unless the Reno-friendly estimate (W_est += α · acked / cwnd segments per ACK, §4.3) is above it.
+void engine::cubic_ack(tcb& t, uint32_t acked) {
+  const double mss = t.mss;
+  // Not limited by cwnd (send buffer or peer window): the curve is not probing anything, so it
+  // does not grow past twice what was in flight (Linux's tcp_is_cwnd_limited; RFC 7661).
+  if (t.cwnd >= 2 * (t.snd_max - t.snd_una + acked)) {
+    t.cubic_epoch = 0;
+    return;
+  }
+  if (t.cubic_epoch == 0) {
+    t.cubic_epoch = std::max<uint64_t>(now_, 1);
+    t.cubic_west = t.cwnd;
+    if (t.cwnd < t.cubic_wmax) {
+      t.cubic_k_us = static_cast<uint32_t>(std::cbrt((t.cubic_wmax - t.cwnd) / mss / cubic_c) * 1e6);
+      t.cubic_origin = t.cubic_wmax;
+    } else {
+      t.cubic_k_us = 0;
+      t.cubic_origin = t.cwnd;
+    }
+  }
+  const double rtt_s = std::max<int64_t>(t.srtt_us, 0) / 1e6;
+  const double since = static_cast<double>(now_ - t.cubic_epoch) / tsc_per_ms_ / 1000;
+  const double d = since + rtt_s - t.cubic_k_us / 1e6;
+  const double cubic = t.cubic_origin + cubic_c * d * d * d * mss;
+  const double target = std::clamp<double>(cubic, t.cwnd, 1.5 * t.cwnd);
+  t.cubic_west += static_cast<uint32_t>(cubic_alpha * mss * acked / t.cwnd);
+  if (t.cubic_west > target) {
+    t.cwnd = std::max(t.cwnd, std::min<uint32_t>(t.cubic_west, 1u << 30));
+  } else {
+    t.cwnd += std::max<uint32_t>(1, static_cast<uint32_t>((target - t.cwnd) * acked / t.cwnd));
+  }
+}
+
 void engine::enter_recovery(tcb& t) {
-  const uint32_t flight = t.snd_max - t.snd_una;
-  t.ssthresh = std::max<uint32_t>(flight / 2, 2u * t.mss);
+  t.ssthresh = loss_ssthresh(t, t.snd_max - t.snd_una);
   t.recover = t.snd_max;
   t.in_recovery = true;
   t.fast_rexmit_due = true;
@@ -246,6 +298,8 @@ void engine::on_new_ack(tcb& t, uint32_t acked) {
   t.dupacks = 0;
   if (t.cwnd < t.ssthresh) {
     t.cwnd += std::min<uint32_t>(acked, 2u * t.mss);  // RFC 3465 with L = 2
+  } else if (cfg_.cc == congestion::cubic) {
+    cubic_ack(t, acked);
   } else {
     t.cwnd += std::max<uint32_t>(1, static_cast<uint32_t>(uint64_t{t.mss} * acked / t.cwnd));
   }
@@ -270,7 +324,7 @@ void engine::tlp_on_ack(tcb& t, uint32_t ack, bool dsack) {
   if (!t.tlp_out || seq_lt(ack, t.tlp_end)) return;
   t.tlp_out = false;
   if (t.tlp_rexmit && !dsack && seq_gt(ack, t.tlp_end) && !t.in_recovery) {
-    t.ssthresh = std::max<uint32_t>(t.cwnd / 2, 2u * t.mss);
+    t.ssthresh = loss_ssthresh(t, t.cwnd);  // the flight is gone: halve the window
     t.cwnd = t.ssthresh;
   }
 }

@@ -84,6 +84,10 @@ struct tcb {
   uint32_t min_rtt_us = UINT32_MAX;
   uint32_t fack = 0;     // highest sequence the peer SACKed or ACKed
   uint32_t tlp_end = 0;  // snd_max when the probe went out
+  // CUBIC (RFC 9438): window before the last reduction, start of the current epoch (TSC, 0: none),
+  // the Reno-friendly estimate, and K (µs) to climb back to w_max from the epoch's start.
+  uint32_t cubic_wmax = 0, cubic_west = 0, cubic_k_us = 0, cubic_origin = 0;
+  uint64_t cubic_epoch = 0;
   // The send map: map[map_head .. map_head + map_n) of the engine's map_cap_ slots.
   sent_seg* map = nullptr;
   uint32_t map_head = 0, map_n = 0;

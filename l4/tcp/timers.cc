@@ -155,8 +155,7 @@ void engine::rexmit_timer(tcb& t) {
   }
   ctr_.rto_events.add();
   ++t.backoff;
-  const uint32_t flight = t.snd_max - t.snd_una;
-  if (t.backoff == 1) t.ssthresh = std::max<uint32_t>(flight / 2, 2u * t.mss);  // RFC 5681 (4)
+  if (t.backoff == 1) t.ssthresh = loss_ssthresh(t, t.snd_max - t.snd_una);  // RFC 5681 (4), RFC 9438 §4.8
   t.cwnd = t.mss;
   t.in_recovery = false;
   t.dupacks = 0;

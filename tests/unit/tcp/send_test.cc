@@ -29,6 +29,43 @@ class sending : public harness {
     EXPECT_EQ(app.accepted.size(), 1u);
     return app.accepted.empty() ? conn_handle{} : app.accepted.back();
   }
+  // Ten segments out over a path of `rtt_ms`, segment 0 lost and repaired by fast recovery, then
+  // a long queue: returns the new segments the reduced window lets out at once.
+  size_t flight_after_one_loss_impl(uint32_t seg, uint64_t rtt_ms = 10) {
+    auto c = establish_with_rtt(rtt_ms);
+    EXPECT_EQ(st->send(c, bytes(10 * seg)), 10 * seg);
+    EXPECT_EQ(data_segments().size(), 10u);
+    advance_ms(rtt_ms);
+    EXPECT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({blk(1, 10)})), drop::none);
+    auto r = data_segments();
+    EXPECT_EQ(r.size(), 1u);
+    advance_ms(rtt_ms);
+    EXPECT_EQ(cseg(ACK, 0, 10 * seg), drop::none);  // full ACK: recovery ends at ssthresh
+    conn = c;
+    acked = 10 * seg;
+    EXPECT_EQ(st->send(c, bytes(600 * seg)), 600 * seg);
+    const auto segs = data_segments();
+    top = acked;
+    for (auto& s : segs) top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
+    return segs.size();
+  }
+  // One round trip of the flight in the air: each segment ACKed on its own after `rtt_ms`; returns
+  // the size of the next flight the window lets out (segments).
+  size_t ack_round(uint64_t rtt_ms) {
+    advance_ms(rtt_ms);
+    std::vector<seg_out> sent;
+    const uint32_t echo = srv_ts;  // the flight's TSval, not that of segments sent while ACKing
+    for (uint32_t a = acked + mss; a <= top; a += mss) {
+      srv_ts = echo;
+      EXPECT_EQ(cseg(ACK, 0, a), drop::none);
+      for (auto& s : data_segments()) sent.push_back(s);
+    }
+    acked = top;
+    for (auto& s : sent) top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
+    return sent.size();
+  }
+  conn_handle conn;
+  uint32_t acked = 0, top = 0;
   // SACK blocks in units of segments above the first data byte.
   std::pair<uint32_t, uint32_t> blk(uint32_t a, uint32_t b) const {
     return {siss + 1 + a * mss, siss + 1 + b * mss};
@@ -411,6 +448,45 @@ TEST_F(sending, rto_after_a_lost_retransmission_skips_sacked_segments) {
   ASSERT_EQ(cseg(ACK, 0, 4 * mss), drop::none);
   EXPECT_EQ(st->stats().rto_events.get(), 1u);
   EXPECT_EQ(st->stats().retransmits.get(), 4u);
+}
+
+TEST_F(sending, newreno_halves_the_window_on_loss) {
+  cfg.snd_buf = 1 << 20;
+  start();
+  EXPECT_EQ(flight_after_one_loss_impl(mss), 5u);  // ssthresh = flight / 2 (RFC 5681 (4))
+}
+
+TEST_F(sending, cubic_keeps_seventy_percent_of_the_window_on_loss) {
+  cfg.snd_buf = 1 << 20;
+  cfg.cc = l4::tcp::congestion::cubic;
+  start();
+  EXPECT_EQ(flight_after_one_loss_impl(mss), 7u);  // ssthresh = 0.7 cwnd (RFC 9438 §4.6)
+}
+
+TEST_F(sending, cubic_regrows_concave_to_the_last_maximum_then_convex) {
+  cfg.snd_buf = 1 << 20;
+  cfg.cc = l4::tcp::congestion::cubic;
+  start();
+  // A 900 ms path (below the 1 s initial RTO, so the handshake is timed), so the cubic curve and
+  // not the Reno-friendly estimate drives the window: after the loss at 10 segments cwnd is 7 and
+  // K = cbrt((10 - 7) / 0.4) = 1.96 s.
+  ASSERT_EQ(flight_after_one_loss_impl(mss, 900), 7u);
+  std::vector<size_t> flights;
+  std::string shape;
+  for (int round = 0; round < 6; ++round) flights.push_back(ack_round(900));
+  for (size_t f : flights) shape += std::to_string(f) + " ";
+  SCOPED_TRACE("flights per round: " + shape);
+  // Concave: back near w_max (10) within a round, then a plateau there (NewReno would climb one
+  // segment per round from 5)...
+  EXPECT_GE(flights[0], 8u);
+  for (int i : {1, 2}) {
+    EXPECT_GE(flights[i], 9u) << i;
+    EXPECT_LE(flights[i], 10u) << i;
+  }
+  // ...then convex probing beyond it, each round adding more than the one before.
+  EXPECT_GT(flights[4] - flights[3], 1u);
+  EXPECT_GT(flights[5] - flights[4], flights[4] - flights[3]);
+  for (size_t i = 1; i < flights.size(); ++i) EXPECT_GE(flights[i], flights[i - 1]) << i;
 }
 
 TEST_F(sending, early_retransmit_for_a_short_flight) {

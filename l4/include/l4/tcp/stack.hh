@@ -35,6 +35,10 @@ enum class cookie_mode : uint8_t {
 
 enum class pool_full_action : uint8_t { rst, drop };
 
+// Congestion avoidance after slow start: NewReno (RFC 5681, 6582: +1 MSS per RTT, halve on loss)
+// or CUBIC (RFC 9438: window a cubic function of the time since the last loss, 0.7 on loss).
+enum class congestion : uint8_t { newreno, cubic };
+
 struct config {
   uint32_t max_connections = 1024;  // TCB pool; includes SYN_RECEIVED and TIME_WAIT
   uint32_t snd_buf = 64 * 1024;     // bytes per connection
@@ -51,6 +55,7 @@ struct config {
   uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
   uint32_t rto_initial_ms = 1'000, rto_min_ms = 200, rto_max_ms = 60'000;  // RFC 6298; Linux's floor
   uint32_t delayed_ack_ms = 40;
+  congestion cc = congestion::newreno;
   uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
   uint8_t max_synack_retries = 4;
   uint32_t challenge_acks_per_s = 1000;  // RFC 5961 §7 global limit
