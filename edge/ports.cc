@@ -1,14 +1,14 @@
 #include "edge/ports.hh"
 
+#include <dirent.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <rte_bus_vdev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
-#include <dirent.h>
-#include <linux/if_packet.h>
-#include <net/if.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,7 +24,9 @@ bool is_vdev(const std::string& device) { return device.rfind("net_", 0) == 0; }
 // "net_af_packet0,iface=x" -> "net_af_packet0"; a PCI address stays as it is.
 std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
 
-bool is_af_packet(const std::string& device) { return device.rfind("net_af_packet", 0) == 0; }
+bool is_af_packet(const std::string& device) {
+  return device.rfind("net_af_packet", 0) == 0;
+}
 
 bool has_arg(const std::string& device, const char* key) {
   return device.find(std::string(",") + key + "=") != std::string::npos;
@@ -52,7 +54,8 @@ std::string af_packet_args(const std::string& device, size_t queues, uint16_t mt
   if (!has_arg(d, "framesz") && !has_arg(d, "blocksz")) {
     uint32_t frame = 2048;
     while (frame < mtu + 128u) frame <<= 1;
-    d += ",framesz=" + std::to_string(frame) + ",blocksz=" + std::to_string(std::max<uint32_t>(frame, 4096));
+    d += ",framesz=" + std::to_string(frame) +
+         ",blocksz=" + std::to_string(std::max<uint32_t>(frame, 4096));
   }
   return d;
 }
@@ -180,7 +183,8 @@ common::result<void> dataplane::start_ports(const config& c) {
       if (const unsigned ifindex = if_nametoindex(iface.c_str()); ifindex != 0)
         ps.packet_fds = packet_sockets(static_cast<int>(ifindex));
       if (ps.packet_fds.empty())
-        spdlog::warn("port {}: no AF_PACKET socket found on {}; kernel ring drops are not counted", pc.name, iface);
+        spdlog::warn("port {}: no AF_PACKET socket found on {}; kernel ring drops are not counted",
+                     pc.name, iface);
     }
     char mac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof(mac), &ps.mac);
@@ -199,7 +203,8 @@ uint64_t dataplane::kernel_rx_drops(size_t port) const {
     // Reading the statistics resets them in the kernel: the sum is kept here.
     tpacket_stats st{};
     socklen_t len = sizeof(st);
-    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) ps.kernel_drops += st.tp_drops;
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+      ps.kernel_drops += st.tp_drops;
   }
   return ps.kernel_drops;
 }

@@ -505,14 +505,15 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
 bool engine::update_scoreboard(tcb& t, const segment& s) {
   if (!t.info.sack || s.opt.n_sack == 0) return false;
   const seq_range& b0 = s.opt.sack[0];
-  const bool dsack = seq_leq(b0.end, s.ack) ||
-                     (s.opt.n_sack > 1 && seq_geq(b0.start, s.opt.sack[1].start) &&
-                      seq_leq(b0.end, s.opt.sack[1].end));
+  const bool dsack =
+      seq_leq(b0.end, s.ack) || (s.opt.n_sack > 1 && seq_geq(b0.start, s.opt.sack[1].start) &&
+                                 seq_leq(b0.end, s.opt.sack[1].end));
   seq_range blocks[4];
   const uint8_t n = std::min<uint8_t>(s.opt.n_sack, 4);
   for (uint8_t k = 0; k < n; ++k) {  // insertion sort of at most four blocks
     uint8_t j = k;
-    for (; j > 0 && seq_lt(s.opt.sack[k].start, blocks[j - 1].start); --j) blocks[j] = blocks[j - 1];
+    for (; j > 0 && seq_lt(s.opt.sack[k].start, blocks[j - 1].start); --j)
+      blocks[j] = blocks[j - 1];
     blocks[j] = s.opt.sack[k];
   }
   for (uint8_t k = 0; k < n; ++k) {

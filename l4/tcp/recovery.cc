@@ -26,7 +26,8 @@ constexpr uint32_t wc_delack_us = 200'000;
 constexpr uint32_t pto_slack_us = 2'000;
 
 // RFC 9438 §5: C = 0.4 segments/s^3, β = 0.7; α = 3(1 - β)/(1 + β) for the Reno-friendly estimate.
-constexpr double cubic_c = 0.4, cubic_beta = 0.7, cubic_alpha = 3 * (1 - cubic_beta) / (1 + cubic_beta);
+constexpr double cubic_c = 0.4, cubic_beta = 0.7,
+                 cubic_alpha = 3 * (1 - cubic_beta) / (1 + cubic_beta);
 
 }  // namespace
 
@@ -70,8 +71,10 @@ void engine::map_ack(tcb& t, uint32_t ack) {
     --t.map_n;
     if ((r.flags & seg_sacked) == 0) rack_advance(t, r);
   }
-  if (t.map_n == 0) t.map_head = 0;
-  else if (seq_lt(t.seg(0).start, ack)) t.seg(0).start = ack;
+  if (t.map_n == 0)
+    t.map_head = 0;
+  else if (seq_lt(t.seg(0).start, ack))
+    t.seg(0).start = ack;
   if (seq_gt(ack, t.fack)) t.fack = ack;
 }
 
@@ -178,7 +181,8 @@ bool engine::rack_detect_loss(tcb& t) {
 uint32_t engine::pipe(const tcb& t) const {
   uint32_t n = 0;
   for (uint32_t i = 0; i < t.map_n; ++i)
-    if (const sent_seg& r = t.map[t.map_head + i]; (r.flags & (seg_sacked | seg_lost)) == 0) n += r.len();
+    if (const sent_seg& r = t.map[t.map_head + i]; (r.flags & (seg_sacked | seg_lost)) == 0)
+      n += r.len();
   return n;
 }
 
@@ -247,7 +251,8 @@ void engine::cubic_ack(tcb& t, uint32_t acked) {
     t.cubic_epoch = std::max<uint64_t>(now_, 1);
     t.cubic_west = t.cwnd;
     if (t.cwnd < t.cubic_wmax) {
-      t.cubic_k_us = static_cast<uint32_t>(std::cbrt((t.cubic_wmax - t.cwnd) / mss / cubic_c) * 1e6);
+      t.cubic_k_us =
+          static_cast<uint32_t>(std::cbrt((t.cubic_wmax - t.cwnd) / mss / cubic_c) * 1e6);
       t.cubic_origin = t.cubic_wmax;
     } else {
       t.cubic_k_us = 0;
@@ -338,7 +343,8 @@ void engine::arm_tlp(tcb& t) {
       t.t_rexmit == 0)
     return;
   const uint32_t flight = t.snd_max - t.snd_una;
-  const uint64_t pto_us = 2 * static_cast<uint64_t>(t.srtt_us) + (flight <= t.mss ? wc_delack_us : pto_slack_us);
+  const uint64_t pto_us =
+      2 * static_cast<uint64_t>(t.srtt_us) + (flight <= t.mss ? wc_delack_us : pto_slack_us);
   const uint64_t at = now_ + us(pto_us);
   // A probe no earlier than the RTO adds nothing: the RTO resends the same segment.
   if (at >= t.t_rexmit) return;
@@ -357,7 +363,8 @@ void engine::tlp_fire(tcb& t) {
   bool sent = false;
   if (len > 0) {
     const bool fin = t.fin_queued && off + len == t.tx_len;
-    const uint8_t flags = static_cast<uint8_t>(f_ack | (len == avail ? f_psh : 0) | (fin ? f_fin : 0));
+    const uint8_t flags =
+        static_cast<uint8_t>(f_ack | (len == avail ? f_psh : 0) | (fin ? f_fin : 0));
     sent = send_segment(t, t.snd_max, len, flags, tx_kind::fresh);
     t.tlp_rexmit = false;
   } else {

@@ -116,8 +116,8 @@ struct tcb {
   // Timers (absolute TSC; 0 = off) and the wheel links.
   uint64_t t_rexmit = 0;  // RTO, SYN-ACK retransmit or persist
   uint64_t t_delack = 0;
-  uint64_t t_reo = 0;  // RACK reordering window expiry
-  uint64_t t_tlp = 0;  // tail loss probe (PTO)
+  uint64_t t_reo = 0;    // RACK reordering window expiry
+  uint64_t t_tlp = 0;    // tail loss probe (PTO)
   uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
   uint64_t last_rx_tsc = 0;
   uint64_t wheel_at = 0;

@@ -155,7 +155,8 @@ void engine::rexmit_timer(tcb& t) {
   }
   ctr_.rto_events.add();
   ++t.backoff;
-  if (t.backoff == 1) t.ssthresh = loss_ssthresh(t, t.snd_max - t.snd_una);  // RFC 5681 (4), RFC 9438 §4.8
+  if (t.backoff == 1)
+    t.ssthresh = loss_ssthresh(t, t.snd_max - t.snd_una);  // RFC 5681 (4), RFC 9438 §4.8
   t.cwnd = t.mss;
   t.in_recovery = false;
   t.dupacks = 0;
@@ -167,7 +168,7 @@ void engine::rexmit_timer(tcb& t) {
   t.fast_rexmit_due = false;
   t.tlp_out = false;
   t.t_tlp = t.t_reo = 0;
-  t.rtt_timing = false;   // Karn
+  t.rtt_timing = false;  // Karn
   arm_rto(t);
   output(t);
 }

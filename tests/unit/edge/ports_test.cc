@@ -10,8 +10,8 @@
 namespace {
 
 std::string vdev_arg(const std::string& device, int mtu = 1500) {
-  const std::string yaml = "ports:\n  - {name: wan0, role: wan, device: \"" + device + "\", mtu: " +
-                           std::to_string(mtu) + "}\nworkers:\n  lcores: [1, 2]\n";
+  const std::string yaml = "ports:\n  - {name: wan0, role: wan, device: \"" + device +
+                           "\", mtu: " + std::to_string(mtu) + "}\nworkers:\n  lcores: [1, 2]\n";
   auto c = edge::parse_config(yaml, "test.yaml");
   EXPECT_TRUE(c.has_value()) << (c ? "" : c.error().str());
   if (!c) return "";

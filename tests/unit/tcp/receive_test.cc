@@ -99,7 +99,9 @@ TEST_F(receive, duplicates_are_reported_with_d_sack) {
   establish();
   app.auto_read = true;
   const auto all = bytes(400);
-  auto part = [&](size_t off, size_t n) { return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n); };
+  auto part = [&](size_t off, size_t n) {
+    return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n);
+  };
   ASSERT_EQ(cseg(ACK, 0, 0, part(0, 100)), drop::none);
   ASSERT_EQ(cseg(ACK, 200, 0, part(200, 100)), drop::none);  // a hole at 100..200
   drain();

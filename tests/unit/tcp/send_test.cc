@@ -21,7 +21,9 @@ class sending : public harness {
   }
   // A handshake over a path of `rtt_ms`, so that SRTT (and RACK's windows) are not zero.
   conn_handle establish_with_rtt(uint64_t rtt_ms) {
-    EXPECT_EQ(inject(SYN, cisn, 0, {}, cat({opt_mss(1460), opt_sack_ok(), opt_ts(tsv, 0), opt_ws(7)})), drop::none);
+    EXPECT_EQ(
+        inject(SYN, cisn, 0, {}, cat({opt_mss(1460), opt_sack_ok(), opt_ts(tsv, 0), opt_ws(7)})),
+        drop::none);
     auto sa = one();
     siss = sa.seq;
     advance_ms(rtt_ms);
@@ -46,7 +48,8 @@ class sending : public harness {
     EXPECT_EQ(st->send(c, bytes(600 * seg)), 600 * seg);
     const auto segs = data_segments();
     top = acked;
-    for (auto& s : segs) top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
+    for (auto& s : segs)
+      top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
     return segs.size();
   }
   // One round trip of the flight in the air: each segment ACKed on its own after `rtt_ms`; returns
@@ -61,7 +64,8 @@ class sending : public harness {
       for (auto& s : data_segments()) sent.push_back(s);
     }
     acked = top;
-    for (auto& s : sent) top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
+    for (auto& s : sent)
+      top = std::max<uint32_t>(top, s.seq + uint32_t(s.payload.size()) - siss - 1);
     return sent.size();
   }
   conn_handle conn;

@@ -53,7 +53,8 @@ struct config {
   uint32_t idle_timeout_ms = 300'000;
   uint32_t fin_wait_timeout_ms = 30'000;  // FIN_WAIT_1/2, CLOSING, LAST_ACK
   uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
-  uint32_t rto_initial_ms = 1'000, rto_min_ms = 200, rto_max_ms = 60'000;  // RFC 6298; Linux's floor
+  uint32_t rto_initial_ms = 1'000, rto_min_ms = 200,
+           rto_max_ms = 60'000;  // RFC 6298; Linux's floor
   uint32_t delayed_ack_ms = 40;
   congestion cc = congestion::newreno;
   uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
