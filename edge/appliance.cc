@@ -349,10 +349,13 @@ common::result<std::string> appliance::reload() {
     ++reloads_failed_;
     return common::fail("the top-level tls settings need a restart; running configuration kept", cfg_->path);
   }
-  if (next->tcp.max_connections != cur.tcp.max_connections || next->tcp.send_buffer != cur.tcp.send_buffer ||
-      next->tcp.receive_buffer != cur.tcp.receive_buffer || next->tcp.upstream_buffer != cur.tcp.upstream_buffer) {
+  // The stack and relay take every tcp setting at start; only the per-worker active limit is live.
+  tcp_config next_tcp = next->tcp;
+  next_tcp.max_active_per_worker = cur.tcp.max_active_per_worker;
+  if (!(next_tcp == cur.tcp)) {
     ++reloads_failed_;
-    return common::fail("tcp connection limits and buffer sizes need a restart; running configuration kept",
+    return common::fail("tcp settings other than max_active_per_worker (buffers, pool size, timeouts, syn cookies, "
+                        "rto_min_ms, congestion_control) need a restart; running configuration kept",
                         cfg_->path);
   }
   // The WAF control plane (rules dir, cache, audit log, which services have which policy) is set

@@ -146,6 +146,8 @@ struct tcp_config {
   uint32_t max_active_per_worker = 0;
   uint32_t rto_min_ms = 200;  // floor of the retransmission timeout (Linux's default)
   bool cubic = false;         // congestion_control: newreno (default) or cubic
+
+  bool operator==(const tcp_config&) const = default;
 };
 
 struct config {

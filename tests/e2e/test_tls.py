@@ -23,22 +23,14 @@ import harness as h
 
 t = h.tag("tls")
 c = h.Check("test_tls")
-cli, dut, be = h.Namespace(f"{t}c"), h.Namespace(f"{t}d"), h.Namespace(f"{t}b")
-h.veth(cli, "cli0", dut, "dut0")
-cli.run(["ip", "addr", "add", "10.97.0.2/24", "dev", "cli0"])
-h.veth(dut, "kern0", be, "eth0")
-dut.run(["ip", "addr", "add", "10.97.1.2/24", "dev", "kern0"])
-be.run(["ip", "addr", "add", "10.97.1.11/24", "dev", "eth0"])
-for ns in (cli, dut, be):
-    ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+topo = h.TcpTopology(t, net="10.97")
+cli, dut, be = topo.cli, topo.dut, topo.be
 
-VIP = "10.97.0.100"
+VIP = topo.vip
 here = os.path.dirname(os.path.abspath(__file__))
-work = tempfile.mkdtemp(prefix="edge-e2e-tls-")
+work, www = topo.work, topo.www
 certs = os.path.join(work, "certs")
 subprocess.run(["sh", os.path.join(here, "..", "certs", "gen.sh"), certs], check=True, capture_output=True)
-www = os.path.join(work, "www")
-os.makedirs(www)
 with open(os.path.join(www, "index.html"), "w") as f:
     f.write("hello over tls\n")
 big = os.path.join(www, "big")
@@ -47,32 +39,11 @@ with open(big, "wb") as f:
 with open(big, "rb") as f:
     big_sha = hashlib.sha256(f.read()).hexdigest()
 
-conf = os.path.join(work, "nginx.conf")
-with open(conf, "w") as f:
-    f.write(f"""
-daemon off;
-user root;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-  log_format pp '$proxy_protocol_addr $remote_addr "$request" $status $body_bytes_sent';
-  access_log {work}/access.log pp;
-  client_body_temp_path {work};
-  proxy_temp_path {work};
-  fastcgi_temp_path {work};
-  uwsgi_temp_path {work};
-  scgi_temp_path {work};
-  server {{
+topo.start_nginx("""
     listen 80 proxy_protocol backlog=4096;
-    root {www};
-    location = /search {{ return 200 "search ok\\n"; }}
-  }}
-}}
-""")
-nginx = be.popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(lambda: nginx.poll() is None and (nginx.kill(), nginx.wait()))
+    location = /search { return 200 "search ok\\n"; }""",
+                 http="log_format pp '$proxy_protocol_addr $remote_addr \"$request\" $status $body_bytes_sent';",
+                 connections=4096, access_log=f"{work}/access.log pp")
 echo = be.popen(["/usr/bin/python3", os.path.join(here, "pp2_echo.py"), "9000"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 h._cleanups.append(echo.kill)
@@ -93,7 +64,7 @@ def config_text():
 eal:
   args: {h.yaml_list(h.eal_args(t))}
 ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0,framecnt=4096", addresses: [10.97.0.1/24]}}
+  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.97.0.1/24]}}
 workers:
   lcores: [1]
 tcp:
