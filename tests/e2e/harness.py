@@ -285,7 +285,8 @@ class TcpTopology:
     """The namespaces of a `tcp` service, shared by the tcp and WAF tests and the tcp bench:
 
       client ns  cli0 ──veth── dut0  edged ns  kern0 ──veth── eth0  backend ns (nginx, PROXY v2)
-                 (or cli0 ── bridge in a switch ns ── dut0, where loss can be injected per frame)
+                 (or, switch=True: cli0 ══ sw-cli ─ br0 ─ sw-dut ── dut0, the bridge inside the
+                  client namespace, where nftables drops frames after the client's TCP sent them)
 
     dut0 is edged's DPDK af_packet port (NET.0.1 in edged's config, VIP NET.0.100); kern0
     (NET.1.2) is the kernel leg edged's upstream sockets and health checks use; nginx listens on
@@ -295,10 +296,13 @@ class TcpTopology:
         self.cli, self.dut, self.be = Namespace(f"{t}c"), Namespace(f"{t}d"), Namespace(f"{t}b")
         self.sw = None
         if switch:
-            self.sw = Namespace(f"{t}s")
-            br = bridge(self.sw)
-            attach(self.sw, br, self.cli, "cli0", "sw-cli")
-            attach(self.sw, br, self.dut, "dut0", "sw-dut")
+            # The client's own namespace holds the bridge: its address sits on one end of a veth
+            # pair whose other end is a bridge port, so a frame dropped on the bridge has already
+            # left the client's TCP (a drop in its output hook would be reported back and retried).
+            self.sw = self.cli
+            br = bridge(self.cli)
+            attach(self.cli, br, self.cli, "cli0", "sw-cli")
+            attach(self.cli, br, self.dut, "dut0", "sw-dut")
         else:
             veth(self.cli, "cli0", self.dut, "dut0")
         self.client, self.port_addr, self.vip = f"{net}.0.2", f"{net}.0.1", f"{net}.0.100"
@@ -355,7 +359,8 @@ http {{
             return f.read()
 
     def set_loss(self, percent):
-        """Drops `percent`% of the TCP frames crossing the bridge, both ways (switch=True only).
+        """Drops `percent`% of the TCP frames crossing the client namespace's bridge, both ways
+        (switch=True only), with nftables in the client namespace.
         Frames there are single segments (no GSO), so both stacks really lose them."""
         self.sw.run(["nft", "add table bridge loss"])
         self.sw.run(["nft", "add chain bridge loss lossy { type filter hook forward priority 0 ; }"])

@@ -3,7 +3,7 @@
 port, and nginx (listen ... proxy_protocol) in a backend namespace reached through a kernel veth of
 edged's namespace. nginx logs the real client address from the PROXY v2 header; 1 MiB and 100 MiB
 bodies go both ways byte-exact (sha256), also with 5% random per-frame loss both ways (nftables
-on a bridge between client and edged) within time bounds that catch lost RACK-TLP recovery; wrk
+in the client namespace, on a bridge between the client's interface and the link to edged) within time bounds that catch lost RACK-TLP recovery; wrk
 runs a few dozen keep-alive connections through the VIP without errors; an upstream killed
 mid-upload resets the client (counted); 2,000 connections are held open through the relay at
 once and then closed cleanly (the af_packet RX ring's kernel drops are reported)."""
@@ -16,8 +16,8 @@ import harness as h
 
 t = h.tag("tcp")
 c = h.Check("test_tcp")
-# The client reaches edged through a bridge in a switch namespace, where loss is injected per
-# frame (see the loss section for why not in the client namespace itself).
+# The client reaches edged through a bridge inside its own namespace, where loss is injected per
+# frame (see the loss section for why not in the client's output hook).
 topo = h.TcpTopology(t, net="10.99", switch=True)
 cli, dut, be, sw = topo.cli, topo.dut, topo.be, topo.sw
 
@@ -145,11 +145,12 @@ c.that(r.returncode == 0 and done > 1000 and "Socket errors" not in r.stdout and
                     or "errors" in l or "Non-2xx" in l) + r.stderr.strip())
 c.that(done <= logged <= done + WRK_CONNS, f"nginx logged {logged} of wrk's {done} requests (+ <= {WRK_CONNS} in flight)")
 
-# 5% random loss each way, per frame. Linux TCP hands GSO super-packets (up to 64 KiB) to the
-# client namespace's netfilter hooks, and a packet its own output hook drops is not even lost to
-# it (the send fails and is simply retried), so the drop rule sits on the bridge between client
-# and edged, where frames are single segments: the client's data and ACKs and edged's segments
-# are really lost, and both stacks must recover. The input hook of the client adds loss there too.
+# 5% random loss each way, per frame, by nftables in the client namespace. Not in the client's
+# IP output hook: Linux TCP hands GSO super-packets (up to 64 KiB) to it, and a packet that hook
+# drops is not even lost to it (the send fails and is simply retried). So the rule sits on the
+# bridge inside the client namespace, between the veth that carries the client's address and the
+# link to edged, where frames are single segments that TCP has already sent: the client's data
+# and ACKs and edged's segments are really lost, and both stacks must recover.
 def client_retrans():
     r = cli.run(["nstat", "-az", "TcpRetransSegs"], check=False)
     return int(r.stdout.split()[-2]) if r.returncode == 0 and "TcpRetransSegs" in r.stdout else 0
