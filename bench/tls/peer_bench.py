@@ -174,8 +174,9 @@ http {{
   }}
 }}
 """)
-backend = be.popen(pin(0) + ["nginx", "-c", nconf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(lambda: backend.poll() is None and (backend.kill(), backend.wait()))
+backend = be.popen(pin(0) + ["nginx", "-c", nconf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   start_new_session=True)
+h._cleanups.append(lambda: h.stop_group(backend))
 
 
 class Server:
@@ -191,16 +192,10 @@ def spawn(name, cmd, vip):
     log_path = os.path.join(work, f"{name}.log")
     log = open(log_path, "w")
     # `ip netns exec` and taskset exec the command, so this is the server's own pid.
-    proc = dut.popen(pin(1) + cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = dut.popen(pin(1) + cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop():
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        h.stop_group(proc)  # the server and its workers
 
     def logs():
         log.flush()

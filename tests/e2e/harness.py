@@ -46,6 +46,23 @@ signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
 
 
+def stop_group(p, timeout=10):
+    """Stops `p` (started with start_new_session=True) and everything it forked: nginx's workers
+    outlive a master that is killed, so the whole process group gets SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            p.wait(timeout)
+            if sig == signal.SIGTERM:
+                continue  # the master exited; SIGKILL whatever of the group is left
+        except subprocess.TimeoutExpired:
+            pass
+    p.wait()
+
+
 class Namespace:
     def __init__(self, name):
         self.name = name
@@ -230,7 +247,8 @@ http {{
   }}
 }}
 """)
-        self.proc = ns.popen(["nginx", "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = ns.popen(["nginx", "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
         _cleanups.append(self.stop)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -240,12 +258,7 @@ http {{
         raise RuntimeError(f"nginx {name} did not start")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_group(self.proc)
 
     def access_log(self):
         with open(os.path.join(self.dir, "access.log")) as f:
@@ -349,8 +362,9 @@ http {{
   }}
 }}
 """)
-        p = self.be.popen(["nginx", "-c", conf, "-p", w], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _cleanups.append(lambda: p.poll() is None and (p.kill(), p.wait()))
+        p = self.be.popen(["nginx", "-c", conf, "-p", w], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+        _cleanups.append(lambda: stop_group(p))
         self.nginx_proc = p
         return p
 
