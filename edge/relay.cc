@@ -452,7 +452,7 @@ void relay::waf_block(conn& rc, const waf_action& a) {
       tls_block(rc, a.response);
     } else {
       stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
-      for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+      discard_client_input(rc);
       stack_->close(rc.tcp);
     }
   }

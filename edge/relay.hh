@@ -214,6 +214,10 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);
   void maybe_finish(conn& rc);
+  // Drops unread client bytes, so that the close() that follows sends FIN rather than RST.
+  void discard_client_input(conn& rc) {
+    for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+  }
   bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info, const tls::peer_info* ti);
   // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the
   // plaintext buffer, refilled from the session when empty. src_peek returns false when the

@@ -207,7 +207,7 @@ void relay::tls_fail(conn& rc, relay_end why, bool reset) {
       stack_->abort(rc.tcp);
     } else {
       tls_flush(rc);
-      for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+      discard_client_input(rc);
       stack_->close(rc.tcp);
     }
   }
@@ -220,7 +220,7 @@ void relay::tls_block(conn& rc, std::span<const char> response) {
   ss.write({reinterpret_cast<const uint8_t*>(response.data()), response.size()});
   ss.shutdown();
   tls_flush(rc);
-  for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+  discard_client_input(rc);
   stack_->close(rc.tcp);
 }
 

@@ -57,12 +57,7 @@ cli, dut, be = topo.cli, topo.dut, topo.be
 h.veth(cli, "cli1", dut, "hap0")      # HAProxy's kernel interface
 cli.run(["ip", "addr", "add", "10.98.0.2/24", "dev", "cli1"])
 dut.run(["ip", "addr", "add", f"{VIP_B}/24", "dev", "hap0"])
-for ns in (cli, dut, be):
-    # Connection: close at thousands per second would exhaust the default port range in TIME_WAIT.
-    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
-    ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
-    ns.run(["sysctl", "-qw", "net.core.somaxconn=4096"])
-    ns.run(["sysctl", "-qw", "net.ipv4.tcp_max_syn_backlog=4096"])
+h.tune_for_load(cli, dut, be)  # Connection: close at thousands per second
 
 work, www = topo.work, topo.www
 with open(os.path.join(www, "index.html"), "w") as f:
@@ -95,14 +90,7 @@ hlog = open(os.path.join(work, "haproxy.log"), "w")
 haproxy = dut.popen(["haproxy", "-db", "-f", hconf], stdout=hlog, stderr=subprocess.STDOUT)
 h._cleanups.append(lambda: haproxy.poll() is None and (haproxy.kill(), haproxy.wait()))
 
-config = f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{topo.port_addr}/24]}}
-workers:
-  lcores: [1]
-tcp:
+config = f"""{topo.edged_head()}tcp:
   max_connections: 8192
   syn_backlog: 1024
   idle_timeout_ms: 60000

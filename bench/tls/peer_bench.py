@@ -132,11 +132,7 @@ dut.run(["ip", "addr", "add", "10.99.1.2/24", "dev", "kern0"])
 be.run(["ip", "addr", "add", f"{BACKEND}/24", "dev", "eth0"])
 for ns in (cli, dut, be):
     ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-    # Thousands of connections per second would exhaust the default port range in TIME_WAIT.
-    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
-    ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
-    ns.run(["sysctl", "-qw", "net.core.somaxconn=4096"])
-    ns.run(["sysctl", "-qw", "net.ipv4.tcp_max_syn_backlog=4096"])
+h.tune_for_load(cli, dut, be)
 
 work = tempfile.mkdtemp(prefix="edge-bench-tls-")
 certs = os.path.join(work, "certs")

@@ -167,6 +167,16 @@ def eal_args(prefix):
             "--log-level", "lib.eal:warning"]
 
 
+def tune_for_load(*namespaces):
+    """Thousands of new connections per second from one client: a wider port range and TIME_WAIT
+    reuse (or the ports run out), and longer accept queues."""
+    for ns in namespaces:
+        ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
+        ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
+        ns.run(["sysctl", "-qw", "net.core.somaxconn=4096"])
+        ns.run(["sysctl", "-qw", "net.ipv4.tcp_max_syn_backlog=4096"])
+
+
 def yaml_list(items):
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -306,6 +316,7 @@ class TcpTopology:
     NET.1.11 with `proxy_protocol`. The client is NET.0.2. `t` prefixes the namespace names."""
 
     def __init__(self, t, net="10.99", switch=False):
+        self.t = t
         self.cli, self.dut, self.be = Namespace(f"{t}c"), Namespace(f"{t}d"), Namespace(f"{t}b")
         self.sw = None
         if switch:
@@ -330,6 +341,17 @@ class TcpTopology:
         self.www = os.path.join(self.work, "www")
         os.makedirs(self.www)
         self.nginx_proc = None
+
+    def edged_head(self):
+        """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, one worker."""
+        return f"""
+eal:
+  args: {yaml_list(eal_args(self.t))}
+ports:
+  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{self.port_addr}/24]}}
+workers:
+  lcores: [1]
+"""
 
     def start_nginx(self, server, http="", connections=1024, rlimit_nofile=None,
                     access_log=None):
@@ -366,6 +388,25 @@ http {{
                           start_new_session=True)
         _cleanups.append(lambda: stop_group(p))
         self.nginx_proc = p
+        return p
+
+    def start_echo(self, port=7000):
+        """A plain TCP echo server (every byte back, no PROXY header expected) in the backend
+        namespace, for services that are not HTTP."""
+        p = self.be.popen(["/usr/bin/python3", "-c", f"""
+import socketserver
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            b = self.request.recv(4096)
+            if not b:
+                return
+            self.request.sendall(b)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(('0.0.0.0', {port}), H).serve_forever()
+"""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _cleanups.append(p.kill)
         return p
 
     def access_log(self):

@@ -62,14 +62,7 @@ topo.start_nginx("""
     }""", http="""log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr "$request" $status $body_bytes_sent';""",
                  connections=8192, rlimit_nofile=16384, access_log=f"{work}/access.log pp")
 
-config = f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{topo.port_addr}/24]}}
-workers:
-  lcores: [1]
-tcp:
+config = f"""{topo.edged_head()}tcp:
   max_connections: 4096
   syn_backlog: 512
   idle_timeout_ms: 60000

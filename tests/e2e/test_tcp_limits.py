@@ -12,38 +12,14 @@ import harness as h
 
 t = h.tag("tcplim")
 c = h.Check("test_tcp_limits")
-cli, dut, be = h.Namespace(f"{t}c"), h.Namespace(f"{t}d"), h.Namespace(f"{t}b")
-h.veth(cli, "cli0", dut, "dut0")
-cli.run(["ip", "addr", "add", "10.97.0.2/24", "dev", "cli0"])
-h.veth(dut, "kern0", be, "eth0")
-dut.run(["ip", "addr", "add", "10.97.1.2/24", "dev", "kern0"])
-be.run(["ip", "addr", "add", "10.97.1.11/24", "dev", "eth0"])
-for ns in (cli, dut, be):
-    ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-
-VIP = "10.97.0.100"
-echo = be.popen(["/usr/bin/python3", "-c", """
-import socketserver
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            self.wfile.write(line)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer(('0.0.0.0', 7000), H).serve_forever()
-"""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(echo.kill)
+topo = h.TcpTopology(t, net="10.97")
+cli, dut, be = topo.cli, topo.dut, topo.be
+VIP = topo.vip
+echo = topo.start_echo(7000)
 
 
 def config(web_limit, max_active=""):
-    return f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.97.0.1/24]}}
-workers:
-  lcores: [1]
-tcp:
+    return f"""{topo.edged_head()}tcp:
   max_connections: 256
   {max_active}
 pools:

@@ -60,14 +60,7 @@ shutil.copy(os.path.join(certs, "ticket1.key"), ticket_key)
 
 
 def config_text():
-    return f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.97.0.1/24]}}
-workers:
-  lcores: [1]
-tcp:
+    return f"""{topo.edged_head()}tcp:
   max_connections: 2048
   syn_backlog: 1024
 tls:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -49,14 +48,7 @@ nginx = topo.start_nginx("""
 e_dir = tempfile.mkdtemp(prefix="edge-e2e-waf-conf-")
 with open(os.path.join(e_dir, "enforce.yaml"), "w") as f:
     f.write("name: enforce\nmode: enforce\nanomaly_threshold: 5\n")
-config = f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.98.0.1/24]}}
-workers:
-  lcores: [1]
-tcp:
+config = f"""{topo.edged_head()}tcp:
   max_connections: 1024
 waf:
   rules_dir: {rules_dir}
@@ -227,28 +219,8 @@ rules:
     severity: critical
 """)
 os.rename(os.path.join(rules_dir, "raw.tmp"), os.path.join(rules_dir, "raw.yaml"))
-echo = be.popen(["/usr/bin/python3", "-c", """
-import socketserver
-class H(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            b = self.request.recv(4096)
-            if not b:
-                return
-            self.request.sendall(b)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer(('0.0.0.0', 7000), H).serve_forever()
-"""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-h._cleanups.append(echo.kill)
-raw_config = f"""
-eal:
-  args: {h.yaml_list(h.eal_args(t))}
-ports:
-  - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.98.0.1/24]}}
-workers:
-  lcores: [1]
-waf:
+echo = topo.start_echo(7000)
+raw_config = f"""{topo.edged_head()}waf:
   rules_dir: {rules_dir}
   audit_log: {audit_log}
 pools:
