@@ -137,11 +137,11 @@ common::result<void> appliance::start(const char* argv0) {
           if (!worker_cpu) cpus.push_back(cpu);
         }
       auto off = tls::offload::start({.threads = c.tls.offload_threads, .queue_capacity = 4096, .cpus = cpus});
-      if (!off) return std::unexpected(off.error());
+      if (!off) return common::unexpected(off.error());
       tls_offload_ = std::move(*off);
     }
     auto ctx = build_tls(c);
-    if (!ctx) return std::unexpected(ctx.error());
+    if (!ctx) return common::unexpected(ctx.error());
     tls_ctx_ = std::move(*ctx);
     spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
                  !c.tls.async ? "signed on the workers (async off)"
@@ -188,7 +188,7 @@ common::result<void> appliance::start(const char* argv0) {
     if (snapshots_->current()->lb) {
       auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
                                             .hz = w->tsc_hz, .neighbor_capacity = 1024});
-      if (!lbw) return std::unexpected(lbw.error());
+      if (!lbw) return common::unexpected(lbw.error());
       w->lb = std::move(*lbw);
     }
     if (has_tcp_service(c)) {
@@ -209,14 +209,14 @@ common::result<void> appliance::start(const char* argv0) {
           break;
         }
       auto r = relay::create(rs);
-      if (!r) return std::unexpected(r.error());
+      if (!r) return common::unexpected(r.error());
       w->tcp = std::move(*r);
       if (!w->tcp->sync(*snapshots_->current()))
         return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
       if (waf_ctl_) {
         waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
         auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules, waf_rings_.back().get());
-        if (!ww) return std::unexpected(ww.error());
+        if (!ww) return common::unexpected(ww.error());
         w->tcp->set_waf(std::move(*ww));
         waf_audit_->add_ring(waf_rings_.back().get());
         // Again, now that the relay has its WAF state: the services pick up their policies.
@@ -315,7 +315,7 @@ common::result<std::string> appliance::reload() {
   if (!next) {
     ++reloads_failed_;
     spdlog::error("reload refused, running configuration kept: {}", next.error().str());
-    return std::unexpected(next.error());
+    return common::unexpected(next.error());
   }
   // Ports, lcores and EAL arguments are fixed for the life of the process.
   const config& cur = *cfg_;
@@ -376,7 +376,7 @@ common::result<std::string> appliance::reload() {
   if (!tls_next) {
     ++reloads_failed_;
     spdlog::error("reload refused, running configuration kept: {}", tls_next.error().str());
-    return std::unexpected(tls_next.error());
+    return common::unexpected(tls_next.error());
   }
   auto previous = cfg_;
   auto tls_previous = tls_ctx_;
@@ -393,7 +393,7 @@ common::result<std::string> appliance::reload() {
     }
     ++reloads_failed_;
     spdlog::error("reload refused, running configuration kept: {}", r.error().str());
-    return std::unexpected(r.error());
+    return common::unexpected(r.error());
   }
   ++reloads_ok_;
   if (waf_ctl_) {
@@ -413,7 +413,7 @@ common::result<std::string> appliance::reload() {
 common::result<void> appliance::republish() {
   std::lock_guard lock(publish_mu_);
   auto lb = build_lb(*cfg_);
-  if (!lb) return std::unexpected(lb.error());
+  if (!lb) return common::unexpected(lb.error());
   if (auto r = service_counters_.apply(*cfg_); !r) return r;
   auto snap = build_snapshot(cfg_);
   snap->lb = *lb;
@@ -459,7 +459,7 @@ common::result<void> appliance::start_health_checks() {
   if (targets.empty()) return {};
   auto hc = upstream::health_checker::create(std::move(targets),
                                              [this](const upstream::health_change& ch) { on_health_change(ch); });
-  if (!hc) return std::unexpected(hc.error());
+  if (!hc) return common::unexpected(hc.error());
   health_ = std::move(*hc);
   health_->start();
   spdlog::info("health checks running for {} backend(s)", health_->size());
@@ -488,7 +488,7 @@ common::result<void> appliance::start_waf() {
   if (!ctl) return common::fail("WAF rules not loaded: " + ctl.error().str(), c.path);
   waf_ctl_ = std::move(*ctl);
   auto audit = waf_audit_drainer::create(c.waf.audit_log.empty() ? "/dev/null" : c.waf.audit_log);
-  if (!audit) return std::unexpected(audit.error());
+  if (!audit) return common::unexpected(audit.error());
   waf_audit_ = std::move(*audit);
   const auto m = waf_ctl_->metrics();
   spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir, m.rules,

@@ -60,13 +60,13 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
 
   // A connection holds at most connect + link timeout, or send + recv + drain timer, at once.
   auto ring = upstream::uring::create({.sq_entries = 1024, .cq_entries = 0, .max_ops = 3 * n + 64});
-  if (!ring) return std::unexpected(ring.error());
+  if (!ring) return common::unexpected(ring.error());
   r->ring_ = std::move(*ring);
   auto conns = upstream::upstream_conns::create(*r->ring_, {.conns = n,
                                                             .tx_buffer = s.tcp.upstream_buffer,
                                                             .rx_buffer = s.tcp.upstream_buffer,
                                                             .drain_timeout_ms = s.tcp.upstream_drain_timeout_ms});
-  if (!conns) return std::unexpected(conns.error());
+  if (!conns) return common::unexpected(conns.error());
   r->conns_ = std::move(*conns);
 
   r->slots_ = std::make_unique<conn[]>(n);
@@ -95,7 +95,7 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   // full upstream buffer of payload, plus a burst of SYN-ACKs, fit without tcp_tx_batch_full.
   tc.tx_batch = 2048;
   auto st = l4::tcp::stack::create(tc, s.tx_pool, r.get());
-  if (!st) return std::unexpected(st.error());
+  if (!st) return common::unexpected(st.error());
   r->stack_ = std::move(*st);
 
   if (s.tls) {

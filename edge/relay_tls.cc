@@ -20,7 +20,7 @@ namespace edge {
 common::result<void> relay::attach_thread() {
   if (!tls_enabled_ || tls_) return {};
   auto w = tls::worker::create(tls_cfg_);
-  if (!w) return std::unexpected(w.error());
+  if (!w) return common::unexpected(w.error());
   tls_ = std::move(*w);
   return {};
 }

@@ -67,30 +67,30 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   loaded_cert out;
   out.cert_file = cc.cert_file;
   auto pem = read_file(cc.cert_file);
-  if (!pem) return std::unexpected(pem.error());
+  if (!pem) return common::unexpected(pem.error());
   bio_ptr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   out.leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (!out.leaf) return std::unexpected(ossl_error("no certificate", cc.cert_file));
+  if (!out.leaf) return common::unexpected(ossl_error("no certificate", cc.cert_file));
   while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.chain.emplace_back(x);
   ERR_clear_error();  // the loop ends on "no start line"
 
   auto kpem = read_file(cc.key_file);
-  if (!kpem) return std::unexpected(kpem.error());
+  if (!kpem) return common::unexpected(kpem.error());
   bio_ptr kbio(BIO_new_mem_buf(kpem->data(), static_cast<int>(kpem->size())));
   evp_pkey_ptr key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
-  if (!key) return std::unexpected(ossl_error("no private key", cc.key_file));
+  if (!key) return common::unexpected(ossl_error("no private key", cc.key_file));
   out.key_type = EVP_PKEY_get_base_id(key.get());
   if (out.key_type != EVP_PKEY_EC && out.key_type != EVP_PKEY_RSA)
     return common::fail("key type must be EC or RSA", cc.key_file);
   if (X509_check_private_key(out.leaf.get(), key.get()) != 1)
-    return std::unexpected(ossl_error("key does not match certificate " + cc.cert_file, cc.key_file));
+    return common::unexpected(ossl_error("key does not match certificate " + cc.cert_file, cc.key_file));
   if (engine != nullptr) {
     auto k = engine_key(key.get(), engine);
-    if (!k) return std::unexpected(common::error{k.error().message, cc.key_file});
+    if (!k) return common::unexpected(common::error{k.error().message, cc.key_file});
     key = std::move(*k);
   } else if (off != nullptr) {
     auto k = offload_key(key.get(), off);
-    if (!k) return std::unexpected(common::error{k.error().message, cc.key_file});
+    if (!k) return common::unexpected(common::error{k.error().message, cc.key_file});
     key = std::move(*k);
   }
   out.key = std::move(key);
@@ -108,10 +108,10 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
 
   if (!cc.ocsp_file.empty()) {
     auto der = read_file(cc.ocsp_file);
-    if (!der) return std::unexpected(der.error());
+    if (!der) return common::unexpected(der.error());
     const auto* p = reinterpret_cast<const unsigned char*>(der->data());
     OCSP_RESPONSE* r = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der->size()));
-    if (r == nullptr) return std::unexpected(ossl_error("not a DER OCSP response", cc.ocsp_file));
+    if (r == nullptr) return common::unexpected(ossl_error("not a DER OCSP response", cc.ocsp_file));
     OCSP_RESPONSE_free(r);
     out.ocsp = std::move(*der);
   }
@@ -211,7 +211,7 @@ common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes
 struct context_builder {
   static common::result<ssl_ctx_ptr> new_ctx(const server_config& cfg, context_set* cs) {
     ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
-    if (!ctx) return std::unexpected(ossl_error("SSL_CTX_new"));
+    if (!ctx) return common::unexpected(ossl_error("SSL_CTX_new"));
     SSL_CTX* c = ctx.get();
     SSL_CTX_set_min_proto_version(c, cfg.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
     SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
@@ -222,16 +222,16 @@ struct context_builder {
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (cfg.allow_tls12 && SSL_CTX_set_cipher_list(c, cfg.tls12_ciphers.c_str()) != 1)
-      return std::unexpected(ossl_error("tls12_ciphers '" + cfg.tls12_ciphers + "'"));
+      return common::unexpected(ossl_error("tls12_ciphers '" + cfg.tls12_ciphers + "'"));
     if (SSL_CTX_set_ciphersuites(c, cfg.tls13_ciphersuites.c_str()) != 1)
-      return std::unexpected(ossl_error("tls13_ciphersuites '" + cfg.tls13_ciphersuites + "'"));
+      return common::unexpected(ossl_error("tls13_ciphersuites '" + cfg.tls13_ciphersuites + "'"));
     if (SSL_CTX_set1_groups_list(c, cfg.groups.c_str()) != 1)
-      return std::unexpected(ossl_error("groups '" + cfg.groups + "'"));
+      return common::unexpected(ossl_error("groups '" + cfg.groups + "'"));
     // Workers share nothing and a fleet shares ticket keys: stateless tickets only, no cache.
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_timeout(c, static_cast<long>(cfg.ticket_lifetime.count()));
     if (SSL_CTX_set_num_tickets(c, static_cast<size_t>(std::max(0, cfg.tls13_tickets))) != 1)
-      return std::unexpected(ossl_error("tls13_tickets"));
+      return common::unexpected(ossl_error("tls13_tickets"));
     static const unsigned char sid_ctx[] = "edge-tls";
     SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
     SSL_CTX_set_ex_data(c, ctx_ex_index(), cs);
@@ -245,9 +245,9 @@ struct context_builder {
     if (ca.enabled) {
       if (ca.ca_file.empty()) return common::fail("client_auth enabled without a CA file");
       if (SSL_CTX_load_verify_file(c, ca.ca_file.c_str()) != 1)
-        return std::unexpected(ossl_error("load client CA bundle", ca.ca_file));
+        return common::unexpected(ossl_error("load client CA bundle", ca.ca_file));
       STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.ca_file.c_str());
-      if (names == nullptr) return std::unexpected(ossl_error("read client CA names", ca.ca_file));
+      if (names == nullptr) return common::unexpected(ossl_error("read client CA names", ca.ca_file));
       SSL_CTX_set_client_CA_list(c, names);
       SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (ca.required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
       SSL_CTX_set_verify_depth(c, ca.verify_depth);
@@ -257,13 +257,13 @@ struct context_builder {
 
   static common::result<void> add_cert(SSL_CTX* c, loaded_cert& lc) {
     if (SSL_CTX_use_certificate(c, lc.leaf.get()) != 1)
-      return std::unexpected(ossl_error("use certificate", lc.cert_file));
+      return common::unexpected(ossl_error("use certificate", lc.cert_file));
     for (auto& x : lc.chain)
       if (SSL_CTX_add1_chain_cert(c, x.get()) != 1)
-        return std::unexpected(ossl_error("add chain certificate", lc.cert_file));
+        return common::unexpected(ossl_error("add chain certificate", lc.cert_file));
     if (SSL_CTX_use_PrivateKey(c, lc.key.get()) != 1)
-      return std::unexpected(ossl_error("use private key", lc.cert_file));
-    if (SSL_CTX_check_private_key(c) != 1) return std::unexpected(ossl_error("check private key", lc.cert_file));
+      return common::unexpected(ossl_error("use private key", lc.cert_file));
+    if (SSL_CTX_check_private_key(c) != 1) return common::unexpected(ossl_error("check private key", lc.cert_file));
     return {};
   }
 
@@ -272,9 +272,9 @@ struct context_builder {
     const int64_t now = std::time(nullptr);
     if (!cfg.ticket_key_file.empty()) {
       auto bytes = read_file(cfg.ticket_key_file);
-      if (!bytes) return std::unexpected(bytes.error());
+      if (!bytes) return common::unexpected(bytes.error());
       auto keys = parse_ticket_keys(*bytes, cfg.ticket_key_file);
-      if (!keys) return std::unexpected(keys.error());
+      if (!keys) return common::unexpected(keys.error());
       cs.keys_ = std::move(*keys);
     } else if (prev != nullptr && prev->random_ticket_key_ && !prev->keys_.empty()) {
       cs.keys_.push_back(prev->keys_.front());
@@ -283,7 +283,7 @@ struct context_builder {
       ticket_key k;
       if (RAND_bytes(k.name.data(), 16) != 1 || RAND_bytes(k.aes_key.data(), 32) != 1 ||
           RAND_bytes(k.hmac_key.data(), 32) != 1)
-        return std::unexpected(ossl_error("random ticket key"));
+        return common::unexpected(ossl_error("random ticket key"));
       cs.keys_.push_back(k);
       cs.random_ticket_key_ = true;
     }
@@ -314,12 +314,12 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
     cs->alpn_wire_.push_back(static_cast<uint8_t>(p.size()));
     cs->alpn_wire_.insert(cs->alpn_wire_.end(), p.begin(), p.end());
   }
-  if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r) return std::unexpected(r.error());
+  if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r) return common::unexpected(r.error());
 
   offload* route = nullptr;
   if (cfg.async && !cfg.engine.empty()) {
     auto e = load_engine(cfg.engine);
-    if (!e) return std::unexpected(e.error());
+    if (!e) return common::unexpected(e.error());
     cs->engine_ = *e;
   } else if (cfg.async && off != nullptr) {
     route = off.get();
@@ -331,7 +331,7 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
   std::vector<std::vector<loaded_cert>> groups;
   for (const auto& cc : cfg.certs) {
     auto lc = load_cert(cc, route, cs->engine_);
-    if (!lc) return std::unexpected(lc.error());
+    if (!lc) return common::unexpected(lc.error());
     std::string key;
     for (const auto& n : lc->names) key += n + ",";
     auto [it, fresh] = group_of_names.emplace(key, groups.size());
@@ -346,9 +346,9 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
   }
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     auto ctx = context_builder::new_ctx(cfg, cs.get());
-    if (!ctx) return std::unexpected(ctx.error());
+    if (!ctx) return common::unexpected(ctx.error());
     for (auto& lc : groups[gi]) {
-      if (auto r = context_builder::add_cert(ctx->get(), lc); !r) return std::unexpected(r.error());
+      if (auto r = context_builder::add_cert(ctx->get(), lc); !r) return common::unexpected(r.error());
       if (!lc.ocsp.empty()) {
         cs->ocsp_.emplace(lc.leaf.get(), std::move(lc.ocsp));
         cs->leaves_.push_back(std::move(lc.leaf));

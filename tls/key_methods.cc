@@ -168,32 +168,32 @@ const RSA_METHOD* rsa_method() {
 common::result<evp_pkey_ptr> legacy_copy(EVP_PKEY* key, const EC_KEY_METHOD* ecm, const RSA_METHOD* rsam,
                                          void* ex) {
   evp_pkey_ptr out(EVP_PKEY_new());
-  if (!out) return std::unexpected(ossl_error("EVP_PKEY_new"));
+  if (!out) return common::unexpected(ossl_error("EVP_PKEY_new"));
   if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
     EC_KEY* src = EVP_PKEY_get1_EC_KEY(key);
-    if (src == nullptr) return std::unexpected(ossl_error("EC key to legacy"));
+    if (src == nullptr) return common::unexpected(ossl_error("EC key to legacy"));
     EC_KEY* ec = EC_KEY_dup(src);
     EC_KEY_free(src);
-    if (ec == nullptr) return std::unexpected(ossl_error("EC_KEY_dup"));
+    if (ec == nullptr) return common::unexpected(ossl_error("EC_KEY_dup"));
     if ((ecm != nullptr && EC_KEY_set_method(ec, ecm) != 1) ||
         (ex != nullptr && EC_KEY_set_ex_data(ec, ec_ex_index(), ex) != 1) ||
         EVP_PKEY_assign_EC_KEY(out.get(), ec) != 1) {
       EC_KEY_free(ec);
-      return std::unexpected(ossl_error("install EC key method"));
+      return common::unexpected(ossl_error("install EC key method"));
     }
     return out;
   }
   if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
     RSA* src = EVP_PKEY_get1_RSA(key);
-    if (src == nullptr) return std::unexpected(ossl_error("RSA key to legacy"));
+    if (src == nullptr) return common::unexpected(ossl_error("RSA key to legacy"));
     RSA* rsa = RSAPrivateKey_dup(src);
     RSA_free(src);
-    if (rsa == nullptr) return std::unexpected(ossl_error("RSAPrivateKey_dup"));
+    if (rsa == nullptr) return common::unexpected(ossl_error("RSAPrivateKey_dup"));
     if ((rsam != nullptr && RSA_set_method(rsa, rsam) != 1) ||
         (ex != nullptr && RSA_set_ex_data(rsa, rsa_ex_index(), ex) != 1) ||
         EVP_PKEY_assign_RSA(out.get(), rsa) != 1) {
       RSA_free(rsa);
-      return std::unexpected(ossl_error("install RSA key method"));
+      return common::unexpected(ossl_error("install RSA key method"));
     }
     return out;
   }
@@ -208,15 +208,15 @@ common::result<evp_pkey_ptr> offload_key(EVP_PKEY* key, offload* off) {
 
 common::result<ENGINE*> load_engine(const std::string& id) {
   ENGINE* e = ENGINE_by_id(id.c_str());
-  if (e == nullptr) return std::unexpected(ossl_error("engine '" + id + "' not found"));
+  if (e == nullptr) return common::unexpected(ossl_error("engine '" + id + "' not found"));
   if (ENGINE_init(e) != 1) {
     ENGINE_free(e);
-    return std::unexpected(ossl_error("engine '" + id + "' init"));
+    return common::unexpected(ossl_error("engine '" + id + "' init"));
   }
   ENGINE_free(e);  // the functional reference from ENGINE_init keeps it
   if (ENGINE_set_default(e, ENGINE_METHOD_ALL) != 1) {
     ENGINE_finish(e);
-    return std::unexpected(ossl_error("engine '" + id + "' set default"));
+    return common::unexpected(ossl_error("engine '" + id + "' set default"));
   }
   return e;
 }

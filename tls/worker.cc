@@ -64,7 +64,7 @@ common::result<std::unique_ptr<worker>> worker::create(const worker_config& cfg)
   // The job pool is per thread and sized now; beyond it SSL_ERROR_WANT_ASYNC_JOB is back-pressure.
   if (ASYNC_is_capable() != 1) return common::fail("tls worker: OpenSSL ASYNC is not supported here");
   if (ASYNC_init_thread(cfg.async_jobs, cfg.async_jobs) != 1)
-    return std::unexpected(ossl_error("ASYNC_init_thread"));
+    return common::unexpected(ossl_error("ASYNC_init_thread"));
   w->async_thread_init_ = true;
   w->thread_ = std::this_thread::get_id();
   return w;

@@ -74,16 +74,16 @@ size_t proxy_v2_size(const proxy_v2_info& i) {
   return n;
 }
 
-std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& i,
+common::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& i,
                                                       std::span<uint8_t> out) {
   if (i.unique_id.size() > pp2_unique_id_max)
-    return std::unexpected(proxy_v2_error::unique_id_too_long);
+    return common::unexpected(proxy_v2_error::unique_id_too_long);
   for (size_t len : {i.authority.size(), i.alpn.size(), i.ssl.version.size(), i.ssl.cipher.size(),
                      i.ssl.cert_cn.size()})
-    if (len > 1024) return std::unexpected(proxy_v2_error::field_too_long);
+    if (len > 1024) return common::unexpected(proxy_v2_error::field_too_long);
   const size_t total = proxy_v2_size(i);
-  if (total - 16 > 0xffff) return std::unexpected(proxy_v2_error::field_too_long);
-  if (out.size() < total) return std::unexpected(proxy_v2_error::buffer_too_small);
+  if (total - 16 > 0xffff) return common::unexpected(proxy_v2_error::field_too_long);
+  if (out.size() < total) return common::unexpected(proxy_v2_error::buffer_too_small);
 
   writer w{out.data()};
   w.bytes(pp2_signature, sizeof pp2_signature);

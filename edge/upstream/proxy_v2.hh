@@ -5,7 +5,7 @@
 // Encodes into caller memory: no allocation, usable on the worker.
 #include <cstddef>
 #include <cstdint>
-#include <expected>
+#include "common/expected.hh"
 #include <span>
 #include <string_view>
 
@@ -63,7 +63,7 @@ const char* to_string(proxy_v2_error e);
 
 // Writes the header to out and returns its length. A v4 address next to a v6 one is written as
 // IPv4-mapped IPv6 (the spec wants one family for both).
-std::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& info,
+common::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& info,
                                                       std::span<uint8_t> out);
 
 // The exact length encode_proxy_v2 will produce.

@@ -72,12 +72,12 @@ upstream_conns::~upstream_conns() {
   for (int k = 0; k < 200 && free_.size() < count_; ++k) ring_->wait(10);
 }
 
-std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstream_open& o) {
+common::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstream_open& o) {
   if (!o.pool || !o.events)
-    return std::unexpected(upstream_error::no_resources);  // caller bug, not a crash
+    return common::unexpected(upstream_error::no_resources);  // caller bug, not a crash
   if (free_.empty()) {
     counters_.exhausted.add();
-    return std::unexpected(upstream_error::no_resources);
+    return common::unexpected(upstream_error::no_resources);
   }
   upstream_conn* c = free_.back();
   c->pool_ = o.pool;
@@ -104,7 +104,7 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
     auto n = encode_proxy_v2(*o.proxy, {reinterpret_cast<uint8_t*>(r.data()), r.size()});
     if (!n) {
       counters_.proxy_header_errors.add();
-      return std::unexpected(upstream_error::proxy_header);
+      return common::unexpected(upstream_error::proxy_header);
     }
     c->tx_.commit(*n);
   }
@@ -116,10 +116,10 @@ std::expected<upstream_conn*, upstream_error> upstream_conns::open(const upstrea
       break;
     case upstream_conn::attempt_result::no_backend:
       o.pool->counters().no_backend.add();
-      return std::unexpected(upstream_error::no_backend);
+      return common::unexpected(upstream_error::no_backend);
     case upstream_conn::attempt_result::sys_error:
       counters_.socket_errors.add();
-      return std::unexpected(upstream_error::no_resources);
+      return common::unexpected(upstream_error::no_resources);
   }
   free_.pop_back();
   ++c->gen_;

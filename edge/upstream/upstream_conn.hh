@@ -14,7 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <expected>
+#include "common/expected.hh"
 #include <memory>
 #include <span>
 #include <vector>
@@ -204,7 +204,7 @@ class upstream_conns {
 
   // Starts a connection. Immediate failures (no free object, no healthy backend, socket() error,
   // header too large) come back here and are counted; later ones through on_upstream_error.
-  std::expected<upstream_conn*, upstream_error> open(const upstream_open& o);
+  common::expected<upstream_conn*, upstream_error> open(const upstream_open& o);
 
   const conn_pool_counters& counters() const { return counters_; }
   size_t free_count() const { return free_.size(); }

@@ -12,7 +12,7 @@ common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_i
                                                                const waf::ruleset& rs,
                                                                waf_audit_ring* ring) {
   auto ws = waf::worker_scratch::create(rs);
-  if (!ws) return std::unexpected(ws.error());
+  if (!ws) return common::unexpected(ws.error());
   std::unique_ptr<waf_worker> w(new waf_worker(worker_id, std::move(*ws), ring));
   // Start the sequence at a random point so that request ids do not repeat across restarts (they
   // correlate client-visible responses with audit lines kept for longer than one run).
@@ -64,7 +64,7 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
                                           waf::inspector::mode m, const waf_conn_info& info) {
   if (!pol) return common::fail("waf_conn: no policy");
   auto in = waf::inspector::create(std::move(pol), w.scratch(), m);
-  if (!in) return std::unexpected(in.error());
+  if (!in) return common::unexpected(in.error());
   waf_conn c;
   c.w_ = &w;
   c.in_ = std::move(*in);

@@ -35,9 +35,9 @@ common::result<std::unique_ptr<waf_control>> waf_control::create(waf_control_con
   std::unique_ptr<waf_control> c(new waf_control(std::move(cfg), std::move(publish)));
   // The watch exists before the first compile, so an edit made between create() and
   // start_watching() waits in the inotify queue instead of being missed.
-  if (auto w = c->open_watch(); !w) return std::unexpected(w.error());
+  if (auto w = c->open_watch(); !w) return common::unexpected(w.error());
   auto gen = c->reload();
-  if (!gen) return std::unexpected(gen.error());
+  if (!gen) return common::unexpected(gen.error());
   return c;
 }
 
@@ -48,19 +48,19 @@ waf_control::~waf_control() {
 common::result<std::shared_ptr<waf_rules_snapshot>> waf_control::build() {
   waf::compile_options opts{.cache_dir = cfg_.cache_dir};
   auto rs = rules::compile_rules_dir(cfg_.rules_dir, opts);
-  if (!rs) return std::unexpected(rs.error());
+  if (!rs) return common::unexpected(rs.error());
   auto snap = std::make_shared<waf_rules_snapshot>();
   snap->rules = *rs;
   for (const auto& s : cfg_.services) {
     common::result<waf::policy> p = s.policy_file.empty() ? rules::parse_policy(s.node, s.where)
                                                           : rules::load_policy_file(s.policy_file);
-    if (!p) return std::unexpected(p.error());
+    if (!p) return common::unexpected(p.error());
     auto bp = waf::bound_policy::bind(*rs, std::move(*p));
     if (!bp) {
       auto e = bp.error();
       e.message = "service " + s.service + ": " + e.message;
       if (e.where.empty()) e.where = s.policy_file.empty() ? s.where : s.policy_file;
-      return std::unexpected(std::move(e));
+      return common::unexpected(std::move(e));
     }
     snap->policies[s.service] = std::move(*bp);
   }
@@ -87,7 +87,7 @@ common::result<uint64_t> waf_control::reload() {
                     msg);
     else
       spdlog::error("waf: rules load failed: {}", msg);
-    return std::unexpected(snap.error());
+    return common::unexpected(snap.error());
   }
   auto prev = current();
   auto& s = **snap;

@@ -515,12 +515,12 @@ bool is_vip(const lb_config& cfg, const ip_addr& a) {
 common::result<std::unique_ptr<lb_worker>> lb_worker::create(const worker_spec& spec) {
   if (spec.hz == 0) return common::fail("lb worker: hz must be positive");
   auto ct = conn_table::create(spec.conn_capacity, conn_timeouts::defaults(spec.hz));
-  if (!ct) return std::unexpected(ct.error());
+  if (!ct) return common::unexpected(ct.error());
   std::unique_ptr<lb_worker> w(new lb_worker());
   w->conns_ = std::move(*ct);
   for (auto& n : w->neigh_) {
     auto t = neighbor_table::create(spec.neighbor_capacity, spec.hz);  // one request per second
-    if (!t) return std::unexpected(t.error());
+    if (!t) return common::unexpected(t.error());
     n = std::move(*t);
   }
   w->index_ = spec.index;

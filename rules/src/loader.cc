@@ -32,7 +32,7 @@ std::string lower(std::string s) {
 struct ctx {
   const std::string& file;
   std::string rule;  // "rule 123: " once the id is known
-  std::unexpected<common::error> err(const YAML::Node& n, const std::string& msg) const {
+  common::unexpected<common::error> err(const YAML::Node& n, const std::string& msg) const {
     return fail(rule + msg, where(file, n));
   }
 };
@@ -113,16 +113,16 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
   const YAML::Node ph = n["phase"];
   if (!ph) return c.err(n, "missing 'phase'");
   auto phases = str_list(c, ph, "phase");
-  if (!phases) return std::unexpected(phases.error());
+  if (!phases) return common::unexpected(phases.error());
   if (phases->empty()) return c.err(ph, "'phase' must name at least one phase");
   for (const auto& p : *phases) {
     auto sel = parse_selector(c, ph, p);
-    if (!sel) return std::unexpected(sel.error());
+    if (!sel) return common::unexpected(sel.error());
     cond.selectors.push_back(std::move(*sel));
   }
   if (const YAML::Node o = n["operator"]) {
     auto s = str(c, o, "operator");
-    if (!s) return std::unexpected(s.error());
+    if (!s) return common::unexpected(s.error());
     auto op = waf::parse_op(*s);
     if (!op) return c.err(o, "unknown operator '" + *s + "'");
     cond.oper = *op;
@@ -132,7 +132,7 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
   if (cond.oper == waf::op::pm) {
     if (!pats) return c.err(n, "operator pm needs 'patterns' (a list)");
     auto l = str_list(c, pats, "patterns");
-    if (!l) return std::unexpected(l.error());
+    if (!l) return common::unexpected(l.error());
     if (l->empty()) return c.err(pats, "'patterns' is empty");
     for (const auto& s : *l)
       if (s.empty()) return c.err(pats, "'patterns' has an empty entry");
@@ -141,23 +141,23 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
     if (pats) return c.err(pats, std::string("operator ") + waf::to_string(cond.oper) + " takes 'pattern', not 'patterns'");
     if (!pat) return c.err(n, "missing 'pattern'");
     auto s = str(c, pat, "pattern");
-    if (!s) return std::unexpected(s.error());
+    if (!s) return common::unexpected(s.error());
     if (s->empty() && cond.oper != waf::op::rx) return c.err(pat, "'pattern' is empty");
     cond.args.push_back(std::move(*s));
   }
   if (const YAML::Node x = n["caseless"]) {
     auto b = boolean(c, x, "caseless");
-    if (!b) return std::unexpected(b.error());
+    if (!b) return common::unexpected(b.error());
     cond.caseless = *b;
   }
   if (const YAML::Node x = n["negate"]) {
     auto b = boolean(c, x, "negate");
-    if (!b) return std::unexpected(b.error());
+    if (!b) return common::unexpected(b.error());
     cond.negate = *b;
   }
   if (const YAML::Node x = n["transforms"]) {
     auto l = str_list(c, x, "transforms");
-    if (!l) return std::unexpected(l.error());
+    if (!l) return common::unexpected(l.error());
     for (const auto& t : *l) {
       auto tr = waf::parse_transform(t);
       if (!tr) return c.err(x, "unknown transformation '" + t + "'");
@@ -167,7 +167,7 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
   }
   if (const YAML::Node x = n["exclude"]) {
     auto l = str_list(c, x, "exclude");
-    if (!l) return std::unexpected(l.error());
+    if (!l) return common::unexpected(l.error());
     for (auto& s : cond.selectors)
       for (const auto& e : *l) s.exclude.push_back(lower(e));
   }
@@ -210,7 +210,7 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   const YAML::Node idn = n["id"];
   if (!idn) return c.err(n, "rule without 'id'");
   auto id = integer(c, idn, "id", 1, 4294967295L);
-  if (!id) return std::unexpected(id.error());
+  if (!id) return common::unexpected(id.error());
   waf::rule r;
   r.id = static_cast<uint32_t>(*id);
   r.where = where(c.file, n);
@@ -219,14 +219,14 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   std::initializer_list<std::string_view> keys = {"id", "message", "action", "score", "severity", "paranoia", "tags",
                                                    "chain", "phase", "operator", "pattern", "patterns", "caseless",
                                                    "negate", "transforms", "exclude"};
-  if (auto k = check_keys(c, n, keys, "rule"); !k) return std::unexpected(k.error());
+  if (auto k = check_keys(c, n, keys, "rule"); !k) return common::unexpected(k.error());
   if (const YAML::Node x = n["message"]) {
     auto s = str(c, x, "message");
-    if (!s) return std::unexpected(s.error());
+    if (!s) return common::unexpected(s.error());
     r.message = *s;
   }
   auto first = parse_condition(c, n);
-  if (!first) return std::unexpected(first.error());
+  if (!first) return common::unexpected(first.error());
   if (first->negate) {
     // A negated first condition fires on absence; allowed, but only for one-value phases where
     // "absent" is well defined.
@@ -239,9 +239,9 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   if (const YAML::Node ch = n["chain"]) {
     if (!ch.IsSequence()) return c.err(ch, "'chain' must be a list of conditions");
     for (const auto& e : ch) {
-      if (auto k = check_keys(c, e, {CONDITION_KEYS}, "chain condition"); !k) return std::unexpected(k.error());
+      if (auto k = check_keys(c, e, {CONDITION_KEYS}, "chain condition"); !k) return common::unexpected(k.error());
       auto cond = parse_condition(c, e);
-      if (!cond) return std::unexpected(cond.error());
+      if (!cond) return common::unexpected(cond.error());
       r.conditions.push_back(std::move(*cond));
     }
   }
@@ -259,7 +259,7 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   r.act = waf::action::score;
   if (const YAML::Node x = n["action"]) {
     auto s = str(c, x, "action");
-    if (!s) return std::unexpected(s.error());
+    if (!s) return common::unexpected(s.error());
     auto a = waf::parse_action(*s);
     if (!a) return c.err(x, "unknown action '" + *s + "' (block, log, score)");
     r.act = *a;
@@ -267,17 +267,17 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   r.score = default_score(r.severity);
   if (const YAML::Node x = n["score"]) {
     auto v = integer(c, x, "score", 0, 1000);
-    if (!v) return std::unexpected(v.error());
+    if (!v) return common::unexpected(v.error());
     r.score = static_cast<int>(*v);
   }
   if (const YAML::Node x = n["paranoia"]) {
     auto v = integer(c, x, "paranoia", 1, 4);
-    if (!v) return std::unexpected(v.error());
+    if (!v) return common::unexpected(v.error());
     r.paranoia = static_cast<int>(*v);
   }
   if (const YAML::Node x = n["tags"]) {
     auto l = str_list(c, x, "tags");
-    if (!l) return std::unexpected(l.error());
+    if (!l) return common::unexpected(l.error());
     r.tags = std::move(*l);
   }
   return r;
@@ -286,17 +286,17 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
 common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc, const std::string& file,
                                                       std::vector<std::string>* secrule_dirs) {
   ctx c{file, {}};
-  if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k) return std::unexpected(k.error());
+  if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k) return common::unexpected(k.error());
   std::string set = std::filesystem::path(file).stem().string();
   if (const YAML::Node s = doc["set"]) {
     auto v = str(c, s, "set");
-    if (!v) return std::unexpected(v.error());
+    if (!v) return common::unexpected(v.error());
     if (v->empty()) return c.err(s, "'set' is empty");
     set = *v;
   }
   if (const YAML::Node s = doc["secrules"]) {
     auto l = str_list(c, s, "secrules");
-    if (!l) return std::unexpected(l.error());
+    if (!l) return common::unexpected(l.error());
     if (!secrule_dirs) return c.err(s, "'secrules' is only allowed in a rules directory");
     for (auto& d : *l) {
       std::filesystem::path p(d);
@@ -314,7 +314,7 @@ common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc, con
   std::set<uint32_t> seen;
   for (const auto& n : rs) {
     auto r = parse_rule(c, n, set);
-    if (!r) return std::unexpected(r.error());
+    if (!r) return common::unexpected(r.error());
     if (!seen.insert(r->id).second) return fail("rule " + std::to_string(r->id) + ": duplicate id", r->where);
     out.push_back(std::move(*r));
   }
@@ -343,7 +343,7 @@ common::result<std::string> read_file(const std::string& path) {
 
 common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, const std::string& file) {
   auto doc = parse_yaml(text, file);
-  if (!doc) return std::unexpected(doc.error());
+  if (!doc) return common::unexpected(doc.error());
   try {
     return parse_rule_doc(*doc, file, nullptr);
   } catch (const YAML::Exception& e) {
@@ -353,7 +353,7 @@ common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, co
 
 common::result<std::vector<waf::rule>> load_rule_file(const std::string& path) {
   auto t = read_file(path);
-  if (!t) return std::unexpected(t.error());
+  if (!t) return common::unexpected(t.error());
   return parse_rule_file(*t, path);
 }
 
@@ -376,16 +376,16 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   std::vector<std::string> secrule_dirs;
   for (const auto& p : yamls) {
     auto text = read_file(p.string());
-    if (!text) return std::unexpected(text.error());
+    if (!text) return common::unexpected(text.error());
     auto doc = parse_yaml(*text, p.string());
-    if (!doc) return std::unexpected(doc.error());
+    if (!doc) return common::unexpected(doc.error());
     common::result<std::vector<waf::rule>> rs;
     try {
       rs = parse_rule_doc(*doc, p.string(), &secrule_dirs);
     } catch (const YAML::Exception& e) {
       return fail("YAML: " + e.msg, where(p.string(), e.mark));
     }
-    if (!rs) return std::unexpected(rs.error());
+    if (!rs) return common::unexpected(rs.error());
     ++rep.files;
     rep.yaml_rules += rs->size();
     for (auto& r : *rs) all.push_back(std::move(r));
@@ -402,7 +402,7 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   }
   if (!conf_files.empty()) {
     auto imp = import_secrules(conf_files);
-    if (!imp) return std::unexpected(imp.error());
+    if (!imp) return common::unexpected(imp.error());
     rep.files += conf_files.size();
     rep.imported_rules += imp->rules.size();
     for (auto& s : imp->skipped) rep.skipped.push_back(std::move(s));
@@ -418,7 +418,7 @@ common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std:
                                                                       const waf::compile_options& opts,
                                                                       load_report* report) {
   auto rs = load_rules_dir(dir, report);
-  if (!rs) return std::unexpected(rs.error());
+  if (!rs) return common::unexpected(rs.error());
   return waf::ruleset::compile(std::move(*rs), opts);
 }
 
@@ -430,29 +430,29 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
                              "paranoia", "exclusions", "body_limit", "on_body_limit", "limits"},
                             "policy");
         !k)
-      return std::unexpected(k.error());
+      return common::unexpected(k.error());
     waf::policy p;
     if (const YAML::Node x = n["name"]) {
       auto s = str(c, x, "name");
-      if (!s) return std::unexpected(s.error());
+      if (!s) return common::unexpected(s.error());
       p.name = *s;
     }
     c.rule = "policy " + p.name + ": ";
     if (const YAML::Node x = n["rule_sets"]) {
       auto l = str_list(c, x, "rule_sets");
-      if (!l) return std::unexpected(l.error());
+      if (!l) return common::unexpected(l.error());
       p.rule_sets = *l;
     }
     if (const YAML::Node x = n["mode"]) {
       auto s = str(c, x, "mode");
-      if (!s) return std::unexpected(s.error());
+      if (!s) return common::unexpected(s.error());
       if (*s == "enforce") p.detect_only = false;
       else if (*s == "detect_only") p.detect_only = true;
       else return c.err(x, "unknown mode '" + *s + "' (enforce, detect_only)");
     }
     if (const YAML::Node x = n["inspect"]) {
       auto s = str(c, x, "inspect");
-      if (!s) return std::unexpected(s.error());
+      if (!s) return common::unexpected(s.error());
       if (*s == "http")
         p.inspect = waf::inspect_mode::http;
       else if (*s == "raw")
@@ -462,22 +462,22 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
     }
     if (const YAML::Node x = n["anomaly_threshold"]) {
       auto v = integer(c, x, "anomaly_threshold", 1, 10000);
-      if (!v) return std::unexpected(v.error());
+      if (!v) return common::unexpected(v.error());
       p.anomaly_threshold = static_cast<int>(*v);
     }
     if (const YAML::Node x = n["paranoia"]) {
       auto v = integer(c, x, "paranoia", 1, 4);
-      if (!v) return std::unexpected(v.error());
+      if (!v) return common::unexpected(v.error());
       p.paranoia = static_cast<int>(*v);
     }
     if (const YAML::Node x = n["body_limit"]) {
       auto v = integer(c, x, "body_limit", 0, 1L << 40);
-      if (!v) return std::unexpected(v.error());
+      if (!v) return common::unexpected(v.error());
       p.body_limit = static_cast<uint64_t>(*v);
     }
     if (const YAML::Node x = n["on_body_limit"]) {
       auto s = str(c, x, "on_body_limit");
-      if (!s) return std::unexpected(s.error());
+      if (!s) return common::unexpected(s.error());
       if (*s == "reject") p.on_body_limit = waf::body_limit_action::reject;
       else if (*s == "inspect_partial") p.on_body_limit = waf::body_limit_action::inspect_partial;
       else return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
@@ -486,7 +486,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
       if (auto k = check_keys(c, l, {"max_request_line", "max_header_line", "max_header_count", "max_head_bytes"},
                               "limits");
           !k)
-        return std::unexpected(k.error());
+        return common::unexpected(k.error());
       struct f {
         const char* key;
         uint32_t* dst;
@@ -498,7 +498,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
       for (auto& fd : fields)
         if (const YAML::Node x = l[fd.key]) {
           auto v = integer(c, x, fd.key, fd.lo, fd.hi);
-          if (!v) return std::unexpected(v.error());
+          if (!v) return common::unexpected(v.error());
           *fd.dst = static_cast<uint32_t>(*v);
         }
     }
@@ -506,23 +506,23 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
       if (!ex.IsSequence()) return c.err(ex, "'exclusions' must be a list");
       for (const auto& e : ex) {
         if (auto k = check_keys(c, e, {"rules", "path_prefix", "arg"}, "exclusion"); !k)
-          return std::unexpected(k.error());
+          return common::unexpected(k.error());
         waf::exclusion x;
         const YAML::Node r = e["rules"];
         if (!r || !r.IsSequence() || r.size() == 0) return c.err(e, "an exclusion needs 'rules' (a list of ids)");
         for (const auto& id : r) {
           auto v = integer(c, id, "rules", 1, 4294967295L);
-          if (!v) return std::unexpected(v.error());
+          if (!v) return common::unexpected(v.error());
           x.rule_ids.push_back(static_cast<uint32_t>(*v));
         }
         if (const YAML::Node pp = e["path_prefix"]) {
           auto s = str(c, pp, "path_prefix");
-          if (!s) return std::unexpected(s.error());
+          if (!s) return common::unexpected(s.error());
           x.path_prefix = *s;
         }
         if (const YAML::Node a = e["arg"]) {
           auto s = str(c, a, "arg");
-          if (!s) return std::unexpected(s.error());
+          if (!s) return common::unexpected(s.error());
           x.arg = *s;
         }
         p.exclusions.push_back(std::move(x));
@@ -536,9 +536,9 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
 
 common::result<waf::policy> load_policy_file(const std::string& path) {
   auto t = read_file(path);
-  if (!t) return std::unexpected(t.error());
+  if (!t) return common::unexpected(t.error());
   auto doc = parse_yaml(*t, path);
-  if (!doc) return std::unexpected(doc.error());
+  if (!doc) return common::unexpected(doc.error());
   return parse_policy(*doc, path);
 }
 

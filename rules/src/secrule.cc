@@ -455,7 +455,7 @@ void importer::finish(pending& p) {
 
 common::result<void> importer::file(const std::string& path) {
   auto ds = read_directives(path);
-  if (!ds) return std::unexpected(ds.error());
+  if (!ds) return common::unexpected(ds.error());
   std::string dir = std::filesystem::path(path).parent_path().string();
   int gate = 1;
   std::optional<pending> cur;
@@ -578,7 +578,7 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
 common::result<import_result> import_secrules(const std::vector<std::string>& files, const std::string& set) {
   importer im(set);
   for (const auto& f : files)
-    if (auto r = im.file(f); !r) return std::unexpected(r.error());
+    if (auto r = im.file(f); !r) return common::unexpected(r.error());
   return std::move(im.result);
 }
 

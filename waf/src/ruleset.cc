@@ -348,7 +348,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   auto t0 = std::chrono::steady_clock::now();
   std::unordered_set<uint32_t> ids;
   for (const rule& r : rules) {
-    if (auto v = validate(r); !v) return std::unexpected(v.error());
+    if (auto v = validate(r); !v) return common::unexpected(v.error());
     if (!ids.insert(r.id).second) return common::fail("duplicate rule id " + std::to_string(r.id), r.where);
   }
   auto rs = std::make_shared<ruleset>();
@@ -433,7 +433,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     for (auto& t : pool) t.join();
     for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {  // first error in group order: deterministic
       if (group_exprs[gi].empty()) continue;
-      if (!dbs[gi]) return std::unexpected(dbs[gi].error());
+      if (!dbs[gi]) return common::unexpected(dbs[gi].error());
       rs->groups_[gi].db = std::move(*dbs[gi]);
       prefiltered += pf[gi];
     }
@@ -503,7 +503,7 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.md_.reset(pcre2_match_data_create(1, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
-  if (auto p = w.prepare(rs); !p) return std::unexpected(p.error());
+  if (auto p = w.prepare(rs); !p) return common::unexpected(p.error());
   return w;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The control-plane return type shared by every module: a value or an error that says what went
 // wrong and where (a config file position, a rule id). The data plane never uses it.
-#include <expected>
+#include "common/expected.hh"
 #include <string>
 #include <utility>
 
@@ -15,10 +15,10 @@ struct error {
 };
 
 template <class T>
-using result = std::expected<T, error>;
+using result = common::expected<T, error>;
 
-inline std::unexpected<error> fail(std::string message, std::string where = {}) {
-  return std::unexpected<error>(error{std::move(message), std::move(where)});
+inline common::unexpected<error> fail(std::string message, std::string where = {}) {
+  return common::unexpected<error>(error{std::move(message), std::move(where)});
 }
 
 }  // namespace common

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus for tcp_input_fuzz. Op format: see tcp_input.cc (op, client, args)."""
+"""Writes the seed corpus for fuzz_tcp_input. Op format: see tcp_input.cc (op, client, args)."""
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
