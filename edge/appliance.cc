@@ -114,16 +114,48 @@ std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config
   return s;
 }
 
+common::result<void> appliance::check(const config& c) {
+  if (auto r = check_host(c); !r) return r;
+  for (const auto& s : c.services) {
+    if (s.kind != service_kind::tls) continue;
+    if (auto set = tls::context_set::build(s.tls); !set)
+      return common::fail("service '" + s.name + "': " + set.error().str(), s.tls_where);
+  }
+  if (c.any_waf()) {
+    // As start compiles them, without writing the database cache (a check changes nothing).
+    waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = {}, .services = {}};
+    for (const auto& s : c.services)
+      if (s.waf)
+        wc.services.push_back({.service = s.name, .policy_file = s.waf_policy_file, .node = s.waf_policy,
+                               .where = s.waf_where});
+    auto ctl = waf_control::create(std::move(wc), [](std::shared_ptr<const waf_rules_snapshot>) {});
+    if (!ctl) {
+      auto e = ctl.error();
+      e.message = "WAF: " + e.message;
+      if (e.where.empty()) e.where = c.path;
+      return common::unexpected(std::move(e));
+    }
+  }
+  return {};
+}
+
 common::result<void> appliance::start(const char* argv0) {
   started_ = std::chrono::steady_clock::now();
   const config& c = *cfg_;
+  if (auto r = check_host(c); !r) {
+    config_error_ = true;
+    return r;
+  }
   if (auto r = dp_.init_eal(c, argv0); !r) return r;
   if (auto r = dp_.start_ports(c); !r) return r;
   if (auto r = admin_.listen(c.admin.address, c.admin.port); !r) return r;
   install_routes();
 
   if (c.any_waf())
-    if (auto r = start_waf(); !r) return r;
+    if (auto r = start_waf(); !r) {
+      config_error_ = true;
+      return r;
+    }
   if (c.any_kind(service_kind::tls)) {
     if (c.tls.async && c.tls.engine.empty()) {
       // Crypto threads on the CPUs no worker lcore is pinned to (when there are any).
@@ -141,7 +173,10 @@ common::result<void> appliance::start(const char* argv0) {
       tls_offload_ = std::move(*off);
     }
     auto ctx = build_tls(c);
-    if (!ctx) return common::unexpected(ctx.error());
+    if (!ctx) {
+      config_error_ = true;
+      return common::unexpected(ctx.error());
+    }
     tls_ctx_ = std::move(*ctx);
     spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
                  !c.tls.async ? "signed on the workers (async off)"
@@ -182,6 +217,7 @@ common::result<void> appliance::start(const char* argv0) {
     w->ports = dp_.ports();
     w->snapshots = snapshots_.get();
     w->stop = &stop_workers_;
+    w->drain = &drain_phase_;
     const std::string ring = "edge_ctl_" + std::to_string(i);
     w->tsc_hz = rte_get_tsc_hz();
     w->pool = dp_.pool(i);
@@ -269,7 +305,7 @@ void appliance::announce() {
 }
 
 bool appliance::ready() const {
-  if (!started_ok_) return false;
+  if (!started_ok_ || drain_phase_.load() != 0) return false;
   for (const auto& w : workers_)
     if (!w->running.load()) return false;
   for (const auto& p : dp_.ports()) {
@@ -279,8 +315,50 @@ bool appliance::ready() const {
   return true;
 }
 
-void appliance::run(const std::atomic<bool>& stop) {
-  while (!stop.load()) admin_.poll_once(100);
+void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested) {
+  while (!stop.load()) {
+    admin_.poll_once(100);
+    if (reload_requested != nullptr && reload_requested->exchange(false)) {
+      spdlog::info("SIGHUP: reloading {}", cfg_->path);
+      (void)reload();  // logged and counted there, as for POST /reload
+    }
+  }
+}
+
+void appliance::drain() {
+  if (workers_.empty()) return;
+  bool any_tcp = false;
+  for (const auto& w : workers_) any_tcp = any_tcp || w->tcp != nullptr;
+  const uint32_t timeout_ms = cfg_->shutdown.drain_timeout_ms;
+  auto open_now = [&] {
+    uint64_t n = 0;
+    for (const auto& w : workers_) n += w->drain_open.load(std::memory_order_relaxed);
+    return n;
+  };
+  auto wait_phase = [&](uint8_t phase, std::chrono::steady_clock::time_point until) {
+    for (const auto& w : workers_)
+      while (w->drain_done.load(std::memory_order_acquire) < phase && std::chrono::steady_clock::now() < until)
+        admin_.poll_once(5);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::milliseconds(timeout_ms);
+  drain_phase_.store(1, std::memory_order_release);
+  // The workers' answer to phase 1 carries their first count; a worker that is gone cannot answer.
+  wait_phase(1, t0 + std::chrono::seconds(2));
+  if (!any_tcp) return;
+  const uint64_t at_start = open_now();
+  spdlog::info("stopping: new connections refused; draining {} connection(s) for up to {} ms", at_start, timeout_ms);
+  while (open_now() != 0 && std::chrono::steady_clock::now() < deadline) admin_.poll_once(10);
+  const uint64_t left = open_now();
+  drain_phase_.store(2, std::memory_order_release);
+  wait_phase(2, std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  uint64_t reset = 0;
+  for (const auto& w : workers_) reset += w->drain_reset.load(std::memory_order_relaxed);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  if (left == 0)
+    spdlog::info("drained: every connection finished in {} ms", ms);
+  else
+    spdlog::warn("drain deadline ({} ms) passed: {} connection(s) reset", timeout_ms, reset);
 }
 
 void appliance::shutdown() {
@@ -310,26 +388,109 @@ void appliance::shutdown() {
   started_ok_ = false;
 }
 
+namespace {
+
+// The keys whose value is taken at start only (EAL, ports' queues, worker loop, admin socket,
+// logging, l4 tables), by name, that differ between two configurations.
+std::vector<std::string> restart_only_changes(const config& a, const config& b) {
+  std::vector<std::string> keys;
+  auto note = [&](bool differs, const char* key) {
+    if (differs) keys.emplace_back(key);
+  };
+  note(a.eal_args != b.eal_args, "eal.args");
+  bool ports = a.ports.size() != b.ports.size();
+  for (size_t i = 0; !ports && i < a.ports.size(); ++i) {
+    const port_config &x = a.ports[i], &y = b.ports[i];
+    ports = x.name != y.name || x.role != y.role || x.device != y.device || x.mtu != y.mtu ||
+            x.rx_descriptors != y.rx_descriptors || x.tx_descriptors != y.tx_descriptors;
+  }
+  note(ports, "ports (name, role, device, mtu, descriptors)");
+  note(a.workers.lcores != b.workers.lcores, "workers.lcores");
+  note(a.workers.burst != b.workers.burst, "workers.burst");
+  note(a.workers.mbufs != b.workers.mbufs, "workers.mbufs");
+  note(a.workers.idle_sleep_max_us != b.workers.idle_sleep_max_us, "workers.idle_sleep_max_us");
+  note(a.admin.address != b.admin.address || a.admin.port != b.admin.port, "admin.listen");
+  note(a.logging.level != b.logging.level, "logging.level");
+  note(a.logging.format != b.logging.format, "logging.format");
+  note(a.logging.file != b.logging.file, "logging.file");
+  note(a.l4.conn_table_size != b.l4.conn_table_size, "l4.conn_table_size");
+  return keys;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out;
+}
+
+std::string pool_key(const pool_config& p) {
+  std::string k = std::to_string(p.proxy_protocol) + "|" + std::to_string(static_cast<int>(p.balance)) + "|" +
+                  std::to_string(p.connect_timeout_ms) + "|" + std::to_string(p.max_connect_attempts) + "|" +
+                  std::to_string(static_cast<int>(p.health.kind)) + p.health.path + "|" +
+                  std::to_string(p.health.interval_ms) + "|" + std::to_string(p.health.timeout_ms) + "|" +
+                  std::to_string(p.health.rise) + "|" + std::to_string(p.health.fall);
+  for (const auto& b : p.backends) k += "|" + b.address.str() + ":" + std::to_string(b.port) + "*" + std::to_string(b.weight);
+  return k;
+}
+
+std::string service_key(const service_config& s) {
+  std::string k = s.vip.str() + ":" + std::to_string(s.port) + "/" + std::to_string(s.protocol) + "|" +
+                  to_string(s.kind) + "|" + s.pool + "|" + to_string(s.forwarding) + "|" +
+                  std::to_string(s.max_connections) + "|" + s.waf_policy_file;
+  for (const auto& c : s.tls.certs) k += "|" + c.cert_file + "," + c.key_file + "," + c.ocsp_file;
+  for (const auto& a : s.tls.alpn) k += "|" + a;
+  return k;
+}
+
+// "services: +new -old ~changed; pools: ..." between the running and the new configuration.
+template <class T, class Key>
+std::string diff_named(const char* what, const std::vector<T>& cur, const std::vector<T>& next, Key key) {
+  std::vector<std::string> added, removed, changed;
+  for (const auto& n : next) {
+    const T* c = nullptr;
+    for (const auto& x : cur)
+      if (x.name == n.name) c = &x;
+    if (c == nullptr) added.push_back("+" + n.name);
+    else if (key(*c) != key(n)) changed.push_back("~" + n.name);
+  }
+  for (const auto& c : cur) {
+    bool kept = false;
+    for (const auto& n : next) kept = kept || n.name == c.name;
+    if (!kept) removed.push_back("-" + c.name);
+  }
+  std::vector<std::string> all = added;
+  all.insert(all.end(), removed.begin(), removed.end());
+  all.insert(all.end(), changed.begin(), changed.end());
+  if (all.empty()) return {};
+  std::string out = std::string(what) + ":";
+  for (const auto& x : all) out += " " + x;
+  return out;
+}
+
+}  // namespace
+
 common::result<std::string> appliance::reload() {
+  auto r = reload_once();
+  if (!r) spdlog::error("reload: {}", r.error().str());
+  else spdlog::info("{}", r->substr(0, r->find('\n')));
+  return r;
+}
+
+common::result<std::string> appliance::reload_once() {
   auto next = load_config(cfg_->path);
   if (!next) {
     ++reloads_failed_;
-    spdlog::error("reload refused, running configuration kept: {}", next.error().str());
-    return common::unexpected(next.error());
+    auto e = next.error();
+    e.message += "; running configuration kept";
+    return common::unexpected(std::move(e));
   }
-  // Ports, lcores and EAL arguments are fixed for the life of the process.
+  // Ports, lcores, EAL arguments, the admin socket and logging are fixed for the life of the
+  // process: a change there is named and refused, never reported as applied.
   const config& cur = *cfg_;
-  auto same_ports = [&] {
-    if (cur.ports.size() != next->ports.size()) return false;
-    for (size_t i = 0; i < cur.ports.size(); ++i)
-      if (cur.ports[i].name != next->ports[i].name || cur.ports[i].device != next->ports[i].device ||
-          cur.ports[i].mtu != next->ports[i].mtu)
-        return false;
-    return true;
-  };
-  if (!same_ports() || cur.workers.lcores != next->workers.lcores || cur.eal_args != next->eal_args) {
+  if (auto keys = restart_only_changes(cur, *next); !keys.empty()) {
     ++reloads_failed_;
-    return common::fail("ports, worker lcores and EAL arguments need a restart; running configuration kept",
+    return common::fail("changed keys that need a restart: " + join(keys) +
+                            "; running configuration kept (restart edged to apply them, or revert them to reload)",
                         cfg_->path);
   }
   // The tcp data path (stack, io_uring, relay pools) is sized and created at start.
@@ -375,9 +536,13 @@ common::result<std::string> appliance::reload() {
   auto tls_next = build_tls(*next);
   if (!tls_next) {
     ++reloads_failed_;
-    spdlog::error("reload refused, running configuration kept: {}", tls_next.error().str());
-    return common::unexpected(tls_next.error());
+    auto e = tls_next.error();
+    e.message += "; running configuration kept";
+    return common::unexpected(std::move(e));
   }
+  std::string changes = diff_named("services", cur.services, next->services, service_key);
+  if (auto p = diff_named("pools", cur.pools, next->pools, pool_key); !p.empty())
+    changes += (changes.empty() ? "" : "; ") + p;
   auto previous = cfg_;
   auto tls_previous = tls_ctx_;
   cfg_ = std::make_shared<const config>(std::move(*next));
@@ -392,22 +557,22 @@ common::result<std::string> appliance::reload() {
       tls_ctx_ = std::move(tls_previous);
     }
     ++reloads_failed_;
-    spdlog::error("reload refused, running configuration kept: {}", r.error().str());
-    return common::unexpected(r.error());
+    auto e = r.error();
+    e.message += "; running configuration kept";
+    return common::unexpected(std::move(e));
   }
   ++reloads_ok_;
   if (waf_ctl_) {
     auto wr = waf_ctl_->reload();
     if (!wr) {
-      spdlog::error("WAF rules reload failed, previous rules kept: {}", wr.error().str());
       return common::fail("configuration reloaded, but the WAF rules reload failed (previous rules kept): " +
                               wr.error().str(), cfg_->path);
     }
   }
   if (auto r = start_health_checks(); !r) spdlog::error("health checks not restarted: {}", r.error().str());
   announce();
-  spdlog::info("configuration reloaded (generation {})", generation_);
-  return "reloaded, generation " + std::to_string(generation_) + "\n";
+  return "reloaded, generation " + std::to_string(generation_) + " (" +
+         (changes.empty() ? std::string("no service or pool changed") : changes) + ")\n";
 }
 
 common::result<void> appliance::republish() {
@@ -473,8 +638,11 @@ void appliance::on_health_change(const upstream::health_change& ch) {
     if (it == healthy_.end() || ch.info->backend >= it->second.size()) return;
     it->second[ch.info->backend] = ch.up;
   }
-  spdlog::warn("backend {}:{} of pool {} is {}{}", ch.info->address.str(), ch.info->port, ch.info->pool,
-               ch.up ? "up" : "down", ch.up ? "" : std::string(" (") + upstream::to_string(ch.last_failure) + ")");
+  if (ch.up)
+    spdlog::info("backend {}:{} of pool {} is up", ch.info->address.str(), ch.info->port, ch.info->pool);
+  else
+    spdlog::warn("backend {}:{} of pool {} is down ({})", ch.info->address.str(), ch.info->port, ch.info->pool,
+                 upstream::to_string(ch.last_failure));
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 

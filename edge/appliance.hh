@@ -31,9 +31,21 @@ class appliance {
   appliance(const appliance&) = delete;
   appliance& operator=(const appliance&) = delete;
 
+  // Everything --check validates without starting anything: the host (lcores), every service's
+  // certificates, keys, CA and ticket key files, the WAF rules (compiled, no cache written) and
+  // each policy bound to them. Errors name file:line:col.
+  static common::result<void> check(const config& c);
+
   common::result<void> start(const char* argv0);
-  // Control loop: serves the admin API until `stop` is set.
-  void run(const std::atomic<bool>& stop);
+  // After a failed start: whether the configuration was at fault (exit 2) rather than the host
+  // or the runtime (exit 3).
+  bool start_failed_on_config() const { return config_error_; }
+  // Control loop: serves the admin API until `stop` is set; a raised `reload` (SIGHUP) reloads
+  // as POST /reload does.
+  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
+  // Graceful stop of the terminated services: no new connections (and /readyz says not ready),
+  // established ones get up to shutdown.drain_timeout_ms, then what is left is reset. Logged.
+  void drain();
   void shutdown();
 
   bool ready() const;
@@ -44,6 +56,7 @@ class appliance {
   common::result<std::string> reload();
 
  private:
+  common::result<std::string> reload_once();
   std::unique_ptr<snapshot> build_snapshot(std::shared_ptr<const config> c) const;
   common::result<std::shared_ptr<const l4::lb::lb_config>> build_lb(const config& c) const;
   // Builds and publishes a snapshot of cfg_ with the current backend health (any thread).
@@ -75,6 +88,8 @@ class appliance {
   std::map<std::string, std::vector<bool>> healthy_;
   std::unique_ptr<upstream::health_checker> health_;
   bool started_ok_ = false;
+  bool config_error_ = false;
+  std::atomic<uint8_t> drain_phase_{0};
   // WAF (null without a service that has a policy). waf_rules_ is what republish() puts into the
   // snapshot; guarded by publish_mu_ (the rules watcher publishes from its own thread).
   std::unique_ptr<waf_control> waf_ctl_;

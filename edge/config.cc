@@ -3,10 +3,12 @@
 #include "rules/loader.hh"
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
@@ -16,6 +18,26 @@
 
 namespace edge {
 namespace {
+
+// "0000:3b:02.0" or "3b:02.0" (DPDK's PCI address forms), optionally followed by ",devargs".
+bool is_pci_address(std::string_view d) {
+  d = d.substr(0, d.find(','));
+  auto hex = [](std::string_view s, size_t n) {
+    if (s.size() != n) return false;
+    for (char ch : s)
+      if (!std::isxdigit(static_cast<unsigned char>(ch))) return false;
+    return true;
+  };
+  const size_t dot = d.rfind('.');
+  if (dot == std::string_view::npos || !hex(d.substr(dot + 1), 1)) return false;
+  d = d.substr(0, dot);  // [DDDD:]BB:DD
+  const size_t c2 = d.rfind(':');
+  if (c2 == std::string_view::npos || !hex(d.substr(c2 + 1), 2)) return false;
+  d = d.substr(0, c2);
+  const size_t c1 = d.rfind(':');
+  if (c1 == std::string_view::npos) return hex(d, 2);
+  return hex(d.substr(c1 + 1), 2) && hex(d.substr(0, c1), 4);
+}
 
 // Raised inside the loader only and turned into a common::error at parse_config's boundary.
 struct bad_config {
@@ -124,13 +146,18 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "l4", "tcp", "tls", "waf", "pools",
-                                        "services"});
+    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "shutdown", "l4", "tcp", "tls",
+                                        "waf", "pools", "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
     if (auto a = root["admin"]) load_admin(a, c);
     if (auto l = root["logging"]) load_logging(l, c);
+    if (auto sd = root["shutdown"]) {
+      check_keys(sd, "shutdown", {"drain_timeout_ms"});
+      if (auto v = sd["drain_timeout_ms"])
+        c.shutdown.drain_timeout_ms = static_cast<uint32_t>(uint(v, "shutdown.drain_timeout_ms", 0, 3600000));
+    }
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);
     if (auto w = root["waf"]) load_waf(w, c);
@@ -288,6 +315,12 @@ class loader {
       const auto dev = required(pn, "device", "port '" + p.name + "'");
       p.device = str(dev, "port device");
       if (!devices.insert(p.device).second) fail(dev, "device '" + p.device + "' is used by two ports");
+      // A PCI device with --no-pci would fail in EAL at start: say so here, with the line.
+      if (is_pci_address(p.device))
+        for (const auto& a : c.eal_args)
+          if (a == "--no-pci")
+            fail(dev, "port '" + p.name + "' is the PCI device " + p.device +
+                          ", but eal.args has --no-pci (remove it, or use a net_* virtual device)");
       if (auto a = pn["addresses"]) {
         expect_seq(a, "port addresses");
         for (const auto& an : a) p.addresses.push_back(prefix(an, "port address"));
@@ -321,6 +354,7 @@ class loader {
       const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
       if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
       c.workers.lcores.push_back(v);
+      c.workers.lcore_where.push_back(where(l.Mark()));
     }
     if (auto b = n["burst"]) c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
     if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
@@ -594,6 +628,22 @@ common::result<config> parse_config(const std::string& yaml_text, const std::str
   } catch (const YAML::Exception& e) {
     return common::fail("YAML syntax error: " + e.msg, l.where(e.mark));
   }
+}
+
+common::result<void> check_host(const config& c) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return {};  // nothing known: EAL decides
+  std::string cpus;
+  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) cpus += (cpus.empty() ? "" : ",") + std::to_string(cpu);
+  for (size_t i = 0; i < c.workers.lcores.size(); ++i) {
+    const unsigned l = c.workers.lcores[i];
+    if (l >= CPU_SETSIZE || !CPU_ISSET(l, &allowed))
+      return common::fail("lcore " + std::to_string(l) + " is not a CPU this process may run on (CPUs " + cpus + ")",
+                          i < c.workers.lcore_where.size() ? c.workers.lcore_where[i] : c.path);
+  }
+  return {};
 }
 
 common::result<config> load_config(const std::string& path) {

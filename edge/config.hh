@@ -41,11 +41,18 @@ struct worker_config {
   unsigned burst = 32;
   unsigned mbufs = 8191;            // per port and worker
   unsigned idle_sleep_max_us = 200;  // adaptive back-off ceiling when idle
+  std::vector<std::string> lcore_where;  // "file:line:col" of each lcore, for host checks
 };
 
 struct admin_config {
   l4::ip_addr address = *l4::ip_addr::parse("127.0.0.1");
   uint16_t port = 9180;
+};
+
+// Stopping (SIGTERM/SIGINT): new connections are refused at once, established ones get up to
+// drain_timeout_ms to finish, then what is left is reset.
+struct shutdown_config {
+  uint32_t drain_timeout_ms = 5000;
 };
 
 struct logging_config {
@@ -157,6 +164,7 @@ struct config {
   worker_config workers;
   admin_config admin;
   logging_config logging;
+  shutdown_config shutdown;
   std::vector<pool_config> pools;
   std::vector<service_config> services;
   l4_config l4;
@@ -183,6 +191,9 @@ struct config {
 bool service_kind_built(service_kind k);
 
 common::result<config> load_config(const std::string& path);
+// What the configuration asks of this host, checked by --check and before EAL starts: every
+// worker lcore is a CPU this process may run on. Errors carry the key's file:line:col.
+common::result<void> check_host(const config& c);
 common::result<config> parse_config(const std::string& yaml_text, const std::string& path);
 
 }  // namespace edge

@@ -1,6 +1,9 @@
 // edged: the edge appliance daemon.
 //   edged --config FILE   run
 //   edged --check FILE    validate the configuration and exit (0 valid, 2 invalid)
+// Exit status: 0 stopped by SIGTERM/SIGINT after draining, 2 configuration error (at load or at
+// start: certificates, rules, lcores), 3 runtime start failure (EAL, ports, admin socket, workers).
+// Signals: SIGHUP reloads (as POST /reload); SIGTERM/SIGINT drain then stop.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -16,11 +19,13 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 void on_signal(int) { g_stop.store(true); }
+void on_hup(int) { g_reload.store(true); }
 
 constexpr int exit_bad_config = 2;
-constexpr int exit_start_failed = 1;
+constexpr int exit_start_failed = 3;
 
 }  // namespace
 
@@ -33,19 +38,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!check_path.empty()) {
+    spdlog::set_level(spdlog::level::off);  // the components' own logs: the result goes to stderr
     auto c = edge::load_config(check_path);
     if (!c) {
       std::fprintf(stderr, "edged: %s\n", c.error().str().c_str());
       return exit_bad_config;
     }
-    // Certificates, keys, CA bundles and ticket keys are read now too, as a start would.
-    for (const auto& s : c->services) {
-      if (s.kind != edge::service_kind::tls) continue;
-      if (auto set = tls::context_set::build(s.tls); !set) {
-        std::fprintf(stderr, "edged: %s: service '%s': %s\n", s.tls_where.c_str(), s.name.c_str(),
-                     set.error().str().c_str());
-        return exit_bad_config;
-      }
+    // Everything start validates: the host's CPUs, certificates, keys, CA bundles, ticket keys,
+    // the WAF rules and policies.
+    if (auto r = edge::appliance::check(*c); !r) {
+      std::fprintf(stderr, "edged: %s\n", r.error().str().c_str());
+      return exit_bad_config;
     }
     std::printf("%s: configuration is valid (%zu ports, %zu workers, %zu pools, %zu services)\n",
                 check_path.c_str(), c->ports.size(), c->workers.lcores.size(), c->pools.size(),
@@ -71,17 +74,24 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  struct sigaction hup {};
+  hup.sa_handler = on_hup;
+  sigaction(SIGHUP, &hup, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   int rc = 0;
   {
+    const bool log_to_file = !c->logging.file.empty();
     edge::appliance a(std::move(*c));
     if (auto r = a.start(argv[0]); !r) {
       spdlog::critical("start failed: {}", r.error().str());
-      rc = exit_start_failed;
+      // The terminal (or the unit's journal) hears of it too, whatever logging.file says.
+      if (log_to_file) std::fprintf(stderr, "edged: start failed: %s\n", r.error().str().c_str());
+      rc = a.start_failed_on_config() ? exit_bad_config : exit_start_failed;
     } else {
-      a.run(g_stop);
+      a.run(g_stop, &g_reload);
       spdlog::info("signal received, stopping");
+      a.drain();
     }
     a.shutdown();
   }

@@ -206,7 +206,7 @@ bool relay::sync(const snapshot& snap) {
     if (!s.active && s.listening) {
       stack_->remove_listener(s.vip, s.port);
       s.listening = false;
-    } else if (s.active && !s.listening) {
+    } else if (s.active && !s.listening && !stopped_accepting_) {
       if (stack_->add_listener(s.vip, s.port, static_cast<uint16_t>(id)))
         s.listening = true;
       else
@@ -214,6 +214,30 @@ bool relay::sync(const snapshot& snap) {
     }
   }
   return ok;
+}
+
+void relay::stop_accepting() {
+  stopped_accepting_ = true;
+  for (auto& s : services_)
+    if (s.listening) {
+      stack_->remove_listener(s.vip, s.port);
+      s.listening = false;
+    }
+}
+
+size_t relay::abort_all() {
+  size_t n = 0;
+  for (uint32_t i = 0; i < n_slots_; ++i) {
+    conn& rc = slots_[i];
+    if (!rc.in_use) continue;
+    if (rc.up != nullptr) rc.up->abort();
+    if (!rc.tcp_closed) stack_->abort(rc.tcp);
+    ctr_.end(relay_end::shutdown);
+    release(rc);
+    ++n;
+  }
+  // What the relay no longer holds: handshakes, and connections closed with data still queued.
+  return n + stack_->abort_all();
 }
 
 void relay::poll(uint64_t now_tsc) {

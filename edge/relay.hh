@@ -66,7 +66,8 @@ class service_registry;
   X(tls_handshake_failed, "the TLS handshake failed: alert sent, then FIN (reason in edge_tls_*)") \
   X(tls_handshake_timeout, "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms") \
   X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")  \
-  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")
+  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")         \
+  X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")
 
 enum class relay_end : uint8_t {
 #define X(name, desc) name,
@@ -125,6 +126,13 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   l4::drop input(rte_mbuf* m, const l4::packet& p) { return stack_->input(m, p); }
   // TCP timers.
   void poll(uint64_t now_tsc);
+  // Stopping (worker thread). stop_accepting: every listener goes (new SYNs get the stack's
+  // no_listener RST; later snapshots add none back). open_connections: what is left to drain,
+  // TIME_WAIT aside. abort_all: resets every relayed connection both ways (relay end shutdown)
+  // and every TCB still open in the stack; returns how many client connections were reset.
+  void stop_accepting();
+  size_t open_connections() const { return stack_->open_connections(); }
+  size_t abort_all();
   // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.
   unsigned poll_upstream(unsigned max) { return ring_->poll(max); }
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap) { return stack_->drain_tx(out, cap); }
@@ -260,6 +268,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint64_t seen_waf_gen_ = 0;
   // Kind tls.
   bool tls_enabled_ = false;
+  bool stopped_accepting_ = false;
   tls::worker_config tls_cfg_;
   std::unique_ptr<tls::worker> tls_;
   uint8_t* plain_arena_ = nullptr;  // mmap'd, n_slots_ buffers of plain_size; pages touched on use

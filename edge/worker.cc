@@ -185,6 +185,12 @@ int worker_main(void* arg) {
       if (w.tcp && !w.tcp->sync(*snap)) w.tcp_sync_errors.add();
     }
     bool busy = false;
+    const uint8_t drain = w.drain != nullptr ? w.drain->load(std::memory_order_acquire) : 0;
+    if (drain != 0 && w.tcp) {
+      if (w.seen_drain == 0) w.tcp->stop_accepting();
+      if (drain >= 2 && w.seen_drain < 2) w.drain_reset.store(w.tcp->abort_all(), std::memory_order_relaxed);
+      w.drain_open.store(w.tcp->open_connections(), std::memory_order_relaxed);
+    }
     // TCP timers and upstream completions first, so that bytes the upstream delivered leave in
     // this iteration's TX flush. Completions run in small rounds with a drain after each: one
     // completion can make the stack emit dozens of segments.
@@ -216,6 +222,10 @@ int worker_main(void* arg) {
       }
     }
     flush_tx(w);
+    if (drain != w.seen_drain) {  // after the flush: the RSTs of phase 2 have left
+      w.seen_drain = drain;
+      w.drain_done.store(drain, std::memory_order_release);
+    }
     w.snapshots->quiescent(w.id);
     w.stats.loops.add();
     if (busy) {

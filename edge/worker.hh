@@ -38,6 +38,14 @@ struct worker_context {
   std::vector<port_state> ports;
   snapshot_publisher* snapshots = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  // Stopping with a drain: the control thread raises `drain` (1: stop accepting, 2: reset what is
+  // left); the worker answers with what it still has open and the phase it finished, after its
+  // RSTs left through the port.
+  const std::atomic<uint8_t>* drain = nullptr;
+  uint8_t seen_drain = 0;
+  std::atomic<uint64_t> drain_open{0};
+  std::atomic<uint64_t> drain_reset{0};
+  std::atomic<uint8_t> drain_done{0};
   std::atomic<bool> running{false};
   std::atomic<bool> failed{false};  // the worker could not set up its thread state (start_error)
   std::string start_error;           // written before `failed` is set

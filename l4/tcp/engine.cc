@@ -314,6 +314,26 @@ void engine::abort(conn_handle c) {
   if (!busy_) reap();
 }
 
+size_t engine::open_connections() const {
+  size_t n = 0;
+  for (const tcb& t : tcbs_)
+    n += !t.release_pending && t.state != tcp_state::closed && t.state != tcp_state::time_wait;
+  return n;
+}
+
+size_t engine::abort_all() {
+  size_t n = 0;
+  for (tcb& t : tcbs_) {
+    if (t.release_pending || t.state == tcp_state::closed || t.state == tcp_state::time_wait) continue;
+    t.app_closed = true;  // as abort() on each handle: no more events
+    send_rst(t, reset_reason::shutdown);
+    release(t);
+    ++n;
+  }
+  if (!busy_) reap();
+  return n;
+}
+
 void engine::close(conn_handle c) {
   tcb* t = get(c);
   if (t == nullptr) return;

@@ -60,6 +60,8 @@ class engine {
   void shutdown_write(conn_handle c);
   void abort(conn_handle c);
   void close(conn_handle c);
+  size_t open_connections() const;
+  size_t abort_all();
   const conn_info* info(conn_handle c) const;
   void set_context(conn_handle c, void* ctx);
   void* context(conn_handle c) const;

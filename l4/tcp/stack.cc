@@ -49,6 +49,8 @@ void stack::consume(conn_handle c, size_t n) { e_->consume(c, n); }
 void stack::shutdown_write(conn_handle c) { e_->shutdown_write(c); }
 void stack::abort(conn_handle c) { e_->abort(c); }
 void stack::close(conn_handle c) { e_->close(c); }
+size_t stack::open_connections() const { return e_->open_connections(); }
+size_t stack::abort_all() { return e_->abort_all(); }
 const conn_info* stack::info(conn_handle c) const { return e_->info(c); }
 void stack::set_context(conn_handle c, void* ctx) { e_->set_context(c, ctx); }
 void* stack::context(conn_handle c) const { return e_->context(c); }

@@ -190,6 +190,11 @@ class stack {
   void shutdown_write(conn_handle c);                  // FIN after queued data
   void abort(conn_handle c);                           // RST now, no more events
   void close(conn_handle c);  // FIN after queued data, no more events; RST if unread data
+  // Stopping: connections not yet closed or in TIME_WAIT (the app's and those it closed whose
+  // FIN exchange is still running), and a RST to each of them now (reason shutdown; as abort()
+  // on every handle: no more events). O(max_connections): not for the fast path.
+  size_t open_connections() const;
+  size_t abort_all();
   const conn_info* info(conn_handle c) const;
   void set_context(conn_handle c, void* ctx);
   void* context(conn_handle c) const;
