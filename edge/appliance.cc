@@ -352,6 +352,12 @@ void appliance::drain() {
   const uint64_t left = open_now();
   drain_phase_.store(2, std::memory_order_release);
   wait_phase(2, std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  // A RST whose sequence number the client has not reached yet earns a challenge ACK (RFC 5961):
+  // the workers stay up a little longer to answer it with the stack's no_connection RST.
+  if (left != 0)
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+         std::chrono::steady_clock::now() < until;)
+      admin_.poll_once(10);
   uint64_t reset = 0;
   for (const auto& w : workers_) reset += w->drain_reset.load(std::memory_order_relaxed);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
@@ -472,7 +478,7 @@ std::string diff_named(const char* what, const std::vector<T>& cur, const std::v
 common::result<std::string> appliance::reload() {
   auto r = reload_once();
   if (!r) spdlog::error("reload: {}", r.error().str());
-  else spdlog::info("{}", r->substr(0, r->find('\n')));
+  else spdlog::info("configuration {}", r->substr(0, r->find('\n')));
   return r;
 }
 
