@@ -85,25 +85,23 @@ int show(const reply& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-#ifdef EDGECTL_HAS_WAF
-  // Offline subcommands that do not talk to edged.
-  if (argc >= 2 && std::string(argv[1]) == "rules") return edgectl_rules_main(argc - 2, argv + 2);
-  if (argc >= 2 && std::string(argv[1]) == "waf") return edgectl_waf_main(argc - 2, argv + 2);
-#endif
   CLI::App app{"edgectl: control a running edged"};
   std::string admin = "127.0.0.1:9180";
   app.add_option("--admin", admin, "admin API address of edged")->capture_default_str();
   app.require_subcommand(1);
-  auto* stats = app.add_subcommand("stats", "print counters as JSON");
+  auto* stats = app.add_subcommand("stats", "print counters as JSON (/stats: ports, drops, backends, workers, "
+                                             "tls, waf, services)");
   auto* health = app.add_subcommand("health", "liveness and readiness (exit 0 when ready)");
   auto* metrics = app.add_subcommand("metrics", "print Prometheus metrics");
   auto* cfg = app.add_subcommand("config", "print the running configuration");
   auto* reload = app.add_subcommand("reload", "re-read the configuration file");
 #ifdef EDGECTL_HAS_WAF
-  app.add_subcommand("rules", "rules check DIR: validate a rules directory offline");
-  app.add_subcommand("waf", "waf eval --rules DIR ...: run the WAF offline on requests");
+  const auto run_waf = edgectl_waf_subcommands(app);  // offline: rules check, waf eval
 #endif
   CLI11_PARSE(app, argc, argv);
+#ifdef EDGECTL_HAS_WAF
+  if (const int rc = run_waf(); rc >= 0) return rc;
+#endif
 
   if (stats->parsed()) return show(http(admin, "GET", "/stats"));
   if (metrics->parsed()) return show(http(admin, "GET", "/metrics"));

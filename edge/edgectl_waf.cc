@@ -2,6 +2,8 @@
 // and captured requests, so operators can try rules before enabling them.
 #include "edgectl_waf.hh"
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -25,61 +27,6 @@ struct common_opts {
   bool detect_only = false, list_skipped = false;
   std::vector<std::string> files;
 };
-
-bool parse_int(const char* s, int& out) {
-  char* end = nullptr;
-  long v = std::strtol(s, &end, 10);
-  if (!*s || *end) return false;
-  out = static_cast<int>(v);
-  return true;
-}
-
-// Parses options shared by both subcommands; positional arguments go to files.
-bool parse_opts(int argc, char** argv, int start, common_opts& o) {
-  for (int i = start; i < argc; ++i) {
-    std::string a = argv[i];
-    auto need = [&](const char* what) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs %s\n", a.c_str(), what);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    if (a == "--rules") {
-      const char* v = need("a directory");
-      if (!v) return false;
-      o.rules_dir = v;
-    } else if (a == "--cache") {
-      const char* v = need("a directory");
-      if (!v) return false;
-      o.cache_dir = v;
-    } else if (a == "--policy") {
-      const char* v = need("a file");
-      if (!v) return false;
-      o.policy_file = v;
-    } else if (a == "--jsonl") {
-      const char* v = need("a file");
-      if (!v) return false;
-      o.jsonl = v;
-    } else if (a == "--paranoia" || a == "--threshold") {
-      const char* v = need("a number");
-      if (!v || !parse_int(v, a == "--paranoia" ? o.paranoia : o.threshold)) {
-        std::fprintf(stderr, "%s needs a number\n", a.c_str());
-        return false;
-      }
-    } else if (a == "--detect-only") {
-      o.detect_only = true;
-    } else if (a == "--list-skipped") {
-      o.list_skipped = true;
-    } else if (a.starts_with("--")) {
-      std::fprintf(stderr, "unknown option %s\n", a.c_str());
-      return false;
-    } else {
-      o.files.push_back(a);
-    }
-  }
-  return true;
-}
 
 struct loaded {
   std::shared_ptr<const waf::bound_policy> pol;
@@ -171,19 +118,11 @@ int eval_one(const loaded& l, waf::worker_scratch& ws, waf::worker_stats& st, co
   return blocked;
 }
 
-}  // namespace
+common_opts g_opts;
 
-int edgectl_rules_main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[0], "check") != 0) {
-    std::fprintf(stderr, "usage: edgectl rules check DIR [--paranoia N] [--list-skipped] [--cache DIR]\n");
-    return 2;
-  }
-  common_opts o;
-  if (!parse_opts(argc, argv, 1, o) || o.files.size() != 1) {
-    std::fprintf(stderr, "usage: edgectl rules check DIR [--paranoia N] [--list-skipped] [--cache DIR]\n");
-    return 2;
-  }
-  o.rules_dir = o.files[0];
+int rules_check() {
+  common_opts& o = g_opts;
+  o.rules_dir = o.files.empty() ? std::string() : o.files[0];
   loaded l;
   if (!load(o, l)) return 1;
   const auto& rs = l.pol->rules();
@@ -209,17 +148,10 @@ int edgectl_rules_main(int argc, char** argv) {
   return 0;
 }
 
-int edgectl_waf_main(int argc, char** argv) {
-  const char* usage =
-      "usage: edgectl waf eval --rules DIR [--paranoia N] [--detect-only] [--threshold N] [--policy FILE]\n"
-      "                        [--cache DIR] (FILES... | --jsonl FILE)\n";
-  if (argc < 1 || std::strcmp(argv[0], "eval") != 0) {
-    std::fputs(usage, stderr);
-    return 2;
-  }
-  common_opts o;
-  if (!parse_opts(argc, argv, 1, o) || o.rules_dir.empty() || (o.files.empty() == o.jsonl.empty())) {
-    std::fputs(usage, stderr);
+int waf_eval() {
+  common_opts& o = g_opts;
+  if (o.files.empty() == o.jsonl.empty()) {
+    std::fputs("edgectl waf eval: give request FILES or --jsonl FILE (one of them); see edgectl waf eval --help\n", stderr);
     return 2;
   }
   loaded l;
@@ -261,3 +193,58 @@ int edgectl_waf_main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace
+
+std::function<int()> edgectl_waf_subcommands(CLI::App& app) {
+  common_opts& o = g_opts;
+  o = common_opts{};
+  auto* rules = app.add_subcommand("rules", "offline rules tools (no edged needed)");
+  rules->require_subcommand(1);
+  auto* check = rules->add_subcommand("check", "load and compile a rules directory, report rules, skips and databases");
+  check->add_option("DIR", o.files, "rules directory")->required()->expected(1);
+  check->add_option("--paranoia", o.paranoia, "paranoia level the enabled count is given for (1..4)");
+  check->add_flag("--list-skipped", o.list_skipped, "list every skipped rule with its location and reason");
+  check->add_option("--cache", o.cache_dir, "compiled-database cache directory");
+  auto* waf = app.add_subcommand("waf", "run the WAF offline (no edged needed)");
+  waf->require_subcommand(1);
+  auto* eval = waf->add_subcommand("eval", "run requests through the rules; one JSON audit line per request");
+  eval->add_option("--rules", o.rules_dir, "rules directory")->required();
+  eval->add_option("--paranoia", o.paranoia, "paranoia level (1..4)");
+  eval->add_flag("--detect-only", o.detect_only, "report, never block");
+  eval->add_option("--threshold", o.threshold, "anomaly score threshold");
+  eval->add_option("--policy", o.policy_file, "a policy file");
+  eval->add_option("--cache", o.cache_dir, "compiled-database cache directory");
+  eval->add_option("--jsonl", o.jsonl, "requests as JSON lines {\"id\": ..., \"request\": \"<base64>\"}");
+  eval->add_option("FILES", o.files, "files, each one connection's raw request bytes");
+  return [check, eval]() -> int {
+    if (check->parsed()) return rules_check();
+    if (eval->parsed()) return waf_eval();
+    return -1;
+  };
+}
+
+namespace {
+
+// `edgectl TOP argv...` through the same CLI11 parser: usage errors exit 2, --help 0.
+int run_subcommand(const char* top, int argc, char** argv) {
+  CLI::App app{"edgectl"};
+  const auto run = edgectl_waf_subcommands(app);
+  std::vector<std::string> args;  // CLI11 takes them last first
+  for (int i = argc; i-- > 0;) args.emplace_back(argv[i]);
+  args.emplace_back(top);
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  return run();
+}
+
+}  // namespace
+
+int edgectl_rules_main(int argc, char** argv) { return run_subcommand("rules", argc, argv); }
+int edgectl_waf_main(int argc, char** argv) { return run_subcommand("waf", argc, argv); }
