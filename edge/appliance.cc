@@ -178,6 +178,7 @@ common::result<void> appliance::start(const char* argv0) {
       return common::unexpected(ctx.error());
     }
     tls_ctx_ = std::move(*ctx);
+    cert_expiry_ = read_cert_expiry(c);
     spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
                  !c.tls.async ? "signed on the workers (async off)"
                  : c.tls.engine.empty() ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
@@ -555,6 +556,7 @@ common::result<std::string> appliance::reload_once() {
   {
     std::lock_guard lock(publish_mu_);
     tls_ctx_ = std::move(*tls_next);
+    cert_expiry_ = read_cert_expiry(*cfg_);
   }
   if (auto r = republish(); !r) {
     cfg_ = previous;

@@ -12,6 +12,7 @@
 #include "common/result.hh"
 #include "edge/admin.hh"
 #include "edge/config.hh"
+#include "edge/metrics_tls.hh"
 #include "edge/ports.hh"
 #include "edge/service_limits.hh"
 #include "edge/snapshot.hh"
@@ -100,6 +101,7 @@ class appliance {
   // (guarded by publish_mu_ like waf_rules_).
   std::shared_ptr<tls::offload> tls_offload_;
   std::map<std::string, tls::context_set_ptr> tls_ctx_;
+  std::vector<cert_expiry> cert_expiry_;  // of the served certificates (guarded by publish_mu_)
   // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays
   // point into it, so it outlives the workers.
   service_registry service_counters_;

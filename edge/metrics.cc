@@ -2,6 +2,7 @@
 // are single-writer and read here with relaxed loads, summed over workers.
 #include <rte_ethdev.h>
 
+#include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -326,6 +327,8 @@ std::string appliance::metrics_text() const {
     for (const auto& w : workers_)
       if (w->tcp && w->tcp->tls_worker() != nullptr) tw.push_back(w->tcp->tls_worker());
     append_tls_metrics(out, tw, tls_offload_.get());
+    std::lock_guard lock(publish_mu_);
+    append_cert_expiry_metrics(out, cert_expiry_, static_cast<int64_t>(std::time(nullptr)));
   }
   if (waf_ctl_) {
     std::vector<const waf::worker_stats*> ws;
@@ -399,6 +402,36 @@ std::string appliance::stats_json() const {
                             {"idle_loops", w->stats.idle_loops.get()},
                             {"replies", w->stats.replies.get()}});
   }
+  // The TLS, WAF and per-service counters, as /metrics has them (one source: the same text).
+  const std::string text = metrics_text();
+  nlohmann::json tls = nlohmann::json::object(), waf = nlohmann::json::object(), services = nlohmann::json::object();
+  for (size_t at = 0; at < text.size();) {
+    const size_t eol = std::min(text.find('\n', at), text.size());
+    const std::string_view line(text.data() + at, eol - at);
+    at = eol + 1;
+    const size_t sp = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || sp == std::string_view::npos) continue;
+    std::string key(line.substr(0, sp));
+    const double v = std::strtod(std::string(line.substr(sp + 1)).c_str(), nullptr);
+    // A service label groups the series under services.NAME; the rest keep their labels.
+    const size_t sl = key.find("service=\"");
+    if (sl != std::string::npos && key.starts_with("edge_")) {
+      const size_t from = sl + 9, to = key.find('"', from);
+      const std::string svc = key.substr(from, to - from);
+      std::string rest = key.substr(0, sl) + key.substr(std::min(to + 1, key.size()));
+      for (const char* junk : {"{,", ",}", "{}"})
+        if (const size_t k = rest.find(junk); k != std::string::npos)
+          rest.replace(k, 2, junk[0] == '{' && junk[1] == ',' ? "{" : junk[0] == ',' ? "}" : "");
+      services[svc][rest.substr(5)] = v;
+    } else if (key.starts_with("edge_tls_")) {
+      tls[key.substr(9)] = v;
+    } else if (key.starts_with("edge_waf_")) {
+      waf[key.substr(9)] = v;
+    }
+  }
+  j["tls"] = tls;
+  j["waf"] = waf;
+  j["services"] = services;
   return j.dump(2) + "\n";
 }
 

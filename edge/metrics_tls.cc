@@ -2,8 +2,14 @@
 
 #include "prom_text.hh"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include <array>
 #include <cctype>
+#include <cstdio>
+#include <ctime>
 
 namespace edge {
 namespace {
@@ -77,6 +83,69 @@ void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>&
     family(out, "edge_tls_offload_cpu_nanoseconds_total", "counter", "CPU time of the offload threads.");
     sample(out, "edge_tls_offload_cpu_nanoseconds_total", "", off->cpu_ns());
   }
+}
+
+}  // namespace edge
+
+namespace edge {
+
+std::vector<cert_expiry> read_cert_expiry(const config& c) {
+  std::vector<cert_expiry> out;
+  for (const auto& s : c.services) {
+    if (s.kind != service_kind::tls) continue;
+    for (const auto& cc : s.tls.certs) {
+      FILE* f = std::fopen(cc.cert_file.c_str(), "r");
+      if (f == nullptr) continue;
+      X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr);
+      std::fclose(f);
+      if (x == nullptr) continue;
+      std::tm tm{};
+      const bool ok = ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1;
+      std::string name = cc.names.empty() ? std::string() : cc.names.front();
+      if (name.empty()) {
+        char cn[256] = {};
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) > 0) name = cn;
+      }
+      X509_free(x);
+      if (!ok) continue;
+      const int64_t not_after = static_cast<int64_t>(timegm(&tm));
+      bool merged = false;
+      for (auto& e : out)
+        if (e.service == s.name && e.name == name) {
+          e.not_after = std::min(e.not_after, not_after);
+          merged = true;
+        }
+      if (!merged) out.push_back({s.name, name, not_after});
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string label_escape(const std::string& v) {
+  std::string o;
+  for (char ch : v) {
+    if (ch == '\\' || ch == '"') o += '\\';
+    if (ch == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += ch;
+  }
+  return o;
+}
+
+}  // namespace
+
+void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs, int64_t now) {
+  if (certs.empty()) return;
+  prom_text::header(out, "edge_tls_certificate_expiry_seconds", "gauge",
+                    "Seconds until the served certificate's notAfter (negative: expired), by service and name.");
+  for (const auto& e : certs)
+    prom_text::sample(out, "edge_tls_certificate_expiry_seconds",
+                      "service=\"" + label_escape(e.service) + "\",name=\"" + label_escape(e.name) + "\"",
+                      static_cast<double>(e.not_after - now));
 }
 
 }  // namespace edge

@@ -5,7 +5,8 @@
                                        "edged: " + the text of its first line "# expect: TEXT".
                                        TEXT starting with LINE:COL is prefixed with the file's
                                        path; {dir} stands for DIR; a trailing * matches any rest.
-  check_configs.py EDGED --good FILE…  every FILE passes: exit 0, "configuration is valid".
+  check_configs.py EDGED --good PATH…  every PATH (a file, or each *.yaml of a directory) passes:
+                                       exit 0, "configuration is valid".
 """
 import glob
 import os
@@ -40,8 +41,11 @@ if mode == "--bad":
         report(r.returncode == 2 and match and r.stdout == "",
                f"{os.path.basename(f)}: exit {r.returncode}, stderr {got!r}" + ("" if match else f", expected {want!r}"))
 elif mode == "--good":
-    report(len(args) > 0, "files to check")
-    for f in args:
+    files = []
+    for a in args:
+        files += sorted(glob.glob(os.path.join(a, "*.yaml"))) if os.path.isdir(a) else [a]
+    report(len(files) > 0, "files to check")
+    for f in files:
         r = subprocess.run([edged, "--check", f], capture_output=True, text=True, timeout=120)
         report(r.returncode == 0 and "configuration is valid" in r.stdout,
                f"{f}: exit {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
