@@ -654,6 +654,16 @@ void appliance::on_health_change(const upstream::health_change& ch) {
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 
+namespace {
+
+std::map<uint32_t, std::string> rule_messages(const waf::ruleset& rs) {
+  std::map<uint32_t, std::string> m;
+  for (const auto& r : rs.rules()) m[r.id] = r.message;
+  return m;
+}
+
+}  // namespace
+
 common::result<void> appliance::start_waf() {
   const config& c = *cfg_;
   waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = c.waf.cache_dir, .services = {}};
@@ -666,6 +676,7 @@ common::result<void> appliance::start_waf() {
   auto audit = waf_audit_drainer::create(c.waf.audit_log.empty() ? "/dev/null" : c.waf.audit_log);
   if (!audit) return common::unexpected(audit.error());
   waf_audit_ = std::move(*audit);
+  waf_audit_->set_rule_messages(rule_messages(*waf_ctl_->current()->rules));
   const auto m = waf_ctl_->metrics();
   spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir, m.rules,
                m.expressions, m.last_compile_ms, m.last_from_cache ? " (cache)" : "");
@@ -677,6 +688,7 @@ common::result<void> appliance::start_waf() {
 void appliance::on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s) {
   const uint64_t gen = s->generation;
   const bool same = s->same_rules;
+  if (waf_audit_) waf_audit_->set_rule_messages(rule_messages(*s->rules));
   {
     std::lock_guard lock(publish_mu_);
     waf_rules_ = std::move(s);

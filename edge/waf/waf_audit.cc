@@ -88,7 +88,7 @@ void json_string(std::string& out, std::string_view s) {
 
 }  // namespace
 
-std::string waf_audit_json(const waf_audit_record& r) {
+std::string waf_audit_json(const waf_audit_record& r, std::string_view message) {
   std::string o;
   o.reserve(512);
   o += "{\"ts_ms\":" + std::to_string(r.unix_ms);
@@ -108,6 +108,8 @@ std::string waf_audit_json(const waf_audit_record& r) {
   o += ",\"raw\":";
   o += r.raw ? "true" : "false";
   o += ",\"rule_id\":" + std::to_string(r.rule_id);
+  o += ",\"message\":";
+  json_string(o, message);
   o += ",\"variable\":\"";
   o += r.rule_id == 0 ? "protocol" : waf::to_string(r.where);
   o += "\",\"field\":";
@@ -172,6 +174,11 @@ waf_audit_drainer::~waf_audit_drainer() {
   stop();
 }
 
+void waf_audit_drainer::set_rule_messages(std::map<uint32_t, std::string> messages) {
+  std::lock_guard lk(mu_);
+  messages_ = std::move(messages);
+}
+
 void waf_audit_drainer::add_ring(waf_audit_ring* ring) {
   std::lock_guard lk(mu_);
   rings_.push_back(ring);
@@ -190,7 +197,8 @@ size_t waf_audit_drainer::drain_once() {
     for (;;) {
       size_t n = r->pop(batch);
       for (size_t i = 0; i < n; ++i) {
-        log_->info(waf_audit_json(batch[i]));
+        const auto m = messages_.find(batch[i].rule_id);
+        log_->info(waf_audit_json(batch[i], m == messages_.end() ? std::string_view() : m->second));
         ++hits_[{std::string(batch[i].service_name()), batch[i].rule_id, batch[i].verdict}];
       }
       total += n;

@@ -76,7 +76,8 @@ struct waf_audit_record {
 uint8_t copy_bounded(std::string_view s, char* dst, size_t cap);
 
 // One JSON object (no newline) for a record. Control side (allocates).
-std::string waf_audit_json(const waf_audit_record& r);
+// `message`: the rule's message (looked up by the drainer; records stay fixed-size on the workers).
+std::string waf_audit_json(const waf_audit_record& r, std::string_view message = {});
 
 // Bounded SPSC ring: the worker pushes, the drainer pops. When full the new record is dropped and
 // counted (drop-new: dropping the oldest would need the producer to move the consumer's index,
@@ -113,6 +114,9 @@ class waf_audit_drainer {
   void add_ring(waf_audit_ring* ring);
   void remove_ring(waf_audit_ring* ring);
   size_t drain_once();  // records written by this call; flushes the file
+  // The rule messages audit lines carry, by rule id: from the serving rules (set at start and on
+  // every rules publication; a record of a rule no longer served keeps an empty message).
+  void set_rule_messages(std::map<uint32_t, std::string> messages);
   void start(std::chrono::milliseconds period = std::chrono::milliseconds(50));
   void stop();  // drains what is left, then joins
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
@@ -134,6 +138,7 @@ class waf_audit_drainer {
   std::shared_ptr<spdlog::logger> log_;
   mutable std::mutex mu_;
   std::vector<waf_audit_ring*> rings_;
+  std::map<uint32_t, std::string> messages_;
   std::map<std::tuple<std::string, uint32_t, waf_audit_verdict>, uint64_t>
       hits_;  // bounded by services x rules
   std::atomic<uint64_t> written_{0};
