@@ -335,6 +335,41 @@ TEST_F(closing, memory_per_idle_connection) {
   EXPECT_LT(per_conn, double(bound));
 }
 
+// Stopping the appliance: open_connections counts what is still to drain (TIME_WAIT aside), and
+// abort_all resets each of those, the app's and those it closed with data still queued, with
+// reason shutdown and no further events.
+TEST_F(closing, abort_all_resets_every_open_connection_but_time_wait) {
+  cfg.time_wait_ms = 1000;
+  start();
+  b.sport = 40000;
+  establish();  // held by the app, idle
+  b.sport = 40001;
+  auto closed_with_data = establish();
+  // Closed by the app with data the peer has not acknowledged yet: FIN_WAIT_1, still to drain.
+  ASSERT_EQ(st->send(closed_with_data, bytes(100)), 100u);
+  st->close(closed_with_data);
+  drain();
+  // In TIME_WAIT: we close, the peer ACKs our FIN and sends its own.
+  b.sport = 40002;
+  auto waiting = establish();
+  st->shutdown_write(waiting);
+  drain();
+  ASSERT_EQ(cseg(ACK, 0, 1), drop::none);
+  ASSERT_EQ(cseg(ACK | FIN, 0, 1), drop::none);
+  drain();
+  EXPECT_EQ(st->stats().active.get(), 3u);
+  EXPECT_EQ(st->open_connections(), 2u);
+  const size_t closed_events = app.closed.size();
+  EXPECT_EQ(st->abort_all(), 2u);
+  auto out = drain();
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& o : out) EXPECT_EQ(o.flags & RST, RST);
+  EXPECT_EQ(st->stats().resets(reset_reason::shutdown), 2u);
+  EXPECT_EQ(app.closed.size(), closed_events);  // as abort(): no callbacks
+  EXPECT_EQ(st->open_connections(), 0u);
+  EXPECT_EQ(st->stats().active.get(), 1u);  // the TIME_WAIT one stays
+}
+
 }  // namespace
 }  // namespace tcp_test
 
