@@ -126,7 +126,9 @@ common::result<void> appliance::check(const config& c) {
     waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = {}, .services = {}};
     for (const auto& s : c.services)
       if (s.waf)
-        wc.services.push_back({.service = s.name, .policy_file = s.waf_policy_file, .node = s.waf_policy,
+        wc.services.push_back({.service = s.name,
+                               .policy_file = s.waf_policy_file,
+                               .node = s.waf_policy,
                                .where = s.waf_where});
     auto ctl = waf_control::create(std::move(wc), [](std::shared_ptr<const waf_rules_snapshot>) {});
     if (!ctl) {
@@ -338,7 +340,8 @@ void appliance::drain() {
   };
   auto wait_phase = [&](uint8_t phase, std::chrono::steady_clock::time_point until) {
     for (const auto& w : workers_)
-      while (w->drain_done.load(std::memory_order_acquire) < phase && std::chrono::steady_clock::now() < until)
+      while (w->drain_done.load(std::memory_order_acquire) < phase &&
+             std::chrono::steady_clock::now() < until)
         admin_.poll_once(5);
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -348,7 +351,8 @@ void appliance::drain() {
   wait_phase(1, t0 + std::chrono::seconds(2));
   if (!any_tcp) return;
   const uint64_t at_start = open_now();
-  spdlog::info("stopping: new connections refused; draining {} connection(s) for up to {} ms", at_start, timeout_ms);
+  spdlog::info("stopping: new connections refused; draining {} connection(s) for up to {} ms",
+               at_start, timeout_ms);
   while (open_now() != 0 && std::chrono::steady_clock::now() < deadline) admin_.poll_once(10);
   const uint64_t left = open_now();
   drain_phase_.store(2, std::memory_order_release);
@@ -361,7 +365,9 @@ void appliance::drain() {
       admin_.poll_once(10);
   uint64_t reset = 0;
   for (const auto& w : workers_) reset += w->drain_reset.load(std::memory_order_relaxed);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   if (left == 0)
     spdlog::info("drained: every connection finished in {} ms", ms);
   else
@@ -431,18 +437,20 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 std::string pool_key(const pool_config& p) {
-  std::string k = std::to_string(p.proxy_protocol) + "|" + std::to_string(static_cast<int>(p.balance)) + "|" +
-                  std::to_string(p.connect_timeout_ms) + "|" + std::to_string(p.max_connect_attempts) + "|" +
-                  std::to_string(static_cast<int>(p.health.kind)) + p.health.path + "|" +
-                  std::to_string(p.health.interval_ms) + "|" + std::to_string(p.health.timeout_ms) + "|" +
-                  std::to_string(p.health.rise) + "|" + std::to_string(p.health.fall);
-  for (const auto& b : p.backends) k += "|" + b.address.str() + ":" + std::to_string(b.port) + "*" + std::to_string(b.weight);
+  std::string k =
+      std::to_string(p.proxy_protocol) + "|" + std::to_string(static_cast<int>(p.balance)) + "|" +
+      std::to_string(p.connect_timeout_ms) + "|" + std::to_string(p.max_connect_attempts) + "|" +
+      std::to_string(static_cast<int>(p.health.kind)) + p.health.path + "|" +
+      std::to_string(p.health.interval_ms) + "|" + std::to_string(p.health.timeout_ms) + "|" +
+      std::to_string(p.health.rise) + "|" + std::to_string(p.health.fall);
+  for (const auto& b : p.backends)
+    k += "|" + b.address.str() + ":" + std::to_string(b.port) + "*" + std::to_string(b.weight);
   return k;
 }
 
 std::string service_key(const service_config& s) {
-  std::string k = s.vip.str() + ":" + std::to_string(s.port) + "/" + std::to_string(s.protocol) + "|" +
-                  to_string(s.kind) + "|" + s.pool + "|" + to_string(s.forwarding) + "|" +
+  std::string k = s.vip.str() + ":" + std::to_string(s.port) + "/" + std::to_string(s.protocol) +
+                  "|" + to_string(s.kind) + "|" + s.pool + "|" + to_string(s.forwarding) + "|" +
                   std::to_string(s.max_connections) + "|" + s.waf_policy_file;
   for (const auto& c : s.tls.certs) k += "|" + c.cert_file + "," + c.key_file + "," + c.ocsp_file;
   for (const auto& a : s.tls.alpn) k += "|" + a;
@@ -451,14 +459,17 @@ std::string service_key(const service_config& s) {
 
 // "services: +new -old ~changed; pools: ..." between the running and the new configuration.
 template <class T, class Key>
-std::string diff_named(const char* what, const std::vector<T>& cur, const std::vector<T>& next, Key key) {
+std::string diff_named(const char* what, const std::vector<T>& cur, const std::vector<T>& next,
+                       Key key) {
   std::vector<std::string> added, removed, changed;
   for (const auto& n : next) {
     const T* c = nullptr;
     for (const auto& x : cur)
       if (x.name == n.name) c = &x;
-    if (c == nullptr) added.push_back("+" + n.name);
-    else if (key(*c) != key(n)) changed.push_back("~" + n.name);
+    if (c == nullptr)
+      added.push_back("+" + n.name);
+    else if (key(*c) != key(n))
+      changed.push_back("~" + n.name);
   }
   for (const auto& c : cur) {
     bool kept = false;
@@ -478,8 +489,10 @@ std::string diff_named(const char* what, const std::vector<T>& cur, const std::v
 
 common::result<std::string> appliance::reload() {
   auto r = reload_once();
-  if (!r) spdlog::error("reload: {}", r.error().str());
-  else spdlog::info("configuration {}", r->substr(0, r->find('\n')));
+  if (!r)
+    spdlog::error("reload: {}", r.error().str());
+  else
+    spdlog::info("configuration {}", r->substr(0, r->find('\n')));
   return r;
 }
 
@@ -496,9 +509,10 @@ common::result<std::string> appliance::reload_once() {
   const config& cur = *cfg_;
   if (auto keys = restart_only_changes(cur, *next); !keys.empty()) {
     ++reloads_failed_;
-    return common::fail("changed keys that need a restart: " + join(keys) +
-                            "; running configuration kept (restart edged to apply them, or revert them to reload)",
-                        cfg_->path);
+    return common::fail(
+        "changed keys that need a restart: " + join(keys) +
+            "; running configuration kept (restart edged to apply them, or revert them to reload)",
+        cfg_->path);
   }
   // The tcp data path (stack, io_uring, relay pools) is sized and created at start.
   if (has_tcp_service(*next) && !workers_.empty() && !workers_[0]->tcp) {
@@ -647,10 +661,11 @@ void appliance::on_health_change(const upstream::health_change& ch) {
     it->second[ch.info->backend] = ch.up;
   }
   if (ch.up)
-    spdlog::info("backend {}:{} of pool {} is up", ch.info->address.str(), ch.info->port, ch.info->pool);
+    spdlog::info("backend {}:{} of pool {} is up", ch.info->address.str(), ch.info->port,
+                 ch.info->pool);
   else
-    spdlog::warn("backend {}:{} of pool {} is down ({})", ch.info->address.str(), ch.info->port, ch.info->pool,
-                 upstream::to_string(ch.last_failure));
+    spdlog::warn("backend {}:{} of pool {} is down ({})", ch.info->address.str(), ch.info->port,
+                 ch.info->pool, upstream::to_string(ch.last_failure));
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 

@@ -146,8 +146,9 @@ class loader {
     config c;
     c.path = path_;
     if (!root.IsDefined() || root.IsNull()) fail(root, "the configuration is empty");
-    check_keys(root, "the top level", {"eal", "ports", "workers", "admin", "logging", "shutdown", "l4", "tcp", "tls",
-                                        "waf", "pools", "services"});
+    check_keys(root, "the top level",
+               {"eal", "ports", "workers", "admin", "logging", "shutdown", "l4", "tcp", "tls",
+                "waf", "pools", "services"});
     if (auto e = root["eal"]) load_eal(e, c);
     load_ports(required(root, "ports", "the top level"), c);
     load_workers(required(root, "workers", "the top level"), c);
@@ -156,7 +157,8 @@ class loader {
     if (auto sd = root["shutdown"]) {
       check_keys(sd, "shutdown", {"drain_timeout_ms"});
       if (auto v = sd["drain_timeout_ms"])
-        c.shutdown.drain_timeout_ms = static_cast<uint32_t>(uint(v, "shutdown.drain_timeout_ms", 0, 3600000));
+        c.shutdown.drain_timeout_ms =
+            static_cast<uint32_t>(uint(v, "shutdown.drain_timeout_ms", 0, 3600000));
     }
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);
@@ -640,7 +642,8 @@ common::result<void> check_host(const config& c) {
   for (size_t i = 0; i < c.workers.lcores.size(); ++i) {
     const unsigned l = c.workers.lcores[i];
     if (l >= CPU_SETSIZE || !CPU_ISSET(l, &allowed))
-      return common::fail("lcore " + std::to_string(l) + " is not a CPU this process may run on (CPUs " + cpus + ")",
+      return common::fail("lcore " + std::to_string(l) +
+                              " is not a CPU this process may run on (CPUs " + cpus + ")",
                           i < c.workers.lcore_where.size() ? c.workers.lcore_where[i] : c.path);
   }
   return {};

@@ -89,8 +89,10 @@ int main(int argc, char** argv) {
   std::string admin = "127.0.0.1:9180";
   app.add_option("--admin", admin, "admin API address of edged")->capture_default_str();
   app.require_subcommand(1);
-  auto* stats = app.add_subcommand("stats", "print counters as JSON (/stats: ports, drops, backends, workers, "
-                                             "tls, waf, services)");
+  auto* stats =
+      app.add_subcommand("stats",
+                         "print counters as JSON (/stats: ports, drops, backends, workers, "
+                         "tls, waf, services)");
   auto* health = app.add_subcommand("health", "liveness and readiness (exit 0 when ready)");
   auto* metrics = app.add_subcommand("metrics", "print Prometheus metrics");
   auto* cfg = app.add_subcommand("config", "print the running configuration");

@@ -151,7 +151,10 @@ int rules_check() {
 int waf_eval() {
   common_opts& o = g_opts;
   if (o.files.empty() == o.jsonl.empty()) {
-    std::fputs("edgectl waf eval: give request FILES or --jsonl FILE (one of them); see edgectl waf eval --help\n", stderr);
+    std::fputs(
+        "edgectl waf eval: give request FILES or --jsonl FILE (one of them); see edgectl waf eval "
+        "--help\n",
+        stderr);
     return 2;
   }
   loaded l;
@@ -201,21 +204,26 @@ std::function<int()> edgectl_waf_subcommands(CLI::App& app) {
   o = common_opts{};
   auto* rules = app.add_subcommand("rules", "offline rules tools (no edged needed)");
   rules->require_subcommand(1);
-  auto* check = rules->add_subcommand("check", "load and compile a rules directory, report rules, skips and databases");
+  auto* check = rules->add_subcommand(
+      "check", "load and compile a rules directory, report rules, skips and databases");
   check->add_option("DIR", o.files, "rules directory")->required()->expected(1);
-  check->add_option("--paranoia", o.paranoia, "paranoia level the enabled count is given for (1..4)");
-  check->add_flag("--list-skipped", o.list_skipped, "list every skipped rule with its location and reason");
+  check->add_option("--paranoia", o.paranoia,
+                    "paranoia level the enabled count is given for (1..4)");
+  check->add_flag("--list-skipped", o.list_skipped,
+                  "list every skipped rule with its location and reason");
   check->add_option("--cache", o.cache_dir, "compiled-database cache directory");
   auto* waf = app.add_subcommand("waf", "run the WAF offline (no edged needed)");
   waf->require_subcommand(1);
-  auto* eval = waf->add_subcommand("eval", "run requests through the rules; one JSON audit line per request");
+  auto* eval = waf->add_subcommand(
+      "eval", "run requests through the rules; one JSON audit line per request");
   eval->add_option("--rules", o.rules_dir, "rules directory")->required();
   eval->add_option("--paranoia", o.paranoia, "paranoia level (1..4)");
   eval->add_flag("--detect-only", o.detect_only, "report, never block");
   eval->add_option("--threshold", o.threshold, "anomaly score threshold");
   eval->add_option("--policy", o.policy_file, "a policy file");
   eval->add_option("--cache", o.cache_dir, "compiled-database cache directory");
-  eval->add_option("--jsonl", o.jsonl, "requests as JSON lines {\"id\": ..., \"request\": \"<base64>\"}");
+  eval->add_option("--jsonl", o.jsonl,
+                   "requests as JSON lines {\"id\": ..., \"request\": \"<base64>\"}");
   eval->add_option("FILES", o.files, "files, each one connection's raw request bytes");
   return [check, eval]() -> int {
     if (check->parsed()) return rules_check();
@@ -246,5 +254,9 @@ int run_subcommand(const char* top, int argc, char** argv) {
 
 }  // namespace
 
-int edgectl_rules_main(int argc, char** argv) { return run_subcommand("rules", argc, argv); }
-int edgectl_waf_main(int argc, char** argv) { return run_subcommand("waf", argc, argv); }
+int edgectl_rules_main(int argc, char** argv) {
+  return run_subcommand("rules", argc, argv);
+}
+int edgectl_waf_main(int argc, char** argv) {
+  return run_subcommand("waf", argc, argv);
+}

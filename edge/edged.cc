@@ -22,7 +22,9 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 
 void on_signal(int) { g_stop.store(true); }
-void on_hup(int) { g_reload.store(true); }
+void on_hup(int) {
+  g_reload.store(true);
+}
 
 constexpr int exit_bad_config = 2;
 constexpr int exit_start_failed = 3;

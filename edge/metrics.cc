@@ -404,7 +404,8 @@ std::string appliance::stats_json() const {
   }
   // The TLS, WAF and per-service counters, as /metrics has them (one source: the same text).
   const std::string text = metrics_text();
-  nlohmann::json tls = nlohmann::json::object(), waf = nlohmann::json::object(), services = nlohmann::json::object();
+  nlohmann::json tls = nlohmann::json::object(), waf = nlohmann::json::object(),
+                 services = nlohmann::json::object();
   for (size_t at = 0; at < text.size();) {
     const size_t eol = std::min(text.find('\n', at), text.size());
     const std::string_view line(text.data() + at, eol - at);

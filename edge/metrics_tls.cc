@@ -104,7 +104,8 @@ std::vector<cert_expiry> read_cert_expiry(const config& c) {
       std::string name = cc.names.empty() ? std::string() : cc.names.front();
       if (name.empty()) {
         char cn[256] = {};
-        if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) > 0) name = cn;
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) > 0)
+          name = cn;
       }
       X509_free(x);
       if (!ok) continue;
@@ -138,14 +139,17 @@ std::string label_escape(const std::string& v) {
 
 }  // namespace
 
-void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs, int64_t now) {
+void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs,
+                                int64_t now) {
   if (certs.empty()) return;
-  prom_text::header(out, "edge_tls_certificate_expiry_seconds", "gauge",
-                    "Seconds until the served certificate's notAfter (negative: expired), by service and name.");
+  prom_text::header(
+      out, "edge_tls_certificate_expiry_seconds", "gauge",
+      "Seconds until the served certificate's notAfter (negative: expired), by service and name.");
   for (const auto& e : certs)
-    prom_text::sample(out, "edge_tls_certificate_expiry_seconds",
-                      "service=\"" + label_escape(e.service) + "\",name=\"" + label_escape(e.name) + "\"",
-                      static_cast<double>(e.not_after - now));
+    prom_text::sample(
+        out, "edge_tls_certificate_expiry_seconds",
+        "service=\"" + label_escape(e.service) + "\",name=\"" + label_escape(e.name) + "\"",
+        static_cast<double>(e.not_after - now));
 }
 
 }  // namespace edge

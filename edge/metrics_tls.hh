@@ -24,6 +24,7 @@ struct cert_expiry {
 std::vector<cert_expiry> read_cert_expiry(const config& c);
 // edge_tls_certificate_expiry_seconds{service,name}: seconds from now until notAfter (negative
 // once expired).
-void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs, int64_t now);
+void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs,
+                                int64_t now);
 
 }  // namespace edge

@@ -188,7 +188,8 @@ int worker_main(void* arg) {
     const uint8_t drain = w.drain != nullptr ? w.drain->load(std::memory_order_acquire) : 0;
     if (drain != 0 && w.tcp) {
       if (w.seen_drain == 0) w.tcp->stop_accepting();
-      if (drain >= 2 && w.seen_drain < 2) w.drain_reset.store(w.tcp->abort_all(), std::memory_order_relaxed);
+      if (drain >= 2 && w.seen_drain < 2)
+        w.drain_reset.store(w.tcp->abort_all(), std::memory_order_relaxed);
       w.drain_open.store(w.tcp->open_connections(), std::memory_order_relaxed);
     }
     // TCP timers and upstream completions first, so that bytes the upstream delivered leave in

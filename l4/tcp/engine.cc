@@ -324,7 +324,8 @@ size_t engine::open_connections() const {
 size_t engine::abort_all() {
   size_t n = 0;
   for (tcb& t : tcbs_) {
-    if (t.release_pending || t.state == tcp_state::closed || t.state == tcp_state::time_wait) continue;
+    if (t.release_pending || t.state == tcp_state::closed || t.state == tcp_state::time_wait)
+      continue;
     t.app_closed = true;  // as abort() on each handle: no more events
     send_rst(t, reset_reason::shutdown);
     release(t);
