@@ -37,6 +37,13 @@ int main(int argc, char** argv) {
   auto* run_opt = app.add_option("-c,--config", config_path, "configuration file to run");
   auto* check_opt = app.add_option("--check", check_path, "validate a configuration file and exit");
   run_opt->excludes(check_opt);
+  app.footer(
+      "Signals: SIGHUP reloads the configuration (as POST /reload); SIGTERM/SIGINT stop after\n"
+      "draining (new connections refused, open ones get shutdown.drain_timeout_ms, then RST).\n"
+      "Exit status: 0 stopped by a signal, or --check passed; 2 configuration error (at load or\n"
+      "at start: certificates, WAF rules, lcores), with file:line:col; 3 runtime start failure\n"
+      "(EAL, ports, admin socket, workers). Start failures are printed on stderr even with\n"
+      "logging.file set.");
   CLI11_PARSE(app, argc, argv);
 
   if (!check_path.empty()) {
