@@ -190,7 +190,10 @@ int worker_main(void* arg) {
       if (w.seen_drain == 0) w.tcp->stop_accepting();
       if (drain >= 2 && w.seen_drain < 2)
         w.drain_reset.store(w.tcp->abort_all(), std::memory_order_relaxed);
-      w.drain_open.store(w.tcp->open_connections(), std::memory_order_relaxed);
+      if (const uint64_t now = rte_rdtsc(); now >= w.drain_count_tsc || drain != w.seen_drain) {
+        w.drain_open.store(w.tcp->open_connections(), std::memory_order_relaxed);
+        w.drain_count_tsc = now + w.tsc_hz / 1000;
+      }
     }
     // TCP timers and upstream completions first, so that bytes the upstream delivered leave in
     // this iteration's TX flush. Completions run in small rounds with a drain after each: one

@@ -43,6 +43,7 @@ struct worker_context {
   // RSTs left through the port.
   const std::atomic<uint8_t>* drain = nullptr;
   uint8_t seen_drain = 0;
+  uint64_t drain_count_tsc = 0;  // next recount of drain_open (an O(TCBs) scan: once a millisecond)
   std::atomic<uint64_t> drain_open{0};
   std::atomic<uint64_t> drain_reset{0};
   std::atomic<uint8_t> drain_done{0};
