@@ -209,6 +209,33 @@ common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes
 }
 
 struct context_builder {
+  // SHA-256 over the service name and its client-auth policy (enabled, required, verify depth, the
+  // CA bundle's bytes). The same on every process of a fleet with the same config, so shared
+  // ticket keys still resume there; different for any other service or policy.
+  static common::result<void> session_scope(const server_config& cfg, context_set& cs) {
+    const auto& ca = cfg.client_auth;
+    std::string ca_bytes;
+    if (ca.enabled && !ca.ca_file.empty()) {
+      auto b = read_file(ca.ca_file);
+      if (!b) return common::unexpected(b.error());
+      ca_bytes = std::move(*b);
+    }
+    uint8_t ca_md[32] = {};
+    if (EVP_Digest(ca_bytes.data(), ca_bytes.size(), ca_md, nullptr, EVP_sha256(), nullptr) != 1)
+      return common::unexpected(ossl_error("session scope digest"));
+    std::string scope = "edge-tls session scope v1";
+    scope.push_back('\0');
+    scope += cfg.service;
+    scope.push_back('\0');
+    scope += ca.enabled ? (ca.required ? "client-auth required" : "client-auth optional") : "no client-auth";
+    scope += " depth " + std::to_string(ca.enabled ? ca.verify_depth : 0) + " ca ";
+    scope.append(reinterpret_cast<const char*>(ca_md), sizeof ca_md);
+    static_assert(sizeof cs.sid_ctx_ <= SSL_MAX_SID_CTX_LENGTH);
+    if (EVP_Digest(scope.data(), scope.size(), cs.sid_ctx_.data(), nullptr, EVP_sha256(), nullptr) != 1)
+      return common::unexpected(ossl_error("session scope digest"));
+    return {};
+  }
+
   static common::result<ssl_ctx_ptr> new_ctx(const server_config& cfg, context_set* cs) {
     ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) return common::unexpected(ossl_error("SSL_CTX_new"));
@@ -232,8 +259,11 @@ struct context_builder {
     SSL_CTX_set_timeout(c, static_cast<long>(cfg.ticket_lifetime.count()));
     if (SSL_CTX_set_num_tickets(c, static_cast<size_t>(std::max(0, cfg.tls13_tickets))) != 1)
       return common::unexpected(ossl_error("tls13_tickets"));
-    static const unsigned char sid_ctx[] = "edge-tls";
-    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
+    // Sessions (TLS 1.2 and 1.3 tickets) carry this and OpenSSL resumes one only where it matches
+    // (ssl_get_prev_session, tls_parse_ctos_psk): a ticket is bound to the service and client-auth
+    // policy that issued it. Every context of the set has the same one, so the SNI switch keeps it.
+    if (SSL_CTX_set_session_id_context(c, cs->sid_ctx_.data(), static_cast<unsigned>(cs->sid_ctx_.size())) != 1)
+      return common::unexpected(ossl_error("session id context"));
     SSL_CTX_set_ex_data(c, ctx_ex_index(), cs);
     SSL_CTX_set_tlsext_servername_callback(c, context_callbacks::servername);
     SSL_CTX_set_tlsext_servername_arg(c, cs);
@@ -314,6 +344,7 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
     cs->alpn_wire_.push_back(static_cast<uint8_t>(p.size()));
     cs->alpn_wire_.insert(cs->alpn_wire_.end(), p.begin(), p.end());
   }
+  if (auto r = context_builder::session_scope(cfg, *cs); !r) return common::unexpected(r.error());
   if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r) return common::unexpected(r.error());
 
   offload* route = nullptr;
