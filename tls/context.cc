@@ -227,11 +227,13 @@ struct context_builder {
     scope.push_back('\0');
     scope += cfg.service;
     scope.push_back('\0');
-    scope += ca.enabled ? (ca.required ? "client-auth required" : "client-auth optional") : "no client-auth";
+    scope += ca.enabled ? (ca.required ? "client-auth required" : "client-auth optional")
+                        : "no client-auth";
     scope += " depth " + std::to_string(ca.enabled ? ca.verify_depth : 0) + " ca ";
     scope.append(reinterpret_cast<const char*>(ca_md), sizeof ca_md);
     static_assert(sizeof cs.sid_ctx_ <= SSL_MAX_SID_CTX_LENGTH);
-    if (EVP_Digest(scope.data(), scope.size(), cs.sid_ctx_.data(), nullptr, EVP_sha256(), nullptr) != 1)
+    if (EVP_Digest(scope.data(), scope.size(), cs.sid_ctx_.data(), nullptr, EVP_sha256(),
+                   nullptr) != 1)
       return common::unexpected(ossl_error("session scope digest"));
     return {};
   }
@@ -262,7 +264,8 @@ struct context_builder {
     // Sessions (TLS 1.2 and 1.3 tickets) carry this and OpenSSL resumes one only where it matches
     // (ssl_get_prev_session, tls_parse_ctos_psk): a ticket is bound to the service and client-auth
     // policy that issued it. Every context of the set has the same one, so the SNI switch keeps it.
-    if (SSL_CTX_set_session_id_context(c, cs->sid_ctx_.data(), static_cast<unsigned>(cs->sid_ctx_.size())) != 1)
+    if (SSL_CTX_set_session_id_context(c, cs->sid_ctx_.data(),
+                                       static_cast<unsigned>(cs->sid_ctx_.size())) != 1)
       return common::unexpected(ossl_error("session id context"));
     SSL_CTX_set_ex_data(c, ctx_ex_index(), cs);
     SSL_CTX_set_tlsext_servername_callback(c, context_callbacks::servername);
