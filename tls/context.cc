@@ -13,7 +13,9 @@
 #include <map>
 
 #include "key_methods.hh"
+#include "tls/hostname.hh"
 #include "tls/offload.hh"
+#include "tls/session.hh"
 
 namespace tls {
 
@@ -127,10 +129,18 @@ struct context_callbacks {
     return static_cast<const context_set*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_ex_index()));
   }
 
-  static int servername(SSL* ssl, int* /*alert*/, void* arg) {
+  static int servername(SSL* ssl, int* alert, void* arg) {
     const auto* cs = static_cast<const context_set*>(arg);
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+    // OpenSSL refuses only NUL and names over 255 bytes; CR, LF, spaces, '/' would otherwise reach
+    // the PROXY v2 authority TLV and the logs.
+    if (!valid_host_name(name)) {
+      if (auto* s = static_cast<session*>(SSL_get_app_data(ssl)); s != nullptr)
+        s->limit_hit_ = error_reason::bad_sni;
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     SSL_CTX* ctx = cs->lookup(name);
     if (ctx != nullptr && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
     return SSL_TLSEXT_ERR_OK;  // unknown names get the default certificate

@@ -20,7 +20,7 @@ bool valid_host_name(std::string_view name) {
     }
     prev = c;
   }
-  return prev != '-';
+  return label != 0 && prev != '-';
 }
 
 bool printable_utf8(std::string_view s) {
