@@ -76,7 +76,9 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.chain.emplace_back(x);
   ERR_clear_error();  // the loop ends on "no start line"
 
-  auto kpem = read_file(cc.key_file);
+  // The PEM is wiped when kpem goes out of scope; the read-only memory BIO does not copy it and
+  // OpenSSL decodes private keys in its secure heap, clearing what it frees.
+  auto kpem = read_secret_file(cc.key_file, "private key file");
   if (!kpem) return common::unexpected(kpem.error());
   bio_ptr kbio(BIO_new_mem_buf(kpem->data(), static_cast<int>(kpem->size())));
   evp_pkey_ptr key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
@@ -203,6 +205,11 @@ struct context_callbacks {
   }
 };
 
+ticket_key::~ticket_key() {
+  OPENSSL_cleanse(aes_key.data(), aes_key.size());
+  OPENSSL_cleanse(hmac_key.data(), hmac_key.size());
+}
+
 common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes, const std::string& path) {
   if (bytes.empty() || bytes.size() % 80 != 0)
     return common::fail("ticket key file must hold a non-empty multiple of 80 bytes, has " +
@@ -314,9 +321,9 @@ struct context_builder {
     if (!cfg.tickets) return {};
     const int64_t now = std::time(nullptr);
     if (!cfg.ticket_key_file.empty()) {
-      auto bytes = read_file(cfg.ticket_key_file);
+      auto bytes = read_secret_file(cfg.ticket_key_file, "ticket key file");
       if (!bytes) return common::unexpected(bytes.error());
-      auto keys = parse_ticket_keys(*bytes, cfg.ticket_key_file);
+      auto keys = parse_ticket_keys(bytes->view(), cfg.ticket_key_file);
       if (!keys) return common::unexpected(keys.error());
       cs.keys_ = std::move(*keys);
     } else if (prev != nullptr && prev->random_ticket_key_ && !prev->keys_.empty()) {

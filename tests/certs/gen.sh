@@ -2,6 +2,8 @@
 # Generates the TLS test PKI into $1 (created if missing). Nothing private is committed: tests,
 # fuzz targets and benches call this at run time into a temporary or build directory.
 set -eu
+# Private keys and ticket keys: 0600, as edged refuses key files that group or others can read.
+umask 077
 out=${1:?usage: gen.sh OUTDIR}
 mkdir -p "$out"
 cd "$out"

@@ -3,8 +3,10 @@
 // upstream, key and ticket-key files that others can read refused.
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <new>
 
 #include "tls/hostname.hh"
 #include "tls/ossl.hh"
@@ -386,6 +388,89 @@ TEST_F(hostile, a_client_certificate_cn_goes_upstream_only_as_printable_utf8) {
     EXPECT_TRUE(s->info().client_cert_verified);
     EXPECT_EQ(s->info().client_cn, r.want);
     EXPECT_EQ(w->stats().client_cn_omitted.get(), omitted + (r.want.empty() ? 1 : 0));
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// --- Defect 8: key files others can read ---------------------------------------------------------
+
+std::string copy_with_mode(const std::string& from, const std::string& name, mode_t mode) {
+  const std::string to = cert_dir() + "/" + name;
+  unlink(to.c_str());
+  std::ofstream(to, std::ios::binary) << std::ifstream(from, std::ios::binary).rdbuf();
+  EXPECT_EQ(chmod(to.c_str(), mode), 0);
+  return to;
+}
+
+TEST(secrets, key_and_ticket_key_files_that_group_or_others_can_access_are_refused) {
+  struct row {
+    const char* what;
+    bool ticket;  // the ticket key file, else the private key file
+    mode_t mode;
+    bool ok;
+  };
+  const row rows[] = {
+      {"key 0600", false, 0600, true},         {"key 0400", false, 0400, true},
+      {"key 0644", false, 0644, false},        {"key 0640", false, 0640, false},
+      {"key 0604", false, 0604, false},        {"key 0620 (group write)", false, 0620, false},
+      {"ticket keys 0600", true, 0600, true},  {"ticket keys 0644", true, 0644, false},
+      {"ticket keys 0660", true, 0660, false}, {"ticket keys 0606", true, 0606, false},
+  };
+  int i = 0;
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.what);
+    auto cfg = standard_config();
+    const std::string name = "perm-" + std::to_string(i++);
+    std::string path;
+    if (r.ticket) {
+      path = copy_with_mode(cert("ticket1.key"), name + ".tickets", r.mode);
+      cfg.ticket_key_file = path;
+    } else {
+      path = copy_with_mode(cert("ecdsa.key"), name + ".key", r.mode);
+      cfg.certs[0].key_file = path;
+    }
+    auto cs = tls::context_set::build(cfg);
+    EXPECT_EQ(static_cast<bool>(cs), r.ok) << (cs ? "" : cs.error().str());
+    if (r.ok || cs) continue;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(r.mode));
+    EXPECT_EQ(cs.error().where, path);
+    EXPECT_NE(cs.error().message.find(path), std::string::npos) << cs.error().message;
+    EXPECT_NE(cs.error().message.find(std::string("mode ") + mode), std::string::npos)
+        << cs.error().message;
+    EXPECT_NE(cs.error().message.find(r.ticket ? "ticket key file" : "private key file"),
+              std::string::npos);
+  }
+}
+
+TEST_F(hostile, a_reload_with_a_readable_key_file_fails_and_the_running_set_keeps_serving) {
+  auto cfg = standard_config();
+  cfg.ticket_key_file = copy_with_mode(cert("ticket1.key"), "reload.tickets", 0600);
+  auto running = build(cfg);
+  ASSERT_TRUE(running);
+  chmod(cfg.ticket_key_file.c_str(), 0644);
+  auto reload = tls::context_set::build(cfg, nullptr, running.get());
+  ASSERT_FALSE(reload);
+  EXPECT_NE(reload.error().message.find("mode 0644"), std::string::npos) << reload.error().str();
+  client c({}, "example.test");
+  auto s = open(running);
+  EXPECT_EQ(handshake(c, *s.s, *w).st, tls::status::ok);
+}
+
+TEST(secrets, ticket_keys_are_wiped_when_destroyed) {
+  alignas(tls::ticket_key) unsigned char raw[sizeof(tls::ticket_key)];
+  auto* k = new (raw) tls::ticket_key();
+  k->aes_key.fill(0xa5);
+  k->hmac_key.fill(0x5a);
+  const size_t aes_at = offsetof(tls::ticket_key, aes_key),
+               hmac_at = offsetof(tls::ticket_key, hmac_key);
+  k->~ticket_key();
+  for (size_t i = 0; i < 32; ++i) {
+    EXPECT_EQ(raw[aes_at + i], 0) << i;
+    EXPECT_EQ(raw[hmac_at + i], 0) << i;
   }
 }
 

@@ -31,6 +31,11 @@ struct ticket_key {
   std::array<uint8_t, 32> aes_key{};
   std::array<uint8_t, 32> hmac_key{};
   int64_t expires = 0;  // unix seconds after which it no longer decrypts; 0: while in the file
+
+  ticket_key() = default;
+  ticket_key(const ticket_key&) = default;
+  ticket_key& operator=(const ticket_key&) = default;
+  ~ticket_key();  // OPENSSL_cleanse of both keys (every copy: vector growth, reload carry-over)
 };
 
 // Parses a ticket key file: a non-empty multiple of 80 bytes; the first key encrypts.
