@@ -56,4 +56,5 @@ head -c 80 /dev/urandom > ticket1.key
 head -c 80 /dev/urandom > ticket2.key
 cat ticket2.key ticket1.key > ticket21.key   # rotated: 2 encrypts, 1 still decrypts
 rm -f ./*.srl
+chmod 600 ./*.key  # also when OUTDIR held files from an older run
 echo ok > done
