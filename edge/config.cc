@@ -248,6 +248,7 @@ class loader {
                 "ticket_key_file", "ticket_lifetime_s", "ticket_key_grace_s", "tls13_tickets", "client_auth",
                 "max_key_updates"});
     tls::server_config& t = s.tls;
+    t.service = s.name;  // scopes ticket resumption to this service
     s.tls_where = where(n.Mark());
     const auto certs = required(n, "certificates", what + " tls");
     expect_seq(certs, what + " tls.certificates");

@@ -13,7 +13,9 @@
 #include <map>
 
 #include "key_methods.hh"
+#include "tls/hostname.hh"
 #include "tls/offload.hh"
+#include "tls/session.hh"
 
 namespace tls {
 
@@ -74,7 +76,9 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.chain.emplace_back(x);
   ERR_clear_error();  // the loop ends on "no start line"
 
-  auto kpem = read_file(cc.key_file);
+  // The PEM is wiped when kpem goes out of scope; the read-only memory BIO does not copy it and
+  // OpenSSL decodes private keys in its secure heap, clearing what it frees.
+  auto kpem = read_secret_file(cc.key_file, "private key file");
   if (!kpem) return common::unexpected(kpem.error());
   bio_ptr kbio(BIO_new_mem_buf(kpem->data(), static_cast<int>(kpem->size())));
   evp_pkey_ptr key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
@@ -127,10 +131,18 @@ struct context_callbacks {
     return static_cast<const context_set*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_ex_index()));
   }
 
-  static int servername(SSL* ssl, int* /*alert*/, void* arg) {
+  static int servername(SSL* ssl, int* alert, void* arg) {
     const auto* cs = static_cast<const context_set*>(arg);
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+    // OpenSSL refuses only NUL and names over 255 bytes; CR, LF, spaces, '/' would otherwise reach
+    // the PROXY v2 authority TLV and the logs.
+    if (!valid_host_name(name)) {
+      if (auto* s = static_cast<session*>(SSL_get_app_data(ssl)); s != nullptr)
+        s->limit_hit_ = error_reason::bad_sni;
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     SSL_CTX* ctx = cs->lookup(name);
     if (ctx != nullptr && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
     return SSL_TLSEXT_ERR_OK;  // unknown names get the default certificate
@@ -193,6 +205,11 @@ struct context_callbacks {
   }
 };
 
+ticket_key::~ticket_key() {
+  OPENSSL_cleanse(aes_key.data(), aes_key.size());
+  OPENSSL_cleanse(hmac_key.data(), hmac_key.size());
+}
+
 common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes, const std::string& path) {
   if (bytes.empty() || bytes.size() % 80 != 0)
     return common::fail("ticket key file must hold a non-empty multiple of 80 bytes, has " +
@@ -209,6 +226,35 @@ common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes
 }
 
 struct context_builder {
+  // SHA-256 over the service name and its client-auth policy (enabled, required, verify depth, the
+  // CA bundle's bytes). The same on every process of a fleet with the same config, so shared
+  // ticket keys still resume there; different for any other service or policy.
+  static common::result<void> session_scope(const server_config& cfg, context_set& cs) {
+    const auto& ca = cfg.client_auth;
+    std::string ca_bytes;
+    if (ca.enabled && !ca.ca_file.empty()) {
+      auto b = read_file(ca.ca_file);
+      if (!b) return common::unexpected(b.error());
+      ca_bytes = std::move(*b);
+    }
+    uint8_t ca_md[32] = {};
+    if (EVP_Digest(ca_bytes.data(), ca_bytes.size(), ca_md, nullptr, EVP_sha256(), nullptr) != 1)
+      return common::unexpected(ossl_error("session scope digest"));
+    std::string scope = "edge-tls session scope v1";
+    scope.push_back('\0');
+    scope += cfg.service;
+    scope.push_back('\0');
+    scope += ca.enabled ? (ca.required ? "client-auth required" : "client-auth optional")
+                        : "no client-auth";
+    scope += " depth " + std::to_string(ca.enabled ? ca.verify_depth : 0) + " ca ";
+    scope.append(reinterpret_cast<const char*>(ca_md), sizeof ca_md);
+    static_assert(sizeof cs.sid_ctx_ <= SSL_MAX_SID_CTX_LENGTH);
+    if (EVP_Digest(scope.data(), scope.size(), cs.sid_ctx_.data(), nullptr, EVP_sha256(),
+                   nullptr) != 1)
+      return common::unexpected(ossl_error("session scope digest"));
+    return {};
+  }
+
   static common::result<ssl_ctx_ptr> new_ctx(const server_config& cfg, context_set* cs) {
     ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) return common::unexpected(ossl_error("SSL_CTX_new"));
@@ -232,8 +278,12 @@ struct context_builder {
     SSL_CTX_set_timeout(c, static_cast<long>(cfg.ticket_lifetime.count()));
     if (SSL_CTX_set_num_tickets(c, static_cast<size_t>(std::max(0, cfg.tls13_tickets))) != 1)
       return common::unexpected(ossl_error("tls13_tickets"));
-    static const unsigned char sid_ctx[] = "edge-tls";
-    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
+    // Sessions (TLS 1.2 and 1.3 tickets) carry this and OpenSSL resumes one only where it matches
+    // (ssl_get_prev_session, tls_parse_ctos_psk): a ticket is bound to the service and client-auth
+    // policy that issued it. Every context of the set has the same one, so the SNI switch keeps it.
+    if (SSL_CTX_set_session_id_context(c, cs->sid_ctx_.data(),
+                                       static_cast<unsigned>(cs->sid_ctx_.size())) != 1)
+      return common::unexpected(ossl_error("session id context"));
     SSL_CTX_set_ex_data(c, ctx_ex_index(), cs);
     SSL_CTX_set_tlsext_servername_callback(c, context_callbacks::servername);
     SSL_CTX_set_tlsext_servername_arg(c, cs);
@@ -271,9 +321,9 @@ struct context_builder {
     if (!cfg.tickets) return {};
     const int64_t now = std::time(nullptr);
     if (!cfg.ticket_key_file.empty()) {
-      auto bytes = read_file(cfg.ticket_key_file);
+      auto bytes = read_secret_file(cfg.ticket_key_file, "ticket key file");
       if (!bytes) return common::unexpected(bytes.error());
-      auto keys = parse_ticket_keys(*bytes, cfg.ticket_key_file);
+      auto keys = parse_ticket_keys(bytes->view(), cfg.ticket_key_file);
       if (!keys) return common::unexpected(keys.error());
       cs.keys_ = std::move(*keys);
     } else if (prev != nullptr && prev->random_ticket_key_ && !prev->keys_.empty()) {
@@ -314,6 +364,7 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
     cs->alpn_wire_.push_back(static_cast<uint8_t>(p.size()));
     cs->alpn_wire_.insert(cs->alpn_wire_.end(), p.begin(), p.end());
   }
+  if (auto r = context_builder::session_scope(cfg, *cs); !r) return common::unexpected(r.error());
   if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r) return common::unexpected(r.error());
 
   offload* route = nullptr;

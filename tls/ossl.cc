@@ -1,8 +1,13 @@
 #include "tls/ossl.hh"
 
+#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -55,6 +60,46 @@ common::result<std::string> read_file(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return common::fail("read failed", path);
   return ss.str();
+}
+
+secret_bytes::~secret_bytes() {
+  OPENSSL_cleanse(bytes_.data(), bytes_.size());
+}
+
+common::result<secret_bytes> read_secret_file(const std::string& path, std::string_view what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return common::fail(
+        std::string("cannot open ") + std::string(what) + ": " + std::strerror(errno), path);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } c{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    return common::fail(std::string("stat: ") + std::strerror(errno), path);
+  if (!S_ISREG(st.st_mode)) return common::fail(std::string(what) + " is not a regular file", path);
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return common::fail(
+        std::string(what) + " " + path + " has mode " + mode +
+            ": group or others may access it; refused (chmod 600 it, as ssh requires)",
+        path);
+  }
+  constexpr off_t max_size = 1 << 20;
+  if (st.st_size > max_size) return common::fail(std::string(what) + " is over 1 MiB", path);
+  secret_bytes out(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < out.size()) {
+    const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return common::fail(std::string("read failed: ") + std::strerror(errno), path);
+    if (n == 0) break;  // shrank since fstat
+    got += static_cast<size_t>(n);
+  }
+  out.shrink(got);
+  return out;
 }
 
 }  // namespace tls

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "tls/hostname.hh"
 #include "tls/worker.hh"
 
 namespace tls {
@@ -124,8 +125,10 @@ void session::on_handshake_done() {
   const bool resumed = SSL_session_reused(s) == 1;
   (resumed ? owner_->stats_.handshakes_resumed : owner_->stats_.handshakes_full).add();
   info_.resumed = resumed;
+  // The servername callback refused invalid names; a resumed TLS 1.2 session reports the name of
+  // its first handshake, which passed the same check (sessions are scoped to the service).
   const char* sni = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
-  info_.sni = sni != nullptr ? sni : "";
+  info_.sni = sni != nullptr && valid_host_name(sni) ? sni : "";
   const unsigned char* alpn = nullptr;
   unsigned alpn_len = 0;
   SSL_get0_alpn_selected(s, &alpn, &alpn_len);
@@ -145,8 +148,17 @@ void session::on_handshake_done() {
     X509_NAME* subj = X509_get_subject_name(peer);
     int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
     if (i >= 0) {
-      ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-      info_.client_cn.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)), ASN1_STRING_length(cn));
+      // Whatever string type the certificate used, as UTF-8; passed upstream only when printable.
+      unsigned char* utf8 = nullptr;
+      const int n =
+          ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)));
+      const std::string_view cn(reinterpret_cast<const char*>(utf8),
+                                n > 0 ? static_cast<size_t>(n) : 0);
+      if (n > 0 && printable_utf8(cn))
+        info_.client_cn.assign(cn);
+      else if (n != 0)
+        owner_->stats_.client_cn_omitted.add();
+      OPENSSL_free(utf8);
     }
     unsigned md_len = 0;
     X509_digest(peer, EVP_sha256(), info_.client_sha256.data(), &md_len);

@@ -2,6 +2,8 @@
 # Generates the TLS test PKI into $1 (created if missing). Nothing private is committed: tests,
 # fuzz targets and benches call this at run time into a temporary or build directory.
 set -eu
+# Private keys and ticket keys: 0600, as edged refuses key files that group or others can read.
+umask 077
 out=${1:?usage: gen.sh OUTDIR}
 mkdir -p "$out"
 cd "$out"
@@ -54,4 +56,5 @@ head -c 80 /dev/urandom > ticket1.key
 head -c 80 /dev/urandom > ticket2.key
 cat ticket2.key ticket1.key > ticket21.key   # rotated: 2 encrypts, 1 still decrypts
 rm -f ./*.srl
+chmod 600 ./*.key  # also when OUTDIR held files from an older run
 echo ok > done

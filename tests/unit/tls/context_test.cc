@@ -2,6 +2,7 @@
 // certificate type selection, ALPN, versions, tickets and key rotation, mTLS, OCSP stapling,
 // close_notify, alerts, limits. Async offload is in async_test.cc.
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <fstream>
@@ -73,6 +74,7 @@ TEST(context, refuses_bad_configs_with_a_location) {
   c = standard_config();
   std::string bad_keys = cert_dir() + "/bad.keys";
   std::ofstream(bad_keys) << "short";
+  chmod(bad_keys.c_str(), 0600);  // key files others can read are refused first (hostile_test.cc)
   c.ticket_key_file = bad_keys;
   r = tls::context_set::build(c);
   ASSERT_FALSE(r);

@@ -26,6 +26,10 @@ struct client_auth_config {
 };
 
 struct server_config {
+  // The service's name. With the client-auth policy it scopes session resumption: a session
+  // (ticket) resumes only on the service, and under the CA and required flag, that issued it, even
+  // when services share a ticket key file.
+  std::string service;
   std::vector<cert_config> certs;
   std::string default_name;  // group used without SNI or for unknown names; empty: the first cert's
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +31,11 @@ struct ticket_key {
   std::array<uint8_t, 32> aes_key{};
   std::array<uint8_t, 32> hmac_key{};
   int64_t expires = 0;  // unix seconds after which it no longer decrypts; 0: while in the file
+
+  ticket_key() = default;
+  ticket_key(const ticket_key&) = default;
+  ticket_key& operator=(const ticket_key&) = default;
+  ~ticket_key();  // OPENSSL_cleanse of both keys (every copy: vector growth, reload carry-over)
 };
 
 // Parses a ticket key file: a non-empty multiple of 80 bytes; the first key encrypts.
@@ -54,6 +60,9 @@ class context_set {
   // The context for an SNI name (exact, then one-label wildcard), nullptr when none matches.
   SSL_CTX* lookup(std::string_view sni) const;
   const std::vector<ticket_key>& ticket_keys() const { return keys_; }
+  // The session id context every SSL_CTX of the set has: a digest of the service name and its
+  // client-auth policy (CA bundle content, required, depth). Sessions resume only where it matches.
+  std::span<const uint8_t> session_scope() const { return sid_ctx_; }
   bool async() const { return cfg_.async; }
   size_t ctx_count() const { return ctxs_.size(); }
 
@@ -69,6 +78,7 @@ class context_set {
   name_map wildcard_;  // "example.com" for "*.example.com"
   std::vector<uint8_t> alpn_wire_;
   std::vector<ticket_key> keys_;
+  std::array<uint8_t, 32> sid_ctx_{};  // session scope: service + client-auth policy
   bool random_ticket_key_ = false;
   std::unordered_map<const X509*, std::string> ocsp_;  // leaf → DER response
   std::vector<x509_ptr> leaves_;                        // keeps ocsp_ keys alive

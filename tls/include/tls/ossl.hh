@@ -7,9 +7,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hh"
 
@@ -37,7 +39,29 @@ std::string drain_ossl_errors();
 // "load key /etc/k.pem: PEM routines::no start line".
 common::error ossl_error(std::string_view what, std::string where = {});
 
-// Reads a whole file (certificates, keys, ticket keys, OCSP responses); errors name the path.
+// Reads a whole file (certificates, CA bundles, OCSP responses); errors name the path.
 common::result<std::string> read_file(const std::string& path);
+
+// Key material in memory: wiped with OPENSSL_cleanse when it goes away. Never reallocates (a
+// vector moves its buffer), so no copy of the bytes is left behind in freed memory.
+class secret_bytes {
+ public:
+  explicit secret_bytes(size_t n) : bytes_(n) {}
+  secret_bytes(secret_bytes&&) noexcept = default;
+  secret_bytes& operator=(secret_bytes&&) = delete;
+  ~secret_bytes();
+  char* data() { return bytes_.data(); }
+  size_t size() const { return bytes_.size(); }
+  std::string_view view() const { return {bytes_.data(), bytes_.size()}; }
+  void shrink(size_t n) { bytes_.resize(std::min(n, bytes_.size())); }  // no reallocation
+
+ private:
+  std::vector<char> bytes_;
+};
+
+// Reads a private key or ticket key file (`what` names it in errors). Like sshd, refuses a file
+// that group or others may access (mode & 077), a file that is not a regular file, and one over
+// 1 MiB; the error names the path and the mode.
+common::result<secret_bytes> read_secret_file(const std::string& path, std::string_view what);
 
 }  // namespace tls

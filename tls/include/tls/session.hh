@@ -31,6 +31,7 @@ enum class status : uint8_t {
   X(none, "none")                                                              \
   X(handshake_failed, "handshake failed (bad ClientHello, no shared cipher…)") \
   X(client_cert_rejected, "client certificate missing or not verified")        \
+  X(bad_sni, "SNI is not a valid host name (refused: unrecognized_name)")      \
   X(protocol, "protocol error after the handshake")                            \
   X(key_update_limit, "too many key updates")                                  \
   X(renegotiation_limit, "too many renegotiation attempts")                    \
@@ -56,15 +57,15 @@ struct io_result {
 // What the PROXY v2 encoder needs (PP2_TYPE_AUTHORITY, PP2_TYPE_ALPN, PP2_TYPE_SSL with
 // PP2_SUBTYPE_SSL_VERSION/CIPHER/CN...). Filled once when the handshake completes.
 struct peer_info {
-  std::string sni;
-  std::string alpn;
+  std::string sni;           // a valid host name (tls::valid_host_name) or empty
+  std::string alpn;          // one of the service's configured protocols or empty
   const char* version = "";  // "TLSv1.3"
   const char* cipher = "";   // OpenSSL name, e.g. "TLS_AES_128_GCM_SHA256"
   bool resumed = false;
   bool client_cert = false;           // a client certificate was presented
   bool client_cert_verified = false;  // and it chained to the configured CA
   std::string client_subject;         // RFC 2253
-  std::string client_cn;
+  std::string client_cn;              // printable UTF-8 or empty (client_cn_omitted)
   std::array<uint8_t, 32> client_sha256{};  // SHA-256 of the DER certificate
 };
 
@@ -103,6 +104,7 @@ class session {
  private:
   friend class worker;
   friend struct session_callbacks;
+  friend struct context_callbacks;
   session() = default;
   io_result map_error(int r, bool in_handshake);
   io_result fail(error_reason why);

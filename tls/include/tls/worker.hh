@@ -21,20 +21,21 @@ template <class T>
 class mpmc_ring;
 }
 
-#define TLS_WORKER_COUNTERS(X)                                                              \
-  X(sessions_opened, "sessions created")                                                    \
-  X(sessions_refused, "sessions refused: pool full or SSL_new failed")                      \
-  X(handshakes_full, "full handshakes completed")                                           \
-  X(handshakes_resumed, "resumed handshakes completed")                                     \
-  X(handshake_failures, "handshakes failed")                                                \
-  X(async_pauses, "handshakes paused on an offloaded private-key operation")                \
-  X(async_completions, "offload completions received")                                      \
-  X(async_job_backpressure, "SSL_ERROR_WANT_ASYNC_JOB: job pool exhausted, retried later")  \
-  X(deferred_frees, "closes deferred until an in-flight operation completed")               \
-  X(close_notify_received, "close_notify received")                                         \
-  X(key_updates, "KeyUpdate messages received")                                             \
-  X(renegotiation_attempts, "renegotiation attempts refused")                               \
-  X(input_bounded, "feed() calls cut short by the input bound")
+#define TLS_WORKER_COUNTERS(X)                                                             \
+  X(sessions_opened, "sessions created")                                                   \
+  X(sessions_refused, "sessions refused: pool full or SSL_new failed")                     \
+  X(handshakes_full, "full handshakes completed")                                          \
+  X(handshakes_resumed, "resumed handshakes completed")                                    \
+  X(handshake_failures, "handshakes failed")                                               \
+  X(async_pauses, "handshakes paused on an offloaded private-key operation")               \
+  X(async_completions, "offload completions received")                                     \
+  X(async_job_backpressure, "SSL_ERROR_WANT_ASYNC_JOB: job pool exhausted, retried later") \
+  X(deferred_frees, "closes deferred until an in-flight operation completed")              \
+  X(close_notify_received, "close_notify received")                                        \
+  X(key_updates, "KeyUpdate messages received")                                            \
+  X(renegotiation_attempts, "renegotiation attempts refused")                              \
+  X(input_bounded, "feed() calls cut short by the input bound")                            \
+  X(client_cn_omitted, "client certificate CNs not passed on: not printable UTF-8")
 
 struct worker_stats {
 #define TLS_X(name, text) common::counter name;
