@@ -242,7 +242,14 @@ common::result<void> appliance::start(const char* argv0) {
     if (auto r = waf_ctl_->start_watching(); !r) return r;
   }
   announce();
-  if (auto r = start_health_checks(); !r) return r;
+  {
+    auto targets = health_targets(c);
+    {
+      std::lock_guard lock(publish_mu_);
+      healthy_ = health_map(c, targets);
+    }
+    if (auto r = start_health_checks(std::move(targets)); !r) return r;
+  }
   started_ok_ = true;
   spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}", dp_.ports().size(),
                workers_.size(), c.services.size(), c.admin.address.str(), c.admin.port);
@@ -378,24 +385,43 @@ common::result<std::string> appliance::reload() {
     spdlog::error("reload refused, running configuration kept: {}", tls_next.error().str());
     return common::unexpected(tls_next.error());
   }
+  // Health: the running checker stops here, so that no verdict lands between the state carried
+  // into the new snapshot and the checker that goes on from it (a backend that recovered but is
+  // not yet up again would otherwise stay out of the tables while the checker says up).
+  if (health_) health_->stop();
   auto previous = cfg_;
   auto tls_previous = tls_ctx_;
+  auto healthy_previous = healthy_;
   cfg_ = std::make_shared<const config>(std::move(*next));
+  auto targets = health_targets(*cfg_);
   {
     std::lock_guard lock(publish_mu_);
     tls_ctx_ = std::move(*tls_next);
+    healthy_ = health_map(*cfg_, targets);
   }
   if (auto r = republish(); !r) {
     cfg_ = previous;
     {
       std::lock_guard lock(publish_mu_);
       tls_ctx_ = std::move(tls_previous);
+      healthy_ = std::move(healthy_previous);
     }
+    if (auto hr = start_health_checks(health_targets(*cfg_)); !hr)
+      spdlog::error("health checks not restarted: {}", hr.error().str());
     ++reloads_failed_;
     spdlog::error("reload refused, running configuration kept: {}", r.error().str());
     return common::unexpected(r.error());
   }
   ++reloads_ok_;
+  if (auto r = start_health_checks(std::move(targets)); !r) {
+    // Nothing checks the backends now: publish them all as up rather than frozen in the last state.
+    spdlog::error("health checks not restarted, backends taken as up: {}", r.error().str());
+    {
+      std::lock_guard lock(publish_mu_);
+      healthy_.clear();
+    }
+    if (auto pr = republish(); !pr) spdlog::error("cannot republish after the health checks failed: {}", pr.error().str());
+  }
   if (waf_ctl_) {
     auto wr = waf_ctl_->reload();
     if (!wr) {
@@ -404,7 +430,6 @@ common::result<std::string> appliance::reload() {
                               wr.error().str(), cfg_->path);
     }
   }
-  if (auto r = start_health_checks(); !r) spdlog::error("health checks not restarted: {}", r.error().str());
   announce();
   spdlog::info("configuration reloaded (generation {})", generation_);
   return "reloaded, generation " + std::to_string(generation_) + "\n";
@@ -425,37 +450,49 @@ common::result<void> appliance::republish() {
   return {};
 }
 
-// One checker for every backend of every pool that has a health_check; a state change rebuilds
-// the l4 tables (the backend leaves or rejoins Maglev; established flows stay) and republishes.
-common::result<void> appliance::start_health_checks() {
-  health_.reset();
+// One target for every backend of every pool of `c` that has a health_check, each starting in the
+// state the running checker (stopped, or none) reached for the same pool, address and port.
+std::vector<upstream::health_target> appliance::health_targets(const config& c) const {
   std::vector<upstream::health_target> targets;
-  {
-    std::lock_guard lock(publish_mu_);
-    std::map<std::string, std::vector<bool>> kept;
-    for (const auto& pool : cfg_->pools) {
-      if (pool.health.kind == health_check_config::type::none) continue;
-      // Keep what is known of backends that stay (same index and address) across reloads.
-      auto& h = kept[pool.name];
-      h.assign(pool.backends.size(), true);
-      for (size_t i = 0; i < pool.backends.size(); ++i) {
-        upstream::health_target t;
-        t.pool = pool.name;
-        t.backend = i;
-        t.address = pool.backends[i].address;
-        t.port = pool.backends[i].port;
-        t.params.kind = pool.health.kind == health_check_config::type::http ? upstream::health_kind::http
-                                                                            : upstream::health_kind::tcp;
-        t.params.path = pool.health.path;
-        t.params.interval_ms = pool.health.interval_ms;
-        t.params.timeout_ms = pool.health.timeout_ms;
-        t.params.rise = pool.health.rise;
-        t.params.fall = pool.health.fall;
-        targets.push_back(std::move(t));
-      }
+  for (const auto& pool : c.pools) {
+    if (pool.health.kind == health_check_config::type::none) continue;
+    for (size_t i = 0; i < pool.backends.size(); ++i) {
+      upstream::health_target t;
+      t.pool = pool.name;
+      t.backend = i;
+      t.address = pool.backends[i].address;
+      t.port = pool.backends[i].port;
+      t.params.kind = pool.health.kind == health_check_config::type::http ? upstream::health_kind::http
+                                                                          : upstream::health_kind::tcp;
+      t.params.path = pool.health.path;
+      t.params.interval_ms = pool.health.interval_ms;
+      t.params.timeout_ms = pool.health.timeout_ms;
+      t.params.rise = pool.health.rise;
+      t.params.fall = pool.health.fall;
+      targets.push_back(std::move(t));
     }
-    healthy_ = std::move(kept);
   }
+  upstream::carry_health(health_.get(), targets);
+  return targets;
+}
+
+// What republish() publishes for those targets: their starting states by pool and backend index.
+std::map<std::string, std::vector<bool>> appliance::health_map(const config& c,
+                                                               const std::vector<upstream::health_target>& targets) {
+  std::map<std::string, std::vector<bool>> m;
+  for (const auto& pool : c.pools)
+    if (pool.health.kind != health_check_config::type::none) m[pool.name].assign(pool.backends.size(), true);
+  for (const auto& t : targets) {
+    auto it = m.find(t.pool);
+    if (it != m.end() && t.backend < it->second.size()) it->second[t.backend] = t.params.initially_up;
+  }
+  return m;
+}
+
+// Replaces the checker; a state change rebuilds the l4 tables (the backend leaves or rejoins
+// Maglev; established flows stay) and the tcp/tls pools' health, and republishes.
+common::result<void> appliance::start_health_checks(std::vector<upstream::health_target> targets) {
+  health_.reset();
   if (targets.empty()) return {};
   auto hc = upstream::health_checker::create(std::move(targets),
                                              [this](const upstream::health_change& ch) { on_health_change(ch); });

@@ -48,7 +48,10 @@ class appliance {
   common::result<std::shared_ptr<const l4::lb::lb_config>> build_lb(const config& c) const;
   // Builds and publishes a snapshot of cfg_ with the current backend health (any thread).
   common::result<void> republish();
-  common::result<void> start_health_checks();
+  std::vector<upstream::health_target> health_targets(const config& c) const;
+  static std::map<std::string, std::vector<bool>> health_map(const config& c,
+                                                             const std::vector<upstream::health_target>& targets);
+  common::result<void> start_health_checks(std::vector<upstream::health_target> targets);
   void on_health_change(const upstream::health_change& ch);
   void announce();
   void install_routes();

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 namespace edge::upstream {
 
@@ -346,6 +348,24 @@ void health_checker::run() {
       io_uring_cqe_seen(ring, cqe);
     }
   }
+}
+
+std::vector<bool> carry_health(const health_checker* old, std::vector<health_target>& targets) {
+  using key = std::tuple<std::string, std::string, uint16_t>;
+  std::map<key, bool> was;
+  if (old != nullptr)
+    for (size_t i = 0; i < old->size(); ++i) {
+      const health_target& t = old->target(i);
+      was[key{t.pool, t.address.str(), t.port}] = old->state(i).up.load(std::memory_order_relaxed);
+    }
+  std::vector<bool> up(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    health_target& t = targets[i];
+    if (auto it = was.find(key{t.pool, t.address.str(), t.port}); it != was.end())
+      t.params.initially_up = it->second;
+    up[i] = t.params.initially_up;
+  }
+  return up;
 }
 
 }  // namespace edge::upstream

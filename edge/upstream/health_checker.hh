@@ -121,4 +121,12 @@ class health_checker {
   std::thread thread_;
 };
 
+// A reload replaces the checker. Every target of the new one that a target of `old` matches (same
+// pool, address and port) starts in the state the old checker had reached (params.initially_up),
+// so that the tables published from that state and the new checker agree from its start: a
+// backend still down goes up (and is published) after `rise` passes of the new checker, however
+// the check itself changed. `old` must be stopped (or null: nothing carried). Returns each
+// target's starting state.
+std::vector<bool> carry_health(const health_checker* old, std::vector<health_target>& targets);
+
 }  // namespace edge::upstream

@@ -323,5 +323,67 @@ TEST(health_checker, many_targets_stop_promptly) {
   }
 }
 
+// A reload replaces the checker: a backend the old checker had taken down starts down in the new
+// one (even with another kind of check), so the new checker's first `rise` passes publish "up"; a
+// new checker that started every target up would never report the recovery (issue 17 item 1).
+TEST(health_checker, reload_carries_state_and_recovery_is_reported) {
+  auto l = std::make_unique<listener>();
+  const uint16_t port = l->port;
+  listener other;
+  l.reset();  // refused: the old checker takes it down
+  changes old_ch;
+  auto old_hc = health_checker::create({target(port, health_kind::tcp, 2, 1)}, old_ch.fn());
+  ASSERT_TRUE(old_hc) << old_hc.error().str();
+  (*old_hc)->start();
+  ASSERT_TRUE(old_ch.wait(1));
+  (*old_hc)->stop();
+  ASSERT_FALSE((*old_hc)->state(0).up.load());
+
+  // The backend comes back before the reload; the reload changes the check to HTTP and adds a
+  // backend (unknown to the old checker: starts up) and moves the old one to index 1.
+  std::vector<health_target> next{target(other.port, health_kind::tcp), target(port, health_kind::http)};
+  next[1].backend = 1;
+  auto other_pool = target(port, health_kind::tcp);
+  other_pool.pool = "other";  // same address and port in another pool: its own state
+  other_pool.backend = 0;
+  next.push_back(other_pool);
+  const std::vector<bool> up = carry_health(old_hc->get(), next);
+  EXPECT_EQ(up, (std::vector<bool>{true, false, true}));
+  EXPECT_TRUE(next[0].params.initially_up);
+  EXPECT_FALSE(next[1].params.initially_up);
+  EXPECT_EQ(carry_health(nullptr, next), up) << "no old checker: the targets keep their states";
+
+  listener reopened(false, 64, port);
+  ASSERT_GE(reopened.fd, 0);
+  std::atomic<bool> serving{true};
+  std::thread srv([&] {
+    while (serving) {
+      int s = reopened.accept(20);
+      if (s < 0) continue;
+      char buf[512];
+      (void)::recv(s, buf, sizeof buf, 0);
+      static const char resp[] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+      write_all(s, resp, sizeof resp - 1);
+      ::close(s);
+    }
+  });
+  next.resize(2);
+  changes ch;
+  auto hc = health_checker::create(next, ch.fn());
+  ASSERT_TRUE(hc) << hc.error().str();
+  ch.hc = hc->get();
+  EXPECT_FALSE((*hc)->state(1).up.load()) << "the new checker starts where the old one was";
+  (*hc)->start();
+  const bool reported = ch.wait(1);
+  serving = false;
+  srv.join();
+  ASSERT_TRUE(reported) << "the recovery is reported after the reload";
+  std::lock_guard g(ch.mu);
+  EXPECT_EQ(ch.seen[0].target, 1u);
+  EXPECT_TRUE(ch.seen[0].up);
+  EXPECT_EQ(ch.successes_at_change[0], 2u) << "after exactly `rise` passes";
+  EXPECT_TRUE((*hc)->state(0).up.load());
+}
+
 }  // namespace
 }  // namespace edge::upstream
