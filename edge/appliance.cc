@@ -420,7 +420,8 @@ common::result<std::string> appliance::reload() {
       std::lock_guard lock(publish_mu_);
       healthy_.clear();
     }
-    if (auto pr = republish(); !pr) spdlog::error("cannot republish after the health checks failed: {}", pr.error().str());
+    if (auto pr = republish(); !pr)
+      spdlog::error("cannot republish after the health checks failed: {}", pr.error().str());
   }
   if (waf_ctl_) {
     auto wr = waf_ctl_->reload();
@@ -462,8 +463,9 @@ std::vector<upstream::health_target> appliance::health_targets(const config& c) 
       t.backend = i;
       t.address = pool.backends[i].address;
       t.port = pool.backends[i].port;
-      t.params.kind = pool.health.kind == health_check_config::type::http ? upstream::health_kind::http
-                                                                          : upstream::health_kind::tcp;
+      t.params.kind = pool.health.kind == health_check_config::type::http
+                          ? upstream::health_kind::http
+                          : upstream::health_kind::tcp;
       t.params.path = pool.health.path;
       t.params.interval_ms = pool.health.interval_ms;
       t.params.timeout_ms = pool.health.timeout_ms;
@@ -477,14 +479,16 @@ std::vector<upstream::health_target> appliance::health_targets(const config& c) 
 }
 
 // What republish() publishes for those targets: their starting states by pool and backend index.
-std::map<std::string, std::vector<bool>> appliance::health_map(const config& c,
-                                                               const std::vector<upstream::health_target>& targets) {
+std::map<std::string, std::vector<bool>> appliance::health_map(
+    const config& c, const std::vector<upstream::health_target>& targets) {
   std::map<std::string, std::vector<bool>> m;
   for (const auto& pool : c.pools)
-    if (pool.health.kind != health_check_config::type::none) m[pool.name].assign(pool.backends.size(), true);
+    if (pool.health.kind != health_check_config::type::none)
+      m[pool.name].assign(pool.backends.size(), true);
   for (const auto& t : targets) {
     auto it = m.find(t.pool);
-    if (it != m.end() && t.backend < it->second.size()) it->second[t.backend] = t.params.initially_up;
+    if (it != m.end() && t.backend < it->second.size())
+      it->second[t.backend] = t.params.initially_up;
   }
   return m;
 }

@@ -49,8 +49,8 @@ class appliance {
   // Builds and publishes a snapshot of cfg_ with the current backend health (any thread).
   common::result<void> republish();
   std::vector<upstream::health_target> health_targets(const config& c) const;
-  static std::map<std::string, std::vector<bool>> health_map(const config& c,
-                                                             const std::vector<upstream::health_target>& targets);
+  static std::map<std::string, std::vector<bool>> health_map(
+      const config& c, const std::vector<upstream::health_target>& targets);
   common::result<void> start_health_checks(std::vector<upstream::health_target> targets);
   void on_health_change(const upstream::health_change& ch);
   void announce();

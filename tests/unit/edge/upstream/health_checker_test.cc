@@ -341,7 +341,8 @@ TEST(health_checker, reload_carries_state_and_recovery_is_reported) {
 
   // The backend comes back before the reload; the reload changes the check to HTTP and adds a
   // backend (unknown to the old checker: starts up) and moves the old one to index 1.
-  std::vector<health_target> next{target(other.port, health_kind::tcp), target(port, health_kind::http)};
+  std::vector<health_target> next{target(other.port, health_kind::tcp),
+                                  target(port, health_kind::http)};
   next[1].backend = 1;
   auto other_pool = target(port, health_kind::tcp);
   other_pool.pool = "other";  // same address and port in another pool: its own state
