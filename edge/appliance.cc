@@ -457,6 +457,11 @@ std::vector<upstream::health_target> appliance::health_targets(const config& c) 
   std::vector<upstream::health_target> targets;
   for (const auto& pool : c.pools) {
     if (pool.health.kind == health_check_config::type::none) continue;
+    // Only the tcp/tls relay writes PROXY headers; an l4 pool's backends see the client's packets.
+    bool relayed = false;
+    for (const auto& s : c.services)
+      relayed = relayed || (s.pool == pool.name && s.kind != service_kind::l4);
+    const bool proxy_v2 = pool.health.proxy_protocol.value_or(relayed && pool.proxy_protocol);
     for (size_t i = 0; i < pool.backends.size(); ++i) {
       upstream::health_target t;
       t.pool = pool.name;
@@ -471,6 +476,8 @@ std::vector<upstream::health_target> appliance::health_targets(const config& c) 
       t.params.timeout_ms = pool.health.timeout_ms;
       t.params.rise = pool.health.rise;
       t.params.fall = pool.health.fall;
+      t.params.port = pool.health.port;
+      t.params.proxy_v2 = proxy_v2;
       targets.push_back(std::move(t));
     }
   }
@@ -514,8 +521,12 @@ void appliance::on_health_change(const upstream::health_change& ch) {
     if (it == healthy_.end() || ch.info->backend >= it->second.size()) return;
     it->second[ch.info->backend] = ch.up;
   }
-  spdlog::warn("backend {}:{} of pool {} is {}{}", ch.info->address.str(), ch.info->port, ch.info->pool,
-               ch.up ? "up" : "down", ch.up ? "" : std::string(" (") + upstream::to_string(ch.last_failure) + ")");
+  spdlog::warn("backend {}:{} of pool {} is {}{}", ch.info->address.str(), ch.info->port,
+               ch.info->pool, ch.up ? "up" : "down",
+               ch.up ? ""
+                     : fmt::format(" ({}{}: {})", upstream::to_string(ch.last_failure),
+                                   ch.last_status != 0 ? " " + std::to_string(ch.last_status) : "",
+                                   upstream::explain(ch.last_failure, ch.info->params.proxy_v2)));
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 

@@ -447,7 +447,9 @@ class loader {
   }
 
   void load_health(const YAML::Node& n, health_check_config& h) {
-    check_keys(n, "health_check", {"type", "path", "interval_ms", "timeout_ms", "rise", "fall"});
+    check_keys(
+        n, "health_check",
+        {"type", "path", "interval_ms", "timeout_ms", "rise", "fall", "port", "proxy_protocol"});
     h.kind = choice<health_check_config::type>(required(n, "type", "health_check"), "health_check.type",
                                                {{"tcp", health_check_config::type::tcp},
                                                 {"http", health_check_config::type::http}});
@@ -459,6 +461,8 @@ class loader {
     if (auto v = n["timeout_ms"]) h.timeout_ms = static_cast<unsigned>(uint(v, "timeout_ms", 10, 60000));
     if (auto v = n["rise"]) h.rise = static_cast<unsigned>(uint(v, "rise", 1, 100));
     if (auto v = n["fall"]) h.fall = static_cast<unsigned>(uint(v, "fall", 1, 100));
+    if (auto v = n["port"]) h.port = static_cast<uint16_t>(uint(v, "health_check.port", 1, 65535));
+    if (auto v = n["proxy_protocol"]) h.proxy_protocol = boolean(v, "health_check.proxy_protocol");
     if (h.timeout_ms >= h.interval_ms) fail(n, "health_check.timeout_ms must be below interval_ms");
   }
 

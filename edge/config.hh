@@ -67,6 +67,10 @@ struct health_check_config {
   unsigned timeout_ms = 500;
   unsigned rise = 2;
   unsigned fall = 3;
+  uint16_t port = 0;  // 0: each backend's own port
+  // Whether the check starts with a PROXY v2 header (LOCAL); unset: as the pool's connections do
+  // (proxy_protocol of a pool that a tcp/tls service uses).
+  std::optional<bool> proxy_protocol;
 };
 
 struct pool_config {
