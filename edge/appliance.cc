@@ -184,6 +184,8 @@ common::result<void> appliance::start(const char* argv0) {
     w->stop = &stop_workers_;
     const std::string ring = "edge_ctl_" + std::to_string(i);
     w->tsc_hz = rte_get_tsc_hz();
+    w->closed_port_rsts =
+        l4::reply_limiter(w->tsc_hz, closed_port_rst_per_s, closed_port_rst_burst);
     w->pool = dp_.pool(i);
     if (snapshots_->current()->lb) {
       auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
@@ -276,14 +278,33 @@ void appliance::announce() {
 }
 
 bool appliance::ready() const {
-  if (!started_ok_) return false;
+  return not_ready_reason().empty();
+}
+
+// Empty when ready; otherwise what is missing, for /readyz.
+std::string appliance::not_ready_reason() const {
+  if (!started_ok_) return "starting";
   for (const auto& w : workers_)
-    if (!w->running.load()) return false;
+    if (!w->running.load()) return "worker " + std::to_string(w->id) + " not running";
   for (const auto& p : dp_.ports()) {
     rte_eth_link link{};
-    if (rte_eth_link_get_nowait(p.id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) return false;
+    if (rte_eth_link_get_nowait(p.id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP)
+      return "port " + p.name + " link down";
   }
-  return true;
+  if (cfg_->admin.readiness == admin_config::readiness_mode::pools) {
+    std::lock_guard lock(publish_mu_);
+    for (const auto& s : cfg_->services) {
+      const pool_config* pool = cfg_->find_pool(s.pool);
+      if (pool == nullptr) continue;
+      const auto h = healthy_.find(pool->name);
+      bool any = false;
+      for (size_t i = 0; i < pool->backends.size() && !any; ++i)
+        any = pool->backends[i].weight > 0 &&
+              (h == healthy_.end() || i >= h->second.size() || h->second[i]);
+      if (!any) return "service " + s.name + ": no healthy backend in pool " + pool->name;
+    }
+  }
+  return {};
 }
 
 void appliance::run(const std::atomic<bool>& stop) {
@@ -581,7 +602,9 @@ common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls
 void appliance::install_routes() {
   admin_.route("GET", "/healthz", [](const http_request&) { return http_response{200, "text/plain", "ok\n"}; });
   admin_.route("GET", "/readyz", [this](const http_request&) {
-    return ready() ? http_response{200, "text/plain", "ready\n"} : http_response{503, "text/plain", "not ready\n"};
+    const std::string why = not_ready_reason();
+    return why.empty() ? http_response{200, "text/plain", "ready\n"}
+                       : http_response{503, "text/plain", "not ready: " + why + "\n"};
   });
   admin_.route("GET", "/metrics", [this](const http_request&) {
     return http_response{200, "text/plain; version=0.0.4", metrics_text()};

@@ -37,6 +37,7 @@ class appliance {
   void shutdown();
 
   bool ready() const;
+  std::string not_ready_reason() const;  // empty when ready
   std::string metrics_text() const;
   std::string stats_json() const;
   std::string config_json() const;
