@@ -223,6 +223,8 @@ common::result<void> appliance::start(const char* argv0) {
     w->drain = &drain_phase_;
     const std::string ring = "edge_ctl_" + std::to_string(i);
     w->tsc_hz = rte_get_tsc_hz();
+    w->closed_port_rsts =
+        l4::reply_limiter(w->tsc_hz, closed_port_rst_per_s, closed_port_rst_burst);
     w->pool = dp_.pool(i);
     if (snapshots_->current()->lb) {
       auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
@@ -281,7 +283,14 @@ common::result<void> appliance::start(const char* argv0) {
     if (auto r = waf_ctl_->start_watching(); !r) return r;
   }
   announce();
-  if (auto r = start_health_checks(); !r) return r;
+  {
+    auto targets = health_targets(c);
+    {
+      std::lock_guard lock(publish_mu_);
+      healthy_ = health_map(c, targets);
+    }
+    if (auto r = start_health_checks(std::move(targets)); !r) return r;
+  }
   started_ok_ = true;
   spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}", dp_.ports().size(),
                workers_.size(), c.services.size(), c.admin.address.str(), c.admin.port);
@@ -308,14 +317,34 @@ void appliance::announce() {
 }
 
 bool appliance::ready() const {
-  if (!started_ok_ || drain_phase_.load() != 0) return false;
+  return not_ready_reason().empty();
+}
+
+// Empty when ready; otherwise what is missing, for /readyz.
+std::string appliance::not_ready_reason() const {
+  if (!started_ok_) return "starting";
+  if (drain_phase_.load() != 0) return "draining";
   for (const auto& w : workers_)
-    if (!w->running.load()) return false;
+    if (!w->running.load()) return "worker " + std::to_string(w->id) + " not running";
   for (const auto& p : dp_.ports()) {
     rte_eth_link link{};
-    if (rte_eth_link_get_nowait(p.id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) return false;
+    if (rte_eth_link_get_nowait(p.id, &link) != 0 || link.link_status != RTE_ETH_LINK_UP)
+      return "port " + p.name + " link down";
   }
-  return true;
+  if (cfg_->admin.readiness == admin_config::readiness_mode::pools) {
+    std::lock_guard lock(publish_mu_);
+    for (const auto& s : cfg_->services) {
+      const pool_config* pool = cfg_->find_pool(s.pool);
+      if (pool == nullptr) continue;
+      const auto h = healthy_.find(pool->name);
+      bool any = false;
+      for (size_t i = 0; i < pool->backends.size() && !any; ++i)
+        any = pool->backends[i].weight > 0 &&
+              (h == healthy_.end() || i >= h->second.size() || h->second[i]);
+      if (!any) return "service " + s.name + ": no healthy backend in pool " + pool->name;
+    }
+  }
+  return {};
 }
 
 void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested) {
@@ -564,26 +593,46 @@ common::result<std::string> appliance::reload_once() {
   std::string changes = diff_named("services", cur.services, next->services, service_key);
   if (auto p = diff_named("pools", cur.pools, next->pools, pool_key); !p.empty())
     changes += (changes.empty() ? "" : "; ") + p;
+  // Health: the running checker stops here, so that no verdict lands between the state carried
+  // into the new snapshot and the checker that goes on from it (a backend that recovered but is
+  // not yet up again would otherwise stay out of the tables while the checker says up).
+  if (health_) health_->stop();
   auto previous = cfg_;
   auto tls_previous = tls_ctx_;
+  auto healthy_previous = healthy_;
   cfg_ = std::make_shared<const config>(std::move(*next));
+  auto targets = health_targets(*cfg_);
   {
     std::lock_guard lock(publish_mu_);
     tls_ctx_ = std::move(*tls_next);
     cert_expiry_ = read_cert_expiry(*cfg_);
+    healthy_ = health_map(*cfg_, targets);
   }
   if (auto r = republish(); !r) {
     cfg_ = previous;
     {
       std::lock_guard lock(publish_mu_);
       tls_ctx_ = std::move(tls_previous);
+      healthy_ = std::move(healthy_previous);
     }
+    if (auto hr = start_health_checks(health_targets(*cfg_)); !hr)
+      spdlog::error("health checks not restarted: {}", hr.error().str());
     ++reloads_failed_;
     auto e = r.error();
     e.message += "; running configuration kept";
     return common::unexpected(std::move(e));
   }
   ++reloads_ok_;
+  if (auto r = start_health_checks(std::move(targets)); !r) {
+    // Nothing checks the backends now: publish them all as up rather than frozen in the last state.
+    spdlog::error("health checks not restarted, backends taken as up: {}", r.error().str());
+    {
+      std::lock_guard lock(publish_mu_);
+      healthy_.clear();
+    }
+    if (auto pr = republish(); !pr)
+      spdlog::error("cannot republish after the health checks failed: {}", pr.error().str());
+  }
   if (waf_ctl_) {
     auto wr = waf_ctl_->reload();
     if (!wr) {
@@ -591,7 +640,6 @@ common::result<std::string> appliance::reload_once() {
                               wr.error().str(), cfg_->path);
     }
   }
-  if (auto r = start_health_checks(); !r) spdlog::error("health checks not restarted: {}", r.error().str());
   announce();
   return "reloaded, generation " + std::to_string(generation_) + " (" +
          (changes.empty() ? std::string("no service or pool changed") : changes) + ")\n";
@@ -612,37 +660,59 @@ common::result<void> appliance::republish() {
   return {};
 }
 
-// One checker for every backend of every pool that has a health_check; a state change rebuilds
-// the l4 tables (the backend leaves or rejoins Maglev; established flows stay) and republishes.
-common::result<void> appliance::start_health_checks() {
-  health_.reset();
+// One target for every backend of every pool of `c` that has a health_check, each starting in the
+// state the running checker (stopped, or none) reached for the same pool, address and port.
+std::vector<upstream::health_target> appliance::health_targets(const config& c) const {
   std::vector<upstream::health_target> targets;
-  {
-    std::lock_guard lock(publish_mu_);
-    std::map<std::string, std::vector<bool>> kept;
-    for (const auto& pool : cfg_->pools) {
-      if (pool.health.kind == health_check_config::type::none) continue;
-      // Keep what is known of backends that stay (same index and address) across reloads.
-      auto& h = kept[pool.name];
-      h.assign(pool.backends.size(), true);
-      for (size_t i = 0; i < pool.backends.size(); ++i) {
-        upstream::health_target t;
-        t.pool = pool.name;
-        t.backend = i;
-        t.address = pool.backends[i].address;
-        t.port = pool.backends[i].port;
-        t.params.kind = pool.health.kind == health_check_config::type::http ? upstream::health_kind::http
-                                                                            : upstream::health_kind::tcp;
-        t.params.path = pool.health.path;
-        t.params.interval_ms = pool.health.interval_ms;
-        t.params.timeout_ms = pool.health.timeout_ms;
-        t.params.rise = pool.health.rise;
-        t.params.fall = pool.health.fall;
-        targets.push_back(std::move(t));
-      }
+  for (const auto& pool : c.pools) {
+    if (pool.health.kind == health_check_config::type::none) continue;
+    // Only the tcp/tls relay writes PROXY headers; an l4 pool's backends see the client's packets.
+    bool relayed = false;
+    for (const auto& s : c.services)
+      relayed = relayed || (s.pool == pool.name && s.kind != service_kind::l4);
+    const bool proxy_v2 = pool.health.proxy_protocol.value_or(relayed && pool.proxy_protocol);
+    for (size_t i = 0; i < pool.backends.size(); ++i) {
+      upstream::health_target t;
+      t.pool = pool.name;
+      t.backend = i;
+      t.address = pool.backends[i].address;
+      t.port = pool.backends[i].port;
+      t.params.kind = pool.health.kind == health_check_config::type::http
+                          ? upstream::health_kind::http
+                          : upstream::health_kind::tcp;
+      t.params.path = pool.health.path;
+      t.params.interval_ms = pool.health.interval_ms;
+      t.params.timeout_ms = pool.health.timeout_ms;
+      t.params.rise = pool.health.rise;
+      t.params.fall = pool.health.fall;
+      t.params.port = pool.health.port;
+      t.params.proxy_v2 = proxy_v2;
+      targets.push_back(std::move(t));
     }
-    healthy_ = std::move(kept);
   }
+  upstream::carry_health(health_.get(), targets);
+  return targets;
+}
+
+// What republish() publishes for those targets: their starting states by pool and backend index.
+std::map<std::string, std::vector<bool>> appliance::health_map(
+    const config& c, const std::vector<upstream::health_target>& targets) {
+  std::map<std::string, std::vector<bool>> m;
+  for (const auto& pool : c.pools)
+    if (pool.health.kind != health_check_config::type::none)
+      m[pool.name].assign(pool.backends.size(), true);
+  for (const auto& t : targets) {
+    auto it = m.find(t.pool);
+    if (it != m.end() && t.backend < it->second.size())
+      it->second[t.backend] = t.params.initially_up;
+  }
+  return m;
+}
+
+// Replaces the checker; a state change rebuilds the l4 tables (the backend leaves or rejoins
+// Maglev; established flows stay) and the tcp/tls pools' health, and republishes.
+common::result<void> appliance::start_health_checks(std::vector<upstream::health_target> targets) {
+  health_.reset();
   if (targets.empty()) return {};
   auto hc = upstream::health_checker::create(std::move(targets),
                                              [this](const upstream::health_change& ch) { on_health_change(ch); });
@@ -664,8 +734,10 @@ void appliance::on_health_change(const upstream::health_change& ch) {
     spdlog::info("backend {}:{} of pool {} is up", ch.info->address.str(), ch.info->port,
                  ch.info->pool);
   else
-    spdlog::warn("backend {}:{} of pool {} is down ({})", ch.info->address.str(), ch.info->port,
-                 ch.info->pool, upstream::to_string(ch.last_failure));
+    spdlog::warn("backend {}:{} of pool {} is down ({}{}: {})", ch.info->address.str(), ch.info->port,
+                 ch.info->pool, upstream::to_string(ch.last_failure),
+                 ch.last_status != 0 ? " " + std::to_string(ch.last_status) : "",
+                 upstream::explain(ch.last_failure, ch.info->params.proxy_v2));
   if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 
@@ -732,7 +804,9 @@ common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls
 void appliance::install_routes() {
   admin_.route("GET", "/healthz", [](const http_request&) { return http_response{200, "text/plain", "ok\n"}; });
   admin_.route("GET", "/readyz", [this](const http_request&) {
-    return ready() ? http_response{200, "text/plain", "ready\n"} : http_response{503, "text/plain", "not ready\n"};
+    const std::string why = not_ready_reason();
+    return why.empty() ? http_response{200, "text/plain", "ready\n"}
+                       : http_response{503, "text/plain", "not ready: " + why + "\n"};
   });
   admin_.route("GET", "/metrics", [this](const http_request&) {
     return http_response{200, "text/plain; version=0.0.4", metrics_text()};

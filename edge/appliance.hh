@@ -50,6 +50,7 @@ class appliance {
   void shutdown();
 
   bool ready() const;
+  std::string not_ready_reason() const;  // empty when ready
   std::string metrics_text() const;
   std::string stats_json() const;
   std::string config_json() const;
@@ -62,7 +63,10 @@ class appliance {
   common::result<std::shared_ptr<const l4::lb::lb_config>> build_lb(const config& c) const;
   // Builds and publishes a snapshot of cfg_ with the current backend health (any thread).
   common::result<void> republish();
-  common::result<void> start_health_checks();
+  std::vector<upstream::health_target> health_targets(const config& c) const;
+  static std::map<std::string, std::vector<bool>> health_map(
+      const config& c, const std::vector<upstream::health_target>& targets);
+  common::result<void> start_health_checks(std::vector<upstream::health_target> targets);
   void on_health_change(const upstream::health_change& ch);
   void announce();
   void install_routes();

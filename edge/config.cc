@@ -366,7 +366,12 @@ class loader {
   }
 
   void load_admin(const YAML::Node& n, config& c) {
-    check_keys(n, "admin", {"listen"});
+    check_keys(n, "admin", {"listen", "readiness"});
+    if (auto r = n["readiness"])
+      c.admin.readiness =
+          choice<admin_config::readiness_mode>(r, "admin.readiness",
+                                               {{"started", admin_config::readiness_mode::started},
+                                                {"pools", admin_config::readiness_mode::pools}});
     if (auto l = n["listen"]) {
       // "127.0.0.1:9180" or "[::1]:9180"
       const std::string s = str(l, "admin.listen");
@@ -450,8 +455,9 @@ class loader {
     expect_seq(n, "pools");
     std::set<std::string> names;
     for (const auto& pn : n) {
-      check_keys(pn, "a pool", {"name", "backends", "proxy_protocol", "health_check", "balance",
-                                "connect_timeout_ms", "max_connect_attempts"});
+      check_keys(pn, "a pool",
+                 {"name", "backends", "proxy_protocol", "protocol", "health_check", "balance",
+                  "connect_timeout_ms", "max_connect_attempts"});
       pool_config p;
       const auto name = required(pn, "name", "a pool");
       p.name = str(name, "pool name");
@@ -472,6 +478,11 @@ class loader {
       }
       if (auto pp = pn["proxy_protocol"]) p.proxy_protocol = boolean(pp, "proxy_protocol");
       if (auto hc = pn["health_check"]) load_health(hc, p.health);
+      if (auto v = pn["protocol"])
+        p.protocol = choice<pool_protocol>(v, "pool protocol",
+                                           {{"http1", pool_protocol::http1},
+                                            {"h2c", pool_protocol::h2c},
+                                            {"any", pool_protocol::any}});
       if (auto b = pn["balance"])
         p.balance = choice<balance_mode>(b, "pool balance",
                                          {{"least_conn", balance_mode::least_conn}, {"hash", balance_mode::hash}});
@@ -484,7 +495,9 @@ class loader {
   }
 
   void load_health(const YAML::Node& n, health_check_config& h) {
-    check_keys(n, "health_check", {"type", "path", "interval_ms", "timeout_ms", "rise", "fall"});
+    check_keys(
+        n, "health_check",
+        {"type", "path", "interval_ms", "timeout_ms", "rise", "fall", "port", "proxy_protocol"});
     h.kind = choice<health_check_config::type>(required(n, "type", "health_check"), "health_check.type",
                                                {{"tcp", health_check_config::type::tcp},
                                                 {"http", health_check_config::type::http}});
@@ -496,7 +509,41 @@ class loader {
     if (auto v = n["timeout_ms"]) h.timeout_ms = static_cast<unsigned>(uint(v, "timeout_ms", 10, 60000));
     if (auto v = n["rise"]) h.rise = static_cast<unsigned>(uint(v, "rise", 1, 100));
     if (auto v = n["fall"]) h.fall = static_cast<unsigned>(uint(v, "fall", 1, 100));
+    if (auto v = n["port"]) h.port = static_cast<uint16_t>(uint(v, "health_check.port", 1, 65535));
+    if (auto v = n["proxy_protocol"]) h.proxy_protocol = boolean(v, "health_check.proxy_protocol");
     if (h.timeout_ms >= h.interval_ms) fail(n, "health_check.timeout_ms must be below interval_ms");
+  }
+
+  // ALPN follows what the pool's backends speak: by default http/1.1 for an http1 pool, h2 for
+  // h2c, both for any (http/1.1 only under a WAF); an explicit list may not offer a protocol
+  // the backends do not speak.
+  void check_alpn(const YAML::Node& sn, service_config& s, const pool_config& p,
+                  const std::string& what) {
+    const auto alpn = sn["tls"]["alpn"];
+    if (s.waf && p.protocol == pool_protocol::h2c)
+      fail(sn["pool"], what + ": the WAF passes HTTP/1.x only, but pool '" + p.name +
+                           "' speaks h2c only (protocol: h2c); use protocol: any or http1");
+    if (!alpn) {
+      if (!s.waf)
+        s.tls.alpn = p.protocol == pool_protocol::http1 ? std::vector<std::string>{"http/1.1"}
+                     : p.protocol == pool_protocol::h2c
+                         ? std::vector<std::string>{"h2"}
+                         : std::vector<std::string>{"h2", "http/1.1"};
+      return;
+    }
+    for (size_t i = 0; i < s.tls.alpn.size(); ++i) {
+      const std::string& a = s.tls.alpn[i];
+      if (a == "h2" && p.protocol == pool_protocol::http1)
+        fail(alpn[i],
+             what + ": tls.alpn offers 'h2', but pool '" + p.name +
+                 "' speaks HTTP/1.1 (protocol: http1, the default): clients would speak HTTP/2 to "
+                 "it; "
+                 "set the pool's protocol to h2c or any if its backends speak HTTP/2 in cleartext");
+      if (a == "http/1.1" && p.protocol == pool_protocol::h2c)
+        fail(alpn[i], what + ": tls.alpn offers 'http/1.1', but pool '" + p.name +
+                          "' speaks only HTTP/2 (protocol: h2c); set the pool's protocol to any if "
+                          "its backends speak both");
+    }
   }
 
   void load_services(const YAML::Node& n, config& c) {
@@ -557,6 +604,7 @@ class loader {
             fail(alpn[i], what + ": the WAF inspects HTTP/1.x only; tls.alpn may offer only http/1.1 on a "
                               "service with a waf policy, not '" + s.tls.alpn[i] + "'");
       }
+      if (s.kind == service_kind::tls) check_alpn(sn, s, *c.find_pool(s.pool), what);
       if (auto m = sn["max_connections"]) {
         if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections' applies to the terminating kinds (tcp, tls)");
         s.max_connections = static_cast<uint32_t>(uint(m, "service max_connections", 1, 1u << 24));

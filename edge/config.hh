@@ -19,6 +19,9 @@ enum class service_kind : uint8_t { l4, tcp, tls };
 enum class log_format : uint8_t { text, json };
 enum class forwarding_mode : uint8_t { fnat, ipip, gue };
 enum class balance_mode : uint8_t { least_conn, hash };
+// What a pool's backends speak to the relay (kinds tcp/tls): the ALPN default of the tls services
+// on it follows, so that a client never negotiates HTTP/2 towards an HTTP/1.1 backend.
+enum class pool_protocol : uint8_t { http1, h2c, any };
 enum class syn_cookie_mode : uint8_t { off, on_pressure, always };
 
 const char* to_string(port_role r);
@@ -47,6 +50,9 @@ struct worker_config {
 struct admin_config {
   l4::ip_addr address = *l4::ip_addr::parse("127.0.0.1");
   uint16_t port = 9180;
+  // What /readyz (and edge_ready) require. started: every port's link up and every worker
+  // running. pools: that, and every service has at least one healthy backend of weight > 0.
+  enum class readiness_mode : uint8_t { started, pools } readiness = readiness_mode::started;
 };
 
 // Stopping (SIGTERM/SIGINT): new connections are refused at once, established ones get up to
@@ -74,12 +80,17 @@ struct health_check_config {
   unsigned timeout_ms = 500;
   unsigned rise = 2;
   unsigned fall = 3;
+  uint16_t port = 0;  // 0: each backend's own port
+  // Whether the check starts with a PROXY v2 header (LOCAL); unset: as the pool's connections do
+  // (proxy_protocol of a pool that a tcp/tls service uses).
+  std::optional<bool> proxy_protocol;
 };
 
 struct pool_config {
   std::string name;
   std::vector<backend_config> backends;
   bool proxy_protocol = true;
+  pool_protocol protocol = pool_protocol::http1;
   health_check_config health;
   // Upstream connections of kind tcp/tls services (kernel sockets through the worker's io_uring).
   balance_mode balance = balance_mode::least_conn;  // hash: rendezvous on the client tuple

@@ -382,13 +382,20 @@ std::string appliance::stats_json() const {
     for (size_t i = 0; i < health_->size(); ++i) {
       const auto& t = health_->target(i);
       const auto& hs = health_->state(i);
-      j["backends"].push_back({{"pool", t.pool},
-                               {"backend", t.address.str() + ":" + std::to_string(t.port)},
-                               {"up", hs.up.load()},
-                               {"last_status", hs.last_status.load()},
-                               {"last_failure", upstream::to_string(static_cast<upstream::health_failure>(hs.last_failure.load()))},
-                               {"checks", hs.checks.get()},
-                               {"failures", hs.failures.get()}});
+      j["backends"].push_back(
+          {{"pool", t.pool},
+           {"backend", t.address.str() + ":" + std::to_string(t.port)},
+           {"up", hs.up.load()},
+           {"last_status", hs.last_status.load()},
+           {"last_failure",
+            upstream::to_string(static_cast<upstream::health_failure>(hs.last_failure.load()))},
+           {"last_check",
+            upstream::explain(static_cast<upstream::health_failure>(hs.last_failure.load()),
+                              t.params.proxy_v2)},
+           {"check_port", t.params.port != 0 ? t.params.port : t.port},
+           {"proxy_v2_check", t.params.proxy_v2},
+           {"checks", hs.checks.get()},
+           {"failures", hs.failures.get()}});
     }
   }
   for (const auto& w : workers_) {

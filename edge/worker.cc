@@ -2,6 +2,7 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_tcp.h>
 #include <unistd.h>
 
 #include "l4/local.hh"
@@ -112,6 +113,21 @@ void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
     }
 }
 
+// No service on the segment's port: TCP gets the RST of a closed port (the client's connect
+// fails at once with ECONNREFUSED instead of timing out), within the worker's rate limit; a RST,
+// UDP and the rest are dropped as no_service.
+void closed_port(worker_context& w, rte_mbuf* m, const l4::packet& p, const l4::local_addrs& local,
+                 unsigned port_index, uint64_t now) {
+  if (p.proto != IPPROTO_TCP || (p.tcp_flags & RTE_TCP_RST_FLAG))
+    return drop(w, m, l4::drop::no_service);
+  if (!w.closed_port_rsts.allow(now)) return drop(w, m, l4::drop::closed_port_rst_limited);
+  const l4::local_verdict v = l4::closed_port_reset(m, p, local.mac);
+  if (v.action != l4::local_action::reply) return drop(w, m, v.reason);
+  w.stats.drops.add(l4::drop::closed_port_rst);  // the segment itself goes no further
+  w.stats.replies.add();
+  enqueue_tx(w, port_index, m);
+}
+
 }  // namespace
 
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
@@ -146,7 +162,7 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
         }
         const service_config* s = snap.find_service(p.dst, p.dport, p.proto);
         if (s == nullptr) {
-          drop(w, m, l4::drop::no_service);
+          closed_port(w, m, p, local, port_index, now);
           break;
         }
         if ((s->kind == service_kind::tcp || s->kind == service_kind::tls) && w.tcp) {

@@ -17,11 +17,16 @@
 #include "edge/snapshot.hh"
 #include "l4/drop_reason.hh"
 #include "l4/lb/forward.hh"
+#include "l4/local.hh"
 
 namespace edge {
 
 inline constexpr unsigned max_ports = 8;
 inline constexpr unsigned max_burst = 256;
+// Closed-port RSTs per worker and second, and the burst above that rate (what a kernel's
+// tcp_invalid_ratelimit-style limit would allow; far below any flood).
+inline constexpr uint32_t closed_port_rst_per_s = 1000;
+inline constexpr uint32_t closed_port_rst_burst = 100;
 
 struct alignas(RTE_CACHE_LINE_SIZE) worker_stats {
   common::counter loops, busy_loops, idle_loops, sleeps, sleep_us;
@@ -62,6 +67,8 @@ struct worker_context {
   uint64_t tsc_hz = 0;
   rte_mempool* pool = nullptr;     // this worker's mbufs (frames it originates)
   uint64_t seen_generation = 0;    // snapshot generation the worker last prepared for
+  // RSTs for TCP segments to ports without a service (set up with tsc_hz at start).
+  l4::reply_limiter closed_port_rsts;
   worker_stats stats;
 };
 

@@ -4,6 +4,9 @@
 #include <rte_arp.h>
 #include <rte_icmp.h>
 #include <rte_ip.h>
+#include <rte_tcp.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -163,6 +166,82 @@ local_verdict local_input(rte_mbuf* m, const packet& p, const local_addrs& local
     default:
       return {local_action::dropped, drop::ethertype_unsupported};
   }
+}
+
+local_verdict closed_port_reset(rte_mbuf* m, const packet& p, const rte_ether_addr& own_mac) {
+  if (p.proto != IPPROTO_TCP || (p.tcp_flags & RTE_TCP_RST_FLAG) ||
+      (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6))
+    return {local_action::dropped, drop::no_service};
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  const auto* in = reinterpret_cast<const rte_tcp_hdr*>(frame + p.l4_off());
+  const uint32_t seg_seq = rte_be_to_cpu_32(in->sent_seq);
+  const uint32_t seg_ack = rte_be_to_cpu_32(in->recv_ack);
+  const uint32_t seg_len = p.payload_len + ((p.tcp_flags & RTE_TCP_SYN_FLAG) ? 1 : 0) +
+                           ((p.tcp_flags & RTE_TCP_FIN_FLAG) ? 1 : 0);
+  const bool had_ack = p.tcp_flags & RTE_TCP_ACK_FLAG;
+  const uint16_t sport = p.dport, dport = p.sport;
+  const bool v6 = p.l3 == l3_kind::ipv6;
+  const uint16_t l3_len = v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
+  // The parsed headers are at least as long as the ones written here: the reply fits in place.
+  uint8_t* l3 = frame + p.l2_len;
+  if (v6) {
+    auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
+    ip6->vtc_flow = RTE_BE32(6u << 28);
+    ip6->payload_len = RTE_BE16(sizeof(rte_tcp_hdr));
+    ip6->proto = IPPROTO_TCP;
+    ip6->hop_limits = 64;
+    std::memcpy(ip6->src_addr, p.dst.b.data(), 16);
+    std::memcpy(ip6->dst_addr, p.src.b.data(), 16);
+  } else {
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(l3);
+    ip->version_ihl = 0x45;
+    ip->type_of_service = 0;
+    ip->total_length = RTE_BE16(sizeof(rte_ipv4_hdr) + sizeof(rte_tcp_hdr));
+    ip->packet_id = 0;
+    ip->fragment_offset = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+    ip->time_to_live = 64;
+    ip->next_proto_id = IPPROTO_TCP;
+    ip->src_addr = p.dst.v4_be();
+    ip->dst_addr = p.src.v4_be();
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+  }
+  auto* tcp = reinterpret_cast<rte_tcp_hdr*>(l3 + l3_len);
+  tcp->src_port = rte_cpu_to_be_16(sport);
+  tcp->dst_port = rte_cpu_to_be_16(dport);
+  tcp->sent_seq = rte_cpu_to_be_32(had_ack ? seg_ack : 0);
+  tcp->recv_ack = rte_cpu_to_be_32(had_ack ? 0 : seg_seq + seg_len);
+  tcp->data_off = 5 << 4;
+  tcp->tcp_flags = had_ack ? RTE_TCP_RST_FLAG : (RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
+  tcp->rx_win = 0;
+  tcp->cksum = 0;
+  tcp->tcp_urp = 0;
+  packet q = p;
+  q.src = p.dst;
+  q.dst = p.src;
+  q.proto = IPPROTO_TCP;
+  tcp->cksum = l4_checksum(q, tcp, sizeof(rte_tcp_hdr));
+  swap_macs(frame, own_mac);
+  const uint32_t total = p.l2_len + l3_len + sizeof(rte_tcp_hdr);
+  rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - total));
+  return {local_action::reply};
+}
+
+bool reply_limiter::allow(uint64_t now) {
+  if (last_ == 0) last_ = now;
+  if (now > last_ && rate_ != 0 && hz_ != 0) {
+    // At most a second of refill counts (the bucket is full by then), so elapsed * rate is at
+    // most hz * rate: ~1e10 * 1e6 even for a fast TSC and a generous rate, well below 2^64.
+    const uint64_t elapsed = std::min<uint64_t>(now - last_, hz_);
+    const uint64_t add = elapsed * rate_ / hz_;
+    if (add > 0) {
+      tokens_ = static_cast<uint32_t>(std::min<uint64_t>(burst_, tokens_ + add));
+      last_ = elapsed == hz_ ? now : last_ + add * hz_ / rate_;
+    }
+  }
+  if (tokens_ == 0) return false;
+  --tokens_;
+  return true;
 }
 
 bool build_announcement(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& addr) {

@@ -1,5 +1,7 @@
 #include "health_checker.hh"
 
+#include "proxy_v2.hh"
+
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,6 +12,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 namespace edge::upstream {
 
@@ -37,8 +41,44 @@ const char* to_string(health_failure f) {
       return "bad_status";
     case health_failure::no_resources:
       return "no_resources";
+    case health_failure::proxy_rejected:
+      return "proxy_rejected";
   }
   return "unknown";
+}
+
+const char* explain(health_failure f, bool proxy_v2) {
+  switch (f) {
+    case health_failure::none:
+      return "ok";
+    case health_failure::proxy_rejected:
+      return "proxy_protocol mismatch: the backend answered the PROXY v2 header with 400 (it does "
+             "not "
+             "expect PROXY protocol: set proxy_protocol: false on the pool or make the backend "
+             "accept it, "
+             "e.g. nginx listen ... proxy_protocol)";
+    case health_failure::closed_early:
+      return proxy_v2 ? "closed without an answer after the PROXY v2 header"
+                      : "closed without an answer (a backend that expects a PROXY header, e.g. "
+                        "nginx listen "
+                        "... proxy_protocol, does this: proxy_protocol mismatch? set "
+                        "proxy_protocol: true)";
+    case health_failure::bad_response:
+      return proxy_v2 ? "no HTTP status line in the answer to the PROXY v2 header and request "
+                        "(proxy_protocol "
+                        "mismatch?)"
+                      : "no HTTP status line in the answer";
+    case health_failure::bad_status:
+      return "HTTP status not the one expected";
+    case health_failure::connect_refused:
+      return "connection refused";
+    case health_failure::connect_timeout:
+      return "connect timed out";
+    case health_failure::timeout:
+      return "no answer within timeout_ms";
+    default:
+      return to_string(f);
+  }
 }
 
 namespace {
@@ -129,25 +169,31 @@ common::result<std::unique_ptr<health_checker>> health_checker::create(
     const health_target& t = h->targets_[i];
     check& c = h->checks_[i];
     h->states_[i].up.store(t.params.initially_up, std::memory_order_relaxed);
+    const uint16_t port = t.params.port != 0 ? t.params.port : t.port;
     if (t.address.v6) {
       auto* sa = reinterpret_cast<sockaddr_in6*>(&c.addr);
       sa->sin6_family = AF_INET6;
-      sa->sin6_port = htons(t.port);
+      sa->sin6_port = htons(port);
       std::memcpy(&sa->sin6_addr, t.address.b.data(), 16);
       c.addr_len = sizeof(sockaddr_in6);
     } else {
       auto* sa = reinterpret_cast<sockaddr_in*>(&c.addr);
       sa->sin_family = AF_INET;
-      sa->sin_port = htons(t.port);
+      sa->sin_port = htons(port);
       std::memcpy(&sa->sin_addr, t.address.b.data(), 4);
       c.addr_len = sizeof(sockaddr_in);
+    }
+    if (t.params.proxy_v2) {
+      // Signature, version 2 + LOCAL, AF_UNSPEC, no address block (spec section 2.2).
+      c.request.assign(reinterpret_cast<const char*>(pp2_signature), sizeof pp2_signature);
+      c.request.append({'\x20', '\x00', '\x00', '\x00'});
     }
     if (t.params.kind == health_kind::http) {
       std::string host = t.params.host;
       if (host.empty()) host = t.address.v6 ? "[" + t.address.str() + "]" : t.address.str();
-      host += ":" + std::to_string(t.port);
-      c.request = "GET " + t.params.path + " HTTP/1.0\r\nHost: " + host +
-                  "\r\nUser-Agent: edge-health-check\r\nConnection: close\r\n\r\n";
+      host += ":" + std::to_string(port);
+      c.request += "GET " + t.params.path + " HTTP/1.0\r\nHost: " + host +
+                   "\r\nUser-Agent: edge-health-check\r\nConnection: close\r\n\r\n";
     }
     // Spread the first round over the interval so that 1,000 targets do not fire at once.
     c.next_due_ms =
@@ -253,12 +299,17 @@ void health_checker::step(check& c, size_t i, int o, int res) {
   if (o == op_connect) {
     if (res == -ECONNREFUSED) return finish(c, i, false, health_failure::connect_refused, 0);
     if (res < 0) return finish(c, i, false, health_failure::connect_error, 0);
-    if (p.kind == health_kind::tcp) return finish(c, i, true, health_failure::none, 0);
+    // A TCP check passes on connect; with PROXY v2 once the header is out, so that the backend
+    // sees a well-formed connection rather than a broken header.
+    if (c.request.empty()) return finish(c, i, true, health_failure::none, 0);
     c.ph = check::phase::sending;
   } else if (o == op_send) {
     if (res < 0) return finish(c, i, false, health_failure::send_error, 0);
     c.sent += static_cast<size_t>(res);
-    if (c.sent >= c.request.size()) c.ph = check::phase::receiving;
+    if (c.sent >= c.request.size()) {
+      if (p.kind == health_kind::tcp) return finish(c, i, true, health_failure::none, 0);
+      c.ph = check::phase::receiving;
+    }
   } else if (o == op_recv) {
     if (res < 0) return finish(c, i, false, health_failure::recv_error, 0);
     c.len += static_cast<size_t>(res);
@@ -269,7 +320,10 @@ void health_checker::step(check& c, size_t i, int o, int res) {
           res == 0 && c.len == 0 ? health_failure::closed_early : health_failure::bad_response, 0);
     if (status > 0) {
       bool ok = p.expect_status ? status == p.expect_status : (status >= 200 && status < 400);
-      return finish(c, i, ok, ok ? health_failure::none : health_failure::bad_status, status);
+      const health_failure why = ok                            ? health_failure::none
+                                 : p.proxy_v2 && status == 400 ? health_failure::proxy_rejected
+                                                               : health_failure::bad_status;
+      return finish(c, i, ok, why, status);
     }
   }
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
@@ -346,6 +400,24 @@ void health_checker::run() {
       io_uring_cqe_seen(ring, cqe);
     }
   }
+}
+
+std::vector<bool> carry_health(const health_checker* old, std::vector<health_target>& targets) {
+  using key = std::tuple<std::string, std::string, uint16_t>;
+  std::map<key, bool> was;
+  if (old != nullptr)
+    for (size_t i = 0; i < old->size(); ++i) {
+      const health_target& t = old->target(i);
+      was[key{t.pool, t.address.str(), t.port}] = old->state(i).up.load(std::memory_order_relaxed);
+    }
+  std::vector<bool> up(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    health_target& t = targets[i];
+    if (auto it = was.find(key{t.pool, t.address.str(), t.port}); it != was.end())
+      t.params.initially_up = it->second;
+    up[i] = t.params.initially_up;
+  }
+  return up;
 }
 
 }  // namespace edge::upstream

@@ -29,6 +29,10 @@ struct health_params {
   unsigned rise = 2;          // consecutive successes to go up
   unsigned fall = 3;          // consecutive failures to go down
   bool initially_up = true;   // state before the first verdict
+  // The pool's connections start with a PROXY v2 header: so does the check, with the LOCAL command
+  // (the spec's choice for a proxy's own health checks; the receiver uses the real addresses).
+  bool proxy_v2 = false;
+  uint16_t port = 0;  // check this port instead of the backend's (0: the backend's)
 };
 
 struct health_target {
@@ -51,9 +55,14 @@ enum class health_failure : uint8_t {
   closed_early,
   bad_response,
   bad_status,
-  no_resources
+  no_resources,
+  proxy_rejected  // HTTP 400 to a check that sent a PROXY v2 header: a backend without PROXY
+                  // protocol
 };
 const char* to_string(health_failure f);
+// What a check's outcome means for an operator (logs, /stats): names a likely PROXY protocol
+// mismatch between the pool and the backend. `proxy_v2`: the check sent a PROXY v2 header.
+const char* explain(health_failure f, bool proxy_v2);
 
 struct health_change {
   size_t target;  // index into the targets given to create()
@@ -120,5 +129,13 @@ class health_checker {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// A reload replaces the checker. Every target of the new one that a target of `old` matches (same
+// pool, address and port) starts in the state the old checker had reached (params.initially_up),
+// so that the tables published from that state and the new checker agree from its start: a
+// backend still down goes up (and is published) after `rise` passes of the new checker, however
+// the check itself changed. `old` must be stopped (or null: nothing carried). Returns each
+// target's starting state.
+std::vector<bool> carry_health(const health_checker* old, std::vector<health_target>& targets);
 
 }  // namespace edge::upstream

@@ -75,6 +75,7 @@ pools:
     backends: [{{address: 10.97.1.11, port: 80}}]
   - name: echo
     connect_timeout_ms: 500
+    protocol: any  # its services offer h2 (the echo backend answers whatever comes)
     backends: [{{address: 10.97.1.11, port: 9000}}]
 services:
   - name: https

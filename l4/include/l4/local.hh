@@ -38,6 +38,28 @@ struct local_verdict {
 // For a parsed frame: answer it, pass it on, or drop it with a reason.
 local_verdict local_input(rte_mbuf* m, const packet& p, const local_addrs& local);
 
+// A TCP segment for an address this port answers for, on a port no service listens on: the RST
+// a closed port sends (RFC 9293 §3.10.7.1; RFC 793 "If the state is CLOSED"), written over the
+// segment in place (IP options / IPv6 extension headers and the payload dropped). With ACK:
+// <SEQ=SEG.ACK><CTL=RST>; without: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. A RST is never
+// answered (dropped as no_service); nor is anything but TCP.
+local_verdict closed_port_reset(rte_mbuf* m, const packet& p, const rte_ether_addr& own_mac);
+
+// Token bucket for the closed-port RSTs of one worker: spoofed SYNs to closed ports get at most
+// `per_second` answers (plus a burst), so the appliance is no reflector. Owner thread only.
+class reply_limiter {
+ public:
+  reply_limiter() = default;  // allows nothing
+  reply_limiter(uint64_t hz, uint32_t per_second, uint32_t burst)
+      : hz_(hz), rate_(per_second), burst_(burst), tokens_(burst) {}
+  bool allow(uint64_t now_tsc);
+
+ private:
+  uint64_t hz_ = 0;
+  uint32_t rate_ = 0, burst_ = 0, tokens_ = 0;
+  uint64_t last_ = 0;
+};
+
 // Builds a gratuitous ARP request for `addr` (IPv4) or an unsolicited neighbour advertisement to
 // all-nodes (IPv6) into `m`. Returns false if `m` is too small.
 bool build_announcement(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& addr);

@@ -107,6 +107,50 @@ services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_stri
   }
 }
 
+// A tls service offers in ALPN what its pool's backends speak (issue 17 item 6): http/1.1 by
+// default, so curl and browsers never speak HTTP/2 to an HTTP/1.1 backend.
+TEST(config, alpn_default_follows_the_pool_protocol) {
+  struct row {
+    const char* pool_protocol;  // empty: the default
+    const char* waf;
+    std::vector<std::string> alpn;
+  } rows[] = {
+      {"", "", {"http/1.1"}},
+      {"protocol: http1", "", {"http/1.1"}},
+      {"protocol: h2c", "", {"h2"}},
+      {"protocol: any", "", {"h2", "http/1.1"}},
+      {"protocol: any", "waf: {policy: {mode: enforce}}", {"http/1.1"}},
+  };
+  for (const auto& r : rows) {
+    const std::string text = std::string(R"(
+ports:
+  - {name: wan0, role: wan, device: net_ring0}
+workers:
+  lcores: [1]
+waf:
+  rules_dir: /tmp
+pools:
+  - name: web
+    )") + (*r.pool_protocol ? r.pool_protocol : "proxy_protocol: true") +
+                             R"(
+    backends: [{address: 10.0.1.10, port: 80}]
+services:
+  - name: web
+    vip: 10.0.0.100
+    port: 443
+    kind: tls
+    pool: web
+    )" + (*r.waf ? r.waf : "max_connections: 10") +
+                             R"(
+    tls:
+      certificates: [{cert: /etc/passwd, key: /etc/passwd}]
+)";
+    auto c = edge::parse_config(text, "test.yaml");
+    ASSERT_TRUE(c.has_value()) << r.pool_protocol << " " << r.waf << ": " << c.error().str();
+    EXPECT_EQ(c->services[0].tls.alpn, r.alpn) << r.pool_protocol << " " << r.waf;
+  }
+}
+
 TEST(config, missing_file_is_an_error_naming_it) {
   auto c = edge::load_config("/nonexistent/edged.yaml");
   ASSERT_FALSE(c.has_value());

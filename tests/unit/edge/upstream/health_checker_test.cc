@@ -323,5 +323,209 @@ TEST(health_checker, many_targets_stop_promptly) {
   }
 }
 
+// A reload replaces the checker: a backend the old checker had taken down starts down in the new
+// one (even with another kind of check), so the new checker's first `rise` passes publish "up"; a
+// new checker that started every target up would never report the recovery (issue 17 item 1).
+TEST(health_checker, reload_carries_state_and_recovery_is_reported) {
+  auto l = std::make_unique<listener>();
+  const uint16_t port = l->port;
+  listener other;
+  l.reset();  // refused: the old checker takes it down
+  changes old_ch;
+  auto old_hc = health_checker::create({target(port, health_kind::tcp, 2, 1)}, old_ch.fn());
+  ASSERT_TRUE(old_hc) << old_hc.error().str();
+  (*old_hc)->start();
+  ASSERT_TRUE(old_ch.wait(1));
+  (*old_hc)->stop();
+  ASSERT_FALSE((*old_hc)->state(0).up.load());
+
+  // The backend comes back before the reload; the reload changes the check to HTTP and adds a
+  // backend (unknown to the old checker: starts up) and moves the old one to index 1.
+  std::vector<health_target> next{target(other.port, health_kind::tcp),
+                                  target(port, health_kind::http)};
+  next[1].backend = 1;
+  auto other_pool = target(port, health_kind::tcp);
+  other_pool.pool = "other";  // same address and port in another pool: its own state
+  other_pool.backend = 0;
+  next.push_back(other_pool);
+  const std::vector<bool> up = carry_health(old_hc->get(), next);
+  EXPECT_EQ(up, (std::vector<bool>{true, false, true}));
+  EXPECT_TRUE(next[0].params.initially_up);
+  EXPECT_FALSE(next[1].params.initially_up);
+  EXPECT_EQ(carry_health(nullptr, next), up) << "no old checker: the targets keep their states";
+
+  listener reopened(false, 64, port);
+  ASSERT_GE(reopened.fd, 0);
+  std::atomic<bool> serving{true};
+  std::thread srv([&] {
+    while (serving) {
+      int s = reopened.accept(20);
+      if (s < 0) continue;
+      char buf[512];
+      (void)::recv(s, buf, sizeof buf, 0);
+      static const char resp[] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+      write_all(s, resp, sizeof resp - 1);
+      ::close(s);
+    }
+  });
+  next.resize(2);
+  changes ch;
+  auto hc = health_checker::create(next, ch.fn());
+  ASSERT_TRUE(hc) << hc.error().str();
+  ch.hc = hc->get();
+  EXPECT_FALSE((*hc)->state(1).up.load()) << "the new checker starts where the old one was";
+  (*hc)->start();
+  const bool reported = ch.wait(1);
+  serving = false;
+  srv.join();
+  ASSERT_TRUE(reported) << "the recovery is reported after the reload";
+  std::lock_guard g(ch.mu);
+  EXPECT_EQ(ch.seen[0].target, 1u);
+  EXPECT_TRUE(ch.seen[0].up);
+  EXPECT_EQ(ch.successes_at_change[0], 2u) << "after exactly `rise` passes";
+  EXPECT_TRUE((*hc)->state(0).up.load());
+}
+
+// A backend as nginx behaves with and without `listen ... proxy_protocol`: with it, a connection
+// that does not start with a PROXY header is closed unanswered; without it, anything but a request
+// line gets a 400. Records the first bytes of the last connection.
+struct pp_backend {
+  listener l;
+  bool expects_proxy;
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::string first;
+  std::thread t;
+
+  explicit pp_backend(bool proxy) : expects_proxy(proxy) {
+    t = std::thread([this] {
+      static const std::string local_hdr("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16);
+      while (!stop) {
+        int s = l.accept(20);
+        if (s < 0) continue;
+        std::string got;
+        char buf[512];
+        for (;;) {  // until a full request head after any header, or the check ends
+          const size_t head = got.compare(0, 12, local_hdr, 0, 12) == 0 ? 16 : 0;
+          if (got.size() >= head && got.find("\r\n\r\n", head) != std::string::npos) break;
+          pollfd p{s, POLLIN, 0};
+          if (::poll(&p, 1, 300) != 1) break;
+          ssize_t n = ::recv(s, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          got.append(buf, static_cast<size_t>(n));
+        }
+        {
+          std::lock_guard g(mu);
+          first = got;
+        }
+        const bool has_hdr = got.compare(0, 16, local_hdr) == 0;
+        const std::string req = has_hdr ? got.substr(16) : got;
+        std::string resp;
+        if (expects_proxy && !has_hdr)
+          resp = "";  // "broken header": closed
+        else if (!expects_proxy && has_hdr)
+          resp = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        else if (req.empty() || req.rfind("GET ", 0) == 0)
+          resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        else
+          resp = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        if (!resp.empty()) write_all(s, resp.data(), resp.size());
+        ::close(s);
+      }
+    });
+  }
+  ~pp_backend() {
+    stop = true;
+    t.join();
+  }
+  std::string seen() {
+    std::lock_guard g(mu);
+    return first;
+  }
+};
+
+// The check speaks PROXY v2 (LOCAL) when the pool does; a mismatch either way is named.
+TEST(health_checker, proxy_v2_checks_and_mismatch) {
+  static const std::string local_hdr("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16);
+  struct row {
+    const char* what;
+    bool backend_expects_proxy;
+    bool check_sends_proxy;
+    health_kind kind;
+    bool stays_up;
+    health_failure why;  // when it goes down
+    int status;
+    const char* starts_with;  // what the backend received first
+  };
+  const row rows[] = {
+      {"http, PROXY on both sides", true, true, health_kind::http, true, health_failure::none, 0,
+       "\r\n\r\n"},
+      {"http, backend expects PROXY, pool sends none", true, false, health_kind::http, false,
+       health_failure::closed_early, 0, "GET / HTTP/1.0"},
+      {"http, pool sends PROXY to a plain backend", false, true, health_kind::http, false,
+       health_failure::proxy_rejected, 400, "\r\n\r\n"},
+      {"http, plain on both sides", false, false, health_kind::http, true, health_failure::none, 0,
+       "GET / HTTP/1.0"},
+      {"tcp, PROXY on both sides: the header alone", true, true, health_kind::tcp, true,
+       health_failure::none, 0, "\r\n\r\n"},
+  };
+  for (const row& r : rows) {
+    SCOPED_TRACE(r.what);
+    pp_backend be(r.backend_expects_proxy);
+    changes ch;
+    auto t = target(be.l.port, r.kind, 1, 1);
+    t.params.proxy_v2 = r.check_sends_proxy;
+    auto hc = health_checker::create({t}, ch.fn());
+    ASSERT_TRUE(hc) << hc.error().str();
+    ch.hc = hc->get();
+    (*hc)->start();
+    if (r.stays_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(350));
+      EXPECT_TRUE((*hc)->state(0).up.load());
+      EXPECT_GE((*hc)->state(0).checks.get(), 2u);
+      EXPECT_EQ((*hc)->state(0).failures.get(), 0u);
+    } else {
+      ASSERT_TRUE(ch.wait(1));
+      std::lock_guard g(ch.mu);
+      EXPECT_FALSE(ch.seen[0].up);
+      EXPECT_EQ(ch.seen[0].last_failure, r.why) << to_string(ch.seen[0].last_failure);
+      EXPECT_EQ(ch.seen[0].last_status, r.status);
+    }
+    (*hc)->stop();
+    const std::string seen = be.seen();
+    EXPECT_EQ(seen.rfind(r.starts_with, 0), 0u) << "backend received: " << seen;
+    if (r.check_sends_proxy) {
+      EXPECT_EQ(seen.compare(0, 16, local_hdr), 0) << "PROXY v2 LOCAL, no addresses";
+      if (r.kind == health_kind::tcp)
+        EXPECT_EQ(seen.size(), 16u) << "a tcp check sends the header only";
+      else
+        EXPECT_EQ(seen.compare(16, 4, "GET "), 0);
+    }
+  }
+  EXPECT_NE(
+      std::string(explain(health_failure::proxy_rejected, true)).find("proxy_protocol mismatch"),
+      std::string::npos);
+  EXPECT_NE(std::string(explain(health_failure::closed_early, false)).find("proxy_protocol"),
+            std::string::npos);
+}
+
+// health_check.port: the check goes to its own port; the target keeps the backend's (metrics).
+TEST(health_checker, separate_check_port) {
+  closed_port backend_port;  // the service port refuses: only the check port answers
+  listener check_port;
+  changes ch;
+  auto t = target(backend_port.port, health_kind::tcp, 1, 1);
+  t.params.port = check_port.port;
+  auto hc = health_checker::create({t}, ch.fn());
+  ASSERT_TRUE(hc);
+  (*hc)->start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  (*hc)->stop();
+  EXPECT_TRUE((*hc)->state(0).up.load());
+  EXPECT_EQ((*hc)->state(0).failures.get(), 0u);
+  EXPECT_GE((*hc)->state(0).checks.get(), 2u);
+  EXPECT_EQ((*hc)->target(0).port, backend_port.port);
+}
+
 }  // namespace
 }  // namespace edge::upstream
