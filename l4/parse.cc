@@ -143,8 +143,10 @@ drop parse(const rte_mbuf* m, packet& p) {
       auto* ip6 = reinterpret_cast<const rte_ipv6_hdr*>(data + off);
       if ((rte_be_to_cpu_32(ip6->vtc_flow) >> 28) != 6) return drop::ipv6_bad_version;
       const uint16_t plen = rte_be_to_cpu_16(ip6->payload_len);
-      const uint16_t end = off + sizeof(rte_ipv6_hdr) + plen;
-      if (end > len) return drop::ipv6_truncated;
+      // 32 bits: a payload length near 65535 wrapped a 16-bit end below the L4 offset (issue 10).
+      const uint32_t end32 = uint32_t{off} + sizeof(rte_ipv6_hdr) + plen;
+      if (end32 > len) return drop::ipv6_truncated;
+      const uint16_t end = static_cast<uint16_t>(end32);
       if (ip6->src_addr[0] == 0xff) return drop::ipv6_bad_source;
       static constexpr uint8_t loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
       if (std::memcmp(ip6->src_addr, loopback, 16) == 0) return drop::ipv6_bad_source;

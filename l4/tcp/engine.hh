@@ -95,6 +95,8 @@ class engine {
   void insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped);
   void process_fin(tcb& t);
   void challenge_ack(tcb& t, drop why);
+  uint16_t send_mss(uint16_t peer_mss, uint16_t our_mss, bool timestamps);
+  bool ts_echo_ok(uint32_t tsecr) const;
 
   // output.cc
   void output(tcb& t);

@@ -41,13 +41,22 @@ rte_mbuf* engine::build(const route& rt, uint32_t seq, uint32_t ack, uint8_t fla
   }
   uint8_t opts[40];
   const uint8_t optlen = write_options(opts, o);
-  const uint16_t l2 = static_cast<uint16_t>(sizeof(rte_ether_hdr) + (rt.has_vlan ? 4 : 0));
-  const uint16_t l3 = rt.v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
-  const uint16_t l4 = static_cast<uint16_t>(sizeof(rte_tcp_hdr) + optlen);
-  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(l2 + l3 + l4 + len)));
-  if (f == nullptr) {  // data room smaller than MTU: a configuration error, counted not crashed
+  const uint32_t l2 = sizeof(rte_ether_hdr) + (rt.has_vlan ? 4u : 0u);
+  const uint32_t l3 = rt.v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
+  const uint32_t l4 = sizeof(rte_tcp_hdr) + optlen;
+  // In 32 bits and against the tailroom before anything is written: a 16-bit sum would wrap and
+  // let a short append pass while the payload copy below ran past the mbuf (issue 10).
+  const uint32_t frame = l2 + l3 + l4 + len;
+  if (len > cfg_.snd_buf || frame > rte_pktmbuf_tailroom(m) ||
+      static_cast<uint64_t>(l3) + l4 + len > 65535) {
     rte_pktmbuf_free(m);
-    ctr_.drops.add(drop::tcp_tx_no_mbuf);
+    ctr_.drops.add(drop::tcp_tx_too_long);
+    return nullptr;
+  }
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(frame)));
+  if (f == nullptr) {
+    rte_pktmbuf_free(m);
+    ctr_.drops.add(drop::tcp_tx_too_long);
     return nullptr;
   }
   auto* eth = reinterpret_cast<rte_ether_hdr*>(f);

@@ -208,6 +208,20 @@ const parse_case cases[] = {
        return b.bytes();
      },
      l4::drop::ipv6_truncated},
+    {"IPv6 payload length 65535 on a short frame (16-bit end offset wrapped, read 64 KiB out)",
+     [] {
+       auto f = tcp6().bytes();
+       f[14 + 4] = 0xff, f[14 + 5] = 0xff;
+       return f;
+     },
+     l4::drop::ipv6_truncated},
+    {"IPv6 payload length 65482 (end offset wraps to exactly 0)",
+     [] {
+       auto f = tcp6().bytes();
+       f[14 + 4] = 0xff, f[14 + 5] = 0xca;
+       return f;
+     },
+     l4::drop::ipv6_truncated},
     {"IPv6 multicast source",
      [] {
        auto b = tcp6();

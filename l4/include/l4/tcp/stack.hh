@@ -39,6 +39,10 @@ enum class pool_full_action : uint8_t { rst, drop };
 // or CUBIC (RFC 9438: window a cubic function of the time since the last loss, 0.7 on loss).
 enum class congestion : uint8_t { newreno, cubic };
 
+// Floor of the peer's MSS option (RFC 9293's IPv4 default, RFC 879): a smaller value is used as
+// this. l4/tcp/README.md "Hostile peers" says why 536 rather than Linux's 48.
+inline constexpr uint16_t min_peer_mss = 536;
+
 struct config {
   uint32_t max_connections = 1024;  // TCB pool; includes SYN_RECEIVED and TIME_WAIT
   uint32_t snd_buf = 64 * 1024;     // bytes per connection
@@ -146,6 +150,7 @@ struct counters {
   common::counter closed;  // TCBs released
   common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
   common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
+  common::counter peer_mss_clamped;    // handshakes whose peer MSS was below min_peer_mss
   std::array<common::counter, reset_reason_count> resets_sent;
   drop_counters drops;  // tcp_* reasons from drops_tcp.def
 
