@@ -295,18 +295,41 @@ drop engine::syn_received_input(tcb& t, const segment& s) {
   return synchronized_input(t, s);
 }
 
+// An ACK answering an invalid segment (PAWS, out of window, bad ACK, challenge): at most one per
+// connection per invalid_ack_interval_ms (Linux's tcp_invalid_ratelimit), so a peer cannot turn
+// a flood of bad segments into a flood of ACKs.
+bool engine::invalid_ack_allowed(tcb& t) {
+  if (cfg_.invalid_ack_interval_ms != 0 && t.last_invalid_ack_tsc != 0 &&
+      now_ - t.last_invalid_ack_tsc < ms(cfg_.invalid_ack_interval_ms)) {
+    ctr_.acks_rate_limited.add();
+    return false;
+  }
+  t.last_invalid_ack_tsc = std::max<uint64_t>(now_, 1);
+  return true;
+}
+
+// RFC 5961 §7. The worker-wide budget alone was the side channel of CVE-2016-5696 (an off-path
+// host exhausts it and counts the ACKs left to learn whether a guessed tuple exists): a challenge
+// ACK is first limited per connection, and the per-second budget is drawn at random in
+// [limit/2, 3*limit/2) as Linux does.
 void engine::challenge_ack(tcb& t, drop why) {
   (void)why;
-  const uint64_t sec = now_ms() / 1000;
-  if (sec != challenge_second_) {
-    challenge_second_ = sec;
-    challenge_count_ = 0;
-  }
-  if (challenge_count_ >= cfg_.challenge_acks_per_s) {
+  if (!invalid_ack_allowed(t)) {
     ctr_.drops.add(drop::tcp_challenge_limited);
     return;
   }
-  ++challenge_count_;
+  const uint64_t sec = now_ms() / 1000;
+  if (sec != challenge_second_) {
+    challenge_second_ = sec;
+    const uint32_t lim = cfg_.challenge_acks_per_s;
+    challenge_budget_ = lim / 2 + (lim != 0 ? static_cast<uint32_t>(next_random() % lim) : 0);
+  }
+  if (challenge_budget_ == 0) {
+    ctr_.acks_rate_limited.add();
+    ctr_.drops.add(drop::tcp_challenge_limited);
+    return;
+  }
+  --challenge_budget_;
   ctr_.challenge_acks.add();
   send_ack(t);
 }
@@ -315,7 +338,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
   // PAWS (RFC 7323 §5.3); a ts_recent idle for 24 days is no longer trusted.
   if (t.info.timestamps && s.opt.has_ts && (s.flags & f_rst) == 0 &&
       seq_lt(s.opt.tsval, t.ts_recent) && now_ - t.ts_recent_tsc < ms(24ull * 86400 * 1000)) {
-    send_ack(t);
+    send_invalid_ack(t);
     return drop::tcp_paws;
   }
   const uint32_t wnd = seq_gt(t.rcv_adv, t.rcv_nxt) ? t.rcv_adv - t.rcv_nxt : 0;
@@ -365,7 +388,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
     if (wnd == 0 || seq_geq(seq, t.rcv_nxt + wnd)) {
       t.ack_now = true;
       if (!(wnd == 0 && seq == t.rcv_nxt)) {
-        send_ack(t);
+        send_invalid_ack(t);
         return drop::tcp_out_of_window;
       }
       // A zero-window probe: take its ACK field, drop its byte, answer with our window.
@@ -435,7 +458,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
 drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
   const uint32_t ack = s.ack;
   if (seq_gt(ack, t.snd_max)) {  // ACK for data never sent
-    send_ack(t);
+    send_invalid_ack(t);
     return drop::tcp_bad_ack;
   }
   if (seq_lt(ack, t.snd_una - std::max<uint32_t>(t.max_snd_wnd, t.mss))) {  // RFC 5961 §5.2

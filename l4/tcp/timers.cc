@@ -51,6 +51,7 @@ void engine::arm_rto(tcb& t) {
 
 void engine::poll(uint64_t now_tsc) {
   if (now_tsc > now_) now_ = now_tsc;
+  rotate_cookie_key();
   busy_ = true;
   const uint64_t target = now_ / tsc_per_ms_;
   if (target > wheel_tick_) {
