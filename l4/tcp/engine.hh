@@ -116,6 +116,7 @@ class engine {
                   const out_options& o, const tcb* data_from, uint32_t data_off, uint32_t len);
   void push_tx(rte_mbuf* m);
   uint16_t rcv_window(tcb& t);
+  uint32_t seg_room(const tcb& t) const;
   uint32_t rcv_space(const tcb& t) const;
   uint32_t ts_now(const tcb& t) const;
   void rtt_sample(tcb& t, uint64_t rtt_us);
