@@ -45,6 +45,9 @@ drop parse_transport(const uint8_t* data, uint16_t off, uint16_t end, const rte_
       auto* u = reinterpret_cast<const rte_udp_hdr*>(l4h);
       const uint16_t ulen = rte_be_to_cpu_16(u->dgram_len);
       if (ulen < sizeof(rte_udp_hdr) || ulen > avail) return drop::udp_truncated;
+      // Bytes after the datagram inside the IP packet: forwarding would cut the frame to the UDP
+      // length under an IP header that still counts them (found by fuzz_l4_forward).
+      if (ulen != avail) return drop::udp_length_mismatch;
       if (u->dgram_cksum == 0) {
         if (p.l3 == l3_kind::ipv6) return drop::udp_bad_checksum;  // mandatory over IPv6
       } else if ((m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) != RTE_MBUF_F_RX_L4_CKSUM_GOOD &&
