@@ -60,7 +60,8 @@ void engine::poll(uint64_t now_tsc) {
       // Advance the tick before walking its slot: a TCB re-queued during the walk must land in a
       // later slot of this catch-up, not in one already walked (a full revolution late).
       wheel_tick_ = target - steps + i;
-      process_slot(static_cast<uint32_t>(wheel_tick_ % wheel_slots));
+      const uint32_t slot = static_cast<uint32_t>(wheel_tick_ % wheel_slots);
+      if (wheel_[slot] != no_index) process_slot(slot);  // most slots are empty after a jump
     }
     wheel_tick_ = target;
   }
