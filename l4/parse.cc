@@ -45,6 +45,9 @@ drop parse_transport(const uint8_t* data, uint16_t off, uint16_t end, const rte_
       auto* u = reinterpret_cast<const rte_udp_hdr*>(l4h);
       const uint16_t ulen = rte_be_to_cpu_16(u->dgram_len);
       if (ulen < sizeof(rte_udp_hdr) || ulen > avail) return drop::udp_truncated;
+      // Bytes after the datagram inside the IP packet: forwarding would cut the frame to the UDP
+      // length under an IP header that still counts them (found by fuzz_l4_forward).
+      if (ulen != avail) return drop::udp_length_mismatch;
       if (u->dgram_cksum == 0) {
         if (p.l3 == l3_kind::ipv6) return drop::udp_bad_checksum;  // mandatory over IPv6
       } else if ((m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) != RTE_MBUF_F_RX_L4_CKSUM_GOOD &&
@@ -143,8 +146,10 @@ drop parse(const rte_mbuf* m, packet& p) {
       auto* ip6 = reinterpret_cast<const rte_ipv6_hdr*>(data + off);
       if ((rte_be_to_cpu_32(ip6->vtc_flow) >> 28) != 6) return drop::ipv6_bad_version;
       const uint16_t plen = rte_be_to_cpu_16(ip6->payload_len);
-      const uint16_t end = off + sizeof(rte_ipv6_hdr) + plen;
-      if (end > len) return drop::ipv6_truncated;
+      // 32 bits: a payload length near 65535 wrapped a 16-bit end below the L4 offset (issue 10).
+      const uint32_t end32 = uint32_t{off} + sizeof(rte_ipv6_hdr) + plen;
+      if (end32 > len) return drop::ipv6_truncated;
+      const uint16_t end = static_cast<uint16_t>(end32);
       if (ip6->src_addr[0] == 0xff) return drop::ipv6_bad_source;
       static constexpr uint8_t loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
       if (std::memcmp(ip6->src_addr, loopback, 16) == 0) return drop::ipv6_bad_source;

@@ -17,10 +17,13 @@ constexpr size_t huge_page = 2u << 20;
 
 // Zeroed memory, 2 MiB-aligned and advised for transparent huge pages, or nullptr.
 void* alloc_huge(size_t bytes) {
-  const size_t size = (bytes + huge_page - 1) / huge_page * huge_page;
-  void* p = std::aligned_alloc(huge_page, size);
+  // Huge-page alignment only for tables that span one: a small table (tests, fuzzing) would
+  // otherwise cost a 2 MiB allocation and memset.
+  const size_t align = bytes >= huge_page ? huge_page : 64;
+  const size_t size = (bytes + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, size);
   if (p == nullptr) return nullptr;
-  madvise(p, size, MADV_HUGEPAGE);  // advisory: failure only costs TLB misses
+  if (align == huge_page) madvise(p, size, MADV_HUGEPAGE);  // advisory: failure only costs TLB misses
   std::memset(p, 0, size);
   return p;
 }

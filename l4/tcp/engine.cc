@@ -5,19 +5,42 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 namespace l4::tcp {
+namespace {
+
+// The configured secret, or one drawn at start when none was given (all zero).
+sip_key boot_secret(const sip_key& configured) {
+  if (std::any_of(configured.begin(), configured.end(), [](uint8_t b) { return b != 0; }))
+    return configured;
+  sip_key k;
+  std::random_device rd;
+  for (size_t i = 0; i < k.size(); i += 4) {
+    const uint32_t v = rd();
+    std::memcpy(k.data() + i, &v, 4);
+  }
+  return k;
+}
+
+}  // namespace
 
 engine::engine(const config& cfg, rte_mempool* tx_pool, app* a)
     : cfg_(cfg),
       pool_(tx_pool),
       app_(a),
-      cookies_(cfg.secret),
+      secret_(boot_secret(cfg.secret)),
+      cookies_(derive_key(secret_, "syn-cookie", 0), derive_key(secret_, "isn")),
+      flow_key_(derive_key(secret_, "flow-hash")),
+      rng_(0),
       tsc_per_ms_(std::max<uint64_t>(1, (cfg.tsc_hz != 0 ? cfg.tsc_hz : rte_get_tsc_hz()) / 1000)),
       our_mss_v4_(static_cast<uint16_t>(cfg.mtu - 40)),
       our_mss_v6_(static_cast<uint16_t>(cfg.mtu - 60)),
       our_wscale_(0),
       map_cap_(map_records(cfg)) {
+  const sip_key r = derive_key(secret_, "challenge-ack");
+  std::memcpy(&rng_, r.data(), 8);
+  rng_ |= 1;
   if (cfg_.window_scale)
     while (our_wscale_ < 14 && (cfg_.rcv_buf >> our_wscale_) > 65535) ++our_wscale_;
   tcbs_.resize(cfg_.max_connections);
@@ -72,8 +95,8 @@ uint64_t engine::flow_hash(const ip_addr& raddr, uint16_t rport, const ip_addr& 
                            uint16_t lport) const {
   // Keyed so that a peer cannot aim its 4-tuples at one probe chain.
   uint64_t k0, k1, a0, a1, b0;
-  std::memcpy(&k0, cfg_.secret.data(), 8);
-  std::memcpy(&k1, cfg_.secret.data() + 8, 8);
+  std::memcpy(&k0, flow_key_.data(), 8);
+  std::memcpy(&k1, flow_key_.data() + 8, 8);
   std::memcpy(&a0, raddr.b.data(), 8);
   std::memcpy(&a1, raddr.b.data() + 8, 8);
   std::memcpy(&b0, laddr.b.data(), 8);
@@ -379,6 +402,32 @@ void engine::push_tx(rte_mbuf* m) {
   }
   tx_.push_back(m);
   ctr_.segments_out.add();
+}
+
+}  // namespace l4::tcp
+
+namespace l4::tcp {
+
+uint64_t engine::next_random() {
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  return rng_ * 0x2545f4914f6cdd1dULL;
+}
+
+// Called from poll(): the cookie key follows the cookie counter's 64 s period, derived from the
+// secret and the period number, so every worker holds the same keys without talking.
+void engine::rotate_cookie_key() {
+  const uint64_t epoch = now_ms() / 1000 / 64;
+  if (cookie_epoch_set_ && epoch == cookie_epoch_) return;
+  if (!cookie_epoch_set_ || epoch != cookie_epoch_ + 1) {
+    cookies_.rotate(derive_key(secret_, "syn-cookie", epoch - 1));  // the start, or a clock jump
+  } else {
+    ctr_.cookie_key_rotations.add();
+  }
+  cookies_.rotate(derive_key(secret_, "syn-cookie", epoch));
+  cookie_epoch_ = epoch;
+  cookie_epoch_set_ = true;
 }
 
 }  // namespace l4::tcp

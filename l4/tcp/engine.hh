@@ -97,6 +97,14 @@ class engine {
   void insert_ooo(tcb& t, uint32_t seq, uint32_t len, bool& dropped);
   void process_fin(tcb& t);
   void challenge_ack(tcb& t, drop why);
+  bool invalid_ack_allowed(tcb& t);
+  void send_invalid_ack(tcb& t) {
+    if (invalid_ack_allowed(t)) send_ack(t);
+  }
+  void rotate_cookie_key();
+  uint64_t next_random();
+  uint16_t send_mss(uint16_t peer_mss, uint16_t our_mss, bool timestamps);
+  bool ts_echo_ok(uint32_t tsecr) const;
 
   // output.cc
   void output(tcb& t);
@@ -110,6 +118,7 @@ class engine {
                   const out_options& o, const tcb* data_from, uint32_t data_off, uint32_t len);
   void push_tx(rte_mbuf* m);
   uint16_t rcv_window(tcb& t);
+  uint32_t seg_room(const tcb& t) const;
   uint32_t rcv_space(const tcb& t) const;
   uint32_t ts_now(const tcb& t) const;
   void rtt_sample(tcb& t, uint64_t rtt_us);
@@ -158,7 +167,12 @@ class engine {
   config cfg_;
   rte_mempool* pool_;
   app* app_;
+  sip_key secret_;  // cfg.secret, or random when that is all zero
   syn_cookies cookies_;
+  sip_key flow_key_;
+  uint64_t cookie_epoch_ = 0;  // cookie key period (64 s, the cookie counter's)
+  bool cookie_epoch_set_ = false;
+  uint64_t rng_;  // xorshift64* for the challenge ACK budget
   uint64_t tsc_per_ms_;
   uint64_t now_ = 0;
   uint16_t our_mss_v4_, our_mss_v6_;
@@ -183,7 +197,7 @@ class engine {
   std::vector<rte_mbuf*> tx_;
   uint64_t challenge_second_ = 0;
   uint64_t last_cookie_ms_ = 0;  // when a SYN cookie was last sent (0: never)
-  uint32_t challenge_count_ = 0;
+  uint32_t challenge_budget_ = 0;  // challenge ACKs left this second (randomised)
   counters ctr_;
 };
 

@@ -82,6 +82,27 @@ drop engine::input(rte_mbuf* m, const packet& p) {
   return d;
 }
 
+// The payload per segment we send: the peer's MSS raised to min_peer_mss (see README: below it a
+// peer could make us divide by zero, wrap the 16-bit length, or send 1-byte segments), capped by
+// our own, minus the timestamp option we add to every segment.
+// A TSecr usable as an RTT sample: not from the future, and not older than the longest RTO. A
+// peer echoing an ancient value would otherwise set SRTT to ~2^31 ms, and the loss-probe and RTO
+// arithmetic (µs -> TSC) would overflow.
+bool engine::ts_echo_ok(uint32_t tsecr) const {
+  const uint32_t now = static_cast<uint32_t>(now_ms());
+  return seq_leq(tsecr, now) && now - tsecr <= cfg_.rto_max_ms;
+}
+
+uint16_t engine::send_mss(uint16_t peer_mss, uint16_t our_mss, bool timestamps) {
+  uint32_t m = peer_mss;
+  if (m < min_peer_mss) {
+    m = min_peer_mss;
+    ctr_.peer_mss_clamped.add();
+  }
+  m = std::min<uint32_t>(m, our_mss);
+  return static_cast<uint16_t>(m - (timestamps ? 12u : 0u));  // our_mss >= 1240 (mtu >= 1280)
+}
+
 drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const listener& l) {
   if (s.flags & f_rst) return drop::tcp_rst_no_conn;
   const four_tuple ft = tuple_of(p);
@@ -128,7 +149,7 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
     t->ts_recent = s.opt.tsval;
     t->ts_recent_tsc = now_;
-    t->mss = static_cast<uint16_t>(std::min(peer_mss, our_mss) - (t->info.timestamps ? 12 : 0));
+    t->mss = send_mss(peer_mss, our_mss, t->info.timestamps);
     t->info.mss = t->mss;
     t->snd_wnd = t->max_snd_wnd = s.wnd;  // SYN windows are never scaled
     t->snd_wl1 = s.seq;
@@ -174,7 +195,7 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
     t->ts_recent = s.opt.tsval;
     t->ts_recent_tsc = now_;
-    t->mss = static_cast<uint16_t>(std::min(co->mss, our_mss) - (t->info.timestamps ? 12 : 0));
+    t->mss = send_mss(co->mss, our_mss, t->info.timestamps);
     t->info.mss = t->mss;
     t->snd_wl1 = s.seq - 1;  // so this ACK's window is taken
     t->rcv_adv = t->rcv_nxt + std::min<uint32_t>(cfg_.rcv_buf, 65535);
@@ -243,8 +264,7 @@ drop engine::syn_received_input(tcb& t, const segment& s) {
   t.snd_una = t.iss + 1;
   // The handshake's RTT seeds the RTO (RFC 6298 §2.2). Not for cookies: their TSval was bent.
   if (!t.from_cookie) {
-    if (t.info.timestamps && s.opt.has_ts && seq_leq(s.opt.tsecr, static_cast<uint32_t>(now_ms())) &&
-        t.synack_retries == 0) {
+    if (t.info.timestamps && s.opt.has_ts && ts_echo_ok(s.opt.tsecr) && t.synack_retries == 0) {
       rtt_sample(t, (static_cast<uint32_t>(now_ms()) - s.opt.tsecr) * 1000ull);
     } else if (t.rtt_timing) {
       rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);
@@ -275,18 +295,41 @@ drop engine::syn_received_input(tcb& t, const segment& s) {
   return synchronized_input(t, s);
 }
 
+// An ACK answering an invalid segment (PAWS, out of window, bad ACK, challenge): at most one per
+// connection per invalid_ack_interval_ms (Linux's tcp_invalid_ratelimit), so a peer cannot turn
+// a flood of bad segments into a flood of ACKs.
+bool engine::invalid_ack_allowed(tcb& t) {
+  if (cfg_.invalid_ack_interval_ms != 0 && t.last_invalid_ack_tsc != 0 &&
+      now_ - t.last_invalid_ack_tsc < ms(cfg_.invalid_ack_interval_ms)) {
+    ctr_.acks_rate_limited.add();
+    return false;
+  }
+  t.last_invalid_ack_tsc = std::max<uint64_t>(now_, 1);
+  return true;
+}
+
+// RFC 5961 §7. The worker-wide budget alone was the side channel of CVE-2016-5696 (an off-path
+// host exhausts it and counts the ACKs left to learn whether a guessed tuple exists): a challenge
+// ACK is first limited per connection, and the per-second budget is drawn at random in
+// [limit/2, 3*limit/2) as Linux does.
 void engine::challenge_ack(tcb& t, drop why) {
   (void)why;
-  const uint64_t sec = now_ms() / 1000;
-  if (sec != challenge_second_) {
-    challenge_second_ = sec;
-    challenge_count_ = 0;
-  }
-  if (challenge_count_ >= cfg_.challenge_acks_per_s) {
+  if (!invalid_ack_allowed(t)) {
     ctr_.drops.add(drop::tcp_challenge_limited);
     return;
   }
-  ++challenge_count_;
+  const uint64_t sec = now_ms() / 1000;
+  if (sec != challenge_second_) {
+    challenge_second_ = sec;
+    const uint32_t lim = cfg_.challenge_acks_per_s;
+    challenge_budget_ = lim / 2 + (lim != 0 ? static_cast<uint32_t>(next_random() % lim) : 0);
+  }
+  if (challenge_budget_ == 0) {
+    ctr_.acks_rate_limited.add();
+    ctr_.drops.add(drop::tcp_challenge_limited);
+    return;
+  }
+  --challenge_budget_;
   ctr_.challenge_acks.add();
   send_ack(t);
 }
@@ -295,7 +338,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
   // PAWS (RFC 7323 §5.3); a ts_recent idle for 24 days is no longer trusted.
   if (t.info.timestamps && s.opt.has_ts && (s.flags & f_rst) == 0 &&
       seq_lt(s.opt.tsval, t.ts_recent) && now_ - t.ts_recent_tsc < ms(24ull * 86400 * 1000)) {
-    send_ack(t);
+    send_invalid_ack(t);
     return drop::tcp_paws;
   }
   const uint32_t wnd = seq_gt(t.rcv_adv, t.rcv_nxt) ? t.rcv_adv - t.rcv_nxt : 0;
@@ -345,7 +388,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
     if (wnd == 0 || seq_geq(seq, t.rcv_nxt + wnd)) {
       t.ack_now = true;
       if (!(wnd == 0 && seq == t.rcv_nxt)) {
-        send_ack(t);
+        send_invalid_ack(t);
         return drop::tcp_out_of_window;
       }
       // A zero-window probe: take its ACK field, drop its byte, answer with our window.
@@ -358,7 +401,8 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
     }
     // The ring holds rcv_buf bytes from rcv_read; rounding of a scaled window may promise a
     // few bytes more.
-    const uint32_t room = t.rcv_read + cfg_.rcv_buf - seq;
+    const uint32_t used = seq - t.rcv_read;  // seq >= rcv_nxt >= rcv_read here
+    const uint32_t room = used < cfg_.rcv_buf ? cfg_.rcv_buf - used : 0;
     if (len > room) {
       len = room;
       fin = false;
@@ -414,7 +458,7 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
 drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
   const uint32_t ack = s.ack;
   if (seq_gt(ack, t.snd_max)) {  // ACK for data never sent
-    send_ack(t);
+    send_invalid_ack(t);
     return drop::tcp_bad_ack;
   }
   if (seq_lt(ack, t.snd_una - std::max<uint32_t>(t.max_snd_wnd, t.mss))) {  // RFC 5961 §5.2
@@ -438,8 +482,7 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
   bool dupack_loss = false;
   if (seq_gt(ack, t.snd_una)) {
     const uint32_t acked = ack - t.snd_una;
-    if (t.info.timestamps && s.opt.has_ts && s.opt.tsecr != 0 &&
-        seq_leq(s.opt.tsecr, static_cast<uint32_t>(now_ms()))) {
+    if (t.info.timestamps && s.opt.has_ts && s.opt.tsecr != 0 && ts_echo_ok(s.opt.tsecr)) {
       rtt_sample(t, (static_cast<uint32_t>(now_ms()) - s.opt.tsecr) * 1000ull);
     } else if (t.rtt_timing && seq_gt(ack, t.rtt_seq)) {
       rtt_sample(t, (now_ - t.rtt_start) * 1000 / tsc_per_ms_);

@@ -192,7 +192,7 @@ bool engine::retransmit_seg(tcb& t, uint32_t i) {
   const uint32_t dend = fin ? r.end - 1 : r.end;
   uint32_t seq = r.start;
   do {
-    const uint32_t len = seq_lt(seq, dend) ? std::min<uint32_t>(dend - seq, t.mss) : 0;
+    const uint32_t len = seq_lt(seq, dend) ? std::min<uint32_t>(dend - seq, seg_room(t)) : 0;
     const uint8_t flags = static_cast<uint8_t>(f_ack | ((fin && seq + len == dend) ? f_fin : 0));
     if (len == 0 && (flags & f_fin) == 0) break;
     if (!send_segment(t, seq, len, flags, tx_kind::retransmit)) return false;
@@ -359,7 +359,8 @@ void engine::tlp_fire(tcb& t) {
   const uint32_t off = t.snd_max - t.snd_una;
   const uint32_t avail = t.tx_len > off ? t.tx_len - off : 0;
   const uint32_t in_wnd = t.snd_wnd > off ? t.snd_wnd - off : 0;
-  const uint32_t len = std::min({avail, in_wnd, uint32_t{t.mss}});
+  const uint32_t room = seg_room(t);
+  const uint32_t len = std::min({avail, in_wnd, room});
   bool sent = false;
   if (len > 0) {
     const bool fin = t.fin_queued && off + len == t.tx_len;
@@ -372,7 +373,7 @@ void engine::tlp_fire(tcb& t) {
     while (i > 0 && (t.seg(i - 1).flags & seg_sacked)) --i;
     if (i == 0) return;  // all SACKed: the cumulative ACK is on its way
     --i;
-    if (t.seg(i).len() > t.mss && map_split(t, i, t.seg(i).end - t.mss)) ++i;
+    if (t.seg(i).len() > room && map_split(t, i, t.seg(i).end - room)) ++i;
     sent = retransmit_seg(t, i);
     t.tlp_rexmit = true;
   }

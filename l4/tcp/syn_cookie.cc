@@ -27,7 +27,7 @@ size_t tuple_bytes(const four_tuple& t, uint8_t* out) {
 
 }  // namespace
 
-uint64_t siphash24(const std::array<uint8_t, 16>& key, const uint8_t* data, size_t len) {
+uint64_t siphash24(const sip_key& key, const uint8_t* data, size_t len) {
   uint64_t k0, k1;
   std::memcpy(&k0, key.data(), 8);
   std::memcpy(&k1, key.data() + 8, 8);
@@ -53,21 +53,38 @@ uint64_t siphash24(const std::array<uint8_t, 16>& key, const uint8_t* data, size
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
+sip_key derive_key(const sip_key& secret, const char* label, uint64_t n) {
+  uint8_t buf[64] = {};
+  size_t len = 0;
+  while (label[len] != 0 && len < 40) {
+    buf[len] = static_cast<uint8_t>(label[len]);
+    ++len;
+  }
+  std::memcpy(buf + len, &n, 8), len += 8;
+  sip_key k;
+  for (uint8_t half = 0; half < 2; ++half) {
+    buf[len] = half;
+    const uint64_t v = siphash24(secret, buf, len + 1);
+    std::memcpy(k.data() + 8 * half, &v, 8);
+  }
+  return k;
+}
+
 uint8_t syn_cookies::ts_bits(int8_t wscale, bool sack) {
   uint8_t bits = sack ? 0x20 : 0;
   if (wscale >= 0) bits |= static_cast<uint8_t>(0x10 | (wscale & 0x0f));
   return bits;
 }
 
-uint32_t syn_cookies::hash(const four_tuple& t, uint32_t client_isn, uint32_t count,
-                           uint32_t mss_idx, uint8_t ts_bits) const {
+uint32_t syn_cookies::hash(const sip_key& key, const four_tuple& t, uint32_t client_isn,
+                           uint32_t count, uint32_t mss_idx, uint8_t ts_bits) {
   uint8_t buf[48];
   size_t n = tuple_bytes(t, buf);
   std::memcpy(buf + n, &client_isn, 4), n += 4;
   std::memcpy(buf + n, &count, 4), n += 4;
   buf[n++] = static_cast<uint8_t>(mss_idx);
   buf[n++] = ts_bits;
-  return static_cast<uint32_t>(siphash24(key_, buf, n));
+  return static_cast<uint32_t>(siphash24(key, buf, n));
 }
 
 uint32_t syn_cookies::make(const four_tuple& t, uint32_t client_isn, uint16_t peer_mss,
@@ -77,7 +94,7 @@ uint32_t syn_cookies::make(const four_tuple& t, uint32_t client_isn, uint16_t pe
     if (mss_table[i] <= peer_mss) idx = i;
   mss_out = mss_table[idx];
   const uint32_t count = static_cast<uint32_t>(now_s / 64);
-  const uint32_t h = hash(t, client_isn, count, idx, ts_bits) & 0x07ffffff;
+  const uint32_t h = hash(cur_, t, client_isn, count, idx, ts_bits) & 0x07ffffff;
   return idx << 29 | (count & 3) << 27 | h;
 }
 
@@ -91,7 +108,10 @@ std::optional<cookie_options> syn_cookies::check(const four_tuple& t, uint32_t c
   for (uint32_t age = 0; age < 2; ++age) {
     const uint32_t count = now_count - age;
     if ((count & 3) != low) continue;
-    if ((hash(t, client_isn, count, idx, ts_bits) & 0x07ffffff) != (cookie & 0x07ffffff))
+    // The current key, then the previous one (a cookie made just before a rotation).
+    const uint32_t want = cookie & 0x07ffffff;
+    if ((hash(cur_, t, client_isn, count, idx, ts_bits) & 0x07ffffff) != want &&
+        (hash(prev_, t, client_isn, count, idx, ts_bits) & 0x07ffffff) != want)
       return std::nullopt;
     cookie_options o;
     o.mss = mss_table[idx];
@@ -105,7 +125,7 @@ std::optional<cookie_options> syn_cookies::check(const four_tuple& t, uint32_t c
 uint32_t syn_cookies::isn(const four_tuple& t, uint64_t now_us) const {
   uint8_t buf[40];
   const size_t n = tuple_bytes(t, buf);
-  return static_cast<uint32_t>(siphash24(key_, buf, n)) + static_cast<uint32_t>(now_us / 4);
+  return static_cast<uint32_t>(siphash24(isn_key_, buf, n)) + static_cast<uint32_t>(now_us / 4);
 }
 
 }  // namespace l4::tcp

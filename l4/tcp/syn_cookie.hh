@@ -15,7 +15,14 @@
 
 namespace l4::tcp {
 
-uint64_t siphash24(const std::array<uint8_t, 16>& key, const uint8_t* data, size_t len);
+using sip_key = std::array<uint8_t, 16>;
+
+uint64_t siphash24(const sip_key& key, const uint8_t* data, size_t len);
+
+// An independent key for one purpose (`label`, and `n`: the cookie key's epoch), derived from the
+// boot secret with SipHash as a PRF: cookies, ISNs and the flow hash never share a key, and
+// learning one of them says nothing of the others or of the secret.
+sip_key derive_key(const sip_key& secret, const char* label, uint64_t n = 0);
 
 struct four_tuple {
   ip_addr remote, local;
@@ -32,9 +39,19 @@ struct cookie_options {
 inline constexpr uint32_t cookie_ts_bits = 6;
 inline constexpr uint32_t cookie_ts_mask = (1u << cookie_ts_bits) - 1;
 
+// The cookie key rotates (engine: every cookie period, 64 s); a cookie validates under the current
+// or the previous key, never an older one. The ISN key does not rotate (RFC 6528: ISNs of one
+// tuple must keep increasing across incarnations).
 class syn_cookies {
  public:
-  explicit syn_cookies(const std::array<uint8_t, 16>& secret) : key_(secret) {}
+  syn_cookies(const sip_key& cookie_key, const sip_key& isn_key)
+      : cur_(cookie_key), prev_(cookie_key), isn_key_(isn_key) {}
+
+  // The previous key becomes `next`'s predecessor; cookies made two keys ago stop validating.
+  void rotate(const sip_key& next) {
+    prev_ = cur_;
+    cur_ = next;
+  }
 
   // Option bits carried in the timestamp (0 when the peer sent no timestamp).
   static uint8_t ts_bits(int8_t wscale, bool sack);
@@ -48,9 +65,9 @@ class syn_cookies {
   uint32_t isn(const four_tuple& t, uint64_t now_us) const;
 
  private:
-  uint32_t hash(const four_tuple& t, uint32_t client_isn, uint32_t count, uint32_t mss_idx,
-                uint8_t ts_bits) const;
-  std::array<uint8_t, 16> key_;
+  static uint32_t hash(const sip_key& key, const four_tuple& t, uint32_t client_isn, uint32_t count,
+                       uint32_t mss_idx, uint8_t ts_bits);
+  sip_key cur_, prev_, isn_key_;
 };
 
 }  // namespace l4::tcp

@@ -120,6 +120,7 @@ struct tcb {
   uint64_t t_tlp = 0;    // tail loss probe (PTO)
   uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
   uint64_t last_rx_tsc = 0;
+  uint64_t last_invalid_ack_tsc = 0;  // last ACK answering an invalid segment (0: none)
   uint64_t wheel_at = 0;
   uint32_t wheel_prev = no_index, wheel_next = no_index, wheel_slot = no_index;
   uint32_t free_next = no_index;

@@ -51,6 +51,7 @@ void engine::arm_rto(tcb& t) {
 
 void engine::poll(uint64_t now_tsc) {
   if (now_tsc > now_) now_ = now_tsc;
+  rotate_cookie_key();
   busy_ = true;
   const uint64_t target = now_ / tsc_per_ms_;
   if (target > wheel_tick_) {
@@ -59,7 +60,8 @@ void engine::poll(uint64_t now_tsc) {
       // Advance the tick before walking its slot: a TCB re-queued during the walk must land in a
       // later slot of this catch-up, not in one already walked (a full revolution late).
       wheel_tick_ = target - steps + i;
-      process_slot(static_cast<uint32_t>(wheel_tick_ % wheel_slots));
+      const uint32_t slot = static_cast<uint32_t>(wheel_tick_ % wheel_slots);
+      if (wheel_[slot] != no_index) process_slot(slot);  // most slots are empty after a jump
     }
     wheel_tick_ = target;
   }

@@ -178,6 +178,16 @@ const parse_case cases[] = {
        return b.bytes();
      },
      l4::drop::udp_bad_checksum},
+    {"UDP length shorter than the IP payload (found by fuzz_l4_forward)",
+     [] {
+       auto b = udp4();
+       b.payload = {1, 2, 3, 4, 5, 6};
+       auto f = b.bytes();
+       f[14 + 20 + 4] = 0, f[14 + 20 + 5] = 13;  // UDP length 13 of 14
+       f[14 + 20 + 6] = f[14 + 20 + 7] = 0;      // no checksum (allowed over IPv4)
+       return f;
+     },
+     l4::drop::udp_length_mismatch},
     {"UDP zero checksum over IPv4 is allowed",
      [] {
        auto b = udp4();
@@ -206,6 +216,20 @@ const parse_case cases[] = {
        auto b = tcp6();
        b.ip_total_len_delta = 100;
        return b.bytes();
+     },
+     l4::drop::ipv6_truncated},
+    {"IPv6 payload length 65535 on a short frame (16-bit end offset wrapped, read 64 KiB out)",
+     [] {
+       auto f = tcp6().bytes();
+       f[14 + 4] = 0xff, f[14 + 5] = 0xff;
+       return f;
+     },
+     l4::drop::ipv6_truncated},
+    {"IPv6 payload length 65482 (end offset wraps to exactly 0)",
+     [] {
+       auto f = tcp6().bytes();
+       f[14 + 4] = 0xff, f[14 + 5] = 0xca;
+       return f;
      },
      l4::drop::ipv6_truncated},
     {"IPv6 multicast source",

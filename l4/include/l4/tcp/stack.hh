@@ -39,6 +39,10 @@ enum class pool_full_action : uint8_t { rst, drop };
 // or CUBIC (RFC 9438: window a cubic function of the time since the last loss, 0.7 on loss).
 enum class congestion : uint8_t { newreno, cubic };
 
+// Floor of the peer's MSS option (RFC 9293's IPv4 default, RFC 879): a smaller value is used as
+// this. l4/tcp/README.md "Hostile peers" says why 536 rather than Linux's 48.
+inline constexpr uint16_t min_peer_mss = 536;
+
 struct config {
   uint32_t max_connections = 1024;  // TCB pool; includes SYN_RECEIVED and TIME_WAIT
   uint32_t snd_buf = 64 * 1024;     // bytes per connection
@@ -59,10 +63,16 @@ struct config {
   congestion cc = congestion::newreno;
   uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
   uint8_t max_synack_retries = 4;
-  uint32_t challenge_acks_per_s = 1000;  // RFC 5961 §7 global limit
+  // RFC 5961 §7 per-worker budget; each second's is drawn in [limit/2, 3*limit/2).
+  uint32_t challenge_acks_per_s = 1000;
+  // ACKs answering invalid segments (PAWS, out of window, bad ACK, challenges): at most one per
+  // connection per this interval (Linux's tcp_invalid_ratelimit); 0: no per-connection limit.
+  uint32_t invalid_ack_interval_ms = 500;
   uint16_t tx_batch = 512;               // segments held until drain_tx
   bool sack = true, timestamps = true, window_scale = true;
-  std::array<uint8_t, 16> secret{};  // SYN cookies and ISNs (RFC 6528); random per fleet/boot
+  // Master secret (random per boot; all zero: drawn at start). SYN cookies, ISNs (RFC 6528) and
+  // the flow hash each use their own key derived from it; the cookie key rotates every 64 s.
+  std::array<uint8_t, 16> secret{};
 };
 
 // A connection as the app sees it: a TCB slot and its generation. A stale handle (the slot was
@@ -146,6 +156,9 @@ struct counters {
   common::counter closed;  // TCBs released
   common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
   common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
+  common::counter peer_mss_clamped;    // handshakes whose peer MSS was below min_peer_mss
+  common::counter acks_rate_limited;   // ACKs to invalid segments / challenges not sent (limits)
+  common::counter cookie_key_rotations;
   std::array<common::counter, reset_reason_count> resets_sent;
   drop_counters drops;  // tcp_* reasons from drops_tcp.def
 
