@@ -102,6 +102,7 @@ with open(os.path.join(topo.www, "index.html"), "w") as f:
     f.write("hello https\n")
 topo.start_nginx("listen 80 proxy_protocol;")
 ex_dir = os.path.abspath(os.path.join(root, "deploy", "examples"))
+subprocess.run(["sh", os.path.join(ex_dir, "certs", "make-certs.sh")], check=True)  # as its README says
 with open(os.path.join(ex_dir, "https-waf.yaml")) as f:
     ex = f.read()
 audit = os.path.join(topo.work, "audit.log")
