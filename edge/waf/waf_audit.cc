@@ -121,6 +121,7 @@ std::string waf_audit_json(const waf_audit_record& r) {
   o += ",\"anomaly_score\":" + std::to_string(r.anomaly_score);
   o += ",\"blocking\":";
   o += r.blocking ? "true" : "false";
+  if (r.confirm_error) o += ",\"confirm_error\":true";
   o += '}';
   return o;
 }

@@ -21,6 +21,12 @@ namespace waf {
 
 void pcre2_code_deleter::operator()(pcre2_real_code_8* c) const { pcre2_code_free(c); }
 void pcre2_match_data_deleter::operator()(pcre2_real_match_data_8* m) const { pcre2_match_data_free(m); }
+void pcre2_match_context_deleter::operator()(pcre2_real_match_context_8* m) const {
+  pcre2_match_context_free(m);
+}
+void pcre2_jit_stack_deleter::operator()(pcre2_real_jit_stack_8* s) const {
+  pcre2_jit_stack_free(s);
+}
 
 namespace {
 
@@ -503,6 +509,14 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.md_.reset(pcre2_match_data_create(1, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
+  w.mctx_.reset(pcre2_match_context_create(nullptr));
+  if (!w.mctx_) return common::fail("pcre2_match_context_create failed");
+  pcre2_set_match_limit(w.mctx_.get(), pcre_limits::match);
+  pcre2_set_depth_limit(w.mctx_.get(), pcre_limits::depth);
+  w.jit_stack_.reset(
+      pcre2_jit_stack_create(pcre_limits::jit_stack_start, pcre_limits::jit_stack_max, nullptr));
+  if (!w.jit_stack_) return common::fail("pcre2_jit_stack_create failed");
+  pcre2_jit_stack_assign(w.mctx_.get(), nullptr, w.jit_stack_.get());
   if (auto p = w.prepare(rs); !p) return common::unexpected(p.error());
   return w;
 }
