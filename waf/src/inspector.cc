@@ -178,6 +178,10 @@ int inspector::on_match(unsigned id, unsigned long long, unsigned long long to, 
 }
 
 void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
+  if (id >= rs_->entries().size()) {  // a database that does not belong to this ruleset
+    engine_failed(*x.st);
+    return;
+  }
   const entry& e = rs_->entries()[id];
   if (bit(cond_matched_, e.condition) || !pol_->enabled(e.rule)) return;
   const compiled_condition& cc = rs_->conditions()[e.condition];

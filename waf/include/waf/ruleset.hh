@@ -96,12 +96,18 @@ struct compiled_condition {
 };
 
 struct compile_options {
-  std::string cache_dir;  // empty: no cache. Else databases are (de)serialised under it.
+  // Empty: no cache. Else databases are (de)serialised under it, one file per rule-set content
+  // hash, bound to that hash, the Hyperscan version and the platform, and checksummed; an entry
+  // that does not verify is ignored (compile_stats::cache_rejected) and rewritten.
+  std::string cache_dir;
 };
 
 struct compile_stats {
   double compile_ms = 0;     // wall time of compile() (cache load included)
   bool from_cache = false;
+  std::string
+      cache_rejected;  // non-empty: a cache entry was there but not used (path: why); recompiled
+  std::string cache_error;   // non-empty: the fresh databases could not be stored (path: why)
   size_t expressions = 0;    // Hyperscan expressions over all groups
   size_t prefiltered = 0;    // of which compiled in prefilter mode + PCRE2 confirm
   size_t groups = 0;
