@@ -275,6 +275,11 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     for (std::string f; ss >> f;) {
       std::filesystem::path p(f);
       if (p.is_relative()) p = std::filesystem::path(dir) / p;
+      // Data files sit beside their .conf (as in CRS): a rule may not read /etc/... or ../...
+      if (!path_within(p.string(), dir.empty() ? "." : dir)) {
+        why = "data file " + p.string() + " is outside the directory of its .conf";
+        return false;
+      }
       std::ifstream in(p);
       if (!in) {
         why = "cannot read data file " + p.string();
