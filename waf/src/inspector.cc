@@ -120,7 +120,7 @@ void inspector::reset_request() {
   body_remaining_ = body_seen_ = 0;
   chunked_.reset();
   body_partial_ = limit_hit_ = false;
-  form_ = form_in_value_ = false;
+  form_ = form_in_value_ = form_truncated_ = false;
   form_name_len_ = form_value_len_ = 0;
   std::fill(cond_matched_.begin(), cond_matched_.end(), 0);
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
@@ -269,7 +269,10 @@ void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group
 
 // application/x-www-form-urlencoded bodies: each name=value pair is scanned as an argument once it
 // is complete, like query arguments. The pair is collected in the unused tail of the head buffer
-// (no extra memory); a value longer than that room is inspected truncated.
+// (no extra memory). A name or value longer than that room cannot be scanned whole as an
+// argument: counted (form_truncated), and under on_body_limit: reject the request gets a 413 (a
+// payload behind padding must not pass the args rules); under inspect_partial it is scanned
+// truncated, as the policy asks.
 void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
   char* area = head_buf_.get() + head_end_;
   size_t room = pol_->pol().limits.max_head_bytes - head_end_;
@@ -286,10 +289,21 @@ void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, 
     }
     if (!form_in_value_) {
       if (form_name_len_ < name_cap) area[form_name_len_++] = c;
+      else
+        form_overflow(st);
     } else if (name_cap + form_value_len_ < room) {
       area[name_cap + form_value_len_++] = c;
+    } else {
+      form_overflow(st);
     }
   }
+}
+
+void inspector::form_overflow(worker_stats& st) {
+  if (form_truncated_) return;
+  form_truncated_ = true;
+  st.form_truncated.add();
+  if (pol_->pol().on_body_limit == body_limit_action::reject) limit_hit_ = true;
 }
 
 void inspector::form_emit(worker_scratch& ws, worker_stats& st) {

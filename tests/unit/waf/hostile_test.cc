@@ -198,3 +198,42 @@ TEST(hostile, query_argument_and_cookie_without_equals) {
 }
 
 }  // namespace
+
+namespace {
+
+// A urlencoded form value longer than the room the inspector has for it was scanned as an
+// argument only up to that room: padding put a payload out of reach of every args rule. Now the
+// policy's body-limit action applies: reject (413, counted), or inspect_partial (counted).
+TEST(hostile, form_value_beyond_the_argument_room_is_not_passed_silently) {
+  const std::string rules =
+      "rules:\n  - id: 5\n    action: block\n    phase: args\n    pattern: attack\n";
+  const std::string body = "q=" + std::string(3000, 'A') + "attack";
+  const std::string req =
+      "POST /f HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  waf::policy p;
+  p.limits.max_head_bytes = 1024;
+  auto e = make_engine(rules, p);
+  ASSERT_TRUE(e);
+  auto o = run1(*e, req);
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.status, 413);
+  EXPECT_EQ(e->st.form_truncated.get(), 1u);
+  EXPECT_EQ(e->st.blocked_body_limit.get(), 1u);
+  // A value that fits is still scanned whole.
+  auto small =
+      run1(*e,
+           "POST /f HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+           "Content-Length: 14\r\n\r\nq=AAAAA+attack");
+  EXPECT_EQ(small.kind, verdict_kind::block);
+  EXPECT_EQ(small.status, 403);
+
+  p.on_body_limit = waf::body_limit_action::inspect_partial;
+  auto partial = make_engine(rules, p);
+  ASSERT_TRUE(partial);
+  EXPECT_EQ(run1(*partial, req).kind, verdict_kind::pass);
+  EXPECT_EQ(partial->st.form_truncated.get(), 1u);
+}
+
+}  // namespace

@@ -26,7 +26,9 @@ namespace waf {
 // scan_errors: Hyperscan scan/stream calls that failed (each fails the request closed);
 // confirm_errors: PCRE2 confirms that ended in an error (match or depth limit, JIT stack), each
 // counted as a match of its rule; blocked_engine_error: requests blocked because the engine could
-// not inspect them (a Hyperscan error), whatever the rules would have said.
+// not inspect them (a Hyperscan error), whatever the rules would have said; form_truncated:
+// urlencoded bodies with a name or value longer than the room kept to scan it as an argument
+// (the policy's on_body_limit then applies: reject = 413).
 #define WAF_STATS(X)      \
   X(requests)             \
   X(passed)               \
@@ -41,6 +43,7 @@ namespace waf {
   X(scan_errors)          \
   X(confirm_errors)       \
   X(blocked_engine_error) \
+  X(form_truncated)       \
   X(bytes_scanned)
 struct worker_stats {
 #define X(n) common::counter n;
@@ -125,6 +128,7 @@ class inspector {
                  std::string_view v);
   void form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void form_emit(worker_scratch& ws, worker_stats& st);
+  void form_overflow(worker_stats& st);
   void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
                   std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
@@ -153,6 +157,7 @@ class inspector {
   chunked_decoder chunked_;
   bool body_partial_ = false;
   bool form_ = false, form_in_value_ = false;  // urlencoded body: pairs scanned as args
+  bool form_truncated_ = false;                // a pair did not fit its room (counted once)
   size_t form_name_len_ = 0, form_value_len_ = 0;
 
   struct stream_slot {
