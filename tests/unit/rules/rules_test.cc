@@ -69,6 +69,29 @@ TEST(bad_rules, each_file_fails_with_its_expected_diagnostic) {
   EXPECT_GE(n, 24u);
 }
 
+// tx values are stored expanded: doubling setvars would grow 2^n. The expansion is bounded and the
+// rule that needs the oversized macro is skipped with a reason.
+TEST(secrule, macro_expansion_is_bounded) {
+  auto dir = fs::temp_directory_path() / ("rules-macro-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string conf = "SecAction \"id:900001,phase:1,pass,nolog,setvar:tx.z0=aaaaaaaa\"\n";
+  for (int i = 1; i <= 40; ++i)
+    conf += "SecAction \"id:" + std::to_string(900001 + i) + ",phase:1,pass,nolog,setvar:tx.z" +
+            std::to_string(i) + "=%{tx.z" + std::to_string(i - 1) + "}%{tx.z" +
+            std::to_string(i - 1) + "}\"\n";
+  conf +=
+      "SecRule ARGS \"@contains %{tx.z40}\" "
+      "\"id:942990,phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(dir / "m.conf") << conf;
+  auto r = rules::import_secrules({(dir / "m.conf").string()});
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_TRUE(r->rules.empty());
+  ASSERT_EQ(r->skipped.size(), 1u);
+  EXPECT_EQ(r->skipped[0].id, 942990u);
+  EXPECT_NE(r->skipped[0].reason.find("macro"), std::string::npos) << r->skipped[0].reason;
+  fs::remove_all(dir);
+}
+
 // secrules: directories are confined to the rules directory and the CRS directories, with
 // symlinks resolved; pmFromFile data files to the directory of their .conf.
 TEST(loader, secrules_directories_are_confined) {
