@@ -123,6 +123,7 @@ std::string waf_audit_json(const waf_audit_record& r, std::string_view message) 
   o += ",\"anomaly_score\":" + std::to_string(r.anomaly_score);
   o += ",\"blocking\":";
   o += r.blocking ? "true" : "false";
+  if (r.confirm_error) o += ",\"confirm_error\":true";
   o += '}';
   return o;
 }

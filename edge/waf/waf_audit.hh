@@ -54,6 +54,7 @@ struct waf_audit_record {
   bool blocking = false;  // this rule made the block decision (or would have, in detect-only mode)
   bool raw = false;       // raw-payload service (block = RST)
   bool detect_only = false;
+  bool confirm_error = false;  // the rule's PCRE2 confirm hit a limit: counted as a match
   uint8_t severity = 0;
   int16_t score = 0;
   int32_t anomaly_score = 0;  // the request's total when the record was written

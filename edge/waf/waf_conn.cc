@@ -134,6 +134,7 @@ void waf_conn::audit_new_matches(waf_audit_verdict verdict, uint16_t status) {
     r.score = m.score;
     r.severity = m.severity;
     r.blocking = m.blocking;
+    r.confirm_error = m.confirm_error;
     r.field_len = copy_bounded(m.field_name(), r.field, sizeof r.field);
     r.excerpt_len = copy_bounded(m.excerpt_text(), r.excerpt, sizeof r.excerpt);
     ring->push(r);  // a full ring counts the drop itself
@@ -151,6 +152,7 @@ void waf_conn::audit_parse_error(uint16_t status) {
   waf::http_error e = in_->parse_error();
   std::string_view why = e != waf::http_error::none ? waf::to_string(e)
                          : status == 413            ? "body_limit"
+                         : in_->engine_error()      ? "engine_error"
                                                     : "blocked";
   r.field_len = copy_bounded(why, r.field, sizeof r.field);
   w_->ring()->push(r);

@@ -101,11 +101,16 @@ common::result<uint64_t> waf_control::reload() {
     metrics_.last_compile_ms = ms;
     metrics_.compile_ms_total += ms;
     metrics_.last_from_cache = cs.from_cache;
+    metrics_.cache_rejected += cs.cache_rejected.empty() ? 0 : 1;
+    metrics_.cache_store_failed += cs.cache_error.empty() ? 0 : 1;
     metrics_.rules = s.rules->rules().size();
     metrics_.expressions = cs.expressions;
     metrics_.generation = s.generation;
     metrics_.last_error.clear();
   }
+  if (!cs.cache_rejected.empty())
+    spdlog::warn("waf: database cache entry ignored and rebuilt: {}", cs.cache_rejected);
+  if (!cs.cache_error.empty()) spdlog::warn("waf: database cache not written: {}", cs.cache_error);
   spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {:.1f} ms{}",
                s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions, ms,
                cs.from_cache ? " (cache)" : "");

@@ -62,6 +62,8 @@ struct waf_control_metrics {
   double last_reload_ms = 0;    // last successful one, from start to its publication returning
   double reload_ms_total = 0;   // of every successful one
   bool last_from_cache = false;
+  uint64_t cache_rejected = 0;  // cache entries found but not trusted (other rules, corrupt, ...)
+  uint64_t cache_store_failed = 0;
   size_t rules = 0;        // rules in the serving set
   size_t expressions = 0;  // Hyperscan expressions in the serving set
   uint64_t generation = 0;

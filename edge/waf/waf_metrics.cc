@@ -124,6 +124,13 @@ void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {
            "Load + compile time of the last rules (re)load");
     sample(out, "edge_waf_last_compile_milliseconds",
            "from_cache=\"" + std::string(m.last_from_cache ? "1" : "0") + "\"", m.last_compile_ms);
+    header(out, "edge_waf_cache_rejected_total", "counter",
+           "Compiled-database cache entries ignored (other rules, Hyperscan version or platform, "
+           "checksum, owner or mode) and rebuilt");
+    sample(out, "edge_waf_cache_rejected_total", "", static_cast<double>(m.cache_rejected));
+    header(out, "edge_waf_cache_store_failed_total", "counter",
+           "Compiled databases that could not be written to the cache");
+    sample(out, "edge_waf_cache_store_failed_total", "", static_cast<double>(m.cache_store_failed));
     header(out, "edge_waf_compile_seconds_total", "counter",
            "Time spent loading and compiling rules (every attempt, failed ones included)");
     sample(out, "edge_waf_compile_seconds_total", "", m.compile_ms_total / 1000.0);

@@ -283,8 +283,27 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   return r;
 }
 
-common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc, const std::string& file,
-                                                      std::vector<std::string>* secrule_dirs) {
+// Where a rules directory's `secrules:` entries may point.
+struct secrule_scope {
+  const std::string& rules_dir;
+  const std::vector<std::string>& crs_dirs;
+  bool allows(const std::string& p) const {
+    if (path_within(p, rules_dir)) return true;
+    for (const auto& d : crs_dirs)
+      if (path_within(p, d)) return true;
+    return false;
+  }
+  std::string describe() const {
+    std::string s = "the rules directory " + rules_dir;
+    for (const auto& d : crs_dirs) s += ", " + d;
+    return s;
+  }
+};
+
+common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc,
+                                                      const std::string& file,
+                                                      std::vector<std::string>* secrule_dirs,
+                                                      const secrule_scope* scope = nullptr) {
   ctx c{file, {}};
   if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k) return common::unexpected(k.error());
   std::string set = std::filesystem::path(file).stem().string();
@@ -298,9 +317,13 @@ common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc, con
     auto l = str_list(c, s, "secrules");
     if (!l) return common::unexpected(l.error());
     if (!secrule_dirs) return c.err(s, "'secrules' is only allowed in a rules directory");
-    for (auto& d : *l) {
+    for (size_t i = 0; i < l->size(); ++i) {
+      const std::string& d = (*l)[i];
       std::filesystem::path p(d);
       if (p.is_relative()) p = std::filesystem::path(file).parent_path() / p;
+      if (scope && !scope->allows(p.string()))
+        return c.err(s.IsSequence() ? s[i] : s,
+                     "secrules: '" + d + "' is outside " + scope->describe());
       secrule_dirs->push_back(p.string());
     }
   }
@@ -357,7 +380,22 @@ common::result<std::vector<waf::rule>> load_rule_file(const std::string& path) {
   return parse_rule_file(*t, path);
 }
 
-common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report) {
+bool path_within(const std::string& path, const std::string& root) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(path, ec);
+  if (ec) return false;
+  auto r = std::filesystem::weakly_canonical(root, ec);
+  if (ec) return false;
+  auto pi = p.begin();
+  for (auto ri = r.begin(); ri != r.end(); ++ri, ++pi) {
+    if (ri->empty() && std::next(ri) == r.end()) break;  // "dir/" ends with an empty component
+    if (pi == p.end() || *pi != *ri) return false;
+  }
+  return true;
+}
+
+common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report,
+                                                      const std::vector<std::string>& crs_dirs) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return fail("not a directory", dir);
   std::vector<std::filesystem::path> yamls, confs;
@@ -374,6 +412,7 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   load_report& rep = report ? *report : local;
   std::vector<waf::rule> all;
   std::vector<std::string> secrule_dirs;
+  const secrule_scope scope{dir, crs_dirs};
   for (const auto& p : yamls) {
     auto text = read_file(p.string());
     if (!text) return common::unexpected(text.error());
@@ -381,7 +420,7 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
     if (!doc) return common::unexpected(doc.error());
     common::result<std::vector<waf::rule>> rs;
     try {
-      rs = parse_rule_doc(*doc, p.string(), &secrule_dirs);
+      rs = parse_rule_doc(*doc, p.string(), &secrule_dirs, &scope);
     } catch (const YAML::Exception& e) {
       return fail("YAML: " + e.msg, where(p.string(), e.mark));
     }
@@ -395,8 +434,13 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   for (const auto& d : secrule_dirs) {
     std::vector<std::string> fs;
     if (!std::filesystem::is_directory(d, ec)) return fail("secrules: not a directory", d);
-    for (const auto& e : std::filesystem::directory_iterator(d, ec))
-      if (e.is_regular_file() && e.path().extension() == ".conf") fs.push_back(e.path().string());
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      if (!e.is_regular_file() || e.path().extension() != ".conf") continue;
+      // A symlinked .conf is read only where a secrules: directory itself could be.
+      if (!scope.allows(e.path().string()))
+        return fail("secrules: '" + e.path().string() + "' leads outside " + scope.describe(), d);
+      fs.push_back(e.path().string());
+    }
     std::sort(fs.begin(), fs.end());
     conf_files.insert(conf_files.end(), fs.begin(), fs.end());
   }

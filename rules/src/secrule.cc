@@ -162,6 +162,8 @@ class importer {
   std::set<uint32_t> ids_;
 };
 
+constexpr size_t max_expansion = 64 * 1024;
+
 std::optional<std::string> importer::expand(const std::string& s, std::string& why) const {
   std::string out;
   size_t i = 0;
@@ -185,6 +187,12 @@ std::optional<std::string> importer::expand(const std::string& s, std::string& w
     auto it = tx_.find(name.substr(3));
     if (it == tx_.end()) {
       why = "unresolved macro %{" + name + "}";
+      return std::nullopt;
+    }
+    // Each tx value is stored expanded, so "b=%{tx.a}%{tx.a}", "c=%{tx.b}%{tx.b}", ... doubles per
+    // directive: bound the result instead of the machine's memory.
+    if (out.size() + it->second.size() > max_expansion) {
+      why = "macro expansion longer than " + std::to_string(max_expansion) + " bytes";
       return std::nullopt;
     }
     out += it->second;
@@ -275,6 +283,11 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     for (std::string f; ss >> f;) {
       std::filesystem::path p(f);
       if (p.is_relative()) p = std::filesystem::path(dir) / p;
+      // Data files sit beside their .conf (as in CRS): a rule may not read /etc/... or ../...
+      if (!path_within(p.string(), dir.empty() ? "." : dir)) {
+        why = "data file " + p.string() + " is outside the directory of its .conf";
+        return false;
+      }
       std::ifstream in(p);
       if (!in) {
         why = "cannot read data file " + p.string();

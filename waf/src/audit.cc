@@ -67,9 +67,11 @@ std::string audit_json(const inspector& in, const verdict& v, std::string_view r
     json_str(o, m.excerpt_text());
     o += ",\"score\":" + std::to_string(m.score) + ",\"severity\":" + std::to_string(m.severity);
     if (m.blocking) o += ",\"blocking\":true";
+    if (m.confirm_error) o += ",\"confirm_error\":true";
     o.push_back('}');
   }
   o += "]";
+  if (in.engine_error()) o += ",\"engine_error\":true";
   if (in.matches_dropped()) o += ",\"matches_dropped\":" + std::to_string(in.matches_dropped());
   o.push_back('}');
   return o;

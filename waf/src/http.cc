@@ -173,4 +173,74 @@ http_error parse_request_head(std::string_view head, const http_limits& lim, std
   return http_error::none;
 }
 
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<size_t> normalize_path(std::string_view raw, path_params params, bool merge_slashes,
+                                     std::span<char> out) {
+  if (raw.empty() || raw[0] != '/' || out.size() < raw.size()) return std::nullopt;
+  size_t n = 0;           // out[0, n): "/seg/seg..." (empty for the root)
+  bool trailing = false;  // the last segment was empty, "." or "..": the path ends with '/'
+  size_t i = 1;
+  for (;;) {
+    size_t end = raw.find('/', i);
+    if (end == std::string_view::npos) end = raw.size();
+    std::string_view seg = raw.substr(i, end - i);
+    if (params == path_params::strip) seg = seg.substr(0, seg.find(';'));
+    // Decode the segment after '/' + what is already there; dot segments are judged decoded.
+    size_t start = n;
+    if (n >= out.size()) return std::nullopt;
+    out[n++] = '/';
+    for (size_t k = 0; k < seg.size(); ++k) {
+      char c = seg[k];
+      if (c == '%') {
+        if (k + 2 >= seg.size()) return std::nullopt;
+        int hi = hex_digit(seg[k + 1]), lo = hex_digit(seg[k + 2]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        c = static_cast<char>(hi * 16 + lo);
+        if (c == '/' || c == '\\' || c == '\0') return std::nullopt;
+        k += 2;
+      } else if (c == '\\' || c == '\0') {
+        return std::nullopt;
+      }
+      out[n++] = c;
+    }
+    std::string_view dec(out.data() + start + 1, n - start - 1);
+    trailing = false;
+    if (dec.empty() && (merge_slashes || end == raw.size())) {
+      n = start;  // "//" merged, or the final empty segment of "/a/"
+      trailing = true;
+    } else if (dec == ".") {
+      n = start;
+      trailing = true;
+    } else if (dec == "..") {
+      n = start;
+      while (n > 0 && out[n - 1] != '/') --n;
+      if (n > 0) --n;  // drop the previous segment with its '/'
+      trailing = true;
+    }
+    if (end == raw.size()) break;
+    i = end + 1;
+  }
+  if (trailing || n == 0) {
+    if (n >= out.size()) return std::nullopt;
+    out[n++] = '/';
+  }
+  return n;
+}
+
+bool path_under(std::string_view norm, std::string_view prefix) {
+  if (prefix.empty()) return true;
+  if (!norm.starts_with(prefix)) return false;
+  return norm.size() == prefix.size() || norm[prefix.size()] == '/' || prefix.back() == '/';
+}
+
 }  // namespace waf

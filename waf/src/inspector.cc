@@ -15,6 +15,12 @@ inline bool bit(const std::vector<uint64_t>& v, size_t i) { return (v[i >> 6] >>
 inline void set_bit(std::vector<uint64_t>& v, size_t i) { v[i >> 6] |= uint64_t(1) << (i & 63); }
 inline size_t words(size_t n) { return (n + 63) / 64; }
 
+// memcpy that accepts an empty view: string_view{} has a null data(), and memcpy from null is
+// undefined even for 0 bytes (UBSan, found by libFuzzer on "?name" and "Cookie: name").
+inline void copy_bytes(char* dst, std::string_view s) {
+  if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+}
+
 void copy_bounded(char* dst, size_t cap, uint8_t& len, std::string_view s) {
   size_t n = std::min(cap, s.size());
   if (n != 0) std::memcpy(dst, s.data(), n);  // an empty view may have a null data()
@@ -114,7 +120,7 @@ void inspector::reset_request() {
   body_remaining_ = body_seen_ = 0;
   chunked_.reset();
   body_partial_ = limit_hit_ = false;
-  form_ = form_in_value_ = false;
+  form_ = form_in_value_ = form_truncated_ = false;
   form_name_len_ = form_value_len_ = 0;
   std::fill(cond_matched_.begin(), cond_matched_.end(), 0);
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
@@ -123,7 +129,7 @@ void inspector::reset_request() {
   candidates_.clear();
   std::fill(path_excl_.begin(), path_excl_.end(), 0);
   score_ = 0;
-  decided_block_ = any_fired_ = false;
+  decided_block_ = any_fired_ = engine_error_ = false;
   n_matches_ = matches_dropped_ = 0;
   n_hits_ = 0;
   for (auto& s : streams_) {
@@ -142,6 +148,8 @@ verdict inspector::block(worker_stats& st, uint16_t status, size_t consumed) {
     st.parse_errors[static_cast<size_t>(perr_)].add();
   } else if (status == 413) {
     st.blocked_body_limit.add();
+  } else if (engine_error_) {
+    st.blocked_engine_error.add();
   } else if (mode_ == mode::raw) {
     st.raw_blocked.add();
   } else {
@@ -170,25 +178,37 @@ int inspector::on_match(unsigned id, unsigned long long, unsigned long long to, 
 }
 
 void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
+  if (id >= rs_->entries().size()) {  // a database that does not belong to this ruleset
+    engine_failed(*x.st);
+    return;
+  }
   const entry& e = rs_->entries()[id];
   if (bit(cond_matched_, e.condition) || !pol_->enabled(e.rule)) return;
   const compiled_condition& cc = rs_->conditions()[e.condition];
   if (!condition_accepts(*cc.cond, x.where, x.name)) return;
   if (rule_excluded(e.rule, x.name)) return;
+  bool confirm_error = false;
   if (e.prefilter) {
-    int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0, x.ws->match_data(),
-                         nullptr);
-    if (rc < 0) {
-      if (rc != PCRE2_ERROR_NOMATCH) x.st->scan_errors.add();
+    int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0,
+                         x.ws->match_data(), x.ws->match_context());
+    if (rc == PCRE2_ERROR_NOMATCH) {
       x.st->prefilter_rejected.add();
       return;
     }
-    x.st->prefilter_confirmed.add();
+    if (rc < 0) {
+      // A limit (match, depth, JIT stack) or another error: PCRE2 could not decide, and padding
+      // in front of a payload is how an attacker gets there. Fail closed: a match of the rule.
+      x.st->confirm_errors.add();
+      confirm_error = true;
+    } else {
+      x.st->prefilter_confirmed.add();
+    }
   }
   set_bit(cond_matched_, e.condition);
   hit& h = hits_[n_hits_++ % hit_ring];
   h.condition = e.condition;
   h.where = x.where;
+  h.confirm_error = confirm_error;
   copy_bounded(h.field, sizeof h.field, h.field_len, x.name);
   size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
   end = std::min(end, x.len);
@@ -210,7 +230,7 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
   }
   char* buf = ws.buf_a();
   size_t len = std::min(value.size(), worker_scratch::buffer_bytes);
-  std::memcpy(buf, value.data(), len);
+  copy_bytes(buf, value.substr(0, len));
   len = apply_transforms(g.transforms, buf, len, worker_scratch::buffer_bytes, ws.buf_c());
   for (uint32_t id : g.negated) {
     const entry& e = rs_->entries()[id];
@@ -219,7 +239,7 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
   scan_ctx x{this, &ws, &st, &g, where, name, buf, len, 0};
   st.bytes_scanned.add(len);
   if (g.db && hs_scan(g.db.get(), buf, static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
-    st.scan_errors.add();
+    engine_failed(st);
   for (uint32_t id : g.direct) {
     const entry& e = rs_->entries()[id];
     const std::string& set = rs_->conditions()[e.condition].cond->args[0];
@@ -238,9 +258,9 @@ void inspector::scan_head(worker_scratch& ws, worker_stats& st) {
 void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
                           std::string_view n, std::string_view v) {
   char* dec = ws.buf_b();
-  std::memcpy(dec, n.data(), n.size());
+  copy_bytes(dec, n);
   size_t nl = apply_transform(transform::url_decode, dec, n.size(), n.size(), nullptr);
-  std::memcpy(dec + nl, v.data(), v.size());
+  copy_bytes(dec + nl, v);
   size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
   std::string_view name(dec, nl);
   if (where == target::args) scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
@@ -249,7 +269,10 @@ void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group
 
 // application/x-www-form-urlencoded bodies: each name=value pair is scanned as an argument once it
 // is complete, like query arguments. The pair is collected in the unused tail of the head buffer
-// (no extra memory); a value longer than that room is inspected truncated.
+// (no extra memory). A name or value longer than that room cannot be scanned whole as an
+// argument: counted (form_truncated), and under on_body_limit: reject the request gets a 413 (a
+// payload behind padding must not pass the args rules); under inspect_partial it is scanned
+// truncated, as the policy asks.
 void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
   char* area = head_buf_.get() + head_end_;
   size_t room = pol_->pol().limits.max_head_bytes - head_end_;
@@ -266,10 +289,21 @@ void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, 
     }
     if (!form_in_value_) {
       if (form_name_len_ < name_cap) area[form_name_len_++] = c;
+      else
+        form_overflow(st);
     } else if (name_cap + form_value_len_ < room) {
       area[name_cap + form_value_len_++] = c;
+    } else {
+      form_overflow(st);
     }
   }
+}
+
+void inspector::form_overflow(worker_stats& st) {
+  if (form_truncated_) return;
+  form_truncated_ = true;
+  st.form_truncated.add();
+  if (pol_->pol().on_body_limit == body_limit_action::reject) limit_hit_ = true;
 }
 
 void inspector::form_emit(worker_scratch& ws, worker_stats& st) {
@@ -358,13 +392,14 @@ void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p,
       scan_ctx x{this, &ws, &st, &g, g.where, {}, ws.buf_a(), len, s.offset};
       if (len && hs_scan_stream(s.stream.get(), ws.buf_a(), static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) !=
                      HS_SUCCESS)
-        st.scan_errors.add();
+        engine_failed(st);
       s.offset += len;
       st.bytes_scanned.add(len);
       off += take;
       if (final && last) {
         // End of data: anchored-at-end patterns report now; the stream is ready for the next request.
-        hs_reset_stream(s.stream.get(), 0, ws.hs(), on_match, &x);
+        if (hs_reset_stream(s.stream.get(), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
+          engine_failed(st);
         s.used = false;
         s.offset = 0;
         s.tstate.reset();
@@ -373,10 +408,21 @@ void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p,
   }
 }
 
+void inspector::engine_failed(worker_stats& st) {
+  st.scan_errors.add();
+  engine_error_ = true;
+}
+
 bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
   (void)st;
   const auto& rules = rs_->rules();
   const policy& p = pol_->pol();
+  if (engine_error_) {
+    // Hyperscan did not finish a scan (scratch too small or in use, a corrupt stream): what it
+    // would have matched is unknown. Fail closed, as a detection in detect-only mode.
+    any_fired_ = true;
+    if (!p.detect_only) decided_block_ = true;
+  }
   for (size_t k = 0; k < candidates_.size(); ++k) {
     uint32_t ri = candidates_[k];
     if (bit(rule_fired_, ri)) continue;
@@ -411,6 +457,7 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
         const hit& x = hits_[(h - 1) % hit_ring];
         if (x.condition < c0 || x.condition >= c0 + r.conditions.size()) continue;
         m.where = x.where;
+        m.confirm_error = x.confirm_error;
         std::memcpy(m.field, x.field, x.field_len);
         m.field_len = x.field_len;
         std::memcpy(m.excerpt, x.excerpt, x.excerpt_len);
@@ -425,14 +472,31 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
   return decided_block_;
 }
 
+// An exclusion applies when the path lies under its prefix however the backend reads it: with `;`
+// parameters stripped (Tomcat, Spring) or kept, with repeated slashes merged or kept. A path
+// normalize_path refuses (encoded '/', bad escapes) gets no path exclusion: every rule runs.
+void inspector::mark_path_exclusions(worker_scratch& ws) {
+  const auto& ex = pol_->exclusions();
+  if (ex.empty()) return;
+  for (size_t i = 0; i < ex.size(); ++i) path_excl_[i] = 1;
+  std::span<char> out(ws.buf_b(), worker_scratch::buffer_bytes);
+  for (auto params : {path_params::strip, path_params::keep})
+    for (bool merge : {true, false}) {
+      auto n = normalize_path(head_.path, params, merge, out);
+      std::string_view norm = n ? std::string_view(out.data(), *n) : std::string_view{};
+      for (size_t i = 0; i < ex.size(); ++i)
+        if (!ex[i].path_prefix.empty() && (!n || !path_under(norm, ex[i].path_prefix)))
+          path_excl_[i] = 0;
+    }
+}
+
 verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed) {
   const policy& p = pol_->pol();
   perr_ = parse_request_head(std::string_view(head_buf_.get(), head_end_), p.limits,
                              std::span<http_header>(header_slots_.get(), p.limits.max_header_count), head_);
   st.requests.add();
   if (perr_ != http_error::none) return block(st, 400, consumed);
-  const auto& ex = pol_->exclusions();
-  for (size_t i = 0; i < ex.size(); ++i) path_excl_[i] = head_.path.starts_with(ex[i].path_prefix);
+  mark_path_exclusions(ws);
   scan_head(ws, st);
   for (uint32_t ri : pol_->negated_primary())
     if (!bit(rule_candidate_, ri)) {

@@ -48,7 +48,18 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
       if (idx < 0) return common::fail("policy " + p.name + ": exclusion names unknown rule id " + std::to_string(id));
       be.rule_mask[static_cast<size_t>(idx)] = 1;
     }
-    be.path_prefix = e.path_prefix;
+    if (!e.path_prefix.empty()) {
+      // Normalised like request paths, without a trailing '/': "/a/" and "/a" name the same tree.
+      std::string buf(e.path_prefix.size() + 1, '\0');
+      auto len = normalize_path(e.path_prefix, path_params::keep, true, buf);
+      if (!len)
+        return common::fail(
+            "policy " + p.name + ": exclusion path_prefix '" + e.path_prefix +
+            "' must be a path starting with '/' (no encoded '/', '\\' or bad escapes)");
+      buf.resize(*len);
+      while (!buf.empty() && buf.back() == '/') buf.pop_back();
+      be.path_prefix = buf;  // "/" becomes "": every path
+    }
     be.arg = e.arg;
     b->excl_.push_back(std::move(be));
   }

@@ -5,13 +5,18 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -21,6 +26,12 @@ namespace waf {
 
 void pcre2_code_deleter::operator()(pcre2_real_code_8* c) const { pcre2_code_free(c); }
 void pcre2_match_data_deleter::operator()(pcre2_real_match_data_8* m) const { pcre2_match_data_free(m); }
+void pcre2_match_context_deleter::operator()(pcre2_real_match_context_8* m) const {
+  pcre2_match_context_free(m);
+}
+void pcre2_jit_stack_deleter::operator()(pcre2_real_jit_stack_8* s) const {
+  pcre2_jit_stack_free(s);
+}
 
 namespace {
 
@@ -271,74 +282,192 @@ std::filesystem::path cache_path(const std::string& dir, uint64_t hash) {
   return std::filesystem::path(dir) / name;
 }
 
-constexpr char cache_magic[8] = {'E', 'D', 'G', 'E', 'W', 'A', 'F', '1'};
+// Cache file (little-endian host layout; the platform is part of the header):
+//   magic "EDGEWAF2" | header: format, rules hash, entry count, group count, Hyperscan version,
+//   platform | per entry: prefilter flag | per group: blob size + blob | FNV-1a 64 of all before.
+// An entry is used only if every header field is what this build and this rule set expect, the
+// checksum holds and every blob deserialises into a database of the group's mode. The file is
+// read with O_NOFOLLOW and must be a regular file owned by this user that no one else can write.
+constexpr char cache_magic[8] = {'E', 'D', 'G', 'E', 'W', 'A', 'F', '2'};
+constexpr uint32_t cache_format = 2;
+constexpr size_t cache_max_bytes = size_t(1) << 30;
 
-// Cache file: magic, entry count, prefilter flag per entry, then per group: blob size + blob.
-bool load_cache(const std::filesystem::path& p, std::vector<entry>& entries, std::vector<scan_group>& groups) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return false;
-  std::string data((std::istreambuf_iterator<char>(in)), {});
-  size_t off = 0;
+struct cache_header {
+  uint32_t format = cache_format;
+  uint32_t pointer_bits = sizeof(void*) * 8;
+  uint64_t rules_hash = 0;
+  uint64_t entries = 0;
+  uint64_t groups = 0;
+  char hs_version[64] = {};
+  hs_platform_info_t platform{};
+};
+
+cache_header expected_header(uint64_t hash, size_t entries, size_t groups) {
+  cache_header h;
+  h.rules_hash = hash;
+  h.entries = entries;
+  h.groups = groups;
+  std::snprintf(h.hs_version, sizeof h.hs_version, "%s", hs_version());
+  if (hs_populate_platform(&h.platform) != HS_SUCCESS) h.platform = {};
+  return h;
+}
+
+bool same_header(const cache_header& a, const cache_header& b) {
+  return a.format == b.format && a.pointer_bits == b.pointer_bits && a.rules_hash == b.rules_hash &&
+         a.entries == b.entries && a.groups == b.groups &&
+         std::memcmp(a.hs_version, b.hs_version, sizeof a.hs_version) == 0 &&
+         a.platform.tune == b.platform.tune && a.platform.cpu_features == b.platform.cpu_features;
+}
+
+uint64_t checksum(std::string_view data) {
+  fnv h;
+  h.bytes(data.data(), data.size());
+  return h.h;
+}
+
+enum class cache_load : uint8_t { loaded, absent, rejected };
+
+// Why an entry was rejected goes to `why` (for the log and compile_stats::cache_rejected).
+cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector<entry>& entries,
+                      std::vector<scan_group>& groups, const std::vector<bool>& need_db,
+                      std::string& why) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return cache_load::absent;
+    why = std::string("cannot open: ") + std::strerror(errno);
+    return cache_load::rejected;
+  }
+  struct stat sb {};
+  std::string data;
+  bool ok = ::fstat(fd, &sb) == 0;
+  if (!ok || !S_ISREG(sb.st_mode)) {
+    why = "not a regular file";
+  } else if (sb.st_uid != ::geteuid() || (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+    why = "not owned by this user, or writable by group or others";
+    ok = false;
+  } else if (static_cast<uint64_t>(sb.st_size) > cache_max_bytes) {
+    why = "larger than 1 GiB";
+    ok = false;
+  } else {
+    data.resize(static_cast<size_t>(sb.st_size));
+    size_t got = 0;
+    while (got < data.size()) {
+      ssize_t r = ::read(fd, data.data() + got, data.size() - got);
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    if (got != data.size()) {
+      why = "short read";
+      ok = false;
+    }
+  }
+  ::close(fd);
+  if (!ok) return cache_load::rejected;
+
+  auto reject = [&](const char* w) {
+    why = w;
+    return cache_load::rejected;
+  };
+  if (data.size() < sizeof cache_magic + sizeof(cache_header) + 8) return reject("truncated");
+  if (std::memcmp(data.data(), cache_magic, sizeof cache_magic) != 0) return reject("bad magic");
+  uint64_t sum = 0;
+  std::memcpy(&sum, data.data() + data.size() - 8, 8);
+  if (sum != checksum(std::string_view(data).substr(0, data.size() - 8)))
+    return reject("checksum mismatch");
+  cache_header h;
+  std::memcpy(&h, data.data() + sizeof cache_magic, sizeof h);
+  cache_header want = expected_header(hash, entries.size(), groups.size());
+  if (h.rules_hash != want.rules_hash)
+    return reject("built from other rules (content hash mismatch)");
+  if (!same_header(h, want))
+    return reject("built by another Hyperscan version, platform or format");
+  size_t off = sizeof cache_magic + sizeof h;
+  const size_t end = data.size() - 8;
   auto take = [&](void* dst, size_t n) {
-    if (off + n > data.size()) return false;
+    if (n > end - off) return false;
     std::memcpy(dst, data.data() + off, n);
     off += n;
     return true;
   };
-  char magic[8];
-  uint64_t n_entries = 0;
-  if (!take(magic, 8) || std::memcmp(magic, cache_magic, 8) != 0 || !take(&n_entries, 8) ||
-      n_entries != entries.size())
-    return false;
   std::vector<uint8_t> pf(entries.size());
-  if (!take(pf.data(), pf.size())) return false;
+  if (!take(pf.data(), pf.size())) return reject("truncated");
   std::vector<hs_database_ptr> dbs;
-  for (auto& g : groups) {
+  for (const auto& g : groups) {
     uint64_t sz = 0;
-    if (!take(&sz, 8)) return false;
+    if (!take(&sz, 8) || sz > end - off) return reject("truncated");
+    if ((sz != 0) != need_db[dbs.size()]) return reject("database missing or unexpected");
     if (sz == 0) {
       dbs.emplace_back();
       continue;
     }
-    if (off + sz > data.size()) return false;
     hs_database_t* db = nullptr;
-    if (hs_deserialize_database(data.data() + off, sz, &db) != HS_SUCCESS) return false;
+    if (hs_deserialize_database(data.data() + off, sz, &db) != HS_SUCCESS)
+      return reject("database does not load");
+    hs_database_ptr owned(db);
     off += sz;
-    dbs.emplace_back(db);
-    (void)g;
+    size_t ssz = 0;
+    bool is_stream = hs_stream_size(db, &ssz) == HS_SUCCESS;
+    if (is_stream != g.stream) return reject("database mode does not match its group");
+    dbs.push_back(std::move(owned));
   }
+  if (off != end) return reject("trailing bytes");
   for (size_t i = 0; i < entries.size(); ++i) entries[i].prefilter = pf[i] != 0;
   for (size_t i = 0; i < groups.size(); ++i) groups[i].db = std::move(dbs[i]);
-  return true;
+  return cache_load::loaded;
 }
 
-void store_cache(const std::filesystem::path& p, const std::vector<entry>& entries,
-                 const std::vector<scan_group>& groups) {
-  std::string out(cache_magic, 8);
-  uint64_t n = entries.size();
-  out.append(reinterpret_cast<const char*>(&n), 8);
+// Written to a mkstemp file (mode 0600) in the cache directory, then renamed over the entry: a
+// concurrent reader sees the old file or the new one, never half of one. Failures are returned
+// for the log; a failed store only costs the next start a compile.
+common::result<void> store_cache(const std::filesystem::path& p, uint64_t hash,
+                                 const std::vector<entry>& entries,
+                                 const std::vector<scan_group>& groups) {
+  std::string out(cache_magic, sizeof cache_magic);
+  cache_header h = expected_header(hash, entries.size(), groups.size());
+  out.append(reinterpret_cast<const char*>(&h), sizeof h);
   for (const auto& e : entries) out.push_back(e.prefilter ? 1 : 0);
   for (const auto& g : groups) {
     uint64_t sz = 0;
     char* blob = nullptr;
-    if (g.db && hs_serialize_database(g.db.get(), &blob, &sz) != HS_SUCCESS) sz = 0;
+    if (g.db && hs_serialize_database(g.db.get(), &blob, &sz) != HS_SUCCESS) {
+      return common::fail("hs_serialize_database failed");
+    }
     out.append(reinterpret_cast<const char*>(&sz), 8);
     if (blob) {
       out.append(blob, sz);
       std::free(blob);
     }
   }
+  uint64_t sum = checksum(out);
+  out.append(reinterpret_cast<const char*>(&sum), 8);
+
   std::error_code ec;
-  std::filesystem::create_directories(p.parent_path(), ec);
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    if (!o) return;
-    o.write(out.data(), static_cast<std::streamsize>(out.size()));
-    if (!o) return;
+  const auto dir = p.parent_path();
+  if (!std::filesystem::is_directory(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return common::fail("cannot create the cache directory: " + ec.message(), dir.string());
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   }
-  std::filesystem::rename(tmp, p, ec);  // atomic: a concurrent reader sees old or new, never half
+  std::string tmpl = (dir / ".waf-XXXXXX").string();
+  int fd = ::mkstemp(tmpl.data());  // mode 0600, O_EXCL: never a file someone else prepared
+  if (fd < 0) return common::fail(std::string("mkstemp: ") + std::strerror(errno), dir.string());
+  size_t put = 0;
+  while (put < out.size()) {
+    ssize_t w = ::write(fd, out.data() + put, out.size() - put);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    put += static_cast<size_t>(w);
+  }
+  bool ok = put == out.size() && ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmpl.c_str(), p.c_str()) != 0) {
+    if (ok) err = errno;
+    ::unlink(tmpl.c_str());
+    return common::fail(std::string("cannot write the cache entry: ") + std::strerror(err),
+                        p.string());
+  }
+  return {};
 }
 
 }  // namespace
@@ -410,7 +539,16 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   std::filesystem::path cp;
   if (!opts.cache_dir.empty()) {
     cp = cache_path(opts.cache_dir, rs->hash_);
-    loaded = load_cache(cp, rs->entries_, rs->groups_);
+    std::string why;
+    std::vector<bool> need_db(rs->groups_.size());
+    for (size_t gi = 0; gi < need_db.size(); ++gi) need_db[gi] = !group_exprs[gi].empty();
+    auto lc = load_cache(cp, rs->hash_, rs->entries_, rs->groups_, need_db, why);
+    loaded = lc == cache_load::loaded;
+    if (lc == cache_load::rejected) {
+      rs->stats_.cache_rejected = cp.string() + ": " + why;
+      for (auto& e : rs->entries_) e.prefilter = false;  // recompiled from scratch below
+      for (auto& g : rs->groups_) g.db.reset();
+    }
   }
   size_t prefiltered = 0;
   // Groups compile independently (each writes only its own entries), so they run on all cores:
@@ -469,7 +607,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       rs->stats_.stream_state_bytes += sz;
     }
   }
-  if (!opts.cache_dir.empty() && !loaded) store_cache(cp, rs->entries_, rs->groups_);
+  if (!opts.cache_dir.empty() && !loaded)
+    if (auto st = store_cache(cp, rs->hash_, rs->entries_, rs->groups_); !st)
+      rs->stats_.cache_error = st.error().str();
   rs->stats_.from_cache = loaded;
   rs->stats_.prefiltered = prefiltered;
   rs->stats_.groups = rs->groups_.size();
@@ -503,6 +643,14 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.md_.reset(pcre2_match_data_create(1, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
+  w.mctx_.reset(pcre2_match_context_create(nullptr));
+  if (!w.mctx_) return common::fail("pcre2_match_context_create failed");
+  pcre2_set_match_limit(w.mctx_.get(), pcre_limits::match);
+  pcre2_set_depth_limit(w.mctx_.get(), pcre_limits::depth);
+  w.jit_stack_.reset(
+      pcre2_jit_stack_create(pcre_limits::jit_stack_start, pcre_limits::jit_stack_max, nullptr));
+  if (!w.jit_stack_) return common::fail("pcre2_jit_stack_create failed");
+  pcre2_jit_stack_assign(w.mctx_.get(), nullptr, w.jit_stack_.get());
   if (auto p = w.prepare(rs); !p) return common::unexpected(p.error());
   return w;
 }

@@ -33,10 +33,23 @@ struct load_report {
   std::vector<skipped_rule> skipped;  // SecRules not imported, each with its reason
 };
 
+// Where `secrules:` directories may be: the rules directory itself and these CRS directories. The
+// appliance config names no CRS directory, so this is Debian's (package modsecurity-crs).
+inline const std::vector<std::string>& default_crs_dirs() {
+  static const std::vector<std::string> d{"/usr/share/modsecurity-crs"};
+  return d;
+}
+
+// path, with symlinks and ".." resolved, is root or lies under it (whole path components).
+bool path_within(const std::string& path, const std::string& root);
+
 // Loads every *.yaml/*.yml file of dir (sorted by name) and every *.conf file (SecRule importer,
-// rule set "crs"). A YAML file may also name SecRule directories: `secrules: [DIR, ...]`.
+// rule set "crs"). A YAML file may also name SecRule directories: `secrules: [DIR, ...]`, each
+// confined to dir and crs_dirs (symlinks resolved; else an error at the file:line:col naming it).
 // Ids must be unique across the directory.
-common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, load_report* report = nullptr);
+common::result<std::vector<waf::rule>> load_rules_dir(
+    const std::string& dir, load_report* report = nullptr,
+    const std::vector<std::string>& crs_dirs = default_crs_dirs());
 
 // load_rules_dir + waf::ruleset::compile in one call: what the control plane runs (on a thread of
 // its own, e.g. std::async) on start and whenever the rules directory changes. The result is

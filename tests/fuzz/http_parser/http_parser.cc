@@ -1,6 +1,7 @@
-// Fuzz target: arbitrary bytes through the request-head parser, the chunked decoder and a full
-// inspector (shipped rules) fed in segments whose sizes come from the input. Invariants: no crash,
-// every call makes progress or ends the flow, consumed never exceeds what was given.
+// Fuzz target: arbitrary bytes through the request-head parser, the path normaliser, the chunked
+// decoder and a full inspector (shipped rules, a path exclusion) fed in segments whose sizes come
+// from the input. Invariants: no crash, every call makes progress or ends the flow, consumed never
+// exceeds what was given, a normalised path is canonical (see check_path).
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -29,6 +30,7 @@ state* init() {
   auto c = waf::ruleset::compile(std::move(*rs));
   if (!c) std::abort();
   waf::policy p;
+  p.exclusions.push_back({{100100}, "/search", ""});
   p.body_limit = 4096;
   p.limits.max_head_bytes = 4096;
   auto b = waf::bound_policy::bind(*c, p);
@@ -41,6 +43,32 @@ state* init() {
 
 void check(bool ok) {
   if (!ok) std::abort();
+}
+
+// A normalised path starts with '/', is no longer than the raw one, has no "." or ".." segment
+// (and no empty one when slashes are merged), and normalising it again changes nothing.
+void check_path(std::string_view raw) {
+  static char out[8192], again[8192];
+  if (raw.size() > sizeof out) return;
+  for (auto pp : {waf::path_params::strip, waf::path_params::keep})
+    for (bool merge : {true, false}) {
+      auto n = waf::normalize_path(raw, pp, merge, out);
+      if (!n) continue;
+      std::string_view norm(out, *n);
+      check(!norm.empty() && norm[0] == '/' && norm.size() <= raw.size());
+      for (size_t i = 0; i < norm.size(); ++i) {
+        if (norm[i] != '/') continue;
+        std::string_view rest = norm.substr(i + 1);
+        std::string_view seg = rest.substr(0, rest.find('/'));
+        check(seg != "." && seg != "..");
+        if (merge) check(!(seg.empty() && i + 1 < norm.size()));
+      }
+      if (norm.find('%') == std::string_view::npos &&
+          (pp == waf::path_params::keep || norm.find(';') == std::string_view::npos)) {
+        auto m = waf::normalize_path(norm, pp, merge, again);
+        check(m && std::string_view(again, *m) == norm);
+      }
+    }
 }
 
 }  // namespace
@@ -60,8 +88,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(end <= n);
     std::vector<waf::http_header> slots(lim.max_header_count);
     waf::request_head h;
-    waf::parse_request_head(std::string_view(p, end), lim, slots, h);
+    if (waf::parse_request_head(std::string_view(p, end), lim, slots, h) == waf::http_error::none)
+      check_path(h.path);
   }
+  check_path(std::string_view(p, std::min<size_t>(n, 512)));
   // Chunked decoder alone, in segments.
   waf::chunked_decoder d;
   for (size_t off = 0; off < n;) {

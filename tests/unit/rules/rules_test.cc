@@ -31,16 +31,30 @@ std::string read(const fs::path& p) {
 }
 
 // Each tests/unit/rules/bad/*.yaml starts with "# expect: <text>"; loading (and compiling) it must
-// fail with an error whose text contains <text>, {file} standing for the file's path.
+// fail with an error whose text contains <text>, {file} standing for the file's path. A dir_*.yaml
+// is loaded as the only file of a fresh rules directory (for what only a directory allows:
+// secrules:), {file} then naming that copy.
 TEST(bad_rules, each_file_fails_with_its_expected_diagnostic) {
   size_t n = 0;
   for (const auto& e : fs::directory_iterator(fs::path(RULES_TEST_DATA) / "bad")) {
     std::string text = read(e.path());
     ASSERT_TRUE(text.starts_with("# expect: ")) << e.path();
     std::string expect = text.substr(10, text.find('\n') - 10);
+    const bool as_dir = e.path().filename().string().starts_with("dir_");
+    fs::path file = e.path();
+    fs::path dir;
+    if (as_dir) {
+      dir = fs::temp_directory_path() / ("rules-bad-" + std::to_string(::getpid())) / "rules";
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      file = dir / e.path().filename();
+      fs::copy_file(e.path(), file);
+    }
     auto pos = expect.find("{file}");
-    if (pos != std::string::npos) expect.replace(pos, 6, e.path().string());
-    auto rs = rules::load_rule_file(e.path().string());
+    if (pos != std::string::npos) expect.replace(pos, 6, file.string());
+    auto rs =
+        as_dir ? rules::load_rules_dir(dir.string()) : rules::load_rule_file(e.path().string());
+    if (as_dir) fs::remove_all(dir.parent_path());
     std::string got;
     if (!rs) {
       got = rs.error().str();
@@ -52,7 +66,91 @@ TEST(bad_rules, each_file_fails_with_its_expected_diagnostic) {
     EXPECT_NE(got.find(expect), std::string::npos) << e.path() << "\n  want: " << expect << "\n  got:  " << got;
     ++n;
   }
-  EXPECT_GE(n, 15u);
+  EXPECT_GE(n, 24u);
+}
+
+// tx values are stored expanded: doubling setvars would grow 2^n. The expansion is bounded and the
+// rule that needs the oversized macro is skipped with a reason.
+TEST(secrule, macro_expansion_is_bounded) {
+  auto dir = fs::temp_directory_path() / ("rules-macro-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string conf = "SecAction \"id:900001,phase:1,pass,nolog,setvar:tx.z0=aaaaaaaa\"\n";
+  for (int i = 1; i <= 40; ++i)
+    conf += "SecAction \"id:" + std::to_string(900001 + i) + ",phase:1,pass,nolog,setvar:tx.z" +
+            std::to_string(i) + "=%{tx.z" + std::to_string(i - 1) + "}%{tx.z" +
+            std::to_string(i - 1) + "}\"\n";
+  conf +=
+      "SecRule ARGS \"@contains %{tx.z40}\" "
+      "\"id:942990,phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(dir / "m.conf") << conf;
+  auto r = rules::import_secrules({(dir / "m.conf").string()});
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_TRUE(r->rules.empty());
+  ASSERT_EQ(r->skipped.size(), 1u);
+  EXPECT_EQ(r->skipped[0].id, 942990u);
+  EXPECT_NE(r->skipped[0].reason.find("macro"), std::string::npos) << r->skipped[0].reason;
+  fs::remove_all(dir);
+}
+
+// secrules: directories are confined to the rules directory and the CRS directories, with
+// symlinks resolved; pmFromFile data files to the directory of their .conf.
+TEST(loader, secrules_directories_are_confined) {
+  auto root = fs::temp_directory_path() / ("rules-confine-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto dir = root / "rules", crs = root / "crs", outside = root / "outside";
+  for (const auto& d : {dir / "sub", crs, outside}) fs::create_directories(d);
+  const std::string conf =
+      "SecRule ARGS \"@rx attack\" \"id:942999,phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(dir / "sub" / "a.conf") << conf;
+  std::ofstream(crs / "b.conf") << "SecRule ARGS \"@rx other\" "
+                                   "\"id:942998,phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(outside / "c.conf") << conf;
+  auto write = [&](const std::string& yaml) {
+    std::ofstream(dir / "r.yaml", std::ios::trunc) << yaml;
+  };
+
+  write("secrules: [sub]\n");
+  auto ok = rules::load_rules_dir(dir.string());
+  ASSERT_TRUE(ok) << ok.error().str();
+  EXPECT_EQ(ok->size(), 1u);
+
+  write("secrules: [" + crs.string() + "]\n");
+  EXPECT_FALSE(rules::load_rules_dir(dir.string()));
+  auto listed = rules::load_rules_dir(dir.string(), nullptr, {crs.string()});
+  ASSERT_TRUE(listed) << listed.error().str();
+  EXPECT_EQ(listed->size(), 1u);
+
+  fs::create_symlink(outside, dir / "link");
+  write("secrules: [link]\n");
+  auto viaLink = rules::load_rules_dir(dir.string());
+  ASSERT_FALSE(viaLink);
+  EXPECT_EQ(viaLink.error().str(), (dir / "r.yaml").string() +
+                                       ":1:12: secrules: 'link' is outside the rules directory " +
+                                       dir.string() + ", /usr/share/modsecurity-crs");
+
+  fs::create_symlink(outside / "c.conf", dir / "sub" / "c.conf");
+  write("secrules: [sub]\n");
+  auto viaFile = rules::load_rules_dir(dir.string());
+  ASSERT_FALSE(viaFile);
+  EXPECT_NE(viaFile.error().str().find("c.conf' leads outside the rules directory"),
+            std::string::npos)
+      << viaFile.error().str();
+  fs::remove(dir / "sub" / "c.conf");
+
+  std::ofstream(outside / "words.data") << "evil\n";
+  std::ofstream(dir / "sub" / "a.conf", std::ios::trunc)
+      << "SecRule ARGS \"@pmFromFile ../../outside/words.data\" "
+         "\"id:942997,phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n"
+      << conf;
+  rules::load_report rep;
+  auto pmf = rules::load_rules_dir(dir.string(), &rep);
+  ASSERT_TRUE(pmf) << pmf.error().str();
+  EXPECT_EQ(pmf->size(), 1u);
+  ASSERT_EQ(rep.skipped.size(), 1u);
+  EXPECT_EQ(rep.skipped[0].id, 942997u);
+  EXPECT_NE(rep.skipped[0].reason.find("is outside the directory of its .conf"), std::string::npos)
+      << rep.skipped[0].reason;
+  fs::remove_all(root);
 }
 
 TEST(loader, directory_ids_must_be_unique_across_files) {

@@ -5,6 +5,7 @@
 // bare LF, whitespace before the colon. No allocation: headers land in caller-provided storage.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -87,6 +88,20 @@ http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head
 // Parses a complete head (as found by find_head_end, ending with CRLF CRLF). Headers go to storage.
 http_error parse_request_head(std::string_view head, const http_limits& lim, std::span<http_header> storage,
                               request_head& out);
+
+// Request path normalisation, for policy path prefixes (exclusions): the path is split on '/',
+// each segment percent-decoded once, "." and ".." resolved (never above the root). `;` parameters
+// are either stripped from each segment before decoding, as Tomcat and Spring do (so "..;" is
+// ".."), or kept as bytes of the segment name (nginx, most others); merge_slashes drops empty
+// segments ("//"). Returns the length written to out, or nothing for a path no backend reads one
+// way: not starting with '/', a malformed escape, an encoded '/', a '\' (raw or encoded) or NUL,
+// or out too small (it needs raw.size() bytes). No allocation.
+enum class path_params : uint8_t { strip, keep };
+std::optional<size_t> normalize_path(std::string_view raw, path_params params, bool merge_slashes,
+                                     std::span<char> out);
+// norm (normalised) is prefix or lies under it: the prefix ends at a segment boundary. An empty
+// prefix holds every path.
+bool path_under(std::string_view norm, std::string_view prefix);
 
 // Incremental chunked transfer-coding decoder (RFC 9112 §7.1), strict CRLF.
 class chunked_decoder {

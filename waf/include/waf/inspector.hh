@@ -23,18 +23,27 @@
 namespace waf {
 
 // Per-worker counters (single writer), summed by the control plane for /metrics.
-#define WAF_STATS(X)       \
-  X(requests)              \
-  X(passed)                \
-  X(detected)              \
-  X(blocked_rules)         \
-  X(blocked_parse)         \
-  X(blocked_body_limit)    \
-  X(body_partial)          \
-  X(raw_blocked)           \
-  X(prefilter_confirmed)   \
-  X(prefilter_rejected)    \
-  X(scan_errors)           \
+// scan_errors: Hyperscan scan/stream calls that failed (each fails the request closed);
+// confirm_errors: PCRE2 confirms that ended in an error (match or depth limit, JIT stack), each
+// counted as a match of its rule; blocked_engine_error: requests blocked because the engine could
+// not inspect them (a Hyperscan error), whatever the rules would have said; form_truncated:
+// urlencoded bodies with a name or value longer than the room kept to scan it as an argument
+// (the policy's on_body_limit then applies: reject = 413).
+#define WAF_STATS(X)      \
+  X(requests)             \
+  X(passed)               \
+  X(detected)             \
+  X(blocked_rules)        \
+  X(blocked_parse)        \
+  X(blocked_body_limit)   \
+  X(body_partial)         \
+  X(raw_blocked)          \
+  X(prefilter_confirmed)  \
+  X(prefilter_rejected)   \
+  X(scan_errors)          \
+  X(confirm_errors)       \
+  X(blocked_engine_error) \
+  X(form_truncated)       \
   X(bytes_scanned)
 struct worker_stats {
 #define X(n) common::counter n;
@@ -64,6 +73,7 @@ struct audit_match {
   uint8_t field_len = 0;
   uint8_t excerpt_len = 0;
   bool blocking = false;  // this rule made the block decision (action block or threshold crossed)
+  bool confirm_error = false;  // PCRE2 could not decide (a limit): counted as a match (fail closed)
   char field[40] = {};    // header/argument/cookie name, if any
   char excerpt[64] = {};  // up to 64 bytes of the transformed value ending at the match
   std::string_view field_name() const { return {field, field_len}; }
@@ -95,6 +105,8 @@ class inspector {
   std::span<const audit_match> matches() const { return {matches_.data(), n_matches_}; }
   size_t matches_dropped() const { return matches_dropped_; }
   uint64_t body_bytes() const { return body_seen_; }
+  // The engine could not inspect this request (a Hyperscan error): it was blocked for that.
+  bool engine_error() const { return engine_error_; }
   bool detect_only() const { return pol_->pol().detect_only; }
   const bound_policy& policy_in_use() const { return *pol_; }
   // Memory held for this flow: the object, head buffer, header slots, bitsets and Hyperscan streams.
@@ -116,10 +128,13 @@ class inspector {
                  std::string_view v);
   void form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void form_emit(worker_scratch& ws, worker_stats& st);
+  void form_overflow(worker_stats& st);
   void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
                   std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
   bool evaluate(worker_stats& st, bool head_done, bool body_done);  // true: block decided
+  void engine_failed(worker_stats& st);
+  void mark_path_exclusions(worker_scratch& ws);
   void inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void match_entry(uint32_t entry_id, scan_ctx& x, unsigned long long to);
   verdict block_again() const;
@@ -142,6 +157,7 @@ class inspector {
   chunked_decoder chunked_;
   bool body_partial_ = false;
   bool form_ = false, form_in_value_ = false;  // urlencoded body: pairs scanned as args
+  bool form_truncated_ = false;                // a pair did not fit its room (counted once)
   size_t form_name_len_ = 0, form_value_len_ = 0;
 
   struct stream_slot {
@@ -158,6 +174,7 @@ class inspector {
   std::vector<uint8_t> path_excl_;  // exclusions whose path prefix matches this request
   int score_ = 0;
   bool decided_block_ = false, any_fired_ = false, pending_reset_ = false, limit_hit_ = false;
+  bool engine_error_ = false;  // a Hyperscan call failed: the request is blocked (fail closed)
   uint16_t status_ = 0;
   std::array<audit_match, max_matches> matches_{};
   size_t n_matches_ = 0, matches_dropped_ = 0;
@@ -167,6 +184,7 @@ class inspector {
     uint32_t condition;
     target where;
     uint8_t field_len, excerpt_len;
+    bool confirm_error;
     char field[40];
     char excerpt[64];
   };

@@ -18,6 +18,8 @@
 
 struct pcre2_real_code_8;
 struct pcre2_real_match_data_8;
+struct pcre2_real_match_context_8;
+struct pcre2_real_jit_stack_8;
 
 namespace waf {
 
@@ -36,11 +38,32 @@ struct pcre2_code_deleter {
 struct pcre2_match_data_deleter {
   void operator()(pcre2_real_match_data_8* m) const;
 };
+struct pcre2_match_context_deleter {
+  void operator()(pcre2_real_match_context_8* m) const;
+};
+struct pcre2_jit_stack_deleter {
+  void operator()(pcre2_real_jit_stack_8* s) const;
+};
 using hs_database_ptr = std::unique_ptr<hs_database_t, hs_database_deleter>;
 using hs_scratch_ptr = std::unique_ptr<hs_scratch_t, hs_scratch_deleter>;
 using hs_stream_ptr = std::unique_ptr<hs_stream_t, hs_stream_deleter>;
 using pcre2_code_ptr = std::unique_ptr<pcre2_real_code_8, pcre2_code_deleter>;
 using pcre2_match_data_ptr = std::unique_ptr<pcre2_real_match_data_8, pcre2_match_data_deleter>;
+using pcre2_match_context_ptr =
+    std::unique_ptr<pcre2_real_match_context_8, pcre2_match_context_deleter>;
+using pcre2_jit_stack_ptr = std::unique_ptr<pcre2_real_jit_stack_8, pcre2_jit_stack_deleter>;
+
+// Bounds on one PCRE2 confirm (a prefiltered pattern run over one field). A confirm that reaches
+// one of them fails closed: it counts as a match of its rule (worker_stats::confirm_errors). The
+// match limit bounds the CPU one field may cost (PCRE2's default, 10 million, is ~a second of
+// backtracking); the depth limit bounds the interpreter's backtracking memory; the JIT stack is
+// allocated once per worker, so its size is explicit instead of PCRE2's 32 KiB on-demand default.
+struct pcre_limits {
+  static constexpr uint32_t match = 1'000'000;
+  static constexpr uint32_t depth = 10'000;
+  static constexpr size_t jit_stack_start = 32 * 1024;
+  static constexpr size_t jit_stack_max = 1024 * 1024;
+};
 
 // Where a Hyperscan match id leads: a condition of a rule, in one scan group.
 struct entry {
@@ -73,12 +96,18 @@ struct compiled_condition {
 };
 
 struct compile_options {
-  std::string cache_dir;  // empty: no cache. Else databases are (de)serialised under it.
+  // Empty: no cache. Else databases are (de)serialised under it, one file per rule-set content
+  // hash, bound to that hash, the Hyperscan version and the platform, and checksummed; an entry
+  // that does not verify is ignored (compile_stats::cache_rejected) and rewritten.
+  std::string cache_dir;
 };
 
 struct compile_stats {
   double compile_ms = 0;     // wall time of compile() (cache load included)
   bool from_cache = false;
+  std::string
+      cache_rejected;  // non-empty: a cache entry was there but not used (path: why); recompiled
+  std::string cache_error;   // non-empty: the fresh databases could not be stored (path: why)
   size_t expressions = 0;    // Hyperscan expressions over all groups
   size_t prefiltered = 0;    // of which compiled in prefilter mode + PCRE2 confirm
   size_t groups = 0;
@@ -144,6 +173,8 @@ class worker_scratch {
 
   hs_scratch_t* hs() const { return hs_.get(); }
   pcre2_real_match_data_8* match_data() const { return md_.get(); }
+  // Match and depth limits and the worker's JIT stack (pcre_limits): pass to every pcre2_match.
+  pcre2_real_match_context_8* match_context() const { return mctx_.get(); }
   char* buf_a() const { return a_.get(); }
   char* buf_b() const { return b_.get(); }
   char* buf_c() const { return c_.get(); }
@@ -151,6 +182,8 @@ class worker_scratch {
  private:
   hs_scratch_ptr hs_;
   pcre2_match_data_ptr md_;
+  pcre2_jit_stack_ptr jit_stack_;
+  pcre2_match_context_ptr mctx_;
   std::unique_ptr<char[]> a_, b_, c_;
 };
 

@@ -121,6 +121,11 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   EXPECT_NE(text.find("edge_waf_blocked_rules_total 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_requests_total 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("edge_waf_audit_dropped_total 0\n"), std::string::npos) << text;
+  // The fail-closed outcomes have their own series next to the other worker counters.
+  for (const char* series :
+       {"edge_waf_confirm_errors_total 0\n", "edge_waf_blocked_engine_error_total 0\n",
+        "edge_waf_scan_errors_total 0\n", "edge_waf_cache_rejected_total 0\n"})
+    EXPECT_NE(text.find(series), std::string::npos) << series;
   const auto m = (*ctl)->metrics();
   EXPECT_GT(m.last_reload_ms, 0.0);
   EXPECT_GE(m.last_reload_ms, m.last_compile_ms) << "a reload includes its compile";

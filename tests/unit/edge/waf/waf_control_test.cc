@@ -200,6 +200,34 @@ TEST_F(control_fixture, unchanged_reload_hits_the_cache_and_is_fast) {
       first.last_compile_ms, first.last_from_cache, m.last_compile_ms);
 }
 
+// A damaged cache entry is not trusted: it is counted, logged, recompiled and rewritten.
+TEST_F(control_fixture, damaged_cache_entry_is_counted_and_rebuilt) {
+  publications pub;
+  auto c = edge::waf_control::create(config(), pub.fn());
+  ASSERT_TRUE(c.has_value());
+  size_t damaged = 0;
+  for (const auto& f : fs::directory_iterator(cache)) {
+    std::string s;
+    {
+      std::ifstream in(f.path(), std::ios::binary);
+      s.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_GT(s.size(), 200u);
+    s[s.size() - 100] ^= 1;
+    std::ofstream(f.path(), std::ios::binary | std::ios::trunc) << s;
+    ++damaged;
+  }
+  ASSERT_EQ(damaged, 1u);
+  ASSERT_TRUE((*c)->reload().has_value());
+  auto m = (*c)->metrics();
+  EXPECT_EQ(m.cache_rejected, 1u);
+  EXPECT_FALSE(m.last_from_cache);
+  ASSERT_TRUE((*c)->reload().has_value());
+  m = (*c)->metrics();
+  EXPECT_EQ(m.cache_rejected, 1u);
+  EXPECT_TRUE(m.last_from_cache);
+}
+
 TEST_F(control_fixture, a_change_before_start_watching_is_not_missed) {
   publications pub;
   auto c = edge::waf_control::create(config(), pub.fn());

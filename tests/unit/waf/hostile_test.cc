@@ -1,0 +1,239 @@
+// Hostile input against the engine (issue 10): PCRE2 confirm errors fail closed, path exclusions
+// match the normalised path at a segment boundary, fields without '=' are scanned by name, and
+// engine errors block with a counted outcome.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine_fixture.hh"
+
+namespace {
+
+using waf::verdict_kind;
+using waf_test::make_engine;
+using waf_test::run1;
+
+std::string get(const std::string& target, const std::string& extra_headers = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra_headers + "\r\n";
+}
+
+std::string repeat(std::string_view unit, size_t n) {
+  std::string s;
+  s.reserve(unit.size() * n);
+  for (size_t i = 0; i < n; ++i) s += unit;
+  return s;
+}
+
+waf::policy big_heads() {
+  waf::policy p;
+  p.limits.max_request_line = 65536;
+  p.limits.max_head_bytes = 65536;
+  return p;
+}
+
+// Backreferences make Hyperscan take these only in prefilter mode: PCRE2 confirms each match. The
+// padding drives PCRE2 into its JIT stack limit or its match limit; before the fix that error was
+// read as "no match" and the attack passed.
+struct backtrack_case {
+  const char* name;
+  const char* pattern;  // YAML double-quoted
+  std::string attack;   // argument value carrying the payload behind padding
+  std::string clean;    // a value Hyperscan does not match: PCRE2 never runs
+};
+
+class backtracking : public ::testing::TestWithParam<backtrack_case> {};
+
+TEST_P(backtracking, padded_payload_still_blocks_and_the_error_is_counted) {
+  const auto& c = GetParam();
+  auto e = make_engine(
+      std::string("rules:\n  - id: 7\n    action: block\n    phase: args\n    pattern: \"") +
+          c.pattern + "\"\n",
+      big_heads());
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->pol->rules().stats().prefiltered, 1u) << c.name;
+  auto o = run1(*e, get("/?q=" + c.attack));
+  EXPECT_EQ(o.kind, verdict_kind::block) << c.name;
+  EXPECT_EQ(o.status, 403) << c.name;
+  EXPECT_EQ(o.ids, std::vector<uint32_t>{7}) << c.name;
+  EXPECT_GE(e->st.confirm_errors.get(), 1u) << c.name;
+  EXPECT_EQ(e->st.prefilter_rejected.get(), 0u) << c.name;
+  // The same rule still passes a clean request.
+  auto clean = run1(*e, get("/?q=" + c.clean));
+  EXPECT_EQ(clean.kind, verdict_kind::pass) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    all, backtracking,
+    ::testing::Values(backtrack_case{"jit_stack", "(?:(a)|b)*\\\\1evil",
+                                     repeat("ab", 20000) + "aevil", repeat("ab", 100)},
+                      backtrack_case{"match_limit", "(\\\\w+\\\\s?)*\\\\1$",
+                                     repeat("aaaa+", 24) + "!", repeat("-", 100)}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+TEST(hostile, confirm_error_in_detect_only_is_a_detection_with_the_rule) {
+  waf::policy p = big_heads();
+  p.detect_only = true;
+  auto e = make_engine(
+      "rules:\n  - id: 7\n    action: block\n    phase: args\n    pattern: "
+      "\"(?:(a)|b)*\\\\1evil\"\n",
+      p);
+  ASSERT_TRUE(e);
+  auto in = waf::inspector::create(e->pol, *e->ws);
+  ASSERT_TRUE(in);
+  std::string req = get("/?q=" + repeat("ab", 20000) + "aevil");
+  auto v = (*in)->feed(*e->ws, e->st, req);
+  EXPECT_EQ(v.kind, verdict_kind::detect);
+  ASSERT_EQ((*in)->matches().size(), 1u);
+  EXPECT_EQ((*in)->matches()[0].rule_id, 7u);
+  EXPECT_TRUE((*in)->matches()[0].confirm_error);
+  std::string j = waf::audit_json(**in, v, "r1");
+  EXPECT_NE(j.find("\"confirm_error\":true"), std::string::npos) << j;
+}
+
+// Exclusion of rule 10 under /search: the path is percent-decoded, `;` parameters are read both as
+// Tomcat/Spring strip them and as literal bytes, dot segments resolved, repeated slashes collapsed
+// or kept (the exclusion must hold both ways), and the prefix must end at a segment boundary. An
+// ambiguous path (encoded '/' or
+// '\', bad escape) gets no exclusion.
+struct excl_case {
+  const char* path;
+  bool excluded;
+};
+
+class exclusion_paths : public ::testing::TestWithParam<excl_case> {};
+
+TEST_P(exclusion_paths, match_the_normalised_path_at_a_segment_boundary) {
+  const auto& c = GetParam();
+  waf::policy p;
+  p.exclusions.push_back({{10}, "/search", ""});
+  auto e = make_engine(
+      "rules:\n  - id: 10\n    action: block\n    phase: args\n    pattern: attack\n", p);
+  ASSERT_TRUE(e);
+  auto o = run1(*e, get(std::string(c.path) + "?x=attack"));
+  EXPECT_EQ(o.kind, c.excluded ? verdict_kind::pass : verdict_kind::block) << c.path;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    all, exclusion_paths,
+    ::testing::Values(
+        excl_case{"/search", true}, excl_case{"/search/", true}, excl_case{"/search/x", true},
+        excl_case{"/search/a/../b", true}, excl_case{"/search/./x", true},
+        excl_case{"/%73earch/x", true}, excl_case{"/search//x", true},
+        excl_case{"//search//x", false}, excl_case{"/searchXYZ", false},
+        excl_case{"/searchXYZ/x", false}, excl_case{"/search/..;/login", false},
+        excl_case{"/search/..;x=1/login", false}, excl_case{"/search/%2e%2e/login", false},
+        excl_case{"/search/%2E%2e;/login", false}, excl_case{"/search/.%2e/login", false},
+        excl_case{"/search%2f..%2flogin", false}, excl_case{"/search%2Fx", false},
+        excl_case{"/search/..%2flogin", false}, excl_case{"/search/..\\login", false},
+        excl_case{"/search/%5c..%5clogin", false}, excl_case{"/search/%zz", false},
+        excl_case{"/search/x%", false}, excl_case{"/search//../login", false},
+        excl_case{"/x//../search/y", false}, excl_case{"/search;a=b/x", false},
+        excl_case{"/login/../search", true}, excl_case{"/search/..", false}, excl_case{"/", false},
+        excl_case{"/other", false}));
+
+TEST(hostile, exclusion_prefix_is_normalised_too) {
+  waf::policy p;
+  p.exclusions.push_back({{10}, "/search/", ""});
+  auto e = make_engine(
+      "rules:\n  - id: 10\n    action: block\n    phase: args\n    pattern: attack\n", p);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(run1(*e, get("/search?x=attack")).kind, verdict_kind::pass);
+  EXPECT_EQ(run1(*e, get("/search/y?x=attack")).kind, verdict_kind::pass);
+  EXPECT_EQ(run1(*e, get("/searchy?x=attack")).kind, verdict_kind::block);
+}
+
+TEST(hostile, normalize_path_table) {
+  struct row {
+    const char* raw;
+    waf::path_params pp;
+    bool merge;
+    const char* want;  // nullptr: ambiguous
+  } rows[] = {
+      {"/a/b", waf::path_params::strip, true, "/a/b"},
+      {"/a/../b", waf::path_params::strip, true, "/b"},
+      {"/../../b", waf::path_params::strip, true, "/b"},
+      {"/a/..;/b", waf::path_params::strip, true, "/b"},
+      {"/a/..;/b", waf::path_params::keep, true, "/a/..;/b"},
+      {"/a;x=1/b;y", waf::path_params::strip, true, "/a/b"},
+      {"/a//b", waf::path_params::strip, true, "/a/b"},
+      {"/a//b", waf::path_params::keep, false, "/a//b"},
+      {"/a//../b", waf::path_params::keep, false, "/a/b"},
+      {"/%61/%2E%2e/b", waf::path_params::keep, true, "/b"},
+      {"/a/", waf::path_params::keep, true, "/a/"},
+      {"/a/.", waf::path_params::keep, true, "/a/"},
+      {"/a%2fb", waf::path_params::keep, true, nullptr},
+      {"/a%5cb", waf::path_params::keep, true, nullptr},
+      {"/a\\b", waf::path_params::keep, true, nullptr},
+      {"/a%00b", waf::path_params::keep, true, nullptr},
+      {"/a%g0", waf::path_params::keep, true, nullptr},
+      {"/a%", waf::path_params::keep, true, nullptr},
+      {"a/b", waf::path_params::keep, true, nullptr},
+      {"", waf::path_params::keep, true, nullptr},
+  };
+  for (const auto& r : rows) {
+    char out[64];
+    auto n = waf::normalize_path(r.raw, r.pp, r.merge, out);
+    if (!r.want) {
+      EXPECT_FALSE(n) << r.raw;
+      continue;
+    }
+    ASSERT_TRUE(n) << r.raw;
+    EXPECT_EQ(std::string_view(out, *n), r.want) << r.raw;
+  }
+}
+
+// Fields without '=' (a query argument or cookie that is only a name) are scanned by name and with
+// an empty value; they used to memcpy from a null pointer (UBSan, found by libFuzzer).
+TEST(hostile, query_argument_and_cookie_without_equals) {
+  auto e = make_engine(
+      "rules:\n"
+      "  - id: 1\n    action: block\n    phase: arg_names\n    pattern: evilname\n"
+      "  - id: 2\n    action: block\n    phase: cookie_names\n    pattern: badcookie\n");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(run1(*e, get("/?evilname")).ids, std::vector<uint32_t>{1});
+  EXPECT_EQ(run1(*e, get("/?a=1&evilname&b")).kind, verdict_kind::block);
+  EXPECT_EQ(run1(*e, get("/", "Cookie: a=1; badcookie\r\n")).ids, std::vector<uint32_t>{2});
+  EXPECT_EQ(run1(*e, get("/", "Cookie: badcookie\r\n")).kind, verdict_kind::block);
+  EXPECT_EQ(run1(*e, get("/?plain&x", "Cookie: plain; y\r\n")).kind, verdict_kind::pass);
+}
+
+}  // namespace
+
+namespace {
+
+// A urlencoded form value longer than the room the inspector has for it was scanned as an
+// argument only up to that room: padding put a payload out of reach of every args rule. Now the
+// policy's body-limit action applies: reject (413, counted), or inspect_partial (counted).
+TEST(hostile, form_value_beyond_the_argument_room_is_not_passed_silently) {
+  const std::string rules =
+      "rules:\n  - id: 5\n    action: block\n    phase: args\n    pattern: attack\n";
+  const std::string body = "q=" + std::string(3000, 'A') + "attack";
+  const std::string req =
+      "POST /f HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  waf::policy p;
+  p.limits.max_head_bytes = 1024;
+  auto e = make_engine(rules, p);
+  ASSERT_TRUE(e);
+  auto o = run1(*e, req);
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.status, 413);
+  EXPECT_EQ(e->st.form_truncated.get(), 1u);
+  EXPECT_EQ(e->st.blocked_body_limit.get(), 1u);
+  // A value that fits is still scanned whole.
+  auto small =
+      run1(*e,
+           "POST /f HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+           "Content-Length: 14\r\n\r\nq=AAAAA+attack");
+  EXPECT_EQ(small.kind, verdict_kind::block);
+  EXPECT_EQ(small.status, 403);
+
+  p.on_body_limit = waf::body_limit_action::inspect_partial;
+  auto partial = make_engine(rules, p);
+  ASSERT_TRUE(partial);
+  EXPECT_EQ(run1(*partial, req).kind, verdict_kind::pass);
+  EXPECT_EQ(partial->st.form_truncated.get(), 1u);
+}
+
+}  // namespace
