@@ -151,7 +151,7 @@ common::result<void> admin_server::listen(const l4::ip_addr& addr, uint16_t port
     }
     if (nofile.rlim_cur != RLIM_INFINITY)
       limits_.max_clients =
-          std::max<size_t>(16, std::min<size_t>(limits_.max_clients, nofile.rlim_cur / 4));
+          std::min<size_t>(limits_.max_clients, std::max<size_t>(16, nofile.rlim_cur / 4));
   }
 
   sockaddr_storage ss{};
@@ -291,10 +291,6 @@ void admin_server::accept_all(clock::time_point now) {
   size_t open = 0;
   for (const auto& c : clients_) open += c.fd >= 0;
   for (int i = 0; i < 1024; ++i) {
-    if (open >= limits_.max_clients) {
-      if (!evict_oldest()) return;
-      --open;
-    }
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
@@ -310,6 +306,9 @@ void admin_server::accept_all(clock::time_point now) {
       return;
     }
     ++counters_.accepted;
+    // Table full: the new connection takes the slot of the one idle the longest (chosen before
+    // the new one is in the table, and only once a connection is really there).
+    if (open >= limits_.max_clients && evict_oldest()) --open;
     ++open;
     clients_.push_back({fd, now, now, {}, {}, {}, 0, false});
   }
