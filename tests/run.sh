@@ -88,7 +88,7 @@ if want asan; then
   begin asan
   r=0
   [ -f build-asan/build.ninja ] ||
-    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddebug=true -Doptimization=1 >/dev/null
   meson compile -C build-asan || r=$?
   if ((r == 0)); then
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
