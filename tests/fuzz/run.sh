@@ -42,7 +42,7 @@ fuzz_one() {
   "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
     "$out" "$src/corpus" >"$log" 2>&1 || rc=$?
   local execs edges ft
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || echo 0)
   edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   if ((rc != 0)); then
