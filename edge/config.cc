@@ -109,6 +109,38 @@ class loader {
     return v;
   }
 
+  // A name that reaches /config, /metrics labels and logs (port, pool, service): a charset that
+  // needs no escaping anywhere and is valid UTF-8, so no label or JSON dump can break on it.
+  std::string name(const YAML::Node& n, std::string_view what) const {
+    const std::string s = str(n, what);
+    bool ok = !s.empty() && s.size() <= 64;
+    for (unsigned char ch : s)
+      ok = ok && (std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-') && ch < 0x80;
+    if (!ok)
+      fail(n, std::string(what) +
+                  " must be 1 to 64 characters of A-Z a-z 0-9 . _ - (it labels metrics and "
+                  "logs), got '" +
+                  printable(s) + "'");
+    return s;
+  }
+
+  // For messages: bytes outside printable ASCII as \xNN, at most 80 of them.
+  static std::string printable(std::string_view s) {
+    std::string out;
+    for (unsigned char ch : s.substr(0, 80)) {
+      if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+        out += static_cast<char>(ch);
+      } else {
+        static constexpr char hex[] = "0123456789abcdef";
+        out += "\\x";
+        out += hex[ch >> 4];
+        out += hex[ch & 15];
+      }
+    }
+    if (s.size() > 80) out += "...";
+    return out;
+  }
+
   bool boolean(const YAML::Node& n, std::string_view what) const {
     const std::string s = str(n, what);
     if (s == "true" || s == "yes" || s == "on") return true;
@@ -120,6 +152,19 @@ class loader {
     auto a = l4::ip_addr::parse(str(n, what));
     if (!a) fail(n, std::string(what) + " is not an IPv4 or IPv6 address: '" + n.Scalar() + "'");
     return *a;
+  }
+
+  // 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, and the unspecified addresses (a connect to 0.0.0.0 or
+  // :: reaches loopback on Linux).
+  static bool local_only(const l4::ip_addr& a) {
+    if (!a.v6) return a.b[0] == 127 || (a.b[0] == 0 && a.b[1] == 0 && a.b[2] == 0 && a.b[3] == 0);
+    bool zero10 = true;
+    for (int i = 0; i < 10; ++i) zero10 = zero10 && a.b[i] == 0;
+    if (!zero10) return false;
+    if (a.b[10] == 0xff && a.b[11] == 0xff)
+      return a.b[12] == 127 || (a.b[12] | a.b[13] | a.b[14] | a.b[15]) == 0;
+    bool zero15 = a.b[10] == 0 && a.b[11] == 0 && a.b[12] == 0 && a.b[13] == 0 && a.b[14] == 0;
+    return zero15 && a.b[15] <= 1;
   }
 
   l4::ip_prefix prefix(const YAML::Node& n, std::string_view what) const {
@@ -311,7 +356,7 @@ class loader {
       check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors"});
       port_config p;
       const auto name = required(pn, "name", "a port");
-      p.name = str(name, "port name");
+      p.name = this->name(name, "port name");
       if (!names.insert(p.name).second) fail(name, "duplicate port name '" + p.name + "'");
       p.role = choice<port_role>(required(pn, "role", "port '" + p.name + "'"), "port role",
                                  {{"wan", port_role::wan}, {"lan", port_role::lan}});
@@ -460,7 +505,7 @@ class loader {
                   "connect_timeout_ms", "max_connect_attempts"});
       pool_config p;
       const auto name = required(pn, "name", "a pool");
-      p.name = str(name, "pool name");
+      p.name = this->name(name, "pool name");
       if (!names.insert(p.name).second) fail(name, "duplicate pool name '" + p.name + "'");
       const auto bs = required(pn, "backends", "pool '" + p.name + "'");
       expect_seq(bs, "pool backends");
@@ -469,7 +514,16 @@ class loader {
       for (const auto& bn : bs) {
         check_keys(bn, "a backend", {"address", "port", "weight"});
         backend_config b;
-        b.address = addr(required(bn, "address", "a backend"), "backend address");
+        const auto an = required(bn, "address", "a backend");
+        b.address = addr(an, "backend address");
+        // A backend on this host would hand the data plane edged's own admin API (no
+        // authentication) and whatever else listens on loopback: an SSRF built into the config.
+        if (local_only(b.address) || b.address == c.admin.address)
+          fail(
+              an,
+              "backend address " + b.address.str() +
+                  " is a loopback, unspecified or the admin address: it would expose the admin API "
+                  "to the data plane");
         b.port = static_cast<uint16_t>(uint(required(bn, "port", "a backend"), "backend port", 1, 65535));
         if (auto w = bn["weight"]) b.weight = static_cast<uint32_t>(uint(w, "backend weight", 0, 1000));
         if (!seen.insert({b.address, b.port}).second)
@@ -555,7 +609,7 @@ class loader {
                                   "max_connections"});
       service_config s;
       const auto name = required(sn, "name", "a service");
-      s.name = str(name, "service name");
+      s.name = this->name(name, "service name");
       if (!names.insert(s.name).second) fail(name, "duplicate service name '" + s.name + "'");
       const std::string what = "service '" + s.name + "'";
       s.vip = addr(required(sn, "vip", what), "service vip");

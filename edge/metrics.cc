@@ -351,6 +351,7 @@ std::string appliance::metrics_text() const {
            "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
            "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
   }
+  admin_.append_metrics(out);
   return out;
 }
 
@@ -443,7 +444,7 @@ std::string appliance::stats_json() const {
   j["tls"] = tls;
   j["waf"] = waf;
   j["services"] = services;
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
 }
 
 std::string appliance::config_json() const {
@@ -468,7 +469,7 @@ std::string appliance::config_json() const {
     j["services"].push_back({{"name", s.name}, {"vip", s.vip.str()}, {"port", s.port},
                              {"protocol", s.protocol == 6 ? "tcp" : "udp"}, {"kind", to_string(s.kind)},
                              {"pool", s.pool}});
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
 }
 
 }  // namespace edge

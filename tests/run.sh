@@ -1,23 +1,118 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds, runs every suite (unit, e2e, fuzz replay).
-# Needs root (network namespaces for the e2e suite). Extra arguments go to `meson test`,
-# e.g. `tests/run.sh --suite e2e`.
+# The test command (CI runs it through .ci/run on a clean clone). Needs root (network namespaces
+# for the e2e suite).
+#
+#   tests/run.sh                 everything, stage by stage, each timed:
+#                                  build    install what is missing, build ./build (gcc)
+#                                  test     every meson suite on ./build (unit, e2e, fuzz replay, ...)
+#                                  asan     ./build-asan (gcc, ASan+UBSan): the unit and e2e suites
+#                                  fuzz     ./build-fuzz (clang libFuzzer, ASan+UBSan): each target
+#                                           fuzzed FUZZ_SECONDS (60) on 2 jobs, then its corpus
+#                                           replayed (meson test --suite fuzz)
+#   tests/run.sh --stage S ...   only the named stages (build is implied by test and asan)
+#   tests/run.sh ARGS...         just `meson test ARGS` on ./build, e.g. `tests/run.sh --suite e2e`
+#
+# A test that reports SKIP fails the run: every suite must run on the CI machine (a GoogleTest
+# case that calls GTEST_SKIP counts as a skip too). Known third-party leaks are suppressed in
+# tests/lsan.supp (each entry says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "tests/run.sh needs root (network namespaces, DPDK)"; exit 1; fi
-deploy/install-deps.sh
-deploy/build.sh
-rc=0
-meson test -C build --print-errorlogs --num-processes 2 "$@" || rc=$?
-# One plain summary line from meson's test log.
-/usr/bin/python3 - <<'PY'
-import json
-counts = {"OK": 0, "FAIL": 0, "SKIP": 0, "TIMEOUT": 0, "ERROR": 0, "EXPECTEDFAIL": 0, "UNEXPECTEDPASS": 0}
-with open("build/meson-logs/testlog.json") as f:
+
+stages=()
+if (($# == 0)); then
+  stages=(build test asan fuzz)
+elif [ "$1" = --stage ]; then
+  shift
+  while (($#)); do stages+=("$1"); shift; done
+fi
+
+# Summary line and skip check over one build's meson test log; non-zero when anything failed or
+# skipped.
+summarise() {
+  /usr/bin/python3 - "$1/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+counts = {}
+skipped, failed = [], []
+with open(sys.argv[1]) as f:
     for line in f:
         r = json.loads(line)
         counts[r["result"]] = counts.get(r["result"], 0) + 1
-failed = counts["FAIL"] + counts["TIMEOUT"] + counts["ERROR"] + counts["UNEXPECTEDPASS"]
-print(f"{counts['OK'] + counts['EXPECTEDFAIL']} passed, {failed} failed, {counts['SKIP']} skipped")
+        if r["result"] == "SKIP":
+            skipped.append(r["name"])
+        elif r["result"] in ("FAIL", "TIMEOUT", "ERROR", "UNEXPECTEDPASS"):
+            failed.append(r["name"])
+        for m in re.finditer(r"^\[  SKIPPED \] (\S+)", r.get("stdout") or "", re.M):
+            skipped.append(f"{r['name']}: {m.group(1)}")
+ok = counts.get("OK", 0) + counts.get("EXPECTEDFAIL", 0)
+print(f"{ok} passed, {len(failed)} failed, {len(skipped)} skipped")
+for s in skipped:
+    print(f"SKIP (not allowed: every suite must run here): {s}")
+sys.exit(1 if failed or skipped else 0)
 PY
+}
+
+declare -A took
+stage_start=0
+begin() { stage_start=$SECONDS; echo "==== stage $1 ($(date +%T))"; }
+end() { took[$1]=$((SECONDS - stage_start)); echo "==== stage $1: $2 after ${took[$1]} s"; }
+
+if ((${#stages[@]} == 0)); then  # a part, for developers: meson test ARGS on ./build
+  deploy/install-deps.sh
+  deploy/build.sh
+  rc=0
+  meson test -C build --print-errorlogs --num-processes 2 "$@" || rc=$?
+  summarise build || rc=1
+  exit $rc
+fi
+
+want() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+rc=0
+if want build || want test || want asan; then
+  begin build
+  deploy/install-deps.sh
+  deploy/build.sh
+  end build ok
+fi
+
+if want test; then
+  begin test
+  r=0
+  meson test -C build --print-errorlogs --num-processes 2 || r=$?
+  summarise build || r=1
+  ((r == 0)) || rc=1
+  end test "$( ((r == 0)) && echo ok || echo FAILED)"
+fi
+
+if want asan; then
+  begin asan
+  r=0
+  [ -f build-asan/build.ninja ] ||
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddebug=true -Doptimization=1 >/dev/null
+  meson compile -C build-asan || r=$?
+  if ((r == 0)); then
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
+    LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+      meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite e2e \
+        --timeout-multiplier 3 || r=$?
+    summarise build-asan || r=1
+  fi
+  ((r == 0)) || rc=1
+  end asan "$( ((r == 0)) && echo ok || echo FAILED)"
+fi
+
+if want fuzz; then
+  begin fuzz
+  r=0
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}" --jobs 2 || r=$?
+  meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || r=$?
+  summarise build-fuzz || r=1
+  ((r == 0)) || rc=1
+  end fuzz "$( ((r == 0)) && echo ok || echo FAILED)"
+fi
+
+echo "==== stage times (s):"
+for s in "${stages[@]}"; do [ -n "${took[$s]:-}" ] && echo "  $s ${took[$s]}"; done
+echo "  total $SECONDS"
 exit $rc

@@ -21,13 +21,14 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang CXX=clang++ meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
     -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
-meson compile -C build-fuzz >/dev/null
 if ((${#targets[@]} == 0)); then
   for d in tests/fuzz/*/; do
     t=$(basename "$d")
-    [ -x "build-fuzz/tests/fuzz/$t/fuzz_$t" ] && targets+=("$t")
+    [ -f "$d/meson.build" ] && targets+=("$t")
   done
 fi
+# Only the fuzz binaries (not edged and the tools): a clean CI clone builds this tree a third time.
+meson compile -C build-fuzz "${targets[@]/#/fuzz_}" >/dev/null
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 fuzz_one() {
@@ -41,7 +42,7 @@ fuzz_one() {
   "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
     "$out" "$src/corpus" >"$log" 2>&1 || rc=$?
   local execs edges ft
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || echo 0)
   edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   if ((rc != 0)); then
