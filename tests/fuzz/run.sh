@@ -38,7 +38,8 @@ fuzz_one() {
   local extra=()
   [ -f "$src/options" ] && read -r -a extra < "$src/options"
   [ -f "$src/dict" ] && extra+=("-dict=$src/dict")
-  local rc=0
+  local rc=0 before
+  before=$(ls "$out" | wc -l)
   "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
     "$out" "$src/corpus" >"$log" 2>&1 || rc=$?
   local execs edges ft
@@ -50,7 +51,7 @@ fuzz_one() {
     grep -m1 -A12 'ERROR: \|runtime error' "$log" || tail -20 "$log"
     return 1
   fi
-  echo "ok   $t: ${secs}s, $execs executions, cov $edges edges, ft $ft, $(ls "$out" | wc -l) new inputs"
+  echo "ok   $t: ${secs}s, $execs executions, cov $edges edges, ft $ft, $(($(ls "$out" | wc -l) - before)) new inputs"
   if ((merge)); then
     "$bin" -merge=1 "$src/corpus" "$out" >>"$log" 2>&1
   fi
