@@ -262,6 +262,8 @@ std::string appliance::metrics_text() const {
       {"edge_worker_idle_loops_total", "Iterations that received nothing.", &worker_stats::idle_loops},
       {"edge_worker_sleeps_total", "Idle back-off sleeps.", &worker_stats::sleeps},
       {"edge_worker_sleep_microseconds_total", "Time spent in idle back-off sleeps.", &worker_stats::sleep_us},
+      {"edge_worker_handoffs_out_total", "Packets this worker received and handed to the worker that owns them.", &worker_stats::handoff_out},
+      {"edge_worker_handoffs_in_total", "Packets other workers handed to this one (their owner).", &worker_stats::handoff_in},
   };
   for (const auto& wc : worker_counters) {
     p.family(wc.name, "counter", wc.help);

@@ -17,6 +17,20 @@ BUILD = os.environ.get("EDGE_BUILD", os.path.join(os.path.dirname(__file__), "..
 EDGED = os.path.abspath(os.path.join(BUILD, "edge", "edged"))
 EDGECTL = os.path.abspath(os.path.join(BUILD, "edge", "edgectl"))
 
+# Workers of every edged the tests start (EDGE_E2E_WORKERS, default 2): one per CPU from 0. With
+# more than one, the af_packet ports (no RSS) need the software dispatch mode: each worker polls
+# its own fanout socket and hands a packet it does not own to the owner (docs/packet-flow.md).
+WORKERS = int(os.environ.get("EDGE_E2E_WORKERS", "2"))
+if WORKERS < 1:
+    raise SystemExit("EDGE_E2E_WORKERS must be at least 1")
+
+
+def workers_yaml():
+    """The `workers:` block of edged's YAML for EDGE_E2E_WORKERS workers (keys may follow)."""
+    lcores = ", ".join(str(i) for i in range(WORKERS))
+    return f"workers:\n  lcores: [{lcores}]"
+
+
 _cleanups = []
 
 
@@ -343,14 +357,13 @@ class TcpTopology:
         self.nginx_proc = None
 
     def edged_head(self):
-        """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, one worker."""
+        """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, the workers."""
         return f"""
 eal:
   args: {yaml_list(eal_args(self.t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{self.port_addr}/24]}}
-workers:
-  lcores: [1]
+{workers_yaml()}
 """
 
     def start_nginx(self, server, http="", connections=1024, rlimit_nofile=None,
