@@ -393,7 +393,7 @@ class loader {
   }
 
   void load_workers(const YAML::Node& n, config& c) {
-    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us"});
+    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us", "dispatch"});
     const auto lc = required(n, "lcores", "workers");
     expect_seq(lc, "workers.lcores");
     if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
@@ -408,6 +408,10 @@ class loader {
     if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
     if (auto s = n["idle_sleep_max_us"])
       c.workers.idle_sleep_max_us = static_cast<unsigned>(uint(s, "workers.idle_sleep_max_us", 0, 100000));
+    if (auto d = n["dispatch"])
+      c.workers.dispatch = choice<worker_config::dispatch_mode>(
+          d, "workers.dispatch",
+          {{"rss", worker_config::dispatch_mode::rss}, {"software", worker_config::dispatch_mode::software}});
   }
 
   void load_admin(const YAML::Node& n, config& c) {

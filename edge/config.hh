@@ -44,6 +44,11 @@ struct worker_config {
   unsigned burst = 32;
   unsigned mbufs = 8191;            // per port and worker
   unsigned idle_sleep_max_us = 200;  // adaptive back-off ceiling when idle
+  // How packets reach their owning worker (docs/packet-flow.md): rss = the NIC spreads flows over
+  // the workers' queues (key and indirection table set by edge); software = each worker takes
+  // what its queue gets (af_packet fanout, or all on queue 0) and hands what it does not own to
+  // the owner. With more than one worker, a port without RSS needs `software`.
+  enum class dispatch_mode : uint8_t { rss, software } dispatch = dispatch_mode::rss;
   std::vector<std::string> lcore_where;  // "file:line:col" of each lcore, for host checks
 };
 

@@ -28,7 +28,8 @@ if WORKERS < 1:
 def workers_yaml():
     """The `workers:` block of edged's YAML for EDGE_E2E_WORKERS workers (keys may follow)."""
     lcores = ", ".join(str(i) for i in range(WORKERS))
-    return f"workers:\n  lcores: [{lcores}]"
+    dispatch = "\n  dispatch: software" if WORKERS > 1 else ""
+    return f"workers:\n  lcores: [{lcores}]{dispatch}"
 
 
 _cleanups = []
