@@ -82,6 +82,12 @@ bool is_neighbor_reply(const l4::packet& p) {
   return p.l3 == l4::l3_kind::arp || (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == nd_neighbor_advert);
 }
 
+// ICMP "fragmentation needed" / ICMPv6 "packet too big".
+bool is_path_mtu_error(const l4::packet& p) {
+  return (p.proto == IPPROTO_ICMP && p.sport == (3u << 8 | 4u)) ||
+         (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == 2);
+}
+
 // Service kind l4. Returns false when the packet is not the balancer's.
 bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
               const l4::packet& p, uint64_t now) {
@@ -204,6 +210,11 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
       }
     }
     if (lb_input(w, snap, port_index, m, p, now)) continue;
+    if (w.tcp && is_path_mtu_error(p) && local.has(p.dst)) {
+      // To a tcp/tls VIP: the owning TCB checks the quote and lowers its MSS (counted there).
+      (void)w.tcp->icmp_error(m, p);
+      continue;
+    }
     const l4::local_verdict lv = l4::local_input(m, p, local);
     switch (lv.action) {
       case l4::local_action::reply:
