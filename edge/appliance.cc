@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -34,6 +35,11 @@ l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports,
     }
     ps.gw_v4 = pc.gateway_v4;
     ps.gw_v6 = pc.gateway_v6;
+    for (const auto& [a, mac] : pc.neighbors) {
+      rte_ether_addr m;
+      std::memcpy(m.addr_bytes, mac.data(), 6);
+      ps.static_neighbors.emplace_back(a, m);
+    }
     break;
   }
   return ps;

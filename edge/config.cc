@@ -12,6 +12,7 @@
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
+#include <cstdio>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -353,7 +354,7 @@ class loader {
     if (n.size() == 0) fail(n, "ports must list at least one port");
     std::set<std::string> names, devices;
     for (const auto& pn : n) {
-      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors"});
+      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors", "neighbors"});
       port_config p;
       const auto name = required(pn, "name", "a port");
       p.name = this->name(name, "port name");
@@ -380,6 +381,25 @@ class loader {
           auto& slot = a.v6 ? p.gateway_v6 : p.gateway_v4;
           if (slot) fail(gn, "port '" + p.name + "' has two " + (a.v6 ? "IPv6" : "IPv4") + " gateways");
           slot = a;
+        }
+      }
+      if (auto nb = pn["neighbors"]) {
+        expect_seq(nb, "port neighbors");
+        for (const auto& e : nb) {
+          check_keys(e, "a neighbor", {"address", "mac"});
+          const l4::ip_addr a = addr(required(e, "address", "a neighbor"), "neighbor address");
+          const auto mn = required(e, "mac", "a neighbor");
+          const std::string ms = str(mn, "neighbor mac");
+          std::array<uint8_t, 6> mac{};
+          unsigned v[6];
+          char tail;
+          if (ms.size() != 17 ||
+              std::sscanf(ms.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+            fail(mn, "neighbor mac must be six hex bytes like 02:00:00:00:00:01, got '" + ms + "'");
+          for (int k = 0; k < 6; ++k) mac[k] = static_cast<uint8_t>(v[k]);
+          if ((mac[0] & 1) != 0 || mac == std::array<uint8_t, 6>{})
+            fail(mn, "neighbor mac " + ms + " is multicast or zero");
+          p.neighbors.emplace_back(a, mac);
         }
       }
       if (auto m = pn["mtu"]) p.mtu = static_cast<uint16_t>(uint(m, "port mtu", 576, 9000));

@@ -2,6 +2,7 @@
 // edged's configuration: the YAML schema as C++ structs, and the strict loader. Every error names
 // the file, line and column of the offending key or value; nothing starts on a bad config.
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,8 @@ struct port_config {
   std::optional<l4::ip_addr> gateway_v4, gateway_v6;  // next hops for off-link destinations
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
+  // Static neighbours (next hops whose MAC is known): never learned over, never expire.
+  std::vector<std::pair<l4::ip_addr, std::array<uint8_t, 6>>> neighbors;
 };
 
 struct worker_config {

@@ -127,6 +127,8 @@ bool drain_relay(worker_context& w) {
 void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
   w.seen_generation = snap.generation;
   if (!snap.lb || !w.lb) return;
+  // Static neighbours of this snapshot (the tables are the node's: one worker writes them).
+  if (w.id == 0 && !w.lb->add_static_neighbors(*snap.lb)) w.lb->counters.neighbor_table_full.add();
   const auto& lan = snap.lb->port(l4::lb::port_role::lan);
   auto& table = w.lb->neighbors(l4::lb::port_role::lan);
   const unsigned out = port_index(w, lan.port_id);

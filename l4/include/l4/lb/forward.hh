@@ -34,6 +34,7 @@ struct lb_counters {
   common::counter ptb_sent, mss_clamped, neighbor_requests;
   common::counter client_option_added, client_option_no_room;
   common::counter conn_reused;  // SYN on the tuple of a closing flow: placed anew
+  common::counter neighbor_table_full;  // static neighbours that found no slot
 };
 
 // Name/value pairs of the counters for /metrics (edge sums them over workers).
@@ -52,6 +53,7 @@ void for_each_counter(const lb_counters& c, F&& f) {
   f("lb_client_option_added", c.client_option_added.get());
   f("lb_client_option_no_room", c.client_option_no_room.get());
   f("lb_conn_reused", c.conn_reused.get());
+  f("lb_neighbor_table_full", c.neighbor_table_full.get());
 }
 
 struct worker_spec {
