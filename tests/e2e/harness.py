@@ -25,10 +25,12 @@ if WORKERS < 1:
     raise SystemExit("EDGE_E2E_WORKERS must be at least 1")
 
 
-def workers_yaml():
-    """The `workers:` block of edged's YAML for EDGE_E2E_WORKERS workers (keys may follow)."""
-    lcores = ", ".join(str(i) for i in range(WORKERS))
-    dispatch = "\n  dispatch: software" if WORKERS > 1 else ""
+def workers_yaml(workers=None):
+    """The `workers:` block of edged's YAML for EDGE_E2E_WORKERS workers, or `workers` for a test
+    whose subject is one worker's own limit (keys may follow)."""
+    n = WORKERS if workers is None else workers
+    lcores = ", ".join(str(i) for i in range(n))
+    dispatch = "\n  dispatch: software" if n > 1 else ""
     return f"workers:\n  lcores: [{lcores}]{dispatch}"
 
 
@@ -357,14 +359,14 @@ class TcpTopology:
         os.makedirs(self.www)
         self.nginx_proc = None
 
-    def edged_head(self):
+    def edged_head(self, workers=None):
         """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, the workers."""
         return f"""
 eal:
   args: {yaml_list(eal_args(self.t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{self.port_addr}/24]}}
-{workers_yaml()}
+{workers_yaml(workers)}
 """
 
     def start_nginx(self, server, http="", connections=1024, rlimit_nofile=None,
