@@ -2,7 +2,8 @@
 //
 // scaling: each worker (one lcore each) runs parse_burst + forward_burst (full NAT, connection
 // hits) on its own lb_worker over the flows the ownership rule gives it, for --seconds; printed:
-// Mpps per worker with 1 and with 2 workers, and ratio = 2-worker total / 1-worker total.
+// Mpps per worker with 1 and with 2 workers (from the median burst time, so that preemption
+// on a shared machine does not count), and ratio = 2-worker total / 1-worker total.
 //
 // hand-off: worker A parses a burst, computes flow_owner for every packet and enqueues the burst
 // on B's ring (rte_ring_mp_enqueue_burst); worker B dequeues bursts (rte_ring_sc_dequeue_burst)
@@ -19,6 +20,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -94,7 +96,14 @@ struct job {
   std::vector<std::vector<uint8_t>> tpl;
   std::atomic<bool>* go = nullptr;
   uint64_t pkts = 0, cycles = 0;
+  std::vector<uint32_t> per_burst;  // stage cycles of each burst: the median ignores preemption
 };
+
+double median(std::vector<uint32_t>& v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
 
 void refill(rte_mbuf** mbufs, const std::vector<std::vector<uint8_t>>& tpl, size_t& next) {
   for (size_t i = 0; i < burst; ++i) {
@@ -127,6 +136,7 @@ int forward_job(void* arg) {
     l4::parse_burst(mbufs, parsed, pv);
     forward_burst(*j.cfg, **w, mbufs, parsed, verdicts, 1);
   }
+  j.per_burst.reserve(1u << 21);
   while (!j.go->load(std::memory_order_acquire)) rte_pause();
   const uint64_t budget = static_cast<uint64_t>(seconds * static_cast<double>(rte_get_tsc_hz()));
   const uint64_t start = rte_rdtsc();
@@ -137,7 +147,10 @@ int forward_job(void* arg) {
       const uint64_t t0 = rte_rdtsc();
       l4::parse_burst(mbufs, parsed, pv);
       forward_burst(*j.cfg, **w, mbufs, parsed, verdicts, 1);
-      stage += rte_rdtsc() - t0;
+      const uint64_t d = rte_rdtsc() - t0;
+      stage += d;
+      if (j.per_burst.size() < j.per_burst.capacity())
+        j.per_burst.push_back(static_cast<uint32_t>(d));
       j.pkts += burst;
     }
   j.cycles = stage;
@@ -145,7 +158,7 @@ int forward_job(void* arg) {
   return 0;
 }
 
-// Mpps of each worker (stage time only) with `n` workers on `lcores`.
+// Mpps of each worker (stage time only; from the median burst) with `n` workers on `lcores`.
 std::vector<double> scaling(uint16_t n, const std::vector<unsigned>& lcores) {
   auto cfg = lb_config::build(make_spec(n));
   if (!cfg) std::exit(1);
@@ -178,6 +191,7 @@ struct handoff_job {
   std::vector<std::vector<uint8_t>> tpl;
   std::atomic<bool>* done = nullptr;
   uint64_t pkts = 0, cycles = 0, full = 0;
+  std::vector<uint32_t> per_pkt;  // receiver: cycles per packet of each non-empty dequeue
 };
 
 int handoff_consumer(void* arg) {
@@ -193,6 +207,8 @@ int handoff_consumer(void* arg) {
     if (n == 0) continue;
     j.cycles += t1 - t0;
     j.pkts += n;
+    if (j.per_pkt.size() < j.per_pkt.capacity())
+      j.per_pkt.push_back(static_cast<uint32_t>((t1 - t0) / n));
     rte_pktmbuf_free_bulk(got, n);
   }
   return 0;
@@ -241,6 +257,9 @@ int main(int argc, char** argv) {
   hj.cfg = cfg->get();
   hj.tpl = templates(**cfg, 1, 0, hj.mp);
   hj.done = &done;
+  hj.per_pkt.reserve(1u << 21);
+  std::vector<uint32_t> a_per_pkt;
+  a_per_pkt.reserve(1u << 21);
   rte_eal_remote_launch(handoff_consumer, &hj, lcores[1]);
   rte_mbuf* mbufs[burst];
   l4::packet parsed[burst];
@@ -257,7 +276,10 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < burst; ++i) owners += flow_owner(hj.cfg, mbufs[i], parsed[i], 2, 0);
     const unsigned sent =
         rte_ring_mp_enqueue_burst(hj.ring, reinterpret_cast<void**>(mbufs), burst, nullptr);
-    a_cycles += rte_rdtsc() - t0;
+    const uint64_t d = rte_rdtsc() - t0;
+    a_cycles += d;
+    if (a_per_pkt.size() < a_per_pkt.capacity())
+      a_per_pkt.push_back(static_cast<uint32_t>(d / burst));
     a_pkts += sent;
     if (sent < burst) {
       hj.full += burst - sent;
@@ -267,8 +289,11 @@ int main(int argc, char** argv) {
   done.store(true, std::memory_order_release);
   rte_eal_mp_wait_lcore();
   const double ns = 1e9 / static_cast<double>(rte_get_tsc_hz());
-  const double a = static_cast<double>(a_cycles) * ns / static_cast<double>(a_pkts);
-  const double b = static_cast<double>(hj.cycles) * ns / static_cast<double>(hj.pkts);
+  // Medians (per burst, per packet): the means are printed too, but include preemption.
+  const double a = median(a_per_pkt) * ns, b = median(hj.per_pkt) * ns;
+  std::printf("handoff means (with preemption): sender %.1f, receiver %.1f ns/pkt\n",
+              static_cast<double>(a_cycles) * ns / static_cast<double>(a_pkts),
+              static_cast<double>(hj.cycles) * ns / static_cast<double>(hj.pkts));
   std::printf(
       "handoff: sender %.1f ns/pkt (owner + burst enqueue), receiver %.1f ns/pkt (burst dequeue + "
       "first touch), "
