@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -34,6 +35,11 @@ l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports,
     }
     ps.gw_v4 = pc.gateway_v4;
     ps.gw_v6 = pc.gateway_v6;
+    for (const auto& [a, mac] : pc.neighbors) {
+      rte_ether_addr m;
+      std::memcpy(m.addr_bytes, mac.data(), 6);
+      ps.static_neighbors.emplace_back(a, m);
+    }
     break;
   }
   return ps;
@@ -211,8 +217,29 @@ common::result<void> appliance::start(const char* argv0) {
       std::memcpy(tcp_secret.data() + k, &v, 4);
     }
   }
+  // Hand-off rings (the ownership rule, l4/lb/owner.hh) and the node's neighbour tables exist
+  // before the first worker runs: it may hand a packet to, or learn a MAC for, any other.
+  if (c.workers.lcores.size() > max_workers)
+    return common::fail("at most " + std::to_string(max_workers) + " workers");
+  std::vector<rte_ring*> handoff;
+  if (c.workers.lcores.size() > 1)
+    for (unsigned i = 0; i < c.workers.lcores.size(); ++i) {
+      const std::string name = "edge_handoff_" + std::to_string(i);
+      rte_ring* r = rte_ring_create(name.c_str(), handoff_ring_size,
+                                    rte_lcore_to_socket_id(c.workers.lcores[i]), RING_F_SC_DEQ);
+      if (r == nullptr) return common::fail("cannot create hand-off ring " + name);
+      handoff.push_back(r);
+    }
+  l4::lb::shared_neighbors neighbors;
+  if (snapshots_->current()->lb) {
+    constexpr uint64_t neighbor_max_age_s = 60;  // refreshed from 30 s on
+    auto n = l4::lb::shared_neighbors::create(1024, rte_get_tsc_hz(), neighbor_max_age_s * rte_get_tsc_hz());
+    if (!n) return common::unexpected(n.error());
+    neighbors = std::move(*n);
+  }
   for (unsigned i = 0; i < c.workers.lcores.size(); ++i) {
     auto w = std::make_unique<worker_context>();
+    w->handoff = handoff;
     w->id = i;
     w->lcore = c.workers.lcores[i];
     w->burst = c.workers.burst;
@@ -228,7 +255,8 @@ common::result<void> appliance::start(const char* argv0) {
     w->pool = dp_.pool(i);
     if (snapshots_->current()->lb) {
       auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
-                                            .hz = w->tsc_hz, .neighbor_capacity = 1024});
+                                            .hz = w->tsc_hz, .neighbor_capacity = 1024,
+                                            .wan_neighbors = neighbors.wan, .lan_neighbors = neighbors.lan});
       if (!lbw) return common::unexpected(lbw.error());
       w->lb = std::move(*lbw);
     }
@@ -413,6 +441,12 @@ void appliance::shutdown() {
       rte_mbuf* m;
       while (rte_ring_sc_dequeue(w->control_tx, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
       rte_ring_free(w->control_tx);
+    }
+    // Hand-off rings last: every worker has stopped enqueuing.
+    for (rte_ring* r : workers_.front()->handoff) {
+      rte_mbuf* m;
+      while (rte_ring_sc_dequeue(r, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+      rte_ring_free(r);
     }
     // The workers are stopped: write out what their audit rings still hold, before the rings go.
     if (waf_audit_) waf_audit_->stop();

@@ -12,6 +12,7 @@
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
+#include <cstdio>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -353,7 +354,7 @@ class loader {
     if (n.size() == 0) fail(n, "ports must list at least one port");
     std::set<std::string> names, devices;
     for (const auto& pn : n) {
-      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors"});
+      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors", "neighbors"});
       port_config p;
       const auto name = required(pn, "name", "a port");
       p.name = this->name(name, "port name");
@@ -382,6 +383,25 @@ class loader {
           slot = a;
         }
       }
+      if (auto nb = pn["neighbors"]) {
+        expect_seq(nb, "port neighbors");
+        for (const auto& e : nb) {
+          check_keys(e, "a neighbor", {"address", "mac"});
+          const l4::ip_addr a = addr(required(e, "address", "a neighbor"), "neighbor address");
+          const auto mn = required(e, "mac", "a neighbor");
+          const std::string ms = str(mn, "neighbor mac");
+          std::array<uint8_t, 6> mac{};
+          unsigned v[6];
+          char tail;
+          if (ms.size() != 17 ||
+              std::sscanf(ms.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+            fail(mn, "neighbor mac must be six hex bytes like 02:00:00:00:00:01, got '" + ms + "'");
+          for (int k = 0; k < 6; ++k) mac[k] = static_cast<uint8_t>(v[k]);
+          if ((mac[0] & 1) != 0 || mac == std::array<uint8_t, 6>{})
+            fail(mn, "neighbor mac " + ms + " is multicast or zero");
+          p.neighbors.emplace_back(a, mac);
+        }
+      }
       if (auto m = pn["mtu"]) p.mtu = static_cast<uint16_t>(uint(m, "port mtu", 576, 9000));
       if (auto r = pn["rx_descriptors"]) p.rx_descriptors = static_cast<uint16_t>(uint(r, "rx_descriptors", 64, 16384));
       if (auto t = pn["tx_descriptors"]) p.tx_descriptors = static_cast<uint16_t>(uint(t, "tx_descriptors", 64, 16384));
@@ -393,7 +413,7 @@ class loader {
   }
 
   void load_workers(const YAML::Node& n, config& c) {
-    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us"});
+    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us", "dispatch"});
     const auto lc = required(n, "lcores", "workers");
     expect_seq(lc, "workers.lcores");
     if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
@@ -408,6 +428,10 @@ class loader {
     if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
     if (auto s = n["idle_sleep_max_us"])
       c.workers.idle_sleep_max_us = static_cast<unsigned>(uint(s, "workers.idle_sleep_max_us", 0, 100000));
+    if (auto d = n["dispatch"])
+      c.workers.dispatch = choice<worker_config::dispatch_mode>(
+          d, "workers.dispatch",
+          {{"rss", worker_config::dispatch_mode::rss}, {"software", worker_config::dispatch_mode::software}});
   }
 
   void load_admin(const YAML::Node& n, config& c) {

@@ -2,6 +2,7 @@
 // edged's configuration: the YAML schema as C++ structs, and the strict loader. Every error names
 // the file, line and column of the offending key or value; nothing starts on a bad config.
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,8 @@ struct port_config {
   std::optional<l4::ip_addr> gateway_v4, gateway_v6;  // next hops for off-link destinations
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
+  // Static neighbours (next hops whose MAC is known): never learned over, never expire.
+  std::vector<std::pair<l4::ip_addr, std::array<uint8_t, 6>>> neighbors;
 };
 
 struct worker_config {
@@ -44,6 +47,11 @@ struct worker_config {
   unsigned burst = 32;
   unsigned mbufs = 8191;            // per port and worker
   unsigned idle_sleep_max_us = 200;  // adaptive back-off ceiling when idle
+  // How packets reach their owning worker (docs/packet-flow.md): rss = the NIC spreads flows over
+  // the workers' queues (key and indirection table set by edge); software = each worker takes
+  // what its queue gets (af_packet fanout, or all on queue 0) and hands what it does not own to
+  // the owner. With more than one worker, a port without RSS needs `software`.
+  enum class dispatch_mode : uint8_t { rss, software } dispatch = dispatch_mode::rss;
   std::vector<std::string> lcore_where;  // "file:line:col" of each lcore, for host checks
 };
 

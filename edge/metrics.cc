@@ -82,6 +82,7 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
       {"edge_tcp_handshake_timeouts_total", "counter", "Handshakes given up.", &tc::handshake_timeouts},
       {"edge_tcp_time_wait_recycled_total", "counter", "TIME_WAIT connections reused because the pool was full.", &tc::time_wait_recycled},
       {"edge_tcp_peer_mss_clamped_total", "counter", "Handshakes whose peer MSS was raised to the floor (536).", &tc::peer_mss_clamped},
+      {"edge_tcp_pmtu_lowered_total", "counter", "Connections whose MSS an ICMP frag-needed / packet-too-big lowered (quoted sequence checked).", &tc::pmtu_lowered},
       {"edge_tcp_acks_rate_limited_total", "counter", "ACKs to invalid segments or challenge ACKs not sent (rate limits).", &tc::acks_rate_limited},
       {"edge_tcp_cookie_key_rotations_total", "counter", "SYN cookie key rotations.", &tc::cookie_key_rotations},
   };
@@ -262,6 +263,8 @@ std::string appliance::metrics_text() const {
       {"edge_worker_idle_loops_total", "Iterations that received nothing.", &worker_stats::idle_loops},
       {"edge_worker_sleeps_total", "Idle back-off sleeps.", &worker_stats::sleeps},
       {"edge_worker_sleep_microseconds_total", "Time spent in idle back-off sleeps.", &worker_stats::sleep_us},
+      {"edge_worker_handoffs_out_total", "Packets this worker received and handed to the worker that owns them.", &worker_stats::handoff_out},
+      {"edge_worker_handoffs_in_total", "Packets other workers handed to this one (their owner).", &worker_stats::handoff_in},
   };
   for (const auto& wc : worker_counters) {
     p.family(wc.name, "counter", wc.help);

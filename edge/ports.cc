@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace edge {
 namespace {
@@ -79,6 +80,50 @@ std::vector<int> packet_sockets(int ifindex) {
   }
   closedir(dir);
   return fds;
+}
+
+// The RSS key edge programs: 0x6d5a repeated makes Toeplitz symmetric (both directions of a
+// flow hash alike: Woo and Park, "Scalable TCP Session Monitoring with Symmetric RSS", 2012).
+void symmetric_rss_key(uint8_t* key, size_t len) {
+  for (size_t i = 0; i < len; ++i) key[i] = i % 2 == 0 ? 0x6d : 0x5a;
+}
+
+// Spreads the indirection table round-robin over the workers' queues, then reads key and table
+// back: a driver that accepts them but programs something else is refused, not trusted.
+common::result<void> program_rss(const port_config& pc, uint16_t port, const rte_eth_dev_info& info,
+                                 uint16_t workers, const uint8_t* key, uint8_t key_len) {
+  const std::string where = "port '" + pc.name + "': ";
+  if (info.reta_size == 0 || info.reta_size > 4096)
+    return common::fail(where + "driver reports an RSS indirection table of " +
+                        std::to_string(info.reta_size) + " entries");
+  std::vector<rte_eth_rss_reta_entry64> reta(
+      (info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE);
+  for (uint16_t i = 0; i < info.reta_size; ++i) {
+    reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ULL << (i % RTE_ETH_RETA_GROUP_SIZE);
+    reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = i % workers;
+  }
+  if (int rc = rte_eth_dev_rss_reta_update(port, reta.data(), info.reta_size); rc != 0)
+    return common::fail(where + "cannot set the RSS indirection table: " + rte_strerror(-rc));
+  std::vector<rte_eth_rss_reta_entry64> back(reta.size());
+  for (auto& g : back) g.mask = ~0ULL;
+  if (int rc = rte_eth_dev_rss_reta_query(port, back.data(), info.reta_size); rc != 0)
+    return common::fail(where + "cannot read the RSS indirection table back: " + rte_strerror(-rc));
+  for (uint16_t i = 0; i < info.reta_size; ++i)
+    if (back[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] != i % workers)
+      return common::fail(where + "RSS indirection table entry " + std::to_string(i) +
+                          " reads back wrong");
+  uint8_t got_key[256] = {};
+  rte_eth_rss_conf conf{};
+  conf.rss_key = got_key;
+  conf.rss_key_len = key_len;
+  if (int rc = rte_eth_dev_rss_hash_conf_get(port, &conf); rc != 0)
+    return common::fail(where + "cannot read the RSS key back: " + rte_strerror(-rc));
+  if (std::memcmp(got_key, key, key_len) != 0)
+    return common::fail(where + "the RSS key reads back different from the one set");
+  spdlog::info("port {}: RSS key ({} bytes, symmetric) and indirection table ({} entries over {} "
+               "queues) set and read back",
+               pc.name, key_len, info.reta_size, workers);
+  return {};
 }
 
 }  // namespace
@@ -154,8 +199,21 @@ common::result<void> dataplane::start_ports(const config& c) {
                           " / " + std::to_string(txq));
     rte_eth_conf conf{};
     conf.rxmode.mtu = pc.mtu;
-    if (workers > 1 && info.flow_type_rss_offloads != 0) {
+    const bool rss = workers > 1 && info.flow_type_rss_offloads != 0 &&
+                     c.workers.dispatch == worker_config::dispatch_mode::rss;
+    uint8_t rss_key[256];
+    const uint8_t rss_key_len = info.hash_key_size != 0 ? info.hash_key_size : 40;
+    if (workers > 1 && info.flow_type_rss_offloads == 0 &&
+        c.workers.dispatch != worker_config::dispatch_mode::software)
+      return common::fail("port '" + pc.name + "' (driver " + info.driver_name +
+                          ") has no RSS, so it cannot spread flows over " + std::to_string(workers) +
+                          " workers; set workers.dispatch: software (each worker hands the packets "
+                          "it does not own to their owner)");
+    if (rss) {
+      symmetric_rss_key(rss_key, rss_key_len);
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_key = rss_key;
+      conf.rx_adv_conf.rss_conf.rss_key_len = rss_key_len;
       conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads &
           (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
     }
@@ -174,6 +232,8 @@ common::result<void> dataplane::start_ports(const config& c) {
     }
     if (int rc = rte_eth_dev_start(ps.id); rc != 0)
       return common::fail("port '" + pc.name + "': start failed: " + rte_strerror(-rc));
+    if (rss)
+      if (auto r = program_rss(pc, ps.id, info, workers, rss_key, rss_key_len); !r) return r;
     // Own addresses and VIPs are answered by the local stage; multicast is needed for IPv6 ND.
     rte_eth_promiscuous_enable(ps.id);
     rte_eth_allmulticast_enable(ps.id);

@@ -124,6 +124,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   bool sync(const snapshot& snap);
   // A TCP frame to a tcp service's VIP:port (parsed, checksums verified). Consumes m.
   l4::drop input(rte_mbuf* m, const l4::packet& p) { return stack_->input(m, p); }
+  l4::drop icmp_error(rte_mbuf* m, const l4::packet& p) { return stack_->icmp_error(m, p); }
   // TCP timers.
   void poll(uint64_t now_tsc);
   // Stopping (worker thread). stop_accepting: every listener goes (new SYNs get the stack's

@@ -5,6 +5,7 @@
 #include <rte_tcp.h>
 #include <unistd.h>
 
+#include "l4/lb/owner.hh"
 #include "l4/local.hh"
 #include "l4/parse.hh"
 
@@ -18,6 +19,14 @@ struct tx_buffer {
 };
 
 thread_local tx_buffer tx_buffers[max_ports];
+
+// Packets of one burst owned by other workers, by owner; flushed at the end of the burst.
+struct handoff_buffer {
+  uint16_t n = 0;
+  rte_mbuf* pkts[max_burst];
+};
+
+thread_local handoff_buffer handoff_buffers[max_workers];
 
 void flush_tx(worker_context& w) {
   for (unsigned i = 0; i < w.ports.size(); ++i) {
@@ -45,6 +54,23 @@ void drop(worker_context& w, rte_mbuf* m, l4::drop reason) {
   rte_pktmbuf_free(m);
 }
 
+// One burst enqueue per owner; what its ring has no room for is a counted drop, never a stall.
+void flush_handoff(worker_context& w, unsigned port_index) {
+  for (unsigned k = 0; k < w.handoff.size(); ++k) {
+    handoff_buffer& b = handoff_buffers[k];
+    if (b.n == 0) continue;
+    for (uint16_t i = 0; i < b.n; ++i) b.pkts[i]->port = static_cast<uint16_t>(port_index);
+    const unsigned sent =
+        rte_ring_mp_enqueue_burst(w.handoff[k], reinterpret_cast<void**>(b.pkts), b.n, nullptr);
+    w.stats.handoff_out.add(sent);
+    if (sent < b.n) {
+      w.stats.drops.add(l4::drop::handoff_ring_full, b.n - sent);
+      rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
+    }
+    b.n = 0;
+  }
+}
+
 unsigned port_index(const worker_context& w, uint16_t port_id) {
   for (unsigned i = 0; i < w.ports.size(); ++i)
     if (w.ports[i].id == port_id) return i;
@@ -56,6 +82,12 @@ bool is_neighbor_reply(const l4::packet& p) {
   return p.l3 == l4::l3_kind::arp || (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == nd_neighbor_advert);
 }
 
+// ICMP "fragmentation needed" / ICMPv6 "packet too big".
+bool is_path_mtu_error(const l4::packet& p) {
+  return (p.proto == IPPROTO_ICMP && p.sport == (3u << 8 | 4u)) ||
+         (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == 2);
+}
+
 // Service kind l4. Returns false when the packet is not the balancer's.
 bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
               const l4::packet& p, uint64_t now) {
@@ -64,7 +96,7 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
     const auto role = w.ports[port_index_in].role == port_role::wan ? l4::lb::port_role::wan : l4::lb::port_role::lan;
     const bool request = p.l3 == l4::l3_kind::arp &&
         rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l2_len)[7] == 1;  // ARP opcode request
-    if (w.lb->neighbors(role).learn(m, p) && !request) {
+    if (w.lb->neighbors(role).learn(m, p, now) && !request) {
       drop(w, m, l4::drop::neighbor_learned);
       return true;
     }
@@ -95,13 +127,16 @@ bool drain_relay(worker_context& w) {
 void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
   w.seen_generation = snap.generation;
   if (!snap.lb || !w.lb) return;
+  // Static neighbours of this snapshot (the tables are the node's: one worker writes them).
+  if (w.id == 0 && !w.lb->add_static_neighbors(*snap.lb)) w.lb->counters.neighbor_table_full.add();
   const auto& lan = snap.lb->port(l4::lb::port_role::lan);
   auto& table = w.lb->neighbors(l4::lb::port_role::lan);
   const unsigned out = port_index(w, lan.port_id);
   for (const auto& svc : snap.lb->services())
     for (const auto& b : svc.spec.backends) {
       if ((b.addr.v6 ? lan.gw_v6 : lan.gw_v4).has_value()) continue;  // reached through a gateway
-      if (table.lookup(b.addr) != nullptr || !table.request_due(b.addr, now)) continue;
+      rte_ether_addr known;
+      if (table.lookup(b.addr, known, now) || !table.request_due(b.addr, now)) continue;
       rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
       if (m == nullptr) return;
       if (!l4::lb::build_neighbor_request(m, lan.mac, b.addr.v6 ? lan.addr_v6 : lan.addr_v4, b.addr)) {
@@ -128,10 +163,31 @@ void closed_port(worker_context& w, rte_mbuf* m, const l4::packet& p, const l4::
   enqueue_tx(w, port_index, m);
 }
 
+// Worker 0, once a second: ARP requests / NS for learned neighbours at half their age, so that
+// a live next hop answers (and is refreshed in the shared table) before it expires.
+void refresh_neighbors(worker_context& w, const snapshot& snap, uint64_t now) {
+  if (w.id != 0 || !snap.lb || !w.lb || now < w.neighbor_refresh_tsc) return;
+  w.neighbor_refresh_tsc = now + w.tsc_hz;
+  for (const auto role : {l4::lb::port_role::wan, l4::lb::port_role::lan}) {
+    const auto& ps = snap.lb->port(role);
+    const unsigned out = port_index(w, ps.port_id);
+    w.lb->neighbors(role).refresh_due(now, [&](const l4::ip_addr& a) {
+      rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
+      if (m == nullptr) return;
+      if (!l4::lb::build_neighbor_request(m, ps.mac, a.v6 ? ps.addr_v6 : ps.addr_v4, a)) {
+        rte_pktmbuf_free(m);
+        return;
+      }
+      w.lb->counters.neighbor_requests.add();
+      enqueue_tx(w, out, m);
+    });
+  }
+}
+
 }  // namespace
 
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
-                   std::span<rte_mbuf*> pkts) {
+                   std::span<rte_mbuf*> pkts, bool handed) {
   l4::packet parsed[max_burst];
   l4::drop verdict[max_burst];
   const size_t n = pkts.size();
@@ -145,7 +201,22 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
       continue;
     }
     const l4::packet& p = parsed[i];
+    if (!handed && w.handoff.size() > 1) {
+      const uint16_t owner =
+          l4::lb::flow_owner(snap.lb.get(), m, p, static_cast<uint16_t>(w.handoff.size()),
+                             static_cast<uint16_t>(w.id));
+      if (owner != w.id) {
+        handoff_buffer& b = handoff_buffers[owner];
+        b.pkts[b.n++] = m;  // at most one burst (≤ max_burst) per flush
+        continue;
+      }
+    }
     if (lb_input(w, snap, port_index, m, p, now)) continue;
+    if (w.tcp && is_path_mtu_error(p) && local.has(p.dst)) {
+      // To a tcp/tls VIP: the owning TCB checks the quote and lowers its MSS (counted there).
+      (void)w.tcp->icmp_error(m, p);
+      continue;
+    }
     const l4::local_verdict lv = l4::local_input(m, p, local);
     switch (lv.action) {
       case l4::local_action::reply:
@@ -176,6 +247,30 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
       }
     }
   }
+  if (!handed && w.handoff.size() > 1) flush_handoff(w, port_index);
+}
+
+unsigned process_handoff(worker_context& w, const snapshot& snap, unsigned max) {
+  if (w.handoff.size() <= 1) return 0;
+  rte_mbuf* pkts[max_burst];
+  const unsigned n = rte_ring_sc_dequeue_burst(w.handoff[w.id], reinterpret_cast<void**>(pkts),
+                                               std::min(max, max_burst), nullptr);
+  if (n == 0) return 0;
+  w.stats.handoff_in.add(n);
+  // The sender wrote the port index into mbuf->port; runs of one port go through as one burst.
+  unsigned from = 0;
+  for (unsigned i = 1; i <= n; ++i) {
+    if (i < n && pkts[i]->port == pkts[from]->port) continue;
+    const unsigned port = pkts[from]->port;
+    if (port < w.ports.size()) {
+      process_burst(w, snap, port, std::span(pkts + from, i - from), true);
+    } else {
+      w.stats.drops.add(l4::drop::handoff_bad_port, i - from);
+      rte_pktmbuf_free_bulk(pkts + from, i - from);
+    }
+    from = i;
+  }
+  return n;
 }
 
 int worker_main(void* arg) {
@@ -230,6 +325,8 @@ int worker_main(void* arg) {
       w.stats.rx_packets[i].add(n);
       process_burst(w, *snap, i, std::span(pkts, n));
     }
+    if (process_handoff(w, *snap, burst) != 0) busy = true;
+    refresh_neighbors(w, *snap, rte_rdtsc());
     if (w.tcp && drain_relay(w)) busy = true;
     if (rte_ring_count(w.control_tx) != 0) {
       rte_mbuf* ctl[32];

@@ -23,6 +23,9 @@ namespace edge {
 
 inline constexpr unsigned max_ports = 8;
 inline constexpr unsigned max_burst = 256;
+inline constexpr unsigned max_workers = 128;
+// Slots of a worker's inbound hand-off ring (a power of two; the ring holds one less).
+inline constexpr unsigned handoff_ring_size = 4096;
 // Closed-port RSTs per worker and second, and the burst above that rate (what a kernel's
 // tcp_invalid_ratelimit-style limit would allow; far below any flood).
 inline constexpr uint32_t closed_port_rst_per_s = 1000;
@@ -32,6 +35,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_stats {
   common::counter loops, busy_loops, idle_loops, sleeps, sleep_us;
   common::counter rx_packets[max_ports], tx_packets[max_ports], tx_dropped[max_ports];
   common::counter replies;  // ARP/ND/echo answered
+  // Packets this worker received but another worker owns (handed over), and packets other
+  // workers handed to this one (l4/lb/owner.hh).
+  common::counter handoff_out, handoff_in;
   l4::drop_counters drops;
 };
 
@@ -55,6 +61,11 @@ struct worker_context {
   std::atomic<bool> running{false};
   std::atomic<bool> failed{false};  // the worker could not set up its thread state (start_error)
   std::string start_error;           // written before `failed` is set
+  // Hand-off rings, one per worker (index = worker id), multi-producer / single-consumer: a
+  // packet another worker owns goes to handoff[owner]; this worker drains handoff[id]. Empty or
+  // size 1: one worker, no hand-off.
+  std::vector<rte_ring*> handoff;
+  uint64_t neighbor_refresh_tsc = 0;  // next scan for neighbours to refresh (worker 0)
   // Frames from the control thread (announcements, probes) to send; mbuf->port = port index.
   rte_ring* control_tx = nullptr;
   // Per-worker state of service kind l4 (connection table, neighbour tables, counters).
@@ -75,8 +86,14 @@ struct worker_context {
 // rte_eal_remote_launch entry point; `arg` is a worker_context*.
 int worker_main(void* arg);
 
-// Processes one received burst from `port_index` (exposed for tests and benchmarks).
+// Processes one received burst from `port_index` (exposed for tests and benchmarks). Packets
+// another worker owns are handed to it, unless `handed` (they came over this worker's ring: an
+// owner that changed meanwhile, e.g. with a new snapshot, must not bounce them back).
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
-                   std::span<rte_mbuf*> pkts);
+                   std::span<rte_mbuf*> pkts, bool handed = false);
+
+// Drains up to `max` packets other workers handed to this one and processes them. Returns how
+// many.
+unsigned process_handoff(worker_context& w, const snapshot& snap, unsigned max);
 
 }  // namespace edge

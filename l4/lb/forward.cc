@@ -43,8 +43,8 @@ lb_verdict emit(const lb_config& cfg, lb_worker& w, rte_mbuf* m, port_role role,
   const auto& gw = dst.v6 ? ps.gw_v6 : ps.gw_v4;
   const ip_addr next = gw ? *gw : dst;
   neighbor_table& nt = w.neighbors(role);
-  const rte_ether_addr* mac = nt.lookup(next);
-  if (mac == nullptr) {
+  rte_ether_addr mac;
+  if (!nt.lookup(next, mac, now)) {
     w.drops.add(drop::lb_neighbor_unresolved);
     if (nt.request_due(next, now) &&
         build_neighbor_request(m, ps.mac, dst.v6 ? ps.addr_v6 : ps.addr_v4, next)) {
@@ -55,7 +55,7 @@ lb_verdict emit(const lb_config& cfg, lb_worker& w, rte_mbuf* m, port_role role,
   }
   if (l2_len > eth_len) rte_pktmbuf_adj(m, l2_len - eth_len);  // output is untagged
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
-  eth->dst_addr = *mac;
+  eth->dst_addr = mac;
   eth->src_addr = ps.mac;
   eth->ether_type = dst.v6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4);
   return {lb_action::tx, ps.port_id, drop::none};
@@ -518,13 +518,28 @@ common::result<std::unique_ptr<lb_worker>> lb_worker::create(const worker_spec& 
   if (!ct) return common::unexpected(ct.error());
   std::unique_ptr<lb_worker> w(new lb_worker());
   w->conns_ = std::move(*ct);
+  w->neigh_[static_cast<size_t>(port_role::wan)] = spec.wan_neighbors;
+  w->neigh_[static_cast<size_t>(port_role::lan)] = spec.lan_neighbors;
   for (auto& n : w->neigh_) {
+    if (n) continue;
     auto t = neighbor_table::create(spec.neighbor_capacity, spec.hz);  // one request per second
     if (!t) return common::unexpected(t.error());
     n = std::move(*t);
   }
   w->index_ = spec.index;
   return w;
+}
+
+common::result<shared_neighbors> shared_neighbors::create(uint32_t capacity, uint64_t hz,
+                                                          uint64_t max_age) {
+  shared_neighbors s;
+  auto wan = neighbor_table::create(capacity, hz, max_age);  // one request per second
+  if (!wan) return common::unexpected(wan.error());
+  auto lan = neighbor_table::create(capacity, hz, max_age);
+  if (!lan) return common::unexpected(lan.error());
+  s.wan = std::move(*wan);
+  s.lan = std::move(*lan);
+  return s;
 }
 
 bool lb_worker::add_static_neighbors(const lb_config& cfg) {

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <rte_arp.h>
 #include <rte_ip.h>
+#include <rte_pause.h>
 
 #include <bit>
 #include <cstring>
@@ -18,10 +19,17 @@ constexpr uint8_t nd_neighbor_advert = 136;
 constexpr uint8_t nd_opt_source_lladdr = 1;
 constexpr uint8_t nd_opt_target_lladdr = 2;
 
+uint64_t mac_word(const rte_ether_addr& mac) {
+  uint64_t w = 0;
+  std::memcpy(&w, &mac, 6);
+  return w;
+}
+
 }  // namespace
 
 common::result<std::unique_ptr<neighbor_table>> neighbor_table::create(uint32_t capacity,
-                                                                       uint64_t request_interval) {
+                                                                       uint64_t request_interval,
+                                                                       uint64_t max_age) {
   if (capacity == 0 || capacity > 65536)
     return common::fail("neighbor table capacity must be 1 .. 65536");
   std::unique_ptr<neighbor_table> t(new neighbor_table());
@@ -29,19 +37,31 @@ common::result<std::unique_ptr<neighbor_table>> neighbor_table::create(uint32_t 
   t->e_ = std::make_unique<entry[]>(n);
   t->mask_ = n - 1;
   t->interval_ = request_interval;
+  t->max_age_ = max_age;
   return t;
 }
 
-neighbor_table::entry* neighbor_table::slot(const ip_addr& a, bool create) {
+neighbor_table::entry* neighbor_table::slot(const ip_addr& a, bool create) const {
   const uint32_t start = static_cast<uint32_t>(ip_addr_hash{}(a) >> 7) & mask_;
   for (uint32_t i = 0; i <= mask_; ++i) {  // linear probe; entries are never deleted
     entry& e = e_[(start + i) & mask_];
-    if (e.k == kind::empty) {
+    kind k = e.k.load(std::memory_order_acquire);
+    if (k == kind::empty) {
       if (!create) return nullptr;
-      e.addr = a;
-      e.k = kind::pending;
-      return &e;
+      if (e.k.compare_exchange_strong(k, kind::claiming, std::memory_order_acquire)) {
+        e.addr = a;
+        e.k.store(kind::pending, std::memory_order_release);
+        return &e;
+      }
+      // Another worker claimed it: fall through and read what it claims.
     }
+    // A claim is two stores away from done; a claimer that does not finish in time (preempted)
+    // costs at most a duplicate entry further along the probe sequence.
+    for (int spin = 0; k == kind::claiming && spin < 4096; ++spin) {
+      rte_pause();
+      k = e.k.load(std::memory_order_acquire);
+    }
+    if (k == kind::claiming) continue;
     if (same_addr(e.addr, a)) return &e;
   }
   return nullptr;
@@ -50,25 +70,38 @@ neighbor_table::entry* neighbor_table::slot(const ip_addr& a, bool create) {
 bool neighbor_table::add_static(const ip_addr& a, const rte_ether_addr& mac) {
   entry* e = slot(a, true);
   if (e == nullptr) return false;
-  e->mac = mac;
-  e->k = kind::fixed;
+  e->mac.store(mac_word(mac), std::memory_order_relaxed);
+  e->k.store(kind::fixed, std::memory_order_release);
   return true;
 }
 
-const rte_ether_addr* neighbor_table::lookup(const ip_addr& a) const {
-  entry* e = const_cast<neighbor_table*>(this)->slot(a, false);
-  return e != nullptr && (e->k == kind::learned || e->k == kind::fixed) ? &e->mac : nullptr;
+bool neighbor_table::lookup(const ip_addr& a, rte_ether_addr& mac, uint64_t now) const {
+  const entry* e = slot(a, false);
+  if (e == nullptr) return false;
+  const kind k = e->k.load(std::memory_order_acquire);
+  if (k != kind::learned && k != kind::fixed) return false;
+  if (k == kind::learned && max_age_ != 0 &&
+      now - e->updated.load(std::memory_order_relaxed) > max_age_)
+    return false;  // expired: the caller asks again
+  const uint64_t w = e->mac.load(std::memory_order_relaxed);
+  std::memcpy(&mac, &w, 6);
+  return true;
+}
+
+bool neighbor_table::claim_request(entry& e, uint64_t now) {
+  uint64_t last = e.last_request.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < interval_) return false;
+  return e.last_request.compare_exchange_strong(last, now == 0 ? 1 : now,
+                                                std::memory_order_relaxed);
 }
 
 bool neighbor_table::request_due(const ip_addr& a, uint64_t now) {
   entry* e = slot(a, true);
   if (e == nullptr) return false;
-  if (e->last_request != 0 && now - e->last_request < interval_) return false;
-  e->last_request = now == 0 ? 1 : now;
-  return true;
+  return claim_request(*e, now);
 }
 
-bool neighbor_table::learn(const rte_mbuf* m, const packet& p) {
+bool neighbor_table::learn(const rte_mbuf* m, const packet& p, uint64_t now) {
   const auto* data = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint16_t len = rte_pktmbuf_data_len(m);
   ip_addr who;
@@ -99,9 +132,13 @@ bool neighbor_table::learn(const rte_mbuf* m, const packet& p) {
   }
   if (!rte_is_valid_assigned_ether_addr(&mac)) return false;
   entry* e = slot(who, false);
-  if (e == nullptr || e->k == kind::fixed) return false;
-  e->mac = mac;
-  e->k = kind::learned;
+  if (e == nullptr) return false;
+  kind k = e->k.load(std::memory_order_acquire);
+  if (k != kind::pending && k != kind::learned) return false;  // fixed entries stay
+  e->mac.store(mac_word(mac), std::memory_order_relaxed);
+  e->updated.store(now, std::memory_order_relaxed);
+  // pending -> learned publishes the MAC (release); a concurrent add_static wins.
+  if (k == kind::pending) e->k.compare_exchange_strong(k, kind::learned, std::memory_order_release);
   return true;
 }
 

@@ -46,6 +46,7 @@ class engine {
   common::result<void> add_listener(const ip_addr& vip, uint16_t port, uint16_t id);
   bool remove_listener(const ip_addr& vip, uint16_t port);
   drop input(rte_mbuf* m, const packet& p);
+  drop icmp_error(rte_mbuf* m, const packet& p);
   void poll(uint64_t now_tsc);
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap);
   uint16_t tx_pending() const { return static_cast<uint16_t>(tx_.size()); }
@@ -86,6 +87,7 @@ class engine {
   void reset_conn(tcb& t, reset_reason why, close_reason cr);
 
   // input.cc
+  drop path_mtu(const rte_mbuf* m, const packet& p);
   drop listen_input(rte_mbuf* m, const packet& p, const segment& s, const listener& l);
   drop conn_input(tcb& t, rte_mbuf* m, const packet& p, const segment& s);
   drop syn_received_input(tcb& t, const segment& s);

@@ -82,6 +82,88 @@ drop engine::input(rte_mbuf* m, const packet& p) {
   return d;
 }
 
+drop engine::icmp_error(rte_mbuf* m, const packet& p) {
+  busy_ = true;
+  const drop d = path_mtu(m, p);
+  if (d != drop::none) ctr_.drops.add(d);
+  rte_pktmbuf_free(m);
+  busy_ = false;
+  reap();
+  return d;
+}
+
+// Path MTU discovery (RFC 1191 / RFC 8201) for the connection an ICMP error quotes. The quoted
+// packet is one we sent: its source is our address and port, its sequence number must be of
+// data in flight (RFC 5927 §4.1), or anyone who can guess a 4-tuple could shrink our segments.
+drop engine::path_mtu(const rte_mbuf* m, const packet& p) {
+  const bool v6 = p.l3 == l3_kind::ipv6;
+  const uint8_t type = static_cast<uint8_t>(p.sport >> 8), code = static_cast<uint8_t>(p.sport);
+  if (v6 ? type != 2 : (p.proto != IPPROTO_ICMP || type != 3 || code != 4))
+    return drop::tcp_icmp_unhandled;
+  const uint32_t end = static_cast<uint32_t>(p.payload_off()) + p.payload_len;
+  if (p.l4_len < 8 || end > rte_pktmbuf_data_len(m)) return drop::tcp_icmp_inner_bad;
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint8_t* icmp = f + p.l4_off();
+  const uint32_t mtu = v6 ? get32(icmp + 4) : static_cast<uint32_t>(icmp[6] << 8 | icmp[7]);
+  const uint8_t* in = f + p.payload_off();
+  const uint32_t avail = p.payload_len;
+  uint32_t l3;
+  ip_addr ours, peer;
+  if (!v6) {
+    if (avail < 20 || (in[0] >> 4) != 4 || in[9] != IPPROTO_TCP) return drop::tcp_icmp_inner_bad;
+    l3 = (in[0] & 0xfu) * 4;
+    uint32_t s4, d4;
+    std::memcpy(&s4, in + 12, 4);
+    std::memcpy(&d4, in + 16, 4);
+    ours = ip_addr::v4_from_be(s4);
+    peer = ip_addr::v4_from_be(d4);
+  } else {
+    // Our segments carry no extension headers: anything else is not one of ours.
+    if (avail < 40 || (in[0] >> 4) != 6 || in[6] != IPPROTO_TCP) return drop::tcp_icmp_inner_bad;
+    l3 = 40;
+    ours = ip_addr::v6_from(in + 8);
+    peer = ip_addr::v6_from(in + 24);
+  }
+  if (l3 < 20 || avail < l3 + 8) return drop::tcp_icmp_inner_bad;  // ports and sequence number
+  const uint8_t* th = in + l3;
+  const uint16_t lport = static_cast<uint16_t>(th[0] << 8 | th[1]);
+  const uint16_t rport = static_cast<uint16_t>(th[2] << 8 | th[3]);
+  const uint32_t seq = get32(th + 4);
+  const uint32_t idx = flow_find(peer, rport, ours, lport);
+  if (idx == no_index) return drop::tcp_icmp_no_conn;
+  tcb& t = tcbs_[idx];
+  if (t.snd_una == t.snd_max || seq_lt(seq, t.snd_una) || seq_geq(seq, t.snd_max))
+    return drop::tcp_icmp_bad_seq;
+  // The MSS the path allows, floored (an attacker on the path could otherwise ask for tiny
+  // segments): min_peer_mss for IPv4, the IPv6 minimum MTU's 1220 for IPv6.
+  const uint32_t headers = (v6 ? 40u : 20u) + 20u;
+  const uint32_t floor = v6 ? 1280u - headers : min_peer_mss;
+  const uint32_t path = std::max(mtu > headers ? mtu - headers : 0u, floor);
+  const uint32_t want = path - (t.info.timestamps ? 12u : 0u);
+  if (want >= t.mss) return drop::tcp_icmp_mtu_not_lower;
+  t.mss = static_cast<uint16_t>(want);
+  t.info.mss = t.mss;
+  ctr_.pmtu_lowered.add();
+  // The segments in flight that no longer fit were dropped on the path: send them again now,
+  // cut to the new size, rather than wait for the retransmission timer (RFC 1191 §6.5).
+  bool any = false;
+  for (uint32_t i = 0; i < t.map_n; ++i) {
+    sent_seg& r = t.seg(i);
+    if ((r.flags & seg_sacked) == 0 && r.len() > t.mss) {
+      r.flags |= seg_lost;
+      any = true;
+    }
+  }
+  if (any) {
+    const bool due = t.fast_rexmit_due;
+    t.fast_rexmit_due = true;  // the first goes out whatever the window
+    uint32_t budget = t.cwnd;
+    retransmit_lost(t, budget);
+    t.fast_rexmit_due = due;
+  }
+  return drop::none;
+}
+
 // The payload per segment we send: the peer's MSS raised to min_peer_mss (see README: below it a
 // peer could make us divide by zero, wrap the 16-bit length, or send 1-byte segments), capped by
 // our own, minus the timestamp option we add to every segment.

@@ -36,6 +36,7 @@ common::result<void> stack::add_listener(const ip_addr& vip, uint16_t port, uint
 }
 bool stack::remove_listener(const ip_addr& vip, uint16_t port) { return e_->remove_listener(vip, port); }
 drop stack::input(rte_mbuf* m, const packet& p) { return e_->input(m, p); }
+drop stack::icmp_error(rte_mbuf* m, const packet& p) { return e_->icmp_error(m, p); }
 void stack::poll(uint64_t now_tsc) { e_->poll(now_tsc); }
 uint16_t stack::drain_tx(rte_mbuf** out, uint16_t cap) { return e_->drain_tx(out, cap); }
 uint16_t stack::tx_pending() const { return e_->tx_pending(); }

@@ -17,6 +17,23 @@ BUILD = os.environ.get("EDGE_BUILD", os.path.join(os.path.dirname(__file__), "..
 EDGED = os.path.abspath(os.path.join(BUILD, "edge", "edged"))
 EDGECTL = os.path.abspath(os.path.join(BUILD, "edge", "edgectl"))
 
+# Workers of every edged the tests start (EDGE_E2E_WORKERS, default 2): one per CPU from 0. With
+# more than one, the af_packet ports (no RSS) need the software dispatch mode: each worker polls
+# its own fanout socket and hands a packet it does not own to the owner (docs/packet-flow.md).
+WORKERS = int(os.environ.get("EDGE_E2E_WORKERS", "2"))
+if WORKERS < 1:
+    raise SystemExit("EDGE_E2E_WORKERS must be at least 1")
+
+
+def workers_yaml(workers=None):
+    """The `workers:` block of edged's YAML for EDGE_E2E_WORKERS workers, or `workers` for a test
+    whose subject is one worker's own limit (keys may follow)."""
+    n = WORKERS if workers is None else workers
+    lcores = ", ".join(str(i) for i in range(n))
+    dispatch = "\n  dispatch: software" if n > 1 else ""
+    return f"workers:\n  lcores: [{lcores}]{dispatch}"
+
+
 _cleanups = []
 
 
@@ -342,15 +359,14 @@ class TcpTopology:
         os.makedirs(self.www)
         self.nginx_proc = None
 
-    def edged_head(self):
-        """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, one worker."""
+    def edged_head(self, workers=None):
+        """The start of edged's YAML for this topology: EAL, the af_packet port on dut0, the workers."""
         return f"""
 eal:
   args: {yaml_list(eal_args(self.t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [{self.port_addr}/24]}}
-workers:
-  lcores: [1]
+{workers_yaml(workers)}
 """
 
     def start_nginx(self, server, http="", connections=1024, rlimit_nofile=None,

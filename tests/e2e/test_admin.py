@@ -163,8 +163,7 @@ eal:
   args: {h.yaml_list(h.eal_args(t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.99.0.1/24]}}
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 """
 e = h.Edged(dut, config)
 r = dut.run(["/usr/bin/python3", os.path.abspath(__file__), "--client", e.admin, str(e.proc.pid)], timeout=120,

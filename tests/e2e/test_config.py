@@ -57,13 +57,23 @@ cli = h.Namespace(f"{t}c")
 dut = h.Namespace(f"{t}d")
 h.veth(cli, "cli0", dut, "dut0")
 cli.run(["ip", "addr", "add", "10.99.0.2/24", "dev", "cli0"])
+# Two workers on a port without RSS (af_packet) and no dispatch mode: refused at start, naming
+# the fix, rather than every flow silently landing on whatever queue the port picks.
+f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+f.write(f"eal:\n  args: {h.yaml_list(h.eal_args(t + 'x'))}\n"
+        "ports:\n  - {name: wan0, role: wan, device: \"net_af_packet0,iface=dut0\"}\n"
+        "workers:\n  lcores: [0, 1]\n")
+f.close()
+r = dut.run([h.EDGED, "--config", f.name], check=False, timeout=60)
+c.that(r.returncode == 3 and "has no RSS" in r.stderr and "workers.dispatch: software" in r.stderr,
+       f"2 workers on af_packet without workers.dispatch: exit {r.returncode} (want 3), "
+       f"{[ln for ln in r.stderr.splitlines() if 'RSS' in ln]}")
 good = f"""
 eal:
   args: {h.yaml_list(h.eal_args(t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.99.0.1/24]}}
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 """
 e = h.Edged(dut, good)
 with open(e.config_path, "w") as f:

@@ -42,8 +42,7 @@ eal:
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.99.0.1/24]}}
   - {{name: lan0, role: lan, device: "net_af_packet1,iface=lan0", addresses: [10.99.1.1/24]}}
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 pools:
   - name: web
     backends: [{{address: 10.99.1.11, port: 80}}, {{address: 10.99.1.12, port: 80}}]

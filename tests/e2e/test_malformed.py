@@ -16,8 +16,7 @@ eal:
   args: {h.yaml_list(h.eal_args(t))}
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.99.0.1/24]}}
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 """)
 mac = e.stats()["ports"][0]["mac"]
 

@@ -22,8 +22,7 @@ ports:
     role: wan
     device: net_af_packet0,iface=dut0
     addresses: [10.99.0.1/24, fd00:99::1/64]
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 admin:
   listen: 127.0.0.1:9180
 logging:

@@ -44,8 +44,7 @@ eal:
 ports:
   - {{name: wan0, role: wan, device: "net_af_packet0,iface=dut0", addresses: [10.99.0.1/24]}}
   - {{name: lan0, role: lan, device: "net_af_packet1,iface=lan0", addresses: [10.99.1.1/24]}}
-workers:
-  lcores: [1]
+{h.workers_yaml()}
 l4:
   snat_addresses: [10.99.1.100]
 pools:

@@ -17,6 +17,7 @@ enum class drop : uint16_t {
 #include "l4/drops_parse.def"
 #include "l4/drops_lb.def"
 #include "l4/drops_tcp.def"
+#include "l4/drops_dispatch.def"
 #undef X
   count_,
 };
@@ -35,6 +36,7 @@ inline constexpr std::array<drop_info, drop_count> drop_table{{
 #include "l4/drops_parse.def"
 #include "l4/drops_lb.def"
 #include "l4/drops_tcp.def"
+#include "l4/drops_dispatch.def"
 #undef X
 }};
 

@@ -126,7 +126,15 @@ void feed(l4::tcp::stack& st, const std::vector<uint8_t>& frame) {
   rte_mbuf* m = edge_test::to_mbuf(g_pool, frame);
   if (m == nullptr) return;
   l4::packet p;
-  if (l4::parse(m, p) != l4::drop::none || p.proto != IPPROTO_TCP) {
+  if (l4::parse(m, p) != l4::drop::none) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6) {
+    st.icmp_error(m, p);  // path MTU: any ICMP the worker would pass on
+    return;
+  }
+  if (p.proto != IPPROTO_TCP) {
     rte_pktmbuf_free(m);
     return;
   }
@@ -201,7 +209,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint32_t tsv = 100;
   st.poll(now);
   for (int steps = 0; r.more() && steps < 500; ++steps) {
-    const uint8_t op = r.u8() % 8;
+    // 255 is the ICMP op (it read as op 7 before; every other byte keeps its meaning).
+    const uint8_t op_byte = r.u8();
+    const uint8_t op = op_byte == 255 ? 8 : op_byte % 8;
     client& c = clients[r.u8() % 4];
     edge_test::packet_builder b;
     b.proto = IPPROTO_TCP;
@@ -294,6 +304,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         feed(st, b.bytes());
         break;
       }
+      case 8: {  // frag-needed / packet-too-big quoting one of our segments: MTU, sequence
+                 // offset from the last one sent and quote length from the input
+        edge_test::packet_builder q;
+        q.proto = IPPROTO_TCP;
+        q.from(c.vip).to(c.addr);
+        q.sport = 443;
+        q.dport = c.port;
+        q.tcp_flags = 0x10;
+        q.seq = c.srv_next - r.u8() * 256u - r.u8();
+        q.payload.assign(r.u8() * 8u, 0x5a);
+        const auto quoted = q.bytes();
+        edge_test::packet_builder e;
+        e.from(c.vip).to(c.vip);  // the family of the connection; the source does not matter
+        e.proto = e.v6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP};
+        e.icmp_type = e.v6 ? 2 : 3;
+        e.icmp_code = e.v6 ? 0 : 4;
+        e.icmp_id = r.u8() % 2 == 0 ? 0 : static_cast<uint16_t>(r.u8());
+        e.icmp_seq = static_cast<uint16_t>(r.u8() << 8 | r.u8());  // the MTU
+        const size_t keep = std::min<size_t>(quoted.size() - 14, r.u8());
+        e.payload.assign(quoted.begin() + 14, quoted.begin() + 14 + static_cast<long>(keep));
+        feed(st, e.bytes());
+        break;
+      }
     }
     drain(st, clients);
   }
@@ -306,11 +339,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (std::getenv("TCP_FUZZ_STATS") != nullptr) {
     const auto& k = st.stats();
     std::printf("opened=%lu refused=%lu cookies=%lu/%lu/%lu rexmit=%lu rto=%lu fast=%lu probes=%lu "
-                "ooo=%lu challenge=%lu mss_clamped=%lu closed=%lu\n",
+                "ooo=%lu challenge=%lu mss_clamped=%lu closed=%lu pmtu=%lu\n",
                 k.opened.get(), k.refused.get(), k.cookies_sent.get(), k.cookies_validated.get(),
                 k.cookies_failed.get(), k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(),
                 k.persist_probes.get(), k.ooo_segments.get(), k.challenge_acks.get(),
-                k.peer_mss_clamped.get(), k.closed.get());
+                k.peer_mss_clamped.get(), k.closed.get(), k.pmtu_lowered.get());
   }
   if (st.stats().active.get() != 0) {
     std::fprintf(stderr, "%lu connections outlived every timeout\n", st.stats().active.get());

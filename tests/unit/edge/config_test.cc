@@ -174,3 +174,23 @@ TEST(config, shipped_examples_are_valid) {
 }
 
 }  // namespace
+
+TEST(config, static_neighbors_and_dispatch_mode_load) {
+  auto c = edge::parse_config(R"(
+ports:
+  - name: lan0
+    role: wan
+    device: net_ring0
+    neighbors: [{address: 10.0.1.5, mac: "02:bb:00:00:00:05"}, {address: "fd00:1::5", mac: "02:BB:00:00:00:06"}]
+workers:
+  lcores: [0, 1]
+  dispatch: software
+)",
+                              "test.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().str();
+  ASSERT_EQ(c->ports[0].neighbors.size(), 2u);
+  EXPECT_EQ(c->ports[0].neighbors[0].first, *l4::ip_addr::parse("10.0.1.5"));
+  EXPECT_EQ(c->ports[0].neighbors[0].second, (std::array<uint8_t, 6>{0x02, 0xbb, 0, 0, 0, 5}));
+  EXPECT_EQ(c->ports[0].neighbors[1].second, (std::array<uint8_t, 6>{0x02, 0xbb, 0, 0, 0, 6}));
+  EXPECT_EQ(c->workers.dispatch, edge::worker_config::dispatch_mode::software);
+}

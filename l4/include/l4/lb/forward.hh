@@ -10,7 +10,7 @@
 //              forward_burst(cfg, *w, pkts, parsed, verdicts, now_tsc)
 //              → action tx: transmit on verdict.port_id; action drop: free the mbuf (already
 //              counted in w->drops under verdict.reason).
-//   ARP/NA received on a port: w->neighbors(role).learn(m, p) before local_input.
+//   ARP/NA received on a port: w->neighbors(role).learn(m, p, now) before local_input.
 #include <rte_mbuf.h>
 
 #include <memory>
@@ -34,6 +34,7 @@ struct lb_counters {
   common::counter ptb_sent, mss_clamped, neighbor_requests;
   common::counter client_option_added, client_option_no_room;
   common::counter conn_reused;  // SYN on the tuple of a closing flow: placed anew
+  common::counter neighbor_table_full;  // static neighbours that found no slot
 };
 
 // Name/value pairs of the counters for /metrics (edge sums them over workers).
@@ -52,6 +53,7 @@ void for_each_counter(const lb_counters& c, F&& f) {
   f("lb_client_option_added", c.client_option_added.get());
   f("lb_client_option_no_room", c.client_option_no_room.get());
   f("lb_conn_reused", c.conn_reused.get());
+  f("lb_neighbor_table_full", c.neighbor_table_full.get());
 }
 
 struct worker_spec {
@@ -59,6 +61,16 @@ struct worker_spec {
   uint32_t conn_capacity = 1u << 18;  // 128 bytes per slot + 2 per tag: 32 MiB
   uint64_t hz = 1000;  // ticks per second of the `now` passed to forward_burst
   uint32_t neighbor_capacity = 1024;
+  // The node's neighbour tables (one per port role), shared by every worker; null: this worker
+  // makes its own (tests, benches, a single worker).
+  std::shared_ptr<neighbor_table> wan_neighbors, lan_neighbors;
+};
+
+// The neighbour tables all workers of a node share: entries learned on any worker resolve for
+// all. `max_age` in `hz` ticks (learned entries expire after it; refreshed from max_age / 2).
+struct shared_neighbors {
+  std::shared_ptr<neighbor_table> wan, lan;
+  static common::result<shared_neighbors> create(uint32_t capacity, uint64_t hz, uint64_t max_age);
 };
 
 class lb_worker {
@@ -80,7 +92,7 @@ class lb_worker {
  private:
   lb_worker() = default;
   std::unique_ptr<conn_table> conns_;
-  std::unique_ptr<neighbor_table> neigh_[2];
+  std::shared_ptr<neighbor_table> neigh_[2];
   uint16_t index_ = 0;
 };
 

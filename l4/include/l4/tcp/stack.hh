@@ -157,6 +157,7 @@ struct counters {
   common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
   common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
   common::counter peer_mss_clamped;    // handshakes whose peer MSS was below min_peer_mss
+  common::counter pmtu_lowered;  // connections whose MSS an ICMP frag-needed / PTB lowered
   common::counter acks_rate_limited;   // ACKs to invalid segments / challenges not sent (limits)
   common::counter cookie_key_rotations;
   std::array<common::counter, reset_reason_count> resets_sent;
@@ -184,6 +185,12 @@ class stack {
   // A TCP frame addressed to a listener or an existing connection, parsed and checksum-verified
   // by l4::parse (single-segment mbuf). Always consumes `m`. Returns drop::none if it was used.
   drop input(rte_mbuf* m, const packet& p);
+  // An ICMP "fragmentation needed" (IPv4 type 3 code 4) or "packet too big" (ICMPv6 type 2) to a
+  // listener's address, parsed by l4::parse. If it quotes a segment of a connection with the
+  // quoted sequence number in flight (RFC 5927 §4.1), the connection's MSS is lowered to the
+  // path MTU (never below min_peer_mss; IPv6: 1280) and the too-big segments are sent again.
+  // Always consumes `m`. Returns drop::none if the error was used.
+  drop icmp_error(rte_mbuf* m, const packet& p);
   // Advances the clock (TSC ticks of config.tsc_hz) and fires due timers. Time never goes back.
   void poll(uint64_t now_tsc);
   // Moves up to `cap` emitted frames to `out`; the caller transmits or frees them.

@@ -239,7 +239,8 @@ TEST(lb_state, neighbor_learning_ignores_addresses_never_asked_for) {
   l4::packet p;
   ASSERT_EQ(l4::parse(m, p), drop::none);
   EXPECT_FALSE((*t)->learn(m, p));
-  EXPECT_EQ((*t)->lookup(ip("10.9.9.9")), nullptr);
+  rte_ether_addr unused;
+  EXPECT_FALSE((*t)->lookup(ip("10.9.9.9"), unused, 0));
   rte_pktmbuf_free(m);
   // Bounded: a full table refuses further static entries instead of growing.
   for (int i = 0; i < 4; ++i)
