@@ -3,7 +3,10 @@
 max_connections; the extra ones are reset and counted (relay end service_limit, per service in
 /metrics) while the held ones keep relaying. The limit follows a reload (up, then below what is
 held: nothing leaks, a released connection frees a place), and tcp.max_active_per_worker refuses
-with worker_limit. Backend: a plain echo server (the pool turns the PROXY header off)."""
+with worker_limit. Backend: a plain echo server (the pool turns the PROXY header off).
+One worker, whatever EDGE_E2E_WORKERS says: tcp.max_active_per_worker is a limit per worker, and its
+assertions count connections on the worker that takes them (limits across workers are checked by the
+limits suite)."""
 import os
 import subprocess
 import time
@@ -19,7 +22,7 @@ echo = topo.start_echo(7000)
 
 
 def config(web_limit, max_active=""):
-    return f"""{topo.edged_head()}tcp:
+    return f"""{topo.edged_head(workers=1)}tcp:
   max_connections: 256
   {max_active}
 pools:
