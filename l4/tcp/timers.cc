@@ -152,7 +152,8 @@ void engine::rexmit_timer(tcb& t) {
       if (t.backoff < 16) ++t.backoff;
       arm_rto(t);
       t.t_rexmit = std::max(t.t_rexmit, now_ + ms(cfg_.rto_min_ms));
-      if (bound != 0) t.t_rexmit = std::min(t.t_rexmit, t.persist_since + bound);  // on time, not a backoff late
+      if (bound != 0)
+        t.t_rexmit = std::min(t.t_rexmit, t.persist_since + bound);  // on time, not a backoff late
     } else {
       t.persist = false;
       t.backoff = 0;

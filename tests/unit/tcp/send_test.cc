@@ -579,7 +579,8 @@ TEST_F(sending, zero_window_persist_bound_restarts_when_data_is_acked) {
   for (uint64_t t = 0; t < 12'000; t += 50) {
     advance_ms(50);
     for (auto& s : drain()) {
-      ASSERT_FALSE(s.flags & RST) << "reset at " << t << " ms although the peer takes a byte every 4 s";
+      ASSERT_FALSE(s.flags & RST) << "reset at " << t
+                                  << " ms although the peer takes a byte every 4 s";
       // Every 4 s the peer takes the probe's byte (and closes its window again): progress.
       const bool take = t % 4000 < 2000 && s.payload.size() == 1 && acked < 1000;
       if (take) ++acked;
