@@ -194,6 +194,16 @@ void service_metrics(prom& p, const service_registry& reg) {
       p.sample("edge_service_connections_refused_total",
                label(reg.at(i)) + ",reason=\"" + relay_end_names[static_cast<size_t>(e)] + "\"",
                reg.at(i).refused[static_cast<size_t>(e)].load(std::memory_order_relaxed));
+  p.family("edge_service_connections_per_source_limit", "gauge",
+           "services[].max_connections_per_source (0: no limit).");
+  for (size_t i = 0; i < n; ++i)
+    p.sample("edge_service_connections_per_source_limit", label(reg.at(i)),
+             reg.at(i).per_source.load(std::memory_order_relaxed));
+  if (const source_table* st = reg.sources()) {
+    p.family("edge_source_table_untracked_total", "counter",
+             "Connections admitted without a per-source count: their bucket of the table was full.");
+    p.sample("edge_source_table_untracked_total", "", st->untracked());
+  }
 }
 
 }  // namespace

@@ -94,7 +94,9 @@ inline constexpr std::array<const char*, relay_end_count> relay_end_names{{
 
 struct relay_counters {
   common::counter active;            // relays in use (level)
-  common::counter accepted;          // client connections handed to an upstream connection
+  // Client connections the relay took (the upstream opens now, after the TLS handshake, or on
+  // HTTP services once the first request head passed the WAF: edge_upstream_conns opened).
+  common::counter accepted;
   common::counter bytes_from_client;  // moved client -> upstream buffer
   common::counter bytes_to_client;    // moved upstream -> client send buffer
   common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take

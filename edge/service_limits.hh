@@ -84,7 +84,7 @@ struct service_counters {
   std::atomic<uint32_t> limit{0};   // services[].max_connections; 0: no limit
   std::atomic<uint32_t> per_source{0};  // services[].max_connections_per_source; 0: no limit
   std::atomic<uint32_t> active{0};  // connections held now, all workers
-  std::atomic<uint64_t> opened{0};  // connections accepted and handed to an upstream
+  std::atomic<uint64_t> opened{0};  // connections accepted (the upstream may open later: relay.hh)
   std::array<std::atomic<uint64_t>, relay_end_count> refused{};  // by relay_end (service_refusals)
 
   // Takes one connection if the limit allows it. Pair with release().

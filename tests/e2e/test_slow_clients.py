@@ -205,6 +205,9 @@ got = metric("edge_relay_ends_total", 'outcome="request_head_timeout"')
 c.that(got == PER_SOURCE, f"relay end request_head_timeout counted {PER_SOURCE}: {got}")
 opened = metric("edge_upstream_conns", 'counter="opened"') - opened0
 c.that(opened == good, f"upstream connections opened during the flood = the curls that passed ({good}): {opened}")
+c.that(metric("edge_service_connections_per_source_limit", 'service="web"') == PER_SOURCE
+       and metric("edge_source_table_untracked_total") == 0,
+       "the per-source limit is exported, and no connection went untracked")
 c.that(curl_ok(), "after the flood, a GET passes")
 
 # --- bare ACKs (TCP keepalive) do not keep a connection alive ---------------------------------
