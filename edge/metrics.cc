@@ -111,7 +111,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
     }
   p.family("edge_relay_active", "gauge", "Client connections relayed to an upstream now.");
   p.sample("edge_relay_active", "", active);
-  p.family("edge_relay_accepted_total", "counter", "Client connections handed to an upstream connection.");
+  p.family("edge_relay_accepted_total", "counter",
+           "Client connections accepted by the relay (HTTP services open the upstream after the first head).");
   p.sample("edge_relay_accepted_total", "", accepted);
   p.family("edge_relay_bytes_total", "counter", "Bytes relayed, by direction.");
   p.sample("edge_relay_bytes_total", "direction=\"client_to_upstream\"", from_client);
