@@ -101,7 +101,7 @@ common::result<void> service_registry::apply(const config& c) {
   if (sources_.load(std::memory_order_relaxed) == nullptr) {
     const size_t capacity = std::max<size_t>(c.workers.lcores.size(), 1) * c.tcp.max_connections;
     std::random_device rd;
-    sources_owner_ = std::make_unique<source_table>(std::min<size_t>(2 * capacity, size_t{1} << 24),
+    sources_owner_ = std::make_unique<source_table>(std::min<size_t>(4 * capacity, size_t{1} << 24),
                                                     static_cast<uint64_t>(rd()) << 32 | rd());
     sources_.store(sources_owner_.get(), std::memory_order_release);
   }

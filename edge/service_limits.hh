@@ -47,8 +47,9 @@ inline constexpr std::array<relay_end, 7> service_refusals{
 // two workers may claim two words; acquire() counts every word of the key, so the limit still holds
 // up to a race of at most one connection per worker while both words live.
 // A bucket whose 8 words all hold other sources admits the connection untracked (fail open, counted
-// in untracked()): the table is sized at 2x the appliance's connection capacity, so that takes
-// 8 live sources hashed to one bucket of a table at most half full.
+// in untracked()): the table is sized at 4x the appliance's connection capacity, so it is at most a
+// quarter full, and even with every connection from a distinct source a bucket is full with
+// p ~ 2.4e-4 (Poisson, mean 2: P(X >= 9)); the hash is keyed, so a client cannot aim at one.
 class source_table {
  public:
   static constexpr uint32_t untracked_slot = UINT32_MAX;  // admitted, not counted (bucket full)
