@@ -488,7 +488,7 @@ class loader {
     check_keys(n, "tcp", {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer", "syn_cookies",
                           "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms", "fin_wait_timeout_ms",
                           "time_wait_ms", "upstream_drain_timeout_ms", "max_active_per_worker",
-                          "rto_min_ms", "congestion_control"});
+                          "rto_min_ms", "congestion_control", "persist_timeout_ms"});
     tcp_config& t = c.tcp;
     auto u32 = [&](const char* key, uint32_t& out, uint64_t lo, uint64_t hi) {
       if (auto v = n[key]) out = static_cast<uint32_t>(uint(v, std::string("tcp.") + key, lo, hi));
@@ -502,6 +502,7 @@ class loader {
     u32("idle_timeout_ms", t.idle_timeout_ms, 100, 86400000);
     u32("fin_wait_timeout_ms", t.fin_wait_timeout_ms, 100, 3600000);
     u32("time_wait_ms", t.time_wait_ms, 0, 240000);
+    u32("persist_timeout_ms", t.persist_timeout_ms, 1000, 86400000);
     u32("upstream_drain_timeout_ms", t.upstream_drain_timeout_ms, 10, 600000);
     u32("rto_min_ms", t.rto_min_ms, 1, 60000);
     if (auto v = n["congestion_control"])
@@ -630,7 +631,7 @@ class loader {
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
       check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls",
-                                  "max_connections"});
+                                  "max_connections", "max_connections_per_source", "timeouts"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = this->name(name, "service name");
@@ -686,6 +687,16 @@ class loader {
       if (auto m = sn["max_connections"]) {
         if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections' applies to the terminating kinds (tcp, tls)");
         s.max_connections = static_cast<uint32_t>(uint(m, "service max_connections", 1, 1u << 24));
+      }
+      if (auto m = sn["max_connections_per_source"]) {
+        if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections_per_source' applies to the terminating kinds (tcp, tls)");
+        s.max_connections_per_source = static_cast<uint32_t>(uint(m, "service max_connections_per_source", 1, 65535));
+      }
+      if (auto t = sn["timeouts"]) {
+        if (s.kind == service_kind::l4) fail(t, what + ": 'timeouts' applies to the terminating kinds (tcp, tls)");
+        check_keys(t, "service timeouts", {"request_head_ms"});
+        if (auto v = t["request_head_ms"])
+          s.request_head_timeout_ms = static_cast<uint32_t>(uint(v, "service timeouts.request_head_ms", 0, 3600000));
       }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");

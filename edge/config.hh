@@ -123,6 +123,12 @@ struct service_config {
   // Connections the service holds at once over all workers (kinds tcp/tls); 0: no limit. Beyond
   // it a new connection is reset (relay end service_limit). Changes on reload.
   uint32_t max_connections = 0;
+  // Connections one source address holds at once on this service over all workers (kinds tcp/tls);
+  // 0: no limit. Beyond it a new connection is reset (relay end source_limit). Changes on reload.
+  uint32_t max_connections_per_source = 0;
+  // From accept to the end of the first request head (services whose WAF parses HTTP: 408 then
+  // FIN) or to the first client byte (other tcp/tls services: reset); 0: none. Changes on reload.
+  uint32_t request_head_timeout_ms = 10000;
   // TLS (kind tls): certificates, protocol and ticket settings of the service's context set (paths
   // resolved against the config's directory; the files are read when the appliance builds it).
   tls::server_config tls;
@@ -165,6 +171,7 @@ struct tcp_config {
   uint32_t idle_timeout_ms = 300000;
   uint32_t fin_wait_timeout_ms = 30000;
   uint32_t time_wait_ms = 2000;
+  uint32_t persist_timeout_ms = 120000;  // a zero window held this long on our data: reset
   uint32_t upstream_drain_timeout_ms = 5000;
   // Relayed connections one worker holds at once; 0: max_connections. Below max_connections it
   // keeps TCBs free for handshakes and TIME_WAIT, so that a worker at its limit still answers new

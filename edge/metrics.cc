@@ -112,7 +112,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
     }
   p.family("edge_relay_active", "gauge", "Client connections relayed to an upstream now.");
   p.sample("edge_relay_active", "", active);
-  p.family("edge_relay_accepted_total", "counter", "Client connections handed to an upstream connection.");
+  p.family("edge_relay_accepted_total", "counter",
+           "Client connections accepted by the relay (HTTP services open the upstream after the first head).");
   p.sample("edge_relay_accepted_total", "", accepted);
   p.family("edge_relay_bytes_total", "counter", "Bytes relayed, by direction.");
   p.sample("edge_relay_bytes_total", "direction=\"client_to_upstream\"", from_client);
@@ -195,6 +196,16 @@ void service_metrics(prom& p, const service_registry& reg) {
       p.sample("edge_service_connections_refused_total",
                label(reg.at(i)) + ",reason=\"" + relay_end_names[static_cast<size_t>(e)] + "\"",
                reg.at(i).refused[static_cast<size_t>(e)].load(std::memory_order_relaxed));
+  p.family("edge_service_connections_per_source_limit", "gauge",
+           "services[].max_connections_per_source (0: no limit).");
+  for (size_t i = 0; i < n; ++i)
+    p.sample("edge_service_connections_per_source_limit", label(reg.at(i)),
+             reg.at(i).per_source.load(std::memory_order_relaxed));
+  if (const source_table* st = reg.sources()) {
+    p.family("edge_source_table_untracked_total", "counter",
+             "Connections admitted without a per-source count: their bucket of the table was full.");
+    p.sample("edge_source_table_untracked_total", "", st->untracked());
+  }
 }
 
 }  // namespace

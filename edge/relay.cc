@@ -88,6 +88,7 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   tc.idle_timeout_ms = s.tcp.idle_timeout_ms;
   tc.fin_wait_timeout_ms = s.tcp.fin_wait_timeout_ms;
   tc.time_wait_ms = s.tcp.time_wait_ms;
+  tc.persist_timeout_ms = s.tcp.persist_timeout_ms;
   tc.rto_min_ms = s.tcp.rto_min_ms;
   tc.cc = s.tcp.cubic ? l4::tcp::congestion::cubic : l4::tcp::congestion::newreno;
   tc.secret = s.secret;
@@ -193,6 +194,8 @@ bool relay::sync(const snapshot& snap) {
       s.waf = snap.waf && waf_ ? snap.waf->policy_for(sc.name) : nullptr;
     else
       s.waf = id < kept_waf.size() ? kept_waf[id] : nullptr;
+    s.http = s.waf != nullptr && s.waf->pol().inspect == waf::inspect_mode::http;
+    s.head_timeout_tsc = rte_get_tsc_hz() / 1000 * sc.request_head_timeout_ms;
     const size_t pool_index = static_cast<size_t>(pc - c.pools.data());
     const std::vector<bool>* health =
         pool_index < snap.pool_health.size() ? &snap.pool_health[pool_index] : nullptr;
@@ -243,6 +246,7 @@ size_t relay::abort_all() {
 void relay::poll(uint64_t now_tsc) {
   stack_->poll(now_tsc);
   if (hs_head_ != UINT32_MAX) expire_handshakes(now_tsc);
+  if (rh_waiting_ != 0) expire_heads(now_tsc);
 }
 
 relay::conn* relay::alloc() {
@@ -258,6 +262,10 @@ relay::conn* relay::alloc() {
 }
 
 void relay::release(conn& rc) {
+  rh_unlink(rc);
+  if (rc.src_slot != UINT32_MAX && registry_ != nullptr && registry_->sources() != nullptr)
+    registry_->sources()->release(rc.src_slot);
+  rc.src_slot = UINT32_MAX;
   rc.waf.reset();  // frees the inspector state and drops this connection's hold on its policy
   if (rc.tls != nullptr) {
     hs_unlink(rc);
@@ -295,9 +303,11 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     ctr_.end(relay_end::no_service);
     return false;  // the stack resets the client (app_refused)
   }
-  const service& s = services_[info.listener];
-  conn* rc = admit(s);
+  service& s = services_[info.listener];
+  conn* rc = admit(s, info);
   if (rc == nullptr) return false;  // the stack resets the client
+  rc->info = info;
+  rc->listener = info.listener;
   if (s.waf) {
     auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
       if (a.v6) return waf_endpoint::v6(a.b, port);
@@ -314,19 +324,22 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     }
     rc->waf.emplace(std::move(*wc));
   }
-  // Kind tls: the upstream is opened once the handshake has finished, when the PROXY header can
-  // carry what was negotiated.
+  // HTTP services open the upstream once the first request head has passed the WAF (a connection
+  // flood must not become one on the gateways); kind tls once the handshake has finished, when the
+  // PROXY header can carry what was negotiated; other services now (the server may speak first).
+  rc->upstream_deferred = s.http;
   if (s.tls) {
     if (!tls_accept(*rc, s)) {
       release(*rc);
       refuse(s, relay_end::tls_no_session);
       return false;
     }
-  } else if (!open_upstream(*rc, s, info, nullptr)) {
+  } else if (!s.http && !open_upstream(*rc, s, info, nullptr)) {
     release(*rc);
     refuse(s, relay_end::no_upstream);
     return false;
   }
+  if (s.head_timeout_tsc != 0) rh_link(*rc, s, rte_rdtsc());
   rc->tcp = c;
   stack_->set_context(c, rc);
   ctr_.accepted.add();
@@ -401,7 +414,12 @@ bool relay::client_eof(conn& rc) const {
 // Client bytes into the upstream tx buffer, as much as fits; the rest stays in the TCP receive
 // buffer, which keeps the client's window closed until on_upstream_writable.
 void relay::to_upstream(conn& rc) {
-  if (rc.up == nullptr) return;
+  if (rc.up == nullptr && !rc.upstream_deferred) return;
+  if (rc.in_rh && !rc.upstream_deferred) {  // not HTTP: the first byte ends the request-head wait
+    std::span<const uint8_t> chunk;
+    if (!src_peek(rc, chunk)) return;
+    if (!chunk.empty()) rh_unlink(rc);
+  }
   if (rc.waf) {
     if (!waf_to_upstream(rc)) return;
   } else {
@@ -417,6 +435,19 @@ void relay::to_upstream(conn& rc) {
     }
   }
   if (!rc.client_fin_sent && client_eof(rc)) {
+    if (rc.up == nullptr) {  // HTTP, and no request head passed: there is no upstream to close
+      ctr_.end(relay_end::no_request);
+      if (!rc.tcp_closed) {
+        if (rc.tls != nullptr) {
+          rc.tls->shutdown();
+          tls_flush(rc);
+        }
+        discard_client_input(rc);
+        stack_->close(rc.tcp);
+      }
+      release(rc);
+      return;
+    }
     rc.client_fin_sent = true;
     rc.up->shutdown_write();
     maybe_finish(rc);
@@ -429,6 +460,8 @@ void relay::to_upstream(conn& rc) {
 bool relay::waf_to_upstream(conn& rc) {
   waf_conn& wc = *rc.waf;
   auto send_pending = [&]() {
+    // HTTP: bytes to forward mean the first request head passed the WAF; the upstream opens now.
+    if (rc.up == nullptr && !wc.pending().empty() && !open_deferred(rc)) return false;
     for (auto p = wc.pending(); !p.empty(); p = wc.pending()) {
       const size_t n = rc.up->send(std::as_bytes(p));
       if (n == 0) return false;  // back-pressure: resumes on on_upstream_writable
@@ -557,11 +590,15 @@ void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
       rc->up->close();
       ctr_.end(relay_end::completed);
       release(*rc);
+    } else if (rc->in_use && rc->upstream_deferred) {
+      ctr_.end(relay_end::no_request);
+      release(*rc);
     }
     return;
   }
   ctr_.end(why == close_reason::peer_reset         ? relay_end::client_reset
            : why == close_reason::data_after_close ? relay_end::client_data_after_close
+           : why == close_reason::persist_timeout  ? relay_end::client_zero_window
                                                    : relay_end::client_timeout);
   if (rc->up != nullptr) rc->up->abort();
   release(*rc);
@@ -608,7 +645,7 @@ void relay::on_upstream_error(upstream_conn& c, upstream_error e, int) {
 // Checked once per new connection, after the handshake (the stack answers a refusal with RST):
 // the worker's own limit first (no shared write), then the service's count over all workers.
 
-relay::conn* relay::admit(const service& s) {
+relay::conn* relay::admit(const service& s, const l4::tcp::conn_info& info) {
   if (ctr_.active.get() >= max_active_) {
     refuse(s, relay_end::worker_limit);
     return nullptr;
@@ -617,19 +654,121 @@ relay::conn* relay::admit(const service& s) {
     refuse(s, relay_end::service_limit);
     return nullptr;
   }
+  // Per source, over all workers (service_limits.hh): after the service's own count, so that a
+  // source refused here gave nothing back to the others' share.
+  source_table* st = registry_ != nullptr && s.counters != nullptr ? registry_->sources() : nullptr;
+  uint32_t src_slot = source_table::untracked_slot;
+  if (st != nullptr) {
+    if (const uint32_t lim = s.counters->per_source.load(std::memory_order_relaxed); lim != 0) {
+      src_slot = st->acquire(registry_->index_of(s.counters), info.remote, lim);
+      if (src_slot == source_table::refused) {
+        s.counters->release();
+        refuse(s, relay_end::source_limit);
+        return nullptr;
+      }
+    }
+  }
   conn* rc = alloc();
   if (rc == nullptr) {
     if (s.counters != nullptr) s.counters->release();
+    if (st != nullptr) st->release(src_slot);
     refuse(s, relay_end::no_slot);
     return nullptr;
   }
   rc->svc = s.counters;
+  rc->src_slot = src_slot;
   return rc;
 }
 
 void relay::refuse(const service& s, relay_end e) {
   ctr_.end(e);
   if (s.counters != nullptr) s.counters->refuse(e);
+}
+
+}  // namespace edge
+
+// --- Request-head timeout and the deferred upstream ----------------------------------------------
+// HAProxy's `timeout http-request`, nginx's `client_header_timeout`: from accept (the TLS handshake
+// included, as nginx) to the first request head having passed the WAF, or on services that do not
+// parse HTTP to the first client byte. One FIFO per service: every entry of a list has the same
+// timeout, so the oldest expires first and the walk stops at the first one still in time.
+
+namespace edge {
+
+void relay::rh_link(conn& rc, service& s, uint64_t now) {
+  const auto i = static_cast<uint32_t>(&rc - slots_.get());
+  rc.rh_deadline = now + s.head_timeout_tsc;
+  rc.rh_prev = s.rh_tail;
+  rc.rh_next = UINT32_MAX;
+  rc.in_rh = true;
+  if (s.rh_tail != UINT32_MAX)
+    slots_[s.rh_tail].rh_next = i;
+  else
+    s.rh_head = i;
+  s.rh_tail = i;
+  ++rh_waiting_;
+}
+
+void relay::rh_unlink(conn& rc) {
+  if (!rc.in_rh) return;
+  service& s = services_[rc.listener];
+  if (rc.rh_prev != UINT32_MAX)
+    slots_[rc.rh_prev].rh_next = rc.rh_next;
+  else
+    s.rh_head = rc.rh_next;
+  if (rc.rh_next != UINT32_MAX)
+    slots_[rc.rh_next].rh_prev = rc.rh_prev;
+  else
+    s.rh_tail = rc.rh_prev;
+  rc.in_rh = false;
+  rc.rh_prev = rc.rh_next = UINT32_MAX;
+  --rh_waiting_;
+}
+
+void relay::expire_heads(uint64_t now) {
+  for (service& s : services_)
+    while (s.rh_head != UINT32_MAX && slots_[s.rh_head].rh_deadline <= now)
+      head_timeout(slots_[s.rh_head]);
+}
+
+// HTTP (the upstream is still deferred): 408 and FIN, as HAProxy; over TLS only once the handshake
+// finished (before, a reset). Not HTTP: a reset (there is nothing to answer). The upstream, if any,
+// is reset.
+void relay::head_timeout(conn& rc) {
+  static constexpr std::string_view response =
+      "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+  ctr_.end(relay_end::request_head_timeout);
+  if (rc.up != nullptr) rc.up->abort();
+  rc.up = nullptr;
+  if (!rc.tcp_closed) {
+    if (!rc.upstream_deferred) {
+      stack_->abort(rc.tcp);
+    } else if (rc.tls != nullptr) {
+      if (rc.tls_ready)
+        tls_block(rc, response);
+      else
+        stack_->abort(rc.tcp);
+    } else {
+      stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(response.data()), response.size()});
+      discard_client_input(rc);
+      stack_->close(rc.tcp);
+    }
+  }
+  release(rc);
+}
+
+bool relay::open_deferred(conn& rc) {
+  rh_unlink(rc);
+  rc.upstream_deferred = false;
+  const service* s = rc.listener < services_.size() ? &services_[rc.listener] : nullptr;
+  if (s == nullptr || s->pool == nullptr ||
+      !open_upstream(rc, *s, rc.info, rc.tls != nullptr ? &rc.tls->info() : nullptr)) {
+    ctr_.end(relay_end::no_upstream);
+    if (!rc.tcp_closed) stack_->abort(rc.tcp);
+    release(rc);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace edge

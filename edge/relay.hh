@@ -47,26 +47,36 @@ struct service_counters;
 class service_registry;
 
 // Why a relayed connection ended, counted once per client connection.
-#define EDGE_RELAY_ENDS(X)                                                                          \
-  X(completed, "both directions closed with FIN")                                                 \
+#define EDGE_RELAY_ENDS(X)                                                                         \
+  X(completed, "both directions closed with FIN")                                                  \
   X(no_service, "refused: the listener's service is gone (reload)")                                \
   X(no_slot, "refused: every relay slot of the worker is in use")                                  \
   X(worker_limit, "refused: the worker holds tcp.max_active_per_worker relayed connections")       \
   X(service_limit, "refused: the service holds services[].max_connections over all workers")       \
+  X(source_limit,                                                                                  \
+    "refused: the client's address (IPv6: /64) holds services[].max_connections_per_source")       \
+  X(request_head_timeout,                                                                          \
+    "no request head (HTTP: 408 then FIN) or no first byte (RST) in "                              \
+    "services[].timeouts.request_head_ms")                                                         \
+  X(no_request, "the client closed before a request head passed the WAF: no upstream was opened")  \
   X(no_upstream, "refused: no healthy upstream, or no upstream connection object/socket")          \
-  X(connect_failed, "client reset: every upstream attempt was refused or unreachable")            \
-  X(connect_timeout, "client reset: the last upstream attempt timed out")                         \
-  X(upstream_reset, "client reset: the upstream reset the connection or failed after connect")    \
+  X(connect_failed, "client reset: every upstream attempt was refused or unreachable")             \
+  X(connect_timeout, "client reset: the last upstream attempt timed out")                          \
+  X(upstream_reset, "client reset: the upstream reset the connection or failed after connect")     \
   X(client_reset, "upstream reset: the client reset the connection")                               \
   X(client_timeout, "upstream reset: the client side hit a TCP timeout or retransmission limit")   \
+  X(client_zero_window,                                                                            \
+    "upstream reset: the client kept a zero window beyond tcp.persist_timeout_ms")                 \
   X(client_data_after_close, "upstream reset: the client sent data after its side was closed")     \
-  X(waf_blocked, "the WAF blocked a request: block response (or RST) to the client, upstream reset") \
-  X(waf_no_memory, "refused: the WAF inspector state could not be allocated")                     \
-  X(tls_no_session, "refused: no TLS session or plaintext buffer free on the worker")               \
+  X(waf_blocked,                                                                                   \
+    "the WAF blocked a request: block response (or RST) to the client, upstream reset")            \
+  X(waf_no_memory, "refused: the WAF inspector state could not be allocated")                      \
+  X(tls_no_session, "refused: no TLS session or plaintext buffer free on the worker")              \
   X(tls_handshake_failed, "the TLS handshake failed: alert sent, then FIN (reason in edge_tls_*)") \
-  X(tls_handshake_timeout, "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms") \
-  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")  \
-  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")         \
+  X(tls_handshake_timeout,                                                                         \
+    "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms")                  \
+  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")   \
+  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")        \
   X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")
 
 enum class relay_end : uint8_t {
@@ -84,7 +94,9 @@ inline constexpr std::array<const char*, relay_end_count> relay_end_names{{
 
 struct relay_counters {
   common::counter active;            // relays in use (level)
-  common::counter accepted;          // client connections handed to an upstream connection
+  // Client connections the relay took (the upstream opens now, after the TLS handshake, or on
+  // HTTP services once the first request head passed the WAF: edge_upstream_conns opened).
+  common::counter accepted;
   common::counter bytes_from_client;  // moved client -> upstream buffer
   common::counter bytes_to_client;    // moved upstream -> client send buffer
   common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take
@@ -196,6 +208,16 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     bool in_hs = false;
     uint64_t hs_deadline = 0;
     service_counters* svc = nullptr;  // the service's shared count this connection holds
+    uint32_t src_slot = UINT32_MAX;   // its word in the per-source table (source_table::release)
+    // Until the first request head passed the WAF (HTTP) or the first byte came (other services):
+    // the request-head deadline list of its service. HTTP services open the upstream only then
+    // (upstream_deferred), from the accept-time tuple kept here.
+    uint16_t listener = 0;
+    bool upstream_deferred = false;
+    bool in_rh = false;
+    uint32_t rh_prev = UINT32_MAX, rh_next = UINT32_MAX;
+    uint64_t rh_deadline = 0;
+    l4::tcp::conn_info info;
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -211,6 +233,11 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
     tls::context_set_ptr tls;  // kind tls: certificates and settings for new connections
     service_counters* counters = nullptr;          // limit and counts shared by the workers
+    bool http = false;              // the WAF parses HTTP: upstream after the first head passed it
+    uint64_t head_timeout_tsc = 0;  // services[].timeouts.request_head_ms; 0: none
+    // Connections waiting for their first request head, oldest first (one timeout per service, so
+    // the list stays sorted but across a reload that changes it, when a few expire late).
+    uint32_t rh_head = UINT32_MAX, rh_tail = UINT32_MAX;
   };
 
   relay() = default;
@@ -248,7 +275,13 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void expire_handshakes(uint64_t now);
   upstream::upstream_pool* pool_for(const pool_config& pc);
   // Connection limits: a slot for a new connection of `s`, or null (refusal counted).
-  conn* admit(const service& s);
+  conn* admit(const service& s, const l4::tcp::conn_info& info);
+  // Request-head deadlines (relay.cc).
+  void rh_link(conn& rc, service& s, uint64_t now);
+  void rh_unlink(conn& rc);
+  void expire_heads(uint64_t now);
+  void head_timeout(conn& rc);
+  bool open_deferred(conn& rc);  // false: failed, the connection was reset and released
   void refuse(const service& s, relay_end e);
 
   unsigned worker_ = 0;
@@ -275,6 +308,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint8_t* plain_arena_ = nullptr;  // mmap'd, n_slots_ buffers of plain_size; pages touched on use
   std::vector<uint32_t> plain_free_;
   uint64_t hs_timeout_tsc_ = 0;
+  uint32_t rh_waiting_ = 0;  // connections on a request-head list
   uint32_t hs_head_ = UINT32_MAX, hs_tail_ = UINT32_MAX;
   std::unique_ptr<l4::tcp::stack> stack_;  // last: destroyed first, it calls back into us
 };

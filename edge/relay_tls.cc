@@ -107,6 +107,8 @@ bool relay::tls_handshake(conn& rc) {
   hs_unlink(rc);
   rc.tls_ready = true;
   tls_flush(rc);  // the server's last flight (and TLS 1.3 tickets)
+  if (rc.upstream_deferred)
+    return true;  // HTTP: the upstream opens once a request head passed the WAF
   const l4::tcp::conn_info* info = stack_->info(rc.tcp);
   const service* s = info != nullptr && info->listener < services_.size() ? &services_[info->listener] : nullptr;
   if (s == nullptr || s->pool == nullptr || !open_upstream(rc, *s, *info, &ss.info())) {

@@ -497,9 +497,12 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
     t.ts_recent_tsc = now_;
   }
   bool window_changed = false;
+  const uint32_t una_before = t.snd_una;
   if (const drop d = process_ack(t, s, window_changed); d != drop::none) return d;
   if (t.release_pending) return result;
-  t.last_rx_tsc = now_;
+  // The idle timer counts from the last progress: new payload or a FIN from the peer, or an ACK of
+  // new data of ours. A bare ACK, a keepalive or a zero-window probe alone keeps nothing alive.
+  if (len > 0 || fin || t.snd_una != una_before) t.last_rx_tsc = now_;
 
   bool readable = false;
   if (len > 0) {
@@ -576,6 +579,7 @@ drop engine::process_ack(tcb& t, const segment& s, bool& window_changed) {
     if (t.tx_head >= cfg_.snd_buf) t.tx_head -= cfg_.snd_buf;
     t.tx_len -= data_acked;
     t.snd_una = ack;
+    t.persist_since = 0;  // the peer took data: a later zero window starts a new persist bound
     if (seq_lt(t.snd_nxt, t.snd_una)) t.snd_nxt = t.snd_una;
     map_ack(t, ack);
     t.backoff = 0;

@@ -119,7 +119,9 @@ struct tcb {
   uint64_t t_reo = 0;    // RACK reordering window expiry
   uint64_t t_tlp = 0;    // tail loss probe (PTO)
   uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
-  uint64_t last_rx_tsc = 0;
+  uint64_t last_rx_tsc = 0;  // last progress: payload or FIN in, or new data ACKed (idle timer)
+  // First zero-window probe since the peer last ACKed new data (persist bound); 0: none.
+  uint64_t persist_since = 0;
   uint64_t last_invalid_ack_tsc = 0;  // last ACK answering an invalid segment (0: none)
   uint64_t wheel_at = 0;
   uint32_t wheel_prev = no_index, wheel_next = no_index, wheel_slot = no_index;

@@ -1,7 +1,7 @@
 // The per-worker timer wheel (1 ms slots, one entry per TCB at its earliest deadline) and what
 // each timer does: retransmission (RFC 6298), RACK reordering window and tail loss probe
 // (RFC 8985), SYN-ACK retries, zero-window probes, delayed ACKs, handshake / idle / FIN-wait /
-// TIME_WAIT expiry.
+// TIME_WAIT expiry, and the persist bound.
 #include <rte_tcp.h>
 
 #include <algorithm>
@@ -138,11 +138,22 @@ void engine::rexmit_timer(tcb& t) {
   }
   if (t.persist) {
     if (t.snd_wnd == 0 && t.tx_len > 0) {
+      // Bounded persist: a peer that answers every probe with a zero window holds the TCB and its
+      // send buffer for ever otherwise (Linux resets probes_out on each answer; only
+      // TCP_USER_TIMEOUT bounds it). Counted from the first probe; only ACKed data restarts it.
+      const uint64_t bound = ms(cfg_.persist_timeout_ms);
+      if (t.persist_since == 0) t.persist_since = now_;
+      if (bound != 0 && now_ - t.persist_since >= bound) {
+        reset_conn(t, reset_reason::persist_timeout, close_reason::persist_timeout);
+        return;
+      }
       send_segment(t, t.snd_una, 1, RTE_TCP_ACK_FLAG, tx_kind::probe);
       ctr_.persist_probes.add();
       if (t.backoff < 16) ++t.backoff;
       arm_rto(t);
       t.t_rexmit = std::max(t.t_rexmit, now_ + ms(cfg_.rto_min_ms));
+      if (bound != 0)
+        t.t_rexmit = std::min(t.t_rexmit, t.persist_since + bound);  // on time, not a backoff late
     } else {
       t.persist = false;
       t.backoff = 0;

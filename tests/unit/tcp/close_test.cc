@@ -140,6 +140,41 @@ TEST_F(closing, idle_timeout_resets) {
   EXPECT_EQ(st->stats().resets(reset_reason::idle_timeout), 1u);
 }
 
+// Issue 13: a peer that only ACKs (or sends keepalives / window probes) makes no progress, so it
+// cannot hold a connection past the idle timeout; payload in either direction (our data ACKed) can.
+TEST_F(closing, bare_acks_do_not_keep_the_idle_timer_alive) {
+  cfg.idle_timeout_ms = 10'000;
+  start();
+  auto c = establish();
+  for (int i = 0; i < 4; ++i) {
+    advance_ms(2000);
+    ASSERT_EQ(cseg(ACK, 0, 0), drop::none);  // empty ACK, nothing new acknowledged
+    ASSERT_EQ(cseg(ACK, static_cast<uint32_t>(-1), 0, bytes(1)), drop::tcp_duplicate);  // keepalive
+  }
+  drain();
+  advance_ms(2001);  // 10 s after the handshake
+  EXPECT_TRUE(one().flags & RST);
+  expect_closed(close_reason::idle_timeout);
+  EXPECT_EQ(st->stats().resets(reset_reason::idle_timeout), 1u);
+  (void)c;
+}
+
+TEST_F(closing, acked_data_of_ours_keeps_the_idle_timer_alive) {
+  cfg.idle_timeout_ms = 10'000;
+  start();
+  auto c = establish();
+  for (uint32_t i = 1; i <= 4; ++i) {  // a slow download: the client only ACKs what we send
+    advance_ms(4000);
+    ASSERT_EQ(st->send(c, bytes(100)), 100u);
+    drain();
+    ASSERT_EQ(cseg(ACK, 0, 100 * i), drop::none);
+  }
+  EXPECT_EQ(st->stats().active.get(), 1u);
+  EXPECT_TRUE(app.closed.empty());
+  advance_ms(10'001);
+  expect_closed(close_reason::idle_timeout);
+}
+
 // RST at exactly rcv_nxt closes the connection in each synchronized state.
 TEST_F(closing, rst_in_each_state) {
   start();

@@ -536,6 +536,61 @@ TEST_F(sending, zero_window_probes_back_off_and_resume) {
   EXPECT_EQ(sent, 1000u);
 }
 
+// Issue 13: a peer that answers every zero-window probe with a zero window is reset once the
+// window has stayed closed for persist_timeout_ms, on time (not up to a backed-off probe late).
+TEST_F(sending, zero_window_persist_is_bounded) {
+  cfg.persist_timeout_ms = 5000;
+  start();
+  auto c = establish(false);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);  // peer window 0
+  ASSERT_EQ(st->send(c, bytes(1000)), 1000u);
+  uint64_t t = 0;
+  bool reset = false;
+  while (t < 10'000 && !reset) {
+    advance_ms(50);
+    t += 50;
+    for (auto& s : drain()) {
+      if (s.flags & RST) {
+        reset = true;
+        break;
+      }
+      ASSERT_EQ(s.payload.size(), 1u);  // a probe: answered with window 0 again
+      ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);
+    }
+  }
+  ASSERT_TRUE(reset);
+  // The first probe goes at the RTO (200 ms), the bound counts from it.
+  EXPECT_GE(t, 5200u);
+  EXPECT_LE(t, 5250u);
+  EXPECT_GE(st->stats().persist_probes.get(), 4u);
+  EXPECT_EQ(st->stats().resets(l4::tcp::reset_reason::persist_timeout), 1u);
+  ASSERT_EQ(app.closed.size(), 1u);
+  EXPECT_EQ(app.closed[0].second, close_reason::persist_timeout);
+  EXPECT_EQ(st->stats().active.get(), 0u);
+}
+
+TEST_F(sending, zero_window_persist_bound_restarts_when_data_is_acked) {
+  cfg.persist_timeout_ms = 5000;
+  start();
+  auto c = establish(false);
+  ASSERT_EQ(inject(ACK, cisn + 1, siss + 1, {}, {}, 0), drop::none);
+  ASSERT_EQ(st->send(c, bytes(1000)), 1000u);
+  uint32_t acked = 0;
+  for (uint64_t t = 0; t < 12'000; t += 50) {
+    advance_ms(50);
+    for (auto& s : drain()) {
+      ASSERT_FALSE(s.flags & RST) << "reset at " << t
+                                  << " ms although the peer takes a byte every 4 s";
+      // Every 4 s the peer takes the probe's byte (and closes its window again): progress.
+      const bool take = t % 4000 < 2000 && s.payload.size() == 1 && acked < 1000;
+      if (take) ++acked;
+      ASSERT_EQ(inject(ACK, cisn + 1, siss + 1 + acked, {}, {}, 0), drop::none);
+    }
+  }
+  EXPECT_GT(acked, 1u);
+  EXPECT_EQ(st->stats().resets(l4::tcp::reset_reason::persist_timeout), 0u);
+}
+
 TEST_F(sending, ack_of_unsent_data_is_refused) {
   start();
   auto c = establish();

@@ -57,6 +57,9 @@ struct config {
   uint32_t idle_timeout_ms = 300'000;
   uint32_t fin_wait_timeout_ms = 30'000;  // FIN_WAIT_1/2, CLOSING, LAST_ACK
   uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
+  // A peer that keeps its window closed on our data (zero-window probes answered, nothing ACKed)
+  // this long from the first probe is reset (close_reason::persist_timeout); 0: probe forever.
+  uint32_t persist_timeout_ms = 120'000;
   uint32_t rto_initial_ms = 1'000, rto_min_ms = 200,
            rto_max_ms = 60'000;  // RFC 6298; Linux's floor
   uint32_t delayed_ack_ms = 40;
@@ -97,8 +100,9 @@ enum class close_reason : uint8_t {
   normal,            // FINs exchanged both ways
   peer_reset,        // valid RST from the peer
   retransmit_limit,  // max_retransmits RTOs in a row
-  idle_timeout,
+  idle_timeout,      // no payload either way, no FIN, no new data ACKed (bare ACKs do not count)
   fin_wait_timeout,
+  persist_timeout,   // the peer's window stayed closed on our data beyond persist_timeout_ms
   data_after_close,  // peer sent data the app will never read
 };
 
