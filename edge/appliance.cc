@@ -515,7 +515,7 @@ std::string service_key(const service_config& s) {
   std::string k = s.vip.str() + ":" + std::to_string(s.port) + "/" + std::to_string(s.protocol) +
                   "|" + to_string(s.kind) + "|" + s.pool + "|" + to_string(s.forwarding) + "|" +
                   std::to_string(s.max_connections) + "|" + s.waf_policy_file + "|" +
-                  std::to_string(s.max_connections_per_source) + "|" + std::to_string(s.request_head_timeout_ms);
+                  std::to_string(s.max_connections_per_source) + "|" + std::to_string(s.request_head_timeout_ms) + (s.request_head_timeout_set ? "s" : "");
   for (const auto& c : s.tls.certs) k += "|" + c.cert_file + "," + c.key_file + "," + c.ocsp_file;
   for (const auto& a : s.tls.alpn) k += "|" + a;
   return k;

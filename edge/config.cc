@@ -696,7 +696,10 @@ class loader {
         if (s.kind == service_kind::l4) fail(t, what + ": 'timeouts' applies to the terminating kinds (tcp, tls)");
         check_keys(t, "service timeouts", {"request_head_ms"});
         if (auto v = t["request_head_ms"])
+        {
           s.request_head_timeout_ms = static_cast<uint32_t>(uint(v, "service timeouts.request_head_ms", 0, 3600000));
+          s.request_head_timeout_set = true;
+        }
       }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
         fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");

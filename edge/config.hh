@@ -128,7 +128,10 @@ struct service_config {
   uint32_t max_connections_per_source = 0;
   // From accept to the end of the first request head (services whose WAF parses HTTP: 408 then
   // FIN) or to the first client byte (other tcp/tls services: reset); 0: none. Changes on reload.
+  // The default applies to HTTP services only: on others (where the server may speak first) the
+  // timer runs only when the config sets it (request_head_timeout_set).
   uint32_t request_head_timeout_ms = 10000;
+  bool request_head_timeout_set = false;
   // TLS (kind tls): certificates, protocol and ticket settings of the service's context set (paths
   // resolved against the config's directory; the files are read when the appliance builds it).
   tls::server_config tls;

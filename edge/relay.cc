@@ -195,7 +195,9 @@ bool relay::sync(const snapshot& snap) {
     else
       s.waf = id < kept_waf.size() ? kept_waf[id] : nullptr;
     s.http = s.waf != nullptr && s.waf->pol().inspect == waf::inspect_mode::http;
-    s.head_timeout_tsc = rte_get_tsc_hz() / 1000 * sc.request_head_timeout_ms;
+    // Services without HTTP: the server may speak first, so no first-byte timer unless configured.
+    const uint32_t head_ms = s.http || sc.request_head_timeout_set ? sc.request_head_timeout_ms : 0;
+    s.head_timeout_tsc = rte_get_tsc_hz() / 1000 * head_ms;
     const size_t pool_index = static_cast<size_t>(pc - c.pools.data());
     const std::vector<bool>* health =
         pool_index < snap.pool_health.size() ? &snap.pool_health[pool_index] : nullptr;
