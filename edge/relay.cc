@@ -592,6 +592,8 @@ bool relay::waf_upgrade_answer(conn& rc, upstream_conn& c) {
   const bool last = rc.upstream_fin || rc.up->readable() > head.size();
   if (!rc.waf->upstream_answer({reinterpret_cast<const char*>(head.data()), head.size()}, last))
     return false;
+  to_client(rc);  // the answer first: the held client bytes may end in a block response
+  if (from_upstream(c) != &rc) return false;
   to_upstream(rc);
   return from_upstream(c) == &rc;
 }
