@@ -483,6 +483,7 @@ bool relay::waf_to_upstream(conn& rc) {
       waf_block(rc, a);
       return false;
     }
+    if (a.consumed == 0) break;  // held (a WebSocket upgrade waits for the upstream's answer)
   }
   // The client's FIN, once every byte before it went through: a request cut short is refused (400),
   // a raw service gets its end-of-stream rules.
@@ -611,14 +612,29 @@ void relay::on_upstream_connected(upstream_conn& c) {
 }
 
 void relay::on_upstream_data(upstream_conn& c) {
-  if (conn* rc = from_upstream(c)) to_client(*rc);
+  if (conn* rc = from_upstream(c); rc != nullptr && waf_upgrade_answer(*rc, c)) to_client(*rc);
 }
 
 void relay::on_upstream_fin(upstream_conn& c) {
   conn* rc = from_upstream(c);
   if (rc == nullptr) return;
   rc->upstream_fin = true;
-  to_client(*rc);
+  if (waf_upgrade_answer(*rc, c)) to_client(*rc);
+}
+
+// A WebSocket upgrade went upstream: its answer stays in the upstream buffer until the WAF has
+// seen its status line (101: a tunnel; else the connection stays HTTP); then the client bytes the
+// WAF held go on. False: wait for more of the answer, or the connection was released.
+bool relay::waf_upgrade_answer(conn& rc, upstream_conn& c) {
+  if (!rc.waf || !rc.waf->awaiting_upgrade()) return true;
+  const auto head = rc.up->peek();
+  const bool last = rc.upstream_fin || rc.up->readable() > head.size();
+  if (!rc.waf->upstream_answer({reinterpret_cast<const char*>(head.data()), head.size()}, last))
+    return false;
+  to_client(rc);  // the answer first: the held client bytes may end in a block response
+  if (from_upstream(c) != &rc) return false;
+  to_upstream(rc);
+  return from_upstream(c) == &rc;
 }
 
 void relay::on_upstream_writable(upstream_conn& c) {

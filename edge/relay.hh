@@ -246,6 +246,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   conn* alloc();
   void release(conn& rc);
   void to_upstream(conn& rc);
+  bool waf_upgrade_answer(conn& rc, upstream::upstream_conn& c);
   bool waf_to_upstream(conn& rc);  // false: the connection was blocked and released
   void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);

@@ -151,9 +151,11 @@ void waf_conn::audit_parse_error(uint16_t status) {
   r.rule_id = 0;
   waf::http_error e = in_->parse_error();
   std::string_view why = e != waf::http_error::none ? waf::to_string(e)
-                         : status == 413            ? "body_limit"
-                         : in_->engine_error()      ? "engine_error"
-                                                    : "blocked";
+                         : in_->body_parse_error() != waf::body_error::none && status == 400
+                             ? waf::to_string(in_->body_parse_error())
+                         : status == 413       ? "body_limit"
+                         : in_->engine_error() ? "engine_error"
+                                               : "blocked";
   r.field_len = copy_bounded(why, r.field, sizeof r.field);
   w_->ring()->push(r);
 }
@@ -245,6 +247,18 @@ size_t waf_conn::take_consumed() {
   size_t c = consumed_;
   consumed_ = 0;
   return c;
+}
+
+bool waf_conn::upstream_answer(std::span<const char> head, bool last) {
+  if (!in_->awaiting_upgrade()) return true;
+  if (head.size() < 12 && !last) return false;
+  unsigned status = 0;
+  const std::string_view h(head.data(), std::min<size_t>(head.size(), 12));
+  if (h.size() == 12 && h.substr(0, 7) == "HTTP/1." && h[8] == ' ')
+    for (char c : h.substr(9, 3))
+      status = c >= '0' && c <= '9' ? status * 10 + unsigned(c - '0') : 1000;
+  in_->upgrade_response(w_->stats(), status);
+  return true;
 }
 
 waf_action waf_conn::finish() {

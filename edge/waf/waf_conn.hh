@@ -167,6 +167,14 @@ class waf_conn {
   void sent(size_t n);
   size_t take_consumed();
 
+  // WebSocket: after a request asking for one, the inspector takes no client bytes until the
+  // upstream's answer is known (feed() returns need_more with consumed 0). The relay holds that
+  // answer and shows its start to upstream_answer(): true once decided, from the status line's
+  // first 12 bytes ("HTTP/1.1 101": a tunnel) or, with `last` (no more bytes will come, or no more
+  // fit the view), from what there is (anything but 101: the connection stays HTTP).
+  bool awaiting_upgrade() const { return in_->awaiting_upgrade(); }
+  bool upstream_answer(std::span<const char> head, bool last);
+
   bool blocked() const { return blocked_; }
   std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
   const waf::inspector& inspector() const { return *in_; }

@@ -106,6 +106,15 @@ void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {
            std::string("reason=\"") + waf::to_string(static_cast<waf::http_error>(e)) + "\"",
            static_cast<double>(sum));
   }
+  header(out, "edge_waf_body_errors_total", "counter",
+         "Request bodies their processor could not parse, by reason");
+  for (size_t e = 1; e < waf::body_error_count; ++e) {
+    uint64_t sum = 0;
+    for (const auto* w : src.workers) sum += w->body_errors[e].get();
+    sample(out, "edge_waf_body_errors_total",
+           std::string("reason=\"") + waf::to_string(static_cast<waf::body_error>(e)) + "\"",
+           static_cast<double>(sum));
+  }
   if (src.control != nullptr) {
     auto m = src.control->metrics();
     header(out, "edge_waf_reloads_total", "counter",

@@ -99,7 +99,10 @@ common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n, 
   if (colon != std::string::npos) {
     std::string name = s.substr(colon + 1);
     if (name.empty()) return c.err(n, "empty field name in phase '" + s + "'");
-    if (sel.where != waf::target::header && sel.where != waf::target::cookies && sel.where != waf::target::args)
+    if (sel.where != waf::target::header && sel.where != waf::target::cookies &&
+        sel.where != waf::target::args && sel.where != waf::target::files &&
+        sel.where != waf::target::files_sizes && sel.where != waf::target::multipart_part_headers &&
+        sel.where != waf::target::body_vars)
       return c.err(n, "phase '" + t + "' takes no field name");
     sel.name = lower(name);
   }
@@ -469,10 +472,11 @@ common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std:
 common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string& file) {
   try {
     ctx c{file, {}};
-    if (auto k = check_keys(c, n,
-                            {"name", "rule_sets", "mode", "inspect", "anomaly_threshold",
-                             "paranoia", "exclusions", "body_limit", "on_body_limit", "limits"},
-                            "policy");
+    if (auto k = check_keys(
+            c, n,
+            {"name", "rule_sets", "mode", "inspect", "anomaly_threshold", "paranoia", "exclusions",
+             "body_limit", "on_body_limit", "limits", "body", "on_body_error"},
+            "policy");
         !k)
       return common::unexpected(k.error());
     waf::policy p;
@@ -525,6 +529,49 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
       if (*s == "reject") p.on_body_limit = waf::body_limit_action::reject;
       else if (*s == "inspect_partial") p.on_body_limit = waf::body_limit_action::inspect_partial;
       else return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
+    }
+    if (const YAML::Node x = n["on_body_error"]) {
+      auto s = str(c, x, "on_body_error");
+      if (!s) return common::unexpected(s.error());
+      if (*s == "block")
+        p.on_body_error = waf::body_error_action::block;
+      else if (*s == "inspect_raw")
+        p.on_body_error = waf::body_error_action::inspect_raw;
+      else
+        return c.err(x, "unknown on_body_error '" + *s + "' (block, inspect_raw)");
+    }
+    if (const YAML::Node x = n["on_upgrade"]) {
+      auto s = str(c, x, "on_upgrade");
+      if (!s) return common::unexpected(s.error());
+      if (*s == "pass")
+        p.on_upgrade = waf::upgrade_action::pass;
+      else if (*s == "inspect_raw")
+        p.on_upgrade = waf::upgrade_action::inspect_raw;
+      else
+        return c.err(x, "unknown on_upgrade '" + *s + "' (pass, inspect_raw)");
+    }
+    if (const YAML::Node l = n["body"]) {
+      if (auto k = check_keys(
+              c, l,
+              {"max_name_bytes", "max_value_bytes", "max_args", "max_json_depth", "max_files"},
+              "body");
+          !k)
+        return common::unexpected(k.error());
+      struct f {
+        const char* key;
+        uint32_t* dst;
+        long lo, hi;
+      } fields[] = {{"max_name_bytes", &p.body.max_name_bytes, 16, 4096},
+                    {"max_value_bytes", &p.body.max_value_bytes, 64, 126976},
+                    {"max_args", &p.body.max_args, 1, 100000},
+                    {"max_json_depth", &p.body.max_json_depth, 1, waf::body_limits::json_max_depth},
+                    {"max_files", &p.body.max_files, 0, 100000}};
+      for (auto& fd : fields)
+        if (const YAML::Node x = l[fd.key]) {
+          auto v = integer(c, x, fd.key, fd.lo, fd.hi);
+          if (!v) return common::unexpected(v.error());
+          *fd.dst = static_cast<uint32_t>(*v);
+        }
     }
     if (const YAML::Node l = n["limits"]) {
       if (auto k = check_keys(c, l, {"max_request_line", "max_header_line", "max_header_count", "max_head_bytes"},

@@ -241,11 +241,31 @@ constexpr var_map vars[] = {
     {"QUERY_STRING", waf::target::query_string, false},
     {"REQUEST_BODY", waf::target::body, false},
     {"ARGS_POST", waf::target::body, false},
+    {"FILES", waf::target::files, true},
+    {"FILES_NAMES", waf::target::files_names, false},
+    {"FILES_SIZES", waf::target::files_sizes, true},
+    {"MULTIPART_PART_HEADERS", waf::target::multipart_part_headers, true},
 };
-// Variables for content the engine does not parse (XML, multipart); dropped from a rule that
-// still has other variables.
-constexpr const char* droppable[] = {"XML", "FILES", "FILES_NAMES", "FILES_TMPNAMES", "MULTIPART_PART_HEADERS",
-                                     "FILES_SIZES", "FILES_TMP_CONTENT"};
+// ModSecurity's scalar body variables: fields of body_vars named by the variable (lower case).
+constexpr const char* body_scalars[] = {"REQBODY_ERROR",
+                                        "REQBODY_PROCESSOR_ERROR",
+                                        "MULTIPART_STRICT_ERROR",
+                                        "MULTIPART_BOUNDARY_QUOTED",
+                                        "MULTIPART_BOUNDARY_WHITESPACE",
+                                        "MULTIPART_DATA_BEFORE",
+                                        "MULTIPART_DATA_AFTER",
+                                        "MULTIPART_HEADER_FOLDING",
+                                        "MULTIPART_LF_LINE",
+                                        "MULTIPART_MISSING_SEMICOLON",
+                                        "MULTIPART_INVALID_QUOTING",
+                                        "MULTIPART_INVALID_PART",
+                                        "MULTIPART_INVALID_HEADER_FOLDING",
+                                        "MULTIPART_FILE_LIMIT_EXCEEDED",
+                                        "MULTIPART_UNMATCHED_BOUNDARY",
+                                        "FILES_COMBINED_SIZE"};
+// Variables for content the engine does not parse (XML, uploaded files' content); dropped from a
+// rule that still has other variables.
+constexpr const char* droppable[] = {"XML", "FILES_TMPNAMES", "FILES_TMP_CONTENT"};
 
 bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
                                std::vector<std::string>& notes) {
@@ -352,6 +372,11 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       }
       c.selectors.push_back({waf::target::args, {}, {}});
       c.selectors.push_back({waf::target::body, {}, {}});
+      continue;
+    }
+    if (std::find(std::begin(body_scalars), std::end(body_scalars), coll) !=
+        std::end(body_scalars)) {
+      c.selectors.push_back({waf::target::body_vars, lower(coll), {}});
       continue;
     }
     const var_map* m = nullptr;

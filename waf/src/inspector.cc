@@ -6,6 +6,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace waf {
@@ -39,6 +40,24 @@ bool selector_accepts(const selector& sel, std::string_view name) {
   for (const auto& ex : sel.exclude)
     if (iequals(ex, name)) return false;
   return true;
+}
+
+// A WebSocket opening handshake (RFC 6455 4.1): GET, Upgrade: websocket, a Connection header with
+// the upgrade token, no body. Other upgrades (h2c, ...) stay HTTP/1: what follows a switch to them
+// would not parse, which fails closed.
+bool asks_websocket(const request_head& h) {
+  if (h.method != "GET" || h.chunked || h.content_length != 0) return false;
+  if (!iequals(h.header("upgrade"), "websocket")) return false;
+  std::string_view c = h.header("connection");
+  while (!c.empty()) {
+    size_t comma = c.find(',');
+    std::string_view tok = c.substr(0, comma);
+    c = comma == std::string_view::npos ? std::string_view{} : c.substr(comma + 1);
+    while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+    while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+    if (iequals(tok, "upgrade")) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -75,6 +94,13 @@ common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<con
   if (m == mode::http) {
     in->head_buf_ = std::make_unique<char[]>(lim.max_head_bytes);
     in->header_slots_ = std::make_unique<http_header[]>(lim.max_header_count);
+    const body_limits& bl = pol->pol().body;
+    in->field_mem_ = std::make_unique<char[]>(size_t{bl.max_name_bytes} + bl.max_value_bytes);
+    in->field_.name = in->field_mem_.get();
+    in->field_.name_cap = bl.max_name_bytes;
+    in->field_.value = in->field_mem_.get() + bl.max_name_bytes;
+    in->field_.value_cap = bl.max_value_bytes;
+    in->parser_ = std::make_unique<body_parser>();
   }
   const ruleset& rs = *in->rs_;
   in->cond_matched_.assign(words(rs.conditions().size()), 0);
@@ -104,6 +130,7 @@ inspector::~inspector() = default;
 size_t inspector::state_bytes() const {
   size_t b = sizeof(*this);
   if (head_buf_) b += pol_->pol().limits.max_head_bytes + pol_->pol().limits.max_header_count * sizeof(http_header);
+  if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap + sizeof(body_parser);
   b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size()) * 8;
   b += candidates_.capacity() * 4 + path_excl_.size() + streams_.capacity() * sizeof(stream_slot);
   for (const auto& s : streams_) b += rs_->groups()[s.group].stream_state_bytes;
@@ -120,8 +147,12 @@ void inspector::reset_request() {
   body_remaining_ = body_seen_ = 0;
   chunked_.reset();
   body_partial_ = limit_hit_ = false;
-  form_ = form_in_value_ = form_truncated_ = false;
-  form_name_len_ = form_value_len_ = 0;
+  proc_ = body_processor::none;
+  if (parser_) parser_->emplace<std::monostate>();
+  body_err_ = body_error::none;
+  mp_flags_ = 0;
+  raw_stream_ = true;
+  body_parsing_ = body_block_ = arg_truncated_ = upgrade_asked_ = false;
   std::fill(cond_matched_.begin(), cond_matched_.end(), 0);
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
   std::fill(rule_fired_.begin(), rule_fired_.end(), 0);
@@ -143,7 +174,9 @@ void inspector::reset_request() {
 verdict inspector::block(worker_stats& st, uint16_t status, size_t consumed) {
   stage_ = stage::blocked;
   status_ = status;
-  if (status == 400) {
+  if (status == 400 && body_block_) {
+    st.blocked_body_error.add();
+  } else if (status == 400) {
     st.blocked_parse.add();
     st.parse_errors[static_cast<size_t>(perr_)].add();
   } else if (status == 413) {
@@ -267,59 +300,154 @@ void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group
   else scan_field(ws, st, g, where, name, name);
 }
 
-// application/x-www-form-urlencoded bodies: each name=value pair is scanned as an argument once it
-// is complete, like query arguments. The pair is collected in the unused tail of the head buffer
-// (no extra memory). A name or value longer than that room cannot be scanned whole as an
-// argument: counted (form_truncated), and under on_body_limit: reject the request gets a 413 (a
-// payload behind padding must not pass the args rules); under inspect_partial it is scanned
-// truncated, as the policy asks.
-void inspector::form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
-  char* area = head_buf_.get() + head_end_;
-  size_t room = pol_->pol().limits.max_head_bytes - head_end_;
-  size_t name_cap = std::min<size_t>(256, room / 4);
-  for (size_t i = 0; i < n; ++i) {
-    char c = p[i];
-    if (c == '&') {
-      form_emit(ws, st);
-      continue;
-    }
-    if (c == '=' && !form_in_value_) {
-      form_in_value_ = true;
-      continue;
-    }
-    if (!form_in_value_) {
-      if (form_name_len_ < name_cap) area[form_name_len_++] = c;
-      else
-        form_overflow(st);
-    } else if (name_cap + form_value_len_ < room) {
-      area[name_cap + form_value_len_++] = c;
-    } else {
-      form_overflow(st);
-    }
+// What the body processors hand over, scanned at once with the block-mode groups of its target
+// (as query arguments are at head time). Runs inside body_parse(), on the worker's scratch.
+struct inspector::body_fields final : body_sink {
+  inspector* self;
+  worker_scratch* ws;
+  worker_stats* st;
+  body_fields(inspector* i, worker_scratch* w, worker_stats* s) : self(i), ws(w), st(s) {}
+  void arg(std::string_view name, std::string_view value, bool truncated) override {
+    if (truncated) self->arg_truncated(*st);
+    self->emit_field(*ws, *st, target::args, name, value);
+    self->emit_field(*ws, *st, target::arg_names, name, name);
+  }
+  void file(std::string_view field, std::string_view filename, uint64_t size) override {
+    char num[24];
+    int k = std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(size));
+    self->emit_field(*ws, *st, target::files, field, filename);
+    self->emit_field(*ws, *st, target::files_names, field, field);
+    self->emit_field(*ws, *st, target::files_sizes, field,
+                     std::string_view(num, k > 0 ? size_t(k) : 0));
+  }
+  void part_header(std::string_view part, std::string_view line) override {
+    self->emit_field(*ws, *st, target::multipart_part_headers, part, line);
+  }
+};
+
+void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
+                           std::string_view name, std::string_view value) {
+  const uint32_t bit = 1u << static_cast<unsigned>(where);
+  for (const scan_group& g : rs_->groups()) {
+    if (g.stream || (!g.db && g.direct.empty()) || !(g.targets & bit)) continue;
+    scan_field(ws, st, g, where, name, value);
   }
 }
 
-void inspector::form_overflow(worker_stats& st) {
-  if (form_truncated_) return;
-  form_truncated_ = true;
+// A name or value longer than the policy's body limits cannot be scanned whole: counted once per
+// request; under on_body_limit: reject the request gets a 413 (a payload behind padding must not
+// pass the args rules), under inspect_partial the cut field is scanned, as the policy asks.
+void inspector::arg_truncated(worker_stats& st) {
+  if (arg_truncated_) return;
+  arg_truncated_ = true;
   st.form_truncated.add();
   if (pol_->pol().on_body_limit == body_limit_action::reject) limit_hit_ = true;
 }
 
-void inspector::form_emit(worker_scratch& ws, worker_stats& st) {
-  if (form_name_len_ || form_value_len_) {
-    char* area = head_buf_.get() + head_end_;
-    size_t room = pol_->pol().limits.max_head_bytes - head_end_;
-    size_t name_cap = std::min<size_t>(256, room / 4);
-    std::string_view n(area, form_name_len_), v(area + name_cap, form_value_len_);
-    for (const scan_group& g : rs_->groups()) {
-      if (g.stream || (!g.db && g.direct.empty())) continue;
-      if (g.targets & (1u << static_cast<unsigned>(target::args))) scan_pair(ws, st, g, target::args, n, v);
-      if (g.targets & (1u << static_cast<unsigned>(target::arg_names))) scan_pair(ws, st, g, target::arg_names, n, v);
+void inspector::body_start(worker_stats& st) {
+  proc_ = processor_for(head_.header("content-type"));
+  const body_limits& bl = pol_->pol().body;
+  body_parsing_ = true;
+  raw_stream_ = proc_ == body_processor::none;
+  switch (proc_) {
+    case body_processor::none:
+      body_parsing_ = false;
+      break;
+    case body_processor::urlencoded:
+      st.body_urlencoded.add();
+      parser_->emplace<urlencoded_parser>().start(&field_, bl);
+      break;
+    case body_processor::multipart: {
+      st.body_multipart.add();
+      auto& m = parser_->emplace<multipart_parser>();
+      if (!m.start(head_.header("content-type"), &field_, bl)) body_failed(st, m.error());
+      break;
     }
+    case body_processor::json:
+      st.body_json.add();
+      parser_->emplace<json_parser>().start(&field_, bl);
+      break;
   }
-  form_name_len_ = form_value_len_ = 0;
-  form_in_value_ = false;
+}
+
+// The body cannot be parsed: counted; blocked (400) or, under inspect_raw, the rest of it goes
+// through the stream scan as an opaque body would, the field cut at the error scanned as it is.
+void inspector::body_failed(worker_stats& st, body_error e) {
+  body_parsing_ = false;
+  if (body_err_ != body_error::none) return;
+  body_err_ = e;
+  st.body_errors[static_cast<size_t>(e)].add();
+  if (pol_->pol().on_body_error == body_error_action::block) {
+    body_block_ = true;
+  } else {
+    raw_stream_ = true;
+    st.body_inspected_raw.add();
+  }
+}
+
+void inspector::body_parse(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
+  if (!body_parsing_ || n == 0) return;
+  body_fields sink(this, &ws, &st);
+  bool ok = true;
+  body_error e = body_error::none;
+  if (auto* u = std::get_if<urlencoded_parser>(parser_.get())) {
+    ok = u->feed(p, n, sink);
+    e = u->error();
+  } else if (auto* m = std::get_if<multipart_parser>(parser_.get())) {
+    ok = m->feed(p, n, sink);
+    e = m->error();
+    if (!ok) m->flush_partial(sink);
+  } else if (auto* j = std::get_if<json_parser>(parser_.get())) {
+    ok = j->feed(p, n, sink);
+    e = j->error();
+    if (!ok) j->flush_partial(sink);
+  }
+  if (!ok) body_failed(st, e);
+}
+
+void inspector::body_finish(worker_scratch& ws, worker_stats& st) {
+  if (proc_ == body_processor::none) return;
+  body_fields sink(this, &ws, &st);
+  if (body_parsing_ && body_seen_ > 0) {
+    bool ok = true;
+    body_error e = body_error::none;
+    if (auto* u = std::get_if<urlencoded_parser>(parser_.get())) {
+      ok = u->finish(sink);
+      e = u->error();
+    } else if (auto* m = std::get_if<multipart_parser>(parser_.get())) {
+      ok = m->finish(sink);
+      e = m->error();
+      if (!ok) m->flush_partial(sink);
+    } else if (auto* j = std::get_if<json_parser>(parser_.get())) {
+      ok = j->finish(sink);
+      e = j->error();
+      if (!ok) j->flush_partial(sink);
+    }
+    if (!ok) body_failed(st, e);
+  }
+  body_parsing_ = false;
+  body_vars(ws, st);
+}
+
+// ModSecurity's scalar body variables, once the body ended (body_vars target).
+void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
+  const std::string_view err = body_err_ != body_error::none ? "1" : "0";
+  emit_field(ws, st, target::body_vars, "reqbody_error", err);
+  emit_field(ws, st, target::body_vars, "reqbody_processor_error", err);
+  const auto* m = std::get_if<multipart_parser>(parser_.get());
+  if (!m) return;
+  mp_flags_ = m->flags();
+  const bool strict = m->strict_error();
+  if (strict) st.multipart_strict.add();
+  emit_field(ws, st, target::body_vars, "multipart_strict_error", strict ? "1" : "0");
+  for (size_t f = 0; f < multipart_flag_count; ++f)
+    emit_field(ws, st, target::body_vars, to_string(static_cast<multipart_flag>(f)),
+               (mp_flags_ >> f) & 1 ? "1" : "0");
+  char num[24];
+  int k = std::snprintf(num, sizeof num, "%llu",
+                        static_cast<unsigned long long>(m->files_combined_size()));
+  emit_field(ws, st, target::body_vars, "files_combined_size",
+             std::string_view(num, k > 0 ? size_t(k) : 0));
 }
 
 void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where) {
@@ -372,7 +500,13 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
         }
         break;
       case target::body:
-      case target::raw_payload: break;
+      case target::raw_payload:
+      case target::files:
+      case target::files_names:
+      case target::files_sizes:
+      case target::multipart_part_headers:
+      case target::body_vars:
+        break;  // from the body processors, as the body arrives
     }
   }
 }
@@ -509,8 +643,9 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   v.consumed = consumed;
   v.forward = head_bytes();
   v.head_complete = true;
-  std::string_view ct = head_.header("content-type");
-  form_ = ct.size() >= 33 && iequals(ct.substr(0, 33), "application/x-www-form-urlencoded");
+  if (head_.chunked || head_.content_length > 0) body_start(st);
+  upgrade_asked_ = asks_websocket(head_);
+  if (body_block_) return block(st, 400, consumed);
   if (head_.chunked) {
     stage_ = stage::body_chunked;
     return v;
@@ -530,8 +665,9 @@ void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p
   if (body_partial_ || limit_hit_) return;
   if (body_seen_ > pol.body_limit) {
     size_t within = before < pol.body_limit ? static_cast<size_t>(pol.body_limit - before) : 0;
-    scan_stream(ws, st, p, within, false);
-    if (form_) form_bytes(ws, st, p, within);
+    body_parse(ws, st, p, within);
+    if (raw_stream_) scan_stream(ws, st, p, within, false);
+    body_parsing_ = false;  // the rest is not seen: no end-of-body checks
     if (pol.on_body_limit == body_limit_action::reject) {
       limit_hit_ = true;
     } else {
@@ -540,8 +676,9 @@ void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p
     }
     return;
   }
-  scan_stream(ws, st, p, n, false);
-  if (form_) form_bytes(ws, st, p, n);
+  // The parser first: an error in these bytes under inspect_raw sends them to the stream scan too.
+  body_parse(ws, st, p, n);
+  if (raw_stream_) scan_stream(ws, st, p, n, false);
 }
 
 verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
@@ -564,6 +701,7 @@ verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const
     done = r.st == chunked_decoder::status::done;
   }
   if (limit_hit_) return block(st, 413, v.consumed);
+  if (body_block_) return block(st, 400, v.consumed);
   if (evaluate(st, true, false)) return block(st, 403, v.consumed);
   v.kind = any_fired_ && pol_->pol().detect_only ? verdict_kind::detect : verdict_kind::pass;
   v.forward = data.first(v.consumed);
@@ -573,17 +711,48 @@ verdict inspector::on_body(worker_scratch& ws, worker_stats& st, std::span<const
 
 verdict inspector::end_request(worker_scratch& ws, worker_stats& st, verdict v) {
   if (body_seen_ > 0 && !body_partial_) scan_stream(ws, st, nullptr, 0, true);
-  if (form_ && !body_partial_) form_emit(ws, st);
+  body_finish(ws, st);
+  if (limit_hit_) return block(st, 413, v.consumed);
+  if (body_block_) return block(st, 400, v.consumed);
   if (evaluate(st, true, true)) return block(st, 403, v.consumed);
   v.kind = any_fired_ ? verdict_kind::detect : verdict_kind::pass;
   (v.kind == verdict_kind::detect ? st.detected : st.passed).add();
   v.request_complete = true;
   pending_reset_ = true;
+  if (upgrade_asked_) tunnel_ = tunnel::wait;
+  return v;
+}
+
+void inspector::upgrade_response(worker_stats& st, unsigned status) {
+  if (tunnel_ != tunnel::wait) return;
+  if (status == 101) {
+    tunnel_ = tunnel::open;
+    st.upgrades.add();
+  } else {
+    tunnel_ = tunnel::none;
+    st.upgrades_refused.add();
+  }
+}
+
+// The tunnel's bytes: passed on, or (inspect_raw) scanned as one body stream by the body rules.
+verdict inspector::tunnel_feed(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
+  verdict v;
+  v.consumed = data.size();
+  v.forward = data;
+  v.kind = verdict_kind::pass;
+  if (pol_->pol().on_upgrade == upgrade_action::inspect_raw) {
+    if (pending_reset_) reset_request();
+    scan_stream(ws, st, data.data(), data.size(), false);
+    if (evaluate(st, true, false)) return block(st, 403, data.size());
+    if (any_fired_) v.kind = verdict_kind::detect;
+  }
   return v;
 }
 
 verdict inspector::feed(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
   if (stage_ == stage::blocked) return block_again();
+  if (tunnel_ == tunnel::wait) return verdict{};  // held until the upstream answered the upgrade
+  if (tunnel_ == tunnel::open) return tunnel_feed(ws, st, data);
   if (pending_reset_) reset_request();
   if (mode_ == mode::raw) {
     scan_stream(ws, st, data.data(), data.size(), false);
@@ -625,6 +794,16 @@ verdict inspector::block_again() const {
 
 verdict inspector::finish(worker_scratch& ws, worker_stats& st) {
   if (stage_ == stage::blocked) return block_again();
+  if (tunnel_ != tunnel::none) {
+    verdict v;
+    v.kind = verdict_kind::pass;  // the client closed its side of the tunnel (or before the answer)
+    if (tunnel_ == tunnel::open && pol_->pol().on_upgrade == upgrade_action::inspect_raw) {
+      scan_stream(ws, st, nullptr, 0, true);
+      if (evaluate(st, true, true)) return block(st, 403, 0);
+      if (any_fired_) v.kind = verdict_kind::detect;
+    }
+    return v;
+  }
   if (pending_reset_) reset_request();
   verdict v;
   if (mode_ == mode::raw) {

@@ -12,6 +12,15 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
     return common::fail("policy " + p.name + ": max_head_bytes must be 256..65536");
   if (p.limits.max_header_count < 1 || p.limits.max_header_count > 1000)
     return common::fail("policy " + p.name + ": max_header_count must be 1..1000");
+  // The value is scanned from one worker scratch buffer, behind its name.
+  if (p.body.max_value_bytes < 64 || p.body.max_value_bytes > worker_scratch::buffer_bytes - 4096)
+    return common::fail("policy " + p.name + ": body max_value_bytes must be 64..126976");
+  if (p.body.max_name_bytes < 16 || p.body.max_name_bytes > 4096)
+    return common::fail("policy " + p.name + ": body max_name_bytes must be 16..4096");
+  if (p.body.max_args < 1 || p.body.max_args > 100000)
+    return common::fail("policy " + p.name + ": body max_args must be 1..100000");
+  if (p.body.max_json_depth < 1 || p.body.max_json_depth > body_limits::json_max_depth)
+    return common::fail("policy " + p.name + ": body max_json_depth must be 1..256");
   for (const auto& s : p.rule_sets) {
     bool found = std::any_of(rs->rules().begin(), rs->rules().end(), [&](const rule& r) { return r.set == s; });
     if (!found) return common::fail("policy " + p.name + ": unknown rule set '" + s + "'");

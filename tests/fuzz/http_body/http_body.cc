@@ -1,6 +1,7 @@
 // Fuzz target: request bodies. The first two bytes choose the framing (Content-Length or chunked),
-// the body parser (application/x-www-form-urlencoded or opaque), the policy (body limit, reject or
-// inspect_partial, detect-only) and the segment size; the rest is the body, sent behind a fixed
+// the body processor (bits 1 and 5: opaque, urlencoded, multipart with boundary "fuzzB", JSON), the
+// policy (body limit, reject or inspect_partial, body errors blocked or inspected raw,
+// detect-only) and the segment size; the rest is the body, sent behind a fixed
 // head through the inspector with the shipped rules (their body rules run in Hyperscan stream
 // mode through the streaming transformations). Invariants: no crash or sanitizer report, progress
 // on every call, consumed within what was given, a verdict once the flow ends, at most
@@ -38,6 +39,9 @@ state* init() {
     p.on_body_limit =
         (i & 2) ? waf::body_limit_action::inspect_partial : waf::body_limit_action::reject;
     p.detect_only = (i & 4) != 0;
+    p.on_body_error = (i & 2) ? waf::body_error_action::inspect_raw : waf::body_error_action::block;
+    p.body.max_value_bytes = (i & 1) ? 64 : 4096;
+    p.body.max_json_depth = (i & 1) ? 4 : 64;
     auto b = waf::bound_policy::bind(*c, p);
     if (!b) std::abort();
     s->pol[i] = *b;
@@ -58,12 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t sel = data[0];
   const size_t seg = (data[1] % 61) + 1;
   std::string_view body(reinterpret_cast<const char*>(data + 2), size - 2);
-  const bool chunked = sel & 1, form = sel & 2, pipelined = sel & 64;
+  const bool chunked = sel & 1, pipelined = sel & 64;
+  const unsigned kind = ((sel >> 1) & 1) | (((sel >> 5) & 1) << 1);
   std::string head = "POST /submit?a=1 HTTP/1.1\r\nHost: fuzz\r\n";
-  if (form)
-    head += "Content-Type: application/x-www-form-urlencoded\r\n";
-  else
-    head += "Content-Type: application/octet-stream\r\n";
+  static const char* const types[] = {"application/octet-stream",
+                                      "application/x-www-form-urlencoded",
+                                      "multipart/form-data; boundary=fuzzB", "application/json"};
+  head += std::string("Content-Type: ") + types[kind] + "\r\n";
   // Chunked: the body bytes are the chunked encoding itself (sizes, extensions, trailers).
   if (chunked)
     head += "Transfer-Encoding: chunked\r\n";
@@ -85,6 +90,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check((*in)->matches().size() <= waf::inspector::max_matches);
     if (v.kind == waf::verdict_kind::block) {
       check(v.status == 400 || v.status == 403 || v.status == 413);
+      // A 400 after the head is a body the processor could not parse (or chunked framing).
+      check(v.status != 400 || (*in)->parse_error() != waf::http_error::none ||
+            (*in)->body_parse_error() != waf::body_error::none);
       blocked = true;
       break;
     }

@@ -214,6 +214,8 @@ TEST(hostile, form_value_beyond_the_argument_room_is_not_passed_silently) {
       std::to_string(body.size()) + "\r\n\r\n" + body;
   waf::policy p;
   p.limits.max_head_bytes = 1024;
+  // The room for an argument is the policy's body.max_value_bytes now, not what the head left.
+  p.body.max_value_bytes = 1024;
   auto e = make_engine(rules, p);
   ASSERT_TRUE(e);
   auto o = run1(*e, req);

@@ -11,10 +11,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "common/counter.hh"
 #include "common/result.hh"
+#include "waf/body.hh"
 #include "waf/http.hh"
 #include "waf/policy.hh"
 #include "waf/ruleset.hh"
@@ -27,8 +29,13 @@ namespace waf {
 // confirm_errors: PCRE2 confirms that ended in an error (match or depth limit, JIT stack), each
 // counted as a match of its rule; blocked_engine_error: requests blocked because the engine could
 // not inspect them (a Hyperscan error), whatever the rules would have said; form_truncated:
-// urlencoded bodies with a name or value longer than the room kept to scan it as an argument
-// (the policy's on_body_limit then applies: reject = 413).
+// bodies with an argument (name or value) longer than the policy's body limits (once per request;
+// on_body_limit then applies: reject = 413); body_urlencoded/multipart/json: request bodies by
+// processor; blocked_body_error: bodies that failed to parse, blocked (400) under on_body_error:
+// block; body_inspected_raw: those scanned raw instead (inspect_raw); multipart_strict: multipart
+// bodies with MULTIPART_STRICT_ERROR set; body_errors: failures by body_error; upgrades: WebSocket
+// upgrades the upstream accepted (the connection became a tunnel); upgrades_refused: upgrade
+// requests answered with another status (the connection stayed HTTP).
 #define WAF_STATS(X)      \
   X(requests)             \
   X(passed)               \
@@ -44,12 +51,21 @@ namespace waf {
   X(confirm_errors)       \
   X(blocked_engine_error) \
   X(form_truncated)       \
+  X(body_urlencoded)      \
+  X(body_multipart)       \
+  X(body_json)            \
+  X(blocked_body_error)   \
+  X(body_inspected_raw)   \
+  X(multipart_strict)     \
+  X(upgrades)             \
+  X(upgrades_refused)     \
   X(bytes_scanned)
 struct worker_stats {
 #define X(n) common::counter n;
   WAF_STATS(X)
 #undef X
   std::array<common::counter, http_error_count> parse_errors;  // by http_error
+  std::array<common::counter, body_error_count> body_errors;   // by body_error
 };
 
 enum class verdict_kind : uint8_t { need_more, pass, detect, block };
@@ -57,7 +73,8 @@ const char* to_string(verdict_kind k);
 
 struct verdict {
   verdict_kind kind = verdict_kind::need_more;
-  uint16_t status = 0;            // block: 403 (rules), 400 (malformed/smuggling), 413 (body limit)
+  uint16_t status =
+      0;  // block: 403 (rules), 400 (malformed/smuggling, unparsable body), 413 (body limit)
   size_t consumed = 0;            // input bytes used; feed the rest again
   std::span<const char> forward;  // pass/detect: the bytes to send upstream now (head or body slice)
   bool head_complete = false;     // this call completed the head (forward = the whole head)
@@ -97,10 +114,25 @@ class inspector {
   // matches of raw_payload rules.
   verdict finish(worker_scratch& ws, worker_stats& st);
 
+  // WebSocket. A request that asks for one (GET, Upgrade: websocket, Connection: upgrade, no body)
+  // passes as any other; then, until the upstream's answer is known, feed() takes no more bytes
+  // (need_more, consumed 0: they stay in the caller's buffer). The caller reports the answer's
+  // status: 101 switches the connection to a tunnel (the policy's on_upgrade: pass-through, or the
+  // body rules over the client's bytes); any other status goes back to HTTP, so a refused upgrade
+  // cannot carry uninspected requests.
+  bool awaiting_upgrade() const { return tunnel_ == tunnel::wait; }
+  bool tunnel_open() const { return tunnel_ == tunnel::open; }
+  void upgrade_response(worker_stats& st, unsigned status);
+
   // About the current (or just completed/blocked) request.
   const request_head& head() const { return head_; }
   std::span<const char> head_bytes() const { return {head_buf_.get(), head_end_}; }
   http_error parse_error() const { return perr_; }
+  // The body processor of the request and why its body did not parse (none: it did, or no body).
+  body_processor processor() const { return proc_; }
+  body_error body_parse_error() const { return body_err_; }
+  // Multipart flags of the request (flag_bit(multipart_flag)), valid once its body ended.
+  uint32_t multipart_flags() const { return mp_flags_; }
   int anomaly_score() const { return score_; }
   std::span<const audit_match> matches() const { return {matches_.data(), n_matches_}; }
   size_t matches_dropped() const { return matches_dropped_; }
@@ -115,6 +147,7 @@ class inspector {
  private:
   inspector() = default;
   struct scan_ctx;
+  struct body_fields;
   enum class stage : uint8_t { head, body_length, body_chunked, blocked };
 
   void reset_request();
@@ -126,9 +159,14 @@ class inspector {
   void scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where);
   void scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view n,
                  std::string_view v);
-  void form_bytes(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
-  void form_emit(worker_scratch& ws, worker_stats& st);
-  void form_overflow(worker_stats& st);
+  void body_start(worker_stats& st);
+  void body_parse(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
+  void body_finish(worker_scratch& ws, worker_stats& st);
+  void body_failed(worker_stats& st, body_error e);
+  void body_vars(worker_scratch& ws, worker_stats& st);
+  void arg_truncated(worker_stats& st);
+  void emit_field(worker_scratch& ws, worker_stats& st, target where, std::string_view name,
+                  std::string_view value);
   void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
                   std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
@@ -156,9 +194,28 @@ class inspector {
   uint64_t body_remaining_ = 0, body_seen_ = 0;
   chunked_decoder chunked_;
   bool body_partial_ = false;
-  bool form_ = false, form_in_value_ = false;  // urlencoded body: pairs scanned as args
-  bool form_truncated_ = false;                // a pair did not fit its room (counted once)
-  size_t form_name_len_ = 0, form_value_len_ = 0;
+  // Body processing: the processor, its parser, the field it collects (a per-connection buffer of
+  // body.max_name_bytes + body.max_value_bytes, allocated by create()), and whether the raw body
+  // goes through the stream scan (no processor: yes; urlencoded, multipart and JSON: no, their
+  // fields are the arguments, as in ModSecurity, where ARGS rules never see the raw body: a raw
+  // scan matched across '&' and part headers; after a parse error under inspect_raw: yes, from
+  // there).
+  body_processor proc_ = body_processor::none;
+  using body_parser =
+      std::variant<std::monostate, urlencoded_parser, multipart_parser, json_parser>;
+  std::unique_ptr<body_parser> parser_;  // http mode only (raw flows stay small)
+  std::unique_ptr<char[]> field_mem_;
+  field_buffer field_;
+  body_error body_err_ = body_error::none;
+  uint32_t mp_flags_ = 0;
+  bool raw_stream_ = true;
+  bool body_parsing_ = false;   // the parser takes bytes (no error, no limit reached)
+  bool body_block_ = false;     // a parse error under on_body_error: block → 400
+  bool arg_truncated_ = false;  // an argument did not fit (counted once per request)
+  enum class tunnel : uint8_t { none, wait, open };
+  tunnel tunnel_ = tunnel::none;
+  bool upgrade_asked_ = false;  // the current request asks for a WebSocket
+  verdict tunnel_feed(worker_scratch& ws, worker_stats& st, std::span<const char> data);
 
   struct stream_slot {
     uint32_t group = 0;

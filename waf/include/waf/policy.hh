@@ -8,12 +8,20 @@
 #include <vector>
 
 #include "common/result.hh"
+#include "waf/body.hh"
 #include "waf/http.hh"
 #include "waf/ruleset.hh"
 
 namespace waf {
 
 enum class body_limit_action : uint8_t { reject, inspect_partial };
+// A body its processor cannot parse (ModSecurity's REQBODY_ERROR): block it (400), or scan the rest
+// of it raw (as an opaque body: the body rules and the args rules' body selectors) and go on.
+enum class body_error_action : uint8_t { block, inspect_raw };
+// A WebSocket upgrade (GET with Upgrade: websocket and Connection: upgrade) that the upstream
+// accepted (101): the connection is no longer HTTP. pass: its bytes go through uninspected;
+// inspect_raw: the client's bytes go through the body rules as one stream.
+enum class upgrade_action : uint8_t { pass, inspect_raw };
 // What the service's bytes are: HTTP/1.x requests (parsed, every phase), or a stream that is not
 // HTTP, scanned whole by the raw_payload rules only (a match resets the connection).
 enum class inspect_mode : uint8_t { http, raw };
@@ -37,6 +45,12 @@ struct policy {
   std::vector<exclusion> exclusions;
   uint64_t body_limit = 1 << 20;  // bytes of body inspected
   body_limit_action on_body_limit = body_limit_action::reject;
+  // Body processors (urlencoded, multipart, JSON): per-argument and count limits. An argument
+  // longer than body.max_value_bytes is handled as on_body_limit says (reject: 413;
+  // inspect_partial: scanned cut to that length); the other limits are body errors (on_body_error).
+  body_limits body;
+  body_error_action on_body_error = body_error_action::block;
+  upgrade_action on_upgrade = upgrade_action::pass;
   http_limits limits;
 };
 

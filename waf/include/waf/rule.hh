@@ -10,22 +10,32 @@
 namespace waf {
 
 // Where a condition looks. Head targets are scanned in block mode once the request head is parsed;
-// body and raw_payload are scanned in stream mode as bytes arrive.
-#define WAF_TARGETS(X)             \
-  X(request_line, "request_line")  \
-  X(method, "method")              \
-  X(protocol, "protocol")          \
-  X(uri, "uri")                    \
-  X(uri_path, "uri_path")          \
-  X(query_string, "query_string")  \
-  X(args, "args")                  \
-  X(arg_names, "arg_names")        \
-  X(header, "header")              \
-  X(header_names, "header_names")  \
-  X(cookies, "cookies")            \
-  X(cookie_names, "cookie_names")  \
-  X(body, "body")                  \
-  X(raw_payload, "raw_payload")
+// body and raw_payload are scanned in stream mode as bytes arrive. The body processors (body.hh)
+// add fields in block mode as they complete: args / arg_names (form fields, JSON values by path),
+// files (field name -> client file name), files_names, files_sizes, multipart_part_headers (part
+// name -> header line), and body_vars: ModSecurity's scalar body variables by their lower-case
+// names (reqbody_error, reqbody_processor_error, multipart_strict_error and each multipart_* flag,
+// files_combined_size), each "0"/"1" or a decimal count, set once the body ended.
+#define WAF_TARGETS(X)                                \
+  X(request_line, "request_line")                     \
+  X(method, "method")                                 \
+  X(protocol, "protocol")                             \
+  X(uri, "uri")                                       \
+  X(uri_path, "uri_path")                             \
+  X(query_string, "query_string")                     \
+  X(args, "args")                                     \
+  X(arg_names, "arg_names")                           \
+  X(header, "header")                                 \
+  X(header_names, "header_names")                     \
+  X(cookies, "cookies")                               \
+  X(cookie_names, "cookie_names")                     \
+  X(body, "body")                                     \
+  X(raw_payload, "raw_payload")                       \
+  X(files, "files")                                   \
+  X(files_names, "files_names")                       \
+  X(files_sizes, "files_sizes")                       \
+  X(multipart_part_headers, "multipart_part_headers") \
+  X(body_vars, "body_vars")
 
 enum class target : uint8_t {
 #define X(e, s) e,
@@ -37,6 +47,7 @@ inline constexpr size_t target_count = 0
     WAF_TARGETS(X)
 #undef X
     ;
+static_assert(target_count <= 32, "scan groups keep one bit per target in a uint32_t");
 const char* to_string(target t);
 std::optional<target> parse_target(std::string_view s);
 inline bool is_stream_target(target t) { return t == target::body || t == target::raw_payload; }
