@@ -2,6 +2,7 @@
 #include "rules/secrule.hh"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "waf/detect.hh"
 #include "waf/ruleset.hh"
 #include "waf/transform.hh"
 
@@ -153,8 +155,9 @@ class importer {
  private:
   std::optional<std::string> expand(const std::string& s, std::string& why) const;
   void collect_setvars(const std::vector<action_item>& acts);
-  bool build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
-                       std::vector<std::string>& notes);
+  bool build_condition(const directive& d, const std::string& dir, waf::condition& c,
+                       std::string& why, std::vector<std::string>& notes,
+                       const waf::condition* prev);
   void finish(pending& p);
 
   std::string set_;
@@ -247,8 +250,9 @@ constexpr var_map vars[] = {
 constexpr const char* droppable[] = {"XML", "FILES", "FILES_NAMES", "FILES_TMPNAMES", "MULTIPART_PART_HEADERS",
                                      "FILES_SIZES", "FILES_TMP_CONTENT"};
 
-bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
-                               std::vector<std::string>& notes) {
+bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c,
+                               std::string& why, std::vector<std::string>& notes,
+                               const waf::condition* prev) {
   if (d.args.size() < 2) {
     why = "malformed SecRule";
     return false;
@@ -306,18 +310,54 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
              : opname == "streq"      ? waf::op::streq
                                       : waf::op::within;
     c.args = {oparg};
+  } else if (opname == "detectSQLi" || opname == "detectXSS") {
+    std::string lwhy;
+    if (!waf::libinjection_load(&lwhy)) {
+      why = "operator @" + opname + ": " + lwhy;
+      return false;
+    }
+    c.oper = opname == "detectSQLi" ? waf::op::detect_sqli : waf::op::detect_xss;
+    c.args = {std::string()};
+  } else if (opname == "validateByteRange") {
+    std::array<uint64_t, 4> bits{};
+    (void)bits;
+    c.oper = waf::op::validate_byte_range;
+    c.args = {oparg};
+  } else if (opname == "validateUrlEncoding" || opname == "validateUtf8Encoding") {
+    c.oper = opname == "validateUrlEncoding" ? waf::op::validate_url_encoding
+                                             : waf::op::validate_utf8_encoding;
+    c.args = {std::string()};
+  } else if (opname == "eq" || opname == "ne" || opname == "gt" || opname == "ge" ||
+             opname == "lt" || opname == "le") {
+    c.oper = opname == "eq"   ? waf::op::eq
+             : opname == "ne" ? waf::op::ne
+             : opname == "gt" ? waf::op::gt
+             : opname == "ge" ? waf::op::ge
+             : opname == "lt" ? waf::op::lt
+                              : waf::op::le;
+    c.args = {trim(oparg)};
   } else {
     why = "operator @" + opname + " not supported";
     return false;
   }
-  if (c.args.empty() || (c.oper != waf::op::rx && c.oper != waf::op::streq && c.oper != waf::op::within &&
-                         c.args[0].empty())) {
+  if (c.args.empty() ||
+      (c.oper != waf::op::rx && c.oper != waf::op::streq && c.oper != waf::op::within &&
+       !waf::takes_no_arg(c.oper) && c.args[0].empty())) {
     why = "operator @" + opname + " without argument";
     return false;
   }
   // Variables.
   std::vector<std::pair<std::string, std::string>> excludes;
   std::string vlist = d.args[0];
+  if (prev && (upper(vlist) == "MATCHED_VAR" || upper(vlist) == "MATCHED_VARS")) {
+    if (c.negate) {
+      why = "negated operator on MATCHED_VAR(S)";
+      return false;
+    }
+    c.on_matched = true;
+    c.selectors = prev->selectors;
+    vlist.clear();
+  }
   size_t i = 0;
   while (i <= vlist.size()) {
     size_t bar = vlist.find('|', i);
@@ -416,14 +456,20 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       c.transforms.push_back(it->second);
     }
   }
+  if (c.on_matched) {  // MATCHED_VAR is the value after the previous condition's transformations
+    std::vector<waf::transform> t = prev->transforms;
+    t.insert(t.end(), c.transforms.begin(), c.transforms.end());
+    c.transforms = std::move(t);
+  }
   if (c.transforms.size() > waf::max_stream_transforms) {
     why = "more than 8 transformations";
     return false;
   }
   // A stream target takes streamable transformations and Hyperscan-only patterns; where the
   // condition needs more, the body is left out of it (noted) rather than the rule.
-  bool body_ok = c.oper != waf::op::within &&
-                 std::all_of(c.transforms.begin(), c.transforms.end(), [](auto t) { return waf::is_streamable(t); });
+  bool body_ok =
+      !waf::is_code_op(c.oper) && std::all_of(c.transforms.begin(), c.transforms.end(),
+                                              [](auto t) { return waf::is_streamable(t); });
   std::string msg;
   bool has_stream = std::any_of(c.selectors.begin(), c.selectors.end(),
                                 [](const waf::selector& s) { return waf::is_stream_target(s.where); });
@@ -537,10 +583,11 @@ common::result<void> importer::file(const std::string& path) {
     if (!p.skipped) {
       waf::condition c;
       std::string why;
-      if (!p.r.conditions.empty() && !d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR")) {
+      const waf::condition* prev = p.r.conditions.empty() ? nullptr : &p.r.conditions.back();
+      if (!d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR") && !prev) {
         p.skipped = true;
-        p.reason = "chain on MATCHED_VAR(S)";
-      } else if (!build_condition(d, dir, c, why, p.notes)) {
+        p.reason = "MATCHED_VAR(S) outside a chain";
+      } else if (!build_condition(d, dir, c, why, p.notes, prev)) {
         p.skipped = true;
         p.reason = why;
       } else {
@@ -583,6 +630,10 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
     std::string key = s.reason;
     if (key.starts_with("pattern rejected")) key = "pattern rejected by Hyperscan";
     if (key.starts_with("unresolved macro")) key = "unresolved macro";
+    if (key.starts_with("count variable &TX"))
+      key = "count variable &TX:* not supported";
+    else if (key.starts_with("count variable &ARGS"))
+      key = "count variable &ARGS(:name) not supported";
     ++m[key];
   }
   return m;

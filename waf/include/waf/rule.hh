@@ -68,14 +68,25 @@ std::optional<transform> parse_transform(std::string_view s);
 // Transforms that can run over a byte stream with a few bytes of carried state.
 bool is_streamable(transform t);
 
-#define WAF_OPERATORS(X)          \
-  X(rx, "rx")                     \
-  X(pm, "pm")                     \
-  X(contains, "contains")         \
-  X(begins_with, "begins_with")   \
-  X(ends_with, "ends_with")       \
-  X(streq, "streq")               \
-  X(within, "within")
+#define WAF_OPERATORS(X)                              \
+  X(rx, "rx")                                         \
+  X(pm, "pm")                                         \
+  X(contains, "contains")                             \
+  X(begins_with, "begins_with")                       \
+  X(ends_with, "ends_with")                           \
+  X(streq, "streq")                                   \
+  X(within, "within")                                 \
+  X(detect_sqli, "detect_sqli")                       \
+  X(detect_xss, "detect_xss")                         \
+  X(validate_byte_range, "validate_byte_range")       \
+  X(validate_url_encoding, "validate_url_encoding")   \
+  X(validate_utf8_encoding, "validate_utf8_encoding") \
+  X(eq, "eq")                                         \
+  X(ne, "ne")                                         \
+  X(gt, "gt")                                         \
+  X(ge, "ge")                                         \
+  X(lt, "lt")                                         \
+  X(le, "le")
 
 enum class op : uint8_t {
 #define X(e, s) e,
@@ -84,6 +95,11 @@ enum class op : uint8_t {
 };
 const char* to_string(op o);
 std::optional<op> parse_op(std::string_view s);
+// Operators evaluated in code over each transformed field (not by Hyperscan): within,
+// libinjection's detectors, the validators and the numeric comparisons. Block targets only.
+bool is_code_op(op o);
+// Operators that take no argument (the validators' argument is optional for utf8/url encoding).
+bool takes_no_arg(op o);
 
 enum class action : uint8_t { block, log, score };
 const char* to_string(action a);
@@ -105,6 +121,10 @@ struct condition {
   bool caseless = false;
   bool negate = false;  // only allowed after the first condition of a chain
   std::vector<transform> transforms;
+  // ModSecurity's MATCHED_VAR(S) in a chain: the condition holds only on a field where the previous
+  // condition of the chain held (same target and field name). The importer copies the previous
+  // condition's selectors and prepends its transformations (MATCHED_VAR is the transformed value).
+  bool on_matched = false;
 };
 
 // A rule fires when all its conditions hold (the first is the rule itself, the rest its chain).
