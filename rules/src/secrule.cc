@@ -243,7 +243,8 @@ constexpr var_map vars[] = {
     {"REQUEST_PROTOCOL", waf::target::protocol, false},
     {"QUERY_STRING", waf::target::query_string, false},
     {"REQUEST_BODY", waf::target::body, false},
-    {"ARGS_POST", waf::target::body, false},
+    {"ARGS_POST", waf::target::args, true},
+    {"ARGS_POST_NAMES", waf::target::arg_names, false},
 };
 // Variables for content the engine does not parse (XML, multipart); dropped from a rule that
 // still has other variables.
@@ -390,8 +391,10 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         c.selectors.push_back({waf::target::args, lower(key), {}});
         continue;
       }
+      // ModSecurity's ARGS are parsed arguments: the query's and those the body processor makes
+      // (urlencoded, and in the processors that add them, multipart fields and JSON values), never
+      // the raw body (that is REQUEST_BODY).
       c.selectors.push_back({waf::target::args, {}, {}});
-      c.selectors.push_back({waf::target::body, {}, {}});
       continue;
     }
     const var_map* m = nullptr;
@@ -416,6 +419,8 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       }
     }
     if (m->t == waf::target::uri_path && coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as uri_path");
+    if (coll.starts_with("ARGS_POST"))
+      notes.push_back(coll + " as " + coll.substr(0, 4) + coll.substr(9) + " (query too)");
     c.selectors.push_back({m->t, lower(key), {}});
   }
   for (auto& s : c.selectors)

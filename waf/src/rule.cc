@@ -62,6 +62,7 @@ bool is_code_op(op o) {
     case op::begins_with:
     case op::ends_with:
     case op::streq:
+    case op::validate_byte_range:  // a negated byte class for Hyperscan
       return false;
     default:
       return true;

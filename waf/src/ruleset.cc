@@ -156,6 +156,9 @@ common::result<void> validate(const rule& r) {
       if (!parse_byte_ranges(c.args[0], b))
         return common::fail(rule_tag(r) + "validate_byte_range: bad range list '" + c.args[0] + "'",
                             where_of(r));
+      if ((b[0] & b[1] & b[2] & b[3]) == ~uint64_t(0))
+        return common::fail(rule_tag(r) + "validate_byte_range allows every byte (never matches)",
+                            where_of(r));
     }
     if (c.oper == op::detect_sqli || c.oper == op::detect_xss) {
       std::string why;
@@ -216,6 +219,26 @@ std::string pattern_for(const condition& c, std::string_view arg) {
     case op::begins_with: return "\\A" + escape_literal(arg);
     case op::ends_with: return escape_literal(arg) + "\\z";
     case op::streq: return "\\A" + escape_literal(arg) + "\\z";
+    case op::validate_byte_range: {
+      // Any byte outside the allowed ranges: one negated class, so it also runs on streams.
+      std::array<uint64_t, 4> b{};
+      parse_byte_ranges(arg, b);
+      std::string cls = "[^";
+      char hex[8];
+      for (int v = 0; v < 256; ++v) {
+        if (!((b[static_cast<size_t>(v) >> 6] >> (v & 63)) & 1)) continue;
+        int e = v;
+        while (e + 1 < 256 && ((b[static_cast<size_t>(e + 1) >> 6] >> ((e + 1) & 63)) & 1)) ++e;
+        std::snprintf(hex, sizeof hex, "\\x%02x", v);
+        cls += hex;
+        if (e > v) {
+          std::snprintf(hex, sizeof hex, "-\\x%02x", e);
+          cls += hex;
+        }
+        v = e;
+      }
+      return cls + "]";
+    }
     default:
       break;  // code operators (is_code_op)
   }
@@ -571,7 +594,6 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       compiled_condition cc;
       cc.cond = &c;
       cc.rule = ri;
-      if (c.oper == op::validate_byte_range) parse_byte_ranges(c.args[0], cc.bytes);
       cc.number = parse_number(c.args[0]);
       if (c.on_matched) {
         compiled_condition& prev = rs->conditions_.back();  // validate(): never the first condition
@@ -806,12 +828,6 @@ bool eval_code_op(const compiled_condition& cc, std::string_view v) {
       return detect_sqli(v);
     case op::detect_xss:
       return detect_xss(v);
-    case op::validate_byte_range:
-      for (char ch : v) {
-        auto b = static_cast<unsigned char>(ch);
-        if (!((cc.bytes[b >> 6] >> (b & 63)) & 1)) return true;
-      }
-      return false;
     case op::validate_url_encoding:
       return bad_url_encoding(v);
     case op::validate_utf8_encoding:

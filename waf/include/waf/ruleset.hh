@@ -95,8 +95,6 @@ struct compiled_condition {
   const condition* cond = nullptr;
   uint32_t rule = 0;
   pcre2_code_ptr confirm;  // set when the rx pattern is compiled in prefilter mode
-  // validate_byte_range: bit per allowed byte value.
-  std::array<uint64_t, 4> bytes{};
   int64_t number = 0;  // numeric operators: the operand
   // MATCHED_VAR chains: slot in the per-request field sets (ruleset::field_slots()) of a condition
   // that is followed by an on_matched condition or is one; -1 otherwise.
