@@ -234,9 +234,9 @@ constexpr var_map vars[] = {
     {"REQUEST_HEADERS_NAMES", waf::target::header_names, false},
     {"REQUEST_COOKIES", waf::target::cookies, true},
     {"REQUEST_COOKIES_NAMES", waf::target::cookie_names, false},
-    {"REQUEST_FILENAME", waf::target::uri_path, false},
-    {"REQUEST_BASENAME", waf::target::uri_path, false},
-    {"REQUEST_URI", waf::target::uri, false},
+    {"REQUEST_FILENAME", waf::target::path_decoded, false},
+    {"REQUEST_BASENAME", waf::target::path_decoded, false},
+    {"REQUEST_URI", waf::target::uri_decoded, false},
     {"REQUEST_URI_RAW", waf::target::uri, false},
     {"REQUEST_LINE", waf::target::request_line, false},
     {"REQUEST_METHOD", waf::target::method, false},
@@ -418,7 +418,7 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         return false;
       }
     }
-    if (m->t == waf::target::uri_path && coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as uri_path");
+    if (coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as the whole decoded path");
     if (coll.starts_with("ARGS_POST"))
       notes.push_back(coll + " as " + coll.substr(0, 4) + coll.substr(9) + " (query too)");
     c.selectors.push_back({m->t, lower(key), {}});

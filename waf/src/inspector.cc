@@ -340,6 +340,15 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
       case target::protocol: scan_field(ws, st, g, where, {}, head_.protocol); break;
       case target::uri: scan_field(ws, st, g, where, {}, head_.target); break;
       case target::uri_path: scan_field(ws, st, g, where, {}, head_.path); break;
+      case target::uri_decoded:
+      case target::path_decoded: {  // ModSecurity's REQUEST_URI / REQUEST_FILENAME: %XX-decoded
+                                    // once
+        std::string_view raw = where == target::uri_decoded ? head_.target : head_.path;
+        size_t n = std::min(raw.size(), worker_scratch::buffer_bytes);
+        copy_bytes(ws.buf_b(), raw.substr(0, n));
+        scan_field(ws, st, g, where, {}, std::string_view(ws.buf_b(), uri_decode(ws.buf_b(), n)));
+        break;
+      }
       case target::query_string: scan_field(ws, st, g, where, {}, head_.query); break;
       case target::args:
       case target::arg_names: {

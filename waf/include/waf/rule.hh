@@ -10,21 +10,25 @@
 namespace waf {
 
 // Where a condition looks. Head targets are scanned in block mode once the request head is parsed;
-// body and raw_payload are scanned in stream mode as bytes arrive.
-#define WAF_TARGETS(X)             \
-  X(request_line, "request_line")  \
-  X(method, "method")              \
-  X(protocol, "protocol")          \
-  X(uri, "uri")                    \
-  X(uri_path, "uri_path")          \
-  X(query_string, "query_string")  \
-  X(args, "args")                  \
-  X(arg_names, "arg_names")        \
-  X(header, "header")              \
-  X(header_names, "header_names")  \
-  X(cookies, "cookies")            \
-  X(cookie_names, "cookie_names")  \
-  X(body, "body")                  \
+// body and raw_payload are scanned in stream mode as bytes arrive. uri and uri_path are the raw
+// request target and path; uri_decoded and path_decoded are them %XX-decoded once ('+' kept), which
+// is what ModSecurity v3 calls REQUEST_URI and REQUEST_FILENAME.
+#define WAF_TARGETS(X)            \
+  X(request_line, "request_line") \
+  X(method, "method")             \
+  X(protocol, "protocol")         \
+  X(uri, "uri")                   \
+  X(uri_path, "uri_path")         \
+  X(uri_decoded, "uri_decoded")   \
+  X(path_decoded, "path_decoded") \
+  X(query_string, "query_string") \
+  X(args, "args")                 \
+  X(arg_names, "arg_names")       \
+  X(header, "header")             \
+  X(header_names, "header_names") \
+  X(cookies, "cookies")           \
+  X(cookie_names, "cookie_names") \
+  X(body, "body")                 \
   X(raw_payload, "raw_payload")
 
 enum class target : uint8_t {
