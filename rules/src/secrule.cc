@@ -350,6 +350,7 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   // Variables.
   std::vector<std::pair<std::string, std::string>> excludes;
   std::string vlist = d.args[0];
+  size_t n_vars = 0;
   if (prev && (upper(vlist) == "MATCHED_VAR" || upper(vlist) == "MATCHED_VARS")) {
     if (c.negate) {
       why = "negated operator on MATCHED_VAR(S)";
@@ -367,10 +368,15 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     if (v.empty()) continue;
     bool neg = v[0] == '!';
     if (neg) v.erase(0, 1);
-    if (v[0] == '&') {
-      why = "count variable " + v + " not supported";
+    bool counted = v[0] == '&';
+    if (counted) v.erase(0, 1);
+    if (v.empty() || (n_vars++ > 0 && counted != c.count)) {
+      why = "count and value variables mixed in one rule";
       return false;
     }
+    c.count = counted;
+    if (counted && upper(v).starts_with("ARGS"))
+      notes.push_back("&" + v + " counts the query's arguments");
     size_t colon = v.find(':');
     std::string coll = upper(v.substr(0, colon));
     std::string key = colon == std::string::npos ? std::string() : v.substr(colon + 1);
@@ -432,6 +438,19 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
                   (coll == "REQUEST_COOKIES_NAMES" && s.where == waf::target::cookie_names);
       if (same) s.exclude.push_back(key);
     }
+  bool numeric = c.oper == waf::op::eq || c.oper == waf::op::ne || c.oper == waf::op::gt ||
+                 c.oper == waf::op::ge || c.oper == waf::op::lt || c.oper == waf::op::le;
+  if (c.count && !numeric) {
+    why = "count variable with operator @" + opname;
+    return false;
+  }
+  if (c.count) {
+    for (const auto& sel : c.selectors)
+      if (waf::is_stream_target(sel.where)) {
+        why = "count of a body variable";
+        return false;
+      }
+  }
   // Transformations come from the actions (t:...).
   if (d.args.size() >= 3) {
     for (const auto& a : parse_actions(d.args[2])) {
@@ -476,9 +495,9 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       !waf::is_code_op(c.oper) && std::all_of(c.transforms.begin(), c.transforms.end(),
                                               [](auto t) { return waf::is_streamable(t); });
   std::string msg;
-  bool has_stream = std::any_of(c.selectors.begin(), c.selectors.end(),
-                                [](const waf::selector& s) { return waf::is_stream_target(s.where); });
-  if (c.oper == waf::op::rx && has_stream && body_ok) {  // a trial compile costs; only when it matters
+  // Every pattern is tried (check_regex remembers answers): one Hyperscan rejects in prefilter mode
+  // too would otherwise fail the whole rule set's compile.
+  if (c.oper == waf::op::rx) {
     auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
     if (sup == waf::pattern_support::rejected) {
       why = "pattern rejected by Hyperscan: " + msg;

@@ -525,6 +525,16 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   if (perr_ != http_error::none) return block(st, 400, consumed);
   mark_path_exclusions(ws);
   scan_head(ws, st);
+  for (uint32_t ci : rs_->count_conditions()) {  // &VAR conditions: from the parsed head
+    const compiled_condition& cc = rs_->conditions()[ci];
+    if (!pol_->enabled(cc.rule)) continue;
+    set_bit(cond_seen_, ci);
+    if (eval_count_condition(cc, head_)) set_bit(cond_matched_, ci);
+    if (!bit(rule_candidate_, cc.rule)) {
+      set_bit(rule_candidate_, cc.rule);
+      candidates_.push_back(cc.rule);
+    }
+  }
   for (uint32_t ri : pol_->negated_primary())
     if (!bit(rule_candidate_, ri)) {
       set_bit(rule_candidate_, ri);

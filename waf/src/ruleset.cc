@@ -1,6 +1,7 @@
 // Rule validation and compilation into Hyperscan databases, with the serialised-database cache.
 #include "waf/ruleset.hh"
 #include "waf/detect.hh"
+#include "waf/http.hh"
 #include "waf/transform.hh"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -148,6 +149,10 @@ common::result<void> validate(const rule& r) {
     if (c.on_matched && &c == &r.conditions[0])
       return common::fail(rule_tag(r) + "the first condition cannot be on the previous match",
                           where_of(r));
+    if (c.count && (!is_code_op(c.oper) || c.oper == op::within || c.oper == op::detect_sqli ||
+                    c.oper == op::detect_xss || c.oper == op::validate_url_encoding ||
+                    c.oper == op::validate_utf8_encoding || c.on_matched))
+      return common::fail(rule_tag(r) + "a count condition takes a numeric operator", where_of(r));
     if (c.on_matched && c.negate)
       return common::fail(rule_tag(r) + "a condition on the previous match cannot be negated",
                           where_of(r));
@@ -357,7 +362,7 @@ uint64_t hash_rules(std::span<const rule> rules) {
     h.u64(r.conditions.size());
     for (const condition& c : r.conditions) {
       h.u64(static_cast<uint64_t>(c.oper) | (uint64_t(c.caseless) << 8) |
-            (uint64_t(c.negate) << 9) | (uint64_t(c.on_matched) << 10));
+            (uint64_t(c.negate) << 9) | (uint64_t(c.on_matched) << 10) | (uint64_t(c.count) << 11));
       h.u64(c.selectors.size());
       for (const selector& s : c.selectors) {
         h.u64(static_cast<uint64_t>(s.where));
@@ -601,6 +606,10 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         cc.field_slot = static_cast<int32_t>(rs->field_slots_++);
       }
       rs->conditions_.push_back(std::move(cc));
+      if (c.count) {  // evaluated from the parsed head, not scanned
+        rs->count_conditions_.push_back(ci);
+        continue;
+      }
       std::vector<size_t> groups_of_cond;
       for (const selector& sel : c.selectors) {
         bool stream = is_stream_target(sel.where);
@@ -847,6 +856,73 @@ bool eval_code_op(const compiled_condition& cc, std::string_view v) {
     default:
       return false;
   }
+}
+
+namespace {
+
+bool name_ok(const selector& sel, std::string_view name) {
+  if (!sel.name.empty() && !iequals(sel.name, name)) return false;
+  for (const auto& ex : sel.exclude)
+    if (iequals(ex, name)) return false;
+  return true;
+}
+
+// Fields of one target that a selector accepts, in a parsed head.
+uint64_t count_target(const selector& sel, const request_head& h) {
+  uint64_t n = 0;
+  switch (sel.where) {
+    case target::header:
+    case target::header_names:
+      for (const auto& x : h.headers) n += name_ok(sel, x.name);
+      return n;
+    case target::args:
+    case target::arg_names: {
+      std::string_view q = h.query;
+      char dec[256];
+      while (!q.empty()) {
+        size_t amp = q.find('&');
+        std::string_view pair = q.substr(0, amp);
+        q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+        if (pair.empty()) continue;
+        std::string_view name = pair.substr(0, pair.find('='));
+        size_t l = std::min(name.size(), sizeof dec);
+        if (l) std::memcpy(dec, name.data(), l);
+        l = apply_transform(transform::url_decode, dec, l, l, nullptr);
+        n += name_ok(sel, std::string_view(dec, l));
+      }
+      return n;
+    }
+    case target::cookies:
+    case target::cookie_names:
+      for (const auto& x : h.headers) {
+        if (!iequals(x.name, "cookie")) continue;
+        std::string_view c = x.value;
+        while (!c.empty()) {
+          size_t semi = c.find(';');
+          std::string_view kv = c.substr(0, semi);
+          c = semi == std::string_view::npos ? std::string_view{} : c.substr(semi + 1);
+          while (!kv.empty() && kv.front() == ' ') kv.remove_prefix(1);
+          if (!kv.empty()) n += name_ok(sel, kv.substr(0, kv.find('=')));
+        }
+      }
+      return n;
+    default:
+      return 1;  // single-valued: the request line, method, URI, path, query, protocol
+  }
+}
+
+}  // namespace
+
+// As ModSecurity: &A|&B are two values, the count of A and the count of B, each tested.
+bool eval_count_condition(const compiled_condition& cc, const request_head& h) {
+  for (const auto& sel : cc.cond->selectors) {
+    char buf[24];
+    int len = std::snprintf(buf, sizeof buf, "%llu",
+                            static_cast<unsigned long long>(count_target(sel, h)));
+    if (eval_code_op(cc, std::string_view(buf, len > 0 ? static_cast<size_t>(len) : 0)))
+      return true;
+  }
+  return false;
 }
 
 uint64_t field_bit(target where, std::string_view name) {

@@ -437,7 +437,8 @@ INSTANTIATE_TEST_SUITE_P(constructs, secrule_data,
                          ::testing::Values("matched_vars.conf", "matched_var_chain3.conf",
                                            "detect_sqli.conf", "detect_xss.conf",
                                            "validate_byte_range.conf", "validate_encoding.conf",
-                                           "numeric.conf", "request_uri_decoded.conf"),
+                                           "numeric.conf", "request_uri_decoded.conf",
+                                           "counts.conf"),
                          [](const auto& param_info) {
                            std::string n = param_info.param.substr(0, param_info.param.find('.'));
                            return n;

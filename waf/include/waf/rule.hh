@@ -129,6 +129,9 @@ struct condition {
   // condition of the chain held (same target and field name). The importer copies the previous
   // condition's selectors and prepends its transformations (MATCHED_VAR is the transformed value).
   bool on_matched = false;
+  // ModSecurity's &VAR: the operator (a numeric one) tests the number of fields the selectors
+  // accept, once per request when the head is parsed (arguments: the query's).
+  bool count = false;
 };
 
 // A rule fires when all its conditions hold (the first is the rule itself, the rest its chain).

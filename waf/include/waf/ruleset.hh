@@ -101,6 +101,11 @@ struct compiled_condition {
   int32_t field_slot = -1;
 };
 
+struct request_head;
+// A count condition (condition::count): the number of fields of the request head its selectors
+// accept, compared with its numeric operator (not negated here). Allocation-free.
+bool eval_count_condition(const compiled_condition& cc, const request_head& h);
+
 // Evaluates a code operator (is_code_op) over one transformed field value. Allocation-free.
 bool eval_code_op(const compiled_condition& cc, std::string_view value);
 // The field identity used by MATCHED_VAR chains: one bit of 64 for (target, name). Two different
@@ -161,9 +166,12 @@ class ruleset {
   uint32_t first_condition(uint32_t rule_index) const { return rule_first_condition_[rule_index]; }
   // Number of field sets a request keeps for MATCHED_VAR chains (compiled_condition::field_slot).
   uint32_t field_slots() const { return field_slots_; }
+  // Count conditions (condition::count), evaluated once per request head.
+  std::span<const uint32_t> count_conditions() const { return count_conditions_; }
 
  private:
   uint32_t field_slots_ = 0;
+  std::vector<uint32_t> count_conditions_;
 };
 
 // Runs ruleset::compile on a thread of its own; the control thread polls or waits on the future
