@@ -12,9 +12,19 @@ static ModSecurity* ms;
 
 /* Rule matches are logged through this callback; the bench discards them (a real connector would
  * queue them), so ModSecurity is not timed writing to stderr. */
+static unsigned* g_ids;
+static size_t g_cap, g_n;
 static void discard_log(void* data, const void* msg) {
   (void)data;
-  (void)msg;
+  if (!g_ids || !msg) return;
+  /* The text form of a rule message: ... [id "942100"] ... */
+  const char* p = strstr((const char*)msg, "[id \"");
+  if (!p) return;
+  unsigned id = (unsigned)strtoul(p + 5, NULL, 10);
+  for (size_t i = 0; i < g_n && i < g_cap; ++i)
+    if (g_ids[i] == id) return;
+  if (g_n < g_cap) g_ids[g_n] = id;
+  ++g_n;
 }
 static RulesSet* rules;
 
@@ -65,6 +75,19 @@ int msh_eval(const char* method, const char* uri, const char* version, const msh
   msc_process_logging(t);
   msc_transaction_cleanup(t);
   return blocked;
+}
+
+int msh_eval_ids(const char* method, const char* uri, const char* version,
+                 const msh_header* headers, size_t n_headers, const char* body, size_t body_len,
+                 unsigned* ids, size_t cap, size_t* n_ids) {
+  g_ids = ids;
+  g_cap = cap;
+  g_n = 0;
+  int r = msh_eval(method, uri, version, headers, n_headers, body, body_len);
+  *n_ids = g_n;
+  g_ids = NULL;
+  g_cap = g_n = 0;
+  return r;
 }
 
 void msh_unload(void) {

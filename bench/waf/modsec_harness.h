@@ -20,6 +20,12 @@ int msh_load(const char* base_rules, const char* const* files, size_t n_files, c
 /* Phases 1 and 2 of one request; returns 1 when ModSecurity intervened with a status >= 400. */
 int msh_eval(const char* method, const char* uri, const char* version, const msh_header* headers, size_t n_headers,
              const char* body, size_t body_len);
+/* As msh_eval, and lists the ids of the rules that matched and logged (ModSecurity's log callback:
+ * chain heads, rules with `log`), up to cap of them in ids; *n_ids is the number seen (may exceed
+ * cap). */
+int msh_eval_ids(const char* method, const char* uri, const char* version,
+                 const msh_header* headers, size_t n_headers, const char* body, size_t body_len,
+                 unsigned* ids, size_t cap, size_t* n_ids);
 void msh_unload(void);
 
 #ifdef __cplusplus

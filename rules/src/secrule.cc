@@ -2,6 +2,7 @@
 #include "rules/secrule.hh"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "waf/detect.hh"
 #include "waf/ruleset.hh"
 #include "waf/transform.hh"
 
@@ -153,8 +155,9 @@ class importer {
  private:
   std::optional<std::string> expand(const std::string& s, std::string& why) const;
   void collect_setvars(const std::vector<action_item>& acts);
-  bool build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
-                       std::vector<std::string>& notes);
+  bool build_condition(const directive& d, const std::string& dir, waf::condition& c,
+                       std::string& why, std::vector<std::string>& notes,
+                       const waf::condition* prev);
   void finish(pending& p);
 
   std::string set_;
@@ -231,16 +234,17 @@ constexpr var_map vars[] = {
     {"REQUEST_HEADERS_NAMES", waf::target::header_names, false},
     {"REQUEST_COOKIES", waf::target::cookies, true},
     {"REQUEST_COOKIES_NAMES", waf::target::cookie_names, false},
-    {"REQUEST_FILENAME", waf::target::uri_path, false},
-    {"REQUEST_BASENAME", waf::target::uri_path, false},
-    {"REQUEST_URI", waf::target::uri, false},
+    {"REQUEST_FILENAME", waf::target::path_decoded, false},
+    {"REQUEST_BASENAME", waf::target::path_decoded, false},
+    {"REQUEST_URI", waf::target::uri_decoded, false},
     {"REQUEST_URI_RAW", waf::target::uri, false},
     {"REQUEST_LINE", waf::target::request_line, false},
     {"REQUEST_METHOD", waf::target::method, false},
     {"REQUEST_PROTOCOL", waf::target::protocol, false},
     {"QUERY_STRING", waf::target::query_string, false},
     {"REQUEST_BODY", waf::target::body, false},
-    {"ARGS_POST", waf::target::body, false},
+    {"ARGS_POST", waf::target::args, true},
+    {"ARGS_POST_NAMES", waf::target::arg_names, false},
     {"FILES", waf::target::files, true},
     {"FILES_NAMES", waf::target::files_names, false},
     {"FILES_SIZES", waf::target::files_sizes, true},
@@ -267,8 +271,9 @@ constexpr const char* body_scalars[] = {"REQBODY_ERROR",
 // rule that still has other variables.
 constexpr const char* droppable[] = {"XML", "FILES_TMPNAMES", "FILES_TMP_CONTENT"};
 
-bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c, std::string& why,
-                               std::vector<std::string>& notes) {
+bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c,
+                               std::string& why, std::vector<std::string>& notes,
+                               const waf::condition* prev) {
   if (d.args.size() < 2) {
     why = "malformed SecRule";
     return false;
@@ -326,18 +331,55 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
              : opname == "streq"      ? waf::op::streq
                                       : waf::op::within;
     c.args = {oparg};
+  } else if (opname == "detectSQLi" || opname == "detectXSS") {
+    std::string lwhy;
+    if (!waf::libinjection_load(&lwhy)) {
+      why = "operator @" + opname + ": " + lwhy;
+      return false;
+    }
+    c.oper = opname == "detectSQLi" ? waf::op::detect_sqli : waf::op::detect_xss;
+    c.args = {std::string()};
+  } else if (opname == "validateByteRange") {
+    std::array<uint64_t, 4> bits{};
+    (void)bits;
+    c.oper = waf::op::validate_byte_range;
+    c.args = {oparg};
+  } else if (opname == "validateUrlEncoding" || opname == "validateUtf8Encoding") {
+    c.oper = opname == "validateUrlEncoding" ? waf::op::validate_url_encoding
+                                             : waf::op::validate_utf8_encoding;
+    c.args = {std::string()};
+  } else if (opname == "eq" || opname == "ne" || opname == "gt" || opname == "ge" ||
+             opname == "lt" || opname == "le") {
+    c.oper = opname == "eq"   ? waf::op::eq
+             : opname == "ne" ? waf::op::ne
+             : opname == "gt" ? waf::op::gt
+             : opname == "ge" ? waf::op::ge
+             : opname == "lt" ? waf::op::lt
+                              : waf::op::le;
+    c.args = {trim(oparg)};
   } else {
     why = "operator @" + opname + " not supported";
     return false;
   }
-  if (c.args.empty() || (c.oper != waf::op::rx && c.oper != waf::op::streq && c.oper != waf::op::within &&
-                         c.args[0].empty())) {
+  if (c.args.empty() ||
+      (c.oper != waf::op::rx && c.oper != waf::op::streq && c.oper != waf::op::within &&
+       !waf::takes_no_arg(c.oper) && c.args[0].empty())) {
     why = "operator @" + opname + " without argument";
     return false;
   }
   // Variables.
   std::vector<std::pair<std::string, std::string>> excludes;
   std::string vlist = d.args[0];
+  size_t n_vars = 0;
+  if (prev && (upper(vlist) == "MATCHED_VAR" || upper(vlist) == "MATCHED_VARS")) {
+    if (c.negate) {
+      why = "negated operator on MATCHED_VAR(S)";
+      return false;
+    }
+    c.on_matched = true;
+    c.selectors = prev->selectors;
+    vlist.clear();
+  }
   size_t i = 0;
   while (i <= vlist.size()) {
     size_t bar = vlist.find('|', i);
@@ -346,10 +388,15 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     if (v.empty()) continue;
     bool neg = v[0] == '!';
     if (neg) v.erase(0, 1);
-    if (v[0] == '&') {
-      why = "count variable " + v + " not supported";
+    bool counted = v[0] == '&';
+    if (counted) v.erase(0, 1);
+    if (v.empty() || (n_vars++ > 0 && counted != c.count)) {
+      why = "count and value variables mixed in one rule";
       return false;
     }
+    c.count = counted;
+    if (counted && upper(v).starts_with("ARGS"))
+      notes.push_back("&" + v + " counts the query's arguments");
     size_t colon = v.find(':');
     std::string coll = upper(v.substr(0, colon));
     std::string key = colon == std::string::npos ? std::string() : v.substr(colon + 1);
@@ -370,8 +417,10 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         c.selectors.push_back({waf::target::args, lower(key), {}});
         continue;
       }
+      // ModSecurity's ARGS are parsed arguments: the query's and those the body processor makes
+      // (urlencoded, and in the processors that add them, multipart fields and JSON values), never
+      // the raw body (that is REQUEST_BODY).
       c.selectors.push_back({waf::target::args, {}, {}});
-      c.selectors.push_back({waf::target::body, {}, {}});
       continue;
     }
     if (std::find(std::begin(body_scalars), std::end(body_scalars), coll) !=
@@ -400,7 +449,9 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         return false;
       }
     }
-    if (m->t == waf::target::uri_path && coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as uri_path");
+    if (coll == "REQUEST_BASENAME") notes.push_back("REQUEST_BASENAME as the whole decoded path");
+    if (coll.starts_with("ARGS_POST"))
+      notes.push_back(coll + " as " + coll.substr(0, 4) + coll.substr(9) + " (query too)");
     c.selectors.push_back({m->t, lower(key), {}});
   }
   for (auto& s : c.selectors)
@@ -412,6 +463,19 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
                   (coll == "REQUEST_COOKIES_NAMES" && s.where == waf::target::cookie_names);
       if (same) s.exclude.push_back(key);
     }
+  bool numeric = c.oper == waf::op::eq || c.oper == waf::op::ne || c.oper == waf::op::gt ||
+                 c.oper == waf::op::ge || c.oper == waf::op::lt || c.oper == waf::op::le;
+  if (c.count && !numeric) {
+    why = "count variable with operator @" + opname;
+    return false;
+  }
+  if (c.count) {
+    for (const auto& sel : c.selectors)
+      if (waf::is_stream_target(sel.where)) {
+        why = "count of a body variable";
+        return false;
+      }
+  }
   // Transformations come from the actions (t:...).
   if (d.args.size() >= 3) {
     for (const auto& a : parse_actions(d.args[2])) {
@@ -441,18 +505,24 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       c.transforms.push_back(it->second);
     }
   }
+  if (c.on_matched) {  // MATCHED_VAR is the value after the previous condition's transformations
+    std::vector<waf::transform> t = prev->transforms;
+    t.insert(t.end(), c.transforms.begin(), c.transforms.end());
+    c.transforms = std::move(t);
+  }
   if (c.transforms.size() > waf::max_stream_transforms) {
     why = "more than 8 transformations";
     return false;
   }
   // A stream target takes streamable transformations and Hyperscan-only patterns; where the
   // condition needs more, the body is left out of it (noted) rather than the rule.
-  bool body_ok = c.oper != waf::op::within &&
-                 std::all_of(c.transforms.begin(), c.transforms.end(), [](auto t) { return waf::is_streamable(t); });
+  bool body_ok =
+      !waf::is_code_op(c.oper) && std::all_of(c.transforms.begin(), c.transforms.end(),
+                                              [](auto t) { return waf::is_streamable(t); });
   std::string msg;
-  bool has_stream = std::any_of(c.selectors.begin(), c.selectors.end(),
-                                [](const waf::selector& s) { return waf::is_stream_target(s.where); });
-  if (c.oper == waf::op::rx && has_stream && body_ok) {  // a trial compile costs; only when it matters
+  // Every pattern is tried (check_regex remembers answers): one Hyperscan rejects in prefilter mode
+  // too would otherwise fail the whole rule set's compile.
+  if (c.oper == waf::op::rx) {
     auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
     if (sup == waf::pattern_support::rejected) {
       why = "pattern rejected by Hyperscan: " + msg;
@@ -562,10 +632,11 @@ common::result<void> importer::file(const std::string& path) {
     if (!p.skipped) {
       waf::condition c;
       std::string why;
-      if (!p.r.conditions.empty() && !d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR")) {
+      const waf::condition* prev = p.r.conditions.empty() ? nullptr : &p.r.conditions.back();
+      if (!d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR") && !prev) {
         p.skipped = true;
-        p.reason = "chain on MATCHED_VAR(S)";
-      } else if (!build_condition(d, dir, c, why, p.notes)) {
+        p.reason = "MATCHED_VAR(S) outside a chain";
+      } else if (!build_condition(d, dir, c, why, p.notes, prev)) {
         p.skipped = true;
         p.reason = why;
       } else {
@@ -608,6 +679,10 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
     std::string key = s.reason;
     if (key.starts_with("pattern rejected")) key = "pattern rejected by Hyperscan";
     if (key.starts_with("unresolved macro")) key = "unresolved macro";
+    if (key.starts_with("count variable &TX"))
+      key = "count variable &TX:* not supported";
+    else if (key.starts_with("count variable &ARGS"))
+      key = "count variable &ARGS(:name) not supported";
     ++m[key];
   }
   return m;

@@ -107,6 +107,7 @@ common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<con
   in->cond_seen_.assign(words(rs.conditions().size()), 0);
   in->rule_fired_.assign(words(rs.rules().size()), 0);
   in->rule_candidate_.assign(words(rs.rules().size()), 0);
+  in->field_sets_.assign(rs.field_slots(), 0);
   in->candidates_.reserve(rs.rules().size());
   in->path_excl_.assign(pol->exclusions().size(), 0);
   target want = m == mode::http ? target::body : target::raw_payload;
@@ -131,7 +132,9 @@ size_t inspector::state_bytes() const {
   size_t b = sizeof(*this);
   if (head_buf_) b += pol_->pol().limits.max_head_bytes + pol_->pol().limits.max_header_count * sizeof(http_header);
   if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap + sizeof(body_parser);
-  b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size()) * 8;
+  b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size() +
+        field_sets_.size()) *
+       8;
   b += candidates_.capacity() * 4 + path_excl_.size() + streams_.capacity() * sizeof(stream_slot);
   for (const auto& s : streams_) b += rs_->groups()[s.group].stream_state_bytes;
   return b;
@@ -157,6 +160,7 @@ void inspector::reset_request() {
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
   std::fill(rule_fired_.begin(), rule_fired_.end(), 0);
   std::fill(rule_candidate_.begin(), rule_candidate_.end(), 0);
+  std::fill(field_sets_.begin(), field_sets_.end(), 0);
   candidates_.clear();
   std::fill(path_excl_.begin(), path_excl_.end(), 0);
   score_ = 0;
@@ -216,8 +220,13 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
     return;
   }
   const entry& e = rs_->entries()[id];
-  if (bit(cond_matched_, e.condition) || !pol_->enabled(e.rule)) return;
   const compiled_condition& cc = rs_->conditions()[e.condition];
+  // A condition in a MATCHED_VAR chain records every field it holds on, not only the first.
+  uint64_t fbit = cc.field_slot >= 0 ? field_bit(x.where, x.name) : 0;
+  if ((bit(cond_matched_, e.condition) &&
+       (cc.field_slot < 0 || (field_sets_[cc.field_slot] & fbit))) ||
+      !pol_->enabled(e.rule))
+    return;
   if (!condition_accepts(*cc.cond, x.where, x.name)) return;
   if (rule_excluded(e.rule, x.name)) return;
   bool confirm_error = false;
@@ -238,6 +247,7 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
     }
   }
   set_bit(cond_matched_, e.condition);
+  if (cc.field_slot >= 0) field_sets_[cc.field_slot] |= fbit;
   hit& h = hits_[n_hits_++ % hit_ring];
   h.condition = e.condition;
   h.where = x.where;
@@ -275,8 +285,8 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
     engine_failed(st);
   for (uint32_t id : g.direct) {
     const entry& e = rs_->entries()[id];
-    const std::string& set = rs_->conditions()[e.condition].cond->args[0];
-    if (set.find(std::string_view(buf, len)) != std::string::npos) match_entry(id, x, len);
+    if (eval_code_op(rs_->conditions()[e.condition], std::string_view(buf, len)))
+      match_entry(id, x, len);
   }
 }
 
@@ -458,6 +468,15 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
       case target::protocol: scan_field(ws, st, g, where, {}, head_.protocol); break;
       case target::uri: scan_field(ws, st, g, where, {}, head_.target); break;
       case target::uri_path: scan_field(ws, st, g, where, {}, head_.path); break;
+      case target::uri_decoded:
+      case target::path_decoded: {  // ModSecurity's REQUEST_URI / REQUEST_FILENAME: %XX-decoded
+                                    // once
+        std::string_view raw = where == target::uri_decoded ? head_.target : head_.path;
+        size_t n = std::min(raw.size(), worker_scratch::buffer_bytes);
+        copy_bytes(ws.buf_b(), raw.substr(0, n));
+        scan_field(ws, st, g, where, {}, std::string_view(ws.buf_b(), uri_decode(ws.buf_b(), n)));
+        break;
+      }
       case target::query_string: scan_field(ws, st, g, where, {}, head_.query); break;
       case target::args:
       case target::arg_names: {
@@ -563,8 +582,16 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
     const rule& r = rules[ri];
     uint32_t c0 = rs_->first_condition(ri);
     bool ok = true;
+    uint64_t chain_fields = 0;
     for (size_t ci = 0; ci < r.conditions.size() && ok; ++ci) {
       const condition& c = r.conditions[ci];
+      if (c.on_matched) {  // MATCHED_VAR(S): on a field where the chain so far held
+        const auto& prev = rs_->conditions()[c0 + ci - 1];
+        if (!prev.cond->on_matched) chain_fields = field_sets_[prev.field_slot];
+        chain_fields &= field_sets_[rs_->conditions()[c0 + ci].field_slot];
+        ok = chain_fields != 0;
+        continue;
+      }
       if (!c.negate) {
         ok = bit(cond_matched_, c0 + ci);
         continue;
@@ -632,6 +659,16 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   if (perr_ != http_error::none) return block(st, 400, consumed);
   mark_path_exclusions(ws);
   scan_head(ws, st);
+  for (uint32_t ci : rs_->count_conditions()) {  // &VAR conditions: from the parsed head
+    const compiled_condition& cc = rs_->conditions()[ci];
+    if (!pol_->enabled(cc.rule)) continue;
+    set_bit(cond_seen_, ci);
+    if (eval_count_condition(cc, head_)) set_bit(cond_matched_, ci);
+    if (!bit(rule_candidate_, cc.rule)) {
+      set_bit(rule_candidate_, cc.rule);
+      candidates_.push_back(cc.rule);
+    }
+  }
   for (uint32_t ri : pol_->negated_primary())
     if (!bit(rule_candidate_, ri)) {
       set_bit(rule_candidate_, ri);

@@ -54,6 +54,26 @@ std::optional<op> parse_op(std::string_view s) {
   return std::nullopt;
 }
 
+bool is_code_op(op o) {
+  switch (o) {
+    case op::rx:
+    case op::pm:
+    case op::contains:
+    case op::begins_with:
+    case op::ends_with:
+    case op::streq:
+    case op::validate_byte_range:  // a negated byte class for Hyperscan
+      return false;
+    default:
+      return true;
+  }
+}
+
+bool takes_no_arg(op o) {
+  return o == op::detect_sqli || o == op::detect_xss || o == op::validate_url_encoding ||
+         o == op::validate_utf8_encoding;
+}
+
 const char* to_string(action a) {
   switch (a) {
     case action::block: return "block";

@@ -1,5 +1,7 @@
 // Rule validation and compilation into Hyperscan databases, with the serialised-database cache.
 #include "waf/ruleset.hh"
+#include "waf/detect.hh"
+#include "waf/http.hh"
 #include "waf/transform.hh"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -80,6 +83,60 @@ struct group_key {
   }
 };
 
+// "1-255", "32-36,38-126", "9,10,13,32-126": ModSecurity's @validateByteRange argument.
+bool parse_byte_ranges(std::string_view s, std::array<uint64_t, 4>& bits) {
+  bits = {};
+  bool any = false;
+  while (!s.empty()) {
+    size_t comma = s.find(',');
+    std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) continue;
+    auto num = [](std::string_view d, int& out) {
+      if (d.empty() || d.size() > 3) return false;
+      out = 0;
+      for (char ch : d) {
+        if (ch < '0' || ch > '9') return false;
+        out = out * 10 + (ch - '0');
+      }
+      return out <= 255;
+    };
+    size_t dash = item.find('-');
+    int lo = 0, hi = 0;
+    if (dash == std::string_view::npos) {
+      if (!num(item, lo)) return false;
+      hi = lo;
+    } else if (!num(item.substr(0, dash), lo) || !num(item.substr(dash + 1), hi) || lo > hi) {
+      return false;
+    }
+    for (int b = lo; b <= hi; ++b) bits[static_cast<size_t>(b) >> 6] |= uint64_t(1) << (b & 63);
+    any = true;
+  }
+  return any;
+}
+
+// ModSecurity's numeric operators read both sides with std::stoi semantics: leading blanks, an
+// optional sign, digits; anything else (or nothing) is 0. Clamped to int range.
+int64_t parse_number(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
+                          s[i] == '\v' || s[i] == '\f'))
+    ++i;
+  bool neg = false;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  int64_t v = 0;
+  bool digits = false;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    digits = true;
+    if (v < (int64_t(1) << 40)) v = v * 10 + (s[i] - '0');
+  }
+  if (!digits) return 0;
+  v = neg ? -v : v;
+  return std::clamp<int64_t>(v, INT32_MIN, INT32_MAX);
+}
+
 std::string where_of(const rule& r) { return r.where; }
 std::string rule_tag(const rule& r) { return "rule " + std::to_string(r.id) + ": "; }
 
@@ -89,20 +146,46 @@ common::result<void> validate(const rule& r) {
   if (r.score < 0 || r.score > 1000) return common::fail(rule_tag(r) + "score out of range 0..1000", where_of(r));
   if (r.paranoia < 1 || r.paranoia > 4) return common::fail(rule_tag(r) + "paranoia must be 1..4", where_of(r));
   for (const condition& c : r.conditions) {
+    if (c.on_matched && &c == &r.conditions[0])
+      return common::fail(rule_tag(r) + "the first condition cannot be on the previous match",
+                          where_of(r));
+    if (c.count && (!is_code_op(c.oper) || c.oper == op::within || c.oper == op::detect_sqli ||
+                    c.oper == op::detect_xss || c.oper == op::validate_url_encoding ||
+                    c.oper == op::validate_utf8_encoding || c.on_matched))
+      return common::fail(rule_tag(r) + "a count condition takes a numeric operator", where_of(r));
+    if (c.on_matched && c.negate)
+      return common::fail(rule_tag(r) + "a condition on the previous match cannot be negated",
+                          where_of(r));
+    if (c.oper == op::validate_byte_range) {
+      std::array<uint64_t, 4> b{};
+      if (!parse_byte_ranges(c.args[0], b))
+        return common::fail(rule_tag(r) + "validate_byte_range: bad range list '" + c.args[0] + "'",
+                            where_of(r));
+      if ((b[0] & b[1] & b[2] & b[3]) == ~uint64_t(0))
+        return common::fail(rule_tag(r) + "validate_byte_range allows every byte (never matches)",
+                            where_of(r));
+    }
+    if (c.oper == op::detect_sqli || c.oper == op::detect_xss) {
+      std::string why;
+      if (!libinjection_load(&why)) return common::fail(rule_tag(r) + why, where_of(r));
+    }
     if (c.selectors.empty()) return common::fail(rule_tag(r) + "condition has no target", where_of(r));
     if (c.args.empty()) return common::fail(rule_tag(r) + "condition has no pattern", where_of(r));
     if (c.oper != op::pm && c.args.size() != 1)
       return common::fail(rule_tag(r) + std::string("operator ") + to_string(c.oper) + " takes one pattern",
                           where_of(r));
     for (const auto& a : c.args)
-      if (a.empty() && c.oper != op::rx && c.oper != op::streq && c.oper != op::within)
+      if (a.empty() && c.oper != op::rx && c.oper != op::streq && c.oper != op::within &&
+          !takes_no_arg(c.oper))
         return common::fail(rule_tag(r) + "empty pattern", where_of(r));
     if (c.transforms.size() > max_stream_transforms)
       return common::fail(rule_tag(r) + "too many transformations", where_of(r));
     for (const auto& s : c.selectors) {
       if (is_stream_target(s.where)) {
-        if (c.oper == op::within)
-          return common::fail(rule_tag(r) + "operator within cannot apply to a stream target", where_of(r));
+        if (is_code_op(c.oper))
+          return common::fail(
+              rule_tag(r) + "operator " + to_string(c.oper) + " cannot apply to a stream target",
+              where_of(r));
         for (transform t : c.transforms)
           if (!is_streamable(t))
             return common::fail(rule_tag(r) + "transformation " + to_string(t) + " cannot run on stream target " +
@@ -141,7 +224,28 @@ std::string pattern_for(const condition& c, std::string_view arg) {
     case op::begins_with: return "\\A" + escape_literal(arg);
     case op::ends_with: return escape_literal(arg) + "\\z";
     case op::streq: return "\\A" + escape_literal(arg) + "\\z";
-    case op::within: break;
+    case op::validate_byte_range: {
+      // Any byte outside the allowed ranges: one negated class, so it also runs on streams.
+      std::array<uint64_t, 4> b{};
+      parse_byte_ranges(arg, b);
+      std::string cls = "[^";
+      char hex[8];
+      for (int v = 0; v < 256; ++v) {
+        if (!((b[static_cast<size_t>(v) >> 6] >> (v & 63)) & 1)) continue;
+        int e = v;
+        while (e + 1 < 256 && ((b[static_cast<size_t>(e + 1) >> 6] >> ((e + 1) & 63)) & 1)) ++e;
+        std::snprintf(hex, sizeof hex, "\\x%02x", v);
+        cls += hex;
+        if (e > v) {
+          std::snprintf(hex, sizeof hex, "-\\x%02x", e);
+          cls += hex;
+        }
+        v = e;
+      }
+      return cls + "]";
+    }
+    default:
+      break;  // code operators (is_code_op)
   }
   return {};
 }
@@ -257,7 +361,8 @@ uint64_t hash_rules(std::span<const rule> rules) {
     h.u64(r.id);
     h.u64(r.conditions.size());
     for (const condition& c : r.conditions) {
-      h.u64(static_cast<uint64_t>(c.oper) | (uint64_t(c.caseless) << 8) | (uint64_t(c.negate) << 9));
+      h.u64(static_cast<uint64_t>(c.oper) | (uint64_t(c.caseless) << 8) |
+            (uint64_t(c.negate) << 9) | (uint64_t(c.on_matched) << 10) | (uint64_t(c.count) << 11));
       h.u64(c.selectors.size());
       for (const selector& s : c.selectors) {
         h.u64(static_cast<uint64_t>(s.where));
@@ -494,7 +599,17 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       compiled_condition cc;
       cc.cond = &c;
       cc.rule = ri;
+      cc.number = parse_number(c.args[0]);
+      if (c.on_matched) {
+        compiled_condition& prev = rs->conditions_.back();  // validate(): never the first condition
+        if (prev.field_slot < 0) prev.field_slot = static_cast<int32_t>(rs->field_slots_++);
+        cc.field_slot = static_cast<int32_t>(rs->field_slots_++);
+      }
       rs->conditions_.push_back(std::move(cc));
+      if (c.count) {  // evaluated from the parsed head, not scanned
+        rs->count_conditions_.push_back(ci);
+        continue;
+      }
       std::vector<size_t> groups_of_cond;
       for (const selector& sel : c.selectors) {
         bool stream = is_stream_target(sel.where);
@@ -524,7 +639,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         uint32_t ei = static_cast<uint32_t>(rs->entries_.size());
         rs->entries_.push_back(entry{ri, ci, false});
         if (c.negate) rs->groups_[gi].negated.push_back(ei);
-        if (c.oper == op::within) {
+        if (is_code_op(c.oper)) {
           rs->groups_[gi].direct.push_back(ei);
           continue;
         }
@@ -664,6 +779,160 @@ common::result<void> worker_scratch::prepare(const ruleset& rs) {
     if (e != HS_SUCCESS) return common::fail("hs_alloc_scratch failed: " + std::to_string(e));
   }
   return {};
+}
+
+}  // namespace waf
+
+namespace waf {
+namespace {
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// @validateUrlEncoding: a '%' not followed by two hex digits (ModSecurity: a match).
+bool bad_url_encoding(std::string_view v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '%') continue;
+    if (i + 2 >= v.size() || !is_hex(v[i + 1]) || !is_hex(v[i + 2])) return true;
+    i += 2;
+  }
+  return false;
+}
+
+// @validateUtf8Encoding: truncated or invalid sequences, overlong forms, surrogates and code
+// points above U+10FFFF are a match (as ModSecurity's detect_utf8_character).
+bool bad_utf8(std::string_view v) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  size_t n = v.size();
+  for (size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || i + len > n) return true;
+    uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return true;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+      return true;
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return true;
+    i += len;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool eval_code_op(const compiled_condition& cc, std::string_view v) {
+  const condition& c = *cc.cond;
+  switch (c.oper) {
+    case op::within:
+      return c.args[0].find(v) != std::string::npos;
+    case op::detect_sqli:
+      return detect_sqli(v);
+    case op::detect_xss:
+      return detect_xss(v);
+    case op::validate_url_encoding:
+      return bad_url_encoding(v);
+    case op::validate_utf8_encoding:
+      return bad_utf8(v);
+    case op::eq:
+      return parse_number(v) == cc.number;
+    case op::ne:
+      return parse_number(v) != cc.number;
+    case op::gt:
+      return parse_number(v) > cc.number;
+    case op::ge:
+      return parse_number(v) >= cc.number;
+    case op::lt:
+      return parse_number(v) < cc.number;
+    case op::le:
+      return parse_number(v) <= cc.number;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+bool name_ok(const selector& sel, std::string_view name) {
+  if (!sel.name.empty() && !iequals(sel.name, name)) return false;
+  for (const auto& ex : sel.exclude)
+    if (iequals(ex, name)) return false;
+  return true;
+}
+
+// Fields of one target that a selector accepts, in a parsed head.
+uint64_t count_target(const selector& sel, const request_head& h) {
+  uint64_t n = 0;
+  switch (sel.where) {
+    case target::header:
+    case target::header_names:
+      for (const auto& x : h.headers) n += name_ok(sel, x.name);
+      return n;
+    case target::args:
+    case target::arg_names: {
+      std::string_view q = h.query;
+      char dec[256];
+      while (!q.empty()) {
+        size_t amp = q.find('&');
+        std::string_view pair = q.substr(0, amp);
+        q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+        if (pair.empty()) continue;
+        std::string_view name = pair.substr(0, pair.find('='));
+        size_t l = std::min(name.size(), sizeof dec);
+        if (l) std::memcpy(dec, name.data(), l);
+        l = apply_transform(transform::url_decode, dec, l, l, nullptr);
+        n += name_ok(sel, std::string_view(dec, l));
+      }
+      return n;
+    }
+    case target::cookies:
+    case target::cookie_names:
+      for (const auto& x : h.headers) {
+        if (!iequals(x.name, "cookie")) continue;
+        std::string_view c = x.value;
+        while (!c.empty()) {
+          size_t semi = c.find(';');
+          std::string_view kv = c.substr(0, semi);
+          c = semi == std::string_view::npos ? std::string_view{} : c.substr(semi + 1);
+          while (!kv.empty() && kv.front() == ' ') kv.remove_prefix(1);
+          if (!kv.empty()) n += name_ok(sel, kv.substr(0, kv.find('=')));
+        }
+      }
+      return n;
+    default:
+      return 1;  // single-valued: the request line, method, URI, path, query, protocol
+  }
+}
+
+}  // namespace
+
+// As ModSecurity: &A|&B are two values, the count of A and the count of B, each tested.
+bool eval_count_condition(const compiled_condition& cc, const request_head& h) {
+  for (const auto& sel : cc.cond->selectors) {
+    char buf[24];
+    int len = std::snprintf(buf, sizeof buf, "%llu",
+                            static_cast<unsigned long long>(count_target(sel, h)));
+    if (eval_code_op(cc, std::string_view(buf, len > 0 ? static_cast<size_t>(len) : 0)))
+      return true;
+  }
+  return false;
+}
+
+uint64_t field_bit(target where, std::string_view name) {
+  uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(where);
+  for (char ch : name) {
+    h ^= static_cast<unsigned char>(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 29;
+  return uint64_t(1) << (h & 63);
 }
 
 }  // namespace waf

@@ -54,6 +54,22 @@ size_t url_decode(char* b, size_t n) {
   return w;
 }
 
+size_t uri_decode_bytes(char* b, size_t n) {
+  size_t w = 0;
+  for (size_t r = 0; r < n;) {
+    if (b[r] == '%' && r + 2 < n) {
+      int h1 = hexval(b[r + 1]), h2 = hexval(b[r + 2]);
+      if (h1 >= 0 && h2 >= 0) {
+        b[w++] = static_cast<char>((h1 << 4) | h2);
+        r += 3;
+        continue;
+      }
+    }
+    b[w++] = b[r++];
+  }
+  return w;
+}
+
 size_t lowercase(char* b, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     unsigned char c = static_cast<unsigned char>(b[i]);
@@ -395,6 +411,10 @@ size_t url_decode_holdback(const char* b, size_t n) {
 }
 
 }  // namespace
+
+size_t uri_decode(char* buf, size_t len) {
+  return uri_decode_bytes(buf, len);
+}
 
 size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp) {
   bool ls = false;

@@ -227,6 +227,7 @@ class inspector {
   std::vector<stream_slot> streams_;
 
   std::vector<uint64_t> cond_matched_, cond_seen_, rule_fired_, rule_candidate_;
+  std::vector<uint64_t> field_sets_;  // MATCHED_VAR chains: per field slot, field_bit()s matched
   std::vector<uint32_t> candidates_;
   std::vector<uint8_t> path_excl_;  // exclusions whose path prefix matches this request
   int score_ = 0;

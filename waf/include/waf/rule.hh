@@ -10,7 +10,9 @@
 namespace waf {
 
 // Where a condition looks. Head targets are scanned in block mode once the request head is parsed;
-// body and raw_payload are scanned in stream mode as bytes arrive. The body processors (body.hh)
+// body and raw_payload are scanned in stream mode as bytes arrive. uri and uri_path are the raw
+// request target and path; uri_decoded and path_decoded are them %XX-decoded once ('+' kept), which
+// is what ModSecurity v3 calls REQUEST_URI and REQUEST_FILENAME. The body processors (body.hh)
 // add fields in block mode as they complete: args / arg_names (form fields, JSON values by path),
 // files (field name -> client file name), files_names, files_sizes, multipart_part_headers (part
 // name -> header line), and body_vars: ModSecurity's scalar body variables by their lower-case
@@ -35,7 +37,9 @@ namespace waf {
   X(files_names, "files_names")                       \
   X(files_sizes, "files_sizes")                       \
   X(multipart_part_headers, "multipart_part_headers") \
-  X(body_vars, "body_vars")
+  X(body_vars, "body_vars")                           \
+  X(uri_decoded, "uri_decoded")                       \
+  X(path_decoded, "path_decoded")
 
 enum class target : uint8_t {
 #define X(e, s) e,
@@ -79,14 +83,25 @@ std::optional<transform> parse_transform(std::string_view s);
 // Transforms that can run over a byte stream with a few bytes of carried state.
 bool is_streamable(transform t);
 
-#define WAF_OPERATORS(X)          \
-  X(rx, "rx")                     \
-  X(pm, "pm")                     \
-  X(contains, "contains")         \
-  X(begins_with, "begins_with")   \
-  X(ends_with, "ends_with")       \
-  X(streq, "streq")               \
-  X(within, "within")
+#define WAF_OPERATORS(X)                              \
+  X(rx, "rx")                                         \
+  X(pm, "pm")                                         \
+  X(contains, "contains")                             \
+  X(begins_with, "begins_with")                       \
+  X(ends_with, "ends_with")                           \
+  X(streq, "streq")                                   \
+  X(within, "within")                                 \
+  X(detect_sqli, "detect_sqli")                       \
+  X(detect_xss, "detect_xss")                         \
+  X(validate_byte_range, "validate_byte_range")       \
+  X(validate_url_encoding, "validate_url_encoding")   \
+  X(validate_utf8_encoding, "validate_utf8_encoding") \
+  X(eq, "eq")                                         \
+  X(ne, "ne")                                         \
+  X(gt, "gt")                                         \
+  X(ge, "ge")                                         \
+  X(lt, "lt")                                         \
+  X(le, "le")
 
 enum class op : uint8_t {
 #define X(e, s) e,
@@ -95,6 +110,11 @@ enum class op : uint8_t {
 };
 const char* to_string(op o);
 std::optional<op> parse_op(std::string_view s);
+// Operators evaluated in code over each transformed field (not by Hyperscan): within,
+// libinjection's detectors, the validators and the numeric comparisons. Block targets only.
+bool is_code_op(op o);
+// Operators that take no argument (the validators' argument is optional for utf8/url encoding).
+bool takes_no_arg(op o);
 
 enum class action : uint8_t { block, log, score };
 const char* to_string(action a);
@@ -116,6 +136,13 @@ struct condition {
   bool caseless = false;
   bool negate = false;  // only allowed after the first condition of a chain
   std::vector<transform> transforms;
+  // ModSecurity's MATCHED_VAR(S) in a chain: the condition holds only on a field where the previous
+  // condition of the chain held (same target and field name). The importer copies the previous
+  // condition's selectors and prepends its transformations (MATCHED_VAR is the transformed value).
+  bool on_matched = false;
+  // ModSecurity's &VAR: the operator (a numeric one) tests the number of fields the selectors
+  // accept, once per request when the head is parsed (arguments: the query's).
+  bool count = false;
 };
 
 // A rule fires when all its conditions hold (the first is the rule itself, the rest its chain).

@@ -5,11 +5,13 @@
 // shared with workers through shared_ptr; a worker needs one worker_scratch.
 #include <hs/hs.h>
 
+#include <array>
 #include <cstdint>
 #include <future>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -84,7 +86,7 @@ struct scan_group {
   std::vector<std::pair<target, std::string>> names;  // else only these fields are scanned
   std::vector<transform> transforms;
   hs_database_ptr db;                 // null when the group only has code-evaluated operators
-  std::vector<uint32_t> direct;       // entries evaluated in code (op::within)
+  std::vector<uint32_t> direct;       // entries evaluated in code (is_code_op): eval_code_op
   std::vector<uint32_t> negated;      // entries of negated conditions: a scanned field marks them seen
   size_t stream_state_bytes = 0;      // hs_stream_size for stream groups
 };
@@ -93,7 +95,22 @@ struct compiled_condition {
   const condition* cond = nullptr;
   uint32_t rule = 0;
   pcre2_code_ptr confirm;  // set when the rx pattern is compiled in prefilter mode
+  int64_t number = 0;  // numeric operators: the operand
+  // MATCHED_VAR chains: slot in the per-request field sets (ruleset::field_slots()) of a condition
+  // that is followed by an on_matched condition or is one; -1 otherwise.
+  int32_t field_slot = -1;
 };
+
+struct request_head;
+// A count condition (condition::count): the number of fields of the request head its selectors
+// accept, compared with its numeric operator (not negated here). Allocation-free.
+bool eval_count_condition(const compiled_condition& cc, const request_head& h);
+
+// Evaluates a code operator (is_code_op) over one transformed field value. Allocation-free.
+bool eval_code_op(const compiled_condition& cc, std::string_view value);
+// The field identity used by MATCHED_VAR chains: one bit of 64 for (target, name). Two different
+// fields share a bit with probability 1/64; a chain then may hold across them (documented).
+uint64_t field_bit(target where, std::string_view name);
 
 struct compile_options {
   // Empty: no cache. Else databases are (de)serialised under it, one file per rule-set content
@@ -147,6 +164,14 @@ class ruleset {
 
  public:
   uint32_t first_condition(uint32_t rule_index) const { return rule_first_condition_[rule_index]; }
+  // Number of field sets a request keeps for MATCHED_VAR chains (compiled_condition::field_slot).
+  uint32_t field_slots() const { return field_slots_; }
+  // Count conditions (condition::count), evaluated once per request head.
+  std::span<const uint32_t> count_conditions() const { return count_conditions_; }
+
+ private:
+  uint32_t field_slots_ = 0;
+  std::vector<uint32_t> count_conditions_;
 };
 
 // Runs ruleset::compile on a thread of its own; the control thread polls or waits on the future

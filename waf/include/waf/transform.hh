@@ -11,6 +11,10 @@
 
 namespace waf {
 
+// %XX decoding only ('+' and %uXXXX stay), in place: ModSecurity v3's decoding of REQUEST_URI and
+// REQUEST_FILENAME. Returns the new length.
+size_t uri_decode(char* buf, size_t len);
+
 // In place over buf[0, len); returns the new length.
 size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp);
 size_t apply_transforms(std::span<const transform> ts, char* buf, size_t len, size_t cap, char* tmp);
