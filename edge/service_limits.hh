@@ -23,9 +23,10 @@ namespace edge {
 
 // Refusals of a new client connection that are charged to its service (the relay ends that refuse
 // before any byte is relayed). `no_service` has no service to charge.
-inline constexpr std::array<relay_end, 6> service_refusals{
+inline constexpr std::array<relay_end, 7> service_refusals{
     relay_end::service_limit, relay_end::worker_limit,  relay_end::no_slot,
-    relay_end::no_upstream,   relay_end::waf_no_memory, relay_end::tls_no_session};
+    relay_end::no_upstream,   relay_end::waf_no_memory, relay_end::tls_no_session,
+    relay_end::limited};
 
 struct service_counters {
   std::string name;                 // written once, before the slot is published

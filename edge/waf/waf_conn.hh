@@ -17,6 +17,7 @@
 
 #include "common/counter.hh"
 #include "common/result.hh"
+#include "limits/set.hh"
 #include "waf/inspector.hh"
 #include "waf_audit.hh"
 
@@ -119,6 +120,9 @@ class waf_worker {
 struct waf_conn_info {
   waf_endpoint client, vip;
   std::string_view service;  // copied (truncated to 32 bytes) into audit records
+  // Requests/s limits of the rules directory (null: none), checked once per request head.
+  std::shared_ptr<const limits::limit_set> limits;
+  limits::flow flow;
 };
 
 struct waf_action {
@@ -176,6 +180,8 @@ class waf_conn {
   waf_conn() = default;
   std::string_view request_id();  // the current request's id, assigned on first use
   waf_action on_block(const waf::verdict& v, size_t consumed);
+  // A requests/s limit refused the request whose head just completed: 429 + Retry-After (or RST).
+  waf_action on_limit(const limits::decision& d, size_t consumed);
   void audit_new_matches(waf_audit_verdict verdict, uint16_t status);
   void audit_parse_error(uint16_t status);
   void fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status);
@@ -204,6 +210,10 @@ class waf_conn {
   uint16_t status_ = 0;
   uint16_t svc_ = waf_worker::no_service;  // this connection's slot in the worker's service stats
   bool raw_detected_ = false;              // raw: the connection was counted as detected
+  std::shared_ptr<const limits::limit_set> limits_;
+  const limits::service_limits* lim_svc_ = nullptr;  // this service's limits in limits_ (requests)
+  limits::flow flow_;
+  bool limit_reset_ = false;  // a limit with action rst/drop ended the connection
 };
 
 }  // namespace edge
