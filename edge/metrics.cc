@@ -9,6 +9,7 @@
 
 #include "edge/appliance.hh"
 #include "edge/metrics_tls.hh"
+#include "edge/limits_metrics.hh"
 #include "waf/waf_metrics.hh"
 
 namespace edge {
@@ -350,6 +351,7 @@ std::string appliance::metrics_text() const {
     out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
            "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
            "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
+    append_limit_metrics(out, limit_states_);
   }
   admin_.append_metrics(out);
   return out;
