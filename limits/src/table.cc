@@ -1,7 +1,6 @@
 #include "limits/table.hh"
 
 #include <algorithm>
-#include <bit>
 
 namespace limits {
 
@@ -22,13 +21,12 @@ uint64_t key_hash(uint64_t salt, std::string_view bytes) {
 }
 
 size_t keyed_table::capacity_for(size_t keys) {
-  return std::bit_ceil(std::max<size_t>(1, (keys + ways - 1) / ways)) * ways;
+  return std::max<size_t>(1, (keys + ways - 1) / ways) * ways;
 }
 
 keyed_table::keyed_table(size_t keys) {
-  const size_t buckets = capacity_for(keys) / ways;
-  buckets_ = std::make_unique<bucket_t[]>(buckets);
-  mask_ = buckets - 1;
+  n_buckets_ = capacity_for(keys) / ways;
+  buckets_ = std::make_unique<bucket_t[]>(n_buckets_);
 }
 
 keyed_table::slot* keyed_table::find_or_insert(uint64_t h, uint64_t now, bool concurrency) {
@@ -143,7 +141,7 @@ void keyed_table::release(uint64_t h) {
 
 size_t keyed_table::used() const {
   size_t n = 0;
-  for (size_t i = 0; i <= mask_; ++i)
+  for (size_t i = 0; i < n_buckets_; ++i)
     for (size_t w = 0; w < ways; ++w) n += buckets_[i].s[w].key.load(std::memory_order_relaxed) != 0;
   return n;
 }

@@ -67,7 +67,7 @@ class keyed_table {
     slot s[ways];
   };
 
-  // `keys` rounded up to a power of two of buckets × 4.
+  // `keys` rounded up to a multiple of 4 (buckets of 4 slots; any number of buckets).
   explicit keyed_table(size_t keys);
   keyed_table(const keyed_table&) = delete;
   keyed_table& operator=(const keyed_table&) = delete;
@@ -82,7 +82,7 @@ class keyed_table {
   void release(uint64_t h);
 
   static size_t capacity_for(size_t keys);  // slots a table asked for `keys` gets
-  size_t capacity() const { return (mask_ + 1) * ways; }
+  size_t capacity() const { return n_buckets_ * ways; }
   size_t bytes() const { return capacity() * sizeof(slot); }
   // Slots holding a key (a scan: control thread, tests).
   size_t used() const;
@@ -93,12 +93,16 @@ class keyed_table {
   uint64_t release_misses() const { return release_misses_.load(std::memory_order_relaxed); }
 
  private:
-  slot* bucket(uint64_t h) const { return buckets_[h & mask_].s; }
+  // Multiply-shift range reduction (Lemire's fastrange): the hash's high bits pick the bucket, so
+  // the table needs no power-of-two size.
+  slot* bucket(uint64_t h) const {
+    return buckets_[static_cast<size_t>((static_cast<unsigned __int128>(h) * n_buckets_) >> 64)].s;
+  }
   // The key's slot, inserting it (`concurrency`: only into empty or zero-count slots).
   slot* find_or_insert(uint64_t h, uint64_t now, bool concurrency);
 
   std::unique_ptr<bucket_t[]> buckets_;
-  size_t mask_ = 0;  // buckets - 1
+  size_t n_buckets_ = 0;
   // Shared, but touched only on evictions and misses (not per check).
   std::atomic<uint64_t> evictions_{0}, full_{0}, release_misses_{0};
 };
