@@ -259,7 +259,7 @@ waf_action waf_conn::feed(std::span<const char> data) {
       const limits::request_info ri{
           .method = h.method,
           .path = h.path,
-          .sni = {},
+          .sni = {sni_.data(), sni_len_},
           .header = [](const void* head, std::string_view name) {
             return static_cast<const waf::request_head*>(head)->header(name);
           },

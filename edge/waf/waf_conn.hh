@@ -7,6 +7,7 @@
 //
 // Data path: feed() and finish() never allocate, throw, lock or log. create() allocates (~40 KB
 // per HTTP connection: the inspector's head buffer and streams) and runs at accept time.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -171,6 +172,12 @@ class waf_conn {
   void sent(size_t n);
   size_t take_consumed();
 
+  // Kind tls: the server name the handshake settled on (requests limits keyed by SNI).
+  void set_sni(std::string_view sni) {
+    sni_len_ = static_cast<uint16_t>(std::min(sni.size(), sni_.size()));
+    std::copy_n(sni.data(), sni_len_, sni_.data());
+  }
+
   bool blocked() const { return blocked_; }
   std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
   const waf::inspector& inspector() const { return *in_; }
@@ -214,6 +221,8 @@ class waf_conn {
   const limits::service_limits* lim_svc_ = nullptr;  // this service's limits in limits_ (requests)
   limits::flow flow_;
   bool limit_reset_ = false;  // a limit with action rst/drop ended the connection
+  std::array<char, 255> sni_{};  // a host name is at most 253 bytes
+  uint16_t sni_len_ = 0;
 };
 
 }  // namespace edge
