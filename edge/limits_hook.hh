@@ -22,7 +22,7 @@ uint64_t limits_now(uint64_t tsc);
 limits::flow limits_flow(const l4::ip_addr& src, const l4::ip_addr& vip, uint16_t vip_port);
 
 // One TCP segment to service `service` (worker thread). `set` may be null (no limits loaded).
-segment_verdict limits_segment(const limits::limit_set* set, std::string_view service, const l4::packet& p,
-                               uint64_t now_tsc, unsigned worker);
+segment_verdict limits_segment(const limits::limit_set* set, std::string_view service,
+                               const l4::packet& p, uint64_t now_tsc, unsigned worker);
 
 }  // namespace edge

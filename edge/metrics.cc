@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "edge/appliance.hh"
-#include "edge/metrics_tls.hh"
 #include "edge/limits_metrics.hh"
+#include "edge/metrics_tls.hh"
 #include "waf/waf_metrics.hh"
 
 namespace edge {

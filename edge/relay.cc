@@ -639,11 +639,13 @@ relay::conn* relay::admit(const service& s) {
 }
 
 // The rules directory's conn/concurrent limits; on pass `hold` has the counts taken.
-bool relay::accept_limits(const service& s, const l4::tcp::conn_info& info, limits::conn_hold& hold) {
+bool relay::accept_limits(const service& s, const l4::tcp::conn_info& info,
+                          limits::conn_hold& hold) {
   const limits::service_limits* sl = limits_ ? limits_->service(s.name) : nullptr;
   if (sl == nullptr || sl->accept.empty()) return true;
-  const auto d = limits::limit_set::check_accept(*sl, limits_flow(info.remote, info.local, info.local_port),
-                                                 limits_now(rte_rdtsc()), worker_, hold);
+  const auto d =
+      limits::limit_set::check_accept(*sl, limits_flow(info.remote, info.local, info.local_port),
+                                      limits_now(rte_rdtsc()), worker_, hold);
   if (d.what == limits::outcome::pass) return true;
   refuse(s, relay_end::limited);
   return false;

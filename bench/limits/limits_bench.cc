@@ -20,7 +20,9 @@ using limits::keyed_table;
 using limits::units_per_ns;
 using limits::units_per_s;
 
-double secs_since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
+double secs_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
 
 long max_rss_kb() {
   rusage u{};
@@ -49,15 +51,16 @@ int main(int argc, char** argv) {
     auto t0 = clk::now();
     for (size_t i = 0; i < n; ++i) passed += !t.gcra(h, now += 50 * units_per_ns, 1, p).limited;
     const double s = secs_since(t0);
-    std::printf("gcra one key:        %.1f M checks/s on one core (%zu checks, %llu passed)\n", n / s / 1e6, n,
-                static_cast<unsigned long long>(passed));
+    std::printf("gcra one key:        %.1f M checks/s on one core (%zu checks, %llu passed)\n",
+                n / s / 1e6, n, static_cast<unsigned long long>(passed));
     std::vector<uint64_t> hs(1 << 20);
     for (size_t i = 0; i < hs.size(); ++i) hs[i] = hash_of(i + 100);
     t0 = clk::now();
-    for (size_t i = 0; i < n; ++i) passed += !t.gcra(hs[i & (hs.size() - 1)], now += 50 * units_per_ns, 1, p).limited;
+    for (size_t i = 0; i < n; ++i)
+      passed += !t.gcra(hs[i & (hs.size() - 1)], now += 50 * units_per_ns, 1, p).limited;
     const double s2 = secs_since(t0);
-    std::printf("gcra 1M keys:        %.1f M checks/s on one core (table %zu MiB, cache-missing)\n", n / s2 / 1e6,
-                t.bytes() >> 20);
+    std::printf("gcra 1M keys:        %.1f M checks/s on one core (table %zu MiB, cache-missing)\n",
+                n / s2 / 1e6, t.bytes() >> 20);
   }
 
   // 2. Accuracy under load: 4 threads share one key for 2 s of real time at 50,000/s.
@@ -68,8 +71,10 @@ int main(int argc, char** argv) {
     const uint64_t h = hash_of(7);
     const auto start = clk::now();
     auto units = [&] {
-      return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now() - start).count()) *
-                 units_per_ns + units_per_s;
+      return static_cast<uint64_t>(
+                 std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now() - start).count()) *
+                 units_per_ns +
+             units_per_s;
     };
     std::vector<std::thread> th;
     std::vector<uint64_t> pass(4), tried(4);
@@ -99,10 +104,12 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < keys; ++i) t.gcra(hash_of(i + 1'000'000'000ull), units_per_s, 1, p);
     const double s = secs_since(t0);
     const size_t used = t.used();
-    std::printf("memory, %zu keys:    table %zu MiB for %zu slots (16 B each), %zu keys held (%.1f %%): %.1f B per key "
-                "held; RSS +%ld MiB; insert %.1f M keys/s\n",
-                keys, t.bytes() >> 20, t.capacity(), used, 100.0 * used / keys, double(t.bytes()) / used,
-                (max_rss_kb() - rss0) >> 10, keys / s / 1e6);
+    std::printf(
+        "memory, %zu keys:    table %zu MiB for %zu slots (16 B each), %zu keys held (%.1f %%): "
+        "%.1f B per key "
+        "held; RSS +%ld MiB; insert %.1f M keys/s\n",
+        keys, t.bytes() >> 20, t.capacity(), used, 100.0 * used / keys, double(t.bytes()) / used,
+        (max_rss_kb() - rss0) >> 10, keys / s / 1e6);
   }
   return 0;
 }

@@ -18,13 +18,15 @@ namespace {
 size_t format_429(unsigned retry_after_s, std::string_view request_id, std::span<char> out) {
   char body[128];
   const int rid_len = static_cast<int>(std::min<size_t>(request_id.size(), 64));
-  const int bl = std::snprintf(body, sizeof body, "429 Too Many Requests: request %.*s\n", rid_len, request_id.data());
+  const int bl = std::snprintf(body, sizeof body, "429 Too Many Requests: request %.*s\n", rid_len,
+                               request_id.data());
   if (bl < 0) return 0;
-  const int n = std::snprintf(out.data(), out.size(),
-                              "HTTP/1.1 429 Too Many Requests\r\nRetry-After: %u\r\nContent-Type: text/plain\r\n"
-                              "Content-Length: %d\r\nX-Request-Id: %.*s\r\nConnection: close\r\n"
-                              "Cache-Control: no-store\r\n\r\n%s",
-                              retry_after_s, bl, rid_len, request_id.data(), body);
+  const int n = std::snprintf(
+      out.data(), out.size(),
+      "HTTP/1.1 429 Too Many Requests\r\nRetry-After: %u\r\nContent-Type: text/plain\r\n"
+      "Content-Length: %d\r\nX-Request-Id: %.*s\r\nConnection: close\r\n"
+      "Cache-Control: no-store\r\n\r\n%s",
+      retry_after_s, bl, rid_len, request_id.data(), body);
   if (n < 0 || static_cast<size_t>(n) >= out.size()) return 0;
   return static_cast<size_t>(n);
 }
@@ -260,9 +262,10 @@ waf_action waf_conn::feed(std::span<const char> data) {
           .method = h.method,
           .path = h.path,
           .sni = {sni_.data(), sni_len_},
-          .header = [](const void* head, std::string_view name) {
-            return static_cast<const waf::request_head*>(head)->header(name);
-          },
+          .header =
+              [](const void* head, std::string_view name) {
+                return static_cast<const waf::request_head*>(head)->header(name);
+              },
           .ctx = &h};
       const limits::decision ld =
           limits::limit_set::check_request(*lim_svc_, flow_, ri, limits_now(rte_rdtsc()), w_->id());

@@ -220,7 +220,7 @@ class waf_conn {
   std::shared_ptr<const limits::limit_set> limits_;
   const limits::service_limits* lim_svc_ = nullptr;  // this service's limits in limits_ (requests)
   limits::flow flow_;
-  bool limit_reset_ = false;  // a limit with action rst/drop ended the connection
+  bool limit_reset_ = false;     // a limit with action rst/drop ended the connection
   std::array<char, 255> sni_{};  // a host name is at most 253 bytes
   uint16_t sni_len_ = 0;
 };

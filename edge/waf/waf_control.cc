@@ -120,10 +120,11 @@ common::result<uint64_t> waf_control::reload() {
   if (!cs.cache_rejected.empty())
     spdlog::warn("waf: database cache entry ignored and rebuilt: {}", cs.cache_rejected);
   if (!cs.cache_error.empty()) spdlog::warn("waf: database cache not written: {}", cs.cache_error);
-  spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {} limits from {} file(s), "
-               "{:.1f} ms{}",
-               s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions,
-               s.limits ? s.limits->limit_count() : 0, s.limit_files, ms, cs.from_cache ? " (cache)" : "");
+  spdlog::info(
+      "waf: rules generation {} from {}: {} rules, {} expressions, {} limits from {} file(s), "
+      "{:.1f} ms{}",
+      s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions,
+      s.limits ? s.limits->limit_count() : 0, s.limit_files, ms, cs.from_cache ? " (cache)" : "");
   publish_(*snap);
   // The whole reload as the data path sees it: compile, bind and the appliance's RCU publish.
   const double total = ms_since(t0);

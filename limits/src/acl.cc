@@ -1,9 +1,9 @@
 #include "limits/acl.hh"
 
 #include <rte_errno.h>
-#include <rte_memory.h>
 #include <rte_fib.h>
 #include <rte_lpm6.h>
+#include <rte_memory.h>
 
 #include <atomic>
 #include <unordered_set>
@@ -32,7 +32,8 @@ uint32_t tbl8_groups(const std::vector<const prefix*>& ps) {
 }  // namespace
 
 common::result<std::unique_ptr<acl>> acl::build(const acl_spec& spec) {
-  if (spec.lists.size() > 16000) return common::fail("more than 16000 lists for one service", spec.where);
+  if (spec.lists.size() > 16000)
+    return common::fail("more than 16000 lists for one service", spec.where);
   std::unique_ptr<acl> a(new acl());
   std::vector<const prefix*> v4, v6;
   std::vector<uint32_t> hop4, hop6;
@@ -99,7 +100,8 @@ acl_verdict acl::lookup_v4(uint32_t ip) const {
   uint64_t hop = 0;
   if (v4_ != nullptr) {
     rte_fib_lookup_bulk(v4_, &ip, &hop, 1);
-    if (hop != 0) return {.denied = ((hop - 1) & 1) != 0, .list = static_cast<int16_t>((hop - 1) >> 1)};
+    if (hop != 0)
+      return {.denied = ((hop - 1) & 1) != 0, .list = static_cast<int16_t>((hop - 1) >> 1)};
   }
   return {.denied = default_deny_, .list = -1};
 }

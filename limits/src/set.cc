@@ -7,31 +7,46 @@ namespace limits {
 
 const char* to_string(key_kind k) {
   switch (k) {
-    case key_kind::src: return "src";
-    case key_kind::src_prefix: return "src_prefix";
-    case key_kind::vip: return "vip";
-    case key_kind::sni: return "sni";
-    case key_kind::route: return "route";
-    case key_kind::header: return "header";
+    case key_kind::src:
+      return "src";
+    case key_kind::src_prefix:
+      return "src_prefix";
+    case key_kind::vip:
+      return "vip";
+    case key_kind::sni:
+      return "sni";
+    case key_kind::route:
+      return "route";
+    case key_kind::header:
+      return "header";
   }
   return "?";
 }
 const char* to_string(scope s) {
   switch (s) {
-    case scope::syn: return "syn";
-    case scope::conn: return "conn";
-    case scope::concurrent: return "concurrent";
-    case scope::packets: return "packets";
-    case scope::bytes: return "bytes";
-    case scope::requests: return "requests";
+    case scope::syn:
+      return "syn";
+    case scope::conn:
+      return "conn";
+    case scope::concurrent:
+      return "concurrent";
+    case scope::packets:
+      return "packets";
+    case scope::bytes:
+      return "bytes";
+    case scope::requests:
+      return "requests";
   }
   return "?";
 }
 const char* to_string(action a) {
   switch (a) {
-    case action::drop: return "drop";
-    case action::rst: return "rst";
-    case action::http_429: return "429";
+    case action::drop:
+      return "drop";
+    case action::rst:
+      return "rst";
+    case action::http_429:
+      return "429";
   }
   return "?";
 }
@@ -55,7 +70,8 @@ common::result<limit_state*> state_registry::get(const limit_spec& s) {
   for (size_t i = 0; i < n; ++i) {
     limit_state& st = *slots_[i];
     if (!st.acl && st.name == s.name && st.label2 == sc && st.label3 == act &&
-        st.table->capacity() == keyed_table(0).capacity() * 0 + std::bit_ceil(std::max<size_t>(1, (s.table_keys + 3) / 4)) * 4)
+        st.table->capacity() == keyed_table(0).capacity() * 0 +
+                                    std::bit_ceil(std::max<size_t>(1, (s.table_keys + 3) / 4)) * 4)
       return &st;
   }
   auto st = std::make_unique<limit_state>();
@@ -66,7 +82,8 @@ common::result<limit_state*> state_registry::get(const limit_spec& s) {
   return add(std::move(st));
 }
 
-common::result<limit_state*> state_registry::get_acl(const std::string& service, const std::string& list) {
+common::result<limit_state*> state_registry::get_acl(const std::string& service,
+                                                     const std::string& list) {
   std::lock_guard lk(mu_);
   const size_t n = n_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < n; ++i) {
@@ -83,7 +100,8 @@ common::result<limit_state*> state_registry::get_acl(const std::string& service,
 
 // --- limit_set ---------------------------------------------------------------------------------
 
-common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_config& cfg, state_registry& reg) {
+common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_config& cfg,
+                                                                  state_registry& reg) {
   auto set = std::make_shared<limit_set>();
   std::vector<std::string> names;
   for (const limit_spec& s : cfg.limits) {
@@ -142,7 +160,8 @@ common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_c
   auto all = std::make_unique<service_limits>();
   for (const auto& c : set->limits_)
     if (c->spec.services.empty()) place(*all, c.get());
-  if (!all->packet.empty() || !all->accept.empty() || !all->request.empty()) set->all_ = std::move(all);
+  if (!all->packet.empty() || !all->accept.empty() || !all->request.empty())
+    set->all_ = std::move(all);
   return std::shared_ptr<const limit_set>(std::move(set));
 }
 
@@ -154,7 +173,9 @@ const service_limits* limit_set::service(std::string_view name) const {
 
 namespace {
 
-size_t addr_len(const flow& f) { return f.v6 ? 16 : 4; }
+size_t addr_len(const flow& f) {
+  return f.v6 ? 16 : 4;
+}
 
 // The key of a flow for an L4 or accept limit.
 uint64_t flow_key(const compiled_limit& c, const flow& f) {
@@ -216,13 +237,14 @@ bool account(const compiled_limit& c, const verdict& v, unsigned worker) {
 }
 
 decision limited(const compiled_limit& c, const verdict& v) {
-  return {.what = outcome::limited, .act = c.spec.act, .by = &c, .retry_after_ns = v.retry_after_ns};
+  return {
+      .what = outcome::limited, .act = c.spec.act, .by = &c, .retry_after_ns = v.retry_after_ns};
 }
 
 }  // namespace
 
-decision limit_set::check_packet(const service_limits& s, const flow& f, bool syn, uint32_t bytes, uint64_t now,
-                                 unsigned worker) {
+decision limit_set::check_packet(const service_limits& s, const flow& f, bool syn, uint32_t bytes,
+                                 uint64_t now, unsigned worker) {
   if (s.acl_table) {
     const acl_verdict a = s.acl_table->lookup(f.v6, f.src.data());
     const size_t i = a.list < 0 ? s.acl_states.size() - 1 : static_cast<size_t>(a.list);
@@ -242,8 +264,8 @@ decision limit_set::check_packet(const service_limits& s, const flow& f, bool sy
   return {};
 }
 
-decision limit_set::check_accept(const service_limits& s, const flow& f, uint64_t now, unsigned worker,
-                                 conn_hold& hold) {
+decision limit_set::check_accept(const service_limits& s, const flow& f, uint64_t now,
+                                 unsigned worker, conn_hold& hold) {
   for (const compiled_limit* c : s.accept) {
     const uint64_t h = flow_key(*c, f);
     if (c->spec.what == scope::conn) {
@@ -270,8 +292,8 @@ decision limit_set::check_accept(const service_limits& s, const flow& f, uint64_
   return {};
 }
 
-decision limit_set::check_request(const service_limits& s, const flow& f, const request_info& r, uint64_t now,
-                                  unsigned worker) {
+decision limit_set::check_request(const service_limits& s, const flow& f, const request_info& r,
+                                  uint64_t now, unsigned worker) {
   for (const compiled_limit* c : s.request) {
     const limit_spec& sp = c->spec;
     if (!sp.method.empty() && sp.method != r.method) continue;
@@ -283,7 +305,8 @@ decision limit_set::check_request(const service_limits& s, const flow& f, const 
         h = key_hash(c->salt, r.sni);
         break;
       case key_kind::header: {
-        const std::string_view v = r.header != nullptr ? r.header(r.ctx, sp.header) : std::string_view{};
+        const std::string_view v =
+            r.header != nullptr ? r.header(r.ctx, sp.header) : std::string_view{};
         if (v.empty()) continue;
         h = key_hash(c->salt, v);
         break;

@@ -5,8 +5,8 @@
 namespace limits {
 
 uint64_t key_hash(uint64_t salt, std::string_view bytes) {
-  // FNV-1a over the bytes, then a 64-bit finaliser (murmur3's fmix64) so that the low bits that pick
-  // the bucket depend on every input byte.
+  // FNV-1a over the bytes, then a 64-bit finaliser (murmur3's fmix64) so that the low bits that
+  // pick the bucket depend on every input byte.
   uint64_t h = 0xcbf29ce484222325ull ^ salt;
   for (unsigned char c : bytes) {
     h ^= c;
@@ -142,14 +142,16 @@ void keyed_table::release(uint64_t h) {
 size_t keyed_table::used() const {
   size_t n = 0;
   for (size_t i = 0; i < n_buckets_; ++i)
-    for (size_t w = 0; w < ways; ++w) n += buckets_[i].s[w].key.load(std::memory_order_relaxed) != 0;
+    for (size_t w = 0; w < ways; ++w)
+      n += buckets_[i].s[w].key.load(std::memory_order_relaxed) != 0;
   return n;
 }
 
 uint64_t keyed_table::value_of(uint64_t h) const {
   const slot* b = bucket(h);
   for (size_t i = 0; i < ways; ++i)
-    if (b[i].key.load(std::memory_order_acquire) == h) return b[i].val.load(std::memory_order_relaxed);
+    if (b[i].key.load(std::memory_order_acquire) == h)
+      return b[i].val.load(std::memory_order_relaxed);
   return 0;
 }
 

@@ -34,8 +34,8 @@ struct ctx {
   }
 };
 
-common::result<void> check_keys(const ctx& c, const YAML::Node& map, std::initializer_list<std::string_view> allowed,
-                                const char* what) {
+common::result<void> check_keys(const ctx& c, const YAML::Node& map,
+                                std::initializer_list<std::string_view> allowed, const char* what) {
   if (!map.IsMap()) return c.err(map, std::string(what) + " must be a mapping");
   for (auto it = map.begin(); it != map.end(); ++it) {
     if (!it->first.IsScalar()) return c.err(it->first, "keys must be scalars");
@@ -51,7 +51,8 @@ common::result<std::string> str(const ctx& c, const YAML::Node& n, const char* k
   return n.Scalar();
 }
 
-common::result<uint64_t> integer(const ctx& c, const YAML::Node& n, const char* key, uint64_t lo, uint64_t hi) {
+common::result<uint64_t> integer(const ctx& c, const YAML::Node& n, const char* key, uint64_t lo,
+                                 uint64_t hi) {
   if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be an integer");
   const std::string& s = n.Scalar();
   uint64_t v = 0;
@@ -59,17 +60,20 @@ common::result<uint64_t> integer(const ctx& c, const YAML::Node& n, const char* 
   if (ec != std::errc() || p != s.data() + s.size())
     return c.err(n, std::string("'") + key + "' must be an integer, got '" + s + "'");
   if (v < lo || v > hi)
-    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
   return v;
 }
 
-common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n, const char* key) {
+common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n,
+                                                  const char* key) {
   std::vector<std::string> out;
   if (n.IsScalar()) {
     out.push_back(n.Scalar());
     return out;
   }
-  if (!n.IsSequence()) return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
+  if (!n.IsSequence())
+    return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
   for (const auto& e : n) {
     if (!e.IsScalar()) return c.err(e, std::string("'") + key + "' entries must be strings");
     out.push_back(e.Scalar());
@@ -93,8 +97,8 @@ common::result<E> choice(const ctx& c, const YAML::Node& n, const char* key,
 bool label_safe(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   return std::all_of(s.begin(), s.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-' || ch == '.';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '-' || ch == '.';
   });
 }
 
@@ -109,8 +113,8 @@ common::result<std::string> read_file(const std::string& path) {
 common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& n) {
   ctx c{c0.file, {}};
   if (auto k = check_keys(c, n,
-                          {"name", "services", "scope", "key", "prefix", "header", "match", "rate", "burst", "action",
-                           "mode", "table_size"},
+                          {"name", "services", "scope", "key", "prefix", "header", "match", "rate",
+                           "burst", "action", "mode", "table_size"},
                           "limit");
       !k)
     return common::unexpected(k.error());
@@ -149,9 +153,11 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
                                {"header", key_kind::header}});
     if (!k) return common::unexpected(k.error());
     s.key = *k;
-    if (limits::is_l4(s.what) && s.key != key_kind::src && s.key != key_kind::src_prefix && s.key != key_kind::vip)
-      return c.err(x, std::string("key '") + limits::to_string(s.key) + "' needs scope requests (L4 scopes: src, "
-                      "src_prefix, vip)");
+    if (limits::is_l4(s.what) && s.key != key_kind::src && s.key != key_kind::src_prefix &&
+        s.key != key_kind::vip)
+      return c.err(x, std::string("key '") + limits::to_string(s.key) +
+                          "' needs scope requests (L4 scopes: src, "
+                          "src_prefix, vip)");
   }
   if (const YAML::Node x = n["prefix"]) {
     if (s.key != key_kind::src_prefix) return c.err(x, "'prefix' needs key src_prefix");
@@ -175,14 +181,16 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
     if (!h) return common::unexpected(h.error());
     if (!label_safe(*h)) return c.err(x, "'header' must be a header name");
     s.header = *h;
-    std::transform(s.header.begin(), s.header.end(), s.header.begin(),
-                   [](char ch) { return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch; });
+    std::transform(s.header.begin(), s.header.end(), s.header.begin(), [](char ch) {
+      return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch;
+    });
   } else if (s.key == key_kind::header) {
     return c.err(n, "key header needs 'header' (the header's name)");
   }
   if (const YAML::Node x = n["match"]) {
     if (s.what != scope::requests) return c.err(x, "'match' needs scope requests");
-    if (auto k = check_keys(c, x, {"method", "path_prefix"}, "match"); !k) return common::unexpected(k.error());
+    if (auto k = check_keys(c, x, {"method", "path_prefix"}, "match"); !k)
+      return common::unexpected(k.error());
     if (const YAML::Node m = x["method"]) {
       auto v = str(c, m, "method");
       if (!v) return common::unexpected(v.error());
@@ -197,8 +205,9 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
     }
   }
   const YAML::Node rate = n["rate"];
-  if (!rate) return c.err(n, s.what == scope::concurrent ? "missing 'rate' (connections held at once)"
-                                                        : "missing 'rate' (per second)");
+  if (!rate)
+    return c.err(n, s.what == scope::concurrent ? "missing 'rate' (connections held at once)"
+                                                : "missing 'rate' (per second)");
   auto r = integer(c, rate, "rate", 1, 10'000'000'000ull);
   if (!r) return common::unexpected(r.error());
   s.rate = *r;
@@ -210,33 +219,47 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
   }
   // Defaults and what each scope can do.
   switch (s.what) {
-    case scope::syn: s.act = action::drop; break;
+    case scope::syn:
+      s.act = action::drop;
+      break;
     case scope::packets:
-    case scope::bytes: s.act = action::drop; break;
+    case scope::bytes:
+      s.act = action::drop;
+      break;
     case scope::conn:
-    case scope::concurrent: s.act = action::rst; break;
-    case scope::requests: s.act = action::http_429; break;
+    case scope::concurrent:
+      s.act = action::rst;
+      break;
+    case scope::requests:
+      s.act = action::http_429;
+      break;
   }
   if (const YAML::Node x = n["action"]) {
-    auto a = choice<action>(c, x, "action", {{"drop", action::drop}, {"rst", action::rst}, {"429", action::http_429}});
+    auto a = choice<action>(
+        c, x, "action", {{"drop", action::drop}, {"rst", action::rst}, {"429", action::http_429}});
     if (!a) return common::unexpected(a.error());
     s.act = *a;
-    const bool ok = s.what == scope::requests ? true
-                    : s.what == scope::syn    ? s.act != action::http_429
+    const bool ok = s.what == scope::requests                            ? true
+                    : s.what == scope::syn                               ? s.act != action::http_429
                     : s.what == scope::packets || s.what == scope::bytes ? s.act == action::drop
                                                                          : s.act == action::rst;
     if (!ok)
-      return c.err(x, std::string("action '") + limits::to_string(s.act) + "' does not apply to scope " +
-                          limits::to_string(s.what) +
-                          " (syn: drop, rst; packets, bytes: drop; conn, concurrent: rst; requests: 429, rst, "
-                          "drop)");
+      return c.err(
+          x,
+          std::string("action '") + limits::to_string(s.act) + "' does not apply to scope " +
+              limits::to_string(s.what) +
+              " (syn: drop, rst; packets, bytes: drop; conn, concurrent: rst; requests: 429, rst, "
+              "drop)");
   }
   if (const YAML::Node x = n["mode"]) {
     auto m = str(c, x, "mode");
     if (!m) return common::unexpected(m.error());
-    if (*m == "enforce") s.detect_only = false;
-    else if (*m == "detect_only") s.detect_only = true;
-    else return c.err(x, "unknown mode '" + *m + "' (enforce, detect_only)");
+    if (*m == "enforce")
+      s.detect_only = false;
+    else if (*m == "detect_only")
+      s.detect_only = true;
+    else
+      return c.err(x, "unknown mode '" + *m + "' (enforce, detect_only)");
   }
   if (const YAML::Node x = n["table_size"]) {
     auto t = integer(c, x, "table_size", 16, 1ull << 28);
@@ -246,9 +269,11 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
   return s;
 }
 
-common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n, const std::string& dir) {
+common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n,
+                                           const std::string& dir) {
   ctx c{c0.file, {}};
-  if (auto k = check_keys(c, n, {"service", "deny", "allow"}, "acl entry"); !k) return common::unexpected(k.error());
+  if (auto k = check_keys(c, n, {"service", "deny", "allow"}, "acl entry"); !k)
+    return common::unexpected(k.error());
   limits::acl_spec a;
   a.where = where(c.file, n.Mark());
   const YAML::Node svc = n["service"];
@@ -262,8 +287,10 @@ common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n, c
     if (!x) continue;
     auto entries = str_list(c, x, kind);
     if (!entries) return common::unexpected(entries.error());
-    limits::acl_list inl{.name = std::string("inline_") + kind, .where = where(c.file, x.Mark()),
-                         .deny = kind[0] == 'd', .prefixes = {}};
+    limits::acl_list inl{.name = std::string("inline_") + kind,
+                         .where = where(c.file, x.Mark()),
+                         .deny = kind[0] == 'd',
+                         .prefixes = {}};
     for (size_t i = 0; i < entries->size(); ++i) {
       const std::string& e = (*entries)[i];
       const YAML::Node at = x.IsSequence() ? x[i] : x;
@@ -275,7 +302,10 @@ common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n, c
         if (!text) return c.err(at, "cannot read list file '" + e + "'");
         auto ps = limits::parse_cidr_text(*text, path);
         if (!ps) return common::unexpected(ps.error());
-        a.lists.push_back({.name = e, .where = where(c.file, at.Mark()), .deny = kind[0] == 'd', .prefixes = *ps});
+        a.lists.push_back({.name = e,
+                           .where = where(c.file, at.Mark()),
+                           .deny = kind[0] == 'd',
+                           .prefixes = *ps});
         continue;
       }
       auto p = limits::parse_prefix(e);
@@ -290,15 +320,19 @@ common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n, c
 
 }  // namespace
 
-bool is_limits_file(std::string_view f) { return f.ends_with(".limits.yaml") || f.ends_with(".limits.yml"); }
+bool is_limits_file(std::string_view f) {
+  return f.ends_with(".limits.yaml") || f.ends_with(".limits.yml");
+}
 
-common::result<limits::limits_config> parse_limits_file(std::string_view text, const std::string& file,
+common::result<limits::limits_config> parse_limits_file(std::string_view text,
+                                                        const std::string& file,
                                                         const std::string& dir) {
   try {
     YAML::Node doc = YAML::Load(std::string(text));
     ctx c{file, {}};
     if (!doc || doc.IsNull()) return fail("empty document", file);
-    if (auto k = check_keys(c, doc, {"limits", "acl"}, "a limit file"); !k) return common::unexpected(k.error());
+    if (auto k = check_keys(c, doc, {"limits", "acl"}, "a limit file"); !k)
+      return common::unexpected(k.error());
     limits::limits_config out;
     out.files = 1;
     if (const YAML::Node l = doc["limits"]) {
@@ -328,7 +362,8 @@ common::result<limits::limits_config> load_limits_dir(const std::string& dir) {
   if (!std::filesystem::is_directory(dir, ec)) return fail("not a directory", dir);
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-    if (e.is_regular_file() && is_limits_file(e.path().filename().string())) files.push_back(e.path());
+    if (e.is_regular_file() && is_limits_file(e.path().filename().string()))
+      files.push_back(e.path());
   if (ec) return fail("cannot list directory: " + ec.message(), dir);
   std::sort(files.begin(), files.end());
   limits::limits_config all;
@@ -340,7 +375,8 @@ common::result<limits::limits_config> load_limits_dir(const std::string& dir) {
     auto one = parse_limits_file(*text, p.string(), dir);
     if (!one) return common::unexpected(one.error());
     for (auto& l : one->limits) {
-      if (!names.insert(l.name).second) return fail("limit " + l.name + ": duplicate name", l.where);
+      if (!names.insert(l.name).second)
+        return fail("limit " + l.name + ": duplicate name", l.where);
       if (l.what == scope::concurrent && ++concurrent > limits::conn_hold::max)
         return fail("limit " + l.name + ": more than " + std::to_string(limits::conn_hold::max) +
                         " concurrent limits in the rules directory",

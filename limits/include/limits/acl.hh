@@ -1,8 +1,9 @@
 #pragma once
 // A service's CIDR allow/deny lists as DPDK longest-prefix-match tables (rte_fib DIR-24-8, the
-// rte_lpm algorithm with a trie for its rules, for IPv4; rte_lpm6 for IPv6). Built on the control thread (100,000 prefixes in well under a second, see
-// tests/unit/limits), published inside the RCU snapshot and freed with it, so that a reload never
-// stalls a worker. Lookups are read-only and lock-free.
+// rte_lpm algorithm with a trie for its rules, for IPv4; rte_lpm6 for IPv6). Built on the control
+// thread (100,000 prefixes in well under a second, see tests/unit/limits), published inside the RCU
+// snapshot and freed with it, so that a reload never stalls a worker. Lookups are read-only and
+// lock-free.
 #include <cstdint>
 #include <memory>
 

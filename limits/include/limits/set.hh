@@ -27,10 +27,10 @@ namespace limits {
 // Per-worker counters are indexed by worker id modulo this (ids are small: one per lcore).
 inline constexpr size_t max_workers = 64;
 
-#define LIMITS_COUNTERS(X)                                                                       \
-  X(allowed, "checks the limit let through")                                                     \
-  X(limited, "checks over the limit that were refused (the limit's action)")                     \
-  X(detected, "checks over a detect-only limit (let through)")                                   \
+#define LIMITS_COUNTERS(X)                                                   \
+  X(allowed, "checks the limit let through")                                 \
+  X(limited, "checks over the limit that were refused (the limit's action)") \
+  X(detected, "checks over a detect-only limit (let through)")               \
   X(untracked, "checks the table had no slot for (let through; keys held in every slot)")
 
 struct alignas(64) limit_counts {
@@ -84,9 +84,9 @@ struct compiled_limit {
 
 struct service_limits {
   std::string name;
-  std::vector<const compiled_limit*> packet;    // syn, packets, bytes
-  std::vector<const compiled_limit*> accept;    // conn, concurrent
-  std::vector<const compiled_limit*> request;   // requests
+  std::vector<const compiled_limit*> packet;   // syn, packets, bytes
+  std::vector<const compiled_limit*> accept;   // conn, concurrent
+  std::vector<const compiled_limit*> request;  // requests
   std::unique_ptr<acl> acl_table;
   std::vector<limit_state*> acl_states;  // per list, then one for the default verdict
 };
@@ -134,7 +134,8 @@ class limit_set {
  public:
   // Control thread: ACL tables built, limit states found or made in `reg`. Services a limit names
   // that the configuration lacks are not an error here (the config may add them later).
-  static common::result<std::shared_ptr<const limit_set>> build(const limits_config& cfg, state_registry& reg);
+  static common::result<std::shared_ptr<const limit_set>> build(const limits_config& cfg,
+                                                                state_registry& reg);
 
   const service_limits* service(std::string_view name) const;
   size_t limit_count() const { return limits_.size(); }
@@ -143,26 +144,29 @@ class limit_set {
 
   // One TCP segment (syn: SYN without ACK) of `bytes` IP bytes. ACL first, then the limits in
   // file order; the first enforced one that is over decides.
-  static decision check_packet(const service_limits& s, const flow& f, bool syn, uint32_t bytes, uint64_t now,
-                               unsigned worker);
+  static decision check_packet(const service_limits& s, const flow& f, bool syn, uint32_t bytes,
+                               uint64_t now, unsigned worker);
   // A new connection after its handshake. On pass, `hold` has the concurrency counts taken.
-  static decision check_accept(const service_limits& s, const flow& f, uint64_t now, unsigned worker,
-                               conn_hold& hold);
+  static decision check_accept(const service_limits& s, const flow& f, uint64_t now,
+                               unsigned worker, conn_hold& hold);
   // One request head.
-  static decision check_request(const service_limits& s, const flow& f, const request_info& r, uint64_t now,
-                                unsigned worker);
+  static decision check_request(const service_limits& s, const flow& f, const request_info& r,
+                                uint64_t now, unsigned worker);
 
  private:
   std::vector<std::unique_ptr<compiled_limit>> limits_;
   std::vector<std::unique_ptr<service_limits>> services_;
-  std::unique_ptr<service_limits> all_;  // limits with no service list, for services with nothing else
+  std::unique_ptr<service_limits>
+      all_;  // limits with no service list, for services with nothing else
 };
 
 // The limiter's clock from the TSC: units (1/16 ns) = tsc * mult >> 16.
 struct tsc_clock {
   uint64_t mult = 0;
   explicit tsc_clock(uint64_t tsc_hz) : mult((units_per_s << 16) / (tsc_hz == 0 ? 1 : tsc_hz)) {}
-  uint64_t units(uint64_t tsc) const { return static_cast<uint64_t>((static_cast<unsigned __int128>(tsc) * mult) >> 16); }
+  uint64_t units(uint64_t tsc) const {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(tsc) * mult) >> 16);
+  }
 };
 
 }  // namespace limits

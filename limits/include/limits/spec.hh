@@ -30,20 +30,24 @@ enum class scope : uint8_t {
   requests,    // HTTP requests per second (L7, once the head has passed the WAF's parser)
 };
 enum class action : uint8_t {
-  drop,       // the packet is dropped (L4); a request's connection is closed without answer
-  rst,        // the client gets a RST
-  http_429,   // requests: 429 Too Many Requests with Retry-After, then the connection closes
+  drop,      // the packet is dropped (L4); a request's connection is closed without answer
+  rst,       // the client gets a RST
+  http_429,  // requests: 429 Too Many Requests with Retry-After, then the connection closes
 };
 
 const char* to_string(key_kind k);
 const char* to_string(scope s);
 const char* to_string(action a);
-inline bool is_l4(scope s) { return s != scope::requests; }
-inline bool is_rate(scope s) { return s != scope::concurrent; }
+inline bool is_l4(scope s) {
+  return s != scope::requests;
+}
+inline bool is_rate(scope s) {
+  return s != scope::concurrent;
+}
 
 struct limit_spec {
-  std::string name;   // unique in the rules directory; the metrics label
-  std::string where;  // file:line:col of the entry
+  std::string name;                   // unique in the rules directory; the metrics label
+  std::string where;                  // file:line:col of the entry
   std::vector<std::string> services;  // empty: every tcp/tls service
   key_kind key = key_kind::src;
   uint8_t prefix_v4 = 32, prefix_v6 = 128;  // key src_prefix

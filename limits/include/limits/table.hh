@@ -33,7 +33,7 @@ inline constexpr uint64_t units_per_s = 16'000'000'000ull;
 // A rate: `rate` per second and a burst of `burst` (≥ 1) at once. For bytes/s the cost of a
 // packet is its length, and burst is in bytes.
 struct gcra_params {
-  uint64_t interval = 0;  // T, units per token
+  uint64_t interval = 0;   // T, units per token
   uint64_t tolerance = 0;  // burst * T
   static gcra_params of(uint64_t rate, uint64_t burst) {
     gcra_params p;

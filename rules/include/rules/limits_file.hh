@@ -15,7 +15,8 @@ namespace rules {
 bool is_limits_file(std::string_view filename);
 
 // One limit file's text; `dir` is where its `.cidr` files are looked up.
-common::result<limits::limits_config> parse_limits_file(std::string_view text, const std::string& file,
+common::result<limits::limits_config> parse_limits_file(std::string_view text,
+                                                        const std::string& file,
                                                         const std::string& dir);
 // Every limit file of dir (sorted by name); names unique across them.
 common::result<limits::limits_config> load_limits_dir(const std::string& dir);

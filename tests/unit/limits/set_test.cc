@@ -55,8 +55,12 @@ TEST(Prefix, ParsesAndRefuses) {
 
 TEST(Acl, LongestPrefixDecides) {
   acl_spec s{.service = "web", .where = "t", .lists = {}};
-  s.lists.push_back({.name = "deny.cidr", .where = "", .deny = true, .prefixes = {P("10.0.0.0/8"), P("2001:db8::/32")}});
-  s.lists.push_back({.name = "ok.cidr", .where = "", .deny = false, .prefixes = {P("10.1.0.0/16")}});
+  s.lists.push_back({.name = "deny.cidr",
+                     .where = "",
+                     .deny = true,
+                     .prefixes = {P("10.0.0.0/8"), P("2001:db8::/32")}});
+  s.lists.push_back(
+      {.name = "ok.cidr", .where = "", .deny = false, .prefixes = {P("10.1.0.0/16")}});
   auto a = acl::build(s);
   ASSERT_TRUE(a) << a.error().str();
   const uint8_t in_deny[4] = {10, 2, 3, 4}, in_allow[4] = {10, 1, 3, 4}, other[4] = {192, 0, 2, 1};
@@ -77,8 +81,8 @@ TEST(Acl, HundredThousandPrefixesLoadUnderASecond) {
   for (uint32_t i = 0; i < 90000; ++i) {  // /24s and /28s (tbl8 groups) across 11.0.0.0/8..
     prefix p;
     p.len = i % 3 == 0 ? 28 : 24;
-    p.addr = {static_cast<uint8_t>(11 + (i >> 16)), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i),
-              static_cast<uint8_t>(p.len == 28 ? 16 : 0)};
+    p.addr = {static_cast<uint8_t>(11 + (i >> 16)), static_cast<uint8_t>(i >> 8),
+              static_cast<uint8_t>(i), static_cast<uint8_t>(p.len == 28 ? 16 : 0)};
     l.prefixes.push_back(p);
   }
   for (uint32_t i = 0; i < 10000; ++i) {
@@ -97,7 +101,7 @@ TEST(Acl, HundredThousandPrefixesLoadUnderASecond) {
   EXPECT_LT(sec, 1.0);
   RecordProperty("load_seconds", std::to_string(sec));
   const uint8_t hit[4] = {11, 0, 3, 17}, miss28[4] = {11, 0, 3, 1}, miss[4] = {9, 9, 9, 9};
-  EXPECT_TRUE((*a)->lookup(false, hit).denied);     // i = 3: a /28 at .16
+  EXPECT_TRUE((*a)->lookup(false, hit).denied);      // i = 3: a /28 at .16
   EXPECT_FALSE((*a)->lookup(false, miss28).denied);  // outside that /28
   EXPECT_FALSE((*a)->lookup(false, miss).denied);
 }
@@ -118,8 +122,11 @@ TEST(LimitSet, SynPerSourceAndAcl) {
   limits_config cfg;
   cfg.limits.push_back(spec("syn-src", scope::syn, key_kind::src, 10, 5, action::drop));
   cfg.limits.back().services = {"web"};
-  cfg.acls.push_back({.service = "web", .where = "", .lists = {{.name = "deny.cidr", .where = "", .deny = true,
-                                                                .prefixes = {P("203.0.113.0/24")}}}});
+  cfg.acls.push_back(
+      {.service = "web",
+       .where = "",
+       .lists = {
+           {.name = "deny.cidr", .where = "", .deny = true, .prefixes = {P("203.0.113.0/24")}}}});
   state_registry reg;
   auto set = limit_set::build(cfg, reg);
   ASSERT_TRUE(set) << set.error().str();
@@ -127,13 +134,18 @@ TEST(LimitSet, SynPerSourceAndAcl) {
   ASSERT_NE(web, nullptr);
   EXPECT_EQ((*set)->service("other"), nullptr);
   const uint64_t now = 100 * units_per_s;
-  EXPECT_EQ(limit_set::check_packet(*web, v4flow(203, 0, 113, 9), true, 60, now, 0).what, outcome::acl_denied);
+  EXPECT_EQ(limit_set::check_packet(*web, v4flow(203, 0, 113, 9), true, 60, now, 0).what,
+            outcome::acl_denied);
   int passed = 0;
-  for (int i = 0; i < 20; ++i) passed += limit_set::check_packet(*web, v4flow(192, 0, 2, 1), true, 60, now, 1).what == outcome::pass;
+  for (int i = 0; i < 20; ++i)
+    passed +=
+        limit_set::check_packet(*web, v4flow(192, 0, 2, 1), true, 60, now, 1).what == outcome::pass;
   EXPECT_EQ(passed, 5);
   // Another source has its own bucket; non-SYN segments are not SYN-limited.
-  EXPECT_EQ(limit_set::check_packet(*web, v4flow(192, 0, 2, 2), true, 60, now, 0).what, outcome::pass);
-  EXPECT_EQ(limit_set::check_packet(*web, v4flow(192, 0, 2, 1), false, 60, now, 0).what, outcome::pass);
+  EXPECT_EQ(limit_set::check_packet(*web, v4flow(192, 0, 2, 2), true, 60, now, 0).what,
+            outcome::pass);
+  EXPECT_EQ(limit_set::check_packet(*web, v4flow(192, 0, 2, 1), false, 60, now, 0).what,
+            outcome::pass);
   // Counters by worker, summed.
   const limit_state& st = *(*set)->limit(0).state;
   EXPECT_EQ(st.sum(&limit_counts::allowed), 6u);
@@ -142,8 +154,10 @@ TEST(LimitSet, SynPerSourceAndAcl) {
   auto again = limit_set::build(cfg, reg);
   ASSERT_TRUE(again);
   EXPECT_EQ((*again)->limit(0).state, &st);
-  EXPECT_EQ(limit_set::check_packet(*(*again)->service("web"), v4flow(192, 0, 2, 1), true, 60, now, 0).what,
-            outcome::limited);
+  EXPECT_EQ(
+      limit_set::check_packet(*(*again)->service("web"), v4flow(192, 0, 2, 1), true, 60, now, 0)
+          .what,
+      outcome::limited);
 }
 
 TEST(LimitSet, PrefixKeyConcurrentAndDetectOnly) {
@@ -190,10 +204,15 @@ TEST(LimitSet, RequestsByRouteAndHeader) {
   const service_limits* any = (*set)->service("web");
   const uint64_t now = 100 * units_per_s;
   auto no_header = [](const void*, std::string_view) { return std::string_view{}; };
-  auto key_a = [](const void*, std::string_view n) { return n == "x-api-key" ? std::string_view{"a"} : std::string_view{}; };
-  request_info post{.method = "POST", .path = "/login/x", .sni = {}, .header = no_header, .ctx = nullptr};
-  request_info get{.method = "GET", .path = "/login", .sni = {}, .header = no_header, .ctx = nullptr};
-  request_info other{.method = "POST", .path = "/loginx", .sni = {}, .header = no_header, .ctx = nullptr};
+  auto key_a = [](const void*, std::string_view n) {
+    return n == "x-api-key" ? std::string_view{"a"} : std::string_view{};
+  };
+  request_info post{
+      .method = "POST", .path = "/login/x", .sni = {}, .header = no_header, .ctx = nullptr};
+  request_info get{
+      .method = "GET", .path = "/login", .sni = {}, .header = no_header, .ctx = nullptr};
+  request_info other{
+      .method = "POST", .path = "/loginx", .sni = {}, .header = no_header, .ctx = nullptr};
   const flow f = v4flow(192, 0, 2, 1);
   EXPECT_EQ(limit_set::check_request(*any, f, post, now, 0).what, outcome::pass);
   EXPECT_EQ(limit_set::check_request(*any, f, post, now, 0).what, outcome::pass);
@@ -207,7 +226,8 @@ TEST(LimitSet, RequestsByRouteAndHeader) {
   }
   request_info keyed{.method = "GET", .path = "/", .sni = {}, .header = key_a, .ctx = nullptr};
   EXPECT_EQ(limit_set::check_request(*any, f, keyed, now, 0).what, outcome::pass);
-  EXPECT_EQ(limit_set::check_request(*any, v4flow(1, 2, 3, 4), keyed, now, 0).what, outcome::limited);
+  EXPECT_EQ(limit_set::check_request(*any, v4flow(1, 2, 3, 4), keyed, now, 0).what,
+            outcome::limited);
 }
 
 }  // namespace

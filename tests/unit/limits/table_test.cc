@@ -54,7 +54,8 @@ TEST(Gcra, AccuracyOverTenSeconds) {
     const uint64_t step = units_per_s / c.offered_per_s;
     uint64_t passed = 0;
     const uint64_t t0 = 5 * units_per_s;
-    for (uint64_t now = t0; now < t0 + 10 * units_per_s; now += step) passed += !t.gcra(h, now, 1, p).limited;
+    for (uint64_t now = t0; now < t0 + 10 * units_per_s; now += step)
+      passed += !t.gcra(h, now, 1, p).limited;
     const double want = static_cast<double>(c.rate * 10 + c.burst);
     EXPECT_NEAR(static_cast<double>(passed), want, want * 0.005 + 1) << c.name;
   }
@@ -110,7 +111,8 @@ TEST(Table, SixteenBytesPerKey) {
   // Offered as many keys as slots, it keeps ~80 % of them (a key hashes to one bucket of 4; a
   // full bucket evicts): ≤ 20 bytes per key held, against the aim of 32.
   const auto p = gcra_params::of(1, 1);
-  for (uint64_t k = 1; k <= (1 << 20); ++k) t.gcra(limits::key_hash(7, std::to_string(k)), units_per_s, 1, p);
+  for (uint64_t k = 1; k <= (1 << 20); ++k)
+    t.gcra(limits::key_hash(7, std::to_string(k)), units_per_s, 1, p);
   EXPECT_GT(t.used(), t.capacity() * 3 / 4);
   EXPECT_LE(t.bytes() / t.used(), 21u);
 }
@@ -125,10 +127,12 @@ TEST(Table, EvictsIdleFirstAndKeepsTheHotKey) {
   t.gcra(hot, now, 1, p);
   for (int i = 0; i < 5; ++i) t.gcra(hot, now, 1, p);  // limited; TAT stays now + 1 s
   // Newcomers arrive slightly earlier, so their arrival times are just below the hot key's.
-  for (int i = 0; i < 100; ++i) t.gcra(limits::key_hash(1, "new" + std::to_string(i)), now - 1000, 1, p);
+  for (int i = 0; i < 100; ++i)
+    t.gcra(limits::key_hash(1, "new" + std::to_string(i)), now - 1000, 1, p);
   EXPECT_LE(t.used(), 4u);
   EXPECT_GT(t.evictions(), 90u);
-  EXPECT_TRUE(t.gcra(hot, now, 1, p).limited) << "the offender was evicted before newer, cheaper keys";
+  EXPECT_TRUE(t.gcra(hot, now, 1, p).limited)
+      << "the offender was evicted before newer, cheaper keys";
   // An idle key (its TAT passed) is replaced without counting an eviction.
   keyed_table u(4);
   for (int i = 0; i < 4; ++i) u.gcra(limits::key_hash(2, std::to_string(i)), now, 1, p);
@@ -149,7 +153,8 @@ TEST(Table, ConcurrencyCountsAndNeverEvictsHeldKeys) {
   EXPECT_TRUE(v.limited);
   EXPECT_EQ(t.value_of(a), 4u);
   // Fill the other three slots with held keys: a fifth key is not tracked, a held one stays.
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(t.acquire(limits::key_hash(3, std::to_string(i)), 3).tracked);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(t.acquire(limits::key_hash(3, std::to_string(i)), 3).tracked);
   EXPECT_FALSE(t.acquire(limits::key_hash(3, "fifth"), 3).tracked);
   EXPECT_EQ(t.full(), 1u);
   EXPECT_EQ(t.value_of(a), 4u);
