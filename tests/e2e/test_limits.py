@@ -5,6 +5,8 @@ af_packet port, nginx behind it with PROXY v2):
   - an L7 requests/s limit on /api answers 429 with Retry-After once its burst is spent, /metrics
     counts it by limit name and action, and the audit log names the limit;
   - a deny list (a .cidr file) drops a source and counts it (edge_acl_denied_total, drop reason);
+  - a per-source concurrent limit: a client opening 40 idle connections keeps 20, the other 20 are
+    reset, and another client is served meanwhile;
   - an hping3 SYN flood from one namespace (10.97.0.3) while curl from another (10.97.0.2) keeps
     succeeding (>= 99 %), and the per-source SYN limit lets through rate * seconds + burst of the
     flood's SYNs within 5 % over 10 s;
@@ -68,6 +70,11 @@ LIMITS = """limits:
     rate: {api_rate}
     burst: {api_burst}
     action: 429
+  - name: conns-per-source
+    services: [web]
+    scope: concurrent
+    key: src
+    rate: 20
 acl:
   - service: web
     deny: [deny.cidr]
@@ -185,6 +192,44 @@ c.that(denied >= 1, f"edge_acl_denied_total{{service=web,list=deny.cidr}} counte
 c.that(e.drops("acl_denied") >= denied, "and edge_drops_total{reason=acl_denied} too")
 s, _, _ = request(att, "/index.html", extra=("--interface", ATTACKER))
 c.that(s == 200, f"another address of the same host is not denied (status {s})")
+
+# --- per-source concurrent limit: 40 idle connections from the attacker, 20 kept -----------------------
+holder = att.popen(["/usr/bin/python3", "-c", f"""
+import socket, sys, time
+socks = []
+for i in range(40):
+    s = socket.socket()
+    s.settimeout(3)
+    s.bind(("{ATTACKER}", 0))
+    try:
+        s.connect(("{VIP}", 80))
+        socks.append(s)
+    except OSError:
+        pass
+time.sleep(1.0)
+alive = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        s.recv(1)  # b"": closed; an error: reset
+    except BlockingIOError:
+        alive += 1
+    except OSError:
+        pass
+print(len(socks), alive, flush=True)
+sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+h._cleanups.append(holder.kill)
+line = holder.stdout.readline().split()
+connected, alive = (int(line[0]), int(line[1])) if len(line) == 2 else (0, -1)
+c.that(alive == 20, f"the attacker's 40 idle connections: {alive} kept open (limit 20); {connected} connect() calls returned before their RST")
+s, _, body = request(cli, "/index.html")
+c.that(s == 200, f"meanwhile another client is served (status {s})")
+holder.stdin.write("\n")
+holder.stdin.flush()
+holder.wait(timeout=10)
+refused = metric("edge_limit_limited_total", limit="conns-per-source", scope="concurrent", action="rst")
+c.that(refused == 20, f"edge_limit_limited_total{{limit=conns-per-source}} counted the 20 refused ({refused})")
 
 # --- SYN flood from one namespace, curl from another; per-source SYN limit accuracy ----------------------
 allowed0 = metric("edge_limit_allowed_total", limit="syn-per-source", scope="syn", action="drop")
