@@ -789,6 +789,7 @@ std::map<uint32_t, std::string> rule_messages(const waf::ruleset& rs) {
 common::result<void> appliance::start_waf() {
   const config& c = *cfg_;
   waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = c.waf.cache_dir, .services = {}};
+  wc.limit_registry = &limit_states_;
   for (const auto& s : c.services)
     if (s.waf) wc.services.push_back({.service = s.name, .policy_file = s.waf_policy_file, .node = s.waf_policy,
                                       .where = s.waf_where});

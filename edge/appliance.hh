@@ -109,6 +109,7 @@ class appliance {
   // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays
   // point into it, so it outlives the workers.
   service_registry service_counters_;
+  limits::state_registry limit_states_;  // limit tables and counters by limit name (rules directory)
 };
 
 }  // namespace edge

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "edge/appliance.hh"
+#include "edge/limits_metrics.hh"
 #include "edge/metrics_tls.hh"
 #include "waf/waf_metrics.hh"
 
@@ -364,6 +365,7 @@ std::string appliance::metrics_text() const {
     out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
            "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
            "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
+    append_limit_metrics(out, limit_states_);
   }
   admin_.append_metrics(out);
   return out;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "edge/limits_hook.hh"
 #include "edge/service_limits.hh"
 #include "edge/snapshot.hh"
 
@@ -147,6 +148,7 @@ bool relay::sync(const snapshot& snap) {
   // A new WAF generation: size the worker's Hyperscan scratch for it before any connection can use
   // it (grow-only, so connections on older rules stay covered). If that fails the services keep
   // their previous policies.
+  limits_ = snap.waf ? snap.waf->limits : nullptr;
   bool waf_ok = true;
   if (snap.waf && waf_ && snap.waf->generation != seen_waf_gen_) {
     if (auto r = waf_->prepare(*snap.waf->rules); r) {
@@ -277,6 +279,7 @@ void relay::release(conn& rc) {
     rc.plain = UINT32_MAX;
   }
   if (rc.svc != nullptr) rc.svc->release();  // the same counters it took, whatever the snapshot now
+  rc.hold.release();
   rc.svc = nullptr;
   rc.in_use = false;
   rc.up = nullptr;
@@ -306,8 +309,14 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     return false;  // the stack resets the client (app_refused)
   }
   service& s = services_[info.listener];
+  limits::conn_hold hold;
+  if (!accept_limits(s, info, hold)) return false;  // the stack resets the client
   conn* rc = admit(s, info);
-  if (rc == nullptr) return false;  // the stack resets the client
+  if (rc == nullptr) {
+    hold.release();
+    return false;  // the stack resets the client
+  }
+  rc->hold = hold;
   rc->info = info;
   rc->listener = info.listener;
   if (s.waf) {
@@ -318,7 +327,9 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
     auto wc = waf_conn::create(*waf_, s.waf,  // http or raw, as the policy says
                                {.client = endpoint(info.remote, info.remote_port),
                                 .vip = endpoint(info.local, info.local_port),
-                                .service = s.name});
+                                .service = s.name,
+                                .limits = limits_,
+                                .flow = limits_flow(info.remote, info.local, info.local_port)});
     if (!wc) {
       release(*rc);
       refuse(s, relay_end::waf_no_memory);
@@ -696,6 +707,19 @@ relay::conn* relay::admit(const service& s, const l4::tcp::conn_info& info) {
   rc->svc = s.counters;
   rc->src_slot = src_slot;
   return rc;
+}
+
+// The rules directory's conn/concurrent limits; on pass `hold` has the counts taken.
+bool relay::accept_limits(const service& s, const l4::tcp::conn_info& info,
+                          limits::conn_hold& hold) {
+  const limits::service_limits* sl = limits_ ? limits_->service(s.name) : nullptr;
+  if (sl == nullptr || sl->accept.empty()) return true;
+  const auto d =
+      limits::limit_set::check_accept(*sl, limits_flow(info.remote, info.local, info.local_port),
+                                      limits_now(rte_rdtsc()), worker_, hold);
+  if (d.what == limits::outcome::pass) return true;
+  refuse(s, relay_end::limited);
+  return false;
 }
 
 void relay::refuse(const service& s, relay_end e) {

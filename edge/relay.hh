@@ -33,6 +33,7 @@
 #include "edge/config.hh"
 #include "l4/packet.hh"
 #include "l4/tcp/stack.hh"
+#include "limits/set.hh"
 #include "tls/context.hh"
 #include "tls/worker.hh"
 #include "upstream/upstream_conn.hh"
@@ -73,11 +74,11 @@ class service_registry;
   X(waf_no_memory, "refused: the WAF inspector state could not be allocated")                      \
   X(tls_no_session, "refused: no TLS session or plaintext buffer free on the worker")              \
   X(tls_handshake_failed, "the TLS handshake failed: alert sent, then FIN (reason in edge_tls_*)") \
-  X(tls_handshake_timeout,                                                                         \
-    "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms")                  \
-  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")   \
-  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")        \
-  X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")
+  X(tls_handshake_timeout, "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms") \
+  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")  \
+  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")         \
+  X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")          \
+  X(limited, "refused: a conn/concurrent limit of the rules directory (edge_limit_limited_total)")
 
 enum class relay_end : uint8_t {
 #define X(name, desc) name,
@@ -218,6 +219,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     uint32_t rh_prev = UINT32_MAX, rh_next = UINT32_MAX;
     uint64_t rh_deadline = 0;
     l4::tcp::conn_info info;
+    limits::conn_hold hold;           // concurrent-limit counts it holds (rules directory)
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -283,6 +285,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void expire_heads(uint64_t now);
   void head_timeout(conn& rc);
   bool open_deferred(conn& rc);  // false: failed, the connection was reset and released
+  bool accept_limits(const service& s, const l4::tcp::conn_info& info, limits::conn_hold& hold);
   void refuse(const service& s, relay_end e);
 
   unsigned worker_ = 0;
@@ -301,6 +304,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint32_t max_active_ = 0;  // tcp.max_active_per_worker (or the pool size)
   std::unique_ptr<waf_worker> waf_;
   uint64_t seen_waf_gen_ = 0;
+  std::shared_ptr<const limits::limit_set> limits_;  // the snapshot's, from sync()
   // Kind tls.
   bool tls_enabled_ = false;
   bool stopped_accepting_ = false;

@@ -106,6 +106,7 @@ bool relay::tls_handshake(conn& rc) {
   }
   hs_unlink(rc);
   rc.tls_ready = true;
+  if (rc.waf) rc.waf->set_sni(ss.info().sni);  // requests limits keyed by SNI
   tls_flush(rc);  // the server's last flight (and TLS 1.3 tickets)
   if (rc.upstream_deferred)
     return true;  // HTTP: the upstream opens once a request head passed the WAF

@@ -25,10 +25,10 @@ namespace edge {
 
 // Refusals of a new client connection that are charged to its service (the relay ends that refuse
 // before any byte is relayed). `no_service` has no service to charge.
-inline constexpr std::array<relay_end, 7> service_refusals{
+inline constexpr std::array<relay_end, 8> service_refusals{
     relay_end::service_limit, relay_end::worker_limit,  relay_end::no_slot,
     relay_end::no_upstream,   relay_end::waf_no_memory, relay_end::tls_no_session,
-    relay_end::source_limit};
+    relay_end::source_limit, relay_end::limited};
 
 // Connections held per (service, source) over all workers, for
 // services[].max_connections_per_source (HAProxy's `src_conn_cur` in a stick table, nginx's

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "l4/lb/owner.hh"
+#include "edge/limits_hook.hh"
 #include "l4/local.hh"
 #include "l4/parse.hh"
 
@@ -184,6 +185,17 @@ void refresh_neighbors(worker_context& w, const snapshot& snap, uint64_t now) {
   }
 }
 
+// A segment the rules directory's ACL or limits refused (counted there by limit/list name too).
+void limited_segment(worker_context& w, rte_mbuf* m, const l4::packet& p,
+                     const l4::local_addrs& local, unsigned port_index, segment_verdict v) {
+  if (v == segment_verdict::acl_denied) return drop(w, m, l4::drop::acl_denied);
+  if (v != segment_verdict::limited_rst) return drop(w, m, l4::drop::rate_limited);
+  if (l4::closed_port_reset(m, p, local.mac).action != l4::local_action::reply)
+    return drop(w, m, l4::drop::rate_limited);
+  w.stats.drops.add(l4::drop::rate_limited_rst);
+  enqueue_tx(w, port_index, m);
+}
+
 }  // namespace
 
 void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
@@ -237,6 +249,12 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
           break;
         }
         if ((s->kind == service_kind::tcp || s->kind == service_kind::tls) && w.tcp) {
+          if (const auto limv = limits_segment(snap.waf ? snap.waf->limits.get() : nullptr, s->name,
+                                               p, now, w.id);
+              limv != segment_verdict::pass) {
+            limited_segment(w, m, p, local, port_index, limv);
+            break;
+          }
           // Consumed; a segment the stack does not use is counted in its own drop counters.
           (void)w.tcp->input(m, p);
           break;

@@ -4,7 +4,8 @@ ports wan0 and lan0, plus a kernel leg for health checks) -veth- demo-switch (a 
 nginx backends demo-b1..b3 (10.99.1.11-13). Shows ARP/ping answered by DPDK, a malformed frame
 dropped and counted, L4 balancing (full NAT, Maglev) across the backends, with a backend
 failure taken out by health checks, service kind tcp (userspace TCP relayed to the backends) with
-the WAF blocking an attack, and service kind tls (HTTPS terminated by edged). Run through
+the WAF blocking an attack, a requests/s limit answering 429 and a deny-listed source dropped (limit
+files in the rules directory), and service kind tls (HTTPS terminated by edged). Run through
 deploy/demo/demo.sh (installs, builds, runs this)."""
 import os
 import sys
@@ -53,7 +54,29 @@ print("example.test: ECDSA P-256 and RSA-2048 certificates signed by /tmp/edge-d
 config_path = os.path.join(os.path.dirname(__file__), "edged-demo.yaml")
 say("Starting edged with deploy/demo/edged-demo.yaml")
 # The harness runs edged on a copy of the file in a temporary folder: make the rules path absolute.
-rules_dir = os.path.abspath(os.path.join(os.path.dirname(config_path), "..", "..", "rules", "shipped"))
+# The rules directory is a copy of rules/shipped plus the demo's limit file and deny list.
+import shutil  # noqa: E402
+shipped = os.path.abspath(os.path.join(os.path.dirname(config_path), "..", "..", "rules", "shipped"))
+rules_dir = "/tmp/edge-demo-rules"
+shutil.rmtree(rules_dir, ignore_errors=True)
+shutil.copytree(shipped, rules_dir)
+with open(os.path.join(rules_dir, "demo-deny.cidr"), "w") as f:
+    f.write("# sources the demo refuses\n10.99.0.3/32\n")
+with open(os.path.join(rules_dir, "demo.limits.yaml"), "w") as f:
+    f.write("""limits:
+  - name: demo-requests            # GET /index.html: 2 per second per client, bursts of 3
+    services: [web-tcp]
+    scope: requests
+    key: src
+    match: {method: GET, path_prefix: /index.html}
+    rate: 2
+    burst: 3
+    action: 429
+acl:
+  - service: web-tcp
+    deny: [demo-deny.cidr]
+""")
+cli.run(["ip", "addr", "add", "10.99.0.3/24", "dev", "client0"])
 e = h.Edged(edge, open(config_path).read().replace("../../rules/shipped", rules_dir))
 print(e.logs().rstrip())
 
@@ -100,6 +123,25 @@ time.sleep(0.3)
 with open("/tmp/edge-demo-waf-audit.log") as f:
     print("audit:", f.read().strip().splitlines()[-1])
 
+say("Rate limit (rules dir demo.limits.yaml): 6 quick GET /index.html from one client, 2/s with bursts of 3")
+for _ in range(6):
+    r = cli.run(["curl", "-s", "-o", "/dev/null", "-w", "HTTP %{http_code}  Retry-After: %header{retry-after}\n",
+                 "http://10.99.0.101/index.html"], check=False)
+    print(r.stdout.rstrip(), flush=True)
+show(cli, ["curl", "-s", "-i", "http://10.99.0.101/index.html"])
+time.sleep(0.3)
+with open("/tmp/edge-demo-waf-audit.log") as f:
+    print("audit:", [ln for ln in f.read().strip().splitlines() if "limit:" in ln][-1])
+for line in e.get("/metrics").splitlines():
+    if line.startswith(("edge_limit_allowed_total", "edge_limit_limited_total")) and "demo-requests" in line:
+        print(line)
+
+say("Deny list (rules dir demo-deny.cidr): the client's second address 10.99.0.3 is dropped and counted")
+show(cli, ["curl", "-s", "-S", "--max-time", "2", "--interface", "10.99.0.3", "http://10.99.0.101/"])
+for line in e.get("/metrics").splitlines():
+    if line.startswith("edge_acl_denied_total") or 'reason="acl_denied"' in line:
+        print(line)
+
 say("Service kind tls: HTTPS terminated by edged on 10.99.0.101:443 (userspace TCP + OpenSSL, private key "
     "signed on a crypto thread), plaintext to the backends")
 ca = ["--cacert", "/tmp/edge-demo-certs/ca.pem", "--resolve", "example.test:443:10.99.0.101"]
@@ -128,6 +170,7 @@ for line in e.get("/metrics").splitlines():
 say("Where to look next (run with --keep to leave edged up and try these)")
 print(f"""  edged log:          {e.log_path}
   config:             deploy/demo/edged-demo.yaml (schema: README.md, 'Configuration')
+  rules + limits:     /tmp/edge-demo-rules (edit demo.limits.yaml: hot-reloaded; rules/README.md)
   admin API:          ip netns exec demo-edge curl -s 127.0.0.1:9180/metrics   (/stats /config /readyz)
   CLI:                ip netns exec demo-edge build/edge/edgectl stats
   life of a packet:   docs/packet-flow.md""")

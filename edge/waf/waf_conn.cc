@@ -1,12 +1,37 @@
 #include "waf_conn.hh"
 
+#include "edge/limits_hook.hh"
+
+#include <rte_cycles.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 namespace edge {
+
+namespace {
+
+// 429 Too Many Requests with Retry-After (RFC 6585 §4), in the style of the WAF's block responses.
+size_t format_429(unsigned retry_after_s, std::string_view request_id, std::span<char> out) {
+  char body[128];
+  const int rid_len = static_cast<int>(std::min<size_t>(request_id.size(), 64));
+  const int bl = std::snprintf(body, sizeof body, "429 Too Many Requests: request %.*s\n", rid_len,
+                               request_id.data());
+  if (bl < 0) return 0;
+  const int n = std::snprintf(
+      out.data(), out.size(),
+      "HTTP/1.1 429 Too Many Requests\r\nRetry-After: %u\r\nContent-Type: text/plain\r\n"
+      "Content-Length: %d\r\nX-Request-Id: %.*s\r\nConnection: close\r\n"
+      "Cache-Control: no-store\r\n\r\n%s",
+      retry_after_s, bl, rid_len, request_id.data(), body);
+  if (n < 0 || static_cast<size_t>(n) >= out.size()) return 0;
+  return static_cast<size_t>(n);
+}
+
+}  // namespace
 
 common::result<std::unique_ptr<waf_worker>> waf_worker::create(uint16_t worker_id,
                                                                const waf::ruleset& rs,
@@ -73,6 +98,14 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   c.vip_ = info.vip;
   c.service_len_ = copy_bounded(info.service, c.service_.data(), c.service_.size());
   c.svc_ = w.service_slot(info.service);
+  if (info.limits && m == waf::inspector::mode::http) {
+    const limits::service_limits* sl = info.limits->service(info.service);
+    if (sl != nullptr && !sl->request.empty()) {
+      c.limits_ = info.limits;
+      c.lim_svc_ = sl;
+      c.flow_ = info.flow;
+    }
+  }
   if (m == waf::inspector::mode::raw)
     c.count(&waf_service_stats::inspected);  // a raw stream is one unit
   return c;
@@ -179,10 +212,41 @@ waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
       response_len_ = waf::format_block_response(v.status, request_id(), response_);
   }
   a.status = status_;
-  if (mode_ == waf::inspector::mode::raw)
+  if (mode_ == waf::inspector::mode::raw || limit_reset_)
     a.reset = true;
   else
     a.response = {response_.data(), response_len_};
+  return a;
+}
+
+waf_action waf_conn::on_limit(const limits::decision& d, size_t consumed) {
+  set_pending(0, consumed);  // the head that completed goes no further
+  blocked_ = true;
+  limit_reset_ = d.act != limits::action::http_429;
+  status_ = limit_reset_ ? 0 : 429;
+  // The audit line names the limit: rule_id 0, field "limit:NAME".
+  if (waf_audit_ring* ring = w_->ring()) {
+    waf_audit_record r;
+    fill_common(r, waf_audit_verdict::block, status_);
+    r.rule_id = 0;
+    std::array<char, waf_audit_record::field_cap> f{};
+    const std::string_view name = d.by->spec.name;
+    const size_t n = std::min(name.size(), f.size() - 6);
+    std::memcpy(f.data(), "limit:", 6);
+    std::memcpy(f.data() + 6, name.data(), n);
+    r.field_len = copy_bounded({f.data(), 6 + n}, r.field, sizeof r.field);
+    ring->push(r);
+  }
+  waf_action a;
+  a.what = waf_action::kind::block;
+  a.consumed = consumed;
+  a.status = status_;
+  if (limit_reset_) {
+    a.reset = true;
+    return a;
+  }
+  response_len_ = format_429(d.retry_after_s(), request_id(), response_);
+  a.response = {response_.data(), response_len_};
   return a;
 }
 
@@ -194,6 +258,21 @@ waf_action waf_conn::feed(std::span<const char> data) {
   while (!d.empty() && n < max_spans) {
     waf::verdict v = in_->feed(w_->scratch(), w_->stats(), d);
     if (v.kind == waf::verdict_kind::block) return on_block(v, a.consumed + v.consumed);
+    if (v.head_complete && lim_svc_ != nullptr) {
+      const waf::request_head& h = in_->head();
+      const limits::request_info ri{
+          .method = h.method,
+          .path = h.path,
+          .sni = {sni_.data(), sni_len_},
+          .header =
+              [](const void* head, std::string_view name) {
+                return static_cast<const waf::request_head*>(head)->header(name);
+              },
+          .ctx = &h};
+      const limits::decision ld =
+          limits::limit_set::check_request(*lim_svc_, flow_, ri, limits_now(rte_rdtsc()), w_->id());
+      if (ld.what == limits::outcome::limited) return on_limit(ld, a.consumed + v.consumed);
+    }
     if (!v.forward.empty()) spans_[n++] = v.forward;
     a.consumed += v.consumed;
     d = d.subspan(v.consumed);

@@ -7,6 +7,7 @@
 //
 // Data path: feed() and finish() never allocate, throw, lock or log. create() allocates (~40 KB
 // per HTTP connection: the inspector's head buffer and streams) and runs at accept time.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -17,6 +18,7 @@
 
 #include "common/counter.hh"
 #include "common/result.hh"
+#include "limits/set.hh"
 #include "waf/inspector.hh"
 #include "waf_audit.hh"
 
@@ -119,6 +121,9 @@ class waf_worker {
 struct waf_conn_info {
   waf_endpoint client, vip;
   std::string_view service;  // copied (truncated to 32 bytes) into audit records
+  // Requests/s limits of the rules directory (null: none), checked once per request head.
+  std::shared_ptr<const limits::limit_set> limits;
+  limits::flow flow;
 };
 
 struct waf_action {
@@ -174,6 +179,11 @@ class waf_conn {
   // fit the view), from what there is (anything but 101: the connection stays HTTP).
   bool awaiting_upgrade() const { return in_->awaiting_upgrade(); }
   bool upstream_answer(std::span<const char> head, bool last);
+  // Kind tls: the server name the handshake settled on (requests limits keyed by SNI).
+  void set_sni(std::string_view sni) {
+    sni_len_ = static_cast<uint16_t>(std::min(sni.size(), sni_.size()));
+    std::copy_n(sni.data(), sni_len_, sni_.data());
+  }
 
   bool blocked() const { return blocked_; }
   std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
@@ -184,6 +194,8 @@ class waf_conn {
   waf_conn() = default;
   std::string_view request_id();  // the current request's id, assigned on first use
   waf_action on_block(const waf::verdict& v, size_t consumed);
+  // A requests/s limit refused the request whose head just completed: 429 + Retry-After (or RST).
+  waf_action on_limit(const limits::decision& d, size_t consumed);
   void audit_new_matches(waf_audit_verdict verdict, uint16_t status);
   void audit_parse_error(uint16_t status);
   void fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status);
@@ -212,6 +224,12 @@ class waf_conn {
   uint16_t status_ = 0;
   uint16_t svc_ = waf_worker::no_service;  // this connection's slot in the worker's service stats
   bool raw_detected_ = false;              // raw: the connection was counted as detected
+  std::shared_ptr<const limits::limit_set> limits_;
+  const limits::service_limits* lim_svc_ = nullptr;  // this service's limits in limits_ (requests)
+  limits::flow flow_;
+  bool limit_reset_ = false;     // a limit with action rst/drop ended the connection
+  std::array<char, 255> sni_{};  // a host name is at most 253 bytes
+  uint16_t sni_len_ = 0;
 };
 
 }  // namespace edge

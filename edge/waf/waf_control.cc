@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "rules/limits_file.hh"
 #include "rules/loader.hh"
 
 namespace edge {
@@ -51,6 +52,14 @@ common::result<std::shared_ptr<waf_rules_snapshot>> waf_control::build() {
   if (!rs) return common::unexpected(rs.error());
   auto snap = std::make_shared<waf_rules_snapshot>();
   snap->rules = *rs;
+  auto lc = rules::load_limits_dir(cfg_.rules_dir);
+  if (!lc) return common::unexpected(lc.error());
+  snap->limit_files = lc->files;
+  if (cfg_.limit_registry != nullptr) {
+    auto ls = limits::limit_set::build(*lc, *cfg_.limit_registry);
+    if (!ls) return common::unexpected(ls.error());
+    snap->limits = std::move(*ls);
+  }
   for (const auto& s : cfg_.services) {
     common::result<waf::policy> p = s.policy_file.empty() ? rules::parse_policy(s.node, s.where)
                                                           : rules::load_policy_file(s.policy_file);
@@ -111,9 +120,11 @@ common::result<uint64_t> waf_control::reload() {
   if (!cs.cache_rejected.empty())
     spdlog::warn("waf: database cache entry ignored and rebuilt: {}", cs.cache_rejected);
   if (!cs.cache_error.empty()) spdlog::warn("waf: database cache not written: {}", cs.cache_error);
-  spdlog::info("waf: rules generation {} from {}: {} rules, {} expressions, {:.1f} ms{}",
-               s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions, ms,
-               cs.from_cache ? " (cache)" : "");
+  spdlog::info(
+      "waf: rules generation {} from {}: {} rules, {} expressions, {} limits from {} file(s), "
+      "{:.1f} ms{}",
+      s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions,
+      s.limits ? s.limits->limit_count() : 0, s.limit_files, ms, cs.from_cache ? " (cache)" : "");
   publish_(*snap);
   // The whole reload as the data path sees it: compile, bind and the appliance's RCU publish.
   const double total = ms_since(t0);

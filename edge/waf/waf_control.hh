@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/result.hh"
+#include "limits/set.hh"
 #include "waf/policy.hh"
 #include "waf/ruleset.hh"
 
@@ -37,6 +38,10 @@ struct waf_control_config {
   std::string cache_dir;  // empty: no database cache
   std::vector<waf_service_policy> services;
   std::chrono::milliseconds debounce{200};
+  // Limit files (*.limits.yaml, *.cidr) of the same directory are loaded with the rules and
+  // published with them; a bad one fails the whole reload like a bad rule. With a registry they are
+  // also compiled (ACL tables need the EAL); without one (edged --check) only validated.
+  limits::state_registry* limit_registry = nullptr;
 };
 
 // What one successful (re)load produced. Immutable once published.
@@ -44,6 +49,9 @@ struct waf_rules_snapshot {
   std::shared_ptr<const waf::ruleset> rules;
   std::map<std::string, std::shared_ptr<const waf::bound_policy>, std::less<>>
       policies;             // by service
+  // Limits and ACLs of this generation (null when only validated, see limit_registry).
+  std::shared_ptr<const limits::limit_set> limits;
+  size_t limit_files = 0;
   uint64_t generation = 0;  // 1 for the initial load, +1 per publish
   bool same_rules = false;  // the rules hash equals the previous generation's (e.g. touched file)
 

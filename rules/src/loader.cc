@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "rules/limits_file.hh"
 #include "rules/secrule.hh"
 #include "waf/transform.hh"
 
@@ -405,6 +406,7 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     if (!e.is_regular_file()) continue;
     auto ext = e.path().extension();
+    if (is_limits_file(e.path().filename().string())) continue;  // rules::load_limits_dir
     if (ext == ".yaml" || ext == ".yml") yamls.push_back(e.path());
     else if (ext == ".conf") confs.push_back(e.path());
   }

@@ -1,0 +1,86 @@
+#include "edge/limits_metrics.hh"
+
+#include <map>
+#include <tuple>
+
+namespace edge {
+namespace {
+
+std::string label(std::string_view v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += c;
+  }
+  return o;
+}
+
+}  // namespace
+
+void append_limit_metrics(std::string& out, const limits::state_registry& reg) {
+  struct sums {
+    uint64_t v[4] = {};
+    uint64_t evictions = 0, slots = 0;
+  };
+  std::map<std::tuple<std::string, std::string, std::string>, sums> lim, acl;
+  for (size_t i = 0; i < reg.size(); ++i) {
+    const limits::limit_state& st = reg.at(i);
+    sums& s = (st.acl ? acl : lim)[{st.name, st.label2, st.label3}];
+    s.v[0] += st.sum(&limits::limit_counts::allowed);
+    s.v[1] += st.sum(&limits::limit_counts::limited);
+    s.v[2] += st.sum(&limits::limit_counts::detected);
+    s.v[3] += st.sum(&limits::limit_counts::untracked);
+    if (st.table) {
+      s.evictions += st.table->evictions();
+      s.slots += st.table->capacity();
+    }
+  }
+  static const char* const names[4] = {"allowed", "limited", "detected", "untracked"};
+  static const char* const help[4] = {
+#define X(n, d) d,
+      LIMITS_COUNTERS(X)
+#undef X
+  };
+  for (int k = 0; k < 4; ++k) {
+    out += std::string("# HELP edge_limit_") + names[k] +
+           "_total Rules-directory limits: " + help[k] + ".\n# TYPE edge_limit_" + names[k] +
+           "_total counter\n";
+    for (const auto& [key, s] : lim)
+      out += std::string("edge_limit_") + names[k] + "_total{limit=\"" + label(std::get<0>(key)) +
+             "\",scope=\"" + label(std::get<1>(key)) + "\",action=\"" + label(std::get<2>(key)) +
+             "\"} " + std::to_string(s.v[k]) + "\n";
+  }
+  out +=
+      "# HELP edge_limit_evictions_total Keys a limit's table forgot while they were not idle (the "
+      "table was "
+      "full).\n# TYPE edge_limit_evictions_total counter\n";
+  for (const auto& [key, s] : lim)
+    out += "edge_limit_evictions_total{limit=\"" + label(std::get<0>(key)) + "\"} " +
+           std::to_string(s.evictions) + "\n";
+  out +=
+      "# HELP edge_limit_table_slots Keys a limit's table can hold (16 bytes each).\n"
+      "# TYPE edge_limit_table_slots gauge\n";
+  for (const auto& [key, s] : lim)
+    out += "edge_limit_table_slots{limit=\"" + label(std::get<0>(key)) + "\"} " +
+           std::to_string(s.slots) + "\n";
+  out +=
+      "# HELP edge_acl_denied_total TCP segments dropped by a service's CIDR allow/deny list, by "
+      "the list "
+      "that matched (default_deny: no prefix matched and the service has an allow list).\n"
+      "# TYPE edge_acl_denied_total counter\n";
+  for (const auto& [key, s] : acl)
+    out += "edge_acl_denied_total{service=\"" + label(std::get<1>(key)) + "\",list=\"" +
+           label(std::get<2>(key)) + "\"} " + std::to_string(s.v[1]) + "\n";
+  out +=
+      "# HELP edge_acl_allowed_total SYNs a service's CIDR list let in, by the list that matched.\n"
+      "# TYPE edge_acl_allowed_total counter\n";
+  for (const auto& [key, s] : acl)
+    out += "edge_acl_allowed_total{service=\"" + label(std::get<1>(key)) + "\",list=\"" +
+           label(std::get<2>(key)) + "\"} " + std::to_string(s.v[0]) + "\n";
+}
+
+}  // namespace edge
