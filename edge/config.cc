@@ -200,10 +200,12 @@ class loader {
     if (auto a = root["admin"]) load_admin(a, c);
     if (auto l = root["logging"]) load_logging(l, c);
     if (auto sd = root["shutdown"]) {
-      check_keys(sd, "shutdown", {"drain_timeout_ms"});
+      check_keys(sd, "shutdown", {"drain_timeout_ms", "grace_ms"});
       if (auto v = sd["drain_timeout_ms"])
         c.shutdown.drain_timeout_ms =
             static_cast<uint32_t>(uint(v, "shutdown.drain_timeout_ms", 0, 3600000));
+      if (auto v = sd["grace_ms"])
+        c.shutdown.grace_ms = static_cast<uint32_t>(uint(v, "shutdown.grace_ms", 0, 3600000));
     }
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);

@@ -352,6 +352,7 @@ std::string appliance::metrics_text() const {
            "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
   }
   admin_.append_metrics(out);
+  if (drain_) drain_->append_metrics(out);
   return out;
 }
 
@@ -359,6 +360,7 @@ std::string appliance::stats_json() const {
   nlohmann::json j;
   j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
   j["ready"] = ready();
+  if (drain_) j["drain"] = nlohmann::json::parse(drain_->state_json(std::chrono::steady_clock::now()));
   j["config_generation"] = generation_;
   const auto& ports = dp_.ports();
   for (size_t i = 0; i < ports.size(); ++i) {

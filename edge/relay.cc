@@ -225,6 +225,15 @@ void relay::stop_accepting() {
     }
 }
 
+void relay::resume_accepting() {
+  stopped_accepting_ = false;
+  for (size_t id = 0; id < services_.size(); ++id) {
+    service& s = services_[id];
+    if (s.active && !s.listening && stack_->add_listener(s.vip, s.port, static_cast<uint16_t>(id)))
+      s.listening = true;
+  }
+}
+
 size_t relay::abort_all() {
   size_t n = 0;
   for (uint32_t i = 0; i < n_slots_; ++i) {

@@ -131,6 +131,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // TIME_WAIT aside. abort_all: resets every relayed connection both ways (relay end shutdown)
   // and every TCB still open in the stack; returns how many client connections were reset.
   void stop_accepting();
+  void resume_accepting();  // undrain: the active services' listeners come back
   size_t open_connections() const { return stack_->open_connections(); }
   size_t abort_all();
   // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.

@@ -1,0 +1,142 @@
+#include "edge/bgp_announce.hh"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "edge/edgectl_http.hh"
+
+namespace edge {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_stop(int) {
+  g_stop.store(true);
+}
+
+void log(const std::string& msg) {
+  char ts[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::fprintf(stderr, "%s bgp-announce: %s\n", ts, msg.c_str());
+}
+
+// Reads BIRD's reply up to its last line ("DDDD text": four digits and a space; continuation lines
+// are "DDDD-text" or start with a space). Returns the code of the last line, -1 on error/timeout.
+int read_reply(int fd, std::string& text) {
+  std::string buf;
+  for (;;) {
+    size_t start = 0;
+    for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+      const std::string line = buf.substr(start, nl - start);
+      text += line + "\n";
+      if (line.size() >= 5 && std::isdigit(static_cast<unsigned char>(line[0])) && line[4] == ' ')
+        return std::atoi(line.substr(0, 4).c_str());
+    }
+    buf.erase(0, start);
+    if (buf.size() + text.size() > (1u << 20)) return -1;  // a reply this long is not ours
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 3000) <= 0) return -1;
+    char chunk[4096];
+    const ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n <= 0) return -1;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+void add_announce_options(CLI::App& app, announce_options& o) {
+  app.add_option("--bird-socket", o.bird_socket, "BIRD control socket")->capture_default_str();
+  app.add_option("--protocol", o.protocol, "BIRD protocol holding the VIP routes")
+      ->capture_default_str();
+  app.add_option("--interval-ms", o.interval_ms, "how often /readyz is asked")
+      ->check(CLI::Range(50, 60000))
+      ->capture_default_str();
+  app.add_flag("--once", o.once, "one round, then exit");
+}
+
+std::string bird_command(const std::string& socket_path, const std::string& cmd,
+                         std::string* reply) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof sa.sun_path) return "socket path too long: " + socket_path;
+  std::memcpy(sa.sun_path, socket_path.c_str(), socket_path.size());
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::string("socket: ") + strerror(errno);
+  std::string err, text;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    err = "cannot reach BIRD at " + socket_path + ": " + strerror(errno);
+  } else if (const int hello = read_reply(fd, text); hello != 1) {
+    err = "no greeting from BIRD at " + socket_path;
+  } else {
+    text.clear();
+    const std::string line = cmd + "\n";
+    if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      err = std::string("write to BIRD: ") + strerror(errno);
+    } else {
+      const int code = read_reply(fd, text);
+      if (code < 0)
+        err = "no reply from BIRD to '" + cmd + "'";
+      else if (code >= 1000)  // 8xxx run-time errors, 9xxx syntax errors
+        err = "BIRD refused '" + cmd + "': " + text.substr(0, text.find('\n'));
+    }
+  }
+  close(fd);
+  if (reply != nullptr) *reply = text;
+  return err;
+}
+
+int run_announcer(const std::string& admin, const announce_options& o) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  int announced = -1;  // what the last successful BIRD command did
+  std::string last_error;
+  log("watching http://" + admin + "/readyz; BIRD protocol " + o.protocol + " at " + o.bird_socket);
+  for (;;) {
+    const bool stopping = g_stop.load();
+    bool want = false;
+    std::string why = "stopping";
+    if (!stopping) {
+      const ctl::reply r = ctl::http(admin, "GET", "/readyz", 2);
+      want = r.error.empty() && r.status == 200;
+      why = !r.error.empty() ? r.error : r.body.substr(0, r.body.find('\n'));
+    }
+    const std::string err =
+        bird_command(o.bird_socket, (want ? "enable " : "disable ") + o.protocol);
+    if (!err.empty()) {
+      if (err != last_error) log(err);
+      last_error = err;
+      if (o.once) return 1;
+    } else {
+      last_error.clear();
+      if (announced != (want ? 1 : 0)) {
+        log(std::string(want ? "VIPs announced (" : "VIPs withdrawn (") + why + ")");
+        announced = want ? 1 : 0;
+        // Tell edged (counted and logged there as a drain step); unreachable edged: nothing to
+        // tell.
+        (void)ctl::http(admin, "POST",
+                        std::string("/announcer?state=") + (want ? "announced" : "withdrawn"), 2);
+      }
+    }
+    if (o.once || stopping) return err.empty() ? 0 : 1;
+    for (int slept = 0; slept < o.interval_ms && !g_stop.load(); slept += 10)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace edge
