@@ -104,6 +104,8 @@ int run_announcer(const std::string& admin, const announce_options& o) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  const bool pattern = o.protocol.find_first_of("*?") != std::string::npos;
+  const std::string target = pattern ? "\"" + o.protocol + "\"" : o.protocol;
   int announced = -1;  // what the last successful BIRD command did
   std::string last_error;
   log("watching http://" + admin + "/readyz; BIRD protocol " + o.protocol + " at " + o.bird_socket);
@@ -116,8 +118,7 @@ int run_announcer(const std::string& admin, const announce_options& o) {
       want = r.error.empty() && r.status == 200;
       why = !r.error.empty() ? r.error : r.body.substr(0, r.body.find('\n'));
     }
-    const std::string err =
-        bird_command(o.bird_socket, (want ? "enable " : "disable ") + o.protocol);
+    const std::string err = bird_command(o.bird_socket, (want ? "enable " : "disable ") + target);
     if (!err.empty()) {
       if (err != last_error) log(err);
       last_error = err;

@@ -15,7 +15,7 @@ namespace edge {
 
 struct announce_options {
   std::string bird_socket = "/run/bird/bird.ctl";
-  std::string protocol = "edge_vips";
+  std::string protocol = "edge_vips*";  // a BIRD name or pattern (quoted when it has * or ?)
   int interval_ms = 500;
   bool once = false;  // one round, then exit (0: BIRD did what /readyz asks)
 };
