@@ -1,5 +1,7 @@
 #include "edge/bgp_announce.hh"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -138,6 +140,75 @@ int run_announcer(const std::string& admin, const announce_options& o) {
     for (int slept = 0; slept < o.interval_ms && !g_stop.load(); slept += 10)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+int run_metrics_proxy(const std::string& admin, const std::string& listen) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto colon = listen.rfind(':');
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  const std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
+  if (colon == std::string::npos || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535 ||
+      inet_pton(AF_INET, listen.substr(0, colon).c_str(), &sin.sin_addr) != 1) {
+    std::fprintf(stderr, "edgectl: bad --listen %s (want IPv4ADDRESS:PORT)\n", listen.c_str());
+    return 2;
+  }
+  sin.sin_port = htons(static_cast<uint16_t>(std::stoul(port)));
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (lfd < 0 || bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+      ::listen(lfd, 64) != 0) {
+    std::fprintf(stderr, "edgectl: cannot listen on %s: %s\n", listen.c_str(), strerror(errno));
+    return 1;
+  }
+  log("serving /metrics of http://" + admin + " on " + listen);
+  while (!g_stop.load()) {
+    pollfd p{lfd, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    const int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string in;
+    char buf[2048];
+    while (in.find("\r\n\r\n") == std::string::npos && in.size() < 8192) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    int status = 404;
+    std::string body = "not found\n", type = "text/plain";
+    if (in.rfind("GET /metrics ", 0) == 0 || in.rfind("GET /metrics?", 0) == 0) {
+      const ctl::reply r = ctl::http(admin, "GET", "/metrics", 2);
+      if (r.error.empty()) {
+        status = r.status;
+        body = r.body;
+        type = "text/plain; version=0.0.4";
+      } else {
+        status = 502;
+        body = r.error + "\n";
+      }
+    }
+    const std::string out = "HTTP/1.1 " + std::to_string(status) +
+                            (status == 200 ? " OK" : " Error") + "\r\nContent-Type: " + type +
+                            "\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\nConnection: close\r\n\r\n" + body;
+    for (size_t sent = 0; sent < out.size();) {
+      const ssize_t n = send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    close(fd);
+  }
+  close(lfd);
+  return 0;
 }
 
 }  // namespace edge

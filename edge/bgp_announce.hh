@@ -29,4 +29,9 @@ std::string bird_command(const std::string& socket_path, const std::string& cmd,
 
 int run_announcer(const std::string& admin, const announce_options& o);
 
+// `edgectl metrics-proxy`: answers GET /metrics on `listen` (IPv4 ADDRESS:PORT) with what the
+// loopback admin API's /metrics says (502 when edged is unreachable), anything else 404. One
+// request per connection, 2 s deadlines per client; runs until SIGTERM/SIGINT.
+int run_metrics_proxy(const std::string& admin, const std::string& listen);
+
 }  // namespace edge

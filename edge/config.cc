@@ -397,14 +397,26 @@ class loader {
   void load_workers(const YAML::Node& n, config& c) {
     check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us"});
     const auto lc = required(n, "lcores", "workers");
-    expect_seq(lc, "workers.lcores");
-    if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
-    std::set<unsigned> seen;
-    for (const auto& l : lc) {
-      const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
-      if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
-      c.workers.lcores.push_back(v);
-      c.workers.lcore_where.push_back(where(l.Mark()));
+    // auto: the CPUs this process may run on (a Kubernetes pod's exclusive CPU set under the
+    // static CPU manager policy, or a systemd CPUAffinity=), less the lowest, which is left to the
+    // control thread; all of them when there is one.
+    if (lc.IsScalar() && lc.Scalar() == "auto") {
+      cpu_set_t set;
+      if (sched_getaffinity(0, sizeof set, &set) != 0) fail(lc, "workers.lcores: auto: cannot read the CPU set");
+      for (unsigned cpu = 0; cpu < CPU_SETSIZE && cpu < 1024; ++cpu)
+        if (CPU_ISSET(cpu, &set)) c.workers.lcores.push_back(cpu);
+      if (c.workers.lcores.size() > 1) c.workers.lcores.erase(c.workers.lcores.begin());
+      c.workers.lcore_where.assign(c.workers.lcores.size(), where(lc.Mark()));
+    } else {
+      expect_seq(lc, "workers.lcores");
+      if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
+      std::set<unsigned> seen;
+      for (const auto& l : lc) {
+        const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
+        if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
+        c.workers.lcores.push_back(v);
+        c.workers.lcore_where.push_back(where(l.Mark()));
+      }
     }
     if (auto b = n["burst"]) c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
     if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));

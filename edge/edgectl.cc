@@ -137,6 +137,16 @@ int main(int argc, char** argv) {
   bool stats_flat = false;
   stats->add_flag("--flat", stats_flat, "one 'name value' line per counter instead of JSON");
   auto* health = app.add_subcommand("health", "liveness and readiness (exit 0 when ready)");
+  bool live_only = false;
+  health->add_flag("--live", live_only,
+                   "liveness only: exit 0 while edged answers /healthz (probes)");
+  auto* mproxy =
+      app.add_subcommand("metrics-proxy",
+                         "serve GET /metrics on LISTEN from the loopback admin API "
+                         "(Prometheus scrapes the pod IP; the admin API stays on loopback)");
+  std::string mlisten = "0.0.0.0:9181";
+  mproxy->add_option("--listen", mlisten, "ADDRESS:PORT to serve /metrics on")
+      ->capture_default_str();
   auto* metrics = app.add_subcommand("metrics", "print Prometheus metrics");
   auto* cfg = app.add_subcommand("config", "the running configuration");
   auto* cfg_show = cfg->add_subcommand("show", "print the running configuration (the default)");
@@ -224,6 +234,13 @@ int main(int argc, char** argv) {
   if (health->parsed()) {
     const reply live = http(admin, "GET", "/healthz");
     if (!live.error.empty()) return fail(live.error);
+    if (live_only) {
+      if (g_json)
+        std::printf("%s\n", nlohmann::json{{"live", live.status == 200}}.dump().c_str());
+      else
+        std::printf("live: %s\n", live.status == 200 ? "yes" : "no");
+      return live.status == 200 ? 0 : 1;
+    }
     const reply ready = http(admin, "GET", "/readyz");
     std::string why = ready.body;
     if (why.rfind("not ready: ", 0) == 0) why = why.substr(11);
@@ -267,5 +284,6 @@ int main(int argc, char** argv) {
   if (b_weight->parsed())
     return show(http(admin, "POST", "/backend?" + target + "&weight=" + std::to_string(weight)));
   if (bgp->parsed()) return edge::run_announcer(admin, ann);
+  if (mproxy->parsed()) return edge::run_metrics_proxy(admin, mlisten);
   return 0;
 }

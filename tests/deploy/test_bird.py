@@ -70,7 +70,12 @@ try:
 
         def do_GET(self):
             body = b"ready\n" if state["ready"] == 200 else b"not ready: draining\n"
-            self.send_response(state["ready"] if self.path == "/readyz" else 404)
+            code = state["ready"] if self.path == "/readyz" else 404
+            if self.path == "/metrics":
+                body, code = b"edge_ready 1\n", 200
+            if self.path == "/healthz":
+                body, code = b"ok\n", 200
+            self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -158,6 +163,20 @@ try:
     log = p.stderr.read()
     that(rc == 0 and VIP not in routes(), f"SIGTERM: withdrawn, exit {rc}")
     that("VIPs announced" in log and "VIPs withdrawn" in log, "the announcer logs its changes: " + log.replace("\n", " | ")[:300])
+    # The pod-IP face of /metrics (the admin API stays on loopback) and the liveness probe.
+    mp = subprocess.Popen([EDGECTL, "--admin", admin, "metrics-proxy", "--listen", "127.0.0.1:19181"],
+                          stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    got = subprocess.run(["curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:19181/metrics"], capture_output=True, text=True).stdout
+    other = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:19181/drain"],
+                           capture_output=True, text=True).stdout
+    mp.send_signal(signal.SIGTERM)
+    that(got == "edge_ready 1\n 200" and other == "404" and mp.wait(5) == 0,
+         f"metrics-proxy serves /metrics only ({got!r}, other paths {other}) and stops on SIGTERM")
+    state["ready"] = 503
+    r = subprocess.run([EDGECTL, "--admin", admin, "health", "--live"], capture_output=True, text=True)
+    r2 = subprocess.run([EDGECTL, "--admin", admin, "health"], capture_output=True, text=True)
+    that(r.returncode == 0 and r2.returncode == 1, f"health --live passes while not ready (liveness), health fails ({r.stdout.strip()})")
     srv.shutdown()
 finally:
     if bird is not None:
