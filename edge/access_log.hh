@@ -58,6 +58,14 @@ struct access_record {
   }
 };
 
+// What the relay notes when it accepts a connection (per connection slot), for its record.
+struct access_start {
+  l4::ip_addr client, vip;
+  uint16_t client_port = 0, vip_port = 0, listener = 0;
+  uint64_t start_unix_us = 0;
+  uint64_t start_ns = 0;  // CLOCK_MONOTONIC
+};
+
 // The JSON line of a record (no newline).
 std::string format_access_json(const access_record& r);
 

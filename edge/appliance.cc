@@ -190,6 +190,11 @@ common::result<void> appliance::start(const char* argv0) {
                  : c.tls.engine.empty() ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
                                         : "through engine " + c.tls.engine);
   }
+  if (!c.logging.access_log.empty()) {
+    auto al = access_log::open(c.logging.access_log);
+    if (!al) return common::unexpected(al.error());
+    access_log_ = std::move(*al);
+  }
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
 
@@ -256,6 +261,7 @@ common::result<void> appliance::start(const char* argv0) {
       auto r = relay::create(rs);
       if (!r) return common::unexpected(r.error());
       w->tcp = std::move(*r);
+      if (access_log_) w->tcp->set_access_ring(access_log_->add_ring(8192));
       if (!w->tcp->sync(*snapshots_->current()))
         return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
       if (waf_ctl_) {
@@ -282,6 +288,7 @@ common::result<void> appliance::start(const char* argv0) {
     for (int i = 0; i < 5000 && !w->running.load() && !w->failed.load(); ++i) usleep(1000);
     if (w->failed.load()) return common::fail("worker " + std::to_string(w->id) + ": " + w->start_error);
   }
+  if (access_log_) access_log_->start();
   if (waf_ctl_) {
     waf_audit_->start();
     if (auto r = waf_ctl_->start_watching(); !r) return r;
@@ -365,6 +372,7 @@ void appliance::shutdown() {
     }
     // The workers are stopped: write out what their audit rings still hold, before the rings go.
     if (waf_audit_) waf_audit_->stop();
+    if (access_log_) access_log_->stop();
     workers_.clear();
     spdlog::info("workers stopped");
   }
@@ -404,6 +412,7 @@ std::vector<std::string> restart_only_changes(const config& a, const config& b) 
   note(a.logging.level != b.logging.level, "logging.level");
   note(a.logging.format != b.logging.format, "logging.format");
   note(a.logging.file != b.logging.file, "logging.file");
+  note(a.logging.access_log != b.logging.access_log, "logging.access_log");
   note(a.l4.conn_table_size != b.l4.conn_table_size, "l4.conn_table_size");
   return keys;
 }

@@ -46,7 +46,9 @@ class appliance {
   // Control loop: serves the admin API and ticks a running drain (edge/drain.hh); a raised `reload`
   // (SIGHUP) reloads as POST /reload does. A raised `stop` (SIGTERM) begins a drain with exit;
   // returns once a drain with exit (signal or POST /drain?exit=1) is over.
-  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
+  // A raised `reopen` (SIGUSR1) reopens the access log file (rotation).
+  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr,
+           std::atomic<bool>* reopen = nullptr);
   // The same drain, run to its end here (for a stop that did not come through run()). Logged.
   void drain();
   void shutdown();
@@ -104,6 +106,7 @@ class appliance {
   bool started_ok_ = false;
   bool config_error_ = false;
   std::atomic<uint8_t> drain_phase_{0};  // what the workers see (0 accept, 1 refuse, 2 reset)
+  std::unique_ptr<access_log> access_log_;  // null: logging.access_log unset; outlives the workers
   std::unique_ptr<drain_control> drain_;  // created at start (its hooks read workers_)
   struct backend_override {
     bool disabled = false;

@@ -32,7 +32,8 @@ drain_hooks appliance::make_drain_hooks() {
   return h;
 }
 
-void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested) {
+void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested,
+                    std::atomic<bool>* reopen_requested) {
   bool stop_seen = false;
   for (;;) {
     // Short polls while a drain runs: its steps are timed in milliseconds.
@@ -40,6 +41,10 @@ void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_req
     if (reload_requested != nullptr && reload_requested->exchange(false)) {
       spdlog::info("SIGHUP: reloading {}", cfg_->path);
       (void)reload();  // logged and counted there, as for POST /reload
+    }
+    if (reopen_requested != nullptr && reopen_requested->exchange(false) && access_log_) {
+      spdlog::info("SIGUSR1: reopening the access log {}", cfg_->logging.access_log);
+      access_log_->request_reopen();
     }
     if (drain_ == nullptr) {
       if (stop.load()) return;

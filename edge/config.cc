@@ -451,7 +451,8 @@ class loader {
   }
 
   void load_logging(const YAML::Node& n, config& c) {
-    check_keys(n, "logging", {"level", "format", "file"});
+    check_keys(n, "logging", {"level", "format", "file", "access_log"});
+    if (auto a = n["access_log"]) c.logging.access_log = str(a, "logging.access_log");
     if (auto l = n["level"]) {
       c.logging.level = str(l, "logging.level");
       choice<int>(l, "logging.level", {{"trace", 0}, {"debug", 1}, {"info", 2}, {"warn", 3}, {"error", 4}});

@@ -67,6 +67,7 @@ struct logging_config {
   std::string level = "info";
   log_format format = log_format::text;
   std::string file;  // empty: stderr
+  std::string access_log;  // one JSON line per connection: a file, "stdout", or empty (off)
 };
 
 struct backend_config {

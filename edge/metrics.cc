@@ -353,6 +353,7 @@ std::string appliance::metrics_text() const {
   }
   admin_.append_metrics(out);
   if (drain_) drain_->append_metrics(out);
+  if (access_log_) access_log_->append_metrics(out);
   return out;
 }
 

@@ -267,6 +267,7 @@ relay::conn* relay::alloc() {
 }
 
 void relay::release(conn& rc) {
+  if (alog_ != nullptr) log_access(rc);
   rc.waf.reset();  // frees the inspector state and drops this connection's hold on its policy
   if (rc.tls != nullptr) {
     hs_unlink(rc);
@@ -307,6 +308,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   const service& s = services_[info.listener];
   conn* rc = admit(s);
   if (rc == nullptr) return false;  // the stack resets the client
+  if (alog_ != nullptr) log_accept(*rc, info);
   if (s.waf) {
     auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
       if (a.v6) return waf_endpoint::v6(a.b, port);

@@ -31,7 +31,10 @@ for name, mb in (("small", 2), ("big", 64)):
 topo.start_nginx("listen 80 proxy_protocol;")
 
 GRACE_MS, DRAIN_MS = 2000, 2500
-e = h.Edged(dut, f"""{topo.edged_head()}shutdown:
+ACCESS = os.path.join(topo.work, "edge-access.log")  # access.log is nginx's
+e = h.Edged(dut, f"""{topo.edged_head()}logging:
+  access_log: {ACCESS}
+shutdown:
   grace_ms: {GRACE_MS}
   drain_timeout_ms: {DRAIN_MS}
 pools:
@@ -76,6 +79,47 @@ def finish(dl, t0):
 
 
 c.that(curl().stdout == "200 6" and readyz().endswith("200"), "serving before the drain")
+
+
+# --- the access log: one JSON line per connection, rotated by SIGUSR1 under load, none lost --
+def access_lines(*paths):
+    out = []
+    for p in paths:
+        if os.path.exists(p):
+            with open(p) as f:
+                out += [json.loads(line) for line in f if line.strip()]
+    return out
+
+
+def wait_lines(n, *paths, secs=5):
+    end = time.time() + secs
+    while time.time() < end and len(access_lines(*paths)) < n:
+        time.sleep(0.05)
+    return access_lines(*paths)
+
+
+lines = wait_lines(1, ACCESS)
+c.that(len(lines) == 1, f"one access log line for the one connection so far ({len(lines)})")
+if lines:
+    a = lines[0]
+    c.that(a.get("downstream_remote_address", "").startswith(topo.client + ":") and
+           a.get("downstream_local_address") == f"{VIP}:80" and a.get("upstream_host") == f"{topo.backend}:80" and
+           a.get("upstream_cluster") == "gw" and a.get("route_name") == "web" and
+           a.get("connection_termination_details") == "completed" and a.get("response_flags") == "-",
+           f"the line names client, VIP, upstream, pool, service and how it ended: {a}")
+N = 120
+load = cli.popen(["sh", "-c", f"for i in $(seq {N}); do curl -s -o /dev/null --max-time 3 http://{VIP}/; done"])
+time.sleep(0.8)
+os.rename(ACCESS, ACCESS + ".1")
+e.proc.send_signal(signal.SIGUSR1)
+load.wait(120)
+lines = wait_lines(N + 1, ACCESS + ".1", ACCESS)
+new = access_lines(ACCESS)
+c.that(len(lines) == N + 1 and len(new) > 0 and metric("edge_access_log_reopens_total") == 1,
+       f"SIGUSR1 under load: {len(lines)} lines for {N + 1} connections over the rotated file and the new one "
+       f"({len(new)} in the new one), 1 reopen counted")
+c.that(metric("edge_access_log_ring_full_total") == 0 and metric("edge_access_log_lines_total") == N + 1,
+       "no access log record dropped; the lines are counted")
 
 # --- edgectl drain (no exit): the whole sequence, the process stays up, drained ---------------
 dl = downloads()
