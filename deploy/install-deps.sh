@@ -12,6 +12,9 @@ packages=(
   libnginx-mod-stream  # TLS peer bench: nginx stream module (listen ... ssl, proxy_protocol)
   # WAF bench peer
   libmodsecurity-dev modsecurity-crs
+  # deploy suite: BIRD (config check, announcer), Kubernetes API models for the manifest check,
+  # buildah for the container image, systemd-analyze, yamllint
+  bird2 python3-kubernetes buildah systemd yamllint
 )
 missing=()
 for p in "${packages[@]}"; do

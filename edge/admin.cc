@@ -133,6 +133,39 @@ const char* http_reason(int status) {
   }
 }
 
+std::string query_param(std::string_view query, std::string_view key) {
+  auto hex = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') return (ch | 0x20) - 'a' + 10;
+    return -1;
+  };
+  for (size_t pos = 0; pos <= query.size();) {
+    const size_t amp = std::min(query.find('&', pos), query.size());
+    const std::string_view kv = query.substr(pos, amp - pos);
+    pos = amp + 1;
+    const size_t eq = kv.find('=');
+    if (kv.substr(0, eq) != key) continue;
+    if (eq == std::string_view::npos) return "1";
+    std::string out;
+    const std::string_view v = kv.substr(eq + 1);
+    for (size_t i = 0; i < v.size(); ++i) {
+      char ch = v[i];
+      if (ch == '+') {
+        ch = ' ';
+      } else if (ch == '%') {
+        const int hi = i + 1 < v.size() ? hex(v[i + 1]) : -1, lo = i + 2 < v.size() ? hex(v[i + 2]) : -1;
+        if (hi < 0 || lo < 0) return {};
+        ch = static_cast<char>(hi * 16 + lo);
+        i += 2;
+      }
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return {};
+      out += ch;
+    }
+    return out;
+  }
+  return {};
+}
+
 admin_server::~admin_server() {
   for (auto& c : clients_)
     if (c.fd >= 0) close(c.fd);

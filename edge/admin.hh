@@ -135,4 +135,8 @@ class admin_server {
 
 const char* http_reason(int status);
 
+// The value of `key` in a query string ("a=1&b=x%3Ay"), percent-decoded; "1" for a bare key; ""
+// when absent or when the value is malformed (a bad %-escape or a control byte after decoding).
+std::string query_param(std::string_view query, std::string_view key);
+
 }  // namespace edge

@@ -75,7 +75,8 @@ common::result<std::shared_ptr<const l4::lb::lb_config>> appliance::build_lb(con
     const auto h = healthy_.find(pool.name);
     for (size_t i = 0; i < pool.backends.size(); ++i) {
       const auto& b = pool.backends[i];
-      const bool up = h == healthy_.end() || i >= h->second.size() || h->second[i];
+      const bool up = (h == healthy_.end() || i >= h->second.size() || h->second[i]) &&
+                      !operator_disabled(pool.name, b);
       ss.backends.push_back({b.address, b.port, b.weight, up});
     }
     spec.services.push_back(std::move(ss));
@@ -115,6 +116,7 @@ std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config
     std::vector<bool> up(pool.backends.size(), true);
     if (h != healthy_.end())
       for (size_t i = 0; i < up.size() && i < h->second.size(); ++i) up[i] = h->second[i];
+    for (size_t i = 0; i < up.size(); ++i) up[i] = up[i] && !operator_disabled(pool.name, pool.backends[i]);
     s->pool_health.push_back(std::move(up));
   }
   return s;
@@ -158,6 +160,8 @@ common::result<void> appliance::start(const char* argv0) {
   if (auto r = dp_.start_ports(c); !r) return r;
   if (auto r = admin_.listen(c.admin.address, c.admin.port); !r) return r;
   install_routes();
+  install_drain_routes();
+  install_backend_routes();
 
   if (c.any_waf())
     if (auto r = start_waf(); !r) {
@@ -191,6 +195,11 @@ common::result<void> appliance::start(const char* argv0) {
                  !c.tls.async ? "signed on the workers (async off)"
                  : c.tls.engine.empty() ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
                                         : "through engine " + c.tls.engine);
+  }
+  if (!c.logging.access_log.empty()) {
+    auto al = access_log::open(c.logging.access_log);
+    if (!al) return common::unexpected(al.error());
+    access_log_ = std::move(*al);
   }
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
@@ -280,6 +289,7 @@ common::result<void> appliance::start(const char* argv0) {
       auto r = relay::create(rs);
       if (!r) return common::unexpected(r.error());
       w->tcp = std::move(*r);
+      if (access_log_) w->tcp->set_access_ring(access_log_->add_ring(8192));
       if (!w->tcp->sync(*snapshots_->current()))
         return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
       if (waf_ctl_) {
@@ -306,6 +316,7 @@ common::result<void> appliance::start(const char* argv0) {
     for (int i = 0; i < 5000 && !w->running.load() && !w->failed.load(); ++i) usleep(1000);
     if (w->failed.load()) return common::fail("worker " + std::to_string(w->id) + ": " + w->start_error);
   }
+  if (access_log_) access_log_->start();
   if (waf_ctl_) {
     waf_audit_->start();
     if (auto r = waf_ctl_->start_watching(); !r) return r;
@@ -319,6 +330,7 @@ common::result<void> appliance::start(const char* argv0) {
     }
     if (auto r = start_health_checks(std::move(targets)); !r) return r;
   }
+  drain_ = std::make_unique<drain_control>(make_drain_hooks());
   started_ok_ = true;
   spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}", dp_.ports().size(),
                workers_.size(), c.services.size(), c.admin.address.str(), c.admin.port);
@@ -351,7 +363,7 @@ bool appliance::ready() const {
 // Empty when ready; otherwise what is missing, for /readyz.
 std::string appliance::not_ready_reason() const {
   if (!started_ok_) return "starting";
-  if (drain_phase_.load() != 0) return "draining";
+  if (drain_ && drain_->draining()) return "draining";
   for (const auto& w : workers_)
     if (!w->running.load()) return "worker " + std::to_string(w->id) + " not running";
   for (const auto& p : dp_.ports()) {
@@ -375,62 +387,6 @@ std::string appliance::not_ready_reason() const {
   return {};
 }
 
-void appliance::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested) {
-  while (!stop.load()) {
-    admin_.poll_once(100);
-    if (reload_requested != nullptr && reload_requested->exchange(false)) {
-      spdlog::info("SIGHUP: reloading {}", cfg_->path);
-      (void)reload();  // logged and counted there, as for POST /reload
-    }
-  }
-}
-
-void appliance::drain() {
-  if (workers_.empty()) return;
-  bool any_tcp = false;
-  for (const auto& w : workers_) any_tcp = any_tcp || w->tcp != nullptr;
-  const uint32_t timeout_ms = cfg_->shutdown.drain_timeout_ms;
-  auto open_now = [&] {
-    uint64_t n = 0;
-    for (const auto& w : workers_) n += w->drain_open.load(std::memory_order_relaxed);
-    return n;
-  };
-  auto wait_phase = [&](uint8_t phase, std::chrono::steady_clock::time_point until) {
-    for (const auto& w : workers_)
-      while (w->drain_done.load(std::memory_order_acquire) < phase &&
-             std::chrono::steady_clock::now() < until)
-        admin_.poll_once(5);
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto deadline = t0 + std::chrono::milliseconds(timeout_ms);
-  drain_phase_.store(1, std::memory_order_release);
-  // The workers' answer to phase 1 carries their first count; a worker that is gone cannot answer.
-  wait_phase(1, t0 + std::chrono::seconds(2));
-  if (!any_tcp) return;
-  const uint64_t at_start = open_now();
-  spdlog::info("stopping: new connections refused; draining {} connection(s) for up to {} ms",
-               at_start, timeout_ms);
-  while (open_now() != 0 && std::chrono::steady_clock::now() < deadline) admin_.poll_once(10);
-  const uint64_t left = open_now();
-  drain_phase_.store(2, std::memory_order_release);
-  wait_phase(2, std::chrono::steady_clock::now() + std::chrono::seconds(2));
-  // A RST whose sequence number the client has not reached yet earns a challenge ACK (RFC 5961):
-  // the workers stay up a little longer to answer it with the stack's no_connection RST.
-  if (left != 0)
-    for (const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-         std::chrono::steady_clock::now() < until;)
-      admin_.poll_once(10);
-  uint64_t reset = 0;
-  for (const auto& w : workers_) reset += w->drain_reset.load(std::memory_order_relaxed);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  if (left == 0)
-    spdlog::info("drained: every connection finished in {} ms", ms);
-  else
-    spdlog::warn("drain deadline ({} ms) passed: {} connection(s) reset", timeout_ms, reset);
-}
-
 void appliance::shutdown() {
   health_.reset();  // stops the checker thread before the snapshots go
   if (waf_ctl_) waf_ctl_->stop();  // no more rule publications
@@ -450,6 +406,7 @@ void appliance::shutdown() {
     }
     // The workers are stopped: write out what their audit rings still hold, before the rings go.
     if (waf_audit_) waf_audit_->stop();
+    if (access_log_) access_log_->stop();
     workers_.clear();
     spdlog::info("workers stopped");
   }
@@ -489,6 +446,7 @@ std::vector<std::string> restart_only_changes(const config& a, const config& b) 
   note(a.logging.level != b.logging.level, "logging.level");
   note(a.logging.format != b.logging.format, "logging.format");
   note(a.logging.file != b.logging.file, "logging.file");
+  note(a.logging.access_log != b.logging.access_log, "logging.access_log");
   note(a.l4.conn_table_size != b.l4.conn_table_size, "l4.conn_table_size");
   return keys;
 }
@@ -682,10 +640,11 @@ common::result<std::string> appliance::reload_once() {
 
 common::result<void> appliance::republish() {
   std::lock_guard lock(publish_mu_);
-  auto lb = build_lb(*cfg_);
+  const auto eff = effective_config();  // cfg_ with the operator's backend weights
+  auto lb = build_lb(*eff);
   if (!lb) return common::unexpected(lb.error());
   if (auto r = service_counters_.apply(*cfg_); !r) return r;
-  auto snap = build_snapshot(cfg_);
+  auto snap = build_snapshot(eff);
   snap->lb = *lb;
   snap->waf = waf_rules_;
   snap->tls = tls_ctx_;

@@ -6,12 +6,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.hh"
 #include "edge/admin.hh"
 #include "edge/config.hh"
+#include "edge/drain.hh"
 #include "edge/metrics_tls.hh"
 #include "edge/ports.hh"
 #include "edge/service_limits.hh"
@@ -41,11 +43,13 @@ class appliance {
   // After a failed start: whether the configuration was at fault (exit 2) rather than the host
   // or the runtime (exit 3).
   bool start_failed_on_config() const { return config_error_; }
-  // Control loop: serves the admin API until `stop` is set; a raised `reload` (SIGHUP) reloads
-  // as POST /reload does.
-  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
-  // Graceful stop of the terminated services: no new connections (and /readyz says not ready),
-  // established ones get up to shutdown.drain_timeout_ms, then what is left is reset. Logged.
+  // Control loop: serves the admin API and ticks a running drain (edge/drain.hh); a raised `reload`
+  // (SIGHUP) reloads as POST /reload does. A raised `stop` (SIGTERM) begins a drain with exit;
+  // returns once a drain with exit (signal or POST /drain?exit=1) is over.
+  // A raised `reopen` (SIGUSR1) reopens the access log file (rotation).
+  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr,
+           std::atomic<bool>* reopen = nullptr);
+  // The same drain, run to its end here (for a stop that did not come through run()). Logged.
   void drain();
   void shutdown();
 
@@ -70,6 +74,13 @@ class appliance {
   void on_health_change(const upstream::health_change& ch);
   void announce();
   void install_routes();
+  void install_drain_routes();  // edge/appliance_drain.cc
+  drain_hooks make_drain_hooks();
+  // Operator backend changes (edge/appliance_backend.cc); callers hold publish_mu_.
+  void install_backend_routes();
+  bool operator_disabled(const std::string& pool, const backend_config& b) const;
+  std::shared_ptr<const config> effective_config() const;
+  std::string backends_json() const;
   // WAF: compile the rules and bind the policies (publishes generation 1 through on_waf_rules).
   common::result<void> start_waf();
   void on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s);
@@ -94,7 +105,15 @@ class appliance {
   std::unique_ptr<upstream::health_checker> health_;
   bool started_ok_ = false;
   bool config_error_ = false;
-  std::atomic<uint8_t> drain_phase_{0};
+  std::atomic<uint8_t> drain_phase_{0};  // what the workers see (0 accept, 1 refuse, 2 reset)
+  std::unique_ptr<access_log> access_log_;  // null: logging.access_log unset; outlives the workers
+  std::unique_ptr<drain_control> drain_;  // created at start (its hooks read workers_)
+  struct backend_override {
+    bool disabled = false;
+    std::optional<uint32_t> weight;
+  };
+  std::map<std::string, backend_override> overrides_;  // "pool|addr:port"; guarded by publish_mu_
+  uint64_t backend_changes_ = 0;
   // WAF (null without a service that has a policy). waf_rules_ is what republish() puts into the
   // snapshot; guarded by publish_mu_ (the rules watcher publishes from its own thread).
   std::unique_ptr<waf_control> waf_ctl_;

@@ -201,10 +201,12 @@ class loader {
     if (auto a = root["admin"]) load_admin(a, c);
     if (auto l = root["logging"]) load_logging(l, c);
     if (auto sd = root["shutdown"]) {
-      check_keys(sd, "shutdown", {"drain_timeout_ms"});
+      check_keys(sd, "shutdown", {"drain_timeout_ms", "grace_ms"});
       if (auto v = sd["drain_timeout_ms"])
         c.shutdown.drain_timeout_ms =
             static_cast<uint32_t>(uint(v, "shutdown.drain_timeout_ms", 0, 3600000));
+      if (auto v = sd["grace_ms"])
+        c.shutdown.grace_ms = static_cast<uint32_t>(uint(v, "shutdown.grace_ms", 0, 3600000));
     }
     if (auto l = root["l4"]) load_l4(l, c);
     if (auto t = root["tcp"]) load_tcp(t, c);
@@ -415,14 +417,26 @@ class loader {
   void load_workers(const YAML::Node& n, config& c) {
     check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us", "dispatch"});
     const auto lc = required(n, "lcores", "workers");
-    expect_seq(lc, "workers.lcores");
-    if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
-    std::set<unsigned> seen;
-    for (const auto& l : lc) {
-      const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
-      if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
-      c.workers.lcores.push_back(v);
-      c.workers.lcore_where.push_back(where(l.Mark()));
+    // auto: the CPUs this process may run on (a Kubernetes pod's exclusive CPU set under the
+    // static CPU manager policy, or a systemd CPUAffinity=), less the lowest, which is left to the
+    // control thread; all of them when there is one.
+    if (lc.IsScalar() && lc.Scalar() == "auto") {
+      cpu_set_t set;
+      if (sched_getaffinity(0, sizeof set, &set) != 0) fail(lc, "workers.lcores: auto: cannot read the CPU set");
+      for (unsigned cpu = 0; cpu < CPU_SETSIZE && cpu < 1024; ++cpu)
+        if (CPU_ISSET(cpu, &set)) c.workers.lcores.push_back(cpu);
+      if (c.workers.lcores.size() > 1) c.workers.lcores.erase(c.workers.lcores.begin());
+      c.workers.lcore_where.assign(c.workers.lcores.size(), where(lc.Mark()));
+    } else {
+      expect_seq(lc, "workers.lcores");
+      if (lc.size() == 0) fail(lc, "workers.lcores must list at least one lcore");
+      std::set<unsigned> seen;
+      for (const auto& l : lc) {
+        const auto v = static_cast<unsigned>(uint(l, "an lcore id", 0, 1023));
+        if (!seen.insert(v).second) fail(l, "lcore " + std::to_string(v) + " is listed twice");
+        c.workers.lcores.push_back(v);
+        c.workers.lcore_where.push_back(where(l.Mark()));
+      }
     }
     if (auto b = n["burst"]) c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
     if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
@@ -461,7 +475,8 @@ class loader {
   }
 
   void load_logging(const YAML::Node& n, config& c) {
-    check_keys(n, "logging", {"level", "format", "file"});
+    check_keys(n, "logging", {"level", "format", "file", "access_log"});
+    if (auto a = n["access_log"]) c.logging.access_log = str(a, "logging.access_log");
     if (auto l = n["level"]) {
       c.logging.level = str(l, "logging.level");
       choice<int>(l, "logging.level", {{"trace", 0}, {"debug", 1}, {"info", 2}, {"warn", 3}, {"error", 4}});

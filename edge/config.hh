@@ -63,16 +63,19 @@ struct admin_config {
   enum class readiness_mode : uint8_t { started, pools } readiness = readiness_mode::started;
 };
 
-// Stopping (SIGTERM/SIGINT): new connections are refused at once, established ones get up to
-// drain_timeout_ms to finish, then what is left is reset.
+// Stopping (SIGTERM/SIGINT, or POST /drain): /readyz fails at once, new connections are still
+// accepted for grace_ms (the BGP announcer withdraws the VIPs, routers converge), then refused;
+// established ones get up to drain_timeout_ms to finish, then what is left is reset.
 struct shutdown_config {
   uint32_t drain_timeout_ms = 5000;
+  uint32_t grace_ms = 0;
 };
 
 struct logging_config {
   std::string level = "info";
   log_format format = log_format::text;
   std::string file;  // empty: stderr
+  std::string access_log;  // one JSON line per connection: a file, "stdout", or empty (off)
 };
 
 struct backend_config {

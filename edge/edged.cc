@@ -20,8 +20,10 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+std::atomic<bool> g_reopen{false};
 
 void on_signal(int) { g_stop.store(true); }
+void on_usr1(int) { g_reopen.store(true); }
 void on_hup(int) {
   g_reload.store(true);
 }
@@ -38,8 +40,9 @@ int main(int argc, char** argv) {
   auto* check_opt = app.add_option("--check", check_path, "validate a configuration file and exit");
   run_opt->excludes(check_opt);
   app.footer(
-      "Signals: SIGHUP reloads the configuration (as POST /reload); SIGTERM/SIGINT stop after\n"
-      "draining (new connections refused, open ones get shutdown.drain_timeout_ms, then RST).\n"
+      "Signals: SIGHUP reloads the configuration (as POST /reload); SIGUSR1 reopens the access\n"
+      "log (rotation); SIGTERM/SIGINT drain and stop: /readyz fails, new connections are accepted\n"
+      "for shutdown.grace_ms, then refused; open ones get shutdown.drain_timeout_ms, then RST.\n"
       "Exit status: 0 stopped by a signal, or --check passed; 2 configuration error (at load or\n"
       "at start: certificates, WAF rules, lcores), with file:line:col; 3 runtime start failure\n"
       "(EAL, ports, admin socket, workers). Start failures are printed on stderr even with\n"
@@ -86,6 +89,9 @@ int main(int argc, char** argv) {
   struct sigaction hup {};
   hup.sa_handler = on_hup;
   sigaction(SIGHUP, &hup, nullptr);
+  struct sigaction usr1 {};
+  usr1.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &usr1, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   int rc = 0;
@@ -98,7 +104,7 @@ int main(int argc, char** argv) {
       if (log_to_file) std::fprintf(stderr, "edged: start failed: %s\n", r.error().str().c_str());
       rc = a.start_failed_on_config() ? exit_bad_config : exit_start_failed;
     } else {
-      a.run(g_stop, &g_reload);
+      a.run(g_stop, &g_reload, &g_reopen);
       spdlog::info("signal received, stopping");
       a.drain();
     }

@@ -368,6 +368,8 @@ std::string appliance::metrics_text() const {
     append_limit_metrics(out, limit_states_);
   }
   admin_.append_metrics(out);
+  if (drain_) drain_->append_metrics(out);
+  if (access_log_) access_log_->append_metrics(out);
   return out;
 }
 
@@ -375,6 +377,7 @@ std::string appliance::stats_json() const {
   nlohmann::json j;
   j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
   j["ready"] = ready();
+  if (drain_) j["drain"] = nlohmann::json::parse(drain_->state_json(std::chrono::steady_clock::now()));
   j["config_generation"] = generation_;
   const auto& ports = dp_.ports();
   for (size_t i = 0; i < ports.size(); ++i) {

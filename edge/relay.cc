@@ -232,6 +232,15 @@ void relay::stop_accepting() {
     }
 }
 
+void relay::resume_accepting() {
+  stopped_accepting_ = false;
+  for (size_t id = 0; id < services_.size(); ++id) {
+    service& s = services_[id];
+    if (s.active && !s.listening && stack_->add_listener(s.vip, s.port, static_cast<uint16_t>(id)))
+      s.listening = true;
+  }
+}
+
 size_t relay::abort_all() {
   size_t n = 0;
   for (uint32_t i = 0; i < n_slots_; ++i) {
@@ -266,6 +275,7 @@ relay::conn* relay::alloc() {
 }
 
 void relay::release(conn& rc) {
+  if (alog_ != nullptr) log_access(rc);
   rh_unlink(rc);
   if (rc.src_slot != UINT32_MAX && registry_ != nullptr && registry_->sources() != nullptr)
     registry_->sources()->release(rc.src_slot);
@@ -319,6 +329,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   rc->hold = hold;
   rc->info = info;
   rc->listener = info.listener;
+  if (alog_ != nullptr) log_accept(*rc, info);
   if (s.waf) {
     auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
       if (a.v6) return waf_endpoint::v6(a.b, port);

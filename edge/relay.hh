@@ -30,6 +30,7 @@
 
 #include "common/counter.hh"
 #include "common/result.hh"
+#include "edge/access_log.hh"
 #include "edge/config.hh"
 #include "l4/packet.hh"
 #include "l4/tcp/stack.hh"
@@ -102,7 +103,11 @@ struct relay_counters {
   common::counter bytes_to_client;    // moved upstream -> client send buffer
   common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take
   std::array<common::counter, relay_end_count> ends;
-  void end(relay_end e) { ends[static_cast<size_t>(e)].add(); }
+  void end(relay_end e) {
+    ends[static_cast<size_t>(e)].add();
+    last_end = e;  // the access log's end reason (release() follows on the same thread)
+  }
+  relay_end last_end = relay_end::count_;
 };
 
 struct relay_setup {
@@ -145,6 +150,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // TIME_WAIT aside. abort_all: resets every relayed connection both ways (relay end shutdown)
   // and every TCB still open in the stack; returns how many client connections were reset.
   void stop_accepting();
+  void resume_accepting();  // undrain: the active services' listeners come back
   size_t open_connections() const { return stack_->open_connections(); }
   size_t abort_all();
   // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.
@@ -169,6 +175,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // Set once before the worker starts.
   void set_waf(std::unique_ptr<waf_worker> w) { waf_ = std::move(w); }
   const waf_worker* waf() const { return waf_.get(); }
+  // The access log ring of this worker (null: no access log). Set once before the worker starts.
+  void set_access_ring(access_ring* r);  // edge/access_log_relay.cc
   size_t pool_count() const { return n_pools_.load(std::memory_order_acquire); }
   const upstream::upstream_pool& pool(size_t i) const { return *pools_[i]; }
 
@@ -299,6 +307,10 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint32_t n_slots_ = 0;
   uint32_t free_head_ = UINT32_MAX;
   std::vector<service> services_;
+  access_ring* alog_ = nullptr;
+  std::unique_ptr<access_start[]> alog_start_;  // per slot: who connected, when
+  void log_accept(const conn& rc, const l4::tcp::conn_info& info);  // edge/access_log_relay.cc
+  void log_access(const conn& rc);
   relay_counters ctr_;
   service_registry* registry_ = nullptr;
   uint32_t max_active_ = 0;  // tcp.max_active_per_worker (or the pool size)

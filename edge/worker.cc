@@ -323,6 +323,8 @@ int worker_main(void* arg) {
         w.drain_open.store(w.tcp->open_connections(), std::memory_order_relaxed);
         w.drain_count_tsc = now + w.tsc_hz / 1000;
       }
+    } else if (drain == 0 && w.seen_drain != 0 && w.tcp) {
+      w.tcp->resume_accepting();  // undrain
     }
     // TCP timers and upstream completions first, so that bytes the upstream delivered leave in
     // this iteration's TX flush. Completions run in small rounds with a drain after each: one
