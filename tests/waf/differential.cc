@@ -101,7 +101,11 @@ struct modsec_side {
         "SecRuleEngine DetectionOnly\nSecRequestBodyAccess On\nSecRequestBodyLimit 13107200\n"
         "SecRequestBodyNoFilesLimit 1048576\nSecRequestBodyLimitAction ProcessPartial\n"
         "SecResponseBodyAccess Off\nSecAuditEngine Off\n"
-        "SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n";
+        "SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n"
+        // modsecurity.conf-recommended's rule 200001: the JSON body processor, as deployed (the
+        // CRS alone leaves JSON bodies unparsed, so their values would not be ARGS).
+        "SecRule REQUEST_HEADERS:Content-Type \"@rx ^application/json\" "
+        "\"id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON\"\n";
     std::vector<std::string> all;
     if (!setup.empty() && fs::exists(setup)) all.push_back(setup);
     all.insert(all.end(), files.begin(), files.end());

@@ -94,12 +94,6 @@ common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<con
   if (m == mode::http) {
     in->head_buf_ = std::make_unique<char[]>(lim.max_head_bytes);
     in->header_slots_ = std::make_unique<http_header[]>(lim.max_header_count);
-    const body_limits& bl = pol->pol().body;
-    in->field_mem_ = std::make_unique<char[]>(size_t{bl.max_name_bytes} + bl.max_value_bytes);
-    in->field_.name = in->field_mem_.get();
-    in->field_.name_cap = bl.max_name_bytes;
-    in->field_.value = in->field_mem_.get() + bl.max_name_bytes;
-    in->field_.value_cap = bl.max_value_bytes;
     in->parser_ = std::make_unique<body_parser>();
   }
   const ruleset& rs = *in->rs_;
@@ -131,7 +125,8 @@ inspector::~inspector() = default;
 size_t inspector::state_bytes() const {
   size_t b = sizeof(*this);
   if (head_buf_) b += pol_->pol().limits.max_head_bytes + pol_->pol().limits.max_header_count * sizeof(http_header);
-  if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap + sizeof(body_parser);
+  if (parser_) b += sizeof(body_parser);
+  if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap;
   b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size() +
         field_sets_.size()) *
        8;
@@ -358,7 +353,18 @@ void inspector::body_start(worker_stats& st) {
   proc_ = processor_for(head_.header("content-type"));
   const body_limits& bl = pol_->pol().body;
   body_parsing_ = true;
-  raw_stream_ = proc_ == body_processor::none;
+  // REQUEST_BODY (the raw stream) also sees JSON bodies, as in ModSecurity v3 (920273 at PL4);
+  // urlencoded and multipart bodies are their fields only.
+  raw_stream_ = proc_ == body_processor::none || proc_ == body_processor::json;
+  // The field buffer (name + value room of the policy, 65 KiB by default) only for connections
+  // that send a body a processor parses: GETs and opaque bodies never pay for it.
+  if (proc_ != body_processor::none && !field_mem_) {
+    field_mem_ = std::make_unique<char[]>(size_t{bl.max_name_bytes} + bl.max_value_bytes);
+    field_.name = field_mem_.get();
+    field_.name_cap = bl.max_name_bytes;
+    field_.value = field_mem_.get() + bl.max_name_bytes;
+    field_.value_cap = bl.max_value_bytes;
+  }
   switch (proc_) {
     case body_processor::none:
       body_parsing_ = false;
