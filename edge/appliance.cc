@@ -413,6 +413,7 @@ void appliance::shutdown() {
   waf_audit_.reset();
   waf_rings_.clear();
   waf_ctl_.reset();
+  waf_rules_.reset();  // its limit set holds ACL tables (rte_fib, rte_lpm6): freed before the EAL goes
   snapshots_.reset();  // the last snapshot holds TLS context sets, which hold the offload
   tls_ctx_.clear();
   tls_offload_.reset();

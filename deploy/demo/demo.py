@@ -182,4 +182,7 @@ if keep:
     except KeyboardInterrupt:
         pass
 say("Stopping edged (SIGTERM) and removing the namespaces")
-print(f"edged exited with status {e.stop()}")
+rc = e.stop()
+print(f"edged exited with status {rc}")
+if rc != 0:
+    sys.exit(1)
