@@ -100,9 +100,13 @@ TEST(access_log, reopen_under_load_loses_no_line) {
   for (; rotations < 20; ++rotations) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     // The log thread reopens at its next round: rotate only once the previous reopen made the file.
-    for (int w = 0; w < 500 && !std::filesystem::exists(path); ++w)
+    // (up to 5 s: an ASan build on a loaded machine took over 1 s once)
+    for (int w = 0; w < 2500 && !std::filesystem::exists(path); ++w)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    std::filesystem::rename(path, dir / ("access.log." + std::to_string(rotations)));
+    std::error_code ec;  // no throw here: the producer thread is still running
+    std::filesystem::rename(path, dir / ("access.log." + std::to_string(rotations)), ec);
+    EXPECT_FALSE(ec) << "rotation " << rotations << ": the log thread had not reopened the file: " << ec.message();
+    if (ec) break;
     (*log)->request_reopen();
   }
   producer.join();
