@@ -228,7 +228,10 @@ void access_log::flush_once() {
   std::string buf;
   uint64_t lines = 0;
   for (auto& ring : rings_) {
-    for (size_t n; (n = ring->pop(recs, batch)) != 0;) {
+    // At most 64 batches a ring a round, so that a producer faster than the formatting cannot
+    // keep one round going and hold back a requested reopen (rotation) indefinitely.
+    size_t n = 0;
+    for (int k = 0; k < 64 && (n = ring->pop(recs, batch)) != 0; ++k) {
       for (size_t i = 0; i < n; ++i) {
         buf += format_access_json(recs[i]);
         buf += '\n';
