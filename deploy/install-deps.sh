@@ -4,6 +4,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential meson ninja-build pkg-config
+  # clang + libFuzzer (fuzz stage, the clang build), clang-format (the format check)
+  clang libclang-rt-14-dev clang-format
   libdpdk-dev dpdk dpdk-dev libhyperscan-dev liburing-dev libssl-dev openssl
   libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev
   # e2e tests, demo and benches: namespaces, real clients and servers
