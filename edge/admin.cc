@@ -153,7 +153,8 @@ std::string query_param(std::string_view query, std::string_view key) {
       if (ch == '+') {
         ch = ' ';
       } else if (ch == '%') {
-        const int hi = i + 1 < v.size() ? hex(v[i + 1]) : -1, lo = i + 2 < v.size() ? hex(v[i + 2]) : -1;
+        const int hi = i + 1 < v.size() ? hex(v[i + 1]) : -1,
+                  lo = i + 2 < v.size() ? hex(v[i + 2]) : -1;
         if (hi < 0 || lo < 0) return {};
         ch = static_cast<char>(hi * 16 + lo);
         i += 2;

@@ -3,13 +3,13 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
-#include <spdlog/spdlog.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
@@ -17,7 +17,9 @@ namespace edge {
 
 appliance::appliance(config c) : cfg_(std::make_shared<const config>(std::move(c))) {}
 
-appliance::~appliance() { shutdown(); }
+appliance::~appliance() {
+  shutdown();
+}
 
 namespace {
 
@@ -52,16 +54,20 @@ bool has_tcp_service(const config& c) {
 
 l4::lb::fwd_mode lb_mode(forwarding_mode m) {
   switch (m) {
-    case forwarding_mode::fnat: return l4::lb::fwd_mode::fnat;
-    case forwarding_mode::ipip: return l4::lb::fwd_mode::ipip;
-    case forwarding_mode::gue: return l4::lb::fwd_mode::gue;
+    case forwarding_mode::fnat:
+      return l4::lb::fwd_mode::fnat;
+    case forwarding_mode::ipip:
+      return l4::lb::fwd_mode::ipip;
+    case forwarding_mode::gue:
+      return l4::lb::fwd_mode::gue;
   }
   return l4::lb::fwd_mode::fnat;
 }
 
 }  // namespace
 
-common::result<std::shared_ptr<const l4::lb::lb_config>> appliance::build_lb(const config& c) const {
+common::result<std::shared_ptr<const l4::lb::lb_config>> appliance::build_lb(
+    const config& c) const {
   l4::lb::lb_spec spec;
   for (const auto& sc : c.services) {
     if (sc.kind != service_kind::l4) continue;
@@ -116,7 +122,8 @@ std::unique_ptr<snapshot> appliance::build_snapshot(std::shared_ptr<const config
     std::vector<bool> up(pool.backends.size(), true);
     if (h != healthy_.end())
       for (size_t i = 0; i < up.size() && i < h->second.size(); ++i) up[i] = h->second[i];
-    for (size_t i = 0; i < up.size(); ++i) up[i] = up[i] && !operator_disabled(pool.name, pool.backends[i]);
+    for (size_t i = 0; i < up.size(); ++i)
+      up[i] = up[i] && !operator_disabled(pool.name, pool.backends[i]);
     s->pool_health.push_back(std::move(up));
   }
   return s;
@@ -180,7 +187,8 @@ common::result<void> appliance::start(const char* argv0) {
           for (unsigned lc : c.workers.lcores) worker_cpu = worker_cpu || lc == cpu;
           if (!worker_cpu) cpus.push_back(cpu);
         }
-      auto off = tls::offload::start({.threads = c.tls.offload_threads, .queue_capacity = 4096, .cpus = cpus});
+      auto off = tls::offload::start(
+          {.threads = c.tls.offload_threads, .queue_capacity = 4096, .cpus = cpus});
       if (!off) return common::unexpected(off.error());
       tls_offload_ = std::move(*off);
     }
@@ -193,8 +201,9 @@ common::result<void> appliance::start(const char* argv0) {
     cert_expiry_ = read_cert_expiry(c);
     spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
                  !c.tls.async ? "signed on the workers (async off)"
-                 : c.tls.engine.empty() ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
-                                        : "through engine " + c.tls.engine);
+                 : c.tls.engine.empty()
+                     ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
+                     : "through engine " + c.tls.engine);
   }
   if (!c.logging.access_log.empty()) {
     auto al = access_log::open(c.logging.access_log);
@@ -213,8 +222,9 @@ common::result<void> appliance::start(const char* argv0) {
       rl.rlim_cur = std::min(want, rl.rlim_max);
       setrlimit(RLIMIT_NOFILE, &rl);
       if (rl.rlim_cur < want)
-        spdlog::warn("open-file limit {} is below the {} upstream sockets tcp.max_connections allows",
-                     rl.rlim_cur, want);
+        spdlog::warn(
+            "open-file limit {} is below the {} upstream sockets tcp.max_connections allows",
+            rl.rlim_cur, want);
     }
   }
   // SYN cookie and ISN secret: random per boot, shared by the workers.
@@ -242,7 +252,8 @@ common::result<void> appliance::start(const char* argv0) {
   l4::lb::shared_neighbors neighbors;
   if (snapshots_->current()->lb) {
     constexpr uint64_t neighbor_max_age_s = 60;  // refreshed from 30 s on
-    auto n = l4::lb::shared_neighbors::create(1024, rte_get_tsc_hz(), neighbor_max_age_s * rte_get_tsc_hz());
+    auto n = l4::lb::shared_neighbors::create(1024, rte_get_tsc_hz(),
+                                              neighbor_max_age_s * rte_get_tsc_hz());
     if (!n) return common::unexpected(n.error());
     neighbors = std::move(*n);
   }
@@ -263,9 +274,12 @@ common::result<void> appliance::start(const char* argv0) {
         l4::reply_limiter(w->tsc_hz, closed_port_rst_per_s, closed_port_rst_burst);
     w->pool = dp_.pool(i);
     if (snapshots_->current()->lb) {
-      auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i), .conn_capacity = c.l4.conn_table_size,
-                                            .hz = w->tsc_hz, .neighbor_capacity = 1024,
-                                            .wan_neighbors = neighbors.wan, .lan_neighbors = neighbors.lan});
+      auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i),
+                                            .conn_capacity = c.l4.conn_table_size,
+                                            .hz = w->tsc_hz,
+                                            .neighbor_capacity = 1024,
+                                            .wan_neighbors = neighbors.wan,
+                                            .lan_neighbors = neighbors.lan});
       if (!lbw) return common::unexpected(lbw.error());
       w->lb = std::move(*lbw);
     }
@@ -291,30 +305,37 @@ common::result<void> appliance::start(const char* argv0) {
       w->tcp = std::move(*r);
       if (access_log_) w->tcp->set_access_ring(access_log_->add_ring(8192));
       if (!w->tcp->sync(*snapshots_->current()))
-        return common::fail("worker " + std::to_string(i) + ": cannot set up the tcp services' listeners and pools");
+        return common::fail("worker " + std::to_string(i) +
+                            ": cannot set up the tcp services' listeners and pools");
       if (waf_ctl_) {
         waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
-        auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules, waf_rings_.back().get());
+        auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules,
+                                     waf_rings_.back().get());
         if (!ww) return common::unexpected(ww.error());
         w->tcp->set_waf(std::move(*ww));
         waf_audit_->add_ring(waf_rings_.back().get());
         // Again, now that the relay has its WAF state: the services pick up their policies.
         if (!w->tcp->sync(*snapshots_->current()))
-          return common::fail("worker " + std::to_string(i) + ": cannot set up the WAF for the tcp services");
+          return common::fail("worker " + std::to_string(i) +
+                              ": cannot set up the WAF for the tcp services");
       }
-      w->seen_generation = 0;  // the worker syncs again with whatever snapshot is current when it runs
+      w->seen_generation =
+          0;  // the worker syncs again with whatever snapshot is current when it runs
     }
-    w->control_tx = rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->control_tx =
+        rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (w->control_tx == nullptr) return common::fail("cannot create control ring " + ring);
     if (int rc = rte_eal_remote_launch(worker_main, w.get(), w->lcore); rc != 0)
-      return common::fail("cannot launch worker on lcore " + std::to_string(w->lcore) + ": " + strerror(-rc));
+      return common::fail("cannot launch worker on lcore " + std::to_string(w->lcore) + ": " +
+                          strerror(-rc));
     spdlog::info("worker {} running on lcore {}", i, w->lcore);
     workers_.push_back(std::move(w));
   }
   // A worker that cannot set up its thread state (TLS) stops at once: refuse to start.
   for (const auto& w : workers_) {
     for (int i = 0; i < 5000 && !w->running.load() && !w->failed.load(); ++i) usleep(1000);
-    if (w->failed.load()) return common::fail("worker " + std::to_string(w->id) + ": " + w->start_error);
+    if (w->failed.load())
+      return common::fail("worker " + std::to_string(w->id) + ": " + w->start_error);
   }
   if (access_log_) access_log_->start();
   if (waf_ctl_) {
@@ -332,8 +353,9 @@ common::result<void> appliance::start(const char* argv0) {
   }
   drain_ = std::make_unique<drain_control>(make_drain_hooks());
   started_ok_ = true;
-  spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}", dp_.ports().size(),
-               workers_.size(), c.services.size(), c.admin.address.str(), c.admin.port);
+  spdlog::info("edged ready: {} port(s), {} worker(s), {} service(s), admin on {}:{}",
+               dp_.ports().size(), workers_.size(), c.services.size(), c.admin.address.str(),
+               c.admin.port);
   return {};
 }
 
@@ -388,14 +410,15 @@ std::string appliance::not_ready_reason() const {
 }
 
 void appliance::shutdown() {
-  health_.reset();  // stops the checker thread before the snapshots go
+  health_.reset();                 // stops the checker thread before the snapshots go
   if (waf_ctl_) waf_ctl_->stop();  // no more rule publications
   if (!workers_.empty()) {
     stop_workers_.store(true);
     rte_eal_mp_wait_lcore();
     for (auto& w : workers_) {
       rte_mbuf* m;
-      while (rte_ring_sc_dequeue(w->control_tx, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+      while (rte_ring_sc_dequeue(w->control_tx, reinterpret_cast<void**>(&m)) == 0)
+        rte_pktmbuf_free(m);
       rte_ring_free(w->control_tx);
     }
     // Hand-off rings last: every worker has stopped enqueuing.
@@ -413,7 +436,8 @@ void appliance::shutdown() {
   waf_audit_.reset();
   waf_rings_.clear();
   waf_ctl_.reset();
-  waf_rules_.reset();  // its limit set holds ACL tables (rte_fib, rte_lpm6): freed before the EAL goes
+  waf_rules_
+      .reset();  // its limit set holds ACL tables (rte_fib, rte_lpm6): freed before the EAL goes
   snapshots_.reset();  // the last snapshot holds TLS context sets, which hold the offload
   tls_ctx_.clear();
   tls_offload_.reset();
@@ -474,7 +498,9 @@ std::string service_key(const service_config& s) {
   std::string k = s.vip.str() + ":" + std::to_string(s.port) + "/" + std::to_string(s.protocol) +
                   "|" + to_string(s.kind) + "|" + s.pool + "|" + to_string(s.forwarding) + "|" +
                   std::to_string(s.max_connections) + "|" + s.waf_policy_file + "|" +
-                  std::to_string(s.max_connections_per_source) + "|" + std::to_string(s.request_head_timeout_ms) + (s.request_head_timeout_set ? "s" : "");
+                  std::to_string(s.max_connections_per_source) + "|" +
+                  std::to_string(s.request_head_timeout_ms) +
+                  (s.request_head_timeout_set ? "s" : "");
   for (const auto& c : s.tls.certs) k += "|" + c.cert_file + "," + c.key_file + "," + c.ocsp_file;
   for (const auto& a : s.tls.alpn) k += "|" + a;
   return k;
@@ -540,28 +566,34 @@ common::result<std::string> appliance::reload_once() {
   // The tcp data path (stack, io_uring, relay pools) is sized and created at start.
   if (has_tcp_service(*next) && !workers_.empty() && !workers_[0]->tcp) {
     ++reloads_failed_;
-    return common::fail("the first service of kind tcp needs a restart (edged started without one); "
-                        "running configuration kept", cfg_->path);
+    return common::fail(
+        "the first service of kind tcp needs a restart (edged started without one); "
+        "running configuration kept",
+        cfg_->path);
   }
   if (next->any_kind(service_kind::tls) && !cur.any_kind(service_kind::tls)) {
     ++reloads_failed_;
-    return common::fail("the first service of kind tls needs a restart (edged started without one); "
-                        "running configuration kept", cfg_->path);
+    return common::fail(
+        "the first service of kind tls needs a restart (edged started without one); "
+        "running configuration kept",
+        cfg_->path);
   }
   if (next->tls.async != cur.tls.async || next->tls.offload_threads != cur.tls.offload_threads ||
       next->tls.engine != cur.tls.engine || next->tls.async_jobs != cur.tls.async_jobs ||
       next->tls.handshake_timeout_ms != cur.tls.handshake_timeout_ms) {
     ++reloads_failed_;
-    return common::fail("the top-level tls settings need a restart; running configuration kept", cfg_->path);
+    return common::fail("the top-level tls settings need a restart; running configuration kept",
+                        cfg_->path);
   }
   // The stack and relay take every tcp setting at start; only the per-worker active limit is live.
   tcp_config next_tcp = next->tcp;
   next_tcp.max_active_per_worker = cur.tcp.max_active_per_worker;
   if (!(next_tcp == cur.tcp)) {
     ++reloads_failed_;
-    return common::fail("tcp settings other than max_active_per_worker (buffers, pool size, timeouts, syn cookies, "
-                        "rto_min_ms, congestion_control) need a restart; running configuration kept",
-                        cfg_->path);
+    return common::fail(
+        "tcp settings other than max_active_per_worker (buffers, pool size, timeouts, syn cookies, "
+        "rto_min_ms, congestion_control) need a restart; running configuration kept",
+        cfg_->path);
   }
   // The WAF control plane (rules dir, cache, audit log, which services have which policy) is set
   // up at start; the policy files' contents and the rules are re-read below.
@@ -573,8 +605,10 @@ common::result<std::string> appliance::reload_once() {
   };
   if (waf_key(cur) != waf_key(*next)) {
     ++reloads_failed_;
-    return common::fail("the waf settings (rules_dir, cache_dir, audit_log, services' policies) need a restart; "
-                        "running configuration kept", cfg_->path);
+    return common::fail(
+        "the waf settings (rules_dir, cache_dir, audit_log, services' policies) need a restart; "
+        "running configuration kept",
+        cfg_->path);
   }
   // New certificates, keys and ticket keys: read and checked before anything changes.
   auto tls_next = build_tls(*next);
@@ -630,8 +664,10 @@ common::result<std::string> appliance::reload_once() {
   if (waf_ctl_) {
     auto wr = waf_ctl_->reload();
     if (!wr) {
-      return common::fail("configuration reloaded, but the WAF rules reload failed (previous rules kept): " +
-                              wr.error().str(), cfg_->path);
+      return common::fail(
+          "configuration reloaded, but the WAF rules reload failed (previous rules kept): " +
+              wr.error().str(),
+          cfg_->path);
     }
   }
   announce();
@@ -709,8 +745,8 @@ std::map<std::string, std::vector<bool>> appliance::health_map(
 common::result<void> appliance::start_health_checks(std::vector<upstream::health_target> targets) {
   health_.reset();
   if (targets.empty()) return {};
-  auto hc = upstream::health_checker::create(std::move(targets),
-                                             [this](const upstream::health_change& ch) { on_health_change(ch); });
+  auto hc = upstream::health_checker::create(
+      std::move(targets), [this](const upstream::health_change& ch) { on_health_change(ch); });
   if (!hc) return common::unexpected(hc.error());
   health_ = std::move(*hc);
   health_->start();
@@ -729,11 +765,12 @@ void appliance::on_health_change(const upstream::health_change& ch) {
     spdlog::info("backend {}:{} of pool {} is up", ch.info->address.str(), ch.info->port,
                  ch.info->pool);
   else
-    spdlog::warn("backend {}:{} of pool {} is down ({}{}: {})", ch.info->address.str(), ch.info->port,
-                 ch.info->pool, upstream::to_string(ch.last_failure),
+    spdlog::warn("backend {}:{} of pool {} is down ({}{}: {})", ch.info->address.str(),
+                 ch.info->port, ch.info->pool, upstream::to_string(ch.last_failure),
                  ch.last_status != 0 ? " " + std::to_string(ch.last_status) : "",
                  upstream::explain(ch.last_failure, ch.info->params.proxy_v2));
-  if (auto r = republish(); !r) spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
+  if (auto r = republish(); !r)
+    spdlog::error("cannot rebuild the l4 tables after a health change: {}", r.error().str());
 }
 
 namespace {
@@ -751,8 +788,11 @@ common::result<void> appliance::start_waf() {
   waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = c.waf.cache_dir, .services = {}};
   wc.limit_registry = &limit_states_;
   for (const auto& s : c.services)
-    if (s.waf) wc.services.push_back({.service = s.name, .policy_file = s.waf_policy_file, .node = s.waf_policy,
-                                      .where = s.waf_where});
+    if (s.waf)
+      wc.services.push_back({.service = s.name,
+                             .policy_file = s.waf_policy_file,
+                             .node = s.waf_policy,
+                             .where = s.waf_where});
   auto ctl = waf_control::create(std::move(wc), [this](auto s) { on_waf_rules(std::move(s)); });
   if (!ctl) return common::fail("WAF rules not loaded: " + ctl.error().str(), c.path);
   waf_ctl_ = std::move(*ctl);
@@ -761,8 +801,8 @@ common::result<void> appliance::start_waf() {
   waf_audit_ = std::move(*audit);
   waf_audit_->set_rule_messages(rule_messages(*waf_ctl_->current()->rules));
   const auto m = waf_ctl_->metrics();
-  spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir, m.rules,
-               m.expressions, m.last_compile_ms, m.last_from_cache ? " (cache)" : "");
+  spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir,
+               m.rules, m.expressions, m.last_compile_ms, m.last_from_cache ? " (cache)" : "");
   return {};
 }
 
@@ -777,11 +817,14 @@ void appliance::on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s) {
     waf_rules_ = std::move(s);
     if (!snapshots_) return;
   }
-  if (auto r = republish(); !r) spdlog::error("cannot publish WAF rules generation {}: {}", gen, r.error().str());
-  else spdlog::info("WAF rules generation {} published{}", gen, same ? " (rules unchanged)" : "");
+  if (auto r = republish(); !r)
+    spdlog::error("cannot publish WAF rules generation {}: {}", gen, r.error().str());
+  else
+    spdlog::info("WAF rules generation {} published{}", gen, same ? " (rules unchanged)" : "");
 }
 
-common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls(const config& c) const {
+common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls(
+    const config& c) const {
   std::map<std::string, tls::context_set_ptr> out;
   for (const auto& s : c.services) {
     if (s.kind != service_kind::tls) continue;
@@ -798,7 +841,9 @@ common::result<std::map<std::string, tls::context_set_ptr>> appliance::build_tls
 }
 
 void appliance::install_routes() {
-  admin_.route("GET", "/healthz", [](const http_request&) { return http_response{200, "text/plain", "ok\n"}; });
+  admin_.route("GET", "/healthz", [](const http_request&) {
+    return http_response{200, "text/plain", "ok\n"};
+  });
   admin_.route("GET", "/readyz", [this](const http_request&) {
     const std::string why = not_ready_reason();
     return why.empty() ? http_response{200, "text/plain", "ready\n"}
@@ -815,7 +860,8 @@ void appliance::install_routes() {
   });
   admin_.route("POST", "/reload", [this](const http_request&) {
     auto r = reload();
-    return r ? http_response{200, "text/plain", *r} : http_response{409, "text/plain", r.error().str() + "\n"};
+    return r ? http_response{200, "text/plain", *r}
+             : http_response{409, "text/plain", r.error().str() + "\n"};
   });
 }
 

@@ -105,9 +105,9 @@ class appliance {
   std::unique_ptr<upstream::health_checker> health_;
   bool started_ok_ = false;
   bool config_error_ = false;
-  std::atomic<uint8_t> drain_phase_{0};  // what the workers see (0 accept, 1 refuse, 2 reset)
+  std::atomic<uint8_t> drain_phase_{0};     // what the workers see (0 accept, 1 refuse, 2 reset)
   std::unique_ptr<access_log> access_log_;  // null: logging.access_log unset; outlives the workers
-  std::unique_ptr<drain_control> drain_;  // created at start (its hooks read workers_)
+  std::unique_ptr<drain_control> drain_;    // created at start (its hooks read workers_)
   struct backend_override {
     bool disabled = false;
     std::optional<uint32_t> weight;
@@ -128,7 +128,8 @@ class appliance {
   // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays
   // point into it, so it outlives the workers.
   service_registry service_counters_;
-  limits::state_registry limit_states_;  // limit tables and counters by limit name (rules directory)
+  limits::state_registry
+      limit_states_;  // limit tables and counters by limit name (rules directory)
 };
 
 }  // namespace edge

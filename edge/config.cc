@@ -10,9 +10,9 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <fstream>
 #include <initializer_list>
-#include <cstdio>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -79,16 +79,18 @@ class loader {
       if (!ok) {
         std::string list;
         for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        fail(kv.first, "unknown key '" + key + "' in " + std::string(what) + " (expected one of: " +
-                           list + ")");
+        fail(kv.first, "unknown key '" + key + "' in " + std::string(what) +
+                           " (expected one of: " + list + ")");
       }
-      if (!seen.insert(key).second) fail(kv.first, "duplicate key '" + key + "' in " + std::string(what));
+      if (!seen.insert(key).second)
+        fail(kv.first, "duplicate key '" + key + "' in " + std::string(what));
     }
   }
 
   YAML::Node required(const YAML::Node& n, const char* key, std::string_view what) const {
     YAML::Node v = n[key];
-    if (!v.IsDefined() || v.IsNull()) fail(n, "missing required key '" + std::string(key) + "' in " + std::string(what));
+    if (!v.IsDefined() || v.IsNull())
+      fail(n, "missing required key '" + std::string(key) + "' in " + std::string(what));
     return v;
   }
 
@@ -172,7 +174,8 @@ class loader {
     const std::string s = str(n, what);
     auto p = l4::ip_prefix::parse(s);
     if (!p || s.find('/') == std::string::npos)
-      fail(n, std::string(what) + " must be an address with a prefix length (10.0.0.1/24), got '" + s + "'");
+      fail(n, std::string(what) + " must be an address with a prefix length (10.0.0.1/24), got '" +
+                  s + "'");
     return *p;
   }
 
@@ -267,20 +270,26 @@ class loader {
   std::string existing_file(const YAML::Node& n, std::string_view what) {
     const std::string p = resolve(str(n, what));
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(p, ec)) fail(n, std::string(what) + " '" + p + "' is not a readable file");
+    if (!std::filesystem::is_regular_file(p, ec))
+      fail(n, std::string(what) + " '" + p + "' is not a readable file");
     return p;
   }
 
   void load_tls(const YAML::Node& n, config& c) {
-    check_keys(n, "tls", {"async", "offload_threads", "engine", "async_jobs", "handshake_timeout_ms"});
+    check_keys(n, "tls",
+               {"async", "offload_threads", "engine", "async_jobs", "handshake_timeout_ms"});
     tls_global_config& t = c.tls;
     if (auto v = n["async"]) t.async = boolean(v, "tls.async");
-    if (auto v = n["offload_threads"]) t.offload_threads = static_cast<unsigned>(uint(v, "tls.offload_threads", 1, 64));
+    if (auto v = n["offload_threads"])
+      t.offload_threads = static_cast<unsigned>(uint(v, "tls.offload_threads", 1, 64));
     if (auto v = n["engine"]) t.engine = str(v, "tls.engine");
-    if (auto v = n["async_jobs"]) t.async_jobs = static_cast<uint32_t>(uint(v, "tls.async_jobs", 1, 65536));
+    if (auto v = n["async_jobs"])
+      t.async_jobs = static_cast<uint32_t>(uint(v, "tls.async_jobs", 1, 65536));
     if (auto v = n["handshake_timeout_ms"])
-      t.handshake_timeout_ms = static_cast<uint32_t>(uint(v, "tls.handshake_timeout_ms", 100, 600000));
-    if (!t.engine.empty() && !t.async) fail(n["engine"], "tls.engine needs tls.async: true (engines run through ASYNC jobs)");
+      t.handshake_timeout_ms =
+          static_cast<uint32_t>(uint(v, "tls.handshake_timeout_ms", 100, 600000));
+    if (!t.engine.empty() && !t.async)
+      fail(n["engine"], "tls.engine needs tls.async: true (engines run through ASYNC jobs)");
   }
 
   std::vector<std::string> string_list(const YAML::Node& n, std::string_view what) {
@@ -292,15 +301,16 @@ class loader {
 
   void load_service_tls(const YAML::Node& n, service_config& s, const std::string& what) {
     check_keys(n, what + " tls",
-               {"certificates", "default_name", "alpn", "tls12", "ciphers", "ciphersuites", "groups", "tickets",
-                "ticket_key_file", "ticket_lifetime_s", "ticket_key_grace_s", "tls13_tickets", "client_auth",
-                "max_key_updates"});
+               {"certificates", "default_name", "alpn", "tls12", "ciphers", "ciphersuites",
+                "groups", "tickets", "ticket_key_file", "ticket_lifetime_s", "ticket_key_grace_s",
+                "tls13_tickets", "client_auth", "max_key_updates"});
     tls::server_config& t = s.tls;
     t.service = s.name;  // scopes ticket resumption to this service
     s.tls_where = where(n.Mark());
     const auto certs = required(n, "certificates", what + " tls");
     expect_seq(certs, what + " tls.certificates");
-    if (certs.size() == 0) fail(certs, what + ": tls.certificates must list at least one certificate");
+    if (certs.size() == 0)
+      fail(certs, what + ": tls.certificates must list at least one certificate");
     for (const auto& cn : certs) {
       check_keys(cn, "a certificate", {"cert", "key", "names", "ocsp"});
       tls::cert_config cc;
@@ -314,7 +324,8 @@ class loader {
     if (auto v = n["alpn"]) {
       t.alpn = string_list(v, "tls.alpn");
       for (size_t i = 0; i < t.alpn.size(); ++i)
-        if (t.alpn[i].empty() || t.alpn[i].size() > 255) fail(v[i], "an ALPN protocol name is 1 to 255 bytes");
+        if (t.alpn[i].empty() || t.alpn[i].size() > 255)
+          fail(v[i], "an ALPN protocol name is 1 to 255 bytes");
     }
     if (auto v = n["tls12"]) t.allow_tls12 = boolean(v, "tls.tls12");
     if (auto v = n["ciphers"]) t.tls12_ciphers = str(v, "tls.ciphers");
@@ -322,15 +333,21 @@ class loader {
     if (auto v = n["groups"]) t.groups = str(v, "tls.groups");
     if (auto v = n["tickets"]) t.tickets = boolean(v, "tls.tickets");
     if (auto v = n["ticket_key_file"]) t.ticket_key_file = existing_file(v, "ticket key file");
-    if (auto v = n["ticket_lifetime_s"]) t.ticket_lifetime = std::chrono::seconds(uint(v, "tls.ticket_lifetime_s", 60, 604800));
-    if (auto v = n["ticket_key_grace_s"]) t.ticket_key_grace = std::chrono::seconds(uint(v, "tls.ticket_key_grace_s", 0, 604800));
-    if (auto v = n["tls13_tickets"]) t.tls13_tickets = static_cast<int>(uint(v, "tls.tls13_tickets", 0, 8));
-    if (auto v = n["max_key_updates"]) t.max_key_updates = static_cast<uint32_t>(uint(v, "tls.max_key_updates", 0, 1u << 20));
+    if (auto v = n["ticket_lifetime_s"])
+      t.ticket_lifetime = std::chrono::seconds(uint(v, "tls.ticket_lifetime_s", 60, 604800));
+    if (auto v = n["ticket_key_grace_s"])
+      t.ticket_key_grace = std::chrono::seconds(uint(v, "tls.ticket_key_grace_s", 0, 604800));
+    if (auto v = n["tls13_tickets"])
+      t.tls13_tickets = static_cast<int>(uint(v, "tls.tls13_tickets", 0, 8));
+    if (auto v = n["max_key_updates"])
+      t.max_key_updates = static_cast<uint32_t>(uint(v, "tls.max_key_updates", 0, 1u << 20));
     if (auto ca = n["client_auth"]) {
       check_keys(ca, what + " tls.client_auth", {"ca", "verify_depth", "required"});
       t.client_auth.enabled = true;
-      t.client_auth.ca_file = existing_file(required(ca, "ca", what + " tls.client_auth"), "client CA file");
-      if (auto v = ca["verify_depth"]) t.client_auth.verify_depth = static_cast<int>(uint(v, "verify_depth", 1, 16));
+      t.client_auth.ca_file =
+          existing_file(required(ca, "ca", what + " tls.client_auth"), "client CA file");
+      if (auto v = ca["verify_depth"])
+        t.client_auth.verify_depth = static_cast<int>(uint(v, "verify_depth", 1, 16));
       if (auto v = ca["required"]) t.client_auth.required = boolean(v, "client_auth.required");
     }
   }
@@ -345,7 +362,8 @@ class loader {
         // Lcores and devices come from `workers` and `ports`; two sources of truth would drift.
         for (std::string_view banned : {"-l", "--lcores", "-c", "--vdev", "-a", "--allow"})
           if (s == banned || s.starts_with(std::string(banned) + "="))
-            fail(a, "EAL argument '" + s + "' is set from workers.lcores / ports; remove it from eal.args");
+            fail(a, "EAL argument '" + s +
+                        "' is set from workers.lcores / ports; remove it from eal.args");
         c.eal_args.push_back(std::move(s));
       }
     }
@@ -356,7 +374,9 @@ class loader {
     if (n.size() == 0) fail(n, "ports must list at least one port");
     std::set<std::string> names, devices;
     for (const auto& pn : n) {
-      check_keys(pn, "a port", {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors", "tx_descriptors", "neighbors"});
+      check_keys(pn, "a port",
+                 {"name", "role", "device", "addresses", "gateways", "mtu", "rx_descriptors",
+                  "tx_descriptors", "neighbors"});
       port_config p;
       const auto name = required(pn, "name", "a port");
       p.name = this->name(name, "port name");
@@ -365,7 +385,8 @@ class loader {
                                  {{"wan", port_role::wan}, {"lan", port_role::lan}});
       const auto dev = required(pn, "device", "port '" + p.name + "'");
       p.device = str(dev, "port device");
-      if (!devices.insert(p.device).second) fail(dev, "device '" + p.device + "' is used by two ports");
+      if (!devices.insert(p.device).second)
+        fail(dev, "device '" + p.device + "' is used by two ports");
       // A PCI device with --no-pci would fail in EAL at start: say so here, with the line.
       if (is_pci_address(p.device))
         for (const auto& a : c.eal_args)
@@ -381,7 +402,8 @@ class loader {
         for (const auto& gn : g) {
           const l4::ip_addr a = addr(gn, "port gateway");
           auto& slot = a.v6 ? p.gateway_v6 : p.gateway_v4;
-          if (slot) fail(gn, "port '" + p.name + "' has two " + (a.v6 ? "IPv6" : "IPv4") + " gateways");
+          if (slot)
+            fail(gn, "port '" + p.name + "' has two " + (a.v6 ? "IPv6" : "IPv4") + " gateways");
           slot = a;
         }
       }
@@ -395,8 +417,8 @@ class loader {
           std::array<uint8_t, 6> mac{};
           unsigned v[6];
           char tail;
-          if (ms.size() != 17 ||
-              std::sscanf(ms.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+          if (ms.size() != 17 || std::sscanf(ms.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1],
+                                             &v[2], &v[3], &v[4], &v[5], &tail) != 6)
             fail(mn, "neighbor mac must be six hex bytes like 02:00:00:00:00:01, got '" + ms + "'");
           for (int k = 0; k < 6; ++k) mac[k] = static_cast<uint8_t>(v[k]);
           if ((mac[0] & 1) != 0 || mac == std::array<uint8_t, 6>{})
@@ -405,8 +427,10 @@ class loader {
         }
       }
       if (auto m = pn["mtu"]) p.mtu = static_cast<uint16_t>(uint(m, "port mtu", 576, 9000));
-      if (auto r = pn["rx_descriptors"]) p.rx_descriptors = static_cast<uint16_t>(uint(r, "rx_descriptors", 64, 16384));
-      if (auto t = pn["tx_descriptors"]) p.tx_descriptors = static_cast<uint16_t>(uint(t, "tx_descriptors", 64, 16384));
+      if (auto r = pn["rx_descriptors"])
+        p.rx_descriptors = static_cast<uint16_t>(uint(r, "rx_descriptors", 64, 16384));
+      if (auto t = pn["tx_descriptors"])
+        p.tx_descriptors = static_cast<uint16_t>(uint(t, "tx_descriptors", 64, 16384));
       c.ports.push_back(std::move(p));
     }
     bool wan = false;
@@ -422,7 +446,8 @@ class loader {
     // control thread; all of them when there is one.
     if (lc.IsScalar() && lc.Scalar() == "auto") {
       cpu_set_t set;
-      if (sched_getaffinity(0, sizeof set, &set) != 0) fail(lc, "workers.lcores: auto: cannot read the CPU set");
+      if (sched_getaffinity(0, sizeof set, &set) != 0)
+        fail(lc, "workers.lcores: auto: cannot read the CPU set");
       for (unsigned cpu = 0; cpu < CPU_SETSIZE && cpu < 1024; ++cpu)
         if (CPU_ISSET(cpu, &set)) c.workers.lcores.push_back(cpu);
       if (c.workers.lcores.size() > 1) c.workers.lcores.erase(c.workers.lcores.begin());
@@ -438,14 +463,18 @@ class loader {
         c.workers.lcore_where.push_back(where(l.Mark()));
       }
     }
-    if (auto b = n["burst"]) c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
-    if (auto m = n["mbufs"]) c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
+    if (auto b = n["burst"])
+      c.workers.burst = static_cast<unsigned>(uint(b, "workers.burst", 1, 256));
+    if (auto m = n["mbufs"])
+      c.workers.mbufs = static_cast<unsigned>(uint(m, "workers.mbufs", 1023, 1u << 22));
     if (auto s = n["idle_sleep_max_us"])
-      c.workers.idle_sleep_max_us = static_cast<unsigned>(uint(s, "workers.idle_sleep_max_us", 0, 100000));
+      c.workers.idle_sleep_max_us =
+          static_cast<unsigned>(uint(s, "workers.idle_sleep_max_us", 0, 100000));
     if (auto d = n["dispatch"])
       c.workers.dispatch = choice<worker_config::dispatch_mode>(
           d, "workers.dispatch",
-          {{"rss", worker_config::dispatch_mode::rss}, {"software", worker_config::dispatch_mode::software}});
+          {{"rss", worker_config::dispatch_mode::rss},
+           {"software", worker_config::dispatch_mode::software}});
   }
 
   void load_admin(const YAML::Node& n, config& c) {
@@ -460,7 +489,8 @@ class loader {
       const std::string s = str(l, "admin.listen");
       const auto colon = s.rfind(':');
       std::string host = colon == std::string::npos ? s : s.substr(0, colon);
-      if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
       auto a = l4::ip_addr::parse(host);
       uint16_t port = 0;
       const std::string ps = colon == std::string::npos ? "" : s.substr(colon + 1);
@@ -468,7 +498,8 @@ class loader {
       if (!a || ec != std::errc{} || p != ps.data() + ps.size() || port == 0)
         fail(l, "admin.listen must be ADDRESS:PORT (127.0.0.1:9180), got '" + s + "'");
       const bool loopback = a->v6 ? *a == *l4::ip_addr::parse("::1") : a->b[0] == 127;
-      if (!loopback) fail(l, "admin.listen must be a loopback address: the admin API has no authentication");
+      if (!loopback)
+        fail(l, "admin.listen must be a loopback address: the admin API has no authentication");
       c.admin.address = *a;
       c.admin.port = port;
     }
@@ -479,31 +510,41 @@ class loader {
     if (auto a = n["access_log"]) c.logging.access_log = str(a, "logging.access_log");
     if (auto l = n["level"]) {
       c.logging.level = str(l, "logging.level");
-      choice<int>(l, "logging.level", {{"trace", 0}, {"debug", 1}, {"info", 2}, {"warn", 3}, {"error", 4}});
+      choice<int>(l, "logging.level",
+                  {{"trace", 0}, {"debug", 1}, {"info", 2}, {"warn", 3}, {"error", 4}});
     }
     if (auto f = n["format"])
-      c.logging.format = choice<log_format>(f, "logging.format", {{"text", log_format::text}, {"json", log_format::json}});
+      c.logging.format = choice<log_format>(
+          f, "logging.format", {{"text", log_format::text}, {"json", log_format::json}});
     if (auto f = n["file"]) c.logging.file = str(f, "logging.file");
   }
 
   void load_l4(const YAML::Node& n, config& c) {
-    check_keys(n, "l4", {"snat_addresses", "snat_port_low", "snat_port_high", "conn_table_size", "gue_port"});
+    check_keys(
+        n, "l4",
+        {"snat_addresses", "snat_port_low", "snat_port_high", "conn_table_size", "gue_port"});
     if (auto s = n["snat_addresses"]) {
       expect_seq(s, "l4.snat_addresses");
       for (const auto& a : s) c.l4.snat_addresses.push_back(addr(a, "a SNAT address"));
     }
-    if (auto v = n["snat_port_low"]) c.l4.snat_port_low = static_cast<uint16_t>(uint(v, "l4.snat_port_low", 1024, 65535));
-    if (auto v = n["snat_port_high"]) c.l4.snat_port_high = static_cast<uint16_t>(uint(v, "l4.snat_port_high", 1024, 65535));
-    if (c.l4.snat_port_high < c.l4.snat_port_low) fail(n, "l4.snat_port_high is below l4.snat_port_low");
-    if (auto v = n["conn_table_size"]) c.l4.conn_table_size = static_cast<uint32_t>(uint(v, "l4.conn_table_size", 64, 1u << 26));
-    if (auto v = n["gue_port"]) c.l4.gue_port = static_cast<uint16_t>(uint(v, "l4.gue_port", 1, 65535));
+    if (auto v = n["snat_port_low"])
+      c.l4.snat_port_low = static_cast<uint16_t>(uint(v, "l4.snat_port_low", 1024, 65535));
+    if (auto v = n["snat_port_high"])
+      c.l4.snat_port_high = static_cast<uint16_t>(uint(v, "l4.snat_port_high", 1024, 65535));
+    if (c.l4.snat_port_high < c.l4.snat_port_low)
+      fail(n, "l4.snat_port_high is below l4.snat_port_low");
+    if (auto v = n["conn_table_size"])
+      c.l4.conn_table_size = static_cast<uint32_t>(uint(v, "l4.conn_table_size", 64, 1u << 26));
+    if (auto v = n["gue_port"])
+      c.l4.gue_port = static_cast<uint16_t>(uint(v, "l4.gue_port", 1, 65535));
   }
 
   void load_tcp(const YAML::Node& n, config& c) {
-    check_keys(n, "tcp", {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer", "syn_cookies",
-                          "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms", "fin_wait_timeout_ms",
-                          "time_wait_ms", "upstream_drain_timeout_ms", "max_active_per_worker",
-                          "rto_min_ms", "congestion_control", "persist_timeout_ms"});
+    check_keys(n, "tcp",
+               {"max_connections", "send_buffer", "receive_buffer", "upstream_buffer",
+                "syn_cookies", "syn_backlog", "handshake_timeout_ms", "idle_timeout_ms",
+                "fin_wait_timeout_ms", "time_wait_ms", "upstream_drain_timeout_ms",
+                "max_active_per_worker", "rto_min_ms", "congestion_control", "persist_timeout_ms"});
     tcp_config& t = c.tcp;
     auto u32 = [&](const char* key, uint32_t& out, uint64_t lo, uint64_t hi) {
       if (auto v = n[key]) out = static_cast<uint32_t>(uint(v, std::string("tcp.") + key, lo, hi));
@@ -528,11 +569,14 @@ class loader {
                                                {"on_pressure", syn_cookie_mode::on_pressure},
                                                {"always", syn_cookie_mode::always}});
     if (t.syn_backlog > t.max_connections)  // the default backlog too: point at tcp then
-      fail(n["syn_backlog"].IsDefined() ? n["syn_backlog"] : n, "tcp.syn_backlog must not exceed tcp.max_connections");
+      fail(n["syn_backlog"].IsDefined() ? n["syn_backlog"] : n,
+           "tcp.syn_backlog must not exceed tcp.max_connections");
     if (auto v = n["max_active_per_worker"]) {
-      t.max_active_per_worker = static_cast<uint32_t>(uint(v, "tcp.max_active_per_worker", 1, 1u << 20));
+      t.max_active_per_worker =
+          static_cast<uint32_t>(uint(v, "tcp.max_active_per_worker", 1, 1u << 20));
       if (t.max_active_per_worker > t.max_connections)
-        fail(v, "tcp.max_active_per_worker must not exceed tcp.max_connections (the per-worker pool)");
+        fail(v,
+             "tcp.max_active_per_worker must not exceed tcp.max_connections (the per-worker pool)");
     }
   }
 
@@ -564,10 +608,13 @@ class loader {
               "backend address " + b.address.str() +
                   " is a loopback, unspecified or the admin address: it would expose the admin API "
                   "to the data plane");
-        b.port = static_cast<uint16_t>(uint(required(bn, "port", "a backend"), "backend port", 1, 65535));
-        if (auto w = bn["weight"]) b.weight = static_cast<uint32_t>(uint(w, "backend weight", 0, 1000));
+        b.port = static_cast<uint16_t>(
+            uint(required(bn, "port", "a backend"), "backend port", 1, 65535));
+        if (auto w = bn["weight"])
+          b.weight = static_cast<uint32_t>(uint(w, "backend weight", 0, 1000));
         if (!seen.insert({b.address, b.port}).second)
-          fail(bn, "backend " + b.address.str() + ":" + std::to_string(b.port) + " is listed twice in pool '" + p.name + "'");
+          fail(bn, "backend " + b.address.str() + ":" + std::to_string(b.port) +
+                       " is listed twice in pool '" + p.name + "'");
         p.backends.push_back(b);
       }
       if (auto pp = pn["proxy_protocol"]) p.proxy_protocol = boolean(pp, "proxy_protocol");
@@ -578,8 +625,9 @@ class loader {
                                             {"h2c", pool_protocol::h2c},
                                             {"any", pool_protocol::any}});
       if (auto b = pn["balance"])
-        p.balance = choice<balance_mode>(b, "pool balance",
-                                         {{"least_conn", balance_mode::least_conn}, {"hash", balance_mode::hash}});
+        p.balance = choice<balance_mode>(
+            b, "pool balance",
+            {{"least_conn", balance_mode::least_conn}, {"hash", balance_mode::hash}});
       if (auto v = pn["connect_timeout_ms"])
         p.connect_timeout_ms = static_cast<unsigned>(uint(v, "connect_timeout_ms", 10, 60000));
       if (auto v = pn["max_connect_attempts"])
@@ -592,15 +640,17 @@ class loader {
     check_keys(
         n, "health_check",
         {"type", "path", "interval_ms", "timeout_ms", "rise", "fall", "port", "proxy_protocol"});
-    h.kind = choice<health_check_config::type>(required(n, "type", "health_check"), "health_check.type",
-                                               {{"tcp", health_check_config::type::tcp},
-                                                {"http", health_check_config::type::http}});
+    h.kind = choice<health_check_config::type>(
+        required(n, "type", "health_check"), "health_check.type",
+        {{"tcp", health_check_config::type::tcp}, {"http", health_check_config::type::http}});
     if (auto p = n["path"]) {
       h.path = str(p, "health_check.path");
       if (h.path.empty() || h.path[0] != '/') fail(p, "health_check.path must start with '/'");
     }
-    if (auto v = n["interval_ms"]) h.interval_ms = static_cast<unsigned>(uint(v, "interval_ms", 50, 3600000));
-    if (auto v = n["timeout_ms"]) h.timeout_ms = static_cast<unsigned>(uint(v, "timeout_ms", 10, 60000));
+    if (auto v = n["interval_ms"])
+      h.interval_ms = static_cast<unsigned>(uint(v, "interval_ms", 50, 3600000));
+    if (auto v = n["timeout_ms"])
+      h.timeout_ms = static_cast<unsigned>(uint(v, "timeout_ms", 10, 60000));
     if (auto v = n["rise"]) h.rise = static_cast<unsigned>(uint(v, "rise", 1, 100));
     if (auto v = n["fall"]) h.fall = static_cast<unsigned>(uint(v, "fall", 1, 100));
     if (auto v = n["port"]) h.port = static_cast<uint16_t>(uint(v, "health_check.port", 1, 65535));
@@ -645,8 +695,9 @@ class loader {
     std::set<std::string> names;
     std::set<std::tuple<l4::ip_addr, uint16_t, uint8_t>> vips;
     for (const auto& sn : n) {
-      check_keys(sn, "a service", {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls",
-                                  "max_connections", "max_connections_per_source", "timeouts"});
+      check_keys(sn, "a service",
+                 {"name", "vip", "port", "protocol", "kind", "pool", "forwarding", "waf", "tls",
+                  "max_connections", "max_connections_per_source", "timeouts"});
       service_config s;
       const auto name = required(sn, "name", "a service");
       s.name = this->name(name, "service name");
@@ -655,19 +706,23 @@ class loader {
       s.vip = addr(required(sn, "vip", what), "service vip");
       s.port = static_cast<uint16_t>(uint(required(sn, "port", what), "service port", 1, 65535));
       if (auto p = sn["protocol"])
-        s.protocol = choice<uint8_t>(p, "service protocol", {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}});
+        s.protocol =
+            choice<uint8_t>(p, "service protocol", {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}});
       const auto kind = required(sn, "kind", what);
-      s.kind = choice<service_kind>(kind, "service kind",
-                                    {{"l4", service_kind::l4}, {"tcp", service_kind::tcp}, {"tls", service_kind::tls}});
+      s.kind = choice<service_kind>(
+          kind, "service kind",
+          {{"l4", service_kind::l4}, {"tcp", service_kind::tcp}, {"tls", service_kind::tls}});
       if (s.kind != service_kind::l4 && s.protocol != IPPROTO_TCP)
         fail(sn, what + ": kind '" + to_string(s.kind) + "' needs protocol tcp");
       const auto pool = required(sn, "pool", what);
       s.pool = str(pool, "service pool");
-      if (c.find_pool(s.pool) == nullptr) fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
+      if (c.find_pool(s.pool) == nullptr)
+        fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
       if (auto f = sn["forwarding"]) {
         if (s.kind != service_kind::l4) fail(f, what + ": 'forwarding' applies to kind l4 only");
         s.forwarding = choice<forwarding_mode>(f, "service forwarding",
-                                               {{"fnat", forwarding_mode::fnat}, {"ipip", forwarding_mode::ipip},
+                                               {{"fnat", forwarding_mode::fnat},
+                                                {"ipip", forwarding_mode::ipip},
                                                 {"gue", forwarding_mode::gue}});
       }
       if (s.kind == service_kind::l4) {
@@ -680,7 +735,8 @@ class loader {
         bool snat = false;
         for (const auto& a : c.l4.snat_addresses) snat = snat || a.v6 == s.vip.v6;
         if (s.forwarding == forwarding_mode::fnat && !snat)
-          fail(sn, what + ": full NAT needs an " + (s.vip.v6 ? "IPv6" : "IPv4") + " address in l4.snat_addresses");
+          fail(sn, what + ": full NAT needs an " + (s.vip.v6 ? "IPv6" : "IPv4") +
+                       " address in l4.snat_addresses");
       }
       if (auto w = sn["waf"]) load_service_waf(w, s, what);
       if (auto t = sn["tls"]) {
@@ -695,29 +751,38 @@ class loader {
         if (!alpn) s.tls.alpn = {"http/1.1"};
         for (size_t i = 0; i < s.tls.alpn.size(); ++i)
           if (s.tls.alpn[i] != "http/1.1")
-            fail(alpn[i], what + ": the WAF inspects HTTP/1.x only; tls.alpn may offer only http/1.1 on a "
-                              "service with a waf policy, not '" + s.tls.alpn[i] + "'");
+            fail(alpn[i],
+                 what +
+                     ": the WAF inspects HTTP/1.x only; tls.alpn may offer only http/1.1 on a "
+                     "service with a waf policy, not '" +
+                     s.tls.alpn[i] + "'");
       }
       if (s.kind == service_kind::tls) check_alpn(sn, s, *c.find_pool(s.pool), what);
       if (auto m = sn["max_connections"]) {
-        if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections' applies to the terminating kinds (tcp, tls)");
+        if (s.kind == service_kind::l4)
+          fail(m, what + ": 'max_connections' applies to the terminating kinds (tcp, tls)");
         s.max_connections = static_cast<uint32_t>(uint(m, "service max_connections", 1, 1u << 24));
       }
       if (auto m = sn["max_connections_per_source"]) {
-        if (s.kind == service_kind::l4) fail(m, what + ": 'max_connections_per_source' applies to the terminating kinds (tcp, tls)");
-        s.max_connections_per_source = static_cast<uint32_t>(uint(m, "service max_connections_per_source", 1, 65535));
+        if (s.kind == service_kind::l4)
+          fail(m,
+               what + ": 'max_connections_per_source' applies to the terminating kinds (tcp, tls)");
+        s.max_connections_per_source =
+            static_cast<uint32_t>(uint(m, "service max_connections_per_source", 1, 65535));
       }
       if (auto t = sn["timeouts"]) {
-        if (s.kind == service_kind::l4) fail(t, what + ": 'timeouts' applies to the terminating kinds (tcp, tls)");
+        if (s.kind == service_kind::l4)
+          fail(t, what + ": 'timeouts' applies to the terminating kinds (tcp, tls)");
         check_keys(t, "service timeouts", {"request_head_ms"});
-        if (auto v = t["request_head_ms"])
-        {
-          s.request_head_timeout_ms = static_cast<uint32_t>(uint(v, "service timeouts.request_head_ms", 0, 3600000));
+        if (auto v = t["request_head_ms"]) {
+          s.request_head_timeout_ms =
+              static_cast<uint32_t>(uint(v, "service timeouts.request_head_ms", 0, 3600000));
           s.request_head_timeout_set = true;
         }
       }
       if (!vips.insert({s.vip, s.port, s.protocol}).second)
-        fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) + " is already used by another service");
+        fail(sn, what + ": VIP " + s.vip.str() + " port " + std::to_string(s.port) +
+                     " is already used by another service");
       c.services.push_back(std::move(s));
     }
     // After the structural checks, so that those errors come first whatever the build.
@@ -735,13 +800,18 @@ class loader {
 
 }  // namespace
 
-const char* to_string(port_role r) { return r == port_role::wan ? "wan" : "lan"; }
+const char* to_string(port_role r) {
+  return r == port_role::wan ? "wan" : "lan";
+}
 
 const char* to_string(service_kind k) {
   switch (k) {
-    case service_kind::l4: return "l4";
-    case service_kind::tcp: return "tcp";
-    case service_kind::tls: return "tls";
+    case service_kind::l4:
+      return "l4";
+    case service_kind::tcp:
+      return "tcp";
+    case service_kind::tls:
+      return "tls";
   }
   return "?";
 }
@@ -749,18 +819,24 @@ const char* to_string(service_kind k) {
 bool service_kind_built(service_kind k) {
   // Flipped on as each kind's data path lands (issues: L4 balancing, userspace TCP, TLS).
   switch (k) {
-    case service_kind::l4: return true;
-    case service_kind::tcp: return true;
-    case service_kind::tls: return true;
+    case service_kind::l4:
+      return true;
+    case service_kind::tcp:
+      return true;
+    case service_kind::tls:
+      return true;
   }
   return false;
 }
 
 const char* to_string(forwarding_mode m) {
   switch (m) {
-    case forwarding_mode::fnat: return "fnat";
-    case forwarding_mode::ipip: return "ipip";
-    case forwarding_mode::gue: return "gue";
+    case forwarding_mode::fnat:
+      return "fnat";
+    case forwarding_mode::ipip:
+      return "ipip";
+    case forwarding_mode::gue:
+      return "gue";
   }
   return "?";
 }

@@ -1,8 +1,8 @@
 #pragma once
 // edged's configuration: the YAML schema as C++ structs, and the strict loader. Every error names
 // the file, line and column of the offending key or value; nothing starts on a bad config.
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,7 +32,7 @@ const char* to_string(forwarding_mode m);
 struct port_config {
   std::string name;
   port_role role = port_role::wan;
-  std::string device;                  // DPDK device args: "net_af_packet0,iface=veth0", PCI address
+  std::string device;  // DPDK device args: "net_af_packet0,iface=veth0", PCI address
   std::vector<l4::ip_prefix> addresses;  // local IPv4/IPv6 addresses with prefix length
   uint16_t mtu = 1500;
   std::optional<l4::ip_addr> gateway_v4, gateway_v6;  // next hops for off-link destinations
@@ -43,9 +43,9 @@ struct port_config {
 };
 
 struct worker_config {
-  std::vector<unsigned> lcores;     // one worker per lcore
+  std::vector<unsigned> lcores;  // one worker per lcore
   unsigned burst = 32;
-  unsigned mbufs = 8191;            // per port and worker
+  unsigned mbufs = 8191;             // per port and worker
   unsigned idle_sleep_max_us = 200;  // adaptive back-off ceiling when idle
   // How packets reach their owning worker (docs/packet-flow.md): rss = the NIC spreads flows over
   // the workers' queues (key and indirection table set by edge); software = each worker takes
@@ -74,7 +74,7 @@ struct shutdown_config {
 struct logging_config {
   std::string level = "info";
   log_format format = log_format::text;
-  std::string file;  // empty: stderr
+  std::string file;        // empty: stderr
   std::string access_log;  // one JSON line per connection: a file, "stdout", or empty (off)
 };
 
@@ -143,33 +143,33 @@ struct service_config {
 
 // Top-level `tls`: what every tls service shares (fixed for the life of the process).
 struct tls_global_config {
-  bool async = true;               // private-key operations through the offload (SSL_MODE_ASYNC)
-  unsigned offload_threads = 1;    // in-process crypto threads (async on, no engine)
-  std::string engine;              // an OpenSSL engine for private keys instead (e.g. qatengine)
-  uint32_t async_jobs = 1024;      // ASYNC jobs per worker: handshakes paused in the offload at once
+  bool async = true;             // private-key operations through the offload (SSL_MODE_ASYNC)
+  unsigned offload_threads = 1;  // in-process crypto threads (async on, no engine)
+  std::string engine;            // an OpenSSL engine for private keys instead (e.g. qatengine)
+  uint32_t async_jobs = 1024;    // ASYNC jobs per worker: handshakes paused in the offload at once
   uint32_t handshake_timeout_ms = 10000;  // from accept to a finished TLS handshake
 };
 
 // Top-level `waf`: the rules directory (watched), the compiled-database cache and the audit log.
 struct waf_config {
   std::string rules_dir;
-  std::string cache_dir;   // empty: no cache
-  std::string audit_log;   // JSON lines
+  std::string cache_dir;  // empty: no cache
+  std::string audit_log;  // JSON lines
 };
 
 // Service kind `l4`: full-NAT source addresses and the per-worker connection tables.
 struct l4_config {
   std::vector<l4::ip_addr> snat_addresses;  // answered on the lan port; replies come back to them
   uint16_t snat_port_low = 1024, snat_port_high = 65535;
-  uint32_t conn_table_size = 1u << 18;      // per worker
+  uint32_t conn_table_size = 1u << 18;  // per worker
   uint16_t gue_port = 6080;
 };
 
 // Service kind `tcp`: the per-worker userspace TCP stack and the upstream relay.
 struct tcp_config {
-  uint32_t max_connections = 4096;  // per worker: TCBs (incl. SYN_RECEIVED, TIME_WAIT) and relays
-  uint32_t send_buffer = 65536;     // per connection, client direction
-  uint32_t receive_buffer = 65536;  // per connection; bounds the advertised window
+  uint32_t max_connections = 4096;   // per worker: TCBs (incl. SYN_RECEIVED, TIME_WAIT) and relays
+  uint32_t send_buffer = 65536;      // per connection, client direction
+  uint32_t receive_buffer = 65536;   // per connection; bounds the advertised window
   uint32_t upstream_buffer = 65536;  // per upstream connection, each direction
   syn_cookie_mode syn_cookies = syn_cookie_mode::on_pressure;
   uint32_t syn_backlog = 256;

@@ -83,7 +83,8 @@ inline reply http(const std::string& admin, const std::string& method, const std
     in.append(buf, static_cast<size_t>(n));
   close(fd);
   const auto head_end = in.find("\r\n\r\n");
-  if ((in.rfind("HTTP/1.1 ", 0) != 0 && in.rfind("HTTP/1.0 ", 0) != 0) || head_end == std::string::npos || in.size() < 12 ||
+  if ((in.rfind("HTTP/1.1 ", 0) != 0 && in.rfind("HTTP/1.0 ", 0) != 0) ||
+      head_end == std::string::npos || in.size() < 12 ||
       in.substr(9, 3).find_first_not_of("0123456789") != std::string::npos) {
     r.error = "malformed reply from the admin API at " + admin;
     return r;

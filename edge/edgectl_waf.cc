@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -102,7 +102,8 @@ int eval_one(const loaded& l, waf::worker_scratch& ws, waf::worker_stats& st, co
   int blocked = 0, n = 0;
   while (true) {
     waf::verdict v = data.empty() ? (*in)->finish(ws, st) : (*in)->feed(ws, st, data);
-    if (data.empty() && v.kind == waf::verdict_kind::pass && !v.request_complete) break;  // clean end
+    if (data.empty() && v.kind == waf::verdict_kind::pass && !v.request_complete)
+      break;  // clean end
     data = data.subspan(v.consumed);
     if (v.kind == waf::verdict_kind::block || v.request_complete) {
       std::string rid = n == 0 ? id : id + "#" + std::to_string(n);
@@ -113,7 +114,8 @@ int eval_one(const loaded& l, waf::worker_scratch& ws, waf::worker_stats& st, co
         break;
       }
     }
-    if (data.empty() && v.kind == waf::verdict_kind::need_more) continue;  // finish() reports truncation
+    if (data.empty() && v.kind == waf::verdict_kind::need_more)
+      continue;  // finish() reports truncation
   }
   return blocked;
 }
@@ -128,23 +130,30 @@ int rules_check() {
   const auto& rs = l.pol->rules();
   const auto& s = rs.stats();
   size_t enabled = 0;
-  for (size_t i = 0; i < rs.rules().size(); ++i) enabled += l.pol->enabled(static_cast<uint32_t>(i));
-  std::printf("ok: %zu files, %zu rules (%zu from YAML, %zu imported, %zu skipped), %zu enabled at paranoia %d\n",
-              l.report.files, rs.rules().size(), l.report.yaml_rules, l.report.imported_rules,
-              l.report.skipped.size(), enabled, l.pol->pol().paranoia);
-  std::printf("compiled: %zu databases, %zu expressions (%zu prefilter+PCRE2), %zu bytes, stream state %zu bytes/flow, "
-              "%.1f ms%s\n",
-              s.groups, s.expressions, s.prefiltered, s.database_bytes, s.stream_state_bytes, s.compile_ms,
-              s.from_cache ? " (from cache)" : "");
+  for (size_t i = 0; i < rs.rules().size(); ++i)
+    enabled += l.pol->enabled(static_cast<uint32_t>(i));
+  std::printf(
+      "ok: %zu files, %zu rules (%zu from YAML, %zu imported, %zu skipped), %zu enabled at "
+      "paranoia %d\n",
+      l.report.files, rs.rules().size(), l.report.yaml_rules, l.report.imported_rules,
+      l.report.skipped.size(), enabled, l.pol->pol().paranoia);
+  std::printf(
+      "compiled: %zu databases, %zu expressions (%zu prefilter+PCRE2), %zu bytes, stream state %zu "
+      "bytes/flow, "
+      "%.1f ms%s\n",
+      s.groups, s.expressions, s.prefiltered, s.database_bytes, s.stream_state_bytes, s.compile_ms,
+      s.from_cache ? " (from cache)" : "");
   std::map<std::string, size_t> by_reason;
   for (const auto& k : l.report.skipped) {
     std::string key = k.reason;
-    if (key.starts_with("pattern rejected")) key = key.substr(0, key.find(':'));  // message varies per rule
+    if (key.starts_with("pattern rejected"))
+      key = key.substr(0, key.find(':'));  // message varies per rule
     ++by_reason[key];
   }
   for (const auto& [reason, n] : by_reason) std::printf("skipped %4zu: %s\n", n, reason.c_str());
   if (o.list_skipped)
-    for (const auto& k : l.report.skipped) std::printf("skip %s rule %u: %s\n", k.where.c_str(), k.id, k.reason.c_str());
+    for (const auto& k : l.report.skipped)
+      std::printf("skip %s rule %u: %s\n", k.where.c_str(), k.id, k.reason.c_str());
   return 0;
 }
 
@@ -186,11 +195,14 @@ int waf_eval() {
       ++n;
       if (line.empty()) continue;
       nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("request") || !j["request"].is_string()) {
-        std::fprintf(stderr, "error: %s:%d: expected {\"id\": ..., \"request\": \"<base64>\"}\n", o.jsonl.c_str(), n);
+      if (j.is_discarded() || !j.is_object() || !j.contains("request") ||
+          !j["request"].is_string()) {
+        std::fprintf(stderr, "error: %s:%d: expected {\"id\": ..., \"request\": \"<base64>\"}\n",
+                     o.jsonl.c_str(), n);
         return 1;
       }
-      std::string id = j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(n);
+      std::string id =
+          j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(n);
       eval_one(l, *ws, st, id, b64decode(j["request"].get<std::string>()));
     }
   }

@@ -4,8 +4,8 @@
 // Exit status: 0 stopped by SIGTERM/SIGINT after draining, 2 configuration error (at load or at
 // start: certificates, rules, lcores), 3 runtime start failure (EAL, ports, admin socket, workers).
 // Signals: SIGHUP reloads (as POST /reload); SIGTERM/SIGINT drain then stop.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -22,8 +22,12 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 std::atomic<bool> g_reopen{false};
 
-void on_signal(int) { g_stop.store(true); }
-void on_usr1(int) { g_reopen.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
+void on_usr1(int) {
+  g_reopen.store(true);
+}
 void on_hup(int) {
   g_reload.store(true);
 }
@@ -68,7 +72,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (config_path.empty()) {
-    std::fprintf(stderr, "edged: --config FILE or --check FILE is required\n%s", app.help().c_str());
+    std::fprintf(stderr, "edged: --config FILE or --check FILE is required\n%s",
+                 app.help().c_str());
     return exit_bad_config;
   }
 

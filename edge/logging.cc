@@ -1,9 +1,9 @@
 #include "edge/logging.hh"
 
 #include <spdlog/async.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -15,11 +15,21 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 8);
   for (char ch : s) {
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(ch) < 0x20) {
           char buf[8];
@@ -38,7 +48,8 @@ namespace {
 // Formats the message part of a JSON log line with proper escaping.
 class json_message_flag : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     const std::string e = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
     dest.append(e.data(), e.data() + e.size());
   }
@@ -58,10 +69,11 @@ common::result<void> setup_logging(const logging_config& c) {
     else
       sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(c.file);
     // Overflow drops the oldest line rather than blocking the caller.
-    auto logger = std::make_shared<spdlog::async_logger>("edged", sink, spdlog::thread_pool(),
-                                                         spdlog::async_overflow_policy::overrun_oldest);
+    auto logger = std::make_shared<spdlog::async_logger>(
+        "edged", sink, spdlog::thread_pool(), spdlog::async_overflow_policy::overrun_oldest);
     auto formatter = std::make_unique<spdlog::pattern_formatter>(
-        c.format == log_format::json ? spdlog::pattern_time_type::utc : spdlog::pattern_time_type::local);
+        c.format == log_format::json ? spdlog::pattern_time_type::utc
+                                     : spdlog::pattern_time_type::local);
     if (c.format == log_format::json) {
       formatter->add_flag<json_message_flag>('*').set_pattern(
           R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})");
@@ -78,6 +90,8 @@ common::result<void> setup_logging(const logging_config& c) {
   return {};
 }
 
-void shutdown_logging() { spdlog::shutdown(); }
+void shutdown_logging() {
+  spdlog::shutdown();
+}
 
 }  // namespace edge

@@ -33,9 +33,12 @@ class prom {
 
 const char* severity_name(l4::severity s) {
   switch (s) {
-    case l4::severity::info: return "info";
-    case l4::severity::warn: return "warn";
-    case l4::severity::error: return "error";
+    case l4::severity::info:
+      return "info";
+    case l4::severity::warn:
+      return "warn";
+    case l4::severity::error:
+      return "error";
   }
   return "?";
 }
@@ -60,32 +63,55 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   };
   using tc = l4::tcp::counters;
   static constexpr tcp_counter tcp_counters[] = {
-      {"edge_tcp_active", "gauge", "TCP connections in the stack (incl. SYN_RECEIVED and TIME_WAIT).", &tc::active},
+      {"edge_tcp_active", "gauge",
+       "TCP connections in the stack (incl. SYN_RECEIVED and TIME_WAIT).", &tc::active},
       {"edge_tcp_opened_total", "counter", "TCP handshakes completed and accepted.", &tc::opened},
-      {"edge_tcp_refused_total", "counter", "TCP connections refused (pool or backlog full, relay refusal).", &tc::refused},
+      {"edge_tcp_refused_total", "counter",
+       "TCP connections refused (pool or backlog full, relay refusal).", &tc::refused},
       {"edge_tcp_syn_received_total", "counter", "SYNs received for listeners.", &tc::syn_received},
       {"edge_tcp_retransmits_total", "counter", "TCP segments sent again.", &tc::retransmits},
       {"edge_tcp_rto_total", "counter", "TCP retransmission timeouts.", &tc::rto_events},
-      {"edge_tcp_fast_retransmits_total", "counter", "TCP fast retransmits.", &tc::fast_retransmits},
+      {"edge_tcp_fast_retransmits_total", "counter", "TCP fast retransmits.",
+       &tc::fast_retransmits},
       {"edge_tcp_recoveries_total", "counter", "Entries into fast recovery.", &tc::recoveries},
-      {"edge_tcp_loss_probes_total", "counter", "Tail loss probes sent (RFC 8985).", &tc::loss_probes},
-      {"edge_tcp_rack_lost_total", "counter", "Segments RACK marked lost (RFC 8985).", &tc::rack_marked_lost},
-      {"edge_tcp_lost_retransmits_total", "counter", "Retransmissions RACK found lost again.", &tc::lost_retransmits},
-      {"edge_tcp_send_map_merges_total", "counter", "Send map full: a record absorbed the next range.", &tc::send_map_merges},
-      {"edge_tcp_syn_cookies_sent_total", "counter", "SYN-ACKs carrying a SYN cookie.", &tc::cookies_sent},
-      {"edge_tcp_syn_cookies_validated_total", "counter", "ACKs whose SYN cookie validated.", &tc::cookies_validated},
-      {"edge_tcp_syn_cookies_failed_total", "counter", "ACKs whose SYN cookie did not validate.", &tc::cookies_failed},
-      {"edge_tcp_challenge_acks_total", "counter", "RFC 5961 challenge ACKs sent.", &tc::challenge_acks},
+      {"edge_tcp_loss_probes_total", "counter", "Tail loss probes sent (RFC 8985).",
+       &tc::loss_probes},
+      {"edge_tcp_rack_lost_total", "counter", "Segments RACK marked lost (RFC 8985).",
+       &tc::rack_marked_lost},
+      {"edge_tcp_lost_retransmits_total", "counter", "Retransmissions RACK found lost again.",
+       &tc::lost_retransmits},
+      {"edge_tcp_send_map_merges_total", "counter",
+       "Send map full: a record absorbed the next range.", &tc::send_map_merges},
+      {"edge_tcp_syn_cookies_sent_total", "counter", "SYN-ACKs carrying a SYN cookie.",
+       &tc::cookies_sent},
+      {"edge_tcp_syn_cookies_validated_total", "counter", "ACKs whose SYN cookie validated.",
+       &tc::cookies_validated},
+      {"edge_tcp_syn_cookies_failed_total", "counter", "ACKs whose SYN cookie did not validate.",
+       &tc::cookies_failed},
+      {"edge_tcp_challenge_acks_total", "counter", "RFC 5961 challenge ACKs sent.",
+       &tc::challenge_acks},
       {"edge_tcp_persist_probes_total", "counter", "Zero-window probes sent.", &tc::persist_probes},
-      {"edge_tcp_ooo_segments_total", "counter", "Segments queued out of order.", &tc::ooo_segments},
-      {"edge_tcp_segments_in_total", "counter", "TCP segments received by the stack.", &tc::segments_in},
-      {"edge_tcp_segments_out_total", "counter", "TCP segments sent by the stack.", &tc::segments_out},
-      {"edge_tcp_handshake_timeouts_total", "counter", "Handshakes given up.", &tc::handshake_timeouts},
-      {"edge_tcp_time_wait_recycled_total", "counter", "TIME_WAIT connections reused because the pool was full.", &tc::time_wait_recycled},
-      {"edge_tcp_peer_mss_clamped_total", "counter", "Handshakes whose peer MSS was raised to the floor (536).", &tc::peer_mss_clamped},
-      {"edge_tcp_pmtu_lowered_total", "counter", "Connections whose MSS an ICMP frag-needed / packet-too-big lowered (quoted sequence checked).", &tc::pmtu_lowered},
-      {"edge_tcp_acks_rate_limited_total", "counter", "ACKs to invalid segments or challenge ACKs not sent (rate limits).", &tc::acks_rate_limited},
-      {"edge_tcp_cookie_key_rotations_total", "counter", "SYN cookie key rotations.", &tc::cookie_key_rotations},
+      {"edge_tcp_ooo_segments_total", "counter", "Segments queued out of order.",
+       &tc::ooo_segments},
+      {"edge_tcp_segments_in_total", "counter", "TCP segments received by the stack.",
+       &tc::segments_in},
+      {"edge_tcp_segments_out_total", "counter", "TCP segments sent by the stack.",
+       &tc::segments_out},
+      {"edge_tcp_handshake_timeouts_total", "counter", "Handshakes given up.",
+       &tc::handshake_timeouts},
+      {"edge_tcp_time_wait_recycled_total", "counter",
+       "TIME_WAIT connections reused because the pool was full.", &tc::time_wait_recycled},
+      {"edge_tcp_peer_mss_clamped_total", "counter",
+       "Handshakes whose peer MSS was raised to the floor (536).", &tc::peer_mss_clamped},
+      {"edge_tcp_pmtu_lowered_total", "counter",
+       "Connections whose MSS an ICMP frag-needed / packet-too-big lowered (quoted sequence "
+       "checked).",
+       &tc::pmtu_lowered},
+      {"edge_tcp_acks_rate_limited_total", "counter",
+       "ACKs to invalid segments or challenge ACKs not sent (rate limits).",
+       &tc::acks_rate_limited},
+      {"edge_tcp_cookie_key_rotations_total", "counter", "SYN cookie key rotations.",
+       &tc::cookie_key_rotations},
   };
   for (const auto& c : tcp_counters) {
     uint64_t v = 0;
@@ -99,7 +125,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
     uint64_t v = 0;
     for (const auto& w : workers)
       if (w->tcp) v += w->tcp->tcp_stats().resets_sent[r].get();
-    p.sample("edge_tcp_resets_sent_total", "reason=\"" + std::string(l4::tcp::reset_reason_names[r]) + "\"", v);
+    p.sample("edge_tcp_resets_sent_total",
+             "reason=\"" + std::string(l4::tcp::reset_reason_names[r]) + "\"", v);
   }
 
   uint64_t active = 0, accepted = 0, from_client = 0, to_client = 0, sync_errors = 0;
@@ -114,7 +141,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   p.family("edge_relay_active", "gauge", "Client connections relayed to an upstream now.");
   p.sample("edge_relay_active", "", active);
   p.family("edge_relay_accepted_total", "counter",
-           "Client connections accepted by the relay (HTTP services open the upstream after the first head).");
+           "Client connections accepted by the relay (HTTP services open the upstream after the "
+           "first head).");
   p.sample("edge_relay_accepted_total", "", accepted);
   p.family("edge_relay_bytes_total", "counter", "Bytes relayed, by direction.");
   p.sample("edge_relay_bytes_total", "direction=\"client_to_upstream\"", from_client);
@@ -126,7 +154,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
       if (w->tcp) v += w->tcp->stats().ends[r].get();
     p.sample("edge_relay_ends_total", "outcome=\"" + std::string(relay_end_names[r]) + "\"", v);
   }
-  p.family("edge_relay_sync_errors_total", "counter", "Snapshots whose tcp services could not all be applied.");
+  p.family("edge_relay_sync_errors_total", "counter",
+           "Snapshots whose tcp services could not all be applied.");
   p.sample("edge_relay_sync_errors_total", "", sync_errors);
 
   // Upstream pools, summed by pool name over workers (a pool changed by a reload keeps counting
@@ -144,7 +173,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
       });
     }
   }
-  p.family("edge_upstream", "untyped", "Upstream pool counters of kind tcp, by pool and counter "
+  p.family("edge_upstream", "untyped",
+           "Upstream pool counters of kind tcp, by pool and counter "
            "(active is a level; the rest are totals).");
   for (const auto& [name, vals] : pools)
     for (const auto& [counter, v] : vals)
@@ -164,10 +194,13 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
       ring[k++].second += v;
     });
   }
-  p.family("edge_upstream_conns", "untyped", "Upstream connection objects, by counter (in_use is a level).");
-  for (const auto& [counter, v] : conns) p.sample("edge_upstream_conns", "counter=\"" + counter + "\"", v);
+  p.family("edge_upstream_conns", "untyped",
+           "Upstream connection objects, by counter (in_use is a level).");
+  for (const auto& [counter, v] : conns)
+    p.sample("edge_upstream_conns", "counter=\"" + counter + "\"", v);
   p.family("edge_upstream_uring", "counter", "Worker io_uring operations, by counter.");
-  for (const auto& [counter, v] : ring) p.sample("edge_upstream_uring", "counter=\"" + counter + "\"", v);
+  for (const auto& [counter, v] : ring)
+    p.sample("edge_upstream_uring", "counter=\"" + counter + "\"", v);
 }
 
 // Per service (kinds tcp/tls), over all workers: one series per service name seen since start,
@@ -203,8 +236,9 @@ void service_metrics(prom& p, const service_registry& reg) {
     p.sample("edge_service_connections_per_source_limit", label(reg.at(i)),
              reg.at(i).per_source.load(std::memory_order_relaxed));
   if (const source_table* st = reg.sources()) {
-    p.family("edge_source_table_untracked_total", "counter",
-             "Connections admitted without a per-source count: their bucket of the table was full.");
+    p.family(
+        "edge_source_table_untracked_total", "counter",
+        "Connections admitted without a per-source count: their bucket of the table was full.");
     p.sample("edge_source_table_untracked_total", "", st->untracked());
   }
 }
@@ -222,11 +256,14 @@ std::string appliance::metrics_text() const {
     uint64_t rte_eth_stats::*field;
   };
   static constexpr port_counter port_counters[] = {
-      {"edge_port_rx_packets_total", "Frames received by the port (device counter).", &rte_eth_stats::ipackets},
-      {"edge_port_tx_packets_total", "Frames sent by the port (device counter).", &rte_eth_stats::opackets},
+      {"edge_port_rx_packets_total", "Frames received by the port (device counter).",
+       &rte_eth_stats::ipackets},
+      {"edge_port_tx_packets_total", "Frames sent by the port (device counter).",
+       &rte_eth_stats::opackets},
       {"edge_port_rx_bytes_total", "Bytes received by the port.", &rte_eth_stats::ibytes},
       {"edge_port_tx_bytes_total", "Bytes sent by the port.", &rte_eth_stats::obytes},
-      {"edge_port_rx_missed_total", "Frames the device dropped because RX queues were full.", &rte_eth_stats::imissed},
+      {"edge_port_rx_missed_total", "Frames the device dropped because RX queues were full.",
+       &rte_eth_stats::imissed},
       {"edge_port_rx_errors_total", "Erroneous frames received.", &rte_eth_stats::ierrors},
       {"edge_port_tx_errors_total", "Failed transmissions.", &rte_eth_stats::oerrors},
       {"edge_port_rx_nombuf_total", "RX mbuf allocation failures.", &rte_eth_stats::rx_nombuf},
@@ -255,11 +292,14 @@ std::string appliance::metrics_text() const {
     uint64_t v = 0;
     for (const auto& w : workers_) v += drops_of(*w, r);
     const auto& info = l4::drop_table[r];
-    p.sample("edge_drops_total",
-             "reason=\"" + std::string(info.name) + "\",severity=\"" + severity_name(info.sev) + "\"", v);
+    p.sample(
+        "edge_drops_total",
+        "reason=\"" + std::string(info.name) + "\",severity=\"" + severity_name(info.sev) + "\"",
+        v);
   }
 
-  p.family("edge_local_replies_total", "counter", "ARP, neighbour advertisement and echo replies sent.");
+  p.family("edge_local_replies_total", "counter",
+           "ARP, neighbour advertisement and echo replies sent.");
   uint64_t replies = 0;
   for (const auto& w : workers_) replies += w->stats.replies.get();
   p.sample("edge_local_replies_total", "", replies);
@@ -271,23 +311,32 @@ std::string appliance::metrics_text() const {
   };
   static constexpr worker_counter worker_counters[] = {
       {"edge_worker_loops_total", "Worker loop iterations.", &worker_stats::loops},
-      {"edge_worker_busy_loops_total", "Iterations that received at least one frame.", &worker_stats::busy_loops},
-      {"edge_worker_idle_loops_total", "Iterations that received nothing.", &worker_stats::idle_loops},
+      {"edge_worker_busy_loops_total", "Iterations that received at least one frame.",
+       &worker_stats::busy_loops},
+      {"edge_worker_idle_loops_total", "Iterations that received nothing.",
+       &worker_stats::idle_loops},
       {"edge_worker_sleeps_total", "Idle back-off sleeps.", &worker_stats::sleeps},
-      {"edge_worker_sleep_microseconds_total", "Time spent in idle back-off sleeps.", &worker_stats::sleep_us},
-      {"edge_worker_handoffs_out_total", "Packets this worker received and handed to the worker that owns them.", &worker_stats::handoff_out},
-      {"edge_worker_handoffs_in_total", "Packets other workers handed to this one (their owner).", &worker_stats::handoff_in},
+      {"edge_worker_sleep_microseconds_total", "Time spent in idle back-off sleeps.",
+       &worker_stats::sleep_us},
+      {"edge_worker_handoffs_out_total",
+       "Packets this worker received and handed to the worker that owns them.",
+       &worker_stats::handoff_out},
+      {"edge_worker_handoffs_in_total", "Packets other workers handed to this one (their owner).",
+       &worker_stats::handoff_in},
   };
   for (const auto& wc : worker_counters) {
     p.family(wc.name, "counter", wc.help);
     for (const auto& w : workers_)
-      p.sample(wc.name, "worker=\"" + std::to_string(w->id) + "\",lcore=\"" + std::to_string(w->lcore) + "\"",
-               (w->stats.*wc.field).get());
+      p.sample(
+          wc.name,
+          "worker=\"" + std::to_string(w->id) + "\",lcore=\"" + std::to_string(w->lcore) + "\"",
+          (w->stats.*wc.field).get());
   }
   p.family("edge_worker_rx_packets_total", "counter", "Frames received by each worker, by port.");
   for (const auto& w : workers_)
     for (size_t i = 0; i < ports.size(); ++i)
-      p.sample("edge_worker_rx_packets_total", "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
+      p.sample("edge_worker_rx_packets_total",
+               "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
                w->stats.rx_packets[i].get());
 
   struct lb_counter {
@@ -296,16 +345,27 @@ std::string appliance::metrics_text() const {
     common::counter l4::lb::lb_counters::*field;
   };
   static constexpr lb_counter lb_counters[] = {
-      {"edge_l4_conn_hits_total", "Connection-table hits of kind-l4 packets.", &l4::lb::lb_counters::conn_hit},
-      {"edge_l4_conn_misses_total", "Connection-table misses (new flows placed by Maglev).", &l4::lb::lb_counters::conn_miss},
-      {"edge_l4_nat_forward_total", "Full-NAT packets client to backend.", &l4::lb::lb_counters::nat_forward},
-      {"edge_l4_nat_reply_total", "Full-NAT packets backend to client.", &l4::lb::lb_counters::nat_reply},
-      {"edge_l4_encap_ipip_total", "Packets encapsulated IP-in-IP for direct return.", &l4::lb::lb_counters::encap_ipip},
-      {"edge_l4_encap_gue_total", "Packets encapsulated in GUE for direct return.", &l4::lb::lb_counters::encap_gue},
-      {"edge_l4_icmp_routed_total", "ICMP errors routed by their inner tuple.", &l4::lb::lb_counters::icmp_routed},
-      {"edge_l4_ptb_sent_total", "Frag-needed / packet-too-big sent for encapsulation overhead.", &l4::lb::lb_counters::ptb_sent},
-      {"edge_l4_mss_clamped_total", "SYNs whose MSS was clamped.", &l4::lb::lb_counters::mss_clamped},
-      {"edge_l4_neighbor_requests_total", "ARP requests / neighbour solicitations sent for next hops.", &l4::lb::lb_counters::neighbor_requests},
+      {"edge_l4_conn_hits_total", "Connection-table hits of kind-l4 packets.",
+       &l4::lb::lb_counters::conn_hit},
+      {"edge_l4_conn_misses_total", "Connection-table misses (new flows placed by Maglev).",
+       &l4::lb::lb_counters::conn_miss},
+      {"edge_l4_nat_forward_total", "Full-NAT packets client to backend.",
+       &l4::lb::lb_counters::nat_forward},
+      {"edge_l4_nat_reply_total", "Full-NAT packets backend to client.",
+       &l4::lb::lb_counters::nat_reply},
+      {"edge_l4_encap_ipip_total", "Packets encapsulated IP-in-IP for direct return.",
+       &l4::lb::lb_counters::encap_ipip},
+      {"edge_l4_encap_gue_total", "Packets encapsulated in GUE for direct return.",
+       &l4::lb::lb_counters::encap_gue},
+      {"edge_l4_icmp_routed_total", "ICMP errors routed by their inner tuple.",
+       &l4::lb::lb_counters::icmp_routed},
+      {"edge_l4_ptb_sent_total", "Frag-needed / packet-too-big sent for encapsulation overhead.",
+       &l4::lb::lb_counters::ptb_sent},
+      {"edge_l4_mss_clamped_total", "SYNs whose MSS was clamped.",
+       &l4::lb::lb_counters::mss_clamped},
+      {"edge_l4_neighbor_requests_total",
+       "ARP requests / neighbour solicitations sent for next hops.",
+       &l4::lb::lb_counters::neighbor_requests},
   };
   for (const auto& lc : lb_counters) {
     uint64_t v = 0;
@@ -325,14 +385,16 @@ std::string appliance::metrics_text() const {
     for (size_t i = 0; i < health_->size(); ++i) {
       const auto& t = health_->target(i);
       const auto& hs = health_->state(i);
-      const std::string labels = "pool=\"" + t.pool + "\",backend=\"" + t.address.str() + ":" + std::to_string(t.port) + "\"";
+      const std::string labels = "pool=\"" + t.pool + "\",backend=\"" + t.address.str() + ":" +
+                                 std::to_string(t.port) + "\"";
       p.sample("edge_backend_up", labels, hs.up.load() ? 1 : 0);
       p.sample("edge_backend_health_checks_total", labels, hs.checks.get());
       p.sample("edge_backend_health_failures_total", labels, hs.failures.get());
     }
   }
 
-  p.family("edge_config_generation", "gauge", "Generation of the published configuration snapshot.");
+  p.family("edge_config_generation", "gauge",
+           "Generation of the published configuration snapshot.");
   p.sample("edge_config_generation", "", generation_);
   p.family("edge_config_reloads_total", "counter", "Configuration reloads, by outcome.");
   p.sample("edge_config_reloads_total", "outcome=\"ok\"", reloads_ok_);
@@ -362,9 +424,12 @@ std::string appliance::metrics_text() const {
                              .workers = ws,
                              .audit = waf_audit_.get(),
                              .worker_state = wstate});
-    out += "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its scratch for "
-           "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
-           "edge_waf_prepare_errors_total " + std::to_string(prepare_errors) + "\n";
+    out +=
+        "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its "
+        "scratch for "
+        "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
+        "edge_waf_prepare_errors_total " +
+        std::to_string(prepare_errors) + "\n";
     append_limit_metrics(out, limit_states_);
   }
   admin_.append_metrics(out);
@@ -375,9 +440,12 @@ std::string appliance::metrics_text() const {
 
 std::string appliance::stats_json() const {
   nlohmann::json j;
-  j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+  j["uptime_seconds"] =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
   j["ready"] = ready();
-  if (drain_) j["drain"] = nlohmann::json::parse(drain_->state_json(std::chrono::steady_clock::now()));
+  if (drain_)
+    j["drain"] = nlohmann::json::parse(drain_->state_json(std::chrono::steady_clock::now()));
   j["config_generation"] = generation_;
   const auto& ports = dp_.ports();
   for (size_t i = 0; i < ports.size(); ++i) {
@@ -463,7 +531,8 @@ std::string appliance::stats_json() const {
   j["tls"] = tls;
   j["waf"] = waf;
   j["services"] = services;
-  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";  // never throws on bad UTF-8
 }
 
 std::string appliance::config_json() const {
@@ -474,21 +543,30 @@ std::string appliance::config_json() const {
   for (const auto& p : c.ports) {
     nlohmann::json addrs = nlohmann::json::array();
     for (const auto& a : p.addresses) addrs.push_back(a.str());
-    j["ports"].push_back({{"name", p.name}, {"role", to_string(p.role)}, {"device", p.device},
-                          {"addresses", addrs}, {"mtu", p.mtu}});
+    j["ports"].push_back({{"name", p.name},
+                          {"role", to_string(p.role)},
+                          {"device", p.device},
+                          {"addresses", addrs},
+                          {"mtu", p.mtu}});
   }
-  j["workers"] = {{"lcores", c.workers.lcores}, {"burst", c.workers.burst}, {"mbufs", c.workers.mbufs}};
+  j["workers"] = {
+      {"lcores", c.workers.lcores}, {"burst", c.workers.burst}, {"mbufs", c.workers.mbufs}};
   for (const auto& pool : c.pools) {
     nlohmann::json bs = nlohmann::json::array();
     for (const auto& b : pool.backends)
       bs.push_back({{"address", b.address.str()}, {"port", b.port}, {"weight", b.weight}});
-    j["pools"].push_back({{"name", pool.name}, {"backends", bs}, {"proxy_protocol", pool.proxy_protocol}});
+    j["pools"].push_back(
+        {{"name", pool.name}, {"backends", bs}, {"proxy_protocol", pool.proxy_protocol}});
   }
   for (const auto& s : c.services)
-    j["services"].push_back({{"name", s.name}, {"vip", s.vip.str()}, {"port", s.port},
-                             {"protocol", s.protocol == 6 ? "tcp" : "udp"}, {"kind", to_string(s.kind)},
+    j["services"].push_back({{"name", s.name},
+                             {"vip", s.vip.str()},
+                             {"port", s.port},
+                             {"protocol", s.protocol == 6 ? "tcp" : "udp"},
+                             {"kind", to_string(s.kind)},
                              {"pool", s.pool}});
-  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";  // never throws on bad UTF-8
 }
 
 }  // namespace edge

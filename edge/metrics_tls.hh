@@ -11,7 +11,8 @@
 
 namespace edge {
 
-void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>& workers, const tls::offload* off);
+void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>& workers,
+                        const tls::offload* off);
 
 // When each served certificate expires: read from the leaf of every tls service's certificate
 // files when the contexts are built (start, reload). `name`: the certificate's first configured

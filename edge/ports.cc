@@ -20,10 +20,14 @@
 namespace edge {
 namespace {
 
-bool is_vdev(const std::string& device) { return device.rfind("net_", 0) == 0; }
+bool is_vdev(const std::string& device) {
+  return device.rfind("net_", 0) == 0;
+}
 
 // "net_af_packet0,iface=x" -> "net_af_packet0"; a PCI address stays as it is.
-std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
+std::string device_name(const std::string& device) {
+  return device.substr(0, device.find(','));
+}
 
 bool is_af_packet(const std::string& device) {
   return device.rfind("net_af_packet", 0) == 0;
@@ -96,8 +100,8 @@ common::result<void> program_rss(const port_config& pc, uint16_t port, const rte
   if (info.reta_size == 0 || info.reta_size > 4096)
     return common::fail(where + "driver reports an RSS indirection table of " +
                         std::to_string(info.reta_size) + " entries");
-  std::vector<rte_eth_rss_reta_entry64> reta(
-      (info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE);
+  std::vector<rte_eth_rss_reta_entry64> reta((info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
+                                             RTE_ETH_RETA_GROUP_SIZE);
   for (uint16_t i = 0; i < info.reta_size; ++i) {
     reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ULL << (i % RTE_ETH_RETA_GROUP_SIZE);
     reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = i % workers;
@@ -120,9 +124,10 @@ common::result<void> program_rss(const port_config& pc, uint16_t port, const rte
     return common::fail(where + "cannot read the RSS key back: " + rte_strerror(-rc));
   if (std::memcmp(got_key, key, key_len) != 0)
     return common::fail(where + "the RSS key reads back different from the one set");
-  spdlog::info("port {}: RSS key ({} bytes, symmetric) and indirection table ({} entries over {} "
-               "queues) set and read back",
-               pc.name, key_len, info.reta_size, workers);
+  spdlog::info(
+      "port {}: RSS key ({} bytes, symmetric) and indirection table ({} entries over {} "
+      "queues) set and read back",
+      pc.name, key_len, info.reta_size, workers);
   return {};
 }
 
@@ -168,7 +173,8 @@ common::result<void> dataplane::init_eal(const config& c, const char* argv0) {
     // Data room for a full frame at the largest configured MTU, so frames stay single-segment.
     uint16_t mtu = 1500;
     for (const auto& p : c.ports) mtu = std::max(mtu, p.mtu);
-    const uint16_t room = std::max<uint16_t>(RTE_MBUF_DEFAULT_BUF_SIZE, mtu + RTE_ETHER_HDR_LEN + 4 + 4 + RTE_PKTMBUF_HEADROOM);
+    const uint16_t room = std::max<uint16_t>(
+        RTE_MBUF_DEFAULT_BUF_SIZE, mtu + RTE_ETHER_HDR_LEN + 4 + 4 + RTE_PKTMBUF_HEADROOM);
     rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), c.workers.mbufs, 256, 0, room,
                                               socket < 0 ? SOCKET_ID_ANY : socket);
     if (mp == nullptr)
@@ -206,7 +212,8 @@ common::result<void> dataplane::start_ports(const config& c) {
     if (workers > 1 && info.flow_type_rss_offloads == 0 &&
         c.workers.dispatch != worker_config::dispatch_mode::software)
       return common::fail("port '" + pc.name + "' (driver " + info.driver_name +
-                          ") has no RSS, so it cannot spread flows over " + std::to_string(workers) +
+                          ") has no RSS, so it cannot spread flows over " +
+                          std::to_string(workers) +
                           " workers; set workers.dispatch: software (each worker hands the packets "
                           "it does not own to their owner)");
     if (rss) {
@@ -214,8 +221,8 @@ common::result<void> dataplane::start_ports(const config& c) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_key = rss_key;
       conf.rx_adv_conf.rss_conf.rss_key_len = rss_key_len;
-      conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads &
-          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+      conf.rx_adv_conf.rss_conf.rss_hf =
+          info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
     }
     if (int rc = rte_eth_dev_configure(ps.id, workers, txq, &conf); rc != 0)
       return common::fail("port '" + pc.name + "': configure failed: " + rte_strerror(-rc));
@@ -224,11 +231,13 @@ common::result<void> dataplane::start_ports(const config& c) {
     const int socket = rte_eth_dev_socket_id(ps.id);
     for (uint16_t q = 0; q < workers; ++q) {
       if (int rc = rte_eth_rx_queue_setup(ps.id, q, rxd, socket, nullptr, pools_[q]); rc != 0)
-        return common::fail("port '" + pc.name + "': RX queue " + std::to_string(q) + ": " + rte_strerror(-rc));
+        return common::fail("port '" + pc.name + "': RX queue " + std::to_string(q) + ": " +
+                            rte_strerror(-rc));
     }
     for (uint16_t q = 0; q < txq; ++q) {
       if (int rc = rte_eth_tx_queue_setup(ps.id, q, txd, socket, nullptr); rc != 0)
-        return common::fail("port '" + pc.name + "': TX queue " + std::to_string(q) + ": " + rte_strerror(-rc));
+        return common::fail("port '" + pc.name + "': TX queue " + std::to_string(q) + ": " +
+                            rte_strerror(-rc));
     }
     if (int rc = rte_eth_dev_start(ps.id); rc != 0)
       return common::fail("port '" + pc.name + "': start failed: " + rte_strerror(-rc));

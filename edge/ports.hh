@@ -14,7 +14,7 @@
 namespace edge {
 
 struct port_state {
-  uint16_t id = 0;            // DPDK port id
+  uint16_t id = 0;  // DPDK port id
   std::string name;
   port_role role = port_role::wan;
   rte_ether_addr mac{};

@@ -19,9 +19,12 @@ using upstream::upstream_error;
 
 l4::tcp::cookie_mode to_stack(syn_cookie_mode m) {
   switch (m) {
-    case syn_cookie_mode::off: return l4::tcp::cookie_mode::off;
-    case syn_cookie_mode::on_pressure: return l4::tcp::cookie_mode::on_pressure;
-    case syn_cookie_mode::always: return l4::tcp::cookie_mode::always;
+    case syn_cookie_mode::off:
+      return l4::tcp::cookie_mode::off;
+    case syn_cookie_mode::on_pressure:
+      return l4::tcp::cookie_mode::on_pressure;
+    case syn_cookie_mode::always:
+      return l4::tcp::cookie_mode::always;
   }
   return l4::tcp::cookie_mode::on_pressure;
 }
@@ -40,11 +43,12 @@ uint64_t tuple_hash(const l4::tcp::conn_info& info) {
 
 bool same_spec(const upstream::pool_spec& a, const pool_config& b) {
   if (a.name != b.name || a.backends.size() != b.backends.size() ||
-      a.connect_timeout_ms != b.connect_timeout_ms || a.max_connect_attempts != b.max_connect_attempts)
+      a.connect_timeout_ms != b.connect_timeout_ms ||
+      a.max_connect_attempts != b.max_connect_attempts)
     return false;
   for (size_t i = 0; i < a.backends.size(); ++i)
-    if (!(a.backends[i].address == b.backends[i].address) || a.backends[i].port != b.backends[i].port ||
-        a.backends[i].weight != b.backends[i].weight)
+    if (!(a.backends[i].address == b.backends[i].address) ||
+        a.backends[i].port != b.backends[i].port || a.backends[i].weight != b.backends[i].weight)
       return false;
   return true;
 }
@@ -56,17 +60,19 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   r->worker_ = s.worker;
   r->registry_ = s.services;
   std::random_device rd;
-  r->id_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) ^ (static_cast<uint64_t>(s.worker) << 48);
+  r->id_base_ =
+      (static_cast<uint64_t>(rd()) << 32 | rd()) ^ (static_cast<uint64_t>(s.worker) << 48);
   const uint32_t n = s.tcp.max_connections;
 
   // A connection holds at most connect + link timeout, or send + recv + drain timer, at once.
   auto ring = upstream::uring::create({.sq_entries = 1024, .cq_entries = 0, .max_ops = 3 * n + 64});
   if (!ring) return common::unexpected(ring.error());
   r->ring_ = std::move(*ring);
-  auto conns = upstream::upstream_conns::create(*r->ring_, {.conns = n,
-                                                            .tx_buffer = s.tcp.upstream_buffer,
-                                                            .rx_buffer = s.tcp.upstream_buffer,
-                                                            .drain_timeout_ms = s.tcp.upstream_drain_timeout_ms});
+  auto conns = upstream::upstream_conns::create(
+      *r->ring_, {.conns = n,
+                  .tx_buffer = s.tcp.upstream_buffer,
+                  .rx_buffer = s.tcp.upstream_buffer,
+                  .drain_timeout_ms = s.tcp.upstream_drain_timeout_ms});
   if (!conns) return common::unexpected(conns.error());
   r->conns_ = std::move(*conns);
 
@@ -163,12 +169,14 @@ bool relay::sync(const snapshot& snap) {
   if (!waf_ok)
     for (const auto& s : services_) kept_waf.push_back(s.waf);
   for (auto& s : services_) s.active = false;
-  max_active_ = c.tcp.max_active_per_worker != 0 ? std::min(c.tcp.max_active_per_worker, n_slots_) : n_slots_;
+  max_active_ =
+      c.tcp.max_active_per_worker != 0 ? std::min(c.tcp.max_active_per_worker, n_slots_) : n_slots_;
   for (const auto& sc : c.services) {
     if (sc.kind != service_kind::tcp && sc.kind != service_kind::tls) continue;
     const pool_config* pc = c.find_pool(sc.pool);
     size_t id = 0;
-    while (id < services_.size() && !(services_[id].vip == sc.vip && services_[id].port == sc.port)) ++id;
+    while (id < services_.size() && !(services_[id].vip == sc.vip && services_[id].port == sc.port))
+      ++id;
     if (id == services_.size()) {
       if (id > UINT16_MAX) {
         ok = false;
@@ -374,7 +382,8 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
 // The upstream connection of a client connection, with its PROXY v2 header: client and VIP, a
 // unique id (8 bytes of boot/worker prefix and an 8-byte sequence, so that a gateway's logs can be
 // joined with edged's), and for kind tls the SNI as authority, the ALPN and the SSL TLVs.
-bool relay::open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info, const tls::peer_info* ti) {
+bool relay::open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info,
+                          const tls::peer_info* ti) {
   std::array<uint8_t, 16> uid;
   const uint64_t seq = ++id_seq_;
   std::memcpy(uid.data(), &id_base_, 8);
@@ -414,7 +423,8 @@ bool relay::src_peek(conn& rc, std::span<const uint8_t>& out) {
     return true;
   }
   if (rc.plain_head == rc.plain_tail && !tls_pull(rc)) return false;
-  out = {plain_arena_ + size_t{rc.plain} * plain_size + rc.plain_head, rc.plain_tail - rc.plain_head};
+  out = {plain_arena_ + size_t{rc.plain} * plain_size + rc.plain_head,
+         rc.plain_tail - rc.plain_head};
   return true;
 }
 
@@ -522,7 +532,8 @@ bool relay::waf_to_upstream(conn& rc) {
 }
 
 // The WAF refused a request: the upstream never sees the rest, the client gets the block response
-// and a FIN (HTTP) or a RST (raw). Unread client bytes are dropped so that close() sends FIN, not RST.
+// and a FIN (HTTP) or a RST (raw). Unread client bytes are dropped so that close() sends FIN, not
+// RST.
 void relay::waf_block(conn& rc, const waf_action& a) {
   if (rc.up != nullptr) rc.up->abort();
   rc.up = nullptr;
@@ -533,7 +544,8 @@ void relay::waf_block(conn& rc, const waf_action& a) {
     } else if (rc.tls != nullptr) {
       tls_block(rc, a.response);
     } else {
-      stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
+      stack_->send(rc.tcp,
+                   {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
       discard_client_input(rc);
       stack_->close(rc.tcp);
     }
@@ -552,8 +564,8 @@ void relay::to_client(conn& rc) {
   for (;;) {
     const auto chunk = rc.up->peek();
     if (chunk.empty()) break;
-    const size_t n = stack_->send(
-        rc.tcp, {reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
+    const size_t n =
+        stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
     if (n == 0) break;
     rc.up->consume(n);
     ctr_.bytes_to_client.add(n);
@@ -668,13 +680,21 @@ void relay::on_upstream_error(upstream_conn& c, upstream_error e, int) {
   c.abort();  // required after an error; the object is dead afterwards
   if (rc == nullptr) return;
   switch (e) {
-    case upstream_error::connect_failed: ctr_.end(relay_end::connect_failed); break;
-    case upstream_error::connect_timeout: ctr_.end(relay_end::connect_timeout); break;
+    case upstream_error::connect_failed:
+      ctr_.end(relay_end::connect_failed);
+      break;
+    case upstream_error::connect_timeout:
+      ctr_.end(relay_end::connect_timeout);
+      break;
     case upstream_error::no_backend:
     case upstream_error::no_resources:
-    case upstream_error::proxy_header: ctr_.end(relay_end::no_upstream); break;
+    case upstream_error::proxy_header:
+      ctr_.end(relay_end::no_upstream);
+      break;
     case upstream_error::reset:
-    case upstream_error::io_error: ctr_.end(relay_end::upstream_reset); break;
+    case upstream_error::io_error:
+      ctr_.end(relay_end::upstream_reset);
+      break;
   }
   rc->up = nullptr;
   stack_->abort(rc->tcp);  // RST to the client, no more events for it

@@ -75,10 +75,11 @@ class service_registry;
   X(waf_no_memory, "refused: the WAF inspector state could not be allocated")                      \
   X(tls_no_session, "refused: no TLS session or plaintext buffer free on the worker")              \
   X(tls_handshake_failed, "the TLS handshake failed: alert sent, then FIN (reason in edge_tls_*)") \
-  X(tls_handshake_timeout, "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms") \
-  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")  \
-  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")         \
-  X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")          \
+  X(tls_handshake_timeout,                                                                         \
+    "client reset: the TLS handshake did not finish in tls.handshake_timeout_ms")                  \
+  X(tls_handshake_aborted, "the client closed the connection before the TLS handshake finished")   \
+  X(tls_error, "a TLS error after the handshake: alert sent to the client, upstream reset")        \
+  X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")            \
   X(limited, "refused: a conn/concurrent limit of the rules directory (edge_limit_limited_total)")
 
 enum class relay_end : uint8_t {
@@ -95,12 +96,12 @@ inline constexpr std::array<const char*, relay_end_count> relay_end_names{{
 }};
 
 struct relay_counters {
-  common::counter active;            // relays in use (level)
+  common::counter active;  // relays in use (level)
   // Client connections the relay took (the upstream opens now, after the TLS handshake, or on
   // HTTP services once the first request head passed the WAF: edge_upstream_conns opened).
   common::counter accepted;
-  common::counter bytes_from_client;  // moved client -> upstream buffer
-  common::counter bytes_to_client;    // moved upstream -> client send buffer
+  common::counter bytes_from_client;   // moved client -> upstream buffer
+  common::counter bytes_to_client;     // moved upstream -> client send buffer
   common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take
   std::array<common::counter, relay_end_count> ends;
   void end(relay_end e) {
@@ -114,7 +115,7 @@ struct relay_setup {
   unsigned worker = 0;
   tcp_config tcp;
   uint16_t mtu = 1500;
-  rte_mempool* tx_pool = nullptr;  // mbufs for the segments the stack emits
+  rte_mempool* tx_pool = nullptr;    // mbufs for the segments the stack emits
   std::array<uint8_t, 16> secret{};  // SYN cookies and ISNs; random per boot
   // Kind tls: the worker's TLS sessions (created on the worker thread by attach_thread()).
   bool tls = false;
@@ -169,7 +170,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   const upstream::uring_counters& ring_stats() const { return ring_->counters(); }
   const upstream::conn_pool_counters& conn_stats() const { return conns_->counters(); }
   const relay_counters& stats() const { return ctr_; }
-  // The worker's TLS counters; null without tls services or once the worker stopped. Control thread.
+  // The worker's TLS counters; null without tls services or once the worker stopped. Control
+  // thread.
   const tls::worker* tls_worker() const { return tls_.get(); }
   // The worker's WAF state (scratch, counters, audit ring); null when no service has a policy.
   // Set once before the worker starts.
@@ -192,7 +194,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void on_upstream_data(upstream::upstream_conn& c) override;
   void on_upstream_fin(upstream::upstream_conn& c) override;
   void on_upstream_writable(upstream::upstream_conn& c) override;
-  void on_upstream_error(upstream::upstream_conn& c, upstream::upstream_error e, int sys_errno) override;
+  void on_upstream_error(upstream::upstream_conn& c, upstream::upstream_error e,
+                         int sys_errno) override;
 
  private:
   struct conn {
@@ -227,7 +230,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     uint32_t rh_prev = UINT32_MAX, rh_next = UINT32_MAX;
     uint64_t rh_deadline = 0;
     l4::tcp::conn_info info;
-    limits::conn_hold hold;           // concurrent-limit counts it holds (rules directory)
+    limits::conn_hold hold;  // concurrent-limit counts it holds (rules directory)
   };
   // A listener id names one of these for the life of the relay (ids stay stable across reloads,
   // so a handshake that completes after a reload still finds its service).
@@ -242,7 +245,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     std::string name;
     std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
     tls::context_set_ptr tls;  // kind tls: certificates and settings for new connections
-    service_counters* counters = nullptr;          // limit and counts shared by the workers
+    service_counters* counters = nullptr;  // limit and counts shared by the workers
     bool http = false;              // the WAF parses HTTP: upstream after the first head passed it
     uint64_t head_timeout_tsc = 0;  // services[].timeouts.request_head_ms; 0: none
     // Connections waiting for their first request head, oldest first (one timeout per service, so
@@ -263,9 +266,11 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void maybe_finish(conn& rc);
   // Drops unread client bytes, so that the close() that follows sends FIN rather than RST.
   void discard_client_input(conn& rc) {
-    for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp)) stack_->consume(rc.tcp, c.size());
+    for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp))
+      stack_->consume(rc.tcp, c.size());
   }
-  bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info, const tls::peer_info* ti);
+  bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info,
+                     const tls::peer_info* ti);
   // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the
   // plaintext buffer, refilled from the session when empty. src_peek returns false when the
   // connection ended (TLS failure: released).
@@ -308,7 +313,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   uint32_t free_head_ = UINT32_MAX;
   std::vector<service> services_;
   access_ring* alog_ = nullptr;
-  std::unique_ptr<access_start[]> alog_start_;  // per slot: who connected, when
+  std::unique_ptr<access_start[]> alog_start_;                      // per slot: who connected, when
   void log_accept(const conn& rc, const l4::tcp::conn_info& info);  // edge/access_log_relay.cc
   void log_access(const conn& rc);
   relay_counters ctr_;

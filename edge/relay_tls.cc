@@ -1,8 +1,8 @@
 // Service kind tls: the relay of relay.cc with a tls::session between the TCP stack and the
 // upstream. Ciphertext moves from the TCP receive buffer into the session; plaintext comes out into
 // the connection's plaintext buffer (one record), from which the usual client-to-upstream path (and
-// the WAF) takes it. Upstream bytes are encrypted only as far as the TCP send buffer has room, so the
-// session never holds more than about one record of ciphertext: a slow client still closes the
+// the WAF) takes it. Upstream bytes are encrypted only as far as the TCP send buffer has room, so
+// the session never holds more than about one record of ciphertext: a slow client still closes the
 // upstream's window, as for kind tcp.
 //
 // The upstream connection opens once the handshake has finished, so that its PROXY v2 header can
@@ -97,7 +97,8 @@ bool relay::tls_handshake(conn& rc) {
     case tls::status::want_write:
       tls_flush(rc);
       // The client gave up (FIN) in the middle of the handshake.
-      if (rc.client_fin && stack_->readable(rc.tcp) == 0) tls_fail(rc, relay_end::tls_handshake_aborted, false);
+      if (rc.client_fin && stack_->readable(rc.tcp) == 0)
+        tls_fail(rc, relay_end::tls_handshake_aborted, false);
       return false;
     case tls::status::closed:
     case tls::status::error:
@@ -107,11 +108,12 @@ bool relay::tls_handshake(conn& rc) {
   hs_unlink(rc);
   rc.tls_ready = true;
   if (rc.waf) rc.waf->set_sni(ss.info().sni);  // requests limits keyed by SNI
-  tls_flush(rc);  // the server's last flight (and TLS 1.3 tickets)
+  tls_flush(rc);                               // the server's last flight (and TLS 1.3 tickets)
   if (rc.upstream_deferred)
     return true;  // HTTP: the upstream opens once a request head passed the WAF
   const l4::tcp::conn_info* info = stack_->info(rc.tcp);
-  const service* s = info != nullptr && info->listener < services_.size() ? &services_[info->listener] : nullptr;
+  const service* s =
+      info != nullptr && info->listener < services_.size() ? &services_[info->listener] : nullptr;
   if (s == nullptr || s->pool == nullptr || !open_upstream(rc, *s, *info, &ss.info())) {
     ctr_.end(relay_end::no_upstream);
     stack_->abort(rc.tcp);

@@ -28,7 +28,7 @@ namespace edge {
 inline constexpr std::array<relay_end, 8> service_refusals{
     relay_end::service_limit, relay_end::worker_limit,  relay_end::no_slot,
     relay_end::no_upstream,   relay_end::waf_no_memory, relay_end::tls_no_session,
-    relay_end::source_limit, relay_end::limited};
+    relay_end::source_limit,  relay_end::limited};
 
 // Connections held per (service, source) over all workers, for
 // services[].max_connections_per_source (HAProxy's `src_conn_cur` in a stick table, nginx's
@@ -81,10 +81,10 @@ class source_table {
 };
 
 struct service_counters {
-  std::string name;                 // written once, before the slot is published
-  std::atomic<uint32_t> limit{0};   // services[].max_connections; 0: no limit
+  std::string name;                     // written once, before the slot is published
+  std::atomic<uint32_t> limit{0};       // services[].max_connections; 0: no limit
   std::atomic<uint32_t> per_source{0};  // services[].max_connections_per_source; 0: no limit
-  std::atomic<uint32_t> active{0};  // connections held now, all workers
+  std::atomic<uint32_t> active{0};      // connections held now, all workers
   std::atomic<uint64_t> opened{0};  // connections accepted (the upstream may open later: relay.hh)
   std::array<std::atomic<uint64_t>, relay_end_count> refused{};  // by relay_end (service_refusals)
 

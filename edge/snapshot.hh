@@ -4,8 +4,8 @@
 // once every worker has passed a quiescent point (rte_rcu_qsbr).
 #include <atomic>
 #include <map>
-#include <string>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <rte_rcu_qsbr.h>

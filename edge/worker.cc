@@ -5,8 +5,8 @@
 #include <rte_tcp.h>
 #include <unistd.h>
 
-#include "l4/lb/owner.hh"
 #include "edge/limits_hook.hh"
+#include "l4/lb/owner.hh"
 #include "l4/local.hh"
 #include "l4/parse.hh"
 
@@ -80,7 +80,8 @@ unsigned port_index(const worker_context& w, uint16_t port_id) {
 
 bool is_neighbor_reply(const l4::packet& p) {
   constexpr uint8_t nd_neighbor_advert = 136;
-  return p.l3 == l4::l3_kind::arp || (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == nd_neighbor_advert);
+  return p.l3 == l4::l3_kind::arp ||
+         (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == nd_neighbor_advert);
 }
 
 // ICMP "fragmentation needed" / ICMPv6 "packet too big".
@@ -94,8 +95,10 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
               const l4::packet& p, uint64_t now) {
   if (!snap.lb || !w.lb) return false;
   if (is_neighbor_reply(p)) {
-    const auto role = w.ports[port_index_in].role == port_role::wan ? l4::lb::port_role::wan : l4::lb::port_role::lan;
-    const bool request = p.l3 == l4::l3_kind::arp &&
+    const auto role = w.ports[port_index_in].role == port_role::wan ? l4::lb::port_role::wan
+                                                                    : l4::lb::port_role::lan;
+    const bool request =
+        p.l3 == l4::l3_kind::arp &&
         rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l2_len)[7] == 1;  // ARP opcode request
     if (w.lb->neighbors(role).learn(m, p, now) && !request) {
       drop(w, m, l4::drop::neighbor_learned);
@@ -140,7 +143,8 @@ void resolve_backends(worker_context& w, const snapshot& snap, uint64_t now) {
       if (table.lookup(b.addr, known, now) || !table.request_due(b.addr, now)) continue;
       rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
       if (m == nullptr) return;
-      if (!l4::lb::build_neighbor_request(m, lan.mac, b.addr.v6 ? lan.addr_v6 : lan.addr_v4, b.addr)) {
+      if (!l4::lb::build_neighbor_request(m, lan.mac, b.addr.v6 ? lan.addr_v6 : lan.addr_v4,
+                                          b.addr)) {
         rte_pktmbuf_free(m);
         continue;
       }
@@ -350,7 +354,8 @@ int worker_main(void* arg) {
     if (w.tcp && drain_relay(w)) busy = true;
     if (rte_ring_count(w.control_tx) != 0) {
       rte_mbuf* ctl[32];
-      const unsigned n = rte_ring_sc_dequeue_burst(w.control_tx, reinterpret_cast<void**>(ctl), 32, nullptr);
+      const unsigned n =
+          rte_ring_sc_dequeue_burst(w.control_tx, reinterpret_cast<void**>(ctl), 32, nullptr);
       for (unsigned i = 0; i < n; ++i) {
         if (ctl[i]->port < w.ports.size())
           enqueue_tx(w, ctl[i]->port, ctl[i]);

@@ -5,8 +5,8 @@
 #include <rte_ring.h>
 
 #include <atomic>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,7 +42,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_stats {
 };
 
 struct worker_context {
-  unsigned id = 0;      // worker index = RX/TX queue id = RCU thread id
+  unsigned id = 0;  // worker index = RX/TX queue id = RCU thread id
   unsigned lcore = 0;
   unsigned burst = 32;
   unsigned idle_sleep_max_us = 200;
@@ -60,7 +60,7 @@ struct worker_context {
   std::atomic<uint8_t> drain_done{0};
   std::atomic<bool> running{false};
   std::atomic<bool> failed{false};  // the worker could not set up its thread state (start_error)
-  std::string start_error;           // written before `failed` is set
+  std::string start_error;          // written before `failed` is set
   // Hand-off rings, one per worker (index = worker id), multi-producer / single-consumer: a
   // packet another worker owns goes to handoff[owner]; this worker drains handoff[id]. Empty or
   // size 1: one worker, no hand-off.
@@ -76,8 +76,8 @@ struct worker_context {
   unsigned tcp_port = 0;
   common::counter tcp_sync_errors;  // snapshots whose tcp services could not all be applied
   uint64_t tsc_hz = 0;
-  rte_mempool* pool = nullptr;     // this worker's mbufs (frames it originates)
-  uint64_t seen_generation = 0;    // snapshot generation the worker last prepared for
+  rte_mempool* pool = nullptr;   // this worker's mbufs (frames it originates)
+  uint64_t seen_generation = 0;  // snapshot generation the worker last prepared for
   // RSTs for TCP segments to ports without a service (set up with tsc_hz at start).
   l4::reply_limiter closed_port_rsts;
   worker_stats stats;

@@ -52,6 +52,8 @@ bool ip_prefix::contains(const ip_addr& a) const {
   return (a.b[full] & mask) == (addr.b[full] & mask);
 }
 
-std::string ip_prefix::str() const { return addr.str() + "/" + std::to_string(len); }
+std::string ip_prefix::str() const {
+  return addr.str() + "/" + std::to_string(len);
+}
 
 }  // namespace l4

@@ -31,7 +31,8 @@ void swap_macs(uint8_t* frame, const rte_ether_addr& own) {
 
 local_verdict arp_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
   auto* a = rte_pktmbuf_mtod_offset(m, rte_arp_hdr*, p.l2_len);
-  if (a->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST)) return {local_action::dropped, drop::arp_not_request};
+  if (a->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST))
+    return {local_action::dropped, drop::arp_not_request};
   if (!local.has(p.dst)) return {local_action::dropped, drop::arp_not_local};
   auto& d = a->arp_data;
   a->arp_opcode = RTE_BE16(RTE_ARP_OP_REPLY);
@@ -81,7 +82,8 @@ local_verdict ns_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* icmp = frame + p.l4_off();
   const uint16_t icmp_len = p.l4_len + p.payload_len;
-  if (p.ttl != 255 || icmp[1] != 0 || icmp_len < 24) return {local_action::dropped, drop::nd_malformed};
+  if (p.ttl != 255 || icmp[1] != 0 || icmp_len < 24)
+    return {local_action::dropped, drop::nd_malformed};
   const ip_addr target = ip_addr::v6_from(icmp + 8);
   if (!local.has(target)) return {local_action::dropped, drop::nd_not_local};
 
@@ -98,7 +100,8 @@ local_verdict ns_input(rte_mbuf* m, const packet& p, const local_addrs& local) {
   std::memmove(na + 8, target.b.data(), 16);
   na[0] = nd_neighbor_advert;
   na[1] = 0;
-  const uint32_t flags = rte_cpu_to_be_32(na_flag_override | (from_unspecified ? 0 : na_flag_solicited));
+  const uint32_t flags =
+      rte_cpu_to_be_32(na_flag_override | (from_unspecified ? 0 : na_flag_solicited));
   std::memcpy(na + 4, &flags, 4);
   na[24] = nd_opt_target_lladdr;
   na[25] = 1;  // 8 bytes
@@ -157,7 +160,8 @@ local_verdict local_input(rte_mbuf* m, const packet& p, const local_addrs& local
     case l3_kind::ipv6:
       if (p.proto == IPPROTO_ICMPV6) {
         const uint8_t type = p.sport >> 8;
-        if (type == nd_neighbor_solicit || type == icmp6_echo_request) return icmp6_input(m, p, local);
+        if (type == nd_neighbor_solicit || type == icmp6_echo_request)
+          return icmp6_input(m, p, local);
         if (!local.has(p.dst)) return {local_action::dropped, drop::not_local};
         return {local_action::dropped, drop::nd_unhandled};
       }

@@ -3,6 +3,7 @@
 # for the e2e suite).
 #
 #   tests/run.sh                 everything, stage by stage, each timed:
+#                                  format   every C++ file as clang-format (.clang-format) leaves it
 #                                  build    install what is missing, build ./build (gcc)
 #                                  test     every meson suite on ./build (unit, e2e, fuzz replay, ...)
 #                                  asan     ./build-asan (gcc, ASan+UBSan): the unit and e2e suites
@@ -22,7 +23,7 @@ if [ "$(id -u)" != 0 ]; then echo "tests/run.sh needs root (network namespaces, 
 
 stages=()
 if (($# == 0)); then
-  stages=(build test asan fuzz)
+  stages=(format build test asan fuzz)
 elif [ "$1" = --stage ]; then
   shift
   while (($#)); do stages+=("$1"); shift; done
@@ -69,6 +70,26 @@ fi
 
 want() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 rc=0
+if want format; then
+  begin format
+  deploy/install-deps.sh
+  r=0
+  # Tracked files in a checkout; every C++ file under the tree otherwise (a tarball).
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    mapfile -t cxx < <(git ls-files '*.cc' '*.hh' '*.h')
+  else
+    mapfile -t cxx < <(find . -path './build*' -prune -o -path ./subprojects -prune -o \
+      \( -name '*.cc' -o -name '*.hh' -o -name '*.h' \) -print)
+  fi
+  out=$(clang-format --dry-run --Werror "${cxx[@]}" 2>&1) || r=1
+  if ((r != 0)); then
+    grep -E '^[^ ]+:[0-9]+:[0-9]+: (error|warning)' <<<"$out" | cut -d: -f1 | sort | uniq -c |
+      sed 's/^ */  not clang-formatted: /; s/ \([^ ]*\)$/ places in \1/' | head -40 || true
+  fi
+  ((r == 0)) || { echo "  fix: clang-format -i FILE..."; rc=1; }
+  end format "$( ((r == 0)) && echo ok || echo FAILED)"
+fi
+
 if want build || want test || want asan; then
   begin build
   deploy/install-deps.sh

@@ -44,7 +44,8 @@ struct loaded_cert {
 
 std::vector<std::string> names_of(X509* x) {
   std::vector<std::string> names;
-  auto* gens = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+  auto* gens =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
   if (gens != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(gens); ++i) {
       const GENERAL_NAME* g = sk_GENERAL_NAME_value(gens, i);
@@ -59,7 +60,8 @@ std::vector<std::string> names_of(X509* x) {
     int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
     if (i >= 0) {
       ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)), ASN1_STRING_length(cn));
+      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
+                         ASN1_STRING_length(cn));
     }
   }
   return names;
@@ -73,7 +75,8 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   bio_ptr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   out.leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!out.leaf) return common::unexpected(ossl_error("no certificate", cc.cert_file));
-  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.chain.emplace_back(x);
+  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr))
+    out.chain.emplace_back(x);
   ERR_clear_error();  // the loop ends on "no start line"
 
   // The PEM is wiped when kpem goes out of scope; the read-only memory BIO does not copy it and
@@ -87,7 +90,8 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   if (out.key_type != EVP_PKEY_EC && out.key_type != EVP_PKEY_RSA)
     return common::fail("key type must be EC or RSA", cc.key_file);
   if (X509_check_private_key(out.leaf.get(), key.get()) != 1)
-    return common::unexpected(ossl_error("key does not match certificate " + cc.cert_file, cc.key_file));
+    return common::unexpected(
+        ossl_error("key does not match certificate " + cc.cert_file, cc.key_file));
   if (engine != nullptr) {
     auto k = engine_key(key.get(), engine);
     if (!k) return common::unexpected(common::error{k.error().message, cc.key_file});
@@ -100,12 +104,14 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
   out.key = std::move(key);
 
   out.names = cc.names.empty() ? names_of(out.leaf.get()) : cc.names;
-  if (out.names.empty()) return common::fail("certificate has no DNS name and none is configured", cc.cert_file);
+  if (out.names.empty())
+    return common::fail("certificate has no DNS name and none is configured", cc.cert_file);
   for (auto& n : out.names) {
     n = lower(n);
     if (n.empty() || n.find('*', n.starts_with("*.") ? 1 : 0) != std::string::npos || n == "*." ||
         (n[0] == '*' && !n.starts_with("*.")))
-      return common::fail("bad server name '" + n + "' (wildcards are '*.' + domain)", cc.cert_file);
+      return common::fail("bad server name '" + n + "' (wildcards are '*.' + domain)",
+                          cc.cert_file);
   }
   std::sort(out.names.begin(), out.names.end());
   out.names.erase(std::unique(out.names.begin(), out.names.end()), out.names.end());
@@ -115,7 +121,8 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
     if (!der) return common::unexpected(der.error());
     const auto* p = reinterpret_cast<const unsigned char*>(der->data());
     OCSP_RESPONSE* r = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der->size()));
-    if (r == nullptr) return common::unexpected(ossl_error("not a DER OCSP response", cc.ocsp_file));
+    if (r == nullptr)
+      return common::unexpected(ossl_error("not a DER OCSP response", cc.ocsp_file));
     OCSP_RESPONSE_free(r);
     out.ocsp = std::move(*der);
   }
@@ -128,7 +135,8 @@ common::result<loaded_cert> load_cert(const cert_config& cc, offload* off, ENGIN
 // which stays right after the SNI callback switched the SSL to another context of the same set.
 struct context_callbacks {
   static const context_set* of(SSL* ssl) {
-    return static_cast<const context_set*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_ex_index()));
+    return static_cast<const context_set*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_ex_index()));
   }
 
   static int servername(SSL* ssl, int* alert, void* arg) {
@@ -148,12 +156,13 @@ struct context_callbacks {
     return SSL_TLSEXT_ERR_OK;  // unknown names get the default certificate
   }
 
-  static int alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                  unsigned int inlen, void* arg) {
+  static int alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
+                  const unsigned char* in, unsigned int inlen, void* arg) {
     const auto* cs = static_cast<const context_set*>(arg);
     unsigned char* sel = nullptr;
-    if (SSL_select_next_proto(&sel, outlen, cs->alpn_wire_.data(), static_cast<unsigned>(cs->alpn_wire_.size()),
-                              in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, cs->alpn_wire_.data(),
+                              static_cast<unsigned>(cs->alpn_wire_.size()), in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
       return SSL_TLSEXT_ERR_NOACK;  // no common protocol: carry on without ALPN
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -161,24 +170,26 @@ struct context_callbacks {
 
   static int set_mac_key(EVP_MAC_CTX* hctx, const ticket_key& k) {
     OSSL_PARAM params[3];
-    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<uint8_t*>(k.hmac_key.data()),
-                                                  k.hmac_key.size());
-    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0);
+    params[0] = OSSL_PARAM_construct_octet_string(
+        OSSL_MAC_PARAM_KEY, const_cast<uint8_t*>(k.hmac_key.data()), k.hmac_key.size());
+    params[1] =
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0);
     params[2] = OSSL_PARAM_construct_end();
     return EVP_MAC_CTX_set_params(hctx, params);
   }
 
   // Return values per SSL_CTX_set_tlsext_ticket_key_evp_cb: 1 ok, 2 ok but re-issue with the
   // current key, 0 unknown/expired key (full handshake), -1 error.
-  static int ticket(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cctx, EVP_MAC_CTX* hctx,
-                    int enc) {
+  static int ticket(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cctx,
+                    EVP_MAC_CTX* hctx, int enc) {
     const context_set* cs = of(ssl);
     if (cs == nullptr || cs->keys_.empty()) return enc ? -1 : 0;
     if (enc) {
       const ticket_key& k = cs->keys_.front();
       if (RAND_bytes(iv, 16) != 1) return -1;
       std::memcpy(name, k.name.data(), k.name.size());
-      if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes_key.data(), iv) != 1) return -1;
+      if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes_key.data(), iv) != 1)
+        return -1;
       return set_mac_key(hctx, k) == 1 ? 1 : -1;
     }
     const int64_t now = std::time(nullptr);
@@ -186,7 +197,8 @@ struct context_callbacks {
       const ticket_key& k = cs->keys_[i];
       if (std::memcmp(name, k.name.data(), k.name.size()) != 0) continue;
       if (k.expires != 0 && now > k.expires) return 0;
-      if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes_key.data(), iv) != 1) return -1;
+      if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes_key.data(), iv) != 1)
+        return -1;
       if (set_mac_key(hctx, k) != 1) return -1;
       return i == 0 ? 1 : 2;
     }
@@ -210,7 +222,8 @@ ticket_key::~ticket_key() {
   OPENSSL_cleanse(hmac_key.data(), hmac_key.size());
 }
 
-common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes, const std::string& path) {
+common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes,
+                                                          const std::string& path) {
   if (bytes.empty() || bytes.size() % 80 != 0)
     return common::fail("ticket key file must hold a non-empty multiple of 80 bytes, has " +
                             std::to_string(bytes.size()),
@@ -261,8 +274,8 @@ struct context_builder {
     SSL_CTX* c = ctx.get();
     SSL_CTX_set_min_proto_version(c, cfg.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
     SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
-    uint64_t opts = SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                    SSL_OP_NO_COMPRESSION;
+    uint64_t opts =
+        SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
     if (!cfg.tickets) opts |= SSL_OP_NO_TICKET;
     SSL_CTX_set_options(c, opts);
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -297,9 +310,11 @@ struct context_builder {
       if (SSL_CTX_load_verify_file(c, ca.ca_file.c_str()) != 1)
         return common::unexpected(ossl_error("load client CA bundle", ca.ca_file));
       STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.ca_file.c_str());
-      if (names == nullptr) return common::unexpected(ossl_error("read client CA names", ca.ca_file));
+      if (names == nullptr)
+        return common::unexpected(ossl_error("read client CA names", ca.ca_file));
       SSL_CTX_set_client_CA_list(c, names);
-      SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (ca.required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+      SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (ca.required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                         nullptr);
       SSL_CTX_set_verify_depth(c, ca.verify_depth);
     }
     return ctx;
@@ -313,11 +328,13 @@ struct context_builder {
         return common::unexpected(ossl_error("add chain certificate", lc.cert_file));
     if (SSL_CTX_use_PrivateKey(c, lc.key.get()) != 1)
       return common::unexpected(ossl_error("use private key", lc.cert_file));
-    if (SSL_CTX_check_private_key(c) != 1) return common::unexpected(ossl_error("check private key", lc.cert_file));
+    if (SSL_CTX_check_private_key(c) != 1)
+      return common::unexpected(ossl_error("check private key", lc.cert_file));
     return {};
   }
 
-  static common::result<void> ticket_keys(const server_config& cfg, context_set& cs, const context_set* prev) {
+  static common::result<void> ticket_keys(const server_config& cfg, context_set& cs,
+                                          const context_set* prev) {
     if (!cfg.tickets) return {};
     const int64_t now = std::time(nullptr);
     if (!cfg.ticket_key_file.empty()) {
@@ -340,7 +357,8 @@ struct context_builder {
     if (prev == nullptr) return {};
     // Keys the new file dropped keep decrypting for the grace period (or until they expire).
     for (const ticket_key& old : prev->keys_) {
-      bool kept = std::any_of(cs.keys_.begin(), cs.keys_.end(), [&](const ticket_key& k) { return k.name == old.name; });
+      bool kept = std::any_of(cs.keys_.begin(), cs.keys_.end(),
+                              [&](const ticket_key& k) { return k.name == old.name; });
       if (kept) continue;
       ticket_key k = old;
       const int64_t until = now + cfg.ticket_key_grace.count();
@@ -355,7 +373,8 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
                                                                       std::shared_ptr<offload> off,
                                                                       const context_set* previous) {
   if (cfg.certs.empty()) return common::fail("a TLS service needs at least one certificate");
-  if (cfg.tls13_tickets < 0 || cfg.tls13_tickets > 16) return common::fail("tls13_tickets must be 0..16");
+  if (cfg.tls13_tickets < 0 || cfg.tls13_tickets > 16)
+    return common::fail("tls13_tickets must be 0..16");
   std::shared_ptr<context_set> cs(new context_set());
   cs->cfg_ = cfg;
   ERR_clear_error();
@@ -365,7 +384,8 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
     cs->alpn_wire_.insert(cs->alpn_wire_.end(), p.begin(), p.end());
   }
   if (auto r = context_builder::session_scope(cfg, *cs); !r) return common::unexpected(r.error());
-  if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r) return common::unexpected(r.error());
+  if (auto r = context_builder::ticket_keys(cfg, *cs, previous); !r)
+    return common::unexpected(r.error());
 
   offload* route = nullptr;
   if (cfg.async && !cfg.engine.empty()) {
@@ -399,7 +419,8 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
     auto ctx = context_builder::new_ctx(cfg, cs.get());
     if (!ctx) return common::unexpected(ctx.error());
     for (auto& lc : groups[gi]) {
-      if (auto r = context_builder::add_cert(ctx->get(), lc); !r) return common::unexpected(r.error());
+      if (auto r = context_builder::add_cert(ctx->get(), lc); !r)
+        return common::unexpected(r.error());
       if (!lc.ocsp.empty()) {
         cs->ocsp_.emplace(lc.leaf.get(), std::move(lc.ocsp));
         cs->leaves_.push_back(std::move(lc.leaf));
@@ -409,15 +430,17 @@ common::result<std::shared_ptr<const context_set>> context_set::build(const serv
         std::string k = n.starts_with("*.") ? n.substr(2) : n;
         auto [it, fresh] = map.emplace(k, gi);
         if (!fresh && it->second != gi)
-          return common::fail("name '" + n + "' is served by two certificate groups with different names",
-                              lc.cert_file);
+          return common::fail(
+              "name '" + n + "' is served by two certificate groups with different names",
+              lc.cert_file);
       }
     }
     cs->ctxs_.push_back(std::move(*ctx));
   }
   if (!cfg.default_name.empty()) {
     SSL_CTX* d = cs->lookup(cfg.default_name);
-    if (d == nullptr) return common::fail("default_name '" + cfg.default_name + "' matches no certificate");
+    if (d == nullptr)
+      return common::fail("default_name '" + cfg.default_name + "' matches no certificate");
     for (size_t i = 0; i < cs->ctxs_.size(); ++i)
       if (cs->ctxs_[i].get() == d) cs->default_ = i;
   }
@@ -433,7 +456,8 @@ SSL_CTX* context_set::lookup(std::string_view sni) const {
   // SNI is at most 255 bytes; lower-case it on the stack (no allocation per handshake).
   char buf[256];
   if (sni.empty() || sni.size() >= sizeof buf) return nullptr;
-  for (size_t i = 0; i < sni.size(); ++i) buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(sni[i])));
+  for (size_t i = 0; i < sni.size(); ++i)
+    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(sni[i])));
   std::string_view name(buf, sni.size());
   if (name.back() == '.') name.remove_suffix(1);  // absolute form
   if (auto it = exact_.find(name); it != exact_.end()) return ctxs_[it->second].get();

@@ -39,7 +39,8 @@ int dispatch(offload_op& op, offload* off) {
   ASYNC_WAIT_CTX* w = ASYNC_get_wait_ctx(job);
   ASYNC_callback_fn cb = nullptr;
   void* arg = nullptr;
-  if (w == nullptr || ASYNC_WAIT_CTX_get_callback(w, &cb, &arg) != 1 || cb == nullptr) return op.run(&op);
+  if (w == nullptr || ASYNC_WAIT_CTX_get_callback(w, &cb, &arg) != 1 || cb == nullptr)
+    return op.run(&op);
   op.notify = cb;
   op.notify_arg = arg;
   if (!off->submit(&op)) {
@@ -59,13 +60,13 @@ int dispatch(offload_op& op, offload* off) {
 }
 
 // ---- ECDSA ----
-using ec_sign_fn = int (*)(int, const unsigned char*, int, unsigned char*, unsigned int*, const BIGNUM*,
-                           const BIGNUM*, EC_KEY*);
+using ec_sign_fn = int (*)(int, const unsigned char*, int, unsigned char*, unsigned int*,
+                           const BIGNUM*, const BIGNUM*, EC_KEY*);
 
 ec_sign_fn default_ec_sign() {
   static const ec_sign_fn fn = [] {
-    int (*sign)(int, const unsigned char*, int, unsigned char*, unsigned int*, const BIGNUM*, const BIGNUM*,
-                EC_KEY*) = nullptr;
+    int (*sign)(int, const unsigned char*, int, unsigned char*, unsigned int*, const BIGNUM*,
+                const BIGNUM*, EC_KEY*) = nullptr;
     EC_KEY_METHOD_get_sign(EC_KEY_OpenSSL(), &sign, nullptr, nullptr);
     return sign;
   }();
@@ -85,11 +86,12 @@ struct ec_sign_op : offload_op {
 
 int run_ec_sign(offload_op* o) {
   auto* op = static_cast<ec_sign_op*>(o);
-  return default_ec_sign()(op->type, op->dgst, op->dlen, op->sig, op->siglen, op->kinv, op->r, op->key);
+  return default_ec_sign()(op->type, op->dgst, op->dlen, op->sig, op->siglen, op->kinv, op->r,
+                           op->key);
 }
 
-int offload_ec_sign(int type, const unsigned char* dgst, int dlen, unsigned char* sig, unsigned int* siglen,
-                    const BIGNUM* kinv, const BIGNUM* r, EC_KEY* key) {
+int offload_ec_sign(int type, const unsigned char* dgst, int dlen, unsigned char* sig,
+                    unsigned int* siglen, const BIGNUM* kinv, const BIGNUM* r, EC_KEY* key) {
   ec_sign_op op;
   op.run = run_ec_sign;
   op.type = type;
@@ -106,10 +108,11 @@ int offload_ec_sign(int type, const unsigned char* dgst, int dlen, unsigned char
 const EC_KEY_METHOD* ec_method() {
   static EC_KEY_METHOD* m = [] {
     EC_KEY_METHOD* meth = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
-    int (*sign)(int, const unsigned char*, int, unsigned char*, unsigned int*, const BIGNUM*, const BIGNUM*,
-                EC_KEY*) = nullptr;
+    int (*sign)(int, const unsigned char*, int, unsigned char*, unsigned int*, const BIGNUM*,
+                const BIGNUM*, EC_KEY*) = nullptr;
     int (*setup)(EC_KEY*, BN_CTX*, BIGNUM**, BIGNUM**) = nullptr;
-    ECDSA_SIG* (*sign_sig)(const unsigned char*, int, const BIGNUM*, const BIGNUM*, EC_KEY*) = nullptr;
+    ECDSA_SIG* (*sign_sig)(const unsigned char*, int, const BIGNUM*, const BIGNUM*, EC_KEY*) =
+        nullptr;
     EC_KEY_METHOD_get_sign(EC_KEY_OpenSSL(), &sign, &setup, &sign_sig);
     EC_KEY_METHOD_set_sign(meth, offload_ec_sign, setup, sign_sig);
     return meth;
@@ -134,7 +137,8 @@ int run_rsa(offload_op* o) {
   return op->fn(op->flen, op->from, op->to, op->rsa, op->padding);
 }
 
-int offload_rsa(rsa_fn fn, int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+int offload_rsa(rsa_fn fn, int flen, const unsigned char* from, unsigned char* to, RSA* rsa,
+                int padding) {
   rsa_op op;
   op.run = run_rsa;
   op.fn = fn;
@@ -146,10 +150,12 @@ int offload_rsa(rsa_fn fn, int flen, const unsigned char* from, unsigned char* t
   return dispatch(op, static_cast<offload*>(RSA_get_ex_data(rsa, rsa_ex_index())));
 }
 
-int offload_rsa_priv_enc(int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+int offload_rsa_priv_enc(int flen, const unsigned char* from, unsigned char* to, RSA* rsa,
+                         int padding) {
   return offload_rsa(RSA_meth_get_priv_enc(RSA_PKCS1_OpenSSL()), flen, from, to, rsa, padding);
 }
-int offload_rsa_priv_dec(int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+int offload_rsa_priv_dec(int flen, const unsigned char* from, unsigned char* to, RSA* rsa,
+                         int padding) {
   return offload_rsa(RSA_meth_get_priv_dec(RSA_PKCS1_OpenSSL()), flen, from, to, rsa, padding);
 }
 
@@ -165,8 +171,8 @@ const RSA_METHOD* rsa_method() {
 }
 
 // A legacy copy of an EC or RSA key (the provider key from the PEM decoder cannot carry a method).
-common::result<evp_pkey_ptr> legacy_copy(EVP_PKEY* key, const EC_KEY_METHOD* ecm, const RSA_METHOD* rsam,
-                                         void* ex) {
+common::result<evp_pkey_ptr> legacy_copy(EVP_PKEY* key, const EC_KEY_METHOD* ecm,
+                                         const RSA_METHOD* rsam, void* ex) {
   evp_pkey_ptr out(EVP_PKEY_new());
   if (!out) return common::unexpected(ossl_error("EVP_PKEY_new"));
   if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
@@ -221,7 +227,9 @@ common::result<ENGINE*> load_engine(const std::string& id) {
   return e;
 }
 
-void release_engine(ENGINE* e) { ENGINE_finish(e); }
+void release_engine(ENGINE* e) {
+  ENGINE_finish(e);
+}
 
 common::result<evp_pkey_ptr> engine_key(EVP_PKEY* key, ENGINE* e) {
   return legacy_copy(key, ENGINE_get_EC(e), ENGINE_get_RSA(e), nullptr);

@@ -11,34 +11,44 @@ namespace tls {
 
 const char* to_string(error_reason r) {
   switch (r) {
-#define TLS_X(name, text) \
-  case error_reason::name: return #name;
+#define TLS_X(name, text)  \
+  case error_reason::name: \
+    return #name;
     TLS_ERROR_REASONS(TLS_X)
 #undef TLS_X
-    case error_reason::count: break;
+    case error_reason::count:
+      break;
   }
   return "unknown";
 }
 
 const char* describe(error_reason r) {
   switch (r) {
-#define TLS_X(name, text) \
-  case error_reason::name: return text;
+#define TLS_X(name, text)  \
+  case error_reason::name: \
+    return text;
     TLS_ERROR_REASONS(TLS_X)
 #undef TLS_X
-    case error_reason::count: break;
+    case error_reason::count:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(status s) {
   switch (s) {
-    case status::ok: return "ok";
-    case status::want_read: return "want_read";
-    case status::want_write: return "want_write";
-    case status::want_async: return "want_async";
-    case status::closed: return "closed";
-    case status::error: return "error";
+    case status::ok:
+      return "ok";
+    case status::want_read:
+      return "want_read";
+    case status::want_write:
+      return "want_write";
+    case status::want_async:
+      return "want_async";
+    case status::closed:
+      return "closed";
+    case status::error:
+      return "error";
   }
   return "unknown";
 }
@@ -64,12 +74,13 @@ io_result session::fail(error_reason why) {
     // agreed, so that every refused handshake is answered the same way.
     if (!hs_done_ && BIO_ctrl_pending(wbio_) == 0) {
       const int r = ERR_GET_REASON(last_err_);
-      const uint8_t desc = r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_HTTP_REQUEST || r == SSL_R_HTTPS_PROXY_REQUEST ||
-                                   r == SSL_R_UNSUPPORTED_PROTOCOL
+      const uint8_t desc = r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_HTTP_REQUEST ||
+                                   r == SSL_R_HTTPS_PROXY_REQUEST || r == SSL_R_UNSUPPORTED_PROTOCOL
                                ? SSL_AD_PROTOCOL_VERSION
                                : SSL_AD_DECODE_ERROR;
       const uint8_t alert[7] = {SSL3_RT_ALERT, 3, 1, 0, 2, SSL3_AL_FATAL, desc};
-      if (BIO_write(wbio_, alert, sizeof alert) == static_cast<int>(sizeof alert)) owner_->stats_.alerts_sent[desc].add();
+      if (BIO_write(wbio_, alert, sizeof alert) == static_cast<int>(sizeof alert))
+        owner_->stats_.alerts_sent[desc].add();
     }
   }
   return {status::error, fail_reason_, 0};
@@ -78,8 +89,10 @@ io_result session::fail(error_reason why) {
 io_result session::map_error(int r, bool in_handshake) {
   const int e = SSL_get_error(ssl_.get(), r);
   switch (e) {
-    case SSL_ERROR_WANT_READ: return {status::want_read};
-    case SSL_ERROR_WANT_WRITE: return {status::want_write};
+    case SSL_ERROR_WANT_READ:
+      return {status::want_read};
+    case SSL_ERROR_WANT_WRITE:
+      return {status::want_write};
     case SSL_ERROR_WANT_ASYNC:
       if (!async_wait_) {
         async_wait_ = true;
@@ -102,7 +115,8 @@ io_result session::map_error(int r, bool in_handshake) {
         ERR_clear_error();
       }
       return {status::closed};
-    default: break;
+    default:
+      break;
   }
   last_err_ = ERR_peek_last_error();
   ERR_clear_error();
@@ -140,7 +154,8 @@ void session::on_handshake_done() {
   if (peer != nullptr) {
     info_.client_cert_verified = SSL_get_verify_result(s) == X509_V_OK;
     bio_ptr mem(BIO_new(BIO_s_mem()));
-    if (mem && X509_NAME_print_ex(mem.get(), X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+    if (mem &&
+        X509_NAME_print_ex(mem.get(), X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
       char* data = nullptr;
       long len = BIO_get_mem_data(mem.get(), &data);
       info_.client_subject.assign(data, static_cast<size_t>(len));
@@ -217,7 +232,9 @@ size_t session::drain(std::span<uint8_t> out) {
   return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
-size_t session::pending_output() const { return BIO_ctrl_pending(wbio_); }
+size_t session::pending_output() const {
+  return BIO_ctrl_pending(wbio_);
+}
 
 io_result session::shutdown() {
   if (async_wait_) return {status::want_async};

@@ -27,14 +27,15 @@ struct session_callbacks {
     }
   }
 
-  static void msg(int write_p, int /*version*/, int content_type, const void* buf, size_t len, SSL* ssl,
-                  void* /*arg*/) {
+  static void msg(int write_p, int /*version*/, int content_type, const void* buf, size_t len,
+                  SSL* ssl, void* /*arg*/) {
     if (write_p != 0 || content_type != SSL3_RT_HANDSHAKE || len == 0) return;
     if (static_cast<const uint8_t*>(buf)[0] != SSL3_MT_KEY_UPDATE) return;
     session* s = of(ssl);
     if (s == nullptr) return;
     s->owner_->stats_.key_updates.add();
-    if (++s->key_updates_ > s->ctx_->config().max_key_updates) s->limit_hit_ = error_reason::key_update_limit;
+    if (++s->key_updates_ > s->ctx_->config().max_key_updates)
+      s->limit_hit_ = error_reason::key_update_limit;
   }
 
   // Called by a crypto thread (through the job's ASYNC_WAIT_CTX callback) once the private-key
@@ -62,7 +63,8 @@ common::result<std::unique_ptr<worker>> worker::create(const worker_config& cfg)
   // Each session owes at most one completion, so the ring can never be full.
   w->completions_ = std::make_unique<detail::mpmc_ring<session*>>(cfg.max_sessions);
   // The job pool is per thread and sized now; beyond it SSL_ERROR_WANT_ASYNC_JOB is back-pressure.
-  if (ASYNC_is_capable() != 1) return common::fail("tls worker: OpenSSL ASYNC is not supported here");
+  if (ASYNC_is_capable() != 1)
+    return common::fail("tls worker: OpenSSL ASYNC is not supported here");
   if (ASYNC_init_thread(cfg.async_jobs, cfg.async_jobs) != 1)
     return common::unexpected(ossl_error("ASYNC_init_thread"));
   w->async_thread_init_ = true;
@@ -95,7 +97,8 @@ worker::~worker() {
 }
 
 session* worker::open(context_set_ptr ctx, void* user) {
-  assert(std::this_thread::get_id() == thread_ && "tls::worker used from a thread other than its creator");
+  assert(std::this_thread::get_id() == thread_ &&
+         "tls::worker used from a thread other than its creator");
   if (free_.empty() || !ctx) {
     stats_.sessions_refused.add();
     return nullptr;
@@ -231,6 +234,8 @@ size_t worker::poll(std::span<session*> ready) {
   return n;
 }
 
-const char* worker::alert_name(uint8_t desc) { return SSL_alert_desc_string_long(desc); }
+const char* worker::alert_name(uint8_t desc) {
+  return SSL_alert_desc_string_long(desc);
+}
 
 }  // namespace tls

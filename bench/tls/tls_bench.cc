@@ -105,7 +105,8 @@ struct bench {
         return false;
       }
       s_to_c(sl);
-      if (r.st == tls::status::error) die(std::string("server handshake failed: ") + tls::to_string(r.reason));
+      if (r.st == tls::status::error)
+        die(std::string("server handshake failed: ") + tls::to_string(r.reason));
       if (r.st == tls::status::ok && SSL_is_init_finished(sl.c) == 1) {
         char tmp[64];
         SSL_read(sl.c, tmp, sizeof tmp);  // NewSessionTicket
@@ -114,7 +115,8 @@ struct bench {
         t0 = thread_cpu_ns();
         w->close(sl.s);
         server_ns += thread_cpu_ns() - t0;
-        SSL_set_shutdown(sl.c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);  // keep its session resumable
+        SSL_set_shutdown(sl.c,
+                         SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);  // keep its session resumable
         SSL_free(sl.c);
         sl = slot{};
         return true;
@@ -123,7 +125,8 @@ struct bench {
     die("handshake made no progress");
   }
 
-  // n handshakes, `concurrency` in flight; returns {server CPU µs per handshake, handshakes/s wall}.
+  // n handshakes, `concurrency` in flight; returns {server CPU µs per handshake, handshakes/s
+  // wall}.
   std::pair<double, double> handshakes(const tls::context_set_ptr& cs, int n, int concurrency,
                                        SSL_SESSION* resume) {
     std::vector<slot> slots(concurrency);
@@ -213,7 +216,8 @@ struct bench {
     const double in_mbs = total / 1e6 / ((thread_cpu_ns() - t0) / 1e9);
     if (got != total) die("bulk read lost data");
     w->close(sl.s);
-    SSL_set_shutdown(sl.c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);  // keep its session resumable
+    SSL_set_shutdown(sl.c,
+                     SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);  // keep its session resumable
     SSL_free(sl.c);
     return {out_mbs, in_mbs};
   }
@@ -229,7 +233,8 @@ int main(int argc, char** argv) {
   auto w = tls::worker::create({.max_sessions = 1024, .async_jobs = 256});
   if (!off || !w) die("offload/worker");
   tls::server_config cfg;
-  cfg.certs = {{d + "/ecdsa.pem", d + "/ecdsa.key", {}, {}}, {d + "/rsa.pem", d + "/rsa.key", {}, {}}};
+  cfg.certs = {{d + "/ecdsa.pem", d + "/ecdsa.key", {}, {}},
+               {d + "/rsa.pem", d + "/rsa.key", {}, {}}};
   cfg.ticket_key_file = d + "/ticket1.key";
   cfg.async = false;
   auto sync_cs = tls::context_set::build(cfg);
@@ -259,22 +264,24 @@ int main(int argc, char** argv) {
     b.client_ctx = ecdsa_client;
     b.handshakes(m.cs, 50, m.concurrency, nullptr);  // warm-up
     auto [ecdsa_us, ecdsa_rate] = b.handshakes(m.cs, n, m.concurrency, nullptr);
-    std::printf("full_ecdsa_%s_server_us %.1f\nfull_ecdsa_%s_wall_hs_per_s %.0f\n", m.name, ecdsa_us, m.name,
-                ecdsa_rate);
+    std::printf("full_ecdsa_%s_server_us %.1f\nfull_ecdsa_%s_wall_hs_per_s %.0f\n", m.name,
+                ecdsa_us, m.name, ecdsa_rate);
     std::printf("full_ecdsa_%s_of_which_offload_us %.1f\n", m.name, b.last_offload_us);
     SSL_SESSION* t = b.ticket(m.cs);
     if (t == nullptr || SSL_SESSION_is_resumable(t) != 1) die("no resumable ticket");
     auto [res_us, res_rate] = b.handshakes(m.cs, n, m.concurrency, t);
     SSL_SESSION_free(t);
-    std::printf("resumed_%s_server_us %.1f\nresumed_%s_wall_hs_per_s %.0f\n", m.name, res_us, m.name, res_rate);
+    std::printf("resumed_%s_server_us %.1f\nresumed_%s_wall_hs_per_s %.0f\n", m.name, res_us,
+                m.name, res_rate);
     b.client_ctx = rsa_client;
     auto [rsa_us, rsa_rate] = b.handshakes(m.cs, n / 4, m.concurrency, nullptr);
-    std::printf("full_rsa_%s_server_us %.1f\nfull_rsa_%s_wall_hs_per_s %.0f\n", m.name, rsa_us, m.name, rsa_rate);
+    std::printf("full_rsa_%s_server_us %.1f\nfull_rsa_%s_wall_hs_per_s %.0f\n", m.name, rsa_us,
+                m.name, rsa_rate);
     std::printf("full_rsa_%s_of_which_offload_us %.1f\n", m.name, b.last_offload_us);
     b.client_ctx = ecdsa_client;
     auto [out_mbs, in_mbs] = b.bulk(m.cs, 128u << 20);
-    std::printf("bulk_encrypt_%s_MB_per_cpu_s %.0f\nbulk_decrypt_%s_MB_per_cpu_s %.0f\n", m.name, out_mbs, m.name,
-                in_mbs);
+    std::printf("bulk_encrypt_%s_MB_per_cpu_s %.0f\nbulk_decrypt_%s_MB_per_cpu_s %.0f\n", m.name,
+                out_mbs, m.name, in_mbs);
   }
   // The cost of TLS 1.3 tickets on a full handshake (issue 4: choose the default by measurement).
   b.client_ctx = ecdsa_client;
@@ -288,13 +295,15 @@ int main(int argc, char** argv) {
     std::printf("full_ecdsa_tickets_%d_server_us %.1f\n", tickets, us);
   }
   const auto& st = (*w)->stats();
-  std::printf("stats full=%llu resumed=%llu async_pauses=%llu backpressure=%llu failures=%llu offload_inline=%llu\n",
-              static_cast<unsigned long long>(st.handshakes_full.get()),
-              static_cast<unsigned long long>(st.handshakes_resumed.get()),
-              static_cast<unsigned long long>(st.async_pauses.get()),
-              static_cast<unsigned long long>(st.async_job_backpressure.get()),
-              static_cast<unsigned long long>(st.handshake_failures.get()),
-              static_cast<unsigned long long>((*off)->inline_fallbacks()));
+  std::printf(
+      "stats full=%llu resumed=%llu async_pauses=%llu backpressure=%llu failures=%llu "
+      "offload_inline=%llu\n",
+      static_cast<unsigned long long>(st.handshakes_full.get()),
+      static_cast<unsigned long long>(st.handshakes_resumed.get()),
+      static_cast<unsigned long long>(st.async_pauses.get()),
+      static_cast<unsigned long long>(st.async_job_backpressure.get()),
+      static_cast<unsigned long long>(st.handshake_failures.get()),
+      static_cast<unsigned long long>((*off)->inline_fallbacks()));
   SSL_CTX_free(ecdsa_client);
   SSL_CTX_free(rsa_client);
   w->reset();

@@ -5,12 +5,15 @@
 namespace waf_bench {
 namespace {
 
-const char* words[] = {"shoes", "coffee", "garden", "account", "profile", "search", "orders", "cart", "blue",
-                       "summer", "api", "v2", "items", "news", "2024", "report", "invoice", "help", "union",
-                       "select", "table", "order", "script", "from", "where", "update", "drop", "alert"};
+const char* words[] = {"shoes", "coffee", "garden",  "account", "profile", "search", "orders",
+                       "cart",  "blue",   "summer",  "api",     "v2",      "items",  "news",
+                       "2024",  "report", "invoice", "help",    "union",   "select", "table",
+                       "order", "script", "from",    "where",   "update",  "drop",   "alert"};
 const char* agents[] = {
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+    "Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Safari/605.1.15",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
     "okhttp/4.12.0", "python-requests/2.31.0"};
 
@@ -45,7 +48,9 @@ const payload attacks[] = {
 
 std::vector<request> make_corpus(size_t n, double attack_share, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  auto pick = [&](auto& arr) -> const auto& { return arr[rng() % (sizeof(arr) / sizeof(arr[0]))]; };
+  auto pick = [&](auto& arr) -> const auto& {
+    return arr[rng() % (sizeof(arr) / sizeof(arr[0]))];
+  };
   auto word = [&] { return std::string(pick(words)); };
   std::vector<request> out;
   out.reserve(n);
@@ -70,7 +75,8 @@ std::vector<request> make_corpus(size_t n, double attack_share, uint64_t seed) {
     }
     std::string qs;
     for (const auto& [k, v] : args) qs += (qs.empty() ? "" : "&") + k + "=" + v;
-    std::string ua = scanner ? "sqlmap/1.7.2#stable (https://sqlmap.org)" : std::string(pick(agents));
+    std::string ua =
+        scanner ? "sqlmap/1.7.2#stable (https://sqlmap.org)" : std::string(pick(agents));
     if (scanner) kind = "scanner";
     std::string head;
     std::string body;
@@ -86,8 +92,8 @@ std::vector<request> make_corpus(size_t n, double attack_share, uint64_t seed) {
     if (rng() % 2) head += "Cookie: session=" + std::to_string(rng()) + "; theme=dark\r\n";
     if (rng() % 2) head += "Referer: https://shop.example.com/" + word() + "\r\n";
     if (post) {
-      head += "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + std::to_string(body.size()) +
-              "\r\n";
+      head += "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n";
     }
     head += "\r\n";
     r.bytes = head + body;

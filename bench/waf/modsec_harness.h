@@ -16,10 +16,11 @@ typedef struct msh_header {
 } msh_header;
 
 /* Returns 0 on success; on error writes a message into err. */
-int msh_load(const char* base_rules, const char* const* files, size_t n_files, char* err, size_t err_len);
+int msh_load(const char* base_rules, const char* const* files, size_t n_files, char* err,
+             size_t err_len);
 /* Phases 1 and 2 of one request; returns 1 when ModSecurity intervened with a status >= 400. */
-int msh_eval(const char* method, const char* uri, const char* version, const msh_header* headers, size_t n_headers,
-             const char* body, size_t body_len);
+int msh_eval(const char* method, const char* uri, const char* version, const msh_header* headers,
+             size_t n_headers, const char* body, size_t body_len);
 /* As msh_eval, and lists the ids of the rules that matched and logged (ModSecurity's log callback:
  * chain heads, rules with `log`), up to cap of them in ids; *n_ids is the number seen (may exceed
  * cap). */

@@ -23,7 +23,9 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-double ms_since(clk::time_point t) { return std::chrono::duration<double, std::milli>(clk::now() - t).count(); }
+double ms_since(clk::time_point t) {
+  return std::chrono::duration<double, std::milli>(clk::now() - t).count();
+}
 
 std::vector<std::string> conf_files(const std::string& dir) {
   std::vector<std::string> f;
@@ -85,23 +87,27 @@ struct modsec_engine {
     waf::http_limits lim;
     waf::head_scan_state hs;
     size_t end = 0;
-    if (waf::find_head_end(req.data(), req.size(), lim, hs, end) != waf::http_error::none || !end) return true;
+    if (waf::find_head_end(req.data(), req.size(), lim, hs, end) != waf::http_error::none || !end)
+      return true;
     slots.resize(lim.max_header_count);
     waf::request_head h;
-    if (waf::parse_request_head(std::string_view(req.data(), end), lim, slots, h) != waf::http_error::none)
+    if (waf::parse_request_head(std::string_view(req.data(), end), lim, slots, h) !=
+        waf::http_error::none)
       return true;
     hdrs.clear();
-    for (const auto& x : h.headers) hdrs.push_back({x.name.data(), x.name.size(), x.value.data(), x.value.size()});
+    for (const auto& x : h.headers)
+      hdrs.push_back({x.name.data(), x.name.size(), x.value.data(), x.value.size()});
     std::string uri(h.target), method(h.method);
-    return msh_eval(method.c_str(), uri.c_str(), h.minor_version ? "1.1" : "1.0", hdrs.data(), hdrs.size(),
-                    req.data() + end, req.size() - end) != 0;
+    return msh_eval(method.c_str(), uri.c_str(), h.minor_version ? "1.1" : "1.0", hdrs.data(),
+                    hdrs.size(), req.data() + end, req.size() - end) != 0;
   }
   std::vector<waf::http_header> slots;
   std::vector<msh_header> hdrs;
 };
 
 template <class E>
-double run_for(E& e, const std::vector<waf_bench::request>& corpus, double seconds, size_t& done, size_t& bytes) {
+double run_for(E& e, const std::vector<waf_bench::request>& corpus, double seconds, size_t& done,
+               size_t& bytes) {
   auto t0 = clk::now();
   done = bytes = 0;
   do {
@@ -117,18 +123,25 @@ double run_for(E& e, const std::vector<waf_bench::request>& corpus, double secon
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string crs = "/usr/share/modsecurity-crs/rules", setup = "/etc/modsecurity/crs/crs-setup.conf";
+  std::string crs = "/usr/share/modsecurity-crs/rules",
+              setup = "/etc/modsecurity/crs/crs-setup.conf";
   size_t n = 2000;
   std::string keep_cache;  // a persistent cache dir: the "full" compile is then a cache load too
   double share = 0.2, seconds = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--crs") crs = argv[i + 1];
-    else if (a == "--setup") setup = argv[i + 1];
-    else if (a == "--requests") n = std::strtoul(argv[i + 1], nullptr, 10);
-    else if (a == "--attack-share") share = std::strtod(argv[i + 1], nullptr);
-    else if (a == "--seconds") seconds = std::strtod(argv[i + 1], nullptr);
-    else if (a == "--cache") keep_cache = argv[i + 1];
+    if (a == "--crs")
+      crs = argv[i + 1];
+    else if (a == "--setup")
+      setup = argv[i + 1];
+    else if (a == "--requests")
+      n = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (a == "--attack-share")
+      share = std::strtod(argv[i + 1], nullptr);
+    else if (a == "--seconds")
+      seconds = std::strtod(argv[i + 1], nullptr);
+    else if (a == "--cache")
+      keep_cache = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -145,8 +158,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   double import_ms = ms_since(t);
-  auto cache = keep_cache.empty() ? fs::temp_directory_path() / ("waf-bench-cache-" + std::to_string(::getpid()))
-                                  : fs::path(keep_cache);
+  auto cache = keep_cache.empty()
+                   ? fs::temp_directory_path() / ("waf-bench-cache-" + std::to_string(::getpid()))
+                   : fs::path(keep_cache);
   waf::compile_options co;
   co.cache_dir = cache.string();
   size_t imported = imp->rules.size(), skipped = imp->skipped.size();
@@ -185,8 +199,10 @@ int main(int argc, char** argv) {
   double modsec_load_ms = ms_since(t);
 
   // Verdicts, one pass each.
-  size_t agree = 0, edge_block = 0, ms_block = 0, att = 0, edge_att = 0, ms_att = 0, ben = 0, edge_fp = 0, ms_fp = 0;
-  std::map<std::string, std::pair<size_t, size_t>> by_kind_edge, by_kind_ms;  // kind -> (blocked, total)
+  size_t agree = 0, edge_block = 0, ms_block = 0, att = 0, edge_att = 0, ms_att = 0, ben = 0,
+         edge_fp = 0, ms_fp = 0;
+  std::map<std::string, std::pair<size_t, size_t>> by_kind_edge,
+      by_kind_ms;  // kind -> (blocked, total)
   std::vector<std::string> disagreements;
   for (const auto& r : corpus) {
     bool a = ed.eval(r.bytes), b = mo.eval(r.bytes);
@@ -214,24 +230,32 @@ int main(int argc, char** argv) {
   double ms_s = run_for(mo, corpus, seconds, ms_n, ms_b);
   double ed_rps = ed_n / ed_s, ms_rps = ms_n / ms_s;
 
-  std::printf("WAF bench: OWASP CRS %s at paranoia 1, threshold 5; %zu requests (%zu attack, %zu benign), 1 core\n",
-              crs.c_str(), corpus.size(), att, ben);
-  std::printf("  import: %zu rules imported, %zu skipped (listed by `edgectl rules check --list-skipped`)\n", imported,
-              skipped);
-  std::printf("  edge: import %.0f ms + full compile %.0f ms%s; reload of the unchanged rules %.0f ms (import %.0f ms + "
-              "cache load %.0f ms); modsecurity load %.0f ms\n",
-              import_ms, compile_ms, (*full)->stats().from_cache ? " (from a kept cache)" : "", reload_ms, reimport_ms,
-              (*again)->stats().compile_ms, modsec_load_ms);
+  std::printf(
+      "WAF bench: OWASP CRS %s at paranoia 1, threshold 5; %zu requests (%zu attack, %zu benign), "
+      "1 core\n",
+      crs.c_str(), corpus.size(), att, ben);
+  std::printf(
+      "  import: %zu rules imported, %zu skipped (listed by `edgectl rules check "
+      "--list-skipped`)\n",
+      imported, skipped);
+  std::printf(
+      "  edge: import %.0f ms + full compile %.0f ms%s; reload of the unchanged rules %.0f ms "
+      "(import %.0f ms + "
+      "cache load %.0f ms); modsecurity load %.0f ms\n",
+      import_ms, compile_ms, (*full)->stats().from_cache ? " (from a kept cache)" : "", reload_ms,
+      reimport_ms, (*again)->stats().compile_ms, modsec_load_ms);
   std::printf("  edge        : %9.0f req/s  %7.1f MB/s\n", ed_rps, ed_b / ed_s / 1e6);
   std::printf("  modsecurity : %9.0f req/s  %7.1f MB/s\n", ms_rps, ms_b / ms_s / 1e6);
   std::printf("  throughput ratio edge/modsecurity: %.1fx\n", ed_rps / ms_rps);
   std::printf("  verdict agreement: %.1f%% (%zu/%zu); blocked edge %zu, modsecurity %zu\n",
               100.0 * agree / corpus.size(), agree, corpus.size(), edge_block, ms_block);
-  std::printf("  attacks blocked: edge %zu/%zu, modsecurity %zu/%zu; benign blocked: edge %zu/%zu, modsecurity %zu/%zu\n",
-              edge_att, att, ms_att, att, edge_fp, ben, ms_fp, ben);
+  std::printf(
+      "  attacks blocked: edge %zu/%zu, modsecurity %zu/%zu; benign blocked: edge %zu/%zu, "
+      "modsecurity %zu/%zu\n",
+      edge_att, att, ms_att, att, edge_fp, ben, ms_fp, ben);
   for (const auto& [k, v] : by_kind_edge)
-    std::printf("    %-8s edge %4zu/%-4zu modsecurity %4zu/%-4zu\n", k.c_str(), v.first, v.second, by_kind_ms[k].first,
-                v.second);
+    std::printf("    %-8s edge %4zu/%-4zu modsecurity %4zu/%-4zu\n", k.c_str(), v.first, v.second,
+                by_kind_ms[k].first, v.second);
   for (const auto& d : disagreements) std::printf("  disagreement, %s\n", d.c_str());
   return 0;
 }

@@ -75,7 +75,7 @@ size_t proxy_v2_size(const proxy_v2_info& i) {
 }
 
 common::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& i,
-                                                      std::span<uint8_t> out) {
+                                                         std::span<uint8_t> out) {
   if (i.unique_id.size() > pp2_unique_id_max)
     return common::unexpected(proxy_v2_error::unique_id_too_long);
   for (size_t len : {i.authority.size(), i.alpn.size(), i.ssl.version.size(), i.ssl.cipher.size(),

@@ -5,9 +5,9 @@
 // Encodes into caller memory: no allocation, usable on the worker.
 #include <cstddef>
 #include <cstdint>
-#include "common/expected.hh"
 #include <span>
 #include <string_view>
+#include "common/expected.hh"
 
 #include "l4/ip_addr.hh"
 
@@ -64,7 +64,7 @@ const char* to_string(proxy_v2_error e);
 // Writes the header to out and returns its length. A v4 address next to a v6 one is written as
 // IPv4-mapped IPv6 (the spec wants one family for both).
 common::expected<size_t, proxy_v2_error> encode_proxy_v2(const proxy_v2_info& info,
-                                                      std::span<uint8_t> out);
+                                                         std::span<uint8_t> out);
 
 // The exact length encode_proxy_v2 will produce.
 size_t proxy_v2_size(const proxy_v2_info& info);

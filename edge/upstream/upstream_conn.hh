@@ -14,10 +14,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include "common/expected.hh"
 #include <memory>
 #include <span>
 #include <vector>
+#include "common/expected.hh"
 
 #include "byte_ring.hh"
 #include "common/counter.hh"

@@ -48,7 +48,7 @@ struct waf_control_config {
 struct waf_rules_snapshot {
   std::shared_ptr<const waf::ruleset> rules;
   std::map<std::string, std::shared_ptr<const waf::bound_policy>, std::less<>>
-      policies;             // by service
+      policies;  // by service
   // Limits and ACLs of this generation (null when only validated, see limit_registry).
   std::shared_ptr<const limits::limit_set> limits;
   size_t limit_files = 0;

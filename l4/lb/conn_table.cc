@@ -23,7 +23,8 @@ void* alloc_huge(size_t bytes) {
   const size_t size = (bytes + align - 1) / align * align;
   void* p = std::aligned_alloc(align, size);
   if (p == nullptr) return nullptr;
-  if (align == huge_page) madvise(p, size, MADV_HUGEPAGE);  // advisory: failure only costs TLB misses
+  if (align == huge_page)
+    madvise(p, size, MADV_HUGEPAGE);  // advisory: failure only costs TLB misses
   std::memset(p, 0, size);
   return p;
 }

@@ -138,7 +138,8 @@ void engine::flow_erase(uint32_t idx) {
   flows_[i] = no_index;
   for (uint64_t j = (i + 1) & flow_mask_; flows_[j] != no_index; j = (j + 1) & flow_mask_) {
     const route& rj = tcbs_[flows_[j]].rt;
-    const uint64_t home = flow_hash(rj.remote, rj.remote_port, rj.local, rj.local_port) & flow_mask_;
+    const uint64_t home =
+        flow_hash(rj.remote, rj.remote_port, rj.local, rj.local_port) & flow_mask_;
     const bool movable = ((j - home) & flow_mask_) >= ((j - i) & flow_mask_);
     if (movable) {
       flows_[i] = flows_[j];
@@ -153,17 +154,23 @@ void engine::tw_append(tcb& t) {
   t.in_tw_list = true;
   t.tw_next = no_index;
   t.tw_prev = tw_tail_;
-  if (tw_tail_ != no_index) tcbs_[tw_tail_].tw_next = idx;
-  else tw_head_ = idx;
+  if (tw_tail_ != no_index)
+    tcbs_[tw_tail_].tw_next = idx;
+  else
+    tw_head_ = idx;
   tw_tail_ = idx;
 }
 
 void engine::tw_unlink(tcb& t) {
   if (!t.in_tw_list) return;
-  if (t.tw_prev != no_index) tcbs_[t.tw_prev].tw_next = t.tw_next;
-  else tw_head_ = t.tw_next;
-  if (t.tw_next != no_index) tcbs_[t.tw_next].tw_prev = t.tw_prev;
-  else tw_tail_ = t.tw_prev;
+  if (t.tw_prev != no_index)
+    tcbs_[t.tw_prev].tw_next = t.tw_next;
+  else
+    tw_head_ = t.tw_next;
+  if (t.tw_next != no_index)
+    tcbs_[t.tw_next].tw_prev = t.tw_prev;
+  else
+    tw_tail_ = t.tw_prev;
   t.tw_prev = t.tw_next = no_index;
   t.in_tw_list = false;
 }
@@ -237,7 +244,9 @@ void engine::reset_conn(tcb& t, reset_reason why, close_reason cr) {
   release(t);
 }
 
-conn_handle engine::handle(const tcb& t) const { return {index_of(t), t.gen}; }
+conn_handle engine::handle(const tcb& t) const {
+  return {index_of(t), t.gen};
+}
 
 tcb* engine::get(conn_handle c) const {
   if (c.index >= tcbs_.size()) return nullptr;
@@ -322,8 +331,10 @@ void engine::shutdown_write(conn_handle c) {
   tcb* t = get(c);
   if (t == nullptr || t->fin_queued) return;
   t->fin_queued = true;
-  if (t->state == tcp_state::established) t->state = tcp_state::fin_wait_1;
-  else if (t->state == tcp_state::close_wait) t->state = tcp_state::last_ack;
+  if (t->state == tcp_state::established)
+    t->state = tcp_state::fin_wait_1;
+  else if (t->state == tcp_state::close_wait)
+    t->state = tcp_state::last_ack;
   t->t_state = now_ + ms(cfg_.fin_wait_timeout_ms);
   output(*t);
 }

@@ -74,8 +74,10 @@ class engine {
   conn_handle handle(const tcb& t) const;
   uint32_t index_of(const tcb& t) const { return static_cast<uint32_t>(&t - tcbs_.data()); }
   const listener* find_listener(const ip_addr& vip, uint16_t port) const;
-  uint64_t flow_hash(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr, uint16_t lport) const;
-  uint32_t flow_find(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr, uint16_t lport) const;
+  uint64_t flow_hash(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr,
+                     uint16_t lport) const;
+  uint32_t flow_find(const ip_addr& raddr, uint16_t rport, const ip_addr& laddr,
+                     uint16_t lport) const;
   void flow_insert(uint32_t idx);
   void flow_erase(uint32_t idx);
   tcb* alloc_tcb(const route& rt, uint16_t listener_id);
@@ -198,7 +200,7 @@ class engine {
 
   std::vector<rte_mbuf*> tx_;
   uint64_t challenge_second_ = 0;
-  uint64_t last_cookie_ms_ = 0;  // when a SYN cookie was last sent (0: never)
+  uint64_t last_cookie_ms_ = 0;    // when a SYN cookie was last sent (0: never)
   uint32_t challenge_budget_ = 0;  // challenge ACKs left this second (randomised)
   counters ctr_;
 };

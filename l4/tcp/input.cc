@@ -40,7 +40,9 @@ uint32_t get32(const uint8_t* p) {
          static_cast<uint32_t>(p[2]) << 8 | p[3];
 }
 
-four_tuple tuple_of(const packet& p) { return {p.src, p.dst, p.sport, p.dport}; }
+four_tuple tuple_of(const packet& p) {
+  return {p.src, p.dst, p.sport, p.dport};
+}
 
 }  // namespace
 
@@ -194,7 +196,8 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     // RFC 9293 default MSS when the option is absent.
     const uint16_t peer_mss = s.opt.mss != 0 ? s.opt.mss : (p.l3 == l3_kind::ipv6 ? 1220 : 536);
     const bool pressure = syn_received_ >= cfg_.syn_backlog;
-    if (cfg_.cookies == cookie_mode::always || (cfg_.cookies == cookie_mode::on_pressure && pressure)) {
+    if (cfg_.cookies == cookie_mode::always ||
+        (cfg_.cookies == cookie_mode::on_pressure && pressure)) {
       const uint8_t bits = (s.opt.has_ts && cfg_.timestamps)
                                ? syn_cookies::ts_bits(cfg_.window_scale ? s.opt.wscale : int8_t{-1},
                                                       cfg_.sack && s.opt.sack_permitted)
@@ -214,7 +217,8 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     tcb* t = alloc_tcb(route_from(m, p), l.id);
     if (t == nullptr) {
       ctr_.refused.add();
-      if (cfg_.on_pool_full == pool_full_action::rst) send_rst_reply(p, m, s, reset_reason::pool_full);
+      if (cfg_.on_pool_full == pool_full_action::rst)
+        send_rst_reply(p, m, s, reset_reason::pool_full);
       return drop::tcp_pool_full;
     }
     ++syn_received_;
@@ -258,7 +262,8 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
     tcb* t = alloc_tcb(route_from(m, p), l.id);
     if (t == nullptr) {
       ctr_.refused.add();
-      if (cfg_.on_pool_full == pool_full_action::rst) send_rst_reply(p, m, s, reset_reason::pool_full);
+      if (cfg_.on_pool_full == pool_full_action::rst)
+        send_rst_reply(p, m, s, reset_reason::pool_full);
       return drop::tcp_pool_full;
     }
     ++syn_received_;

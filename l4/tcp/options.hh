@@ -7,7 +7,7 @@
 namespace l4::tcp {
 
 struct tcp_options {
-  uint16_t mss = 0;  // 0: absent
+  uint16_t mss = 0;    // 0: absent
   int8_t wscale = -1;  // -1: absent
   bool sack_permitted = false;
   bool has_ts = false;
@@ -21,8 +21,8 @@ bool parse_options(const uint8_t* opt, uint32_t len, tcp_options& out);
 
 // What a segment we send carries. Returns the option length written (multiple of 4, <= 40).
 struct out_options {
-  uint16_t mss = 0;       // SYN-ACK only
-  int8_t wscale = -1;     // SYN-ACK only
+  uint16_t mss = 0;    // SYN-ACK only
+  int8_t wscale = -1;  // SYN-ACK only
   bool sack_permitted = false;
   bool ts = false;
   uint32_t tsval = 0, tsecr = 0;

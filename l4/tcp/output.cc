@@ -1,8 +1,8 @@
 // Segments we send: frame building, the send loop (window, congestion window, lost segments
 // first) and RTT estimation (RFC 6298). Loss detection and congestion control: recovery.cc.
+#include <netinet/in.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
-#include <netinet/in.h>
 #include <rte_tcp.h>
 
 #include <algorithm>
@@ -147,7 +147,9 @@ uint32_t engine::seg_room(const tcb& t) const {
   return blocks == 0 ? t.mss : t.mss - (4 + 8 * blocks);
 }
 
-uint32_t engine::ts_now(const tcb& t) const { return static_cast<uint32_t>(now_ms()) + t.ts_offset; }
+uint32_t engine::ts_now(const tcb& t) const {
+  return static_cast<uint32_t>(now_ms()) + t.ts_offset;
+}
 
 bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_kind kind) {
   out_options o;
@@ -167,7 +169,8 @@ bool engine::send_segment(tcb& t, uint32_t seq, uint32_t len, uint8_t flags, tx_
     if (t.info.sack && t.n_ooo > 0 && (flags & f_rst) == 0) {
       uint8_t first = 0;
       for (uint8_t i = 0; i < t.n_ooo; ++i)
-        if (seq_geq(t.last_ooo_seq, t.ooo[i].start) && seq_lt(t.last_ooo_seq, t.ooo[i].end)) first = i;
+        if (seq_geq(t.last_ooo_seq, t.ooo[i].start) && seq_lt(t.last_ooo_seq, t.ooo[i].end))
+          first = i;
       o.sack[o.n_sack++] = t.ooo[first];
       for (uint8_t i = 0; i < t.n_ooo && o.n_sack < 4; ++i)
         if (i != first) o.sack[o.n_sack++] = t.ooo[i];
@@ -223,7 +226,8 @@ void engine::send_rst(tcb& t, reset_reason why) {
   ctr_.resets_sent[static_cast<size_t>(why)].add();
 }
 
-void engine::send_rst_reply(const packet& p, const rte_mbuf* m, const segment& s, reset_reason why) {
+void engine::send_rst_reply(const packet& p, const rte_mbuf* m, const segment& s,
+                            reset_reason why) {
   if (s.flags & f_rst) return;  // never answer a RST with a RST
   const route rt = route_from(m, p);
   out_options none;
@@ -267,16 +271,17 @@ void engine::rtt_sample(tcb& t, uint64_t r_us) {
     t.rttvar_us = (3 * t.rttvar_us + d) / 4;
     t.srtt_us = (7 * t.srtt_us + r) / 8;
   }
-  const uint64_t rto_us = static_cast<uint64_t>(t.srtt_us + std::max<int64_t>(1000, 4 * t.rttvar_us));
+  const uint64_t rto_us =
+      static_cast<uint64_t>(t.srtt_us + std::max<int64_t>(1000, 4 * t.rttvar_us));
   t.rto_ms = static_cast<uint32_t>(
       std::clamp<uint64_t>((rto_us + 999) / 1000, cfg_.rto_min_ms, cfg_.rto_max_ms));
 }
 
 void engine::output(tcb& t) {
   if (t.release_pending) return;
-  const bool can_send_data = t.state == tcp_state::established || t.state == tcp_state::close_wait ||
-                             t.state == tcp_state::fin_wait_1 || t.state == tcp_state::last_ack ||
-                             t.state == tcp_state::closing;
+  const bool can_send_data = t.state == tcp_state::established ||
+                             t.state == tcp_state::close_wait || t.state == tcp_state::fin_wait_1 ||
+                             t.state == tcp_state::last_ack || t.state == tcp_state::closing;
   bool sent = false;
   if (can_send_data) {
     const uint32_t in_flight = pipe(t);

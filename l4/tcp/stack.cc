@@ -8,10 +8,12 @@ namespace l4::tcp {
 common::result<std::unique_ptr<stack>> stack::create(const config& cfg, rte_mempool* tx_pool,
                                                      app* a) {
   const char* where = "l4::tcp::stack::create";
-  if (tx_pool == nullptr || a == nullptr) return common::fail("tx mempool and app are required", where);
+  if (tx_pool == nullptr || a == nullptr)
+    return common::fail("tx mempool and app are required", where);
   if (cfg.max_connections == 0 || cfg.max_connections > (1u << 24))
     return common::fail("max_connections must be 1..16777216", where);
-  if (cfg.snd_buf < 4096 || cfg.rcv_buf < 4096 || cfg.snd_buf > (1u << 30) || cfg.rcv_buf > (1u << 30))
+  if (cfg.snd_buf < 4096 || cfg.rcv_buf < 4096 || cfg.snd_buf > (1u << 30) ||
+      cfg.rcv_buf > (1u << 30))
     return common::fail("snd_buf and rcv_buf must be 4 KiB..1 GiB", where);
   if (cfg.ooo_max_ranges == 0 || cfg.ooo_max_ranges > max_ooo_ranges)
     return common::fail("ooo_max_ranges must be 1..16", where);
@@ -34,28 +36,72 @@ stack::~stack() {
 common::result<void> stack::add_listener(const ip_addr& vip, uint16_t port, uint16_t id) {
   return e_->add_listener(vip, port, id);
 }
-bool stack::remove_listener(const ip_addr& vip, uint16_t port) { return e_->remove_listener(vip, port); }
-drop stack::input(rte_mbuf* m, const packet& p) { return e_->input(m, p); }
-drop stack::icmp_error(rte_mbuf* m, const packet& p) { return e_->icmp_error(m, p); }
-void stack::poll(uint64_t now_tsc) { e_->poll(now_tsc); }
-uint16_t stack::drain_tx(rte_mbuf** out, uint16_t cap) { return e_->drain_tx(out, cap); }
-uint16_t stack::tx_pending() const { return e_->tx_pending(); }
-size_t stack::send(conn_handle c, std::span<const uint8_t> b) { return e_->send(c, b); }
-size_t stack::send_space(conn_handle c) const { return e_->send_space(c); }
-void stack::want_writable(conn_handle c) { e_->want_writable(c); }
-size_t stack::recv(conn_handle c, std::span<uint8_t> out) { return e_->recv(c, out); }
-size_t stack::readable(conn_handle c) const { return e_->readable(c); }
-std::span<const uint8_t> stack::peek(conn_handle c) const { return e_->peek(c); }
-void stack::consume(conn_handle c, size_t n) { e_->consume(c, n); }
-void stack::shutdown_write(conn_handle c) { e_->shutdown_write(c); }
-void stack::abort(conn_handle c) { e_->abort(c); }
-void stack::close(conn_handle c) { e_->close(c); }
-size_t stack::open_connections() const { return e_->open_connections(); }
-size_t stack::abort_all() { return e_->abort_all(); }
-const conn_info* stack::info(conn_handle c) const { return e_->info(c); }
-void stack::set_context(conn_handle c, void* ctx) { e_->set_context(c, ctx); }
-void* stack::context(conn_handle c) const { return e_->context(c); }
-const counters& stack::stats() const { return e_->stats(); }
+bool stack::remove_listener(const ip_addr& vip, uint16_t port) {
+  return e_->remove_listener(vip, port);
+}
+drop stack::input(rte_mbuf* m, const packet& p) {
+  return e_->input(m, p);
+}
+drop stack::icmp_error(rte_mbuf* m, const packet& p) {
+  return e_->icmp_error(m, p);
+}
+void stack::poll(uint64_t now_tsc) {
+  e_->poll(now_tsc);
+}
+uint16_t stack::drain_tx(rte_mbuf** out, uint16_t cap) {
+  return e_->drain_tx(out, cap);
+}
+uint16_t stack::tx_pending() const {
+  return e_->tx_pending();
+}
+size_t stack::send(conn_handle c, std::span<const uint8_t> b) {
+  return e_->send(c, b);
+}
+size_t stack::send_space(conn_handle c) const {
+  return e_->send_space(c);
+}
+void stack::want_writable(conn_handle c) {
+  e_->want_writable(c);
+}
+size_t stack::recv(conn_handle c, std::span<uint8_t> out) {
+  return e_->recv(c, out);
+}
+size_t stack::readable(conn_handle c) const {
+  return e_->readable(c);
+}
+std::span<const uint8_t> stack::peek(conn_handle c) const {
+  return e_->peek(c);
+}
+void stack::consume(conn_handle c, size_t n) {
+  e_->consume(c, n);
+}
+void stack::shutdown_write(conn_handle c) {
+  e_->shutdown_write(c);
+}
+void stack::abort(conn_handle c) {
+  e_->abort(c);
+}
+void stack::close(conn_handle c) {
+  e_->close(c);
+}
+size_t stack::open_connections() const {
+  return e_->open_connections();
+}
+size_t stack::abort_all() {
+  return e_->abort_all();
+}
+const conn_info* stack::info(conn_handle c) const {
+  return e_->info(c);
+}
+void stack::set_context(conn_handle c, void* ctx) {
+  e_->set_context(c, ctx);
+}
+void* stack::context(conn_handle c) const {
+  return e_->context(c);
+}
+const counters& stack::stats() const {
+  return e_->stats();
+}
 
 size_t stack::bytes_per_connection(const config& cfg) {
   size_t flow_slots = 16;

@@ -7,7 +7,9 @@ namespace {
 
 constexpr std::array<uint16_t, 8> mss_table{536, 1200, 1300, 1360, 1400, 1440, 1460, 8960};
 
-inline uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+inline uint64_t rotl(uint64_t x, int b) {
+  return (x << b) | (x >> (64 - b));
+}
 
 inline void sip_round(uint64_t& v0, uint64_t& v1, uint64_t& v2, uint64_t& v3) {
   v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);
@@ -115,7 +117,8 @@ std::optional<cookie_options> syn_cookies::check(const four_tuple& t, uint32_t c
       return std::nullopt;
     cookie_options o;
     o.mss = mss_table[idx];
-    if (ts_bits & 0x10) o.wscale = static_cast<int8_t>((ts_bits & 0x0f) > 14 ? 14 : (ts_bits & 0x0f));
+    if (ts_bits & 0x10)
+      o.wscale = static_cast<int8_t>((ts_bits & 0x0f) > 14 ? 14 : (ts_bits & 0x0f));
     o.sack = (ts_bits & 0x20) != 0;
     return o;
   }

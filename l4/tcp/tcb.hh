@@ -102,9 +102,9 @@ struct tcb {
   uint32_t irs = 0, rcv_nxt = 0, rcv_read = 0, rcv_adv = 0, last_ack_sent = 0;
   uint32_t ts_recent = 0, ts_offset = 0;
   uint64_t ts_recent_tsc = 0;
-  seq_range ooo[max_ooo_ranges];       // sorted, disjoint, above rcv_nxt
-  uint32_t last_ooo_seq = 0;           // reported first in SACK (RFC 2018 §4)
-  seq_range dsack{};                   // a duplicate to report first in the next ACK (RFC 2883)
+  seq_range ooo[max_ooo_ranges];  // sorted, disjoint, above rcv_nxt
+  uint32_t last_ooo_seq = 0;      // reported first in SACK (RFC 2018 §4)
+  seq_range dsack{};              // a duplicate to report first in the next ACK (RFC 2883)
 
   // Byte buffers (slices of the engine's arena). tx holds [snd_una, snd_una + tx_len).
   uint8_t* rx = nullptr;
@@ -116,9 +116,9 @@ struct tcb {
   // Timers (absolute TSC; 0 = off) and the wheel links.
   uint64_t t_rexmit = 0;  // RTO, SYN-ACK retransmit or persist
   uint64_t t_delack = 0;
-  uint64_t t_reo = 0;    // RACK reordering window expiry
-  uint64_t t_tlp = 0;    // tail loss probe (PTO)
-  uint64_t t_state = 0;  // handshake, idle, FIN-wait or TIME_WAIT
+  uint64_t t_reo = 0;        // RACK reordering window expiry
+  uint64_t t_tlp = 0;        // tail loss probe (PTO)
+  uint64_t t_state = 0;      // handshake, idle, FIN-wait or TIME_WAIT
   uint64_t last_rx_tsc = 0;  // last progress: payload or FIN in, or new data ACKed (idle timer)
   // First zero-window probe since the peer last ACKed new data (persist bound); 0: none.
   uint64_t persist_since = 0;

@@ -12,8 +12,10 @@ namespace l4::tcp {
 
 void engine::wheel_unlink(tcb& t) {
   if (t.wheel_slot == no_index) return;
-  if (t.wheel_prev != no_index) tcbs_[t.wheel_prev].wheel_next = t.wheel_next;
-  else wheel_[t.wheel_slot] = t.wheel_next;
+  if (t.wheel_prev != no_index)
+    tcbs_[t.wheel_prev].wheel_next = t.wheel_next;
+  else
+    wheel_[t.wheel_slot] = t.wheel_next;
   if (t.wheel_next != no_index) tcbs_[t.wheel_next].wheel_prev = t.wheel_prev;
   t.wheel_prev = t.wheel_next = no_index;
   t.wheel_slot = no_index;
@@ -44,8 +46,8 @@ void engine::schedule(tcb& t) {
 }
 
 void engine::arm_rto(tcb& t) {
-  const uint64_t rto = std::min<uint64_t>(uint64_t{t.rto_ms} << std::min<uint8_t>(t.backoff, 20),
-                                          cfg_.rto_max_ms);
+  const uint64_t rto =
+      std::min<uint64_t>(uint64_t{t.rto_ms} << std::min<uint8_t>(t.backoff, 20), cfg_.rto_max_ms);
   t.t_rexmit = now_ + ms(rto);
 }
 
@@ -75,7 +77,8 @@ void engine::process_slot(uint32_t slot) {
   const uint32_t busy = wheel_slots;
   wheel_[busy] = wheel_[slot];
   wheel_[slot] = no_index;
-  for (uint32_t i = wheel_[busy]; i != no_index; i = tcbs_[i].wheel_next) tcbs_[i].wheel_slot = busy;
+  for (uint32_t i = wheel_[busy]; i != no_index; i = tcbs_[i].wheel_next)
+    tcbs_[i].wheel_slot = busy;
   while (wheel_[busy] != no_index) {
     tcb& t = tcbs_[wheel_[busy]];
     wheel_unlink(t);
@@ -207,8 +210,10 @@ void engine::state_timer(tcb& t) {
         t.t_state = t.last_rx_tsc + limit;
         return;
       }
-      if (open) reset_conn(t, reset_reason::idle_timeout, close_reason::idle_timeout);
-      else reset_conn(t, reset_reason::fin_wait_timeout, close_reason::fin_wait_timeout);
+      if (open)
+        reset_conn(t, reset_reason::idle_timeout, close_reason::idle_timeout);
+      else
+        reset_conn(t, reset_reason::fin_wait_timeout, close_reason::fin_wait_timeout);
       return;
     }
     case tcp_state::closed:

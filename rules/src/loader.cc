@@ -22,7 +22,9 @@ std::string where(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return file;
   return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
-std::string where(const std::string& file, const YAML::Node& n) { return where(file, n.Mark()); }
+std::string where(const std::string& file, const YAML::Node& n) {
+  return where(file, n.Mark());
+}
 
 std::string lower(std::string s) {
   for (auto& c : s)
@@ -38,8 +40,8 @@ struct ctx {
   }
 };
 
-common::result<void> check_keys(const ctx& c, const YAML::Node& map, std::initializer_list<std::string_view> allowed,
-                                const char* what) {
+common::result<void> check_keys(const ctx& c, const YAML::Node& map,
+                                std::initializer_list<std::string_view> allowed, const char* what) {
   if (!map.IsMap()) return c.err(map, std::string(what) + " must be a mapping");
   for (auto it = map.begin(); it != map.end(); ++it) {
     if (!it->first.IsScalar()) return c.err(it->first, "keys must be scalars");
@@ -63,7 +65,8 @@ common::result<long> integer(const ctx& c, const YAML::Node& n, const char* key,
   if (ec != std::errc() || p != s.data() + s.size())
     return c.err(n, std::string("'") + key + "' must be an integer, got '" + s + "'");
   if (v < lo || v > hi)
-    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
   return v;
 }
 
@@ -76,13 +79,15 @@ common::result<bool> boolean(const ctx& c, const YAML::Node& n, const char* key)
   return c.err(n, std::string("'") + key + "' must be true or false");
 }
 
-common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n, const char* key) {
+common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n,
+                                                  const char* key) {
   std::vector<std::string> out;
   if (n.IsScalar()) {
     out.push_back(n.Scalar());
     return out;
   }
-  if (!n.IsSequence()) return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
+  if (!n.IsSequence())
+    return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
   for (const auto& e : n) {
     if (!e.IsScalar()) return c.err(e, std::string("'") + key + "' entries must be strings");
     out.push_back(e.Scalar());
@@ -90,7 +95,8 @@ common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node
   return out;
 }
 
-common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n, const std::string& s) {
+common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n,
+                                             const std::string& s) {
   waf::selector sel;
   size_t colon = s.find(':');
   std::string t = s.substr(0, colon);
@@ -110,7 +116,8 @@ common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n, 
   return sel;
 }
 
-#define CONDITION_KEYS "phase", "operator", "pattern", "patterns", "caseless", "negate", "transforms", "exclude"
+#define CONDITION_KEYS \
+  "phase", "operator", "pattern", "patterns", "caseless", "negate", "transforms", "exclude"
 
 common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n) {
   waf::condition cond;
@@ -142,7 +149,9 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
       if (s.empty()) return c.err(pats, "'patterns' has an empty entry");
     cond.args = std::move(*l);
   } else {
-    if (pats) return c.err(pats, std::string("operator ") + waf::to_string(cond.oper) + " takes 'pattern', not 'patterns'");
+    if (pats)
+      return c.err(pats, std::string("operator ") + waf::to_string(cond.oper) +
+                             " takes 'pattern', not 'patterns'");
     if (!pat) return c.err(n, "missing 'pattern'");
     auto s = str(c, pat, "pattern");
     if (!s) return common::unexpected(s.error());
@@ -167,7 +176,8 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
       if (!tr) return c.err(x, "unknown transformation '" + t + "'");
       cond.transforms.push_back(*tr);
     }
-    if (cond.transforms.size() > waf::max_stream_transforms) return c.err(x, "at most 8 transformations");
+    if (cond.transforms.size() > waf::max_stream_transforms)
+      return c.err(x, "at most 8 transformations");
   }
   if (const YAML::Node x = n["exclude"]) {
     auto l = str_list(c, x, "exclude");
@@ -179,9 +189,10 @@ common::result<waf::condition> parse_condition(const ctx& c, const YAML::Node& n
     if (waf::is_stream_target(s.where)) {
       for (auto t : cond.transforms)
         if (!waf::is_streamable(t))
-          return c.err(n, std::string("transformation ") + waf::to_string(t) + " cannot run on stream phase " +
-                              waf::to_string(s.where));
-      if (cond.oper == waf::op::within) return c.err(n, "operator within cannot apply to a stream phase");
+          return c.err(n, std::string("transformation ") + waf::to_string(t) +
+                              " cannot run on stream phase " + waf::to_string(s.where));
+      if (cond.oper == waf::op::within)
+        return c.err(n, "operator within cannot apply to a stream phase");
     }
   }
   return cond;
@@ -201,11 +212,18 @@ int severity_of(std::string_view s) {
 // CRS's anomaly points per severity.
 int default_score(int severity) {
   switch (severity) {
-    case 0: case 1: case 2: return 5;
-    case 3: return 4;
-    case 4: return 3;
-    case 5: return 2;
-    default: return 0;
+    case 0:
+    case 1:
+    case 2:
+      return 5;
+    case 3:
+      return 4;
+    case 4:
+      return 3;
+    case 5:
+      return 2;
+    default:
+      return 0;
   }
 }
 
@@ -220,9 +238,9 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   r.where = where(c.file, n);
   r.set = set;
   c.rule = "rule " + std::to_string(r.id) + ": ";
-  std::initializer_list<std::string_view> keys = {"id", "message", "action", "score", "severity", "paranoia", "tags",
-                                                   "chain", "phase", "operator", "pattern", "patterns", "caseless",
-                                                   "negate", "transforms", "exclude"};
+  std::initializer_list<std::string_view> keys = {
+      "id",    "message",  "action",  "score",    "severity", "paranoia", "tags",       "chain",
+      "phase", "operator", "pattern", "patterns", "caseless", "negate",   "transforms", "exclude"};
   if (auto k = check_keys(c, n, keys, "rule"); !k) return common::unexpected(k.error());
   if (const YAML::Node x = n["message"]) {
     auto s = str(c, x, "message");
@@ -235,15 +253,18 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
     // A negated first condition fires on absence; allowed, but only for one-value phases where
     // "absent" is well defined.
     for (const auto& s : first->selectors)
-      if (s.where == waf::target::args || s.where == waf::target::cookies || s.where == waf::target::header) {
-        if (s.name.empty()) return c.err(n, "a negated first condition needs a named field or a one-value phase");
+      if (s.where == waf::target::args || s.where == waf::target::cookies ||
+          s.where == waf::target::header) {
+        if (s.name.empty())
+          return c.err(n, "a negated first condition needs a named field or a one-value phase");
       }
   }
   r.conditions.push_back(std::move(*first));
   if (const YAML::Node ch = n["chain"]) {
     if (!ch.IsSequence()) return c.err(ch, "'chain' must be a list of conditions");
     for (const auto& e : ch) {
-      if (auto k = check_keys(c, e, {CONDITION_KEYS}, "chain condition"); !k) return common::unexpected(k.error());
+      if (auto k = check_keys(c, e, {CONDITION_KEYS}, "chain condition"); !k)
+        return common::unexpected(k.error());
       auto cond = parse_condition(c, e);
       if (!cond) return common::unexpected(cond.error());
       r.conditions.push_back(std::move(*cond));
@@ -309,7 +330,8 @@ common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc,
                                                       std::vector<std::string>* secrule_dirs,
                                                       const secrule_scope* scope = nullptr) {
   ctx c{file, {}};
-  if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k) return common::unexpected(k.error());
+  if (auto k = check_keys(c, doc, {"set", "rules", "secrules"}, "rule file"); !k)
+    return common::unexpected(k.error());
   std::string set = std::filesystem::path(file).stem().string();
   if (const YAML::Node s = doc["set"]) {
     auto v = str(c, s, "set");
@@ -342,7 +364,8 @@ common::result<std::vector<waf::rule>> parse_rule_doc(const YAML::Node& doc,
   for (const auto& n : rs) {
     auto r = parse_rule(c, n, set);
     if (!r) return common::unexpected(r.error());
-    if (!seen.insert(r->id).second) return fail("rule " + std::to_string(r->id) + ": duplicate id", r->where);
+    if (!seen.insert(r->id).second)
+      return fail("rule " + std::to_string(r->id) + ": duplicate id", r->where);
     out.push_back(std::move(*r));
   }
   return out;
@@ -368,7 +391,8 @@ common::result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
-common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, const std::string& file) {
+common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text,
+                                                       const std::string& file) {
   auto doc = parse_yaml(text, file);
   if (!doc) return common::unexpected(doc.error());
   try {
@@ -407,8 +431,10 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
     if (!e.is_regular_file()) continue;
     auto ext = e.path().extension();
     if (is_limits_file(e.path().filename().string())) continue;  // rules::load_limits_dir
-    if (ext == ".yaml" || ext == ".yml") yamls.push_back(e.path());
-    else if (ext == ".conf") confs.push_back(e.path());
+    if (ext == ".yaml" || ext == ".yml")
+      yamls.push_back(e.path());
+    else if (ext == ".conf")
+      confs.push_back(e.path());
   }
   if (ec) return fail("cannot list directory: " + ec.message(), dir);
   std::sort(yamls.begin(), yamls.end());
@@ -459,13 +485,13 @@ common::result<std::vector<waf::rule>> load_rules_dir(const std::string& dir, lo
   }
   std::set<uint32_t> ids;
   for (const auto& r : all)
-    if (!ids.insert(r.id).second) return fail("rule " + std::to_string(r.id) + ": duplicate id in directory", r.where);
+    if (!ids.insert(r.id).second)
+      return fail("rule " + std::to_string(r.id) + ": duplicate id in directory", r.where);
   return all;
 }
 
-common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std::string& dir,
-                                                                      const waf::compile_options& opts,
-                                                                      load_report* report) {
+common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(
+    const std::string& dir, const waf::compile_options& opts, load_report* report) {
   auto rs = load_rules_dir(dir, report);
   if (!rs) return common::unexpected(rs.error());
   return waf::ruleset::compile(std::move(*rs), opts);
@@ -496,9 +522,12 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
     if (const YAML::Node x = n["mode"]) {
       auto s = str(c, x, "mode");
       if (!s) return common::unexpected(s.error());
-      if (*s == "enforce") p.detect_only = false;
-      else if (*s == "detect_only") p.detect_only = true;
-      else return c.err(x, "unknown mode '" + *s + "' (enforce, detect_only)");
+      if (*s == "enforce")
+        p.detect_only = false;
+      else if (*s == "detect_only")
+        p.detect_only = true;
+      else
+        return c.err(x, "unknown mode '" + *s + "' (enforce, detect_only)");
     }
     if (const YAML::Node x = n["inspect"]) {
       auto s = str(c, x, "inspect");
@@ -528,9 +557,12 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
     if (const YAML::Node x = n["on_body_limit"]) {
       auto s = str(c, x, "on_body_limit");
       if (!s) return common::unexpected(s.error());
-      if (*s == "reject") p.on_body_limit = waf::body_limit_action::reject;
-      else if (*s == "inspect_partial") p.on_body_limit = waf::body_limit_action::inspect_partial;
-      else return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
+      if (*s == "reject")
+        p.on_body_limit = waf::body_limit_action::reject;
+      else if (*s == "inspect_partial")
+        p.on_body_limit = waf::body_limit_action::inspect_partial;
+      else
+        return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
     }
     if (const YAML::Node x = n["on_body_error"]) {
       auto s = str(c, x, "on_body_error");
@@ -576,8 +608,9 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
         }
     }
     if (const YAML::Node l = n["limits"]) {
-      if (auto k = check_keys(c, l, {"max_request_line", "max_header_line", "max_header_count", "max_head_bytes"},
-                              "limits");
+      if (auto k = check_keys(
+              c, l, {"max_request_line", "max_header_line", "max_header_count", "max_head_bytes"},
+              "limits");
           !k)
         return common::unexpected(k.error());
       struct f {
@@ -602,7 +635,8 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
           return common::unexpected(k.error());
         waf::exclusion x;
         const YAML::Node r = e["rules"];
-        if (!r || !r.IsSequence() || r.size() == 0) return c.err(e, "an exclusion needs 'rules' (a list of ids)");
+        if (!r || !r.IsSequence() || r.size() == 0)
+          return c.err(e, "an exclusion needs 'rules' (a list of ids)");
         for (const auto& id : r) {
           auto v = integer(c, id, "rules", 1, 4294967295L);
           if (!v) return common::unexpected(v.error());

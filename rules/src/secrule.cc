@@ -323,8 +323,8 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         if (!t.empty() && t[0] != '#') c.args.push_back(t);
       }
     }
-  } else if (opname == "contains" || opname == "beginsWith" || opname == "endsWith" || opname == "streq" ||
-             opname == "within") {
+  } else if (opname == "contains" || opname == "beginsWith" || opname == "endsWith" ||
+             opname == "streq" || opname == "within") {
     c.oper = opname == "contains"     ? waf::op::contains
              : opname == "beginsWith" ? waf::op::begins_with
              : opname == "endsWith"   ? waf::op::ends_with
@@ -456,11 +456,12 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   }
   for (auto& s : c.selectors)
     for (const auto& [coll, key] : excludes) {
-      bool same = (coll == "ARGS" && (s.where == waf::target::args || s.where == waf::target::arg_names)) ||
-                  (coll == "ARGS_GET" && s.where == waf::target::args) ||
-                  (coll == "REQUEST_HEADERS" && s.where == waf::target::header) ||
-                  (coll == "REQUEST_COOKIES" && s.where == waf::target::cookies) ||
-                  (coll == "REQUEST_COOKIES_NAMES" && s.where == waf::target::cookie_names);
+      bool same =
+          (coll == "ARGS" && (s.where == waf::target::args || s.where == waf::target::arg_names)) ||
+          (coll == "ARGS_GET" && s.where == waf::target::args) ||
+          (coll == "REQUEST_HEADERS" && s.where == waf::target::header) ||
+          (coll == "REQUEST_COOKIES" && s.where == waf::target::cookies) ||
+          (coll == "REQUEST_COOKIES_NAMES" && s.where == waf::target::cookie_names);
       if (same) s.exclude.push_back(key);
     }
   bool numeric = c.oper == waf::op::eq || c.oper == waf::op::ne || c.oper == waf::op::gt ||
@@ -482,16 +483,24 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       if (a.key != "t") continue;
       std::string t = a.value;
       static const std::map<std::string, waf::transform> tmap = {
-          {"urlDecodeUni", waf::transform::url_decode},     {"urlDecode", waf::transform::url_decode},
-          {"lowercase", waf::transform::lowercase},         {"normalizePath", waf::transform::normalize_path},
-          {"normalisePath", waf::transform::normalize_path}, {"normalizePathWin", waf::transform::normalize_path_win},
-          {"normalisePathWin", waf::transform::normalize_path_win}, {"removeNulls", waf::transform::remove_nulls},
+          {"urlDecodeUni", waf::transform::url_decode},
+          {"urlDecode", waf::transform::url_decode},
+          {"lowercase", waf::transform::lowercase},
+          {"normalizePath", waf::transform::normalize_path},
+          {"normalisePath", waf::transform::normalize_path},
+          {"normalizePathWin", waf::transform::normalize_path_win},
+          {"normalisePathWin", waf::transform::normalize_path_win},
+          {"removeNulls", waf::transform::remove_nulls},
           {"htmlEntityDecode", waf::transform::html_entity_decode},
           {"compressWhitespace", waf::transform::compress_whitespace},
-          {"removeWhitespace", waf::transform::remove_whitespace}, {"base64Decode", waf::transform::base64_decode},
-          {"base64decode", waf::transform::base64_decode},  {"utf8toUnicode", waf::transform::utf8_to_unicode},
-          {"jsDecode", waf::transform::js_decode},          {"cssDecode", waf::transform::css_decode},
-          {"cmdLine", waf::transform::cmd_line},            {"replaceComments", waf::transform::replace_comments},
+          {"removeWhitespace", waf::transform::remove_whitespace},
+          {"base64Decode", waf::transform::base64_decode},
+          {"base64decode", waf::transform::base64_decode},
+          {"utf8toUnicode", waf::transform::utf8_to_unicode},
+          {"jsDecode", waf::transform::js_decode},
+          {"cssDecode", waf::transform::css_decode},
+          {"cmdLine", waf::transform::cmd_line},
+          {"replaceComments", waf::transform::replace_comments},
           {"trim", waf::transform::trim}};
       if (t == "none") {
         c.transforms.clear();
@@ -532,8 +541,10 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   }
   if (!body_ok) {
     auto before = c.selectors.size();
-    std::erase_if(c.selectors, [](const waf::selector& s) { return waf::is_stream_target(s.where); });
-    if (c.selectors.size() != before) notes.push_back("body not inspected by this condition (needs block mode)");
+    std::erase_if(c.selectors,
+                  [](const waf::selector& s) { return waf::is_stream_target(s.where); });
+    if (c.selectors.size() != before)
+      notes.push_back("body not inspected by this condition (needs block mode)");
   }
   if (c.selectors.empty()) {
     why = "no supported variable";
@@ -576,7 +587,8 @@ common::result<void> importer::file(const std::string& path) {
     if (d.name != "SecRule") continue;  // SecMarker, SecComponentSignature, engine settings
     auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
     collect_setvars(acts);
-    bool chained_next = std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
+    bool chained_next =
+        std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
     if (!cur) {
       cur.emplace();
       pending& p = *cur;
@@ -584,7 +596,8 @@ common::result<void> importer::file(const std::string& path) {
       p.r.set = set_;
       p.r.paranoia = gate;
       for (const auto& a : acts) {
-        if (a.key == "id") p.r.id = static_cast<uint32_t>(std::strtoul(a.value.c_str(), nullptr, 10));
+        if (a.key == "id")
+          p.r.id = static_cast<uint32_t>(std::strtoul(a.value.c_str(), nullptr, 10));
       }
       if (p.r.id == 0) {
         p.skipped = true;
@@ -594,7 +607,8 @@ common::result<void> importer::file(const std::string& path) {
         p.reason = "duplicate id";
       }
       std::string vars0 = d.args.empty() ? std::string() : upper(d.args[0]);
-      if (!p.skipped && (vars0 == "TX:EXECUTING_PARANOIA_LEVEL" || vars0 == "TX:DETECTION_PARANOIA_LEVEL") &&
+      if (!p.skipped &&
+          (vars0 == "TX:EXECUTING_PARANOIA_LEVEL" || vars0 == "TX:DETECTION_PARANOIA_LEVEL") &&
           d.args.size() >= 2 && d.args[1].starts_with("@lt ")) {
         gate = std::max(gate, std::atoi(d.args[1].c_str() + 4));
         p.skipped = true;
@@ -610,14 +624,15 @@ common::result<void> importer::file(const std::string& path) {
         } else if (a.key == "msg") {
           p.r.message = a.value;
         } else if (a.key == "severity") {
-          static const std::map<std::string, int> sev = {{"EMERGENCY", 0}, {"ALERT", 1},  {"CRITICAL", 2},
-                                                         {"ERROR", 3},     {"WARNING", 4}, {"NOTICE", 5},
-                                                         {"INFO", 6},      {"DEBUG", 7}};
+          static const std::map<std::string, int> sev = {
+              {"EMERGENCY", 0}, {"ALERT", 1},  {"CRITICAL", 2}, {"ERROR", 3},
+              {"WARNING", 4},   {"NOTICE", 5}, {"INFO", 6},     {"DEBUG", 7}};
           auto it = sev.find(upper(a.value));
           p.r.severity = it != sev.end() ? it->second : std::atoi(a.value.c_str());
         } else if (a.key == "tag") {
           p.r.tags.push_back(a.value);
-          if (a.value.starts_with("paranoia-level/")) p.r.paranoia = std::atoi(a.value.c_str() + 15);
+          if (a.value.starts_with("paranoia-level/"))
+            p.r.paranoia = std::atoi(a.value.c_str() + 15);
         } else if (a.key == "ctl" && !a.value.starts_with("auditLogParts")) {
           p.skipped = true;
           p.reason = "ctl action (runtime exclusion or engine control)";
@@ -649,7 +664,8 @@ common::result<void> importer::file(const std::string& path) {
         size_t eq = v.find("=+");
         if (eq == std::string::npos) continue;
         std::string name = v.substr(0, eq);
-        if (name.find("anomaly_score") == std::string::npos) continue;  // per-attack counters are not scored
+        if (name.find("anomaly_score") == std::string::npos)
+          continue;  // per-attack counters are not scored
         std::string why;
         auto val = expand(a.value.substr(eq + 2), why);
         if (val) p.score = std::max(p.score, std::atoi(val->c_str()));
@@ -688,7 +704,8 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
   return m;
 }
 
-common::result<import_result> import_secrules(const std::vector<std::string>& files, const std::string& set) {
+common::result<import_result> import_secrules(const std::vector<std::string>& files,
+                                              const std::string& set) {
   importer im(set);
   for (const auto& f : files)
     if (auto r = im.file(f); !r) return common::unexpected(r.error());

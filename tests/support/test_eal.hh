@@ -18,22 +18,26 @@ inline rte_mempool*& pool_slot() {
   return p;
 }
 
-inline rte_mempool* mempool() { return pool_slot(); }
+inline rte_mempool* mempool() {
+  return pool_slot();
+}
 
 class eal_env : public ::testing::Environment {
  public:
   void SetUp() override {
     // A per-process file prefix so that test binaries can run in parallel.
     static const std::string prefix = "--file-prefix=edge-test-" + std::to_string(getpid());
-    const char* argv[] = {"edge-test", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                          "-m", "256", "-l", "0", "--log-level=lib.eal:warning", prefix.c_str()};
+    const char* argv[] = {
+        "edge-test",   "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+        "-m",          "256",       "-l",       "0",           "--log-level=lib.eal:warning",
+        prefix.c_str()};
     int argc = sizeof(argv) / sizeof(argv[0]);
     if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) {
       fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
       std::abort();
     }
-    pool_slot() = rte_pktmbuf_pool_create("test_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                          SOCKET_ID_ANY);
+    pool_slot() =
+        rte_pktmbuf_pool_create("test_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_slot() == nullptr) std::abort();
   }
   void TearDown() override {
@@ -45,9 +49,9 @@ class eal_env : public ::testing::Environment {
 }  // namespace edge_test
 
 // Each test binary that uses mbufs defines its main with this.
-#define EDGE_TEST_MAIN_WITH_EAL()                                    \
-  int main(int argc, char** argv) {                                  \
-    ::testing::InitGoogleTest(&argc, argv);                          \
-    ::testing::AddGlobalTestEnvironment(new edge_test::eal_env());   \
-    return RUN_ALL_TESTS();                                          \
+#define EDGE_TEST_MAIN_WITH_EAL()                                  \
+  int main(int argc, char** argv) {                                \
+    ::testing::InitGoogleTest(&argc, argv);                        \
+    ::testing::AddGlobalTestEnvironment(new edge_test::eal_env()); \
+    return RUN_ALL_TESTS();                                        \
   }

@@ -10,13 +10,24 @@ void json_str(std::string& o, std::string_view s) {
   o.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
       default:
-        if (c < 0x20 || c >= 0x7f) {  // keep the output ASCII: raw bytes of attacks are often not UTF-8
+        if (c < 0x20 ||
+            c >= 0x7f) {  // keep the output ASCII: raw bytes of attacks are often not UTF-8
           char b[8];
           std::snprintf(b, sizeof b, "\\u%04x", c);
           o += b;

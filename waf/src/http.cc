@@ -7,8 +7,9 @@ namespace waf {
 
 const char* to_string(http_error e) {
   switch (e) {
-#define X(n) \
-  case http_error::n: return #n;
+#define X(n)          \
+  case http_error::n: \
+    return #n;
     WAF_HTTP_ERRORS(X)
 #undef X
   }
@@ -48,7 +49,8 @@ bool is_token(std::string_view s) {
 
 }  // namespace
 
-http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head_scan_state& st, size_t& head_end) {
+http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head_scan_state& st,
+                         size_t& head_end) {
   head_end = 0;
   size_t i = st.scanned;
   while (i < n) {
@@ -81,8 +83,8 @@ http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head
   return http_error::none;
 }
 
-http_error parse_request_head(std::string_view head, const http_limits& lim, std::span<http_header> storage,
-                              request_head& out) {
+http_error parse_request_head(std::string_view head, const http_limits& lim,
+                              std::span<http_header> storage, request_head& out) {
   out = request_head{};
   while (head.starts_with("\r\n")) head.remove_prefix(2);
   size_t eol = head.find("\r\n");
@@ -142,11 +144,13 @@ http_error parse_request_head(std::string_view head, const http_limits& lim, std
     if (name.back() == ' ' || name.back() == '\t') return http_error::space_before_colon;
     if (!is_token(name)) return http_error::bad_header_name;
     std::string_view value = l.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     for (unsigned char c : value)
       if ((c < 0x20 && c != '\t') || c == 0x7f) return http_error::bad_header_value;
-    if (count >= lim.max_header_count || count >= storage.size()) return http_error::too_many_headers;
+    if (count >= lim.max_header_count || count >= storage.size())
+      return http_error::too_many_headers;
     storage[count++] = http_header{name, value};
     if (iequals(name, "content-length")) {
       if (out.has_content_length) return http_error::duplicate_content_length;
@@ -160,14 +164,16 @@ http_error parse_request_head(std::string_view head, const http_limits& lim, std
       out.content_length = v;
     } else if (iequals(name, "transfer-encoding")) {
       // Only a single "chunked" is understood; anything else could be framed differently upstream.
-      if (te_seen || !iequals(value, "chunked") || out.minor_version == 0) return http_error::bad_transfer_encoding;
+      if (te_seen || !iequals(value, "chunked") || out.minor_version == 0)
+        return http_error::bad_transfer_encoding;
       te_seen = true;
       out.chunked = true;
     } else if (iequals(name, "host")) {
       if (++hosts > 1) return http_error::duplicate_host;
     }
   }
-  if (out.chunked && out.has_content_length) return http_error::content_length_and_transfer_encoding;
+  if (out.chunked && out.has_content_length)
+    return http_error::content_length_and_transfer_encoding;
   if (out.minor_version == 1 && hosts == 0) return http_error::missing_host;
   out.headers = storage.first(count);
   return http_error::none;

@@ -12,9 +12,15 @@
 namespace waf {
 namespace {
 
-inline bool bit(const std::vector<uint64_t>& v, size_t i) { return (v[i >> 6] >> (i & 63)) & 1; }
-inline void set_bit(std::vector<uint64_t>& v, size_t i) { v[i >> 6] |= uint64_t(1) << (i & 63); }
-inline size_t words(size_t n) { return (n + 63) / 64; }
+inline bool bit(const std::vector<uint64_t>& v, size_t i) {
+  return (v[i >> 6] >> (i & 63)) & 1;
+}
+inline void set_bit(std::vector<uint64_t>& v, size_t i) {
+  v[i >> 6] |= uint64_t(1) << (i & 63);
+}
+inline size_t words(size_t n) {
+  return (n + 63) / 64;
+}
 
 // memcpy that accepts an empty view: string_view{} has a null data(), and memcpy from null is
 // undefined even for 0 bytes (UBSan, found by libFuzzer on "?name" and "Cookie: name").
@@ -64,10 +70,14 @@ bool asks_websocket(const request_head& h) {
 
 const char* to_string(verdict_kind k) {
   switch (k) {
-    case verdict_kind::need_more: return "need_more";
-    case verdict_kind::pass: return "pass";
-    case verdict_kind::detect: return "detect";
-    case verdict_kind::block: return "block";
+    case verdict_kind::need_more:
+      return "need_more";
+    case verdict_kind::pass:
+      return "pass";
+    case verdict_kind::detect:
+      return "detect";
+    case verdict_kind::block:
+      return "block";
   }
   return "?";
 }
@@ -84,8 +94,8 @@ struct inspector::scan_ctx {
   unsigned long long base;  // stream offset of data[0]
 };
 
-common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<const bound_policy> pol,
-                                                             const worker_scratch& ws, mode m) {
+common::result<std::unique_ptr<inspector>> inspector::create(
+    std::shared_ptr<const bound_policy> pol, const worker_scratch& ws, mode m) {
   if (!pol) return common::fail("inspector: no policy");
   std::unique_ptr<inspector> in(new inspector());
   in->rs_ = &pol->rules();
@@ -111,7 +121,8 @@ common::result<std::unique_ptr<inspector>> inspector::create(std::shared_ptr<con
     stream_slot s;
     s.group = gi;
     hs_stream_t* h = nullptr;
-    if (hs_open_stream(g.db.get(), 0, &h) != HS_SUCCESS) return common::fail("hs_open_stream failed");
+    if (hs_open_stream(g.db.get(), 0, &h) != HS_SUCCESS)
+      return common::fail("hs_open_stream failed");
     s.stream.reset(h);
     in->streams_.push_back(std::move(s));
   }
@@ -124,7 +135,9 @@ inspector::~inspector() = default;
 
 size_t inspector::state_bytes() const {
   size_t b = sizeof(*this);
-  if (head_buf_) b += pol_->pol().limits.max_head_bytes + pol_->pol().limits.max_header_count * sizeof(http_header);
+  if (head_buf_)
+    b += pol_->pol().limits.max_head_bytes +
+         pol_->pol().limits.max_header_count * sizeof(http_header);
   if (parser_) b += sizeof(body_parser);
   if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap;
   b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size() +
@@ -251,7 +264,8 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
   size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
   end = std::min(end, x.len);
   size_t start = end > sizeof h.excerpt ? end - sizeof h.excerpt : 0;
-  copy_bounded(h.excerpt, sizeof h.excerpt, h.excerpt_len, std::string_view(x.data + start, end - start));
+  copy_bounded(h.excerpt, sizeof h.excerpt, h.excerpt_len,
+               std::string_view(x.data + start, end - start));
   if (!bit(rule_candidate_, e.rule)) {
     set_bit(rule_candidate_, e.rule);
     candidates_.push_back(e.rule);
@@ -272,11 +286,13 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
   len = apply_transforms(g.transforms, buf, len, worker_scratch::buffer_bytes, ws.buf_c());
   for (uint32_t id : g.negated) {
     const entry& e = rs_->entries()[id];
-    if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name)) set_bit(cond_seen_, e.condition);
+    if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name))
+      set_bit(cond_seen_, e.condition);
   }
   scan_ctx x{this, &ws, &st, &g, where, name, buf, len, 0};
   st.bytes_scanned.add(len);
-  if (g.db && hs_scan(g.db.get(), buf, static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
+  if (g.db &&
+      hs_scan(g.db.get(), buf, static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
     engine_failed(st);
   for (uint32_t id : g.direct) {
     const entry& e = rs_->entries()[id];
@@ -301,8 +317,10 @@ void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group
   copy_bytes(dec + nl, v);
   size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
   std::string_view name(dec, nl);
-  if (where == target::args) scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
-  else scan_field(ws, st, g, where, name, name);
+  if (where == target::args)
+    scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
+  else
+    scan_field(ws, st, g, where, name, name);
 }
 
 // What the body processors hand over, scanned at once with the block-mode groups of its target
@@ -466,14 +484,25 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
              std::string_view(num, k > 0 ? size_t(k) : 0));
 }
 
-void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where) {
+void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g,
+                            target where) {
   {
     switch (where) {
-      case target::request_line: scan_field(ws, st, g, where, {}, head_.request_line); break;
-      case target::method: scan_field(ws, st, g, where, {}, head_.method); break;
-      case target::protocol: scan_field(ws, st, g, where, {}, head_.protocol); break;
-      case target::uri: scan_field(ws, st, g, where, {}, head_.target); break;
-      case target::uri_path: scan_field(ws, st, g, where, {}, head_.path); break;
+      case target::request_line:
+        scan_field(ws, st, g, where, {}, head_.request_line);
+        break;
+      case target::method:
+        scan_field(ws, st, g, where, {}, head_.method);
+        break;
+      case target::protocol:
+        scan_field(ws, st, g, where, {}, head_.protocol);
+        break;
+      case target::uri:
+        scan_field(ws, st, g, where, {}, head_.target);
+        break;
+      case target::uri_path:
+        scan_field(ws, st, g, where, {}, head_.path);
+        break;
       case target::uri_decoded:
       case target::path_decoded: {  // ModSecurity's REQUEST_URI / REQUEST_FILENAME: %XX-decoded
                                     // once
@@ -483,7 +512,9 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
         scan_field(ws, st, g, where, {}, std::string_view(ws.buf_b(), uri_decode(ws.buf_b(), n)));
         break;
       }
-      case target::query_string: scan_field(ws, st, g, where, {}, head_.query); break;
+      case target::query_string:
+        scan_field(ws, st, g, where, {}, head_.query);
+        break;
       case target::args:
       case target::arg_names: {
         // Arguments are URL-decoded once before the rule's own transformations (as ModSecurity).
@@ -495,7 +526,8 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
           if (pair.empty()) continue;
           size_t eq = pair.find('=');
           std::string_view n = pair.substr(0, eq);
-          std::string_view v = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+          std::string_view v =
+              eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
           scan_pair(ws, st, g, where, n, v);
         }
         break;
@@ -519,7 +551,8 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
             if (kv.empty()) continue;
             size_t eq = kv.find('=');
             std::string_view n = kv.substr(0, eq);
-            std::string_view v = eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
+            std::string_view v =
+                eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
             scan_field(ws, st, g, where, n, where == target::cookies ? v : n);
           }
         }
@@ -536,7 +569,8 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
   }
 }
 
-void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final) {
+void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n,
+                            bool final) {
   constexpr size_t slice = worker_scratch::buffer_bytes - max_stream_transforms * max_stream_carry;
   for (auto& s : streams_) {
     const scan_group& g = rs_->groups()[s.group];
@@ -547,16 +581,18 @@ void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p,
     do {
       size_t take = std::min(slice, n - off);
       bool last = off + take == n;
-      size_t len = stream_transform(g.transforms, s.tstate, p + off, take, ws.buf_a(), final && last);
+      size_t len =
+          stream_transform(g.transforms, s.tstate, p + off, take, ws.buf_a(), final && last);
       scan_ctx x{this, &ws, &st, &g, g.where, {}, ws.buf_a(), len, s.offset};
-      if (len && hs_scan_stream(s.stream.get(), ws.buf_a(), static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) !=
-                     HS_SUCCESS)
+      if (len && hs_scan_stream(s.stream.get(), ws.buf_a(), static_cast<unsigned>(len), 0, ws.hs(),
+                                on_match, &x) != HS_SUCCESS)
         engine_failed(st);
       s.offset += len;
       st.bytes_scanned.add(len);
       off += take;
       if (final && last) {
-        // End of data: anchored-at-end patterns report now; the stream is ready for the next request.
+        // End of data: anchored-at-end patterns report now; the stream is ready for the next
+        // request.
         if (hs_reset_stream(s.stream.get(), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
           engine_failed(st);
         s.used = false;
@@ -603,14 +639,16 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
         continue;
       }
       bool done = true;
-      for (const auto& s : c.selectors) done = done && (is_stream_target(s.where) ? body_done : head_done);
+      for (const auto& s : c.selectors)
+        done = done && (is_stream_target(s.where) ? body_done : head_done);
       ok = done && bit(cond_seen_, c0 + ci) && !bit(cond_matched_, c0 + ci);
     }
     if (!ok) continue;
     set_bit(rule_fired_, ri);
     any_fired_ = true;
     if (r.act != action::log) score_ += r.score;
-    bool blocking = r.act == action::block || (r.act == action::score && score_ >= p.anomaly_threshold);
+    bool blocking =
+        r.act == action::block || (r.act == action::score && score_ >= p.anomaly_threshold);
     if (n_matches_ < max_matches) {
       audit_match& m = matches_[n_matches_++];
       m = audit_match{};
@@ -660,7 +698,8 @@ void inspector::mark_path_exclusions(worker_scratch& ws) {
 verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed) {
   const policy& p = pol_->pol();
   perr_ = parse_request_head(std::string_view(head_buf_.get(), head_end_), p.limits,
-                             std::span<http_header>(header_slots_.get(), p.limits.max_header_count), head_);
+                             std::span<http_header>(header_slots_.get(), p.limits.max_header_count),
+                             head_);
   st.requests.add();
   if (perr_ != http_error::none) return block(st, 400, consumed);
   mark_path_exclusions(ws);
@@ -866,16 +905,20 @@ verdict inspector::finish(worker_scratch& ws, worker_stats& st) {
 }
 
 size_t format_block_response(uint16_t status, std::string_view request_id, std::span<char> out) {
-  const char* reason = status == 400 ? "Bad Request" : status == 413 ? "Content Too Large" : "Forbidden";
+  const char* reason = status == 400   ? "Bad Request"
+                       : status == 413 ? "Content Too Large"
+                                       : "Forbidden";
   char body[160];
-  int bl = std::snprintf(body, sizeof body, "%u %s: request %.*s\n", status, reason,
-                         static_cast<int>(std::min<size_t>(request_id.size(), 64)), request_id.data());
+  int bl =
+      std::snprintf(body, sizeof body, "%u %s: request %.*s\n", status, reason,
+                    static_cast<int>(std::min<size_t>(request_id.size(), 64)), request_id.data());
   if (bl < 0) return 0;
-  int n = std::snprintf(out.data(), out.size(),
-                        "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                        "X-Request-Id: %.*s\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s",
-                        status, reason, bl, static_cast<int>(std::min<size_t>(request_id.size(), 64)),
-                        request_id.data(), body);
+  int n =
+      std::snprintf(out.data(), out.size(),
+                    "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                    "X-Request-Id: %.*s\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s",
+                    status, reason, bl, static_cast<int>(std::min<size_t>(request_id.size(), 64)),
+                    request_id.data(), body);
   if (n < 0 || static_cast<size_t>(n) >= out.size()) return 0;
   return static_cast<size_t>(n);
 }

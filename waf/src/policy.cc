@@ -4,10 +4,13 @@
 
 namespace waf {
 
-common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shared_ptr<const ruleset> rs, policy p) {
+common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(
+    std::shared_ptr<const ruleset> rs, policy p) {
   if (!rs) return common::fail("policy " + p.name + ": no ruleset");
-  if (p.anomaly_threshold < 1) return common::fail("policy " + p.name + ": anomaly_threshold must be >= 1");
-  if (p.paranoia < 1 || p.paranoia > 4) return common::fail("policy " + p.name + ": paranoia must be 1..4");
+  if (p.anomaly_threshold < 1)
+    return common::fail("policy " + p.name + ": anomaly_threshold must be >= 1");
+  if (p.paranoia < 1 || p.paranoia > 4)
+    return common::fail("policy " + p.name + ": paranoia must be 1..4");
   if (p.limits.max_head_bytes < 256 || p.limits.max_head_bytes > 64 * 1024)
     return common::fail("policy " + p.name + ": max_head_bytes must be 256..65536");
   if (p.limits.max_header_count < 1 || p.limits.max_header_count > 1000)
@@ -22,7 +25,8 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
   if (p.body.max_json_depth < 1 || p.body.max_json_depth > body_limits::json_max_depth)
     return common::fail("policy " + p.name + ": body max_json_depth must be 1..256");
   for (const auto& s : p.rule_sets) {
-    bool found = std::any_of(rs->rules().begin(), rs->rules().end(), [&](const rule& r) { return r.set == s; });
+    bool found = std::any_of(rs->rules().begin(), rs->rules().end(),
+                             [&](const rule& r) { return r.set == s; });
     if (!found) return common::fail("policy " + p.name + ": unknown rule set '" + s + "'");
   }
   // A raw policy with no raw_payload rule to run would pass every byte while looking protected.
@@ -47,14 +51,17 @@ common::result<std::shared_ptr<const bound_policy>> bound_policy::bind(std::shar
     bool in_set = p.rule_sets.empty() ||
                   std::find(p.rule_sets.begin(), p.rule_sets.end(), r.set) != p.rule_sets.end();
     b->enabled_[i] = in_set && r.paranoia <= p.paranoia;
-    if (b->enabled_[i] && r.conditions[0].negate) b->negated_primary_.push_back(static_cast<uint32_t>(i));
+    if (b->enabled_[i] && r.conditions[0].negate)
+      b->negated_primary_.push_back(static_cast<uint32_t>(i));
   }
   for (const auto& e : p.exclusions) {
     bound_exclusion be;
     be.rule_mask.assign(n, 0);
     for (uint32_t id : e.rule_ids) {
       int idx = rs->find(id);
-      if (idx < 0) return common::fail("policy " + p.name + ": exclusion names unknown rule id " + std::to_string(id));
+      if (idx < 0)
+        return common::fail("policy " + p.name + ": exclusion names unknown rule id " +
+                            std::to_string(id));
       be.rule_mask[static_cast<size_t>(idx)] = 1;
     }
     if (!e.path_prefix.empty()) {

@@ -1,12 +1,14 @@
-// Names of the rule model's enums, shared by the YAML loader, the SecRule importer and the audit log.
+// Names of the rule model's enums, shared by the YAML loader, the SecRule importer and the audit
+// log.
 #include "waf/rule.hh"
 
 namespace waf {
 
 const char* to_string(target t) {
   switch (t) {
-#define X(e, s) \
-  case target::e: return s;
+#define X(e, s)   \
+  case target::e: \
+    return s;
     WAF_TARGETS(X)
 #undef X
   }
@@ -22,8 +24,9 @@ std::optional<target> parse_target(std::string_view s) {
 
 const char* to_string(transform t) {
   switch (t) {
-#define X(e, s) \
-  case transform::e: return s;
+#define X(e, s)      \
+  case transform::e: \
+    return s;
     WAF_TRANSFORMS(X)
 #undef X
   }
@@ -40,7 +43,8 @@ std::optional<transform> parse_transform(std::string_view s) {
 const char* to_string(op o) {
   switch (o) {
 #define X(e, s) \
-  case op::e: return s;
+  case op::e:   \
+    return s;
     WAF_OPERATORS(X)
 #undef X
   }
@@ -76,9 +80,12 @@ bool takes_no_arg(op o) {
 
 const char* to_string(action a) {
   switch (a) {
-    case action::block: return "block";
-    case action::log: return "log";
-    case action::score: return "score";
+    case action::block:
+      return "block";
+    case action::log:
+      return "log";
+    case action::score:
+      return "score";
   }
   return "?";
 }

@@ -27,8 +27,12 @@
 
 namespace waf {
 
-void pcre2_code_deleter::operator()(pcre2_real_code_8* c) const { pcre2_code_free(c); }
-void pcre2_match_data_deleter::operator()(pcre2_real_match_data_8* m) const { pcre2_match_data_free(m); }
+void pcre2_code_deleter::operator()(pcre2_real_code_8* c) const {
+  pcre2_code_free(c);
+}
+void pcre2_match_data_deleter::operator()(pcre2_real_match_data_8* m) const {
+  pcre2_match_data_free(m);
+}
 void pcre2_match_context_deleter::operator()(pcre2_real_match_context_8* m) const {
   pcre2_match_context_free(m);
 }
@@ -137,14 +141,20 @@ int64_t parse_number(std::string_view s) {
   return std::clamp<int64_t>(v, INT32_MIN, INT32_MAX);
 }
 
-std::string where_of(const rule& r) { return r.where; }
-std::string rule_tag(const rule& r) { return "rule " + std::to_string(r.id) + ": "; }
+std::string where_of(const rule& r) {
+  return r.where;
+}
+std::string rule_tag(const rule& r) {
+  return "rule " + std::to_string(r.id) + ": ";
+}
 
 common::result<void> validate(const rule& r) {
   if (r.id == 0) return common::fail("rule id must be a positive integer", where_of(r));
   if (r.conditions.empty()) return common::fail(rule_tag(r) + "has no condition", where_of(r));
-  if (r.score < 0 || r.score > 1000) return common::fail(rule_tag(r) + "score out of range 0..1000", where_of(r));
-  if (r.paranoia < 1 || r.paranoia > 4) return common::fail(rule_tag(r) + "paranoia must be 1..4", where_of(r));
+  if (r.score < 0 || r.score > 1000)
+    return common::fail(rule_tag(r) + "score out of range 0..1000", where_of(r));
+  if (r.paranoia < 1 || r.paranoia > 4)
+    return common::fail(rule_tag(r) + "paranoia must be 1..4", where_of(r));
   for (const condition& c : r.conditions) {
     if (c.on_matched && &c == &r.conditions[0])
       return common::fail(rule_tag(r) + "the first condition cannot be on the previous match",
@@ -169,11 +179,13 @@ common::result<void> validate(const rule& r) {
       std::string why;
       if (!libinjection_load(&why)) return common::fail(rule_tag(r) + why, where_of(r));
     }
-    if (c.selectors.empty()) return common::fail(rule_tag(r) + "condition has no target", where_of(r));
+    if (c.selectors.empty())
+      return common::fail(rule_tag(r) + "condition has no target", where_of(r));
     if (c.args.empty()) return common::fail(rule_tag(r) + "condition has no pattern", where_of(r));
     if (c.oper != op::pm && c.args.size() != 1)
-      return common::fail(rule_tag(r) + std::string("operator ") + to_string(c.oper) + " takes one pattern",
-                          where_of(r));
+      return common::fail(
+          rule_tag(r) + std::string("operator ") + to_string(c.oper) + " takes one pattern",
+          where_of(r));
     for (const auto& a : c.args)
       if (a.empty() && c.oper != op::rx && c.oper != op::streq && c.oper != op::within &&
           !takes_no_arg(c.oper))
@@ -188,12 +200,13 @@ common::result<void> validate(const rule& r) {
               where_of(r));
         for (transform t : c.transforms)
           if (!is_streamable(t))
-            return common::fail(rule_tag(r) + "transformation " + to_string(t) + " cannot run on stream target " +
-                                    to_string(s.where),
+            return common::fail(rule_tag(r) + "transformation " + to_string(t) +
+                                    " cannot run on stream target " + to_string(s.where),
                                 where_of(r));
         if (!s.name.empty())
-          return common::fail(rule_tag(r) + "stream target " + std::string(to_string(s.where)) + " takes no name",
-                              where_of(r));
+          return common::fail(
+              rule_tag(r) + "stream target " + std::string(to_string(s.where)) + " takes no name",
+              where_of(r));
       }
     }
   }
@@ -203,7 +216,8 @@ common::result<void> validate(const rule& r) {
 }  // namespace
 
 struct ruleset_builder {
-  static common::result<std::shared_ptr<const ruleset>> build(std::vector<rule> rules, const compile_options& opts);
+  static common::result<std::shared_ptr<const ruleset>> build(std::vector<rule> rules,
+                                                              const compile_options& opts);
 };
 
 namespace {
@@ -218,12 +232,17 @@ unsigned flags_for(const condition& c) {
 
 std::string pattern_for(const condition& c, std::string_view arg) {
   switch (c.oper) {
-    case op::rx: return std::string(arg);
+    case op::rx:
+      return std::string(arg);
     case op::pm:
-    case op::contains: return escape_literal(arg);
-    case op::begins_with: return "\\A" + escape_literal(arg);
-    case op::ends_with: return escape_literal(arg) + "\\z";
-    case op::streq: return "\\A" + escape_literal(arg) + "\\z";
+    case op::contains:
+      return escape_literal(arg);
+    case op::begins_with:
+      return "\\A" + escape_literal(arg);
+    case op::ends_with:
+      return escape_literal(arg) + "\\z";
+    case op::streq:
+      return "\\A" + escape_literal(arg) + "\\z";
     case op::validate_byte_range: {
       // Any byte outside the allowed ranges: one negated class, so it also runs on streams.
       std::array<uint64_t, 4> b{};
@@ -250,11 +269,15 @@ std::string pattern_for(const condition& c, std::string_view arg) {
   return {};
 }
 
-std::string hs_version_string() { return hs_version(); }
+std::string hs_version_string() {
+  return hs_version();
+}
 
 common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bool stream,
-                                             std::vector<entry>& entries, const std::vector<rule>& rules,
-                                             const std::vector<compiled_condition>& conds, size_t& prefiltered) {
+                                              std::vector<entry>& entries,
+                                              const std::vector<rule>& rules,
+                                              const std::vector<compiled_condition>& conds,
+                                              size_t& prefiltered) {
   // Check expressions one by one first so that an error names its rule; Hyperscan-only rejects
   // (lookarounds, backreferences) get prefilter mode where a PCRE2 confirm is possible.
   for (auto& e : exprs) {
@@ -269,13 +292,16 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
     hs_free_compile_error(err);
     const rule& r = rules[en.rule];
     if (!e.is_rx || stream)
-      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg +
-                              (stream && e.is_rx ? " (a PCRE2 confirm is not possible on a stream target)" : ""),
-                          r.where);
-    if (hs_expression_info(e.pattern.c_str(), e.flags | HS_FLAG_PREFILTER, &info, &err) != HS_SUCCESS) {
+      return common::fail(
+          "rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg +
+              (stream && e.is_rx ? " (a PCRE2 confirm is not possible on a stream target)" : ""),
+          r.where);
+    if (hs_expression_info(e.pattern.c_str(), e.flags | HS_FLAG_PREFILTER, &info, &err) !=
+        HS_SUCCESS) {
       std::string m2 = err ? err->message : "unknown error";
       hs_free_compile_error(err);
-      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + m2, r.where);
+      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + m2,
+                          r.where);
     }
     std::free(info);
     e.flags |= HS_FLAG_PREFILTER;
@@ -291,7 +317,8 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
     hs_database_t* db = nullptr;
     hs_compile_error_t* err = nullptr;
     if (hs_compile_multi(pats.data(), flags.data(), ids.data(), static_cast<unsigned>(pats.size()),
-                         stream ? HS_MODE_STREAM : HS_MODE_BLOCK, nullptr, &db, &err) == HS_SUCCESS) {
+                         stream ? HS_MODE_STREAM : HS_MODE_BLOCK, nullptr, &db,
+                         &err) == HS_SUCCESS) {
       for (auto& e : exprs)
         if (e.flags & HS_FLAG_PREFILTER) {
           entries[e.id].prefilter = true;
@@ -307,7 +334,8 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
     auto& e = exprs[static_cast<size_t>(idx)];
     const rule& r = rules[entries[e.id].rule];
     if (!e.is_rx || stream || (e.flags & HS_FLAG_PREFILTER))
-      return common::fail("rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg, r.where);
+      return common::fail(
+          "rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg, r.where);
     e.flags |= HS_FLAG_PREFILTER;
   }
   (void)conds;
@@ -578,12 +606,13 @@ common::result<void> store_cache(const std::filesystem::path& p, uint64_t hash,
 }  // namespace
 
 common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vector<rule> rules,
-                                                                     const compile_options& opts) {
+                                                                      const compile_options& opts) {
   auto t0 = std::chrono::steady_clock::now();
   std::unordered_set<uint32_t> ids;
   for (const rule& r : rules) {
     if (auto v = validate(r); !v) return common::unexpected(v.error());
-    if (!ids.insert(r.id).second) return common::fail("duplicate rule id " + std::to_string(r.id), r.where);
+    if (!ids.insert(r.id).second)
+      return common::fail("duplicate rule id " + std::to_string(r.id), r.where);
   }
   auto rs = std::make_shared<ruleset>();
   rs->rules_ = std::move(rules);
@@ -628,11 +657,12 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         grp.targets |= 1u << static_cast<unsigned>(sel.where);
         if (sel.name.empty()) {
           grp.unnamed |= 1u << static_cast<unsigned>(sel.where);
-        } else if (std::find(grp.names.begin(), grp.names.end(), std::make_pair(sel.where, sel.name)) ==
-                   grp.names.end()) {
+        } else if (std::find(grp.names.begin(), grp.names.end(),
+                             std::make_pair(sel.where, sel.name)) == grp.names.end()) {
           grp.names.emplace_back(sel.where, sel.name);
         }
-        if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) == groups_of_cond.end())
+        if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) ==
+            groups_of_cond.end())
           groups_of_cond.push_back(it->second);
       }
       for (size_t gi : groups_of_cond) {
@@ -644,7 +674,8 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
           continue;
         }
         for (const auto& a : c.args)
-          group_exprs[gi].push_back(expression{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx});
+          group_exprs[gi].push_back(
+              expression{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx});
       }
     }
   }
@@ -670,13 +701,15 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   // a CRS-sized set is seconds of Hyperscan compile per large group.
   std::vector<common::result<hs_database_ptr>> dbs(rs->groups_.size());
   std::vector<size_t> pf(rs->groups_.size(), 0);
-  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) rs->stats_.expressions += group_exprs[gi].size();
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi)
+    rs->stats_.expressions += group_exprs[gi].size();
   if (!loaded) {
     std::atomic<size_t> next{0};
     auto work = [&] {
       for (size_t gi; (gi = next.fetch_add(1)) < rs->groups_.size();) {
         if (group_exprs[gi].empty()) continue;
-        dbs[gi] = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R, rs->conditions_, pf[gi]);
+        dbs[gi] = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R,
+                                rs->conditions_, pf[gi]);
       }
     };
     size_t n = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
@@ -684,7 +717,8 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     for (size_t i = 1; i < n; ++i) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
-    for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {  // first error in group order: deterministic
+    for (size_t gi = 0; gi < rs->groups_.size();
+         ++gi) {  // first error in group order: deterministic
       if (group_exprs[gi].empty()) continue;
       if (!dbs[gi]) return common::unexpected(dbs[gi].error());
       rs->groups_[gi].db = std::move(*dbs[gi]);
@@ -701,14 +735,15 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     int ec = 0;
     PCRE2_SIZE eo = 0;
     uint32_t f = PCRE2_DOTALL | PCRE2_MULTILINE | (c.caseless ? PCRE2_CASELESS : 0);
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(c.args[0].data()), c.args[0].size(), f, &ec,
-                                     &eo, nullptr);
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(c.args[0].data()),
+                                     c.args[0].size(), f, &ec, &eo, nullptr);
     if (!code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(ec, msg, sizeof msg);
-      return common::fail("rule " + std::to_string(R[e.rule].id) + ": pattern rejected by Hyperscan and PCRE2: " +
-                              reinterpret_cast<char*>(msg),
-                          R[e.rule].where);
+      return common::fail(
+          "rule " + std::to_string(R[e.rule].id) +
+              ": pattern rejected by Hyperscan and PCRE2: " + reinterpret_cast<char*>(msg),
+          R[e.rule].where);
     }
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter still works
     cc.confirm.reset(code);
@@ -744,8 +779,8 @@ int ruleset::find(uint32_t id) const {
   return -1;
 }
 
-std::future<common::result<std::shared_ptr<const ruleset>>> compile_in_background(std::vector<rule> rules,
-                                                                                   compile_options opts) {
+std::future<common::result<std::shared_ptr<const ruleset>>> compile_in_background(
+    std::vector<rule> rules, compile_options opts) {
   return std::async(std::launch::async, [r = std::move(rules), o = std::move(opts)]() mutable {
     return ruleset::compile(std::move(r), o);
   });

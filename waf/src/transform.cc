@@ -26,7 +26,8 @@ size_t url_decode(char* b, size_t n) {
     unsigned char c = static_cast<unsigned char>(b[r]);
     if (c == '%') {
       if (r + 5 < n && (b[r + 1] == 'u' || b[r + 1] == 'U')) {
-        int h1 = hexval(b[r + 2]), h2 = hexval(b[r + 3]), h3 = hexval(b[r + 4]), h4 = hexval(b[r + 5]);
+        int h1 = hexval(b[r + 2]), h2 = hexval(b[r + 3]), h3 = hexval(b[r + 4]),
+            h4 = hexval(b[r + 5]);
         if (h1 >= 0 && h2 >= 0 && h3 >= 0 && h4 >= 0) {
           unsigned cp = static_cast<unsigned>((h1 << 12) | (h2 << 8) | (h3 << 4) | h4);
           if (cp >= 0xff01 && cp <= 0xff5e) cp -= 0xfee0;
@@ -181,8 +182,8 @@ size_t html_entity_decode(char* b, size_t n) {
       const char* name;
       char c;
     };
-    static constexpr named names[] = {{"quot", '"'}, {"amp", '&'}, {"lt", '<'}, {"gt", '>'},
-                                      {"nbsp", ' '}, {"apos", '\''}};
+    static constexpr named names[] = {{"quot", '"'}, {"amp", '&'},  {"lt", '<'},
+                                      {"gt", '>'},   {"nbsp", ' '}, {"apos", '\''}};
     bool done = false;
     for (const auto& e : names) {
       size_t l = std::strlen(e.name);
@@ -246,25 +247,43 @@ size_t js_decode(char* b, size_t n) {
       if (cp >= 0xff01 && cp <= 0xff5e) cp -= 0xfee0;
       b[w++] = static_cast<char>(cp & 0xff);
       r += 6;
-    } else if ((c == 'x' || c == 'X') && r + 3 < n && hexval(b[r + 2]) >= 0 && hexval(b[r + 3]) >= 0) {
+    } else if ((c == 'x' || c == 'X') && r + 3 < n && hexval(b[r + 2]) >= 0 &&
+               hexval(b[r + 3]) >= 0) {
       b[w++] = static_cast<char>((hexval(b[r + 2]) << 4) | hexval(b[r + 3]));
       r += 4;
     } else if (c >= '0' && c <= '7') {
       unsigned v = 0;
       size_t k = r + 1;
-      while (k < n && k < r + 4 && b[k] >= '0' && b[k] <= '7') v = v * 8 + static_cast<unsigned>(b[k++] - '0');
+      while (k < n && k < r + 4 && b[k] >= '0' && b[k] <= '7')
+        v = v * 8 + static_cast<unsigned>(b[k++] - '0');
       b[w++] = static_cast<char>(v & 0xff);
       r = k;
     } else {
       switch (c) {
-        case 'a': b[w++] = '\a'; break;
-        case 'b': b[w++] = '\b'; break;
-        case 'f': b[w++] = '\f'; break;
-        case 'n': b[w++] = '\n'; break;
-        case 'r': b[w++] = '\r'; break;
-        case 't': b[w++] = '\t'; break;
-        case 'v': b[w++] = '\v'; break;
-        default: b[w++] = c; break;
+        case 'a':
+          b[w++] = '\a';
+          break;
+        case 'b':
+          b[w++] = '\b';
+          break;
+        case 'f':
+          b[w++] = '\f';
+          break;
+        case 'n':
+          b[w++] = '\n';
+          break;
+        case 'r':
+          b[w++] = '\r';
+          break;
+        case 't':
+          b[w++] = '\t';
+          break;
+        case 'v':
+          b[w++] = '\v';
+          break;
+        default:
+          b[w++] = c;
+          break;
       }
       r += 2;
     }
@@ -287,7 +306,8 @@ size_t css_decode(char* b, size_t n) {
     }
     size_t k = r + 1;
     unsigned v = 0;
-    while (k < n && k < r + 7 && hexval(b[k]) >= 0) v = (v << 4) | static_cast<unsigned>(hexval(b[k++]));
+    while (k < n && k < r + 7 && hexval(b[k]) >= 0)
+      v = (v << 4) | static_cast<unsigned>(hexval(b[k++]));
     if (k > r + 1) {
       if (v >= 0xff01 && v <= 0xff5e) v -= 0xfee0;
       b[w++] = static_cast<char>(v & 0xff);
@@ -366,9 +386,16 @@ size_t utf8_to_unicode(char* b, size_t n, size_t cap, char* tmp) {
       ++r;
       continue;
     }
-    if ((c & 0xe0) == 0xc0) { cp = c & 0x1f; len = 2; }
-    else if ((c & 0xf0) == 0xe0) { cp = c & 0x0f; len = 3; }
-    else if ((c & 0xf8) == 0xf0) { cp = c & 0x07; len = 4; }
+    if ((c & 0xe0) == 0xc0) {
+      cp = c & 0x1f;
+      len = 2;
+    } else if ((c & 0xf0) == 0xe0) {
+      cp = c & 0x0f;
+      len = 3;
+    } else if ((c & 0xf8) == 0xf0) {
+      cp = c & 0x07;
+      len = 4;
+    }
     bool ok = len > 0 && r + len <= n;
     for (size_t k = 1; ok && k < len; ++k) {
       unsigned char d = static_cast<unsigned char>(tmp[r + k]);
@@ -419,26 +446,42 @@ size_t uri_decode(char* buf, size_t len) {
 size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp) {
   bool ls = false;
   switch (t) {
-    case transform::url_decode: return url_decode(buf, len);
-    case transform::lowercase: return lowercase(buf, len);
-    case transform::normalize_path: return normalize_path(buf, len, false);
-    case transform::normalize_path_win: return normalize_path(buf, len, true);
-    case transform::remove_nulls: return remove_nulls(buf, len);
-    case transform::html_entity_decode: return html_entity_decode(buf, len);
-    case transform::compress_whitespace: return compress_whitespace(buf, len, ls);
-    case transform::remove_whitespace: return remove_whitespace(buf, len);
-    case transform::base64_decode: return base64_decode(buf, len);
-    case transform::utf8_to_unicode: return utf8_to_unicode(buf, len, cap, tmp);
-    case transform::js_decode: return js_decode(buf, len);
-    case transform::css_decode: return css_decode(buf, len);
-    case transform::cmd_line: return cmd_line(buf, len);
-    case transform::replace_comments: return replace_comments(buf, len);
-    case transform::trim: return trim(buf, len);
+    case transform::url_decode:
+      return url_decode(buf, len);
+    case transform::lowercase:
+      return lowercase(buf, len);
+    case transform::normalize_path:
+      return normalize_path(buf, len, false);
+    case transform::normalize_path_win:
+      return normalize_path(buf, len, true);
+    case transform::remove_nulls:
+      return remove_nulls(buf, len);
+    case transform::html_entity_decode:
+      return html_entity_decode(buf, len);
+    case transform::compress_whitespace:
+      return compress_whitespace(buf, len, ls);
+    case transform::remove_whitespace:
+      return remove_whitespace(buf, len);
+    case transform::base64_decode:
+      return base64_decode(buf, len);
+    case transform::utf8_to_unicode:
+      return utf8_to_unicode(buf, len, cap, tmp);
+    case transform::js_decode:
+      return js_decode(buf, len);
+    case transform::css_decode:
+      return css_decode(buf, len);
+    case transform::cmd_line:
+      return cmd_line(buf, len);
+    case transform::replace_comments:
+      return replace_comments(buf, len);
+    case transform::trim:
+      return trim(buf, len);
   }
   return len;
 }
 
-size_t apply_transforms(std::span<const transform> ts, char* buf, size_t len, size_t cap, char* tmp) {
+size_t apply_transforms(std::span<const transform> ts, char* buf, size_t len, size_t cap,
+                        char* tmp) {
   for (transform t : ts) len = apply_transform(t, buf, len, cap, tmp);
   return len;
 }
@@ -449,8 +492,10 @@ bool is_streamable(transform t) {
     case transform::lowercase:
     case transform::remove_nulls:
     case transform::compress_whitespace:
-    case transform::remove_whitespace: return true;
-    default: return false;
+    case transform::remove_whitespace:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -474,8 +519,12 @@ size_t stream_transform(std::span<const transform> ts, stream_transform_state& s
         len = url_decode(out, len - h);
         break;
       }
-      case transform::compress_whitespace: len = compress_whitespace(out, len, st.last_space); break;
-      default: len = apply_transform(ts[i], out, len, len, nullptr); break;  // streamable: in place
+      case transform::compress_whitespace:
+        len = compress_whitespace(out, len, st.last_space);
+        break;
+      default:
+        len = apply_transform(ts[i], out, len, len, nullptr);
+        break;  // streamable: in place
     }
   }
   return len;

@@ -14,7 +14,7 @@ template <class E>
 class unexpected {
  public:
   template <class Err = E>
-    requires std::is_constructible_v<E, Err>
+  requires std::is_constructible_v<E, Err>
   constexpr explicit unexpected(Err&& e) : e_(std::forward<Err>(e)) {}
 
   constexpr const E& error() const& noexcept { return e_; }
@@ -34,17 +34,16 @@ class expected {
   using value_type = T;
   using error_type = E;
 
-  constexpr expected()
-    requires std::is_default_constructible_v<T>
-      : v_(std::in_place_index<0>) {}
+  constexpr expected() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
   template <class U = T>
-    requires(!std::is_same_v<std::remove_cvref_t<U>, expected> && std::is_constructible_v<T, U>)
-  constexpr expected(U&& v) : v_(std::in_place_index<0>, std::forward<U>(v)) {}
+  requires(!std::is_same_v<std::remove_cvref_t<U>, expected> &&
+           std::is_constructible_v<T, U>) constexpr expected(U&& v)
+      : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   template <class G>
-    requires std::is_constructible_v<E, const G&>
+  requires std::is_constructible_v<E, const G&>
   constexpr expected(const unexpected<G>& u) : v_(std::in_place_index<1>, u.error()) {}
   template <class G>
-    requires std::is_constructible_v<E, G>
+  requires std::is_constructible_v<E, G>
   constexpr expected(unexpected<G>&& u) : v_(std::in_place_index<1>, std::move(u).error()) {}
 
   constexpr bool has_value() const noexcept { return v_.index() == 0; }
@@ -85,10 +84,10 @@ class expected<void, E> {
 
   constexpr expected() noexcept = default;
   template <class G>
-    requires std::is_constructible_v<E, const G&>
+  requires std::is_constructible_v<E, const G&>
   constexpr expected(const unexpected<G>& u) : e_(u.error()), ok_(false) {}
   template <class G>
-    requires std::is_constructible_v<E, G>
+  requires std::is_constructible_v<E, G>
   constexpr expected(unexpected<G>&& u) : e_(std::move(u).error()), ok_(false) {}
 
   constexpr bool has_value() const noexcept { return ok_; }

@@ -1,9 +1,9 @@
 #pragma once
 // The control-plane return type shared by every module: a value or an error that says what went
 // wrong and where (a config file position, a rule id). The data plane never uses it.
-#include "common/expected.hh"
 #include <string>
 #include <utility>
+#include "common/expected.hh"
 
 namespace common {
 

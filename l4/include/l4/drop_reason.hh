@@ -14,10 +14,10 @@ enum class severity : uint8_t { info, warn, error };
 enum class drop : uint16_t {
   none = 0,
 #define X(name, sev, desc) name,
-#include "l4/drops_parse.def"
-#include "l4/drops_lb.def"
-#include "l4/drops_tcp.def"
 #include "l4/drops_dispatch.def"
+#include "l4/drops_lb.def"
+#include "l4/drops_parse.def"
+#include "l4/drops_tcp.def"
 #undef X
   count_,
 };
@@ -33,14 +33,16 @@ struct drop_info {
 inline constexpr std::array<drop_info, drop_count> drop_table{{
     {"none", severity::info, "not dropped"},
 #define X(name, sev, desc) {#name, severity::sev, desc},
-#include "l4/drops_parse.def"
-#include "l4/drops_lb.def"
-#include "l4/drops_tcp.def"
 #include "l4/drops_dispatch.def"
+#include "l4/drops_lb.def"
+#include "l4/drops_parse.def"
+#include "l4/drops_tcp.def"
 #undef X
 }};
 
-constexpr const drop_info& info(drop d) { return drop_table[static_cast<size_t>(d)]; }
+constexpr const drop_info& info(drop d) {
+  return drop_table[static_cast<size_t>(d)];
+}
 
 // Per-worker drop counters, indexed by reason.
 struct drop_counters {

@@ -16,8 +16,10 @@
 
 namespace rules {
 
-// One YAML rule file (text already read); `file` is used in diagnostics and as the default set name.
-common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text, const std::string& file);
+// One YAML rule file (text already read); `file` is used in diagnostics and as the default set
+// name.
+common::result<std::vector<waf::rule>> parse_rule_file(std::string_view text,
+                                                       const std::string& file);
 common::result<std::vector<waf::rule>> load_rule_file(const std::string& path);
 
 struct skipped_rule {
@@ -29,7 +31,7 @@ struct skipped_rule {
 struct load_report {
   size_t files = 0;
   size_t yaml_rules = 0;
-  size_t imported_rules = 0;        // from SecRule .conf files
+  size_t imported_rules = 0;          // from SecRule .conf files
   std::vector<skipped_rule> skipped;  // SecRules not imported, each with its reason
 };
 
@@ -54,9 +56,8 @@ common::result<std::vector<waf::rule>> load_rules_dir(
 // load_rules_dir + waf::ruleset::compile in one call: what the control plane runs (on a thread of
 // its own, e.g. std::async) on start and whenever the rules directory changes. The result is
 // immutable and shared; bind per-service policies to it with waf::bound_policy::bind.
-common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(const std::string& dir,
-                                                                      const waf::compile_options& opts = {},
-                                                                      load_report* report = nullptr);
+common::result<std::shared_ptr<const waf::ruleset>> compile_rules_dir(
+    const std::string& dir, const waf::compile_options& opts = {}, load_report* report = nullptr);
 
 // A per-service policy block (see docs in rules/README.md). Errors carry file:line:col.
 common::result<waf::policy> parse_policy(const YAML::Node& node, const std::string& file);

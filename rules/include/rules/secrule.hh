@@ -24,6 +24,7 @@ struct import_result {
 
 // Imports the .conf files in order (CRS's numbering matters: 901 defines the tx.* defaults that
 // later rules use as %{tx.name} macros). set is the rule set name given to every rule.
-common::result<import_result> import_secrules(const std::vector<std::string>& files, const std::string& set = "crs");
+common::result<import_result> import_secrules(const std::vector<std::string>& files,
+                                              const std::string& set = "crs");
 
 }  // namespace rules

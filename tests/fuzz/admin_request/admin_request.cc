@@ -27,8 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string more(in);
       more += "GET /x HTTP/1.1\r\n\r\n";
       edge::http_request r2;
-      if (edge::parse_http_request(more, r2, lim) != edge::http_parse::complete || r2.method != r.method ||
-          r2.path != r.path || r2.query != r.query || r2.body != r.body)
+      if (edge::parse_http_request(more, r2, lim) != edge::http_parse::complete ||
+          r2.method != r.method || r2.path != r.path || r2.query != r.query || r2.body != r.body)
         std::abort();
       break;
     }

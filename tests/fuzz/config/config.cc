@@ -14,8 +14,8 @@ namespace {
 bool good_name(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
   for (unsigned char ch : s)
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '.' ||
-          ch == '_' || ch == '-'))
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          ch == '.' || ch == '_' || ch == '-'))
       return false;
   return true;
 }

@@ -26,8 +26,12 @@ rte_mempool* g_pool = nullptr;
 constexpr unsigned pool_size = 511;
 std::shared_ptr<const lb_config> g_cfg[2];
 
-l4::ip_addr ip(const char* s) { return *l4::ip_addr::parse(s); }
-rte_ether_addr mac(uint8_t a, uint8_t last) { return {{0x02, a, 0, 0, 0, last}}; }
+l4::ip_addr ip(const char* s) {
+  return *l4::ip_addr::parse(s);
+}
+rte_ether_addr mac(uint8_t a, uint8_t last) {
+  return {{0x02, a, 0, 0, 0, last}};
+}
 
 // As lb_fixture.hh: .1 full NAT, .2 IPIP, .3 GUE (tcp/80, udp/53), .4 full NAT + client option;
 // config 1 has a 1280-byte lan MTU so that encapsulation overhead meets the MTU sooner.
@@ -43,7 +47,8 @@ std::shared_ptr<const lb_config> make_config(uint16_t lan_mtu) {
   s.lan.mtu = lan_mtu;
   s.lan.addr_v4 = ip("10.0.0.1");
   s.lan.addr_v6 = ip("fd00::1");
-  s.lan.static_neighbors = {{ip("10.0.1.5"), mac(0xbb, 5)}, {ip("fd00:1::5"), mac(0xbb, 5)},
+  s.lan.static_neighbors = {{ip("10.0.1.5"), mac(0xbb, 5)},
+                            {ip("fd00:1::5"), mac(0xbb, 5)},
                             {ip("10.0.1.6"), mac(0xbb, 6)}};  // .7 / fd00:1::6-7 left unresolved
   s.snat_v4 = {ip("10.0.0.100")};
   s.snat_v6 = {ip("fd00::100")};
@@ -54,9 +59,12 @@ std::shared_ptr<const lb_config> make_config(uint16_t lan_mtu) {
     fwd_mode mode;
     const char* backend;
   } rows[] = {
-      {"198.51.100.1", fwd_mode::fnat, "10.0.1.5"},      {"198.51.100.2", fwd_mode::ipip, "10.0.1.6"},
-      {"198.51.100.3", fwd_mode::gue, "10.0.1.7"},       {"2001:db8:100::1", fwd_mode::fnat, "fd00:1::5"},
-      {"2001:db8:100::2", fwd_mode::ipip, "fd00:1::6"}, {"2001:db8:100::3", fwd_mode::gue, "fd00:1::7"},
+      {"198.51.100.1", fwd_mode::fnat, "10.0.1.5"},
+      {"198.51.100.2", fwd_mode::ipip, "10.0.1.6"},
+      {"198.51.100.3", fwd_mode::gue, "10.0.1.7"},
+      {"2001:db8:100::1", fwd_mode::fnat, "fd00:1::5"},
+      {"2001:db8:100::2", fwd_mode::ipip, "fd00:1::6"},
+      {"2001:db8:100::3", fwd_mode::gue, "fd00:1::7"},
   };
   for (const auto& r : rows)
     for (uint8_t proto : {uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}}) {
@@ -89,10 +97,12 @@ std::shared_ptr<const lb_config> make_config(uint16_t lan_mtu) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  const char* argv[] = {"l4-fuzz", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                        "-m", "64", "-l", "0", "--log-level=lib.eal:warning"};
+  const char* argv[] = {
+      "l4-fuzz", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+      "-m",      "64",        "-l",       "0",           "--log-level=lib.eal:warning"};
   if (rte_eal_init(sizeof(argv) / sizeof(argv[0]), const_cast<char**>(argv)) < 0) std::abort();
-  g_pool = rte_pktmbuf_pool_create("fuzz_pool", pool_size, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  g_pool = rte_pktmbuf_pool_create("fuzz_pool", pool_size, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                   SOCKET_ID_ANY);
   if (g_pool == nullptr) std::abort();
   g_cfg[0] = make_config(1500);
   g_cfg[1] = make_config(1280);
@@ -102,7 +112,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const lb_config& cfg = *g_cfg[data[0] & 1];
-  auto made = lb_worker::create({.index = 0, .conn_capacity = 64, .hz = 1000, .neighbor_capacity = 16});
+  auto made =
+      lb_worker::create({.index = 0, .conn_capacity = 64, .hz = 1000, .neighbor_capacity = 16});
   if (!made) std::abort();
   lb_worker& w = **made;
   if (!w.add_static_neighbors(cfg)) std::abort();

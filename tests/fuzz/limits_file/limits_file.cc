@@ -3,12 +3,12 @@
 // `.cidr` list, or one prefix. Invariants: no crash or exception escapes; a rejected file names
 // where (file:line); what loads stays within the bounds the loader promises (rates non-zero,
 // prefix lengths within the family, host bits zero).
+#include <unistd.h>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "limits/spec.hh"
 #include "rules/limits_file.hh"

@@ -29,9 +29,12 @@ struct pp2_parsed {
   std::optional<std::string> ssl_version, ssl_cn, ssl_cipher;
 };
 
-inline uint16_t pp2_be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint16_t pp2_be16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
 inline uint32_t pp2_be32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
 }
 
 // Walks the TLVs in [p, end): calls f(type, value, len) for each; false on an overrun or a
@@ -53,7 +56,8 @@ bool pp2_tlvs(const uint8_t* p, const uint8_t* end, F&& f) {
 }
 
 inline std::optional<pp2_parsed> parse_proxy_v2(std::span<const uint8_t> in) {
-  if (in.size() < 16 || std::memcmp(in.data(), pp2_signature, sizeof pp2_signature) != 0) return std::nullopt;
+  if (in.size() < 16 || std::memcmp(in.data(), pp2_signature, sizeof pp2_signature) != 0)
+    return std::nullopt;
   if (in[12] != 0x21) return std::nullopt;  // version 2, PROXY
   pp2_parsed out;
   size_t addr_len;
@@ -75,35 +79,51 @@ inline std::optional<pp2_parsed> parse_proxy_v2(std::span<const uint8_t> in) {
   out.src_port = pp2_be16(a + 2 * alen);
   out.dst_port = pp2_be16(a + 2 * alen + 2);
   const uint8_t* crc_at = nullptr;
-  auto str = [](const uint8_t* v, size_t n) { return std::string(reinterpret_cast<const char*>(v), n); };
-  const bool ok = pp2_tlvs(a + addr_len, in.data() + out.length, [&](uint8_t type, const uint8_t* v, size_t n) {
-    switch (type) {
-      case pp2_type_alpn: out.alpn = str(v, n); return true;
-      case pp2_type_authority: out.authority = str(v, n); return true;
-      case pp2_type_unique_id:
-        out.unique_id = str(v, n);
-        return n <= pp2_unique_id_max;
-      case pp2_type_crc32c:
-        if (n != 4) return false;
-        crc_at = v;
-        return true;
-      case pp2_type_noop: return true;
-      case pp2_type_ssl:
-        if (n < 5) return false;
-        out.ssl = true;
-        out.ssl_client = v[0];
-        out.ssl_verify = pp2_be32(v + 1);
-        return pp2_tlvs(v + 5, v + n, [&](uint8_t sub, const uint8_t* sv, size_t sn) {
-          switch (sub) {
-            case pp2_subtype_ssl_version: out.ssl_version = str(sv, sn); return true;
-            case pp2_subtype_ssl_cn: out.ssl_cn = str(sv, sn); return true;
-            case pp2_subtype_ssl_cipher: out.ssl_cipher = str(sv, sn); return true;
-            default: return true;  // other sub-TLVs (key/sig algorithms) are allowed, ignored
-          }
-        });
-      default: return true;  // unknown TLVs are skipped, as the spec says
-    }
-  });
+  auto str = [](const uint8_t* v, size_t n) {
+    return std::string(reinterpret_cast<const char*>(v), n);
+  };
+  const bool ok =
+      pp2_tlvs(a + addr_len, in.data() + out.length, [&](uint8_t type, const uint8_t* v, size_t n) {
+        switch (type) {
+          case pp2_type_alpn:
+            out.alpn = str(v, n);
+            return true;
+          case pp2_type_authority:
+            out.authority = str(v, n);
+            return true;
+          case pp2_type_unique_id:
+            out.unique_id = str(v, n);
+            return n <= pp2_unique_id_max;
+          case pp2_type_crc32c:
+            if (n != 4) return false;
+            crc_at = v;
+            return true;
+          case pp2_type_noop:
+            return true;
+          case pp2_type_ssl:
+            if (n < 5) return false;
+            out.ssl = true;
+            out.ssl_client = v[0];
+            out.ssl_verify = pp2_be32(v + 1);
+            return pp2_tlvs(v + 5, v + n, [&](uint8_t sub, const uint8_t* sv, size_t sn) {
+              switch (sub) {
+                case pp2_subtype_ssl_version:
+                  out.ssl_version = str(sv, sn);
+                  return true;
+                case pp2_subtype_ssl_cn:
+                  out.ssl_cn = str(sv, sn);
+                  return true;
+                case pp2_subtype_ssl_cipher:
+                  out.ssl_cipher = str(sv, sn);
+                  return true;
+                default:
+                  return true;  // other sub-TLVs (key/sig algorithms) are allowed, ignored
+              }
+            });
+          default:
+            return true;  // unknown TLVs are skipped, as the spec says
+        }
+      });
   if (!ok) return std::nullopt;
   if (crc_at != nullptr) {
     // The CRC covers the whole header with the checksum field itself zeroed.

@@ -72,8 +72,9 @@ void round_trip(reader r) {
   info.ssl.client_cert = flags & 4;
   info.ssl.cert_verified = flags & 8;
   // Lengths up to the encoder's limits and a little beyond, so the refusals are reached too.
-  const std::string uid = r.bytes(pp2_unique_id_max + 2), authority = r.bytes(255), alpn = r.bytes(255),
-                    version = r.bytes(64), cipher = r.bytes(128), cn = r.bytes(255);
+  const std::string uid = r.bytes(pp2_unique_id_max + 2), authority = r.bytes(255),
+                    alpn = r.bytes(255), version = r.bytes(64), cipher = r.bytes(128),
+                    cn = r.bytes(255);
   info.unique_id = {reinterpret_cast<const uint8_t*>(uid.data()), uid.size()};
   info.authority = authority;
   info.alpn = alpn;
@@ -99,7 +100,8 @@ void round_trip(reader r) {
   uint8_t src[16], dst[16];
   mapped(info.src, v6, src);
   mapped(info.dst, v6, dst);
-  if (p->v6 != v6 || std::memcmp(p->src, src, v6 ? 16 : 4) != 0 || std::memcmp(p->dst, dst, v6 ? 16 : 4) != 0)
+  if (p->v6 != v6 || std::memcmp(p->src, src, v6 ? 16 : 4) != 0 ||
+      std::memcmp(p->dst, dst, v6 ? 16 : 4) != 0)
     std::abort();
   if (p->src_port != info.src_port || p->dst_port != info.dst_port) std::abort();
   same(p->unique_id, uid);

@@ -1,13 +1,13 @@
 // Fuzz target: arbitrary text as a YAML rule file, a YAML policy and a SecRule file. The first
 // byte picks which. Invariants: no crash or exception escapes; a rule file that loads either
 // compiles or fails with a located error.
+#include <unistd.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "rules/loader.hh"
 #include "rules/secrule.hh"
@@ -36,8 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 2: {
-      static const std::string path =
-          (std::filesystem::temp_directory_path() / ("fuzz-secrule-" + std::to_string(::getpid()) + ".conf")).string();
+      static const std::string path = (std::filesystem::temp_directory_path() /
+                                       ("fuzz-secrule-" + std::to_string(::getpid()) + ".conf"))
+                                          .string();
       {
         std::ofstream o(path, std::ios::binary | std::ios::trunc);
         o << text;

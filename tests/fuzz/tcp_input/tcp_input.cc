@@ -102,7 +102,8 @@ void drain(l4::tcp::stack& st, clients_t& clients) {
       const uint32_t seq = be32(th + 4);
       for (auto& c : clients) {
         if (c.port != p.dport) continue;
-        const uint32_t end = seq + p.payload_len + ((th[13] & 0x02) ? 1 : 0) + ((th[13] & 0x01) ? 1 : 0);
+        const uint32_t end =
+            seq + p.payload_len + ((th[13] & 0x02) ? 1 : 0) + ((th[13] & 0x01) ? 1 : 0);
         // Highest sequence seen (retransmissions go back); a SYN-ACK starts a new connection.
         if ((th[13] & 0x02) || static_cast<int32_t>(end - c.srv_next) > 0) c.srv_next = end;
         for (uint16_t o = 20; o + 10 <= p.l4_len; ++o)
@@ -155,10 +156,12 @@ void finish_options(reader& r, bool raw, std::vector<uint8_t>& o) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  const char* argv[] = {"tcp-fuzz", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                        "-m", "128", "-l", "0", "--log-level=lib.eal:warning"};
+  const char* argv[] = {
+      "tcp-fuzz", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+      "-m",       "128",       "-l",       "0",           "--log-level=lib.eal:warning"};
   if (rte_eal_init(sizeof(argv) / sizeof(argv[0]), const_cast<char**>(argv)) < 0) std::abort();
-  g_pool = rte_pktmbuf_pool_create("fuzz_pool", pool_size, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  g_pool = rte_pktmbuf_pool_create("fuzz_pool", pool_size, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                   SOCKET_ID_ANY);
   if (g_pool == nullptr) std::abort();
   return 0;
 }
@@ -226,10 +229,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         b.window = r.u16();
         const uint8_t sel = r.u8();
         auto& o = b.tcp_options;
-        if (sel & 1) o.insert(o.end(), {2, 4}), r.bytes(o, 2);           // MSS 0-65535
-        if (sel & 2) o.insert(o.end(), {1, 3, 3}), r.bytes(o, 1);        // any shift byte
-        if (sel & 4) o.insert(o.end(), {1, 1, 4, 2});                    // SACK permitted
-        if (sel & 8) {                                                   // timestamps
+        if (sel & 1) o.insert(o.end(), {2, 4}), r.bytes(o, 2);     // MSS 0-65535
+        if (sel & 2) o.insert(o.end(), {1, 3, 3}), r.bytes(o, 1);  // any shift byte
+        if (sel & 4) o.insert(o.end(), {1, 1, 4, 2});              // SACK permitted
+        if (sel & 8) {                                             // timestamps
           o.insert(o.end(), {1, 1, 8, 10});
           put32(o, (sel & 0x10) ? r.u32() : ++tsv);
           put32(o, (sel & 0x20) ? r.u32() : 0);
@@ -265,7 +268,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         finish_options(r, sel & 0x80, o);
         const size_t len = std::min<size_t>(r.u8() * 6u, 1400);
         b.payload.assign(len, uint8_t(sel));
-        if ((b.tcp_flags & 0x04) == 0 && b.seq == c.next) c.next += uint32_t(len) + ((b.tcp_flags & 0x01) ? 1 : 0);
+        if ((b.tcp_flags & 0x04) == 0 && b.seq == c.next)
+          c.next += uint32_t(len) + ((b.tcp_flags & 0x01) ? 1 : 0);
         feed(st, b.bytes());
         break;
       }
@@ -338,12 +342,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (std::getenv("TCP_FUZZ_STATS") != nullptr) {
     const auto& k = st.stats();
-    std::printf("opened=%lu refused=%lu cookies=%lu/%lu/%lu rexmit=%lu rto=%lu fast=%lu probes=%lu "
-                "ooo=%lu challenge=%lu mss_clamped=%lu closed=%lu pmtu=%lu\n",
-                k.opened.get(), k.refused.get(), k.cookies_sent.get(), k.cookies_validated.get(),
-                k.cookies_failed.get(), k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(),
-                k.persist_probes.get(), k.ooo_segments.get(), k.challenge_acks.get(),
-                k.peer_mss_clamped.get(), k.closed.get(), k.pmtu_lowered.get());
+    std::printf(
+        "opened=%lu refused=%lu cookies=%lu/%lu/%lu rexmit=%lu rto=%lu fast=%lu probes=%lu "
+        "ooo=%lu challenge=%lu mss_clamped=%lu closed=%lu pmtu=%lu\n",
+        k.opened.get(), k.refused.get(), k.cookies_sent.get(), k.cookies_validated.get(),
+        k.cookies_failed.get(), k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(),
+        k.persist_probes.get(), k.ooo_segments.get(), k.challenge_acks.get(),
+        k.peer_mss_clamped.get(), k.closed.get(), k.pmtu_lowered.get());
   }
   if (st.stats().active.get() != 0) {
     std::fprintf(stderr, "%lu connections outlived every timeout\n", st.stats().active.get());

@@ -105,7 +105,8 @@ TEST(access_log, reopen_under_load_loses_no_line) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     std::error_code ec;  // no throw here: the producer thread is still running
     std::filesystem::rename(path, dir / ("access.log." + std::to_string(rotations)), ec);
-    EXPECT_FALSE(ec) << "rotation " << rotations << ": the log thread had not reopened the file: " << ec.message();
+    EXPECT_FALSE(ec) << "rotation " << rotations
+                     << ": the log thread had not reopened the file: " << ec.message();
     if (ec) break;
     (*log)->request_reopen();
   }

@@ -20,11 +20,14 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
-const char* source_dir() { return EDGE_TEST_SOURCE_DIR; }
+const char* source_dir() {
+  return EDGE_TEST_SOURCE_DIR;
+}
 
 std::vector<fs::path> bad_files() {
   std::vector<fs::path> v;
-  for (const auto& e : fs::directory_iterator(fs::path(source_dir()) / "bad_configs")) v.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(fs::path(source_dir()) / "bad_configs"))
+    v.push_back(e.path());
   std::sort(v.begin(), v.end());
   return v;
 }
@@ -67,7 +70,8 @@ pools:
     backends:
       - {address: 10.99.1.10, port: 8080, weight: 3}
       - {address: "fd00:1::10", port: 8080}
-)", "ok.yaml");
+)",
+                              "ok.yaml");
   ASSERT_TRUE(c.has_value()) << c.error().str();
   EXPECT_EQ(c->eal_args.size(), 3u);
   ASSERT_EQ(c->ports.size(), 2u);
@@ -95,15 +99,19 @@ ports: [{name: wan0, role: wan, device: net_ring0}, {name: lan0, role: lan, devi
 workers: {lcores: [1]}
 l4: {snat_addresses: [10.0.1.100]}
 pools: [{name: p, backends: [{address: 10.0.1.1, port: 80}]}]
-services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") + edge::to_string(kind) +
-        (kind == edge::service_kind::tls ? ", tls: {certificates: [{cert: /etc/passwd, key: /etc/passwd}]}" : "") +
-        "}]\n";
+services: [{name: s, vip: 10.0.0.1, port: 80, pool: p, kind: )") +
+                             edge::to_string(kind) +
+                             (kind == edge::service_kind::tls
+                                  ? ", tls: {certificates: [{cert: /etc/passwd, key: /etc/passwd}]}"
+                                  : "") +
+                             "}]\n";
     auto c = edge::parse_config(text, "k.yaml");
     if (edge::service_kind_built(kind)) {
       EXPECT_TRUE(c.has_value()) << edge::to_string(kind) << ": " << c.error().str();
     } else {
       ASSERT_FALSE(c.has_value());
-      EXPECT_NE(c.error().message.find("is not available in this build"), std::string::npos) << c.error().str();
+      EXPECT_NE(c.error().message.find("is not available in this build"), std::string::npos)
+          << c.error().str();
     }
   }
 }

@@ -56,9 +56,9 @@ outcome run(const std::vector<uint8_t>& frame) {
 TEST(local, arp_request_for_vip_gets_reply_with_our_mac) {
   auto o = run(arp_request("10.0.0.100"));
   ASSERT_EQ(o.v.action, l4::local_action::reply);
-  EXPECT_EQ(0, memcmp(&o.out[0], peer_mac, 6));          // to the asker
-  EXPECT_EQ(0, memcmp(&o.out[6], own_mac.addr_bytes, 6));  // from us
-  EXPECT_EQ(o.out[21], 2);                                 // opcode reply
+  EXPECT_EQ(0, memcmp(&o.out[0], peer_mac, 6));             // to the asker
+  EXPECT_EQ(0, memcmp(&o.out[6], own_mac.addr_bytes, 6));   // from us
+  EXPECT_EQ(o.out[21], 2);                                  // opcode reply
   EXPECT_EQ(0, memcmp(&o.out[22], own_mac.addr_bytes, 6));  // sender hw = us
   EXPECT_EQ(o.p.src.str(), "10.0.0.100");
   EXPECT_EQ(o.p.dst.str(), "10.0.0.2");

@@ -105,7 +105,12 @@ const parse_case cases[] = {
        return f;
      },
      l4::drop::ethertype_unsupported},
-    {"IPv4 header truncated", [] { auto f = udp4().bytes(); f.resize(14 + 12); return f; },
+    {"IPv4 header truncated",
+     [] {
+       auto f = udp4().bytes();
+       f.resize(14 + 12);
+       return f;
+     },
      l4::drop::ipv4_truncated},
     {"IPv4 total length beyond frame",
      [] {
@@ -114,9 +119,19 @@ const parse_case cases[] = {
        return b.bytes();
      },
      l4::drop::ipv4_truncated},
-    {"IPv4 bad version", [] { auto f = udp4().bytes(); f[14] = 0x55; return f; },
+    {"IPv4 bad version",
+     [] {
+       auto f = udp4().bytes();
+       f[14] = 0x55;
+       return f;
+     },
      l4::drop::ipv4_bad_version},
-    {"IPv4 IHL below 5", [] { auto f = udp4().bytes(); f[14] = 0x44; return f; },
+    {"IPv4 IHL below 5",
+     [] {
+       auto f = udp4().bytes();
+       f[14] = 0x44;
+       return f;
+     },
      l4::drop::ipv4_bad_ihl},
     {"IPv4 bad header checksum",
      [] {

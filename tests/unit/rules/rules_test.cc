@@ -63,7 +63,8 @@ TEST(bad_rules, each_file_fails_with_its_expected_diagnostic) {
       ASSERT_FALSE(c) << e.path() << " should not compile";
       got = c.error().str();
     }
-    EXPECT_NE(got.find(expect), std::string::npos) << e.path() << "\n  want: " << expect << "\n  got:  " << got;
+    EXPECT_NE(got.find(expect), std::string::npos)
+        << e.path() << "\n  want: " << expect << "\n  got:  " << got;
     ++n;
   }
   EXPECT_GE(n, 24u);
@@ -160,13 +161,15 @@ TEST(loader, directory_ids_must_be_unique_across_files) {
   std::ofstream(dir / "b.yaml") << "rules:\n  - id: 5\n    phase: args\n    pattern: y\n";
   auto r = rules::load_rules_dir(dir.string());
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().str().find("b.yaml:2:5: rule 5: duplicate id in directory"), std::string::npos)
+  EXPECT_NE(r.error().str().find("b.yaml:2:5: rule 5: duplicate id in directory"),
+            std::string::npos)
       << r.error().str();
   fs::remove_all(dir);
 }
 
 TEST(loader, compile_rules_dir_off_thread) {
-  auto fut = std::async(std::launch::async, [] { return rules::compile_rules_dir(RULES_SHIPPED_DIR); });
+  auto fut =
+      std::async(std::launch::async, [] { return rules::compile_rules_dir(RULES_SHIPPED_DIR); });
   auto rs = fut.get();
   ASSERT_TRUE(rs) << rs.error().str();
   EXPECT_EQ((*rs)->rules().size(), 20u);
@@ -176,8 +179,9 @@ TEST(loader, compile_rules_dir_off_thread) {
 }
 
 TEST(loader, set_defaults_to_file_stem_and_severity_sets_score) {
-  auto r = rules::parse_rule_file("rules:\n  - id: 1\n    phase: args\n    pattern: x\n    severity: warning\n",
-                                  "dir/myset.yaml");
+  auto r = rules::parse_rule_file(
+      "rules:\n  - id: 1\n    phase: args\n    pattern: x\n    severity: warning\n",
+      "dir/myset.yaml");
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)[0].set, "myset");
   EXPECT_EQ((*r)[0].severity, 4);
@@ -249,7 +253,8 @@ class shipped : public ::testing::Test {
 waf_test::engine* shipped::e_ = nullptr;
 
 std::string req(const std::string& target, const std::string& headers = "") {
-  return "GET " + target + " HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Mozilla/5.0\r\n" + headers + "\r\n";
+  return "GET " + target + " HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Mozilla/5.0\r\n" +
+         headers + "\r\n";
 }
 
 TEST_F(shipped, attacks_are_blocked_by_the_expected_rule) {
@@ -274,7 +279,8 @@ TEST_F(shipped, attacks_are_blocked_by_the_expected_rule) {
   for (const auto& k : cases) {
     auto o = waf_test::run1(*e_, k.r);
     EXPECT_EQ(o.kind, waf::verdict_kind::block) << k.r;
-    EXPECT_NE(std::find(o.ids.begin(), o.ids.end(), k.rule), o.ids.end()) << k.r << " expected rule " << k.rule;
+    EXPECT_NE(std::find(o.ids.begin(), o.ids.end(), k.rule), o.ids.end())
+        << k.r << " expected rule " << k.rule;
   }
 }
 
@@ -285,12 +291,14 @@ TEST_F(shipped, ordinary_requests_pass) {
       req("/products/shoes?color=black&size=42", "Cookie: session=abc123; theme=dark\r\n"),
       req("/articles/2024/select-the-best-coffee"),
       req("/api/v1/items?sort=-created&filter=name%3Dfoo"),
-      "POST /api/items HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n"
+      "POST /api/items HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: "
+      "27\r\n\r\n"
       "{\"name\":\"chair\",\"qty\":10}\r\n",
   };
   for (const auto& r : cases) {
     auto o = waf_test::run1(*e_, r);
-    EXPECT_EQ(o.kind, waf::verdict_kind::pass) << r << " matched " << (o.ids.empty() ? 0 : o.ids[0]);
+    EXPECT_EQ(o.kind, waf::verdict_kind::pass)
+        << r << " matched " << (o.ids.empty() ? 0 : o.ids[0]);
   }
 }
 
@@ -308,7 +316,8 @@ TEST(crs_import, debian_crs_loads_with_counted_skips) {
   size_t total = r->rules.size() + r->skipped.size();
   std::printf("CRS import: %zu SecRule chains, %zu imported, %zu skipped\n", total, r->rules.size(),
               r->skipped.size());
-  for (const auto& [reason, n] : r->skipped_by_reason()) std::printf("  skipped %4zu  %s\n", n, reason.c_str());
+  for (const auto& [reason, n] : r->skipped_by_reason())
+    std::printf("  skipped %4zu  %s\n", n, reason.c_str());
   EXPECT_EQ(total, 624u);
   EXPECT_GE(r->rules.size(), 171u);
   for (const auto& s : r->skipped) {

@@ -48,11 +48,11 @@ TEST_F(closing, active_close_fin_wait_time_wait) {
   auto c = establish();
   ASSERT_EQ(st->send(c, bytes(10)), 10u);
   EXPECT_EQ(one().flags, ACK | PSH);  // sent at once (no Nagle/cork)
-  st->shutdown_write(c);  // FIN follows the data
+  st->shutdown_write(c);              // FIN follows the data
   auto f = one();
   EXPECT_EQ(f.flags, ACK | FIN);
   EXPECT_EQ(f.seq, siss + 11);
-  EXPECT_EQ(st->send(c, bytes(1)), 0u);  // no data after FIN
+  EXPECT_EQ(st->send(c, bytes(1)), 0u);     // no data after FIN
   ASSERT_EQ(cseg(ACK, 0, 11), drop::none);  // FIN_WAIT_1 -> FIN_WAIT_2
   EXPECT_TRUE(drain().empty());
   // The peer still sends until its FIN.
@@ -187,10 +187,25 @@ TEST_F(closing, rst_in_each_state) {
   std::vector<step> steps{
       {"established", [](conn_handle) {}, 0},
       {"close_wait", fin_from_peer, 1},
-      {"last_ack", [&](conn_handle c) { fin_from_peer(c); st->shutdown_write(c); }, 1},
+      {"last_ack",
+       [&](conn_handle c) {
+         fin_from_peer(c);
+         st->shutdown_write(c);
+       },
+       1},
       {"fin_wait_1", [&](conn_handle c) { st->shutdown_write(c); }, 0},
-      {"fin_wait_2", [&](conn_handle c) { st->shutdown_write(c); ASSERT_EQ(cseg(ACK, 0, 1), drop::none); }, 0},
-      {"closing", [&](conn_handle c) { st->shutdown_write(c); fin_from_peer(c); }, 1},
+      {"fin_wait_2",
+       [&](conn_handle c) {
+         st->shutdown_write(c);
+         ASSERT_EQ(cseg(ACK, 0, 1), drop::none);
+       },
+       0},
+      {"closing",
+       [&](conn_handle c) {
+         st->shutdown_write(c);
+         fin_from_peer(c);
+       },
+       1},
   };
   uint16_t port = 41000;
   for (auto& s : steps) {
@@ -227,7 +242,8 @@ TEST_F(closing, rst_in_window_gets_challenge_ack) {
 TEST_F(closing, syn_on_established_gets_challenge_ack) {
   start();
   establish();
-  EXPECT_EQ(inject(SYN, cisn + 5000, 0, {}, opt_ts(++tsv, 0)), drop::tcp_syn_challenged);  // RFC 5961 §4
+  EXPECT_EQ(inject(SYN, cisn + 5000, 0, {}, opt_ts(++tsv, 0)),
+            drop::tcp_syn_challenged);  // RFC 5961 §4
   auto a = one();
   EXPECT_EQ(a.flags, ACK);
   EXPECT_EQ(a.ack, cisn + 1);
@@ -301,7 +317,7 @@ TEST_F(closing, app_abort_and_close_with_unread_data_reset) {
   EXPECT_TRUE(r.flags & RST);
   EXPECT_EQ(r.seq, siss + 1);
   EXPECT_EQ(st->stats().resets(reset_reason::app_abort), 1u);
-  EXPECT_TRUE(app.closed.empty());  // the app knows
+  EXPECT_TRUE(app.closed.empty());        // the app knows
   EXPECT_EQ(st->send(c1, bytes(1)), 0u);  // stale handle
 
   b.sport = 40001;
@@ -366,8 +382,9 @@ TEST_F(closing, memory_per_idle_connection) {
   const uint64_t after = rss_bytes();
   const double per_conn = double(after - before) / 4000;
   const size_t bound = l4::tcp::stack::bytes_per_connection(cfg);
-  std::printf("idle connection: %.0f bytes RSS measured, %zu bytes bound (tcb + 2 x 16 KiB + flow)\n",
-              per_conn, bound);
+  std::printf(
+      "idle connection: %.0f bytes RSS measured, %zu bytes bound (tcb + 2 x 16 KiB + flow)\n",
+      per_conn, bound);
   EXPECT_EQ(st->stats().active.get(), 4000u);
   EXPECT_LT(per_conn, double(bound));
 }

@@ -13,8 +13,9 @@ class handshake : public harness {};
 TEST_F(handshake, syn_ack_carries_negotiated_options) {
   cfg.rcv_buf = 256 * 1024;  // needs a window scale of 3
   start();
-  ASSERT_EQ(inject(SYN, cisn, 0, {}, cat({opt_mss(1400), opt_sack_ok(), opt_ts(777, 0), opt_ws(7)})),
-            drop::none);
+  ASSERT_EQ(
+      inject(SYN, cisn, 0, {}, cat({opt_mss(1400), opt_sack_ok(), opt_ts(777, 0), opt_ws(7)})),
+      drop::none);
   auto sa = one();
   EXPECT_EQ(sa.flags, SYN | ACK);
   EXPECT_EQ(sa.ack, cisn + 1);
@@ -172,7 +173,7 @@ TEST_F(handshake, bad_flags_and_options_are_counted) {
   start();
   EXPECT_EQ(inject(SYN | FIN, cisn, 0), drop::tcp_bad_flags);
   EXPECT_EQ(inject(0, cisn, 0), drop::tcp_bad_flags);
-  EXPECT_EQ(inject(SYN, cisn, 0, {}, {2, 0, 0, 0}), drop::tcp_bad_options);  // length 0
+  EXPECT_EQ(inject(SYN, cisn, 0, {}, {2, 0, 0, 0}), drop::tcp_bad_options);   // length 0
   EXPECT_EQ(inject(SYN, cisn, 0, {}, {8, 12, 0, 0}), drop::tcp_bad_options);  // beyond header
   EXPECT_TRUE(drain().empty());
   EXPECT_EQ(drops(drop::tcp_bad_flags), 2u);
@@ -229,8 +230,9 @@ TEST_F(cookies, round_trip_restores_options) {
   cfg.cookies = cookie_mode::always;
   cfg.rcv_buf = 256 * 1024;
   start();
-  ASSERT_EQ(inject(SYN, cisn, 0, {}, cat({opt_mss(1400), opt_sack_ok(), opt_ts(777, 0), opt_ws(9)})),
-            drop::none);
+  ASSERT_EQ(
+      inject(SYN, cisn, 0, {}, cat({opt_mss(1400), opt_sack_ok(), opt_ts(777, 0), opt_ws(9)})),
+      drop::none);
   auto sa = one();
   EXPECT_EQ(sa.flags, SYN | ACK);
   EXPECT_EQ(sa.ack, cisn + 1);
@@ -238,7 +240,7 @@ TEST_F(cookies, round_trip_restores_options) {
   EXPECT_EQ(sa.wscale, 3);
   EXPECT_TRUE(sa.sack_ok);
   EXPECT_EQ(sa.tsecr, 777u);
-  EXPECT_LE(sa.tsval, now / 1000);  // option bits ride below the clock
+  EXPECT_LE(sa.tsval, now / 1000);          // option bits ride below the clock
   EXPECT_EQ(st->stats().active.get(), 0u);  // no state kept
   EXPECT_EQ(st->stats().cookies_sent.get(), 1u);
 
@@ -291,7 +293,8 @@ TEST_F(cookies, forged_or_stale_cookie_fails) {
   EXPECT_EQ(inject(ACK, cisn + 1, sa.seq + 2, {}, opt_ts(778, sa.tsval)), drop::tcp_cookie_invalid);
   EXPECT_EQ(one().flags, RST);
   // Right cookie, tampered option bits in the echoed timestamp.
-  EXPECT_EQ(inject(ACK, cisn + 1, sa.seq + 1, {}, opt_ts(778, sa.tsval ^ 0x20)), drop::tcp_cookie_invalid);
+  EXPECT_EQ(inject(ACK, cisn + 1, sa.seq + 1, {}, opt_ts(778, sa.tsval ^ 0x20)),
+            drop::tcp_cookie_invalid);
   drain();
   // Right cookie, different client ISN.
   EXPECT_EQ(inject(ACK, cisn + 2, sa.seq + 1, {}, opt_ts(778, sa.tsval)), drop::tcp_cookie_invalid);

@@ -70,11 +70,13 @@ int main(int argc, char** argv) {
   const auto port = static_cast<uint16_t>(std::atoi(argv[2]));
   const uint64_t seconds = std::strtoull(argv[3], nullptr, 10);
 
-  rte_mempool* pool = rte_pktmbuf_pool_create("pool", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  rte_mempool* pool =
+      rte_pktmbuf_pool_create("pool", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   rte_eth_conf conf{};
   if (pool == nullptr || rte_eth_dev_configure(0, 1, 1, &conf) != 0 ||
       rte_eth_rx_queue_setup(0, 0, 1024, SOCKET_ID_ANY, nullptr, pool) != 0 ||
-      rte_eth_tx_queue_setup(0, 0, 1024, SOCKET_ID_ANY, nullptr) != 0 || rte_eth_dev_start(0) != 0) {
+      rte_eth_tx_queue_setup(0, 0, 1024, SOCKET_ID_ANY, nullptr) != 0 ||
+      rte_eth_dev_start(0) != 0) {
     std::fprintf(stderr, "port setup failed\n");
     return 1;
   }
@@ -88,8 +90,10 @@ int main(int argc, char** argv) {
   cfg.max_connections = 4096;
   cfg.snd_buf = cfg.rcv_buf = 256 * 1024;
   cfg.time_wait_ms = 1000;
-  for (size_t i = 0; i < cfg.secret.size(); ++i) cfg.secret[i] = static_cast<uint8_t>(rte_rdtsc() >> (i % 8));
-  if (const char* c = std::getenv("TCP_COOKIES")) cfg.cookies = l4::tcp::cookie_mode::always, (void)c;
+  for (size_t i = 0; i < cfg.secret.size(); ++i)
+    cfg.secret[i] = static_cast<uint8_t>(rte_rdtsc() >> (i % 8));
+  if (const char* c = std::getenv("TCP_COOKIES"))
+    cfg.cookies = l4::tcp::cookie_mode::always, (void)c;
   auto made = l4::tcp::stack::create(cfg, pool, &app);
   if (!made) {
     std::fprintf(stderr, "%s\n", made.error().message.c_str());
@@ -127,18 +131,22 @@ int main(int argc, char** argv) {
     ntx = static_cast<uint16_t>(ntx + st.drain_tx(tx + ntx, static_cast<uint16_t>(256 - ntx)));
     uint16_t sent = 0;
     for (int tries = 0; sent < ntx && tries < 1000; ++tries)
-      sent = static_cast<uint16_t>(sent + rte_eth_tx_burst(0, 0, tx + sent, static_cast<uint16_t>(ntx - sent)));
+      sent = static_cast<uint16_t>(
+          sent + rte_eth_tx_burst(0, 0, tx + sent, static_cast<uint16_t>(ntx - sent)));
     if (sent < ntx) rte_pktmbuf_free_bulk(tx + sent, ntx - sent);
   }
   const auto& k = st.stats();
-  std::printf("opened=%lu active=%lu echoed=%lu segs_in=%lu segs_out=%lu retransmits=%lu rto=%lu "
-              "fast=%lu recoveries=%lu ooo=%lu cookies=%lu/%lu challenge=%lu\n",
-              k.opened.get(), k.active.get(), app.echoed, k.segments_in.get(), k.segments_out.get(),
-              k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(), k.recoveries.get(),
-              k.ooo_segments.get(), k.cookies_sent.get(), k.cookies_validated.get(), k.challenge_acks.get());
+  std::printf(
+      "opened=%lu active=%lu echoed=%lu segs_in=%lu segs_out=%lu retransmits=%lu rto=%lu "
+      "fast=%lu recoveries=%lu ooo=%lu cookies=%lu/%lu challenge=%lu\n",
+      k.opened.get(), k.active.get(), app.echoed, k.segments_in.get(), k.segments_out.get(),
+      k.retransmits.get(), k.rto_events.get(), k.fast_retransmits.get(), k.recoveries.get(),
+      k.ooo_segments.get(), k.cookies_sent.get(), k.cookies_validated.get(),
+      k.challenge_acks.get());
   for (size_t i = 0; i < l4::drop_count; ++i)
     if (k.drops.by_reason[i].get() != 0)
-      std::printf("drop %s=%lu\n", std::string(l4::drop_table[i].name).c_str(), k.drops.by_reason[i].get());
+      std::printf("drop %s=%lu\n", std::string(l4::drop_table[i].name).c_str(),
+                  k.drops.by_reason[i].get());
   made->reset();
   rte_eth_dev_stop(0);
   rte_eth_dev_close(0);

@@ -40,7 +40,9 @@ TEST_F(receive, out_of_order_gets_sack_and_is_reassembled) {
   establish();
   app.auto_read = true;
   const auto all = bytes(3000);
-  auto part = [&](size_t off, size_t n) { return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n); };
+  auto part = [&](size_t off, size_t n) {
+    return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n);
+  };
   ASSERT_EQ(cseg(ACK, 2000, 0, part(2000, 1000)), drop::none);
   auto a = one();  // immediate duplicate ACK with one SACK block
   EXPECT_EQ(a.ack, cisn + 1);
@@ -73,7 +75,9 @@ TEST_F(receive, duplicates_and_overlaps_are_trimmed) {
   establish();
   app.auto_read = true;
   const auto all = bytes(300);
-  auto part = [&](size_t off, size_t n) { return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n); };
+  auto part = [&](size_t off, size_t n) {
+    return std::vector<uint8_t>(all.begin() + off, all.begin() + off + n);
+  };
   ASSERT_EQ(cseg(ACK, 0, 0, part(0, 100)), drop::none);
   drain();
   // Entirely old: ACKed at once, counted, not delivered twice.
@@ -147,7 +151,8 @@ TEST_F(receive, window_follows_unread_bytes_and_reopens) {
   auto c = establish();
   const auto all = bytes(8192);
   for (uint32_t off = 0; off < 8192; off += 1024)
-    ASSERT_EQ(cseg(ACK, off, 0, std::vector<uint8_t>(all.begin() + off, all.begin() + off + 1024)), drop::none);
+    ASSERT_EQ(cseg(ACK, off, 0, std::vector<uint8_t>(all.begin() + off, all.begin() + off + 1024)),
+              drop::none);
   auto a = drain().back();
   EXPECT_EQ(a.ack, cisn + 1 + 8192);
   EXPECT_EQ(a.win, 0);  // the app has read nothing: back-pressure
@@ -165,14 +170,16 @@ TEST_F(receive, window_follows_unread_bytes_and_reopens) {
   EXPECT_EQ(a.win, 4100);
   EXPECT_EQ(a.ack, cisn + 1 + 8192);
   // The bytes read are the bytes sent.
-  EXPECT_EQ(std::vector<uint8_t>(buf, buf + 4000), std::vector<uint8_t>(all.begin() + 100, all.begin() + 4100));
+  EXPECT_EQ(std::vector<uint8_t>(buf, buf + 4000),
+            std::vector<uint8_t>(all.begin() + 100, all.begin() + 4100));
 }
 
 TEST_F(receive, zero_window_probe_is_answered) {
   cfg.rcv_buf = 4096;
   start();
   establish();
-  for (uint32_t off = 0; off < 4096; off += 1024) ASSERT_EQ(cseg(ACK, off, 0, bytes(1024)), drop::none);
+  for (uint32_t off = 0; off < 4096; off += 1024)
+    ASSERT_EQ(cseg(ACK, off, 0, bytes(1024)), drop::none);
   advance_ms(50);
   EXPECT_EQ(drain().back().win, 0);
   // A one-byte probe at rcv_nxt: not taken, answered with window 0 and the same ACK.
@@ -199,7 +206,8 @@ TEST_F(receive, paws_drops_old_timestamps) {
   ASSERT_EQ(cseg(ACK, 0, 0, bytes(10)), drop::none);
   drain();
   // A segment whose TSval is older than ts_recent: dropped, ACKed, not delivered.
-  EXPECT_EQ(inject(ACK, cisn + 1 + 10, siss + 1, bytes(10, 9), opt_ts(tsv - 100, srv_ts)), drop::tcp_paws);
+  EXPECT_EQ(inject(ACK, cisn + 1 + 10, siss + 1, bytes(10, 9), opt_ts(tsv - 100, srv_ts)),
+            drop::tcp_paws);
   auto a = one();
   EXPECT_EQ(a.ack, cisn + 1 + 10);
   EXPECT_EQ(app.data.size(), 10u);

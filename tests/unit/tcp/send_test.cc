@@ -92,7 +92,8 @@ TEST_F(sending, segments_at_mss_and_back_pressure) {
     EXPECT_LE(s.payload.size(), mss);
     EXPECT_EQ(s.ack, cisn + 1);
     EXPECT_TRUE(s.flags & ACK);
-    EXPECT_EQ(s.payload, std::vector<uint8_t>(all.begin() + (s.seq - siss - 1), all.begin() + (s.seq - siss - 1) + s.payload.size()));
+    EXPECT_EQ(s.payload, std::vector<uint8_t>(all.begin() + (s.seq - siss - 1),
+                                              all.begin() + (s.seq - siss - 1) + s.payload.size()));
     next += uint32_t(s.payload.size());
   }
   EXPECT_EQ(segs[0].payload.size(), mss);
@@ -499,7 +500,8 @@ TEST_F(sending, early_retransmit_for_a_short_flight) {
   ASSERT_EQ(st->send(c, bytes(2 * mss)), 2 * mss);
   ASSERT_EQ(data_segments().size(), 2u);
   // Only one duplicate ACK can come back: with two segments out, it is enough (RFC 5827).
-  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({{siss + 1 + mss, siss + 1 + 2 * mss}})), drop::none);
+  ASSERT_EQ(cseg(ACK, 0, 0, {}, 65535, opt_sack({{siss + 1 + mss, siss + 1 + 2 * mss}})),
+            drop::none);
   auto segs = data_segments();
   ASSERT_EQ(segs.size(), 1u);
   EXPECT_EQ(segs[0].seq, siss + 1);

@@ -22,9 +22,15 @@ using l4::tcp::conn_info;
 inline constexpr uint8_t FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10;
 
 // Option encoders for client segments.
-inline std::vector<uint8_t> opt_mss(uint16_t v) { return {2, 4, uint8_t(v >> 8), uint8_t(v)}; }
-inline std::vector<uint8_t> opt_ws(uint8_t s) { return {1, 3, 3, s}; }
-inline std::vector<uint8_t> opt_sack_ok() { return {1, 1, 4, 2}; }
+inline std::vector<uint8_t> opt_mss(uint16_t v) {
+  return {2, 4, uint8_t(v >> 8), uint8_t(v)};
+}
+inline std::vector<uint8_t> opt_ws(uint8_t s) {
+  return {1, 3, 3, s};
+}
+inline std::vector<uint8_t> opt_sack_ok() {
+  return {1, 1, 4, 2};
+}
 inline std::vector<uint8_t> opt_ts(uint32_t val, uint32_t ecr) {
   std::vector<uint8_t> o{1, 1, 8, 10};
   for (uint32_t v : {val, ecr})
@@ -85,10 +91,12 @@ inline seg_out decode(rte_mbuf* m) {
     if (k == 4) s.sack_ok = true;
     if (k == 8) s.has_ts = true, s.tsval = be32(o + i + 2), s.tsecr = be32(o + i + 6);
     if (k == 5)
-      for (int b = 0; b < (l - 2) / 8; ++b) s.sack.push_back({be32(o + i + 2 + 8 * b), be32(o + i + 6 + 8 * b)});
+      for (int b = 0; b < (l - 2) / 8; ++b)
+        s.sack.push_back({be32(o + i + 2 + 8 * b), be32(o + i + 6 + 8 * b)});
     i += l;
   }
-  s.payload.assign(s.frame.begin() + s.p.payload_off(), s.frame.begin() + s.p.payload_off() + s.p.payload_len);
+  s.payload.assign(s.frame.begin() + s.p.payload_off(),
+                   s.frame.begin() + s.p.payload_off() + s.p.payload_len);
   return s;
 }
 
@@ -153,7 +161,8 @@ class harness : public ::testing::Test {
     ASSERT_TRUE(r.has_value()) << r.error().message;
     st = std::move(*r);
     app.st = st.get();
-    ASSERT_TRUE(st->add_listener(*l4::ip_addr::parse(b.v6 ? "fd00::1" : "10.0.0.1"), 443, 7).has_value());
+    ASSERT_TRUE(
+        st->add_listener(*l4::ip_addr::parse(b.v6 ? "fd00::1" : "10.0.0.1"), 443, 7).has_value());
     st->poll(now);
   }
 
@@ -205,15 +214,17 @@ class harness : public ::testing::Test {
     auto sa = one();
     EXPECT_EQ(sa.flags, SYN | ACK);
     siss = sa.seq;
-    EXPECT_EQ(inject(ACK, cisn + 1, siss + 1, {}, options ? opt_ts(++tsv, sa.tsval) : std::vector<uint8_t>{}),
+    EXPECT_EQ(inject(ACK, cisn + 1, siss + 1, {},
+                     options ? opt_ts(++tsv, sa.tsval) : std::vector<uint8_t>{}),
               l4::drop::none);
     EXPECT_FALSE(app.accepted.empty());
     return app.accepted.empty() ? conn_handle{} : app.accepted.back();
   }
 
   // Client segment in an established connection with timestamps.
-  l4::drop cseg(uint8_t flags, uint32_t seq_off, uint32_t ack_off, std::vector<uint8_t> payload = {},
-                uint16_t win = 65535, std::vector<uint8_t> extra = {}) {
+  l4::drop cseg(uint8_t flags, uint32_t seq_off, uint32_t ack_off,
+                std::vector<uint8_t> payload = {}, uint16_t win = 65535,
+                std::vector<uint8_t> extra = {}) {
     return inject(flags, cisn + 1 + seq_off, siss + 1 + ack_off, std::move(payload),
                   cat({opt_ts(++tsv, srv_ts), extra}), win);
   }

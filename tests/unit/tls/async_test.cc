@@ -92,7 +92,8 @@ TEST_F(async_fixture, hundreds_of_concurrent_handshakes_on_one_thread) {
   std::vector<std::unique_ptr<client>> clients;
   std::vector<tls::session*> sessions;
   for (int i = 0; i < n; ++i) {
-    clients.push_back(std::make_unique<client>(client_opts{}, i % 2 ? "example.test" : "a.wild.test"));
+    clients.push_back(
+        std::make_unique<client>(client_opts{}, i % 2 ? "example.test" : "a.wild.test"));
     sessions.push_back(w->open(cs));
     ASSERT_NE(sessions.back(), nullptr);
     SSL_do_handshake(clients[i]->ssl.get());
@@ -152,7 +153,8 @@ TEST_F(async_fixture, hundreds_of_concurrent_handshakes_on_one_thread) {
     }
   }
   EXPECT_EQ(done, n);
-  EXPECT_EQ(w->stats().handshakes_full.get(), static_cast<uint64_t>(n) + 1) << "+1: the bulk connection";
+  EXPECT_EQ(w->stats().handshakes_full.get(), static_cast<uint64_t>(n) + 1)
+      << "+1: the bulk connection";
   EXPECT_EQ(off->completed(), static_cast<uint64_t>(n) + 1);
   for (auto* s : sessions) w->close(s);
   w->close(bulk_s);
@@ -173,7 +175,8 @@ TEST_F(async_fixture, close_while_in_flight_is_deferred_until_completion) {
   off->hold(false);
   tls::session* ready[8];
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (w->open_sessions() != 0 && std::chrono::steady_clock::now() < until) EXPECT_EQ(w->poll(ready), 0u);
+  while (w->open_sessions() != 0 && std::chrono::steady_clock::now() < until)
+    EXPECT_EQ(w->poll(ready), 0u);
   EXPECT_EQ(w->open_sessions(), 0u);
   EXPECT_EQ(w->async_pending(), 0u);
   // The job went back to the pool: another handshake still gets one.

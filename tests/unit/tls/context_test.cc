@@ -94,7 +94,8 @@ TEST(context, refuses_bad_configs_with_a_location) {
   c.engine = "no-such-engine";
   r = tls::context_set::build(c);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("engine 'no-such-engine' not found"), std::string::npos) << r.error().str();
+  EXPECT_NE(r.error().message.find("engine 'no-such-engine' not found"), std::string::npos)
+      << r.error().str();
 
   c = standard_config();
   c.alpn = {""};
@@ -130,11 +131,15 @@ TEST_F(fixture, sni_selects_certificate_exact_wildcard_and_default) {
     const char* sni;
     const char* cn;
   } rows[] = {
-      {"example.test", "example.test"},  {"www.example.test", "example.test"},
-      {"WWW.Example.TEST", "example.test"}, {"a.wild.test", "*.wild.test"},
+      {"example.test", "example.test"},
+      {"www.example.test", "example.test"},
+      {"WWW.Example.TEST", "example.test"},
+      {"a.wild.test", "*.wild.test"},
       {"a.b.wild.test", "default.test"},  // wildcards cover one label
-      {"wild.test", "default.test"},     {"unknown.test", "default.test"},
-      {nullptr, "default.test"},         {"rsa.test", "rsa.test"},
+      {"wild.test", "default.test"},
+      {"unknown.test", "default.test"},
+      {nullptr, "default.test"},
+      {"rsa.test", "rsa.test"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.sni ? row.sni : "(no SNI)");
@@ -312,7 +317,8 @@ std::array<uint8_t, 32> sha256_of(const std::string& pem) {
 
 TEST_F(fixture, mtls_required_optional_and_untrusted) {
   auto cfg = standard_config();
-  cfg.client_auth = {.enabled = true, .ca_file = cert("client-ca.pem"), .verify_depth = 2, .required = true};
+  cfg.client_auth = {
+      .enabled = true, .ca_file = cert("client-ca.pem"), .verify_depth = 2, .required = true};
   auto cs = build(cfg);
   {
     client c({}, "example.test");
@@ -404,7 +410,8 @@ TEST_F(fixture, data_both_ways_and_close_notify_both_ways) {
   for (int rounds = 0; got.size() < big.size() && rounds < 100; ++rounds) {
     to_server(c, *s.s);  // the input bound takes 64 KiB at a time
     tls::io_result r;
-    while ((r = s->read(buf)).st == tls::status::ok) got.append(reinterpret_cast<char*>(buf), r.bytes);
+    while ((r = s->read(buf)).st == tls::status::ok)
+      got.append(reinterpret_cast<char*>(buf), r.bytes);
     EXPECT_EQ(r.st, tls::status::want_read);
   }
   EXPECT_EQ(got.size(), big.size());

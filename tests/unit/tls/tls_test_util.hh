@@ -29,7 +29,9 @@ inline const std::string& cert_dir() {
   }();
   return dir;
 }
-inline std::string cert(const char* f) { return cert_dir() + "/" + f; }
+inline std::string cert(const char* f) {
+  return cert_dir() + "/" + f;
+}
 
 // example.test (ECDSA + RSA), *.wild.test, rsa.test (RSA only), default.test as default.
 inline tls::server_config standard_config() {
@@ -84,7 +86,8 @@ struct client {
       SSL_CTX_use_certificate_file(ctx.get(), o.cert.c_str(), SSL_FILETYPE_PEM);
       SSL_CTX_use_PrivateKey_file(ctx.get(), o.key.c_str(), SSL_FILETYPE_PEM);
     }
-    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(ctx.get(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx.get(), [](SSL* s, SSL_SESSION*) {
       static_cast<client*>(SSL_get_app_data(s))->tickets++;
       return 0;

@@ -138,7 +138,8 @@ TEST(body_inspect, rules_see_fields_files_and_flags_not_file_content) {
        403,
        {5}},
       {"JSON key", "application/json", R"({"evil":1})", verdict_kind::pass, 0, {}},
-      // ModSecurity v3 keeps the raw JSON as REQUEST_BODY besides parsing it into ARGS (CRS 920273).
+      // ModSecurity v3 keeps the raw JSON as REQUEST_BODY besides parsing it into ARGS (CRS
+      // 920273).
       {"JSON body is also the raw REQUEST_BODY",
        "application/json",
        R"({"a":"raw-marker"})",

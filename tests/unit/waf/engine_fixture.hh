@@ -46,7 +46,8 @@ struct outcome {
 };
 
 // Feeds the segments in order; stops at the first block. Returns the last request's outcome.
-inline outcome run(engine& e, const std::vector<std::string>& segments, waf::inspector::mode m = waf::inspector::mode::http) {
+inline outcome run(engine& e, const std::vector<std::string>& segments,
+                   waf::inspector::mode m = waf::inspector::mode::http) {
   outcome o;
   auto in = waf::inspector::create(e.pol, *e.ws, m);
   EXPECT_TRUE(in.has_value());
@@ -78,6 +79,8 @@ inline outcome run(engine& e, const std::vector<std::string>& segments, waf::ins
   return o;
 }
 
-inline outcome run1(engine& e, const std::string& req) { return run(e, {req}); }
+inline outcome run1(engine& e, const std::string& req) {
+  return run(e, {req});
+}
 
 }  // namespace waf_test

@@ -14,7 +14,9 @@ std::string get(const std::string& target, const std::string& extra_headers = ""
   return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra_headers + "\r\n";
 }
 
-std::string one_rule(const std::string& body) { return "rules:\n  - id: 1\n    action: block\n" + body; }
+std::string one_rule(const std::string& body) {
+  return "rules:\n  - id: 1\n    action: block\n" + body;
+}
 
 struct op_case {
   const char* name;
@@ -40,46 +42,57 @@ INSTANTIATE_TEST_SUITE_P(
     all, operators,
     ::testing::Values(
         op_case{"rx", "    phase: args\n    pattern: \"a+b\"\n", get("/?x=zaaab"), get("/?x=zb")},
-        op_case{"rx_caseless", "    phase: args\n    pattern: \"select\"\n    caseless: true\n", get("/?x=SeLeCt"),
-                get("/?x=selec")},
-        op_case{"pm", "    phase: args\n    operator: pm\n    patterns: [foo, bar]\n", get("/?x=zzbarzz"),
-                get("/?x=fo")},
-        op_case{"contains", "    phase: uri\n    operator: contains\n    pattern: \"a.b\"\n", get("/xa.by"),
-                get("/xaxb")},
-        op_case{"begins_with", "    phase: uri_path\n    operator: begins_with\n    pattern: /admin\n",
+        op_case{"rx_caseless", "    phase: args\n    pattern: \"select\"\n    caseless: true\n",
+                get("/?x=SeLeCt"), get("/?x=selec")},
+        op_case{"pm", "    phase: args\n    operator: pm\n    patterns: [foo, bar]\n",
+                get("/?x=zzbarzz"), get("/?x=fo")},
+        op_case{"contains", "    phase: uri\n    operator: contains\n    pattern: \"a.b\"\n",
+                get("/xa.by"), get("/xaxb")},
+        op_case{"begins_with",
+                "    phase: uri_path\n    operator: begins_with\n    pattern: /admin\n",
                 get("/admin/x"), get("/x/admin")},
-        op_case{"ends_with", "    phase: uri_path\n    operator: ends_with\n    pattern: .php\n", get("/a.php"),
-                get("/a.php/x")},
-        op_case{"streq", "    phase: method\n    operator: streq\n    pattern: TRACE\n", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
-                "TRACEX / HTTP/1.1\r\nHost: a\r\n\r\n"},
-        op_case{"within", "    phase: method\n    operator: within\n    pattern: \"DELETE PURGE\"\n",
+        op_case{"ends_with", "    phase: uri_path\n    operator: ends_with\n    pattern: .php\n",
+                get("/a.php"), get("/a.php/x")},
+        op_case{"streq", "    phase: method\n    operator: streq\n    pattern: TRACE\n",
+                "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", "TRACEX / HTTP/1.1\r\nHost: a\r\n\r\n"},
+        op_case{"within",
+                "    phase: method\n    operator: within\n    pattern: \"DELETE PURGE\"\n",
                 "PURGE / HTTP/1.1\r\nHost: a\r\n\r\n", get("/")},
-        op_case{"not_within", "    phase: method\n    operator: within\n    negate: true\n    pattern: \"GET HEAD\"\n",
+        op_case{"not_within",
+                "    phase: method\n    operator: within\n    negate: true\n    pattern: \"GET "
+                "HEAD\"\n",
                 "PUT / HTTP/1.1\r\nHost: a\r\n\r\n", get("/")},
-        op_case{"header_by_name", "    phase: header:user-agent\n    pattern: sqlmap\n", get("/", "User-Agent: sqlmap/1\r\n"),
-                get("/", "X-Other: sqlmap\r\n")},
-        op_case{"header_names", "    phase: header_names\n    operator: streq\n    pattern: x-evil\n    transforms: [lowercase]\n",
+        op_case{"header_by_name", "    phase: header:user-agent\n    pattern: sqlmap\n",
+                get("/", "User-Agent: sqlmap/1\r\n"), get("/", "X-Other: sqlmap\r\n")},
+        op_case{"header_names",
+                "    phase: header_names\n    operator: streq\n    pattern: x-evil\n    "
+                "transforms: [lowercase]\n",
                 get("/", "X-Evil: 1\r\n"), get("/", "X-Good: x-evil\r\n")},
-        op_case{"cookies", "    phase: cookies:session\n    pattern: \"^evil\"\n", get("/", "Cookie: a=1; session=evil\r\n"),
+        op_case{"cookies", "    phase: cookies:session\n    pattern: \"^evil\"\n",
+                get("/", "Cookie: a=1; session=evil\r\n"),
                 get("/", "Cookie: evil=1; session=ok\r\n")},
-        op_case{"cookie_names", "    phase: cookie_names\n    operator: streq\n    pattern: debug\n",
+        op_case{"cookie_names",
+                "    phase: cookie_names\n    operator: streq\n    pattern: debug\n",
                 get("/", "Cookie: a=1; debug=1\r\n"), get("/", "Cookie: a=debug\r\n")},
-        op_case{"arg_names", "    phase: arg_names\n    operator: contains\n    pattern: \"[\"\n", get("/?a%5B0%5D=1"),
-                get("/?a=%5B")},
-        op_case{"query_string", "    phase: query_string\n    operator: contains\n    pattern: \"%00\"\n", get("/?a=%00"),
-                get("/?a=00")},
+        op_case{"arg_names", "    phase: arg_names\n    operator: contains\n    pattern: \"[\"\n",
+                get("/?a%5B0%5D=1"), get("/?a=%5B")},
+        op_case{"query_string",
+                "    phase: query_string\n    operator: contains\n    pattern: \"%00\"\n",
+                get("/?a=%00"), get("/?a=00")},
         op_case{"request_line", "    phase: request_line\n    pattern: \"HTTP/1\\\\.0$\"\n",
                 "GET / HTTP/1.0\r\n\r\n", get("/")},
-        op_case{"protocol", "    phase: protocol\n    operator: streq\n    pattern: HTTP/1.0\n", "GET / HTTP/1.0\r\n\r\n",
-                get("/")},
-        op_case{"exclude_field", "    phase: args\n    exclude: [token]\n    pattern: evil\n", get("/?q=evil"),
-                get("/?token=evil")},
-        op_case{"transform_pipeline", "    phase: args\n    pattern: \"<script>\"\n    transforms: [html_entity_decode, lowercase]\n",
+        op_case{"protocol", "    phase: protocol\n    operator: streq\n    pattern: HTTP/1.0\n",
+                "GET / HTTP/1.0\r\n\r\n", get("/")},
+        op_case{"exclude_field", "    phase: args\n    exclude: [token]\n    pattern: evil\n",
+                get("/?q=evil"), get("/?token=evil")},
+        op_case{"transform_pipeline",
+                "    phase: args\n    pattern: \"<script>\"\n    transforms: [html_entity_decode, "
+                "lowercase]\n",
                 get("/?x=%26lt;SCRIPT%26gt;"), get("/?x=script")},
-        op_case{"prefilter_backreference", "    phase: args\n    pattern: \"(['\\\"])x\\\\1\"\n", get("/?a='x'"),
-                get("/?a='x%22")},
-        op_case{"prefilter_lookahead", "    phase: args\n    pattern: \"foo(?!bar)\"\n", get("/?a=foobaz"),
-                get("/?a=foobar")}));
+        op_case{"prefilter_backreference", "    phase: args\n    pattern: \"(['\\\"])x\\\\1\"\n",
+                get("/?a='x'"), get("/?a='x%22")},
+        op_case{"prefilter_lookahead", "    phase: args\n    pattern: \"foo(?!bar)\"\n",
+                get("/?a=foobaz"), get("/?a=foobar")}));
 
 TEST(engine, prefilter_patterns_are_counted_and_confirmed) {
   auto e = make_engine(one_rule("    phase: args\n    pattern: \"foo(?!bar)\"\n"));
@@ -92,33 +105,40 @@ TEST(engine, prefilter_patterns_are_counted_and_confirmed) {
 }
 
 TEST(engine, stream_target_refuses_pattern_needing_confirm) {
-  auto rs = rules::parse_rule_file(one_rule("    phase: body\n    pattern: \"(a)\\\\1\"\n"), "r.yaml");
+  auto rs =
+      rules::parse_rule_file(one_rule("    phase: body\n    pattern: \"(a)\\\\1\"\n"), "r.yaml");
   ASSERT_TRUE(rs);
   auto c = waf::ruleset::compile(std::move(*rs));
   ASSERT_FALSE(c);
-  EXPECT_NE(c.error().str().find("r.yaml:2:5: rule 1: pattern rejected by Hyperscan"), std::string::npos)
+  EXPECT_NE(c.error().str().find("r.yaml:2:5: rule 1: pattern rejected by Hyperscan"),
+            std::string::npos)
       << c.error().str();
   EXPECT_NE(c.error().str().find("stream target"), std::string::npos);
 }
 
 TEST(engine, chain_needs_every_condition) {
-  auto e = make_engine(one_rule(
-      "    phase: method\n    operator: streq\n    pattern: POST\n    chain:\n      - phase: uri_path\n"
-      "        operator: begins_with\n        pattern: /admin\n"));
+  auto e =
+      make_engine(one_rule("    phase: method\n    operator: streq\n    pattern: POST\n    "
+                           "chain:\n      - phase: uri_path\n"
+                           "        operator: begins_with\n        pattern: /admin\n"));
   ASSERT_TRUE(e);
-  EXPECT_EQ(run1(*e, "POST /admin HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").kind, verdict_kind::block);
-  EXPECT_EQ(run1(*e, "POST /user HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").kind, verdict_kind::pass);
+  EXPECT_EQ(run1(*e, "POST /admin HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").kind,
+            verdict_kind::block);
+  EXPECT_EQ(run1(*e, "POST /user HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").kind,
+            verdict_kind::pass);
   EXPECT_EQ(run1(*e, get("/admin")).kind, verdict_kind::pass);
 }
 
 TEST(engine, negated_chain_condition_needs_the_field_present) {
-  auto e = make_engine(one_rule(
-      "    phase: uri_path\n    operator: begins_with\n    pattern: /api\n    chain:\n      - phase: header:content-type\n"
-      "        pattern: json\n        negate: true\n"));
+  auto e =
+      make_engine(one_rule("    phase: uri_path\n    operator: begins_with\n    pattern: /api\n    "
+                           "chain:\n      - phase: header:content-type\n"
+                           "        pattern: json\n        negate: true\n"));
   ASSERT_TRUE(e);
   EXPECT_EQ(run1(*e, get("/api", "Content-Type: text/xml\r\n")).kind, verdict_kind::block);
   EXPECT_EQ(run1(*e, get("/api", "Content-Type: application/json\r\n")).kind, verdict_kind::pass);
-  EXPECT_EQ(run1(*e, get("/api")).kind, verdict_kind::pass) << "absent field: no match, as ModSecurity";
+  EXPECT_EQ(run1(*e, get("/api")).kind, verdict_kind::pass)
+      << "absent field: no match, as ModSecurity";
 }
 
 const char* scoring_rules = R"(set: s
@@ -219,12 +239,14 @@ TEST(engine, exclusions_by_path_and_by_argument) {
 TEST(engine, parse_errors_block_with_400_and_are_counted) {
   auto e = make_engine(scoring_rules);
   ASSERT_TRUE(e);
-  auto r = run1(*e, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  auto r = run1(
+      *e, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
   EXPECT_EQ(r.kind, verdict_kind::block);
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.perr, waf::http_error::content_length_and_transfer_encoding);
   EXPECT_EQ(e->st.blocked_parse.get(), 1u);
-  EXPECT_EQ(e->st.parse_errors[size_t(waf::http_error::content_length_and_transfer_encoding)].get(), 1u);
+  EXPECT_EQ(e->st.parse_errors[size_t(waf::http_error::content_length_and_transfer_encoding)].get(),
+            1u);
   auto t = run(*e, {"GET / HTTP/1.1\r\nHost"});
   EXPECT_EQ(t.status, 400);
   EXPECT_EQ(t.perr, waf::http_error::truncated);
@@ -233,7 +255,8 @@ TEST(engine, parse_errors_block_with_400_and_are_counted) {
 TEST(engine, pipelined_requests_each_get_a_verdict) {
   auto e = make_engine(scoring_rules);
   ASSERT_TRUE(e);
-  std::string two = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz" + get("/?x=aaa&y=bbb");
+  std::string two =
+      "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz" + get("/?x=aaa&y=bbb");
   auto r = run1(*e, two);
   EXPECT_EQ(r.requests, 2u);
   EXPECT_EQ(r.kind, verdict_kind::block);
@@ -255,7 +278,8 @@ TEST(engine, block_response_names_the_request) {
 }
 
 TEST(engine, audit_json_names_rule_field_and_excerpt) {
-  auto e = make_engine(one_rule("    phase: args\n    pattern: \"union\\\\s+select\"\n    transforms: [url_decode]\n"));
+  auto e = make_engine(one_rule(
+      "    phase: args\n    pattern: \"union\\\\s+select\"\n    transforms: [url_decode]\n"));
   ASSERT_TRUE(e);
   auto in = waf::inspector::create(e->pol, *e->ws);
   ASSERT_TRUE(in);

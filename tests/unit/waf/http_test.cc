@@ -9,7 +9,8 @@
 namespace {
 
 // The head views point into `head`: callers keep it alive while they use *out.
-waf::http_error parse(const std::string& head, waf::request_head* out = nullptr, waf::http_limits lim = {}) {
+waf::http_error parse(const std::string& head, waf::request_head* out = nullptr,
+                      waf::http_limits lim = {}) {
   waf::head_scan_state st;
   size_t end = 0;
   auto e = waf::find_head_end(head.data(), head.size(), lim, st, end);
@@ -24,7 +25,8 @@ waf::http_error parse(const std::string& head, waf::request_head* out = nullptr,
 }
 
 TEST(http_parser, parses_a_request) {
-  std::string req = "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example\r\nX-Pad:  v  \r\nContent-Length: 12\r\n\r\n";
+  std::string req =
+      "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example\r\nX-Pad:  v  \r\nContent-Length: 12\r\n\r\n";
   waf::request_head h;
   ASSERT_EQ(parse(req, &h), waf::http_error::none);
   EXPECT_EQ(h.method, "GET");
@@ -58,24 +60,35 @@ using E = waf::http_error;
 INSTANTIATE_TEST_SUITE_P(
     smuggling_and_malformed, http_bad,
     ::testing::Values(
-        bad{"cl_cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", E::duplicate_content_length},
-        bad{"cl_te", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        bad{"cl_cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            E::duplicate_content_length},
+        bad{"cl_te",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             E::content_length_and_transfer_encoding},
-        bad{"te_cl", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        bad{"te_cl",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             E::content_length_and_transfer_encoding},
-        bad{"te_te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        bad{"te_te",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n",
             E::bad_transfer_encoding},
-        bad{"te_gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", E::bad_transfer_encoding},
-        bad{"te_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", E::bad_transfer_encoding},
-        bad{"cl_sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", E::bad_content_length},
-        bad{"cl_list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", E::bad_content_length},
+        bad{"te_gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            E::bad_transfer_encoding},
+        bad{"te_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            E::bad_transfer_encoding},
+        bad{"cl_sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            E::bad_content_length},
+        bad{"cl_list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            E::bad_content_length},
         bad{"obs_fold", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n", E::obs_fold},
         bad{"bare_lf_header", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", E::bare_lf},
         bad{"bare_lf_end", "GET / HTTP/1.1\nHost: a\n\n", E::bare_lf},
-        bad{"space_before_colon", "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+        bad{"space_before_colon",
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
             E::space_before_colon},
         bad{"bad_name", "GET / HTTP/1.1\r\nHost: a\r\nX(y): 1\r\n\r\n", E::bad_header_name},
-        bad{"ctl_in_value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01z\r\n\r\n"), E::bad_header_value},
+        bad{"ctl_in_value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01z\r\n\r\n"),
+            E::bad_header_value},
         bad{"cr_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", E::bad_header_value},
         bad{"missing_host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n", E::missing_host},
         bad{"two_hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", E::duplicate_host},
@@ -93,9 +106,11 @@ TEST(http_parser, limits) {
   lim.max_head_bytes = 512;
   EXPECT_EQ(parse("GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", nullptr, lim),
             E::request_line_too_long);
-  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'b') + "\r\n\r\n", nullptr, lim),
-            E::header_line_too_long);
-  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", nullptr, lim), E::too_many_headers);
+  EXPECT_EQ(
+      parse("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'b') + "\r\n\r\n", nullptr, lim),
+      E::header_line_too_long);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", nullptr, lim),
+            E::too_many_headers);
   std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
   while (many.size() < 600) many += "X: 0123456789\r\n";
   EXPECT_EQ(parse(many, nullptr, lim), E::head_too_large);
@@ -103,7 +118,8 @@ TEST(http_parser, limits) {
   std::string partial = "GET /" + std::string(100, 'a');
   waf::head_scan_state st;
   size_t end = 0;
-  EXPECT_EQ(waf::find_head_end(partial.data(), partial.size(), lim, st, end), E::request_line_too_long);
+  EXPECT_EQ(waf::find_head_end(partial.data(), partial.size(), lim, st, end),
+            E::request_line_too_long);
 }
 
 TEST(http_parser, head_end_found_incrementally) {
@@ -121,8 +137,8 @@ TEST(http_parser, head_end_found_incrementally) {
   FAIL() << "head end not found";
 }
 
-std::string decode_all(const std::string& in, size_t step, waf::chunked_decoder::status& last, size_t& used,
-                       waf::http_error& err) {
+std::string decode_all(const std::string& in, size_t step, waf::chunked_decoder::status& last,
+                       size_t& used, waf::http_error& err) {
   waf::chunked_decoder d;
   std::string out;
   used = 0;

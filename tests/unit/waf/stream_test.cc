@@ -1,5 +1,6 @@
 // Body and raw payload scanning in stream mode: matches split across TCP segments and chunk
-// boundaries, body limits, end-of-data anchors; plus the compiled-database cache and per-flow state.
+// boundaries, body limits, end-of-data anchors; plus the compiled-database cache and per-flow
+// state.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -27,15 +28,19 @@ const char* body_rules = R"(rules:
 )";
 
 std::string post_cl(const std::string& body) {
-  return "POST /f HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\n\r\n" + body;
+  return "POST /f HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
 }
-std::string chunked_head() { return "POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"; }
+std::string chunked_head() {
+  return "POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+}
 
 TEST(stream, attack_split_at_every_segment_boundary) {
   auto e = make_engine(body_rules);
   ASSERT_TRUE(e);
-  std::string body = "hello %3Cscr" "ipt%3E world";  // url-encoded, so a cut can fall inside %3C
+  std::string body =
+      "hello %3Cscr"
+      "ipt%3E world";  // url-encoded, so a cut can fall inside %3C
   std::string req = post_cl(body);
   size_t head = req.size() - body.size();
   for (size_t cut = head + 1; cut < req.size(); ++cut) {
@@ -102,10 +107,20 @@ TEST(stream, raw_payload_split_across_segments) {
     action: block
 )");
   ASSERT_TRUE(e);
-  auto r = run(*e, {"abc\x01" "EXP", "LOIT"}, waf::inspector::mode::raw);
+  auto r = run(*e,
+               {"abc\x01"
+                "EXP",
+                "LOIT"},
+               waf::inspector::mode::raw);
   EXPECT_EQ(r.kind, verdict_kind::block);
   EXPECT_EQ(e->st.raw_blocked.get(), 1u);
-  EXPECT_EQ(run(*e, {"abc\x01" "EXP", "LOIX"}, waf::inspector::mode::raw).kind, verdict_kind::pass);
+  EXPECT_EQ(run(*e,
+                {"abc\x01"
+                 "EXP",
+                 "LOIX"},
+                waf::inspector::mode::raw)
+                .kind,
+            verdict_kind::pass);
 }
 
 TEST(stream, state_bytes_per_flow_is_bounded) {
@@ -122,12 +137,13 @@ TEST(stream, state_bytes_per_flow_is_bounded) {
   auto raw = waf::inspector::create(e->pol, *e->ws, waf::inspector::mode::raw);
   ASSERT_TRUE(raw);
   EXPECT_LT((*raw)->state_bytes(), 6144u) << "raw flows hold no head buffer";
-  std::printf("state bytes per flow: http %zu, raw %zu, hs stream state %zu\n", b, (*raw)->state_bytes(),
-              e->pol->rules().stats().stream_state_bytes);
+  std::printf("state bytes per flow: http %zu, raw %zu, hs stream state %zu\n", b,
+              (*raw)->state_bytes(), e->pol->rules().stats().stream_state_bytes);
 }
 
 TEST(cache, second_compile_loads_from_cache_and_behaves_the_same) {
-  auto dir = std::filesystem::temp_directory_path() / ("waf-cache-test-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("waf-cache-test-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   waf::compile_options o;
   o.cache_dir = dir.string();
@@ -143,7 +159,8 @@ TEST(cache, second_compile_loads_from_cache_and_behaves_the_same) {
   EXPECT_TRUE((*b)->stats().from_cache);
   EXPECT_EQ((*a)->hash(), (*b)->hash());
   // A corrupt cache file is ignored (recompiled), never trusted.
-  for (auto& f : std::filesystem::directory_iterator(dir)) std::filesystem::resize_file(f.path(), 20);
+  for (auto& f : std::filesystem::directory_iterator(dir))
+    std::filesystem::resize_file(f.path(), 20);
   auto c = load();
   ASSERT_TRUE(c);
   EXPECT_FALSE((*c)->stats().from_cache);
@@ -168,7 +185,8 @@ TEST(cache, background_compile_returns_an_immutable_ruleset) {
   - id: 1
     phase: args
     pattern: "x{2,40}y"
-)", "o.yaml")));
+)",
+                                                                       "o.yaml")));
   ASSERT_TRUE(other);
   auto ws = waf::worker_scratch::create(**r);
   ASSERT_TRUE(ws);

@@ -20,9 +20,9 @@ struct cert_config {
 
 struct client_auth_config {
   bool enabled = false;
-  std::string ca_file;     // CA bundle client certificates must chain to
+  std::string ca_file;  // CA bundle client certificates must chain to
   int verify_depth = 3;
-  bool required = true;    // false: a certificate is asked for but a client may send none
+  bool required = true;  // false: a certificate is asked for but a client may send none
 };
 
 struct server_config {
@@ -33,7 +33,7 @@ struct server_config {
   std::vector<cert_config> certs;
   std::string default_name;  // group used without SNI or for unknown names; empty: the first cert's
 
-  bool allow_tls12 = true;   // TLS 1.3 is always on; 1.0/1.1/SSLv3 never
+  bool allow_tls12 = true;  // TLS 1.3 is always on; 1.0/1.1/SSLv3 never
   std::string tls12_ciphers =
       "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
       "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"

@@ -39,7 +39,8 @@ struct ticket_key {
 };
 
 // Parses a ticket key file: a non-empty multiple of 80 bytes; the first key encrypts.
-common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes, const std::string& path);
+common::result<std::vector<ticket_key>> parse_ticket_keys(std::string_view bytes,
+                                                          const std::string& path);
 
 class context_set {
  public:
@@ -81,7 +82,7 @@ class context_set {
   std::array<uint8_t, 32> sid_ctx_{};  // session scope: service + client-auth policy
   bool random_ticket_key_ = false;
   std::unordered_map<const X509*, std::string> ocsp_;  // leaf → DER response
-  std::vector<x509_ptr> leaves_;                        // keeps ocsp_ keys alive
+  std::vector<x509_ptr> leaves_;                       // keeps ocsp_ keys alive
   std::shared_ptr<offload> offload_;
   ENGINE* engine_ = nullptr;
 };

@@ -1,9 +1,9 @@
 #pragma once
 // The in-process private-key offload: crypto threads that run the private-key operations of
 // handshakes paused in OpenSSL ASYNC jobs. Started once on the control thread and shared by every
-// context_set built with it. A worker never waits on it: the key method submits a request and pauses
-// its job; the crypto thread runs the operation and calls the job's ASYNC_WAIT_CTX callback, which
-// puts the session on its worker's completion ring (tls::worker::poll).
+// context_set built with it. A worker never waits on it: the key method submits a request and
+// pauses its job; the crypto thread runs the operation and calls the job's ASYNC_WAIT_CTX callback,
+// which puts the session on its worker's completion ring (tls::worker::poll).
 #include <atomic>
 #include <cstdint>
 #include <memory>

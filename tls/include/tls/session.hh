@@ -62,10 +62,10 @@ struct peer_info {
   const char* version = "";  // "TLSv1.3"
   const char* cipher = "";   // OpenSSL name, e.g. "TLS_AES_128_GCM_SHA256"
   bool resumed = false;
-  bool client_cert = false;           // a client certificate was presented
-  bool client_cert_verified = false;  // and it chained to the configured CA
-  std::string client_subject;         // RFC 2253
-  std::string client_cn;              // printable UTF-8 or empty (client_cn_omitted)
+  bool client_cert = false;                 // a client certificate was presented
+  bool client_cert_verified = false;        // and it chained to the configured CA
+  std::string client_subject;               // RFC 2253
+  std::string client_cn;                    // printable UTF-8 or empty (client_cn_omitted)
   std::array<uint8_t, 32> client_sha256{};  // SHA-256 of the DER certificate
 };
 
@@ -74,8 +74,8 @@ class session {
   session(const session&) = delete;
   session& operator=(const session&) = delete;
 
-  // Buffers ciphertext from the peer; returns the bytes taken (fewer when the input bound is reached:
-  // call read()/handshake() and feed the rest later).
+  // Buffers ciphertext from the peer; returns the bytes taken (fewer when the input bound is
+  // reached: call read()/handshake() and feed the rest later).
   size_t feed(std::span<const uint8_t> ciphertext);
   // Drives the handshake. ok once it has completed (peer_info is then valid).
   io_result handshake();

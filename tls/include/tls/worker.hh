@@ -47,9 +47,9 @@ struct worker_stats {
 
 struct worker_config {
   uint32_t max_sessions = 4096;
-  uint32_t async_jobs = 1024;     // ASYNC job pool size (each job has its own stack, ~32 KiB)
-  size_t max_input = 64 * 1024;   // buffered ciphertext per session not yet consumed
-  size_t max_output = 256 * 1024; // pending ciphertext per session before write() says want_write
+  uint32_t async_jobs = 1024;      // ASYNC job pool size (each job has its own stack, ~32 KiB)
+  size_t max_input = 64 * 1024;    // buffered ciphertext per session not yet consumed
+  size_t max_output = 256 * 1024;  // pending ciphertext per session before write() says want_write
 };
 
 class worker {

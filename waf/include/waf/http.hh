@@ -11,32 +11,32 @@
 
 namespace waf {
 
-#define WAF_HTTP_ERRORS(X)                 \
-  X(none)                                  \
-  X(bad_request_line)                      \
-  X(request_line_too_long)                 \
-  X(bad_method)                            \
-  X(bad_target)                            \
-  X(bad_version)                           \
-  X(bare_lf)                               \
-  X(obs_fold)                              \
-  X(bad_header_name)                       \
-  X(bad_header_value)                      \
-  X(space_before_colon)                    \
-  X(too_many_headers)                      \
-  X(header_line_too_long)                  \
-  X(head_too_large)                        \
-  X(bad_content_length)                    \
-  X(duplicate_content_length)              \
-  X(content_length_and_transfer_encoding)  \
-  X(bad_transfer_encoding)                 \
-  X(missing_host)                          \
-  X(duplicate_host)                        \
-  X(bad_chunk_size)                        \
-  X(bad_chunk_framing)                     \
-  X(chunk_extension_too_long)              \
-  X(trailer_too_large)                     \
-  X(body_too_large)                        \
+#define WAF_HTTP_ERRORS(X)                \
+  X(none)                                 \
+  X(bad_request_line)                     \
+  X(request_line_too_long)                \
+  X(bad_method)                           \
+  X(bad_target)                           \
+  X(bad_version)                          \
+  X(bare_lf)                              \
+  X(obs_fold)                             \
+  X(bad_header_name)                      \
+  X(bad_header_value)                     \
+  X(space_before_colon)                   \
+  X(too_many_headers)                     \
+  X(header_line_too_long)                 \
+  X(head_too_large)                       \
+  X(bad_content_length)                   \
+  X(duplicate_content_length)             \
+  X(content_length_and_transfer_encoding) \
+  X(bad_transfer_encoding)                \
+  X(missing_host)                         \
+  X(duplicate_host)                       \
+  X(bad_chunk_size)                       \
+  X(bad_chunk_framing)                    \
+  X(chunk_extension_too_long)             \
+  X(trailer_too_large)                    \
+  X(body_too_large)                       \
   X(truncated)
 
 enum class http_error : uint8_t {
@@ -83,11 +83,12 @@ struct head_scan_state {
   size_t line_start = 0;
   bool first_line = true;
 };
-http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head_scan_state& st, size_t& head_end);
+http_error find_head_end(const char* buf, size_t n, const http_limits& lim, head_scan_state& st,
+                         size_t& head_end);
 
 // Parses a complete head (as found by find_head_end, ending with CRLF CRLF). Headers go to storage.
-http_error parse_request_head(std::string_view head, const http_limits& lim, std::span<http_header> storage,
-                              request_head& out);
+http_error parse_request_head(std::string_view head, const http_limits& lim,
+                              std::span<http_header> storage, request_head& out);
 
 // Request path normalisation, for policy path prefixes (exclusions): the path is split on '/',
 // each segment percent-decoded once, "." and ".." resolved (never above the root). `;` parameters
@@ -119,7 +120,19 @@ class chunked_decoder {
   uint64_t body_bytes() const { return total_; }
 
  private:
-  enum class state : uint8_t { size, size_ext, size_lf, data, data_cr, data_lf, trailer_start, trailer, trailer_lf, final_lf, done };
+  enum class state : uint8_t {
+    size,
+    size_ext,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer_start,
+    trailer,
+    trailer_lf,
+    final_lf,
+    done
+  };
   state s_ = state::size;
   uint64_t remaining_ = 0;
   uint64_t total_ = 0;
@@ -209,8 +222,10 @@ chunked_decoder::result chunked_decoder::feed(const char* in, size_t n, F&& on_d
         break;
       case state::trailer:
         if (++trailer_len_ > 4096) return {status::error, i, http_error::trailer_too_large};
-        if (c == '\r') s_ = state::trailer_lf;
-        else if (c == '\n') return {status::error, i, http_error::bare_lf};
+        if (c == '\r')
+          s_ = state::trailer_lf;
+        else if (c == '\n')
+          return {status::error, i, http_error::bare_lf};
         ++i;
         break;
       case state::trailer_lf:
@@ -223,7 +238,8 @@ chunked_decoder::result chunked_decoder::feed(const char* in, size_t n, F&& on_d
         ++i;
         s_ = state::done;
         return {status::done, i, http_error::none};
-      case state::done: return {status::done, i, http_error::none};
+      case state::done:
+        return {status::done, i, http_error::none};
     }
   }
   return {s_ == state::done ? status::done : status::need_more, i, http_error::none};

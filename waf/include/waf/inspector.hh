@@ -1,7 +1,8 @@
 #pragma once
-// The per-flow inspector: feed it request bytes as they arrive from TCP (or TLS); it parses the head
-// strictly, scans head fields in block mode, streams the body (Content-Length or chunked, decoded on
-// the fly) through Hyperscan stream mode without buffering it, and says what to do with the bytes.
+// The per-flow inspector: feed it request bytes as they arrive from TCP (or TLS); it parses the
+// head strictly, scans head fields in block mode, streams the body (Content-Length or chunked,
+// decoded on the fly) through Hyperscan stream mode without buffering it, and says what to do with
+// the bytes.
 //
 // Data-path contract: feed() and finish() never throw, never allocate, never log. Everything they
 // need is allocated by create() (per connection) and by worker_scratch (per worker).
@@ -75,9 +76,10 @@ struct verdict {
   verdict_kind kind = verdict_kind::need_more;
   uint16_t status =
       0;  // block: 403 (rules), 400 (malformed/smuggling, unparsable body), 413 (body limit)
-  size_t consumed = 0;            // input bytes used; feed the rest again
-  std::span<const char> forward;  // pass/detect: the bytes to send upstream now (head or body slice)
-  bool head_complete = false;     // this call completed the head (forward = the whole head)
+  size_t consumed = 0;  // input bytes used; feed the rest again
+  std::span<const char>
+      forward;                 // pass/detect: the bytes to send upstream now (head or body slice)
+  bool head_complete = false;  // this call completed the head (forward = the whole head)
   bool request_complete = false;  // the request ended at `consumed`; audit entries are final
 };
 
@@ -91,27 +93,28 @@ struct audit_match {
   uint8_t excerpt_len = 0;
   bool blocking = false;  // this rule made the block decision (action block or threshold crossed)
   bool confirm_error = false;  // PCRE2 could not decide (a limit): counted as a match (fail closed)
-  char field[40] = {};    // header/argument/cookie name, if any
-  char excerpt[64] = {};  // up to 64 bytes of the transformed value ending at the match
+  char field[40] = {};         // header/argument/cookie name, if any
+  char excerpt[64] = {};       // up to 64 bytes of the transformed value ending at the match
   std::string_view field_name() const { return {field, field_len}; }
   std::string_view excerpt_text() const { return {excerpt, excerpt_len}; }
 };
 
 class inspector {
  public:
-  enum class mode : uint8_t { http, raw };  // raw: raw_payload rules over a non-HTTP stream
+  enum class mode : uint8_t { http, raw };   // raw: raw_payload rules over a non-HTTP stream
   static constexpr size_t max_matches = 16;  // audit entries kept per request (more are counted)
 
   static common::result<std::unique_ptr<inspector>> create(std::shared_ptr<const bound_policy> pol,
-                                                           const worker_scratch& ws, mode m = mode::http);
+                                                           const worker_scratch& ws,
+                                                           mode m = mode::http);
   ~inspector();
   inspector(const inspector&) = delete;
   inspector& operator=(const inspector&) = delete;
 
   // Feeds bytes of the client stream. Loop while consumed < data.size() and the kind is not block.
   verdict feed(worker_scratch& ws, worker_stats& st, std::span<const char> data);
-  // The client finished sending (FIN). http: block 400 when a request is cut short; raw: end-of-stream
-  // matches of raw_payload rules.
+  // The client finished sending (FIN). http: block 400 when a request is cut short; raw:
+  // end-of-stream matches of raw_payload rules.
   verdict finish(worker_scratch& ws, worker_stats& st);
 
   // WebSocket. A request that asks for one (GET, Upgrade: websocket, Connection: upgrade, no body)
@@ -141,7 +144,8 @@ class inspector {
   bool engine_error() const { return engine_error_; }
   bool detect_only() const { return pol_->pol().detect_only; }
   const bound_policy& policy_in_use() const { return *pol_; }
-  // Memory held for this flow: the object, head buffer, header slots, bitsets and Hyperscan streams.
+  // Memory held for this flow: the object, head buffer, header slots, bitsets and Hyperscan
+  // streams.
   size_t state_bytes() const;
 
  private:
@@ -157,8 +161,8 @@ class inspector {
   verdict block(worker_stats& st, uint16_t status, size_t consumed);
   void scan_head(worker_scratch& ws, worker_stats& st);
   void scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where);
-  void scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view n,
-                 std::string_view v);
+  void scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
+                 std::string_view n, std::string_view v);
   void body_start(worker_stats& st);
   void body_parse(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void body_finish(worker_scratch& ws, worker_stats& st);
@@ -167,8 +171,8 @@ class inspector {
   void arg_truncated(worker_stats& st);
   void emit_field(worker_scratch& ws, worker_stats& st, target where, std::string_view name,
                   std::string_view value);
-  void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where, std::string_view name,
-                  std::string_view value);
+  void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
+                  std::string_view name, std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
   bool evaluate(worker_stats& st, bool head_done, bool body_done);  // true: block decided
   void engine_failed(worker_stats& st);
@@ -177,7 +181,8 @@ class inspector {
   void match_entry(uint32_t entry_id, scan_ctx& x, unsigned long long to);
   verdict block_again() const;
   bool rule_excluded(uint32_t rule_index, std::string_view field) const;
-  static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void* ctx);
+  static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+                      void* ctx);
 
   std::shared_ptr<const bound_policy> pol_;
   const ruleset* rs_ = nullptr;

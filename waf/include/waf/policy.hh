@@ -1,7 +1,7 @@
 #pragma once
-// Per-service WAF policy: which rule sets, enforce or detect-only, anomaly threshold, paranoia level,
-// exclusions, body inspection limit and HTTP limits. Bound to a compiled ruleset once (control
-// thread) so that the data path only tests bits.
+// Per-service WAF policy: which rule sets, enforce or detect-only, anomaly threshold, paranoia
+// level, exclusions, body inspection limit and HTTP limits. Bound to a compiled ruleset once
+// (control thread) so that the data path only tests bits.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,7 +58,8 @@ class bound_policy {
  public:
   // Errors: unknown rule set or rule id, bad threshold/paranoia/limits, a raw policy without an
   // enabled raw_payload rule (it would inspect nothing).
-  static common::result<std::shared_ptr<const bound_policy>> bind(std::shared_ptr<const ruleset> rs, policy p);
+  static common::result<std::shared_ptr<const bound_policy>> bind(std::shared_ptr<const ruleset> rs,
+                                                                  policy p);
 
   const ruleset& rules() const { return *rs_; }
   const std::shared_ptr<const ruleset>& rules_ptr() const { return rs_; }

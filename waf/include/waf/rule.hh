@@ -54,23 +54,25 @@ inline constexpr size_t target_count = 0
 static_assert(target_count <= 32, "scan groups keep one bit per target in a uint32_t");
 const char* to_string(target t);
 std::optional<target> parse_target(std::string_view s);
-inline bool is_stream_target(target t) { return t == target::body || t == target::raw_payload; }
+inline bool is_stream_target(target t) {
+  return t == target::body || t == target::raw_payload;
+}
 
-#define WAF_TRANSFORMS(X)                          \
-  X(url_decode, "url_decode")                      \
-  X(lowercase, "lowercase")                        \
-  X(normalize_path, "normalize_path")              \
-  X(normalize_path_win, "normalize_path_win")      \
-  X(remove_nulls, "remove_nulls")                  \
-  X(html_entity_decode, "html_entity_decode")      \
-  X(compress_whitespace, "compress_whitespace")    \
-  X(remove_whitespace, "remove_whitespace")        \
-  X(base64_decode, "base64_decode")                \
-  X(utf8_to_unicode, "utf8_to_unicode")            \
-  X(js_decode, "js_decode")                        \
-  X(css_decode, "css_decode")                      \
-  X(cmd_line, "cmd_line")                          \
-  X(replace_comments, "replace_comments")          \
+#define WAF_TRANSFORMS(X)                       \
+  X(url_decode, "url_decode")                   \
+  X(lowercase, "lowercase")                     \
+  X(normalize_path, "normalize_path")           \
+  X(normalize_path_win, "normalize_path_win")   \
+  X(remove_nulls, "remove_nulls")               \
+  X(html_entity_decode, "html_entity_decode")   \
+  X(compress_whitespace, "compress_whitespace") \
+  X(remove_whitespace, "remove_whitespace")     \
+  X(base64_decode, "base64_decode")             \
+  X(utf8_to_unicode, "utf8_to_unicode")         \
+  X(js_decode, "js_decode")                     \
+  X(css_decode, "css_decode")                   \
+  X(cmd_line, "cmd_line")                       \
+  X(replace_comments, "replace_comments")       \
   X(trim, "trim")
 
 enum class transform : uint8_t {
@@ -124,7 +126,7 @@ std::optional<action> parse_action(std::string_view s);
 // or argument name, case-insensitive) and with field names excluded.
 struct selector {
   target where = target::args;
-  std::string name;                 // empty: every field of the target
+  std::string name;                  // empty: every field of the target
   std::vector<std::string> exclude;  // field names skipped (lowercase)
 };
 
@@ -151,12 +153,12 @@ struct rule {
   std::string message;
   std::vector<condition> conditions;
   action act = action::score;
-  int score = 5;       // added to the request's anomaly score when the rule fires
-  int severity = 2;    // 0 emergency .. 7 debug (syslog numbering, as in CRS)
-  int paranoia = 1;    // active when the policy's paranoia level >= this
-  std::string set;     // rule set name (a policy selects sets); default: the file stem
+  int score = 5;     // added to the request's anomaly score when the rule fires
+  int severity = 2;  // 0 emergency .. 7 debug (syslog numbering, as in CRS)
+  int paranoia = 1;  // active when the policy's paranoia level >= this
+  std::string set;   // rule set name (a policy selects sets); default: the file stem
   std::vector<std::string> tags;
-  std::string where;   // "file:line:col" of the definition, for diagnostics
+  std::string where;  // "file:line:col" of the definition, for diagnostics
 };
 
 }  // namespace waf

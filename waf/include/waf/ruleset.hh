@@ -79,23 +79,23 @@ struct entry {
 // used on ARGS|ARGS_NAMES|REQUEST_COOKIES is compiled once, not once per variable. Stream groups
 // are keyed by (target, pipeline) since each needs its own stream.
 struct scan_group {
-  target where = target::args;        // stream groups: the target; block groups: unused
+  target where = target::args;  // stream groups: the target; block groups: unused
   bool stream = false;
-  uint32_t targets = 0;               // bit per target scanned with this group
-  uint32_t unnamed = 0;               // bit per target with a selector for every field of it
+  uint32_t targets = 0;  // bit per target scanned with this group
+  uint32_t unnamed = 0;  // bit per target with a selector for every field of it
   std::vector<std::pair<target, std::string>> names;  // else only these fields are scanned
   std::vector<transform> transforms;
-  hs_database_ptr db;                 // null when the group only has code-evaluated operators
-  std::vector<uint32_t> direct;       // entries evaluated in code (is_code_op): eval_code_op
-  std::vector<uint32_t> negated;      // entries of negated conditions: a scanned field marks them seen
-  size_t stream_state_bytes = 0;      // hs_stream_size for stream groups
+  hs_database_ptr db;             // null when the group only has code-evaluated operators
+  std::vector<uint32_t> direct;   // entries evaluated in code (is_code_op): eval_code_op
+  std::vector<uint32_t> negated;  // entries of negated conditions: a scanned field marks them seen
+  size_t stream_state_bytes = 0;  // hs_stream_size for stream groups
 };
 
 struct compiled_condition {
   const condition* cond = nullptr;
   uint32_t rule = 0;
   pcre2_code_ptr confirm;  // set when the rx pattern is compiled in prefilter mode
-  int64_t number = 0;  // numeric operators: the operand
+  int64_t number = 0;      // numeric operators: the operand
   // MATCHED_VAR chains: slot in the per-request field sets (ruleset::field_slots()) of a condition
   // that is followed by an on_matched condition or is one; -1 otherwise.
   int32_t field_slot = -1;
@@ -120,13 +120,13 @@ struct compile_options {
 };
 
 struct compile_stats {
-  double compile_ms = 0;     // wall time of compile() (cache load included)
+  double compile_ms = 0;  // wall time of compile() (cache load included)
   bool from_cache = false;
   std::string
       cache_rejected;  // non-empty: a cache entry was there but not used (path: why); recompiled
-  std::string cache_error;   // non-empty: the fresh databases could not be stored (path: why)
-  size_t expressions = 0;    // Hyperscan expressions over all groups
-  size_t prefiltered = 0;    // of which compiled in prefilter mode + PCRE2 confirm
+  std::string cache_error;  // non-empty: the fresh databases could not be stored (path: why)
+  size_t expressions = 0;   // Hyperscan expressions over all groups
+  size_t prefiltered = 0;   // of which compiled in prefilter mode + PCRE2 confirm
   size_t groups = 0;
   size_t database_bytes = 0;
   size_t stream_state_bytes = 0;  // hs stream state per flow (sum over stream groups)

@@ -17,7 +17,8 @@ size_t uri_decode(char* buf, size_t len);
 
 // In place over buf[0, len); returns the new length.
 size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp);
-size_t apply_transforms(std::span<const transform> ts, char* buf, size_t len, size_t cap, char* tmp);
+size_t apply_transforms(std::span<const transform> ts, char* buf, size_t len, size_t cap,
+                        char* tmp);
 
 // Streaming variant for body and raw payload: url_decode carries an incomplete escape
 // ("%u00") to the next segment, compress_whitespace carries "last byte was a space".
@@ -30,7 +31,8 @@ struct stream_transform_state {
   void reset() { *this = stream_transform_state{}; }
 };
 // Transforms in[0, n) into out, which must hold n + ts.size() * max_stream_carry bytes; with
-// final = true the carried bytes are flushed. Returns the output length. Only streamable transforms.
+// final = true the carried bytes are flushed. Returns the output length. Only streamable
+// transforms.
 size_t stream_transform(std::span<const transform> ts, stream_transform_state& st, const char* in,
                         size_t n, char* out, bool final);
 

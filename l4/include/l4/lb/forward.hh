@@ -33,7 +33,7 @@ struct lb_counters {
   common::counter icmp_routed;             // ICMP errors sent on to backend or client
   common::counter ptb_sent, mss_clamped, neighbor_requests;
   common::counter client_option_added, client_option_no_room;
-  common::counter conn_reused;  // SYN on the tuple of a closing flow: placed anew
+  common::counter conn_reused;          // SYN on the tuple of a closing flow: placed anew
   common::counter neighbor_table_full;  // static neighbours that found no slot
 };
 
@@ -57,9 +57,9 @@ void for_each_counter(const lb_counters& c, F&& f) {
 }
 
 struct worker_spec {
-  uint16_t index = 0;  // 0 .. lb_spec.workers-1: selects the SNAT port range
+  uint16_t index = 0;                 // 0 .. lb_spec.workers-1: selects the SNAT port range
   uint32_t conn_capacity = 1u << 18;  // 128 bytes per slot + 2 per tag: 32 MiB
-  uint64_t hz = 1000;  // ticks per second of the `now` passed to forward_burst
+  uint64_t hz = 1000;                 // ticks per second of the `now` passed to forward_burst
   uint32_t neighbor_capacity = 1024;
   // The node's neighbour tables (one per port role), shared by every worker; null: this worker
   // makes its own (tests, benches, a single worker).

@@ -64,14 +64,14 @@ struct config {
            rto_max_ms = 60'000;  // RFC 6298; Linux's floor
   uint32_t delayed_ack_ms = 40;
   congestion cc = congestion::newreno;
-  uint8_t max_retransmits = 8;      // consecutive RTOs before the connection is reset
+  uint8_t max_retransmits = 8;  // consecutive RTOs before the connection is reset
   uint8_t max_synack_retries = 4;
   // RFC 5961 §7 per-worker budget; each second's is drawn in [limit/2, 3*limit/2).
   uint32_t challenge_acks_per_s = 1000;
   // ACKs answering invalid segments (PAWS, out of window, bad ACK, challenges): at most one per
   // connection per this interval (Linux's tcp_invalid_ratelimit); 0: no per-connection limit.
   uint32_t invalid_ack_interval_ms = 500;
-  uint16_t tx_batch = 512;               // segments held until drain_tx
+  uint16_t tx_batch = 512;  // segments held until drain_tx
   bool sack = true, timestamps = true, window_scale = true;
   // Master secret (random per boot; all zero: drawn at start). SYN cookies, ISNs (RFC 6528) and
   // the flow hash each use their own key derived from it; the cookie key rotates every 64 s.
@@ -139,14 +139,14 @@ class app {
 };
 
 struct counters {
-  common::counter active;  // TCBs in use (gauge, written by the worker)
-  common::counter opened;  // handshakes completed and accepted
+  common::counter active;   // TCBs in use (gauge, written by the worker)
+  common::counter opened;   // handshakes completed and accepted
   common::counter refused;  // pool full, backlog full, app refusal
   common::counter syn_received;
   common::counter retransmits;  // segments sent again (any cause)
   common::counter rto_events;
   common::counter fast_retransmits;
-  common::counter recoveries;  // entries into fast recovery
+  common::counter recoveries;        // entries into fast recovery
   common::counter loss_probes;       // tail loss probes sent (RFC 8985 §7)
   common::counter rack_marked_lost;  // segments RACK marked lost (RFC 8985 §6)
   common::counter lost_retransmits;  // of those, retransmissions that were lost again
@@ -157,11 +157,11 @@ struct counters {
   common::counter delayed_acks;  // ACKs sent by the delayed-ACK timer
   common::counter ooo_segments;  // segments queued out of order
   common::counter segments_in, segments_out;
-  common::counter closed;  // TCBs released
+  common::counter closed;              // TCBs released
   common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
   common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
   common::counter peer_mss_clamped;    // handshakes whose peer MSS was below min_peer_mss
-  common::counter pmtu_lowered;  // connections whose MSS an ICMP frag-needed / PTB lowered
+  common::counter pmtu_lowered;        // connections whose MSS an ICMP frag-needed / PTB lowered
   common::counter acks_rate_limited;   // ACKs to invalid segments / challenges not sent (limits)
   common::counter cookie_key_rotations;
   std::array<common::counter, reset_reason_count> resets_sent;
