@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "corpus.hh"
-#include "modsec_harness.h"
+#include "modsec_engine.hh"
 #include "rules/secrule.hh"
 #include "waf/inspector.hh"
 
@@ -60,49 +60,19 @@ struct edge_engine {
 };
 
 // --- libmodsecurity3 -------------------------------------------------------------------------
-struct modsec_engine {
-  ~modsec_engine() { msh_unload(); }
-
+// Blocks (true) when ModSecurity intervenes or edge's parser refuses the head.
+struct modsec_side {
+  waf_bench::modsec_engine engine;
   bool load(const std::string& setup, const std::vector<std::string>& files) {
-    const char* base =
-        "SecRuleEngine On\nSecRequestBodyAccess On\nSecRequestBodyLimit 13107200\n"
-        "SecRequestBodyNoFilesLimit 131072\nSecRequestBodyLimitAction ProcessPartial\n"
-        "SecResponseBodyAccess Off\nSecAuditEngine Off\n";
-    std::vector<std::string> all;
-    if (!setup.empty() && fs::exists(setup)) all.push_back(setup);
-    all.insert(all.end(), files.begin(), files.end());
-    std::vector<const char*> ptrs;
-    for (const auto& f : all) ptrs.push_back(f.c_str());
-    char err[512];
-    if (msh_load(base, ptrs.data(), ptrs.size(), err, sizeof err) != 0) {
-      std::fprintf(stderr, "modsecurity: %s\n", err);
-      return false;
-    }
-    return true;
+    const std::string base =
+        std::string(
+            "SecRuleEngine On\nSecRequestBodyAccess On\nSecRequestBodyLimit 13107200\n"
+            "SecRequestBodyNoFilesLimit 131072\nSecRequestBodyLimitAction ProcessPartial\n"
+            "SecResponseBodyAccess Off\nSecAuditEngine Off\n") +
+        waf_bench::modsec_json_body_rule;
+    return engine.load(base, setup, files);
   }
-
-  // Splits the raw request with the edge parser (so both engines see the same fields) and drives
-  // a ModSecurity transaction through phases 1 and 2.
-  bool eval(const std::string& req) {
-    waf::http_limits lim;
-    waf::head_scan_state hs;
-    size_t end = 0;
-    if (waf::find_head_end(req.data(), req.size(), lim, hs, end) != waf::http_error::none || !end)
-      return true;
-    slots.resize(lim.max_header_count);
-    waf::request_head h;
-    if (waf::parse_request_head(std::string_view(req.data(), end), lim, slots, h) !=
-        waf::http_error::none)
-      return true;
-    hdrs.clear();
-    for (const auto& x : h.headers)
-      hdrs.push_back({x.name.data(), x.name.size(), x.value.data(), x.value.size()});
-    std::string uri(h.target), method(h.method);
-    return msh_eval(method.c_str(), uri.c_str(), h.minor_version ? "1.1" : "1.0", hdrs.data(),
-                    hdrs.size(), req.data() + end, req.size() - end) != 0;
-  }
-  std::vector<waf::http_header> slots;
-  std::vector<msh_header> hdrs;
+  bool eval(const std::string& req) { return engine.eval(req) != 0; }
 };
 
 template <class E>
@@ -193,7 +163,7 @@ int main(int argc, char** argv) {
   ed.pol = *waf::bound_policy::bind(*again, p);
   ed.ws = std::make_unique<waf::worker_scratch>(std::move(*waf::worker_scratch::create(**again)));
 
-  modsec_engine mo;
+  modsec_side mo;
   t = clk::now();
   if (!mo.load(setup, files)) return 1;
   double modsec_load_ms = ms_since(t);

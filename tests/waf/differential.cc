@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "modsec_harness.h"
+#include "modsec_engine.hh"
 #include "rules/secrule.hh"
 #include "waf/inspector.hh"
 
@@ -94,56 +94,28 @@ struct edge_side {
 };
 
 struct modsec_side {
-  std::vector<waf::http_header> slots;
-  std::vector<msh_header> hdrs;
+  waf_bench::modsec_engine engine;
   bool load(const std::string& setup, const std::vector<std::string>& files) {
-    const char* base =
-        "SecRuleEngine DetectionOnly\nSecRequestBodyAccess On\nSecRequestBodyLimit 13107200\n"
-        "SecRequestBodyNoFilesLimit 1048576\nSecRequestBodyLimitAction ProcessPartial\n"
-        "SecResponseBodyAccess Off\nSecAuditEngine Off\n"
-        "SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n"
-        // modsecurity.conf-recommended's rule 200001: the JSON body processor, as deployed (the
-        // CRS alone leaves JSON bodies unparsed, so their values would not be ARGS).
-        "SecRule REQUEST_HEADERS:Content-Type \"@rx ^application/json\" "
-        "\"id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON\"\n";
-    std::vector<std::string> all;
-    if (!setup.empty() && fs::exists(setup)) all.push_back(setup);
-    all.insert(all.end(), files.begin(), files.end());
-    std::vector<const char*> ptrs;
-    for (const auto& f : all) ptrs.push_back(f.c_str());
-    char err[512];
-    if (msh_load(base, ptrs.data(), ptrs.size(), err, sizeof err) != 0) {
-      std::fprintf(stderr, "modsecurity: %s\n", err);
-      return false;
-    }
-    return true;
+    const std::string base =
+        std::string(
+            "SecRuleEngine DetectionOnly\nSecRequestBodyAccess On\n"
+            "SecRequestBodyLimit 13107200\nSecRequestBodyNoFilesLimit 1048576\n"
+            "SecRequestBodyLimitAction ProcessPartial\nSecResponseBodyAccess Off\n"
+            "SecAuditEngine Off\n"
+            "SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n") +
+        waf_bench::modsec_json_body_rule;
+    return engine.load(base, setup, files);
   }
-  // The request is split with edge's parser so that both engines see the same fields.
+  // The ids of the detection rules that matched; none when edge's parser refuses the head.
   std::set<unsigned> eval(const std::string& req) {
     std::set<unsigned> ids;
-    waf::http_limits lim;
-    waf::head_scan_state hs;
-    size_t end = 0;
-    if (waf::find_head_end(req.data(), req.size(), lim, hs, end) != waf::http_error::none || !end)
-      return ids;
-    slots.resize(lim.max_header_count);
-    waf::request_head h;
-    if (waf::parse_request_head(std::string_view(req.data(), end), lim, slots, h) !=
-        waf::http_error::none)
-      return ids;
-    hdrs.clear();
-    for (const auto& x : h.headers)
-      hdrs.push_back({x.name.data(), x.name.size(), x.value.data(), x.value.size()});
-    std::string uri(h.target), method(h.method);
     unsigned buf[256];
     size_t n = 0;
-    msh_eval_ids(method.c_str(), uri.c_str(), h.minor_version ? "1.1" : "1.0", hdrs.data(),
-                 hdrs.size(), req.data() + end, req.size() - end, buf, 256, &n);
+    if (engine.eval(req, buf, 256, &n) < 0) return ids;
     for (size_t i = 0; i < std::min<size_t>(n, 256); ++i)
       if (detection_rule(buf[i])) ids.insert(buf[i]);
     return ids;
   }
-  ~modsec_side() { msh_unload(); }
 };
 
 }  // namespace
