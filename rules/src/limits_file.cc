@@ -12,8 +12,11 @@
 #include <sstream>
 
 #include "limits/set.hh"
+#include "yaml_fields.hh"
 
 namespace rules {
+
+using namespace yaml_fields;
 namespace {
 
 using common::fail;
@@ -21,93 +24,12 @@ using limits::action;
 using limits::key_kind;
 using limits::scope;
 
-std::string where(const std::string& file, const YAML::Mark& m) {
-  if (m.is_null()) return file;
-  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-}
-
-struct ctx {
-  const std::string& file;
-  std::string what;  // "limit NAME: " once known
-  common::unexpected<common::error> err(const YAML::Node& n, const std::string& msg) const {
-    return fail(what + msg, where(file, n.Mark()));
-  }
-};
-
-common::result<void> check_keys(const ctx& c, const YAML::Node& map,
-                                std::initializer_list<std::string_view> allowed, const char* what) {
-  if (!map.IsMap()) return c.err(map, std::string(what) + " must be a mapping");
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    if (!it->first.IsScalar()) return c.err(it->first, "keys must be scalars");
-    const std::string k = it->first.Scalar();
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-      return c.err(it->first, "unknown key '" + k + "' in " + what);
-  }
-  return {};
-}
-
-common::result<std::string> str(const ctx& c, const YAML::Node& n, const char* key) {
-  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be a string");
-  return n.Scalar();
-}
-
-common::result<uint64_t> integer(const ctx& c, const YAML::Node& n, const char* key, uint64_t lo,
-                                 uint64_t hi) {
-  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be an integer");
-  const std::string& s = n.Scalar();
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size())
-    return c.err(n, std::string("'") + key + "' must be an integer, got '" + s + "'");
-  if (v < lo || v > hi)
-    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." +
-                        std::to_string(hi));
-  return v;
-}
-
-common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n,
-                                                  const char* key) {
-  std::vector<std::string> out;
-  if (n.IsScalar()) {
-    out.push_back(n.Scalar());
-    return out;
-  }
-  if (!n.IsSequence())
-    return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
-  for (const auto& e : n) {
-    if (!e.IsScalar()) return c.err(e, std::string("'") + key + "' entries must be strings");
-    out.push_back(e.Scalar());
-  }
-  return out;
-}
-
-template <class E>
-common::result<E> choice(const ctx& c, const YAML::Node& n, const char* key,
-                         std::initializer_list<std::pair<std::string_view, E>> opts) {
-  auto s = str(c, n, key);
-  if (!s) return common::unexpected(s.error());
-  std::string names;
-  for (const auto& [name, v] : opts) {
-    if (*s == name) return v;
-    names += (names.empty() ? "" : ", ") + std::string(name);
-  }
-  return c.err(n, "unknown " + std::string(key) + " '" + *s + "' (" + names + ")");
-}
-
 bool label_safe(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   return std::all_of(s.begin(), s.end(), [](char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
            ch == '_' || ch == '-' || ch == '.';
   });
-}
-
-common::result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail("cannot open file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& n) {
@@ -126,7 +48,7 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
   if (!nm) return common::unexpected(nm.error());
   if (!label_safe(*nm)) return c.err(name, "'name' must be 1-64 of [A-Za-z0-9_.-]");
   s.name = *nm;
-  c.what = "limit " + s.name + ": ";
+  c.prefix = "limit " + s.name + ": ";
   if (const YAML::Node x = n["services"]) {
     auto l = str_list(c, x, "services");
     if (!l) return common::unexpected(l.error());
@@ -163,12 +85,12 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
     if (s.key != key_kind::src_prefix) return c.err(x, "'prefix' needs key src_prefix");
     if (auto k = check_keys(c, x, {"v4", "v6"}, "prefix"); !k) return common::unexpected(k.error());
     if (const YAML::Node v = x["v4"]) {
-      auto p = integer(c, v, "prefix.v4", 1, 32);
+      auto p = integer<uint64_t>(c, v, "prefix.v4", 1, 32);
       if (!p) return common::unexpected(p.error());
       s.prefix_v4 = static_cast<uint8_t>(*p);
     }
     if (const YAML::Node v = x["v6"]) {
-      auto p = integer(c, v, "prefix.v6", 1, 128);
+      auto p = integer<uint64_t>(c, v, "prefix.v6", 1, 128);
       if (!p) return common::unexpected(p.error());
       s.prefix_v6 = static_cast<uint8_t>(*p);
     }
@@ -208,12 +130,12 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
   if (!rate)
     return c.err(n, s.what == scope::concurrent ? "missing 'rate' (connections held at once)"
                                                 : "missing 'rate' (per second)");
-  auto r = integer(c, rate, "rate", 1, 10'000'000'000ull);
+  auto r = integer<uint64_t>(c, rate, "rate", 1, 10'000'000'000ull);
   if (!r) return common::unexpected(r.error());
   s.rate = *r;
   if (const YAML::Node x = n["burst"]) {
     if (s.what == scope::concurrent) return c.err(x, "'burst' has no meaning for scope concurrent");
-    auto b = integer(c, x, "burst", 1, 10'000'000'000ull);
+    auto b = integer<uint64_t>(c, x, "burst", 1, 10'000'000'000ull);
     if (!b) return common::unexpected(b.error());
     s.burst = *b;
   }
@@ -262,7 +184,7 @@ common::result<limits::limit_spec> parse_limit(const ctx& c0, const YAML::Node& 
       return c.err(x, "unknown mode '" + *m + "' (enforce, detect_only)");
   }
   if (const YAML::Node x = n["table_size"]) {
-    auto t = integer(c, x, "table_size", 16, 1ull << 28);
+    auto t = integer<uint64_t>(c, x, "table_size", 16, 1ull << 28);
     if (!t) return common::unexpected(t.error());
     s.table_keys = *t;
   }
@@ -281,7 +203,7 @@ common::result<limits::acl_spec> parse_acl(const ctx& c0, const YAML::Node& n,
   auto s = str(c, svc, "service");
   if (!s) return common::unexpected(s.error());
   a.service = *s;
-  c.what = "acl " + a.service + ": ";
+  c.prefix = "acl " + a.service + ": ";
   for (const char* kind : {"deny", "allow"}) {
     const YAML::Node x = n[kind];
     if (!x) continue;

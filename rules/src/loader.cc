@@ -12,87 +12,19 @@
 #include "rules/limits_file.hh"
 #include "rules/secrule.hh"
 #include "waf/transform.hh"
+#include "yaml_fields.hh"
 
 namespace rules {
+
+using namespace yaml_fields;
 namespace {
 
 using common::fail;
-
-std::string where(const std::string& file, const YAML::Mark& m) {
-  if (m.is_null()) return file;
-  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-}
-std::string where(const std::string& file, const YAML::Node& n) {
-  return where(file, n.Mark());
-}
 
 std::string lower(std::string s) {
   for (auto& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
   return s;
-}
-
-struct ctx {
-  const std::string& file;
-  std::string rule;  // "rule 123: " once the id is known
-  common::unexpected<common::error> err(const YAML::Node& n, const std::string& msg) const {
-    return fail(rule + msg, where(file, n));
-  }
-};
-
-common::result<void> check_keys(const ctx& c, const YAML::Node& map,
-                                std::initializer_list<std::string_view> allowed, const char* what) {
-  if (!map.IsMap()) return c.err(map, std::string(what) + " must be a mapping");
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    if (!it->first.IsScalar()) return c.err(it->first, "keys must be scalars");
-    std::string k = it->first.Scalar();
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-      return c.err(it->first, "unknown key '" + k + "' in " + what);
-  }
-  return {};
-}
-
-common::result<std::string> str(const ctx& c, const YAML::Node& n, const char* key) {
-  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be a string");
-  return n.Scalar();
-}
-
-common::result<long> integer(const ctx& c, const YAML::Node& n, const char* key, long lo, long hi) {
-  if (!n.IsScalar()) return c.err(n, std::string("'") + key + "' must be an integer");
-  const std::string& s = n.Scalar();
-  long v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size())
-    return c.err(n, std::string("'") + key + "' must be an integer, got '" + s + "'");
-  if (v < lo || v > hi)
-    return c.err(n, std::string("'") + key + "' out of range " + std::to_string(lo) + ".." +
-                        std::to_string(hi));
-  return v;
-}
-
-common::result<bool> boolean(const ctx& c, const YAML::Node& n, const char* key) {
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    if (s == "true") return true;
-    if (s == "false") return false;
-  }
-  return c.err(n, std::string("'") + key + "' must be true or false");
-}
-
-common::result<std::vector<std::string>> str_list(const ctx& c, const YAML::Node& n,
-                                                  const char* key) {
-  std::vector<std::string> out;
-  if (n.IsScalar()) {
-    out.push_back(n.Scalar());
-    return out;
-  }
-  if (!n.IsSequence())
-    return c.err(n, std::string("'") + key + "' must be a string or a list of strings");
-  for (const auto& e : n) {
-    if (!e.IsScalar()) return c.err(e, std::string("'") + key + "' entries must be strings");
-    out.push_back(e.Scalar());
-  }
-  return out;
 }
 
 common::result<waf::selector> parse_selector(const ctx& c, const YAML::Node& n,
@@ -231,13 +163,13 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   if (!n.IsMap()) return c.err(n, "a rule must be a mapping");
   const YAML::Node idn = n["id"];
   if (!idn) return c.err(n, "rule without 'id'");
-  auto id = integer(c, idn, "id", 1, 4294967295L);
+  auto id = integer<long>(c, idn, "id", 1, 4294967295L);
   if (!id) return common::unexpected(id.error());
   waf::rule r;
   r.id = static_cast<uint32_t>(*id);
   r.where = where(c.file, n);
   r.set = set;
-  c.rule = "rule " + std::to_string(r.id) + ": ";
+  c.prefix = "rule " + std::to_string(r.id) + ": ";
   std::initializer_list<std::string_view> keys = {
       "id",    "message",  "action",  "score",    "severity", "paranoia", "tags",       "chain",
       "phase", "operator", "pattern", "patterns", "caseless", "negate",   "transforms", "exclude"};
@@ -275,7 +207,7 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
     if (!x.IsScalar()) return c.err(x, "'severity' must be a name or 0..7");
     int sv = severity_of(x.Scalar());
     if (sv < 0) {
-      auto v = integer(c, x, "severity", 0, 7);
+      auto v = integer<long>(c, x, "severity", 0, 7);
       if (!v) return c.err(x, "unknown severity '" + x.Scalar() + "'");
       sv = static_cast<int>(*v);
     }
@@ -291,12 +223,12 @@ common::result<waf::rule> parse_rule(ctx c, const YAML::Node& n, const std::stri
   }
   r.score = default_score(r.severity);
   if (const YAML::Node x = n["score"]) {
-    auto v = integer(c, x, "score", 0, 1000);
+    auto v = integer<long>(c, x, "score", 0, 1000);
     if (!v) return common::unexpected(v.error());
     r.score = static_cast<int>(*v);
   }
   if (const YAML::Node x = n["paranoia"]) {
-    auto v = integer(c, x, "paranoia", 1, 4);
+    auto v = integer<long>(c, x, "paranoia", 1, 4);
     if (!v) return common::unexpected(v.error());
     r.paranoia = static_cast<int>(*v);
   }
@@ -379,14 +311,6 @@ common::result<YAML::Node> parse_yaml(std::string_view text, const std::string& 
   } catch (const YAML::Exception& e) {
     return fail("YAML syntax: " + e.msg, where(file, e.mark));
   }
-}
-
-common::result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail("cannot open file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -513,7 +437,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
       if (!s) return common::unexpected(s.error());
       p.name = *s;
     }
-    c.rule = "policy " + p.name + ": ";
+    c.prefix = "policy " + p.name + ": ";
     if (const YAML::Node x = n["rule_sets"]) {
       auto l = str_list(c, x, "rule_sets");
       if (!l) return common::unexpected(l.error());
@@ -540,49 +464,42 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
         return c.err(x, "unknown inspect '" + *s + "' (http, raw)");
     }
     if (const YAML::Node x = n["anomaly_threshold"]) {
-      auto v = integer(c, x, "anomaly_threshold", 1, 10000);
+      auto v = integer<long>(c, x, "anomaly_threshold", 1, 10000);
       if (!v) return common::unexpected(v.error());
       p.anomaly_threshold = static_cast<int>(*v);
     }
     if (const YAML::Node x = n["paranoia"]) {
-      auto v = integer(c, x, "paranoia", 1, 4);
+      auto v = integer<long>(c, x, "paranoia", 1, 4);
       if (!v) return common::unexpected(v.error());
       p.paranoia = static_cast<int>(*v);
     }
     if (const YAML::Node x = n["body_limit"]) {
-      auto v = integer(c, x, "body_limit", 0, 1L << 40);
+      auto v = integer<long>(c, x, "body_limit", 0, 1L << 40);
       if (!v) return common::unexpected(v.error());
       p.body_limit = static_cast<uint64_t>(*v);
     }
     if (const YAML::Node x = n["on_body_limit"]) {
-      auto s = str(c, x, "on_body_limit");
-      if (!s) return common::unexpected(s.error());
-      if (*s == "reject")
-        p.on_body_limit = waf::body_limit_action::reject;
-      else if (*s == "inspect_partial")
-        p.on_body_limit = waf::body_limit_action::inspect_partial;
-      else
-        return c.err(x, "unknown on_body_limit '" + *s + "' (reject, inspect_partial)");
+      auto v = choice<waf::body_limit_action>(
+          c, x, "on_body_limit",
+          {{"reject", waf::body_limit_action::reject},
+           {"inspect_partial", waf::body_limit_action::inspect_partial}});
+      if (!v) return common::unexpected(v.error());
+      p.on_body_limit = *v;
     }
     if (const YAML::Node x = n["on_body_error"]) {
-      auto s = str(c, x, "on_body_error");
-      if (!s) return common::unexpected(s.error());
-      if (*s == "block")
-        p.on_body_error = waf::body_error_action::block;
-      else if (*s == "inspect_raw")
-        p.on_body_error = waf::body_error_action::inspect_raw;
-      else
-        return c.err(x, "unknown on_body_error '" + *s + "' (block, inspect_raw)");
+      auto v =
+          choice<waf::body_error_action>(c, x, "on_body_error",
+                                         {{"block", waf::body_error_action::block},
+                                          {"inspect_raw", waf::body_error_action::inspect_raw}});
+      if (!v) return common::unexpected(v.error());
+      p.on_body_error = *v;
     }
     if (const YAML::Node x = n["on_upgrade"]) {
-      auto s = str(c, x, "on_upgrade");
-      if (!s) return common::unexpected(s.error());
-      if (*s == "pass")
-        p.on_upgrade = waf::upgrade_action::pass;
-      else if (*s == "inspect_raw")
-        p.on_upgrade = waf::upgrade_action::inspect_raw;
-      else
-        return c.err(x, "unknown on_upgrade '" + *s + "' (pass, inspect_raw)");
+      auto v = choice<waf::upgrade_action>(
+          c, x, "on_upgrade",
+          {{"pass", waf::upgrade_action::pass}, {"inspect_raw", waf::upgrade_action::inspect_raw}});
+      if (!v) return common::unexpected(v.error());
+      p.on_upgrade = *v;
     }
     if (const YAML::Node l = n["body"]) {
       if (auto k = check_keys(
@@ -602,7 +519,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
                     {"max_files", &p.body.max_files, 0, 100000}};
       for (auto& fd : fields)
         if (const YAML::Node x = l[fd.key]) {
-          auto v = integer(c, x, fd.key, fd.lo, fd.hi);
+          auto v = integer<long>(c, x, fd.key, fd.lo, fd.hi);
           if (!v) return common::unexpected(v.error());
           *fd.dst = static_cast<uint32_t>(*v);
         }
@@ -623,7 +540,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
                     {"max_head_bytes", &p.limits.max_head_bytes, 256, 65536}};
       for (auto& fd : fields)
         if (const YAML::Node x = l[fd.key]) {
-          auto v = integer(c, x, fd.key, fd.lo, fd.hi);
+          auto v = integer<long>(c, x, fd.key, fd.lo, fd.hi);
           if (!v) return common::unexpected(v.error());
           *fd.dst = static_cast<uint32_t>(*v);
         }
@@ -638,7 +555,7 @@ common::result<waf::policy> parse_policy(const YAML::Node& n, const std::string&
         if (!r || !r.IsSequence() || r.size() == 0)
           return c.err(e, "an exclusion needs 'rules' (a list of ids)");
         for (const auto& id : r) {
-          auto v = integer(c, id, "rules", 1, 4294967295L);
+          auto v = integer<long>(c, id, "rules", 1, 4294967295L);
           if (!v) return common::unexpected(v.error());
           x.rule_ids.push_back(static_cast<uint32_t>(*v));
         }
