@@ -259,32 +259,10 @@ size_t js_decode(char* b, size_t n) {
       b[w++] = static_cast<char>(v & 0xff);
       r = k;
     } else {
-      switch (c) {
-        case 'a':
-          b[w++] = '\a';
-          break;
-        case 'b':
-          b[w++] = '\b';
-          break;
-        case 'f':
-          b[w++] = '\f';
-          break;
-        case 'n':
-          b[w++] = '\n';
-          break;
-        case 'r':
-          b[w++] = '\r';
-          break;
-        case 't':
-          b[w++] = '\t';
-          break;
-        case 'v':
-          b[w++] = '\v';
-          break;
-        default:
-          b[w++] = c;
-          break;
-      }
+      // The C escapes; any other escaped character stands for itself.
+      static constexpr std::string_view from = "abfnrtv", to = "\a\b\f\n\r\t\v";
+      const size_t i = from.find(c);
+      b[w++] = i == std::string_view::npos ? c : to[i];
       r += 2;
     }
   }
