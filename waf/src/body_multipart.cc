@@ -215,7 +215,12 @@ bool multipart_parser::headers_done(body_sink& s) {
                   std::string_view(hdrs_.data() + hdr_off_[i], hdr_off_[i + 1] - hdr_off_[i]));
   if (is_file_) {
     file_size_ = 0;
-    if (++files_ > lim_.max_files) set(multipart_flag::file_limit_exceeded);
+    if (++files_ > lim_.max_files) {
+      // ModSecurity only flags it and parses on; every further part would still cost its FILES
+      // and part-header scans, so a body of tiny file parts could buy ~10x the CPU per byte.
+      set(multipart_flag::file_limit_exceeded);
+      return fail(body_error::multipart_too_many_files);
+    }
   }
   in_part_ = true;
   n_hdrs_ = hdr_len_ = line_start_ = 0;

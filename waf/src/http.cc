@@ -128,7 +128,7 @@ http_error parse_request_head(std::string_view head, const http_limits& lim,
   if (q != std::string_view::npos) out.query = t.substr(q + 1);
 
   size_t count = 0;
-  int hosts = 0;
+  int hosts = 0, content_types = 0;
   bool te_seen = false;
   std::string_view rest = head.substr(eol + 2);
   while (!rest.empty()) {
@@ -170,6 +170,10 @@ http_error parse_request_head(std::string_view head, const http_limits& lim,
       out.chunked = true;
     } else if (iequals(name, "host")) {
       if (++hosts > 1) return http_error::duplicate_host;
+    } else if (iequals(name, "content-type")) {
+      // The body processor and the multipart boundary come from it: a second one could make the
+      // WAF parse the body one way and the backend (which may take the last) another.
+      if (++content_types > 1) return http_error::duplicate_content_type;
     }
   }
   if (out.chunked && out.has_content_length)

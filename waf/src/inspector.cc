@@ -463,6 +463,16 @@ void inspector::body_finish(worker_scratch& ws, worker_stats& st) {
   body_vars(ws, st);
 }
 
+void inspector::flush_open_field(worker_scratch& ws, worker_stats& st) {
+  body_fields sink(this, &ws, &st);
+  if (auto* u = std::get_if<urlencoded_parser>(parser_.get()))
+    (void)u->finish(sink);  // emits the pending name=value; an error here changes nothing now
+  else if (auto* m = std::get_if<multipart_parser>(parser_.get()))
+    m->flush_partial(sink);
+  else if (auto* j = std::get_if<json_parser>(parser_.get()))
+    j->flush_partial(sink);
+}
+
 // ModSecurity's scalar body variables, once the body ended (body_vars target).
 void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
   const std::string_view err = body_err_ != body_error::none ? "1" : "0";
@@ -472,7 +482,13 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
   if (!m) return;
   mp_flags_ = m->flags();
   const bool strict = m->strict_error();
-  if (strict) st.multipart_strict.add();
+  if (strict) {
+    st.multipart_strict.add();
+    // modsecurity.conf-recommended's rule 200003 denies these (400): a body that a stricter or
+    // laxer backend could split into other parts than the WAF saw (a bare LF before a delimiter,
+    // data around the parts, broken quoting). Under inspect_raw they stay variables for rules.
+    if (pol_->pol().on_body_error == body_error_action::block) body_block_ = true;
+  }
   emit_field(ws, st, target::body_vars, "multipart_strict_error", strict ? "1" : "0");
   for (size_t f = 0; f < multipart_flag_count; ++f)
     emit_field(ws, st, target::body_vars, to_string(static_cast<multipart_flag>(f)),
@@ -749,13 +765,16 @@ void inspector::inspect_body(worker_scratch& ws, worker_stats& st, const char* p
     size_t within = before < pol.body_limit ? static_cast<size_t>(pol.body_limit - before) : 0;
     body_parse(ws, st, p, within);
     if (raw_stream_) scan_stream(ws, st, p, within, false);
-    body_parsing_ = false;  // the rest is not seen: no end-of-body checks
     if (pol.on_body_limit == body_limit_action::reject) {
       limit_hit_ = true;
     } else {
+      // The field still open at the limit is inspected as far as it went, like every field
+      // before it (else a value that starts within the limit and runs past it is never seen).
+      if (body_parsing_) flush_open_field(ws, st);
       body_partial_ = true;
       st.body_partial.add();
     }
+    body_parsing_ = false;  // the rest is not seen: no end-of-body checks
     return;
   }
   // The parser first: an error in these bytes under inspect_raw sends them to the stream scan too.

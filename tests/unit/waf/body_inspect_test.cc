@@ -101,12 +101,14 @@ TEST(body_inspect, rules_see_fields_files_and_flags_not_file_content) {
        verdict_kind::block,
        403,
        {3}},
+      // modsecurity.conf-recommended's 200003: a strict error is a 400 under on_body_error:
+      // block, before any rule (the variable itself: multipart_strict_error_blocks_...).
       {"strict error (LF-only lines)",
        mp_ct,
        "--B0undary\nContent-Disposition: form-data; name=\"a\"\n\n1\n--B0undary--\n",
        verdict_kind::block,
-       403,
-       {4}},
+       400,
+       {}},
       {"field name",
        mp_ct,
        part("name=\"evil_field\"", "x") + mp_end,
@@ -228,6 +230,73 @@ TEST(body_inspect, unparsable_body_is_blocked_or_inspected_raw_as_the_policy_say
   EXPECT_EQ(e->st.body_inspected_raw.get(), 4u);
   // A urlencoded body that parses is not scanned raw under inspect_raw either (JSON always is).
   EXPECT_EQ(run1(*e, request("application/x-www-form-urlencoded", "a=raw-marker")).kind,
+            verdict_kind::pass);
+}
+
+// A bare LF before a delimiter: the WAF sees "hello" in q and a file part it does not scan; a
+// CRLF-strict backend sees one field q holding the attack. Blocked (400) as ModSecurity's
+// recommended rule 200003 does; under inspect_raw the flag stays a variable for the rules.
+TEST(body_inspect, multipart_strict_error_blocks_unless_inspect_raw) {
+  const std::string smuggled =
+      request(mp_ct,
+              "--B0undary\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nhello\n--B0undary\n"
+              "Content-Disposition: form-data; name=\"f\"; filename=\"a\"\n\n1 union select 2\r\n" +
+                  mp_end);
+  auto e = make_engine(rules);
+  ASSERT_TRUE(e);
+  auto o = run1(*e, smuggled);
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.status, 400);
+  EXPECT_EQ(e->st.blocked_body_error.get(), 1u);
+  EXPECT_EQ(e->st.multipart_strict.get(), 1u);
+  // A well-formed body with the same fields passes.
+  EXPECT_EQ(run1(*e, request(mp_ct, part("name=\"q\"", "hello") + mp_end)).kind,
+            verdict_kind::pass);
+  waf::policy p;
+  p.on_body_error = waf::body_error_action::inspect_raw;
+  auto raw = make_engine(rules, p);
+  ASSERT_TRUE(raw);
+  o = run1(*raw, smuggled);
+  EXPECT_EQ(o.status, 403);
+  EXPECT_EQ(o.ids, std::vector<uint32_t>{4});
+}
+
+// Two Content-Type headers: the WAF would take the first (text/plain: a raw scan, no ARGS), a
+// last-wins backend the form. A 400, whatever the order.
+TEST(body_inspect, a_second_content_type_is_refused) {
+  auto e = make_engine(rules);
+  ASSERT_TRUE(e);
+  const std::string req =
+      "POST /submit HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+      "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 18\r\n\r\n"
+      "q=1+union+select+2";
+  auto o = run1(*e, req);
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.status, 400);
+}
+
+// on_body_limit: inspect_partial inspects everything within the limit, the field still open at
+// the limit included (it reached the rules only at the body's end, which is never seen).
+TEST(body_inspect, inspect_partial_inspects_the_field_open_at_the_limit) {
+  waf::policy p;
+  p.body_limit = 100;  // the attack lies within it, the padding beyond
+  p.on_body_limit = waf::body_limit_action::inspect_partial;
+  auto e = make_engine(rules, p);
+  ASSERT_TRUE(e);
+  const std::string pad(200, 'x');
+  const std::string reqs[] = {
+      request("application/x-www-form-urlencoded", "a=1&q=1+union+select+2" + pad),
+      request(mp_ct, part("name=\"q\"", "1 union select 2" + pad) + mp_end),
+      request("application/json", R"({"q":"1 union select 2)" + pad + "\"}"),
+  };
+  for (const auto& r : reqs) {
+    auto o = run1(*e, r);
+    EXPECT_EQ(o.status, 403) << r;
+    EXPECT_EQ(o.ids, std::vector<uint32_t>{1}) << r;
+  }
+  EXPECT_EQ(e->st.body_partial.get(), 3u);
+  // Within the limit and clean: passes (partially inspected).
+  EXPECT_EQ(run1(*e, request("application/x-www-form-urlencoded", "q=fine" + pad)).kind,
             verdict_kind::pass);
 }
 

@@ -92,6 +92,11 @@ INSTANTIATE_TEST_SUITE_P(
         bad{"cr_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", E::bad_header_value},
         bad{"missing_host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n", E::missing_host},
         bad{"two_hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", E::duplicate_host},
+        // The WAF would parse the body as text/plain, a last-wins backend as a form.
+        bad{"two_content_types",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+            "content-type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n",
+            E::duplicate_content_type},
         bad{"version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", E::bad_version},
         bad{"extra_space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_request_line},
         bad{"bad_method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", E::bad_method},

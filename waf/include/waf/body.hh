@@ -23,20 +23,21 @@ body_processor processor_for(std::string_view content_type);
 // Why a body could not be parsed. Each is counted (worker_stats::body_errors) and sets
 // ModSecurity's REQBODY_ERROR / REQBODY_PROCESSOR_ERROR; the policy's on_body_error chooses block
 // (400) or raw inspection of the rest of the body.
-#define WAF_BODY_ERRORS(X)       \
-  X(none)                        \
-  X(too_many_args)               \
-  X(json_syntax)                 \
-  X(json_depth)                  \
-  X(json_truncated)              \
-  X(multipart_no_boundary)       \
-  X(multipart_bad_boundary)      \
-  X(multipart_boundary_line)     \
-  X(multipart_header_line)       \
-  X(multipart_headers_too_large) \
-  X(multipart_no_disposition)    \
-  X(multipart_bad_disposition)   \
-  X(multipart_final_boundary_missing)
+#define WAF_BODY_ERRORS(X)            \
+  X(none)                             \
+  X(too_many_args)                    \
+  X(json_syntax)                      \
+  X(json_depth)                       \
+  X(json_truncated)                   \
+  X(multipart_no_boundary)            \
+  X(multipart_bad_boundary)           \
+  X(multipart_boundary_line)          \
+  X(multipart_header_line)            \
+  X(multipart_headers_too_large)      \
+  X(multipart_no_disposition)         \
+  X(multipart_bad_disposition)        \
+  X(multipart_final_boundary_missing) \
+  X(multipart_too_many_files)
 enum class body_error : uint8_t {
 #define X(e) e,
   WAF_BODY_ERRORS(X)
@@ -86,7 +87,8 @@ struct body_limits {
   uint32_t max_value_bytes = 64 * 1024;  // argument value; longer is truncated (counted)
   uint32_t max_args = 1000;              // arguments per body (ModSecurity's SecArgumentsLimit)
   uint32_t max_json_depth = 128;         // nesting of JSON objects/arrays (at most json_max_depth)
-  uint32_t max_files = 100;  // file parts (SecUploadFileLimit); more set file_limit_exceeded
+  uint32_t max_files = 100;  // file parts (SecUploadFileLimit); one more: file_limit_exceeded and
+                             // the body error multipart_too_many_files (parsing stops there)
   static constexpr uint32_t json_max_depth = 256;
 };
 

@@ -32,6 +32,7 @@ namespace waf {
   X(bad_transfer_encoding)                \
   X(missing_host)                         \
   X(duplicate_host)                       \
+  X(duplicate_content_type)               \
   X(bad_chunk_size)                       \
   X(bad_chunk_framing)                    \
   X(chunk_extension_too_long)             \

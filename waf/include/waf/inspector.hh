@@ -32,11 +32,12 @@ namespace waf {
 // not inspect them (a Hyperscan error), whatever the rules would have said; form_truncated:
 // bodies with an argument (name or value) longer than the policy's body limits (once per request;
 // on_body_limit then applies: reject = 413); body_urlencoded/multipart/json: request bodies by
-// processor; blocked_body_error: bodies that failed to parse, blocked (400) under on_body_error:
-// block; body_inspected_raw: those scanned raw instead (inspect_raw); multipart_strict: multipart
-// bodies with MULTIPART_STRICT_ERROR set; body_errors: failures by body_error; upgrades: WebSocket
-// upgrades the upstream accepted (the connection became a tunnel); upgrades_refused: upgrade
-// requests answered with another status (the connection stayed HTTP).
+// processor; blocked_body_error: bodies that failed to parse or multipart bodies with a strict
+// error, blocked (400) under on_body_error: block; body_inspected_raw: those scanned raw instead
+// (inspect_raw); multipart_strict: multipart bodies with MULTIPART_STRICT_ERROR set; body_errors:
+// failures by body_error; upgrades: WebSocket upgrades the upstream accepted (the connection became
+// a tunnel); upgrades_refused: upgrade requests answered with another status (the connection stayed
+// HTTP).
 #define WAF_STATS(X)      \
   X(requests)             \
   X(passed)               \
@@ -167,6 +168,7 @@ class inspector {
   void body_parse(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void body_finish(worker_scratch& ws, worker_stats& st);
   void body_failed(worker_stats& st, body_error e);
+  void flush_open_field(worker_scratch& ws, worker_stats& st);  // inspect_partial at the limit
   void body_vars(worker_scratch& ws, worker_stats& st);
   void arg_truncated(worker_stats& st);
   void emit_field(worker_scratch& ws, worker_stats& st, target where, std::string_view name,
