@@ -1,6 +1,7 @@
 #include "limits/set.hh"
 
 #include <algorithm>
+#include <random>
 #include <charconv>
 
 namespace limits {
@@ -70,8 +71,7 @@ common::result<limit_state*> state_registry::get(const limit_spec& s) {
   for (size_t i = 0; i < n; ++i) {
     limit_state& st = *slots_[i];
     if (!st.acl && st.name == s.name && st.label2 == sc && st.label3 == act &&
-        st.table->capacity() == keyed_table(0).capacity() * 0 +
-                                    std::bit_ceil(std::max<size_t>(1, (s.table_keys + 3) / 4)) * 4)
+        st.table->capacity() == keyed_table::capacity_for(s.table_keys))
       return &st;
   }
   auto st = std::make_unique<limit_state>();
@@ -79,6 +79,10 @@ common::result<limit_state*> state_registry::get(const limit_spec& s) {
   st->label2 = sc;
   st->label3 = act;
   st->table = std::make_unique<keyed_table>(s.table_keys);
+  // Random, so that a client cannot compute which keys share a bucket from the (public) limit
+  // name; kept with the state, so a reload keeps every key's history.
+  std::random_device rd;
+  st->salt = (uint64_t{rd()} << 32) | rd();
   return add(std::move(st));
 }
 
@@ -109,7 +113,6 @@ common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_c
     c->spec = s;
     if (c->spec.burst == 0) c->spec.burst = std::max<uint64_t>(1, s.rate);
     c->gcra = gcra_params::of(s.rate, c->spec.burst);
-    c->salt = key_hash(0, s.name);
     auto st = reg.get(c->spec);
     if (!st) {
       auto e = st.error();
@@ -117,6 +120,7 @@ common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_c
       return common::unexpected(std::move(e));
     }
     c->state = *st;
+    c->salt = (*st)->salt;
     for (const auto& n : s.services)
       if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     set->limits_.push_back(std::move(c));

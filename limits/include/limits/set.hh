@@ -46,6 +46,7 @@ struct limit_state {
   std::string label2;  // limits: scope; ACL lists: service
   std::string label3;  // limits: action; ACL lists: list name
   bool acl = false;
+  uint64_t salt = 0;  // limits: the key hash's salt, random per state
   std::unique_ptr<keyed_table> table;
   std::array<limit_counts, max_workers> per_worker;
   limit_counts& on(unsigned worker) { return per_worker[worker % max_workers]; }

@@ -41,7 +41,11 @@ struct gcra_params {
     if (burst == 0) burst = 1;
     p.interval = (units_per_s + rate / 2) / rate;
     if (p.interval == 0) p.interval = 1;
-    p.tolerance = p.interval * burst;
+    // Saturated at 2^62 units (about 9 years): interval * burst wraps past a burst/rate of about
+    // 1.15e9 s, and a wrapped tolerance would refuse everything.
+    constexpr uint64_t max_tolerance = uint64_t{1} << 62;
+    if (__builtin_mul_overflow(p.interval, burst, &p.tolerance) || p.tolerance > max_tolerance)
+      p.tolerance = max_tolerance;
     return p;
   }
 };

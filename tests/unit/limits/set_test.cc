@@ -118,6 +118,26 @@ limit_spec spec(const char* name, scope w, key_kind k, uint64_t rate, uint64_t b
   return s;
 }
 
+// A reload finds the state of an unchanged limit whatever its table size (the registry compared
+// a power-of-two rounding the table no longer makes: every reload of a 100000-key limit made a
+// new table, reset every key's history and kept the old one).
+TEST(LimitSet, ReloadKeepsTheStateForEveryTableSize) {
+  for (const uint64_t keys : {uint64_t{1}, uint64_t{1000}, uint64_t{65536}, uint64_t{100000}}) {
+    state_registry reg;
+    limit_spec s = spec("req-src", scope::requests, key_kind::src, 10, 5, action::http_429);
+    s.table_keys = keys;
+    auto a = reg.get(s), b = reg.get(s);
+    ASSERT_TRUE(a && b) << keys;
+    EXPECT_EQ(*a, *b) << keys;
+    EXPECT_EQ(reg.size(), 1u) << keys;
+    // A different size is a different table.
+    s.table_keys = keys + 4;
+    auto c = reg.get(s);
+    ASSERT_TRUE(c);
+    EXPECT_NE(*c, *a) << keys;
+  }
+}
+
 TEST(LimitSet, SynPerSourceAndAcl) {
   limits_config cfg;
   cfg.limits.push_back(spec("syn-src", scope::syn, key_kind::src, 10, 5, action::drop));

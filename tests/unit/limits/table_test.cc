@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,19 @@ TEST(Gcra, BurstThenRate) {
   now += ms;
   EXPECT_FALSE(t.gcra(h, now, 1, p).limited);
   EXPECT_TRUE(t.gcra(h, now, 1, p).limited);
+}
+
+// A burst/rate past ~1.15e9 s wrapped interval * burst below one interval: every request was
+// refused. The tolerance saturates instead, so the first requests pass.
+TEST(Gcra, HugeBurstOverRateSaturatesInsteadOfWrapping) {
+  keyed_table t(64);
+  for (const uint64_t burst : {uint64_t{1'152'921'505}, uint64_t{10'000'000'000}}) {
+    const auto p = gcra_params::of(1, burst);
+    EXPECT_GE(p.tolerance, p.interval) << burst;
+    const uint64_t h = limits::key_hash(1, std::to_string(burst));
+    const uint64_t now = 1000 * units_per_s;
+    for (int i = 0; i < 100; ++i) EXPECT_FALSE(t.gcra(h, now, 1, p).limited) << burst << " " << i;
+  }
 }
 
 struct accuracy_case {
