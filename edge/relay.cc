@@ -350,8 +350,8 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
                                 .limits = limits_,
                                 .flow = limits_flow(info.remote, info.local, info.local_port)});
     if (!wc) {
-      release(*rc);
       refuse(s, relay_end::waf_no_memory);
+      release(*rc);
       return false;
     }
     rc->waf.emplace(std::move(*wc));
@@ -362,13 +362,13 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   rc->upstream_deferred = s.http;
   if (s.tls) {
     if (!tls_accept(*rc, s)) {
-      release(*rc);
       refuse(s, relay_end::tls_no_session);
+      release(*rc);
       return false;
     }
   } else if (!s.http && !open_upstream(*rc, s, info, nullptr)) {
-    release(*rc);
     refuse(s, relay_end::no_upstream);
+    release(*rc);
     return false;
   }
   if (s.head_timeout_tsc != 0) rh_link(*rc, s, rte_rdtsc());
