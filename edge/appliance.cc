@@ -155,7 +155,7 @@ common::result<void> appliance::check(const config& c) {
     auto ctl = waf_control::create(std::move(wc), [](std::shared_ptr<const waf_rules_snapshot>) {});
     if (!ctl) {
       auto e = ctl.error();
-      e.message = "WAF: " + e.message;
+      e.message = (c.any_waf() ? "WAF: " : "rules directory: ") + e.message;
       if (e.where.empty()) e.where = c.path;
       return common::unexpected(std::move(e));
     }
