@@ -10,8 +10,12 @@
 #include <string>
 
 #include "edge/limit_targets.hh"
+#include "edge/limits_hook.hh"
+#include "edge/snapshot.hh"
 #include "edge/waf/waf_control.hh"
+#include "l4/parse.hh"
 #include "limits/set.hh"
+#include "packet_builder.hh"
 #include "rules/limits_file.hh"
 #include "test_eal.hh"
 
@@ -158,6 +162,102 @@ TEST(LimitTargets, L4ServicesTakeOnlyTheLimitsNamingThem) {
   EXPECT_EQ(plain->accept.size(), 1u);
   EXPECT_EQ(plain->packet.size(), 1u);
   EXPECT_EQ((*set)->named("plain"), nullptr);
+}
+
+// The l4 path as the worker runs it (lb_input): the snapshot finds the l4 service's limits by
+// VIP:port:protocol, limits_packet gives the verdict on the parsed frame.
+TEST(LimitTargets, L4PacketVerdicts) {
+  temp_dir d;
+  d.write("t.limits.yaml",
+          "limits:\n"
+          "  - {name: every-syn, scope: syn, key: src, rate: 1, burst: 1}\n"
+          "  - {name: fwd-syn, services: [fwd], scope: syn, key: src, rate: 1, burst: 2, "
+          "action: rst}\n"
+          "  - {name: dns-pps, services: [dns], scope: packets, key: src, rate: 1, burst: 3}\n"
+          "acl:\n"
+          "  - {service: fwd, deny: [192.0.2.0/24]}\n");
+  auto lc = rules::load_limits_dir(d.path.string());
+  ASSERT_TRUE(lc) << lc.error().str();
+  auto cfg = std::make_shared<edge::config>(services());
+  auto vip = [](const char* a) {
+    auto ip = l4::ip_addr::parse(a);
+    EXPECT_TRUE(ip.has_value()) << a;
+    return ip.value_or(l4::ip_addr{});
+  };
+  for (auto& s : cfg->services) {
+    s.vip = vip(s.name == "dns" ? "198.51.100.2" : "198.51.100.1");
+    s.port = s.name == "dns" ? 53 : s.name == "fwd" ? 80 : 8080;
+  }
+  edge::mark_explicit_only(*lc, *cfg);
+  ASSERT_TRUE(edge::check_limit_targets(*lc, *cfg));
+  limits::state_registry reg;
+  auto set = limits::limit_set::build(*lc, reg);
+  ASSERT_TRUE(set) << set.error().str();
+  auto rules = std::make_shared<edge::waf_rules_snapshot>();
+  rules->limits = *set;
+  edge::snapshot snap;
+  snap.cfg = cfg;
+  snap.waf = rules;
+  snap.attach_l4_limits();
+  ASSERT_TRUE(snap.any_l4_limits);
+
+  struct row {
+    const char* what;
+    const char* src;
+    const char* dst;
+    uint8_t proto;
+    uint16_t dport;
+    uint8_t flags;
+    bool has_limits;  // the snapshot finds limits for the destination
+    edge::segment_verdict want;
+  } rows[] = {
+      {"denied source, SYN", "192.0.2.9", "198.51.100.1", IPPROTO_TCP, 80, 0x02, true,
+       edge::segment_verdict::acl_denied},
+      {"denied source, ACK", "192.0.2.9", "198.51.100.1", IPPROTO_TCP, 80, 0x10, true,
+       edge::segment_verdict::acl_denied},
+      {"first SYN (burst 2)", "203.0.113.1", "198.51.100.1", IPPROTO_TCP, 80, 0x02, true,
+       edge::segment_verdict::pass},
+      {"second SYN: not every-syn's burst of 1 (unnamed: not for l4)", "203.0.113.1",
+       "198.51.100.1", IPPROTO_TCP, 80, 0x02, true, edge::segment_verdict::pass},
+      {"third SYN: over fwd-syn, answered with a RST", "203.0.113.1", "198.51.100.1", IPPROTO_TCP,
+       80, 0x02, true, edge::segment_verdict::limited_rst},
+      {"an ACK is not a SYN", "203.0.113.1", "198.51.100.1", IPPROTO_TCP, 80, 0x10, true,
+       edge::segment_verdict::pass},
+      {"a SYN-ACK is not a SYN", "203.0.113.1", "198.51.100.1", IPPROTO_TCP, 80, 0x12, true,
+       edge::segment_verdict::pass},
+      {"another source has its own bucket", "203.0.113.2", "198.51.100.1", IPPROTO_TCP, 80, 0x02,
+       true, edge::segment_verdict::pass},
+      {"UDP 1 (burst 3)", "203.0.113.1", "198.51.100.2", IPPROTO_UDP, 53, 0, true,
+       edge::segment_verdict::pass},
+      {"UDP 2", "203.0.113.1", "198.51.100.2", IPPROTO_UDP, 53, 0, true,
+       edge::segment_verdict::pass},
+      {"UDP 3", "203.0.113.1", "198.51.100.2", IPPROTO_UDP, 53, 0, true,
+       edge::segment_verdict::pass},
+      {"UDP 4: over dns-pps, dropped", "203.0.113.1", "198.51.100.2", IPPROTO_UDP, 53, 0, true,
+       edge::segment_verdict::limited_drop},
+      {"the tcp service's port: not an l4 service", "203.0.113.1", "198.51.100.1", IPPROTO_TCP,
+       8080, 0x02, false, edge::segment_verdict::pass},
+      {"UDP to the TCP VIP:port: no service", "203.0.113.1", "198.51.100.1", IPPROTO_UDP, 80, 0,
+       false, edge::segment_verdict::pass},
+  };
+  const uint64_t now = rte_get_tsc_cycles();
+  for (const auto& r : rows) {
+    edge_test::packet_builder b;
+    b.from(r.src).to(r.dst);
+    b.proto = r.proto;
+    b.dport = r.dport;
+    b.tcp_flags = r.flags;
+    rte_mbuf* m = edge_test::to_mbuf(edge_test::mempool(), b.bytes());
+    ASSERT_NE(m, nullptr);
+    l4::packet p;
+    ASSERT_EQ(l4::parse(m, p), l4::drop::none) << r.what;
+    const limits::service_limits* sl = snap.l4_limits_for(p.dst, p.dport, p.proto);
+    EXPECT_EQ(sl != nullptr, r.has_limits) << r.what;
+    const auto v =
+        sl != nullptr ? edge::limits_packet(*sl, p, now, 0) : edge::segment_verdict::pass;
+    EXPECT_EQ(v, r.want) << r.what;
+    rte_pktmbuf_free(m);
+  }
 }
 
 // No service has a WAF policy: the control plane loads only the limit files; a reload swaps the
