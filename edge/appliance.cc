@@ -13,6 +13,8 @@
 #include <random>
 #include <sstream>
 
+#include "edge/limit_targets.hh"
+
 namespace edge {
 
 appliance::appliance(config c) : cfg_(std::make_shared<const config>(std::move(c))) {}
@@ -136,9 +138,14 @@ common::result<void> appliance::check(const config& c) {
     if (auto set = tls::context_set::build(s.tls); !set)
       return common::fail("service '" + s.name + "': " + set.error().str(), s.tls_where);
   }
-  if (c.any_waf()) {
+  if (c.any_waf() || !c.waf.rules_dir.empty()) {
     // As start compiles them, without writing the database cache (a check changes nothing).
     waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = {}, .services = {}};
+    wc.compile_rules = c.any_waf();
+    wc.check_limits = [&c](limits::limits_config& lc) {
+      mark_explicit_only(lc, c);
+      return check_limit_targets(lc, c);
+    };
     for (const auto& s : c.services)
       if (s.waf)
         wc.services.push_back({.service = s.name,
@@ -148,7 +155,7 @@ common::result<void> appliance::check(const config& c) {
     auto ctl = waf_control::create(std::move(wc), [](std::shared_ptr<const waf_rules_snapshot>) {});
     if (!ctl) {
       auto e = ctl.error();
-      e.message = "WAF: " + e.message;
+      e.message = (c.any_waf() ? "WAF: " : "rules directory: ") + e.message;
       if (e.where.empty()) e.where = c.path;
       return common::unexpected(std::move(e));
     }
@@ -170,7 +177,9 @@ common::result<void> appliance::start(const char* argv0) {
   install_drain_routes();
   install_backend_routes();
 
-  if (c.any_waf())
+  // The rules directory: WAF rules for the services with a policy, limits and ACLs for every
+  // service (with or without a WAF, any kind).
+  if (c.any_waf() || !c.waf.rules_dir.empty())
     if (auto r = start_waf(); !r) {
       config_error_ = true;
       return r;
@@ -307,7 +316,7 @@ common::result<void> appliance::start(const char* argv0) {
       if (!w->tcp->sync(*snapshots_->current()))
         return common::fail("worker " + std::to_string(i) +
                             ": cannot set up the tcp services' listeners and pools");
-      if (waf_ctl_) {
+      if (waf_ctl_ && waf_ctl_->current()->rules) {
         waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
         auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules,
                                      waf_rings_.back().get());
@@ -628,18 +637,19 @@ common::result<std::string> appliance::reload_once() {
   auto previous = cfg_;
   auto tls_previous = tls_ctx_;
   auto healthy_previous = healthy_;
-  cfg_ = std::make_shared<const config>(std::move(*next));
-  auto targets = health_targets(*cfg_);
+  auto next_cfg = std::make_shared<const config>(std::move(*next));
+  auto targets = health_targets(*next_cfg);
   {
-    std::lock_guard lock(publish_mu_);
+    std::lock_guard lock(publish_mu_);  // the limit check of the rules watcher reads cfg_
+    cfg_ = std::move(next_cfg);
     tls_ctx_ = std::move(*tls_next);
     cert_expiry_ = read_cert_expiry(*cfg_);
     healthy_ = health_map(*cfg_, targets);
   }
   if (auto r = republish(); !r) {
-    cfg_ = previous;
     {
       std::lock_guard lock(publish_mu_);
+      cfg_ = previous;
       tls_ctx_ = std::move(tls_previous);
       healthy_ = std::move(healthy_previous);
     }
@@ -684,6 +694,7 @@ common::result<void> appliance::republish() {
   auto snap = build_snapshot(eff);
   snap->lb = *lb;
   snap->waf = waf_rules_;
+  snap->attach_l4_limits();
   snap->tls = tls_ctx_;
   snap->generation = ++generation_;
   lb_ = *lb;
@@ -787,6 +798,16 @@ common::result<void> appliance::start_waf() {
   const config& c = *cfg_;
   waf_control_config wc{.rules_dir = c.waf.rules_dir, .cache_dir = c.waf.cache_dir, .services = {}};
   wc.limit_registry = &limit_states_;
+  wc.compile_rules = c.any_waf();  // fixed for the process: a new policy needs a restart
+  wc.check_limits = [this](limits::limits_config& lc) {
+    std::shared_ptr<const config> cur;
+    {
+      std::lock_guard lock(publish_mu_);
+      cur = cfg_;
+    }
+    mark_explicit_only(lc, *cur);
+    return check_limit_targets(lc, *cur);
+  };
   for (const auto& s : c.services)
     if (s.waf)
       wc.services.push_back({.service = s.name,
@@ -799,8 +820,13 @@ common::result<void> appliance::start_waf() {
   auto audit = waf_audit_drainer::create(c.waf.audit_log.empty() ? "/dev/null" : c.waf.audit_log);
   if (!audit) return common::unexpected(audit.error());
   waf_audit_ = std::move(*audit);
-  waf_audit_->set_rule_messages(rule_messages(*waf_ctl_->current()->rules));
   const auto m = waf_ctl_->metrics();
+  if (!c.any_waf()) {
+    spdlog::info("limits loaded from {} (no service has a WAF policy: no WAF rules compiled)",
+                 c.waf.rules_dir);
+    return {};
+  }
+  waf_audit_->set_rule_messages(rule_messages(*waf_ctl_->current()->rules));
   spdlog::info("WAF rules loaded from {}: {} rules, {} expressions, {:.1f} ms{}", c.waf.rules_dir,
                m.rules, m.expressions, m.last_compile_ms, m.last_from_cache ? " (cache)" : "");
   return {};
@@ -811,7 +837,7 @@ common::result<void> appliance::start_waf() {
 void appliance::on_waf_rules(std::shared_ptr<const waf_rules_snapshot> s) {
   const uint64_t gen = s->generation;
   const bool same = s->same_rules;
-  if (waf_audit_) waf_audit_->set_rule_messages(rule_messages(*s->rules));
+  if (waf_audit_ && s->rules) waf_audit_->set_rule_messages(rule_messages(*s->rules));
   {
     std::lock_guard lock(publish_mu_);
     waf_rules_ = std::move(s);

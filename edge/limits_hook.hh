@@ -21,6 +21,11 @@ uint64_t limits_now(uint64_t tsc);
 
 limits::flow limits_flow(const l4::ip_addr& src, const l4::ip_addr& vip, uint16_t vip_port);
 
+// One packet to a service whose limits are `sl` (worker thread): the ACL, then syn (a TCP SYN
+// without ACK), packets, bytes. Also the path of kind l4 services (UDP packets are never a SYN).
+segment_verdict limits_packet(const limits::service_limits& sl, const l4::packet& p,
+                              uint64_t now_tsc, unsigned worker);
+
 // One TCP segment to service `service` (worker thread). `set` may be null (no limits loaded).
 segment_verdict limits_segment(const limits::limit_set* set, std::string_view service,
                                const l4::packet& p, uint64_t now_tsc, unsigned worker);

@@ -68,8 +68,8 @@ void append_limit_metrics(std::string& out, const limits::state_registry& reg) {
     out += "edge_limit_table_slots{limit=\"" + label(std::get<0>(key)) + "\"} " +
            std::to_string(s.slots) + "\n";
   out +=
-      "# HELP edge_acl_denied_total TCP segments dropped by a service's CIDR allow/deny list, by "
-      "the list "
+      "# HELP edge_acl_denied_total Packets dropped by a service's CIDR allow/deny list (TCP "
+      "segments; any packet to a kind l4 service), by the list "
       "that matched (default_deny: no prefix matched and the service has an allow list).\n"
       "# TYPE edge_acl_denied_total counter\n";
   for (const auto& [key, s] : acl)

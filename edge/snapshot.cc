@@ -37,3 +37,19 @@ void snapshot_publisher::publish(std::unique_ptr<snapshot> next) {
 }
 
 }  // namespace edge
+
+namespace edge {
+
+void snapshot::attach_l4_limits() {
+  l4_limits.assign(cfg->services.size(), nullptr);
+  any_l4_limits = false;
+  const limits::limit_set* set = waf ? waf->limits.get() : nullptr;
+  if (set == nullptr) return;
+  for (size_t i = 0; i < cfg->services.size(); ++i) {
+    if (cfg->services[i].kind != service_kind::l4) continue;
+    l4_limits[i] = set->named(cfg->services[i].name);
+    any_l4_limits = any_l4_limits || l4_limits[i] != nullptr;
+  }
+}
+
+}  // namespace edge

@@ -28,6 +28,18 @@ struct snapshot {
   std::vector<std::vector<bool>> pool_health;
   // Compiled WAF rules and the services' bound policies; null when no service has a WAF policy.
   std::shared_ptr<const waf_rules_snapshot> waf;
+  // Limits and ACLs of the kind l4 services a limit file names, indexed like cfg->services (null
+  // for the others); set by attach_l4_limits() from `waf` (which owns them) before publication.
+  std::vector<const limits::service_limits*> l4_limits;
+  bool any_l4_limits = false;
+  void attach_l4_limits();
+  // The limits of the kind l4 service packet `p` is addressed to, or null.
+  const limits::service_limits* l4_limits_for(const l4::ip_addr& dst, uint16_t dport,
+                                              uint8_t proto) const {
+    if (!any_l4_limits) return nullptr;
+    const service_config* s = find_service(dst, dport, proto);
+    return s == nullptr ? nullptr : l4_limits[static_cast<size_t>(s - cfg->services.data())];
+  }
   // TLS contexts by service name (kind tls). A reload builds new ones (certificates re-read);
   // connections keep the set they started with.
   std::map<std::string, tls::context_set_ptr> tls;

@@ -90,6 +90,9 @@ bool is_path_mtu_error(const l4::packet& p) {
          (p.proto == IPPROTO_ICMPV6 && (p.sport >> 8) == 2);
 }
 
+void limited_segment(worker_context& w, rte_mbuf* m, const l4::packet& p,
+                     const l4::local_addrs& local, unsigned port_index, segment_verdict v);
+
 // Service kind l4. Returns false when the packet is not the balancer's.
 bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
               const l4::packet& p, uint64_t now) {
@@ -107,6 +110,12 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
     return false;  // requests still get our reply from the local stage
   }
   if (p.l3 == l4::l3_kind::arp || !l4::lb::is_lb_packet(*snap.lb, p)) return false;
+  // Kind l4: the rules directory's ACL and syn/packets/bytes limits, before any flow state.
+  if (const limits::service_limits* sl = snap.l4_limits_for(p.dst, p.dport, p.proto); sl != nullptr)
+    if (const auto v = limits_packet(*sl, p, now, w.id); v != segment_verdict::pass) {
+      limited_segment(w, m, p, snap.local[port_index_in], port_index_in, v);
+      return true;
+    }
   const l4::lb::lb_verdict v = l4::lb::forward_one(*snap.lb, *w.lb, m, p, now);
   if (v.action == l4::lb::lb_action::tx)
     enqueue_tx(w, port_index(w, v.port_id), m);

@@ -47,24 +47,29 @@ waf_control::~waf_control() {
 }
 
 common::result<std::shared_ptr<waf_rules_snapshot>> waf_control::build() {
-  waf::compile_options opts{.cache_dir = cfg_.cache_dir};
-  auto rs = rules::compile_rules_dir(cfg_.rules_dir, opts);
-  if (!rs) return common::unexpected(rs.error());
   auto snap = std::make_shared<waf_rules_snapshot>();
-  snap->rules = *rs;
+  if (cfg_.compile_rules) {
+    waf::compile_options opts{.cache_dir = cfg_.cache_dir};
+    auto rs = rules::compile_rules_dir(cfg_.rules_dir, opts);
+    if (!rs) return common::unexpected(rs.error());
+    snap->rules = *rs;
+  }
   auto lc = rules::load_limits_dir(cfg_.rules_dir);
   if (!lc) return common::unexpected(lc.error());
+  if (cfg_.check_limits)
+    if (auto r = cfg_.check_limits(*lc); !r) return common::unexpected(r.error());
   snap->limit_files = lc->files;
   if (cfg_.limit_registry != nullptr) {
     auto ls = limits::limit_set::build(*lc, *cfg_.limit_registry);
     if (!ls) return common::unexpected(ls.error());
     snap->limits = std::move(*ls);
   }
+  if (!snap->rules) return snap;
   for (const auto& s : cfg_.services) {
     common::result<waf::policy> p = s.policy_file.empty() ? rules::parse_policy(s.node, s.where)
                                                           : rules::load_policy_file(s.policy_file);
     if (!p) return common::unexpected(p.error());
-    auto bp = waf::bound_policy::bind(*rs, std::move(*p));
+    auto bp = waf::bound_policy::bind(snap->rules, std::move(*p));
     if (!bp) {
       auto e = bp.error();
       e.message = "service " + s.service + ": " + e.message;
@@ -101,8 +106,11 @@ common::result<uint64_t> waf_control::reload() {
   auto prev = current();
   auto& s = **snap;
   s.generation = prev ? prev->generation + 1 : 1;
-  s.same_rules = prev && prev->rules->hash() == s.rules->hash();
-  const auto& cs = s.rules->stats();
+  s.same_rules = prev && (prev->rules && s.rules ? prev->rules->hash() == s.rules->hash()
+                                                 : prev->rules == s.rules);
+  static const waf::compile_stats no_rules{};  // limits only (compile_rules false)
+  const auto& cs = s.rules ? s.rules->stats() : no_rules;
+  const size_t n_rules = s.rules ? s.rules->rules().size() : 0;
   {
     std::lock_guard lk(mu_);
     current_ = *snap;
@@ -112,7 +120,7 @@ common::result<uint64_t> waf_control::reload() {
     metrics_.last_from_cache = cs.from_cache;
     metrics_.cache_rejected += cs.cache_rejected.empty() ? 0 : 1;
     metrics_.cache_store_failed += cs.cache_error.empty() ? 0 : 1;
-    metrics_.rules = s.rules->rules().size();
+    metrics_.rules = n_rules;
     metrics_.expressions = cs.expressions;
     metrics_.generation = s.generation;
     metrics_.last_error.clear();
@@ -123,8 +131,8 @@ common::result<uint64_t> waf_control::reload() {
   spdlog::info(
       "waf: rules generation {} from {}: {} rules, {} expressions, {} limits from {} file(s), "
       "{:.1f} ms{}",
-      s.generation, cfg_.rules_dir, s.rules->rules().size(), cs.expressions,
-      s.limits ? s.limits->limit_count() : 0, s.limit_files, ms, cs.from_cache ? " (cache)" : "");
+      s.generation, cfg_.rules_dir, n_rules, cs.expressions, s.limits ? s.limits->limit_count() : 0,
+      s.limit_files, ms, cs.from_cache ? " (cache)" : "");
   publish_(*snap);
   // The whole reload as the data path sees it: compile, bind and the appliance's RCU publish.
   const double total = ms_since(t0);

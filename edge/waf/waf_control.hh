@@ -42,11 +42,17 @@ struct waf_control_config {
   // published with them; a bad one fails the whole reload like a bad rule. With a registry they are
   // also compiled (ACL tables need the EAL); without one (edged --check) only validated.
   limits::state_registry* limit_registry = nullptr;
+  // false when no service has a WAF policy: only the limit files are loaded, watched and published
+  // (the snapshot's rules stay null), so that limits and ACLs do not depend on a WAF.
+  bool compile_rules = true;
+  // Run on every loaded limits_config before it is built: refuses limits a named service cannot
+  // enforce (edge/limit_targets.hh) and marks the services that take only named limits.
+  std::function<common::result<void>(limits::limits_config&)> check_limits;
 };
 
 // What one successful (re)load produced. Immutable once published.
 struct waf_rules_snapshot {
-  std::shared_ptr<const waf::ruleset> rules;
+  std::shared_ptr<const waf::ruleset> rules;  // null when only limits are loaded (compile_rules)
   std::map<std::string, std::shared_ptr<const waf::bound_policy>, std::less<>>
       policies;  // by service
   // Limits and ACLs of this generation (null when only validated, see limit_registry).

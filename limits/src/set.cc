@@ -140,8 +140,10 @@ common::result<std::shared_ptr<const limit_set>> limit_set::build(const limits_c
   for (const auto& n : names) {
     auto sl = std::make_unique<service_limits>();
     sl->name = n;
+    const bool explicit_only =
+        std::find(cfg.explicit_only.begin(), cfg.explicit_only.end(), n) != cfg.explicit_only.end();
     for (const auto& c : set->limits_)
-      if (c->spec.services.empty() ||
+      if ((c->spec.services.empty() && !explicit_only) ||
           std::find(c->spec.services.begin(), c->spec.services.end(), n) != c->spec.services.end())
         place(*sl, c.get());
     for (const acl_spec& a : cfg.acls) {
@@ -173,6 +175,12 @@ const service_limits* limit_set::service(std::string_view name) const {
   for (const auto& s : services_)
     if (s->name == name) return s.get();
   return all_.get();
+}
+
+const service_limits* limit_set::named(std::string_view name) const {
+  for (const auto& s : services_)
+    if (s->name == name) return s.get();
+  return nullptr;
 }
 
 namespace {

@@ -152,6 +152,24 @@ class Edged:
                 out[k] = float(v)
         return out
 
+    def metric(self, name, **labels):
+        """One sample by name and labels (in the order edged writes them); 0 when absent."""
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return self.metrics().get(f"{name}{{{want}}}" if want else name, 0.0)
+
+    def rules_generation(self):
+        """The serving generation of the rules directory (WAF rules and limits)."""
+        return self.metrics().get("edge_waf_rules_generation", 0.0)
+
+    def wait_rules_generation(self, after, timeout=15):
+        """Waits until the rules directory's generation is past `after`; False on timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.rules_generation() > after:
+                return True
+            time.sleep(0.2)
+        return False
+
     def drops(self, reason):
         for k, v in self.metrics().items():
             if k.startswith("edge_drops_total{") and f'reason="{reason}"' in k:
@@ -290,6 +308,29 @@ http {{
     def access_log(self):
         with open(os.path.join(self.dir, "access.log")) as f:
             return f.read()
+
+
+def http_request(ns, url, extra=(), timeout=5):
+    """One curl request from namespace `ns`: (status, {lowercase header: value}, body); status 0
+    when no response came (refused, reset, timed out)."""
+    r = ns.run(["curl", "-s", "-i", "--max-time", str(timeout), *extra, url], check=False, timeout=timeout + 10)
+    out = r.stdout.replace("\r\n", "\n")
+    head, _, body = out.partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    hdrs = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body
+
+
+def write_atomically(path, text):
+    """Writes `path` through a rename, as editors and ConfigMap updates do (one inotify event)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
 
 
 def http_spread(ns, url, count, timeout=60):

@@ -82,10 +82,7 @@ acl:
 
 
 def write_rules_file(name, text):
-    tmp = os.path.join(rules_dir, name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, os.path.join(rules_dir, name))
+    h.write_atomically(os.path.join(rules_dir, name), text)
 
 
 with open(os.path.join(rules_dir, "deny.cidr"), "w") as f:
@@ -119,35 +116,12 @@ e = h.Edged(dut, config)
 
 
 def request(ns, path, extra=(), timeout=5):
-    r = ns.run(["curl", "-s", "-i", "--max-time", str(timeout), *extra, f"http://{VIP}{path}"],
-               check=False, timeout=timeout + 10)
-    out = r.stdout.replace("\r\n", "\n")
-    head, _, body = out.partition("\n\n")
-    lines = head.split("\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    hdrs = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return status, hdrs, body
+    return h.http_request(ns, f"http://{VIP}{path}", extra, timeout)
 
 
-def metric(name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return e.metrics().get(f"{name}{{{want}}}" if want else name, 0.0)
-
-
-def generation():
-    return e.metrics().get("edge_waf_rules_generation", 0.0)
-
-
-def wait_generation(after, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if generation() > after:
-            return True
-        time.sleep(0.2)
-    return False
+metric = e.metric
+generation = e.rules_generation
+wait_generation = e.wait_rules_generation
 
 
 # --- L7: 429 with Retry-After past the burst; the audit log names the limit ---------------------------

@@ -139,6 +139,8 @@ class limit_set {
                                                                 state_registry& reg);
 
   const service_limits* service(std::string_view name) const;
+  // Only a service some limit or ACL names (no fallback to the limits with no service list).
+  const service_limits* named(std::string_view name) const;
   size_t limit_count() const { return limits_.size(); }
   const compiled_limit& limit(size_t i) const { return *limits_[i]; }
   uint64_t generation = 0;

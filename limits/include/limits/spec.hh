@@ -92,6 +92,10 @@ struct limits_config {
   std::vector<limit_spec> limits;
   std::vector<acl_spec> acls;
   size_t files = 0;
+  // Services that take only the limits naming them, not those with no service list (the caller
+  // fills it: edge puts its kind l4 services here, which the "every tcp/tls service" default
+  // skips).
+  std::vector<std::string> explicit_only;
 };
 
 }  // namespace limits
