@@ -693,6 +693,7 @@ common::result<void> appliance::republish() {
   if (auto r = service_counters_.apply(*cfg_); !r) return r;
   auto snap = build_snapshot(eff);
   snap->lb = *lb;
+  snap->index_services();
   snap->waf = waf_rules_;
   snap->attach_l4_limits();
   snap->tls = tls_ctx_;

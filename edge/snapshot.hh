@@ -11,6 +11,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "edge/config.hh"
+#include "edge/service_index.hh"
 #include "l4/lb/lb_config.hh"
 #include "l4/local.hh"
 #include "tls/context.hh"
@@ -44,11 +45,14 @@ struct snapshot {
   // connections keep the set they started with.
   std::map<std::string, tls::context_set_ptr> tls;
 
-  // Service lookup by (vip, port, protocol); a handful of services, linear is fine for now.
+  // cfg->services and lb's services by (vip, port, protocol): one bounded probe per packet. Built
+  // by index_services() once cfg and lb are set; empty until then.
+  service_index services;
+
+  void index_services() { services.build(cfg->services, lb.get()); }
   const service_config* find_service(const l4::ip_addr& vip, uint16_t port, uint8_t proto) const {
-    for (const auto& s : cfg->services)
-      if (s.port == port && s.protocol == proto && s.vip == vip) return &s;
-    return nullptr;
+    const service_entry* e = services.find(vip, port, proto);
+    return e != nullptr ? e->cfg : nullptr;
   }
 };
 

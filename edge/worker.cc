@@ -13,14 +13,6 @@
 namespace edge {
 namespace {
 
-// Frames waiting for tx_burst on one port; flushed once per loop iteration.
-struct tx_buffer {
-  uint16_t n = 0;
-  rte_mbuf* pkts[max_burst * 2];
-};
-
-thread_local tx_buffer tx_buffers[max_ports];
-
 // Packets of one burst owned by other workers, by owner; flushed at the end of the burst.
 struct handoff_buffer {
   uint16_t n = 0;
@@ -31,7 +23,7 @@ thread_local handoff_buffer handoff_buffers[max_workers];
 
 void flush_tx(worker_context& w) {
   for (unsigned i = 0; i < w.ports.size(); ++i) {
-    tx_buffer& b = tx_buffers[i];
+    tx_buffer& b = w.tx[i];
     if (b.n == 0) continue;
     const uint16_t sent = rte_eth_tx_burst(w.ports[i].id, static_cast<uint16_t>(w.id), b.pkts, b.n);
     w.stats.tx_packets[i].add(sent);
@@ -45,7 +37,7 @@ void flush_tx(worker_context& w) {
 }
 
 void enqueue_tx(worker_context& w, unsigned port_index, rte_mbuf* m) {
-  tx_buffer& b = tx_buffers[port_index];
+  tx_buffer& b = w.tx[port_index];
   if (b.n == std::size(b.pkts)) flush_tx(w);
   b.pkts[b.n++] = m;
 }
@@ -93,10 +85,17 @@ bool is_path_mtu_error(const l4::packet& p) {
 void limited_segment(worker_context& w, rte_mbuf* m, const l4::packet& p,
                      const l4::local_addrs& local, unsigned port_index, segment_verdict v);
 
-// Service kind l4. Returns false when the packet is not the balancer's.
-bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
-              const l4::packet& p, uint64_t now) {
-  if (!snap.lb || !w.lb) return false;
+enum class lb_class : uint8_t {
+  other,     // not the balancer's: the local stage and the services see it
+  consumed,  // taken here (a neighbour's answer learned)
+  forward,   // the balancer's: forwarded with the rest of the burst
+};
+
+// Service kind l4: whether the packet is the balancer's. `svc`: its service (one lookup per
+// packet, by the caller).
+lb_class lb_classify(worker_context& w, const snapshot& snap, unsigned port_index_in, rte_mbuf* m,
+                     const l4::packet& p, const l4::lb::service* svc, uint64_t now) {
+  if (!snap.lb || !w.lb) return lb_class::other;
   if (is_neighbor_reply(p)) {
     const auto role = w.ports[port_index_in].role == port_role::wan ? l4::lb::port_role::wan
                                                                     : l4::lb::port_role::lan;
@@ -105,23 +104,34 @@ bool lb_input(worker_context& w, const snapshot& snap, unsigned port_index_in, r
         rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l2_len)[7] == 1;  // ARP opcode request
     if (w.lb->neighbors(role).learn(m, p, now) && !request) {
       drop(w, m, l4::drop::neighbor_learned);
-      return true;
+      return lb_class::consumed;
     }
-    return false;  // requests still get our reply from the local stage
+    return lb_class::other;  // requests still get our reply from the local stage
   }
-  if (p.l3 == l4::l3_kind::arp || !l4::lb::is_lb_packet(*snap.lb, p)) return false;
+  if (p.l3 == l4::l3_kind::arp || !l4::lb::is_lb_packet(*snap.lb, p, svc)) return lb_class::other;
   // Kind l4: the rules directory's ACL and syn/packets/bytes limits, before any flow state.
   if (const limits::service_limits* sl = snap.l4_limits_for(p.dst, p.dport, p.proto); sl != nullptr)
     if (const auto v = limits_packet(*sl, p, now, w.id); v != segment_verdict::pass) {
       limited_segment(w, m, p, snap.local[port_index_in], port_index_in, v);
-      return true;
+      return lb_class::consumed;
     }
-  const l4::lb::lb_verdict v = l4::lb::forward_one(*snap.lb, *w.lb, m, p, now);
-  if (v.action == l4::lb::lb_action::tx)
-    enqueue_tx(w, port_index(w, v.port_id), m);
-  else
-    rte_pktmbuf_free(m);  // counted by the stage in w.lb->drops
-  return true;
+  return lb_class::forward;
+}
+
+// The balancer's packets of one burst, forwarded together (forward_burst prefetches the
+// connection table across them). `parsed` and `svcs` are the packets' own.
+void lb_forward(worker_context& w, const snapshot& snap, std::span<rte_mbuf*> pkts,
+                std::span<const l4::packet> parsed, std::span<const l4::lb::service*> svcs,
+                uint64_t now) {
+  if (pkts.empty()) return;
+  l4::lb::lb_verdict verdicts[max_burst];
+  l4::lb::forward_burst(*snap.lb, *w.lb, pkts, parsed, svcs, std::span(verdicts, pkts.size()), now);
+  for (size_t i = 0; i < pkts.size(); ++i) {
+    if (verdicts[i].action == l4::lb::lb_action::tx)
+      enqueue_tx(w, port_index(w, verdicts[i].port_id), pkts[i]);
+    else
+      rte_pktmbuf_free(pkts[i]);  // counted by the stage in w.lb->drops
+  }
 }
 
 // Segments the TCP stack emitted → the client-facing port's TX buffer. Returns whether any.
@@ -215,10 +225,15 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
                    std::span<rte_mbuf*> pkts, bool handed) {
   l4::packet parsed[max_burst];
   l4::drop verdict[max_burst];
-  const size_t n = pkts.size();
+  const size_t n = pkts.size();  // at most max_burst (rx bursts and hand-off dequeues are)
   l4::parse_burst(pkts, std::span(parsed, n), std::span(verdict, n));
   const l4::local_addrs& local = snap.local[port_index];
   const uint64_t now = rte_rdtsc();
+  // The balancer's packets, gathered for one forward_burst after this pass: their parsed headers
+  // move down in `parsed` (to slot n_lb <= i, already read), their mbufs and services beside.
+  rte_mbuf* lb_pkts[max_burst];
+  const l4::lb::service* lb_svcs[max_burst];
+  size_t n_lb = 0;
   for (size_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     if (verdict[i] != l4::drop::none) {
@@ -236,7 +251,22 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
         continue;
       }
     }
-    if (lb_input(w, snap, port_index, m, p, now)) continue;
+    // The packet's service, looked up once for the balancer and the delivery below.
+    const service_entry* svc = p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP
+                                   ? snap.services.find(p.dst, p.dport, p.proto)
+                                   : nullptr;
+    switch (lb_classify(w, snap, port_index, m, p, svc != nullptr ? svc->lb : nullptr, now)) {
+      case lb_class::consumed:
+        continue;
+      case lb_class::forward:
+        lb_pkts[n_lb] = m;
+        lb_svcs[n_lb] = svc != nullptr ? svc->lb : nullptr;
+        if (n_lb != i) parsed[n_lb] = p;
+        ++n_lb;
+        continue;
+      case lb_class::other:
+        break;
+    }
     if (w.tcp && is_path_mtu_error(p) && local.has(p.dst)) {
       // To a tcp/tls VIP: the owning TCB checks the quote and lowers its MSS (counted there).
       (void)w.tcp->icmp_error(m, p);
@@ -256,7 +286,7 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
           drop(w, m, l4::drop::proto_unsupported);
           break;
         }
-        const service_config* s = snap.find_service(p.dst, p.dport, p.proto);
+        const service_config* s = svc != nullptr ? svc->cfg : nullptr;
         if (s == nullptr) {
           closed_port(w, m, p, local, port_index, now);
           break;
@@ -278,6 +308,8 @@ void process_burst(worker_context& w, const snapshot& snap, unsigned port_index,
       }
     }
   }
+  lb_forward(w, snap, std::span(lb_pkts, n_lb), std::span(parsed, n_lb), std::span(lb_svcs, n_lb),
+             now);
   if (!handed && w.handoff.size() > 1) flush_handoff(w, port_index);
 }
 

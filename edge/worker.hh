@@ -41,6 +41,12 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_stats {
   l4::drop_counters drops;
 };
 
+// Frames waiting for tx_burst on one port; flushed once per loop iteration.
+struct tx_buffer {
+  uint16_t n = 0;
+  rte_mbuf* pkts[max_burst * 2];
+};
+
 struct worker_context {
   unsigned id = 0;  // worker index = RX/TX queue id = RCU thread id
   unsigned lcore = 0;
@@ -81,6 +87,8 @@ struct worker_context {
   // RSTs for TCP segments to ports without a service (set up with tsc_hz at start).
   l4::reply_limiter closed_port_rsts;
   worker_stats stats;
+  // The worker's TX buffers, by port index (only this worker's thread touches them).
+  alignas(RTE_CACHE_LINE_SIZE) tx_buffer tx[max_ports];
 };
 
 // rte_eal_remote_launch entry point; `arg` is a worker_context*.

@@ -558,9 +558,18 @@ bool is_lb_packet(const lb_config& cfg, const packet& p) {
   return is_icmp_error(p) && is_vip(cfg, p.dst);
 }
 
-// `key`/`h`: flow_key::of(p) and its hash, computed by the caller (ignored for ICMP).
+bool is_lb_packet(const lb_config& cfg, const packet& p, const service* svc) {
+  if (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6) return false;
+  if (cfg.is_snat(p.dst)) return true;
+  if (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP) return svc != nullptr;
+  return is_icmp_error(p) && is_vip(cfg, p.dst);
+}
+
+// `key`/`h`: flow_key::of(p) and its hash, computed by the caller (ignored for ICMP). `svc`: the
+// caller's lookup of p's service when `resolved`; otherwise looked up here.
 static lb_verdict forward_prepared(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
-                                   const flow_key& key, uint64_t h, uint64_t now) {
+                                   const flow_key& key, uint64_t h, uint64_t now,
+                                   const service* svc = nullptr, bool resolved = false) {
   if (p.l3 != l3_kind::ipv4 && p.l3 != l3_kind::ipv6) return dropped(w, drop::lb_not_for_lb);
   // Drop Ethernet padding so lengths (and an encapsulation) cover the IP packet exactly.
   const uint32_t frame = p.l2_len + ip_total(p);
@@ -576,7 +585,7 @@ static lb_verdict forward_prepared(const lb_config& cfg, lb_worker& w, rte_mbuf*
   if (icmp) return icmp_error(cfg, w, m, p, false, now);
   if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
     return dropped(w, drop::lb_proto_unsupported);
-  const service* svc = cfg.find(p.dst, p.dport, p.proto);
+  if (!resolved) svc = cfg.find(p.dst, p.dport, p.proto);
   if (svc == nullptr) return dropped(w, drop::lb_not_for_lb);
   return to_service(cfg, w, m, p, *svc, key, h, now);
 }
@@ -587,11 +596,14 @@ lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pa
   return forward_prepared(cfg, w, m, p, key, flow_hash(key), now);
 }
 
-void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
-                   std::span<const packet> parsed, std::span<lb_verdict> out, uint64_t now) {
-  // Software-pipelined so the connection table's cache misses overlap: hash every packet and
-  // prefetch its buckets; then, `ahead` packets before processing one, prefetch the slots whose
-  // tags match (the tags have arrived by then).
+namespace {
+
+// Software-pipelined so the connection table's cache misses overlap: hash every packet and
+// prefetch its buckets; then, `ahead` packets before processing one, prefetch the slots whose
+// tags match (the tags have arrived by then).
+void forward_pipelined(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
+                       std::span<const packet> parsed, const service* const* services,
+                       std::span<lb_verdict> out, uint64_t now) {
   constexpr size_t chunk = 32, ahead = 6;
   flow_key keys[chunk];
   uint64_t hashes[chunk];
@@ -606,10 +618,26 @@ void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const
     for (size_t i = 0; i < k && i < ahead; ++i) ct.prefetch_slots(hashes[i]);
     for (size_t i = 0; i < k; ++i) {
       if (i + ahead < k) ct.prefetch_slots(hashes[i + ahead]);
-      out[base + i] =
-          forward_prepared(cfg, w, pkts[base + i], parsed[base + i], keys[i], hashes[i], now);
+      const size_t at = base + i;
+      out[at] = services != nullptr
+                    ? forward_prepared(cfg, w, pkts[at], parsed[at], keys[i], hashes[i], now,
+                                       services[at], true)
+                    : forward_prepared(cfg, w, pkts[at], parsed[at], keys[i], hashes[i], now);
     }
   }
+}
+
+}  // namespace
+
+void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
+                   std::span<const packet> parsed, std::span<lb_verdict> out, uint64_t now) {
+  forward_pipelined(cfg, w, pkts, parsed, nullptr, out, now);
+}
+
+void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
+                   std::span<const packet> parsed, std::span<const service* const> services,
+                   std::span<lb_verdict> out, uint64_t now) {
+  forward_pipelined(cfg, w, pkts, parsed, services.data(), out, now);
 }
 
 }  // namespace l4::lb

@@ -4,6 +4,7 @@
 #include <rte_cycles.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <random>
 
@@ -65,7 +66,8 @@ engine::engine(const config& cfg, rte_mempool* tx_pool, app* a)
   flows_.assign(cap, no_index);
   flow_mask_ = cap - 1;
   wheel_.assign(wheel_slots + 1, no_index);
-  tx_.reserve(cfg_.tx_batch);
+  tx_.assign(std::bit_ceil(static_cast<uint32_t>(cfg_.tx_batch)), nullptr);
+  tx_mask_ = static_cast<uint32_t>(tx_.size() - 1);
   listeners_.reserve(64);
 }
 
@@ -399,19 +401,23 @@ void* engine::context(conn_handle c) const {
 }
 
 uint16_t engine::drain_tx(rte_mbuf** out, uint16_t cap) {
-  const uint16_t n = static_cast<uint16_t>(std::min<size_t>(cap, tx_.size()));
-  std::copy_n(tx_.begin(), n, out);
-  tx_.erase(tx_.begin(), tx_.begin() + n);
+  const uint16_t n = static_cast<uint16_t>(std::min<uint32_t>(cap, tx_count_));
+  // At most two runs: up to the ring's end, then from its start.
+  const uint32_t first = std::min<uint32_t>(n, static_cast<uint32_t>(tx_.size()) - tx_head_);
+  std::copy_n(tx_.data() + tx_head_, first, out);
+  std::copy_n(tx_.data(), n - first, out + first);
+  tx_head_ = (tx_head_ + n) & tx_mask_;
+  tx_count_ -= n;
   return n;
 }
 
 void engine::push_tx(rte_mbuf* m) {
-  if (tx_.size() >= cfg_.tx_batch) {
+  if (tx_count_ >= cfg_.tx_batch) {
     rte_pktmbuf_free(m);
     ctr_.drops.add(drop::tcp_tx_batch_full);
     return;
   }
-  tx_.push_back(m);
+  tx_[(tx_head_ + tx_count_++) & tx_mask_] = m;
   ctr_.segments_out.add();
 }
 

@@ -49,7 +49,7 @@ class engine {
   drop icmp_error(rte_mbuf* m, const packet& p);
   void poll(uint64_t now_tsc);
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap);
-  uint16_t tx_pending() const { return static_cast<uint16_t>(tx_.size()); }
+  uint16_t tx_pending() const { return static_cast<uint16_t>(tx_count_); }
 
   size_t send(conn_handle c, std::span<const uint8_t> bytes);
   size_t send_space(conn_handle c) const;
@@ -198,7 +198,12 @@ class engine {
   uint64_t wheel_tick_ = 0;      // last processed ms tick
   static constexpr uint32_t wheel_slots = 4096;
 
+  // Segments waiting for drain_tx: a ring of bit_ceil(tx_batch) slots with a head index, so a
+  // drain is a copy of what it takes (erasing a vector's front moved the rest on every drain).
   std::vector<rte_mbuf*> tx_;
+  uint32_t tx_mask_ = 0;
+  uint32_t tx_head_ = 0;   // oldest segment
+  uint32_t tx_count_ = 0;  // held, at most cfg_.tx_batch
   uint64_t challenge_second_ = 0;
   uint64_t last_cookie_ms_ = 0;    // when a SYN cookie was last sent (0: never)
   uint32_t challenge_budget_ = 0;  // challenge ACKs left this second (randomised)

@@ -107,6 +107,40 @@ TEST_F(sending, segments_at_mss_and_back_pressure) {
   EXPECT_EQ(segs[0].seq, next);
 }
 
+// The TX queue between the stack and the port: partial drains hand segments out oldest first,
+// also once the queue wraps round its ring, and a full queue (tx_batch) is a counted drop.
+TEST_F(sending, tx_queue_keeps_order_across_partial_drains_and_bounds_its_size) {
+  cfg.tx_batch = 4;
+  start();
+  auto c = establish();
+  const auto all = bytes(7 * mss);
+  ASSERT_EQ(st->send(c, std::span(all).first(3 * mss)), 3 * mss);
+  EXPECT_EQ(st->tx_pending(), 3u);
+  rte_mbuf* out[8];
+  ASSERT_EQ(st->drain_tx(out, 2), 2u);
+  std::vector<seg_out> got;
+  for (uint16_t i = 0; i < 2; ++i) {
+    got.push_back(decode(out[i]));
+    rte_pktmbuf_free(out[i]);
+  }
+  // Three more fill the queue (4) and wrap it; the fourth finds it full.
+  ASSERT_EQ(st->send(c, std::span(all).subspan(3 * mss, 4 * mss)), 4 * mss);
+  EXPECT_EQ(st->tx_pending(), 4u);
+  EXPECT_EQ(drops(drop::tcp_tx_batch_full), 1u);
+  for (uint16_t n; (n = st->drain_tx(out, 3)) != 0;)
+    for (uint16_t i = 0; i < n; ++i) {
+      got.push_back(decode(out[i]));
+      rte_pktmbuf_free(out[i]);
+    }
+  EXPECT_EQ(st->tx_pending(), 0u);
+  ASSERT_EQ(got.size(), 6u);
+  for (uint32_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].seq, siss + 1 + k * mss) << "segment " << k;
+    EXPECT_EQ(got[k].payload,
+              std::vector<uint8_t>(all.begin() + k * mss, all.begin() + (k + 1) * mss));
+  }
+}
+
 TEST_F(sending, rto_backs_off_and_gives_up) {
   cfg.max_retransmits = 3;
   start();

@@ -108,6 +108,9 @@ struct lb_verdict {
 // True for packets this stage handles: TCP/UDP to an l4 service's VIP:port, anything to a SNAT
 // address, ICMP/ICMPv6 errors to a VIP of an l4 service.
 bool is_lb_packet(const lb_config& cfg, const packet& p);
+// The same, with the caller's lookup of p's service (cfg.find(p.dst, p.dport, p.proto) for TCP and
+// UDP over IP, else nullptr), so that the packet's service is looked up once.
+bool is_lb_packet(const lb_config& cfg, const packet& p, const service* svc);
 
 // One packet; rewrites `m` in place (it may prepend/trim the frame).
 lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const packet& p,
@@ -117,5 +120,10 @@ lb_verdict forward_one(const lb_config& cfg, lb_worker& w, rte_mbuf* m, const pa
 // rte_get_tsc_hz()).
 void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
                    std::span<const packet> parsed, std::span<lb_verdict> out, uint64_t now);
+// The same, with services[i] the caller's lookup of pkts[i]'s service as for is_lb_packet (the
+// burst path of edge/worker.cc, which has looked it up once to classify the packet).
+void forward_burst(const lb_config& cfg, lb_worker& w, std::span<rte_mbuf* const> pkts,
+                   std::span<const packet> parsed, std::span<const service* const> services,
+                   std::span<lb_verdict> out, uint64_t now);
 
 }  // namespace l4::lb
