@@ -65,29 +65,13 @@ const char* response_flags(const access_record& r) {
 }
 
 const char* waf_name(access_waf w) {
-  switch (w) {
-    case access_waf::none:
-      return "";
-    case access_waf::pass:
-      return "pass";
-    case access_waf::detect:
-      return "detect";
-    case access_waf::block:
-      return "block";
-  }
-  return "";
+  static constexpr const char* texts[] = {EDGE_ACCESS_WAF(COMMON_ENUM_TEXT)};
+  return common::enum_text(w, texts, "");
 }
 
 const char* limit_name(access_limit l) {
-  switch (l) {
-    case access_limit::none:
-      return "";
-    case access_limit::pass:
-      return "pass";
-    case access_limit::limited:
-      return "limited";
-  }
-  return "";
+  static constexpr const char* texts[] = {EDGE_ACCESS_LIMIT(COMMON_ENUM_TEXT)};
+  return common::enum_text(l, texts, "");
 }
 
 }  // namespace

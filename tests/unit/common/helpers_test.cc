@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "common/enum_text.hh"
 #include "common/json.hh"
 #include "common/sockaddr.hh"
 
@@ -59,6 +60,17 @@ TEST(sock_addr, v4_and_v6) {
             nullptr);
   EXPECT_STREQ(text, "2001:db8::1");
   EXPECT_EQ(common::sock_port(b.ss), 443);
+}
+
+#define TEST_COLOURS(X) X(red, "red") X(dark_green, "dark-green")
+enum class colour : unsigned char { TEST_COLOURS(COMMON_ENUMERATOR) };
+
+TEST(enum_text, list_order_and_unknown_value) {
+  static constexpr const char* texts[] = {TEST_COLOURS(COMMON_ENUM_TEXT)};
+  EXPECT_STREQ(common::enum_text(colour::red, texts), "red");
+  EXPECT_STREQ(common::enum_text(colour::dark_green, texts), "dark-green");
+  EXPECT_STREQ(common::enum_text(static_cast<colour>(7), texts), "?");
+  EXPECT_STREQ(common::enum_text(static_cast<colour>(2), texts, ""), "");
 }
 
 }  // namespace
