@@ -8,28 +8,11 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/json.hh"
 #include "edge/prom_text.hh"
 
 namespace edge {
 namespace {
-
-void json_string(std::string& out, const char* s) {
-  out += '"';
-  for (; *s != '\0'; ++s) {
-    const auto ch = static_cast<unsigned char>(*s);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += static_cast<char>(ch);
-    } else if (ch < 0x20 || ch >= 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", ch);
-      out += b;
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  out += '"';
-}
 
 void field(std::string& out, const char* name) {
   if (out.size() > 1) out += ',';
@@ -43,7 +26,7 @@ void str_field(std::string& out, const char* name, const char* v) {
   if (*v == '\0')
     out += "null";
   else
-    json_string(out, v);
+    common::json_string(out, v);
 }
 
 // Envoy's durations are whole milliseconds.
@@ -82,29 +65,13 @@ const char* response_flags(const access_record& r) {
 }
 
 const char* waf_name(access_waf w) {
-  switch (w) {
-    case access_waf::none:
-      return "";
-    case access_waf::pass:
-      return "pass";
-    case access_waf::detect:
-      return "detect";
-    case access_waf::block:
-      return "block";
-  }
-  return "";
+  static constexpr const char* texts[] = {EDGE_ACCESS_WAF(COMMON_ENUM_TEXT)};
+  return common::enum_text(w, texts, "");
 }
 
 const char* limit_name(access_limit l) {
-  switch (l) {
-    case access_limit::none:
-      return "";
-    case access_limit::pass:
-      return "pass";
-    case access_limit::limited:
-      return "limited";
-  }
-  return "";
+  static constexpr const char* texts[] = {EDGE_ACCESS_LIMIT(COMMON_ENUM_TEXT)};
+  return common::enum_text(l, texts, "");
 }
 
 }  // namespace

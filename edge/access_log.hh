@@ -16,13 +16,17 @@
 #include <thread>
 #include <vector>
 
+#include "common/enum_text.hh"
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
 
 namespace edge {
 
-enum class access_waf : uint8_t { none, pass, detect, block };
-enum class access_limit : uint8_t { none, pass, limited };
+// The access log's "waf" and "limit" fields (empty text: the field is null).
+#define EDGE_ACCESS_WAF(X) X(none, "") X(pass, "pass") X(detect, "detect") X(block, "block")
+enum class access_waf : uint8_t { EDGE_ACCESS_WAF(COMMON_ENUMERATOR) };
+#define EDGE_ACCESS_LIMIT(X) X(none, "") X(pass, "pass") X(limited, "limited")
+enum class access_limit : uint8_t { EDGE_ACCESS_LIMIT(COMMON_ENUMERATOR) };
 
 // One connection, as the relay knows it at the end. Strings are copied, bounded and
 // NUL-terminated (a longer SNI is cut; it was validated as a host name by the TLS layer).

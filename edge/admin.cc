@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/sockaddr.hh"
+
 #include "edge/prom_text.hh"
 
 namespace edge {
@@ -188,27 +190,13 @@ common::result<void> admin_server::listen(const l4::ip_addr& addr, uint16_t port
           std::min<size_t>(limits_.max_clients, std::max<size_t>(16, nofile.rlim_cur / 4));
   }
 
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (addr.v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    std::memcpy(&s6->sin6_addr, addr.b.data(), 16);
-    len = sizeof(sockaddr_in6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    std::memcpy(&s4->sin_addr, addr.b.data(), 4);
-    len = sizeof(sockaddr_in);
-  }
+  const common::sock_addr sa = common::make_sock_addr(addr.v6, addr.b.data(), port);
   const std::string where = "admin " + addr.str() + ":" + std::to_string(port);
-  listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  listen_fd_ = socket(sa.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) return common::fail(std::string("socket: ") + strerror(errno), where);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0)
+  if (bind(listen_fd_, sa.get(), sa.len) != 0)
     return common::fail(std::string("bind: ") + strerror(errno), where);
   // A deep backlog: a burst of connections waits in the kernel instead of retrying SYNs for
   // seconds.
@@ -222,8 +210,7 @@ uint16_t admin_server::port() const {
   socklen_t len = sizeof(ss);
   if (listen_fd_ < 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
     return 0;
-  return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                        : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return common::sock_port(ss);
 }
 
 void admin_server::route(const std::string& method, const std::string& path, handler h) {

@@ -709,9 +709,9 @@ class loader {
         s.protocol =
             choice<uint8_t>(p, "service protocol", {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}});
       const auto kind = required(sn, "kind", what);
-      s.kind = choice<service_kind>(
-          kind, "service kind",
-          {{"l4", service_kind::l4}, {"tcp", service_kind::tcp}, {"tls", service_kind::tls}});
+#define EDGE_CHOICE(id, text) {text, service_kind::id},
+      s.kind = choice<service_kind>(kind, "service kind", {EDGE_SERVICE_KINDS(EDGE_CHOICE)});
+#undef EDGE_CHOICE
       if (s.kind != service_kind::l4 && s.protocol != IPPROTO_TCP)
         fail(sn, what + ": kind '" + to_string(s.kind) + "' needs protocol tcp");
       const auto pool = required(sn, "pool", what);
@@ -720,10 +720,10 @@ class loader {
         fail(pool, what + " refers to pool '" + s.pool + "', which is not defined");
       if (auto f = sn["forwarding"]) {
         if (s.kind != service_kind::l4) fail(f, what + ": 'forwarding' applies to kind l4 only");
-        s.forwarding = choice<forwarding_mode>(f, "service forwarding",
-                                               {{"fnat", forwarding_mode::fnat},
-                                                {"ipip", forwarding_mode::ipip},
-                                                {"gue", forwarding_mode::gue}});
+#define EDGE_CHOICE(id, text) {text, forwarding_mode::id},
+        s.forwarding =
+            choice<forwarding_mode>(f, "service forwarding", {EDGE_FORWARDING_MODES(EDGE_CHOICE)});
+#undef EDGE_CHOICE
       }
       if (s.kind == service_kind::l4) {
         for (const auto& b : c.find_pool(s.pool)->backends)
@@ -805,15 +805,8 @@ const char* to_string(port_role r) {
 }
 
 const char* to_string(service_kind k) {
-  switch (k) {
-    case service_kind::l4:
-      return "l4";
-    case service_kind::tcp:
-      return "tcp";
-    case service_kind::tls:
-      return "tls";
-  }
-  return "?";
+  static constexpr const char* texts[] = {EDGE_SERVICE_KINDS(COMMON_ENUM_TEXT)};
+  return common::enum_text(k, texts);
 }
 
 bool service_kind_built(service_kind k) {
@@ -830,15 +823,8 @@ bool service_kind_built(service_kind k) {
 }
 
 const char* to_string(forwarding_mode m) {
-  switch (m) {
-    case forwarding_mode::fnat:
-      return "fnat";
-    case forwarding_mode::ipip:
-      return "ipip";
-    case forwarding_mode::gue:
-      return "gue";
-  }
-  return "?";
+  static constexpr const char* texts[] = {EDGE_FORWARDING_MODES(COMMON_ENUM_TEXT)};
+  return common::enum_text(m, texts);
 }
 
 const port_config* config::port_with_role(port_role r) const {

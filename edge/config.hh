@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/enum_text.hh"
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
 #include "tls/config.hh"
@@ -16,9 +17,11 @@
 namespace edge {
 
 enum class port_role : uint8_t { wan, lan };
-enum class service_kind : uint8_t { l4, tcp, tls };
+#define EDGE_SERVICE_KINDS(X) X(l4, "l4") X(tcp, "tcp") X(tls, "tls")
+enum class service_kind : uint8_t { EDGE_SERVICE_KINDS(COMMON_ENUMERATOR) };
 enum class log_format : uint8_t { text, json };
-enum class forwarding_mode : uint8_t { fnat, ipip, gue };
+#define EDGE_FORWARDING_MODES(X) X(fnat, "fnat") X(ipip, "ipip") X(gue, "gue")
+enum class forwarding_mode : uint8_t { EDGE_FORWARDING_MODES(COMMON_ENUMERATOR) };
 enum class balance_mode : uint8_t { least_conn, hash };
 // What a pool's backends speak to the relay (kinds tcp/tls): the ALPN default of the tls services
 // on it follows, so that a client never negotiates HTTP/2 towards an HTTP/1.1 backend.

@@ -16,19 +16,8 @@ int64_t ms_between(drain_control::clock::time_point a, drain_control::clock::tim
 }  // namespace
 
 const char* to_string(drain_phase p) {
-  switch (p) {
-    case drain_phase::serving:
-      return "serving";
-    case drain_phase::grace:
-      return "grace";
-    case drain_phase::refusing:
-      return "refusing";
-    case drain_phase::resetting:
-      return "resetting";
-    case drain_phase::drained:
-      return "drained";
-  }
-  return "?";
+  static constexpr const char* texts[] = {EDGE_DRAIN_PHASES(COMMON_ENUM_TEXT)};
+  return common::enum_text(p, texts);
 }
 
 void drain_control::begin(const std::string& why, bool exit, timing t, clock::time_point now) {

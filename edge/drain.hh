@@ -12,6 +12,8 @@
 #include <functional>
 #include <string>
 
+#include "common/enum_text.hh"
+
 namespace edge {
 
 // Drain counters, declared once: member, metric name, help.
@@ -36,7 +38,10 @@ struct drain_counters {
 #undef EDGE_DRAIN_COUNTER_MEMBER
 };
 
-enum class drain_phase : uint8_t { serving, grace, refusing, resetting, drained };
+#define EDGE_DRAIN_PHASES(X) \
+  X(serving, "serving")      \
+  X(grace, "grace") X(refusing, "refusing") X(resetting, "resetting") X(drained, "drained")
+enum class drain_phase : uint8_t { EDGE_DRAIN_PHASES(COMMON_ENUMERATOR) };
 const char* to_string(drain_phase p);
 
 // What the drain needs from the workers (the appliance provides it; tests provide fakes).

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/sockaddr.hh"
+
 namespace edge::ctl {
 
 struct reply {
@@ -36,27 +38,14 @@ inline reply http(const std::string& admin, const std::string& method, const std
     r.error = "bad --admin port in " + admin;
     return r;
   }
-  sockaddr_storage ss{};
-  socklen_t len;
-  int ok;
-  if (host.find(':') != std::string::npos) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(port));
-    ok = inet_pton(AF_INET6, host.c_str(), &s6->sin6_addr);
-    len = sizeof(*s6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(static_cast<uint16_t>(port));
-    ok = inet_pton(AF_INET, host.c_str(), &s4->sin_addr);
-    len = sizeof(*s4);
-  }
-  if (ok != 1) {
+  const bool v6 = host.find(':') != std::string::npos;
+  unsigned char bytes[16]{};
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), bytes) != 1) {
     r.error = "bad --admin address " + host + " (want an IP address)";
     return r;
   }
-  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const common::sock_addr sa = common::make_sock_addr(v6, bytes, static_cast<uint16_t>(port));
+  const int fd = socket(sa.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     r.error = std::string("socket: ") + strerror(errno);
     return r;
@@ -64,7 +53,7 @@ inline reply http(const std::string& admin, const std::string& method, const std
   timeval tv{timeout_s, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+  if (connect(fd, sa.get(), sa.len) != 0) {
     r.error = "cannot reach the edged admin API at " + admin + ": " + strerror(errno) +
               " (is edged running?)";
     close(fd);

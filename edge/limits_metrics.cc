@@ -3,21 +3,12 @@
 #include <map>
 #include <tuple>
 
+#include "edge/prom_text.hh"
+
 namespace edge {
 namespace {
 
-std::string label(std::string_view v) {
-  std::string o;
-  for (char c : v) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (c == '\n') {
-      o += "\\n";
-      continue;
-    }
-    o += c;
-  }
-  return o;
-}
+using prom_text::label_value;
 
 }  // namespace
 
@@ -50,22 +41,23 @@ void append_limit_metrics(std::string& out, const limits::state_registry& reg) {
            "_total Rules-directory limits: " + help[k] + ".\n# TYPE edge_limit_" + names[k] +
            "_total counter\n";
     for (const auto& [key, s] : lim)
-      out += std::string("edge_limit_") + names[k] + "_total{limit=\"" + label(std::get<0>(key)) +
-             "\",scope=\"" + label(std::get<1>(key)) + "\",action=\"" + label(std::get<2>(key)) +
-             "\"} " + std::to_string(s.v[k]) + "\n";
+      out += std::string("edge_limit_") + names[k] + "_total{limit=\"" +
+             label_value(std::get<0>(key)) + "\",scope=\"" + label_value(std::get<1>(key)) +
+             "\",action=\"" + label_value(std::get<2>(key)) + "\"} " + std::to_string(s.v[k]) +
+             "\n";
   }
   out +=
       "# HELP edge_limit_evictions_total Keys a limit's table forgot while they were not idle (the "
       "table was "
       "full).\n# TYPE edge_limit_evictions_total counter\n";
   for (const auto& [key, s] : lim)
-    out += "edge_limit_evictions_total{limit=\"" + label(std::get<0>(key)) + "\"} " +
+    out += "edge_limit_evictions_total{limit=\"" + label_value(std::get<0>(key)) + "\"} " +
            std::to_string(s.evictions) + "\n";
   out +=
       "# HELP edge_limit_table_slots Keys a limit's table can hold (16 bytes each).\n"
       "# TYPE edge_limit_table_slots gauge\n";
   for (const auto& [key, s] : lim)
-    out += "edge_limit_table_slots{limit=\"" + label(std::get<0>(key)) + "\"} " +
+    out += "edge_limit_table_slots{limit=\"" + label_value(std::get<0>(key)) + "\"} " +
            std::to_string(s.slots) + "\n";
   out +=
       "# HELP edge_acl_denied_total Packets dropped by a service's CIDR allow/deny list (TCP "
@@ -73,14 +65,14 @@ void append_limit_metrics(std::string& out, const limits::state_registry& reg) {
       "that matched (default_deny: no prefix matched and the service has an allow list).\n"
       "# TYPE edge_acl_denied_total counter\n";
   for (const auto& [key, s] : acl)
-    out += "edge_acl_denied_total{service=\"" + label(std::get<1>(key)) + "\",list=\"" +
-           label(std::get<2>(key)) + "\"} " + std::to_string(s.v[1]) + "\n";
+    out += "edge_acl_denied_total{service=\"" + label_value(std::get<1>(key)) + "\",list=\"" +
+           label_value(std::get<2>(key)) + "\"} " + std::to_string(s.v[1]) + "\n";
   out +=
       "# HELP edge_acl_allowed_total SYNs a service's CIDR list let in, by the list that matched.\n"
       "# TYPE edge_acl_allowed_total counter\n";
   for (const auto& [key, s] : acl)
-    out += "edge_acl_allowed_total{service=\"" + label(std::get<1>(key)) + "\",list=\"" +
-           label(std::get<2>(key)) + "\"} " + std::to_string(s.v[0]) + "\n";
+    out += "edge_acl_allowed_total{service=\"" + label_value(std::get<1>(key)) + "\",list=\"" +
+           label_value(std::get<2>(key)) + "\"} " + std::to_string(s.v[0]) + "\n";
 }
 
 }  // namespace edge

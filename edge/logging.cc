@@ -8,40 +8,9 @@
 
 #include <cstdio>
 
-namespace edge {
+#include "common/json.hh"
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (char ch : s) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out;
-}
+namespace edge {
 
 namespace {
 
@@ -50,7 +19,8 @@ class json_message_flag : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    const std::string e = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
+    const std::string e = common::json_escape(
+        std::string_view(msg.payload.data(), msg.payload.size()), common::json_bytes::keep_utf8);
     dest.append(e.data(), e.data() + e.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {

@@ -9,7 +9,4 @@ namespace edge {
 common::result<void> setup_logging(const logging_config& c);
 void shutdown_logging();
 
-// JSON-escapes `s` for use inside a JSON string (log lines, /stats).
-std::string json_escape(std::string_view s);
-
 }  // namespace edge

@@ -9,7 +9,9 @@
 
 #include "edge/appliance.hh"
 #include "edge/limits_metrics.hh"
+#include "edge/metrics_counters.hh"
 #include "edge/metrics_tls.hh"
+#include "edge/prom_text.hh"
 #include "waf/waf_metrics.hh"
 
 namespace edge {
@@ -25,6 +27,7 @@ class prom {
     if (!labels.empty()) out_ << '{' << labels << '}';
     out_ << ' ' << v << '\n';
   }
+  void raw(const std::string& text) { out_ << text; }
   std::string str() const { return out_.str(); }
 
  private:
@@ -55,71 +58,12 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   bool any = false;
   for (const auto& w : workers) any = any || w->tcp != nullptr;
   if (!any) return;
-  struct tcp_counter {
-    const char* name;
-    const char* type;
-    const char* help;
-    common::counter l4::tcp::counters::*field;
-  };
-  using tc = l4::tcp::counters;
-  static constexpr tcp_counter tcp_counters[] = {
-      {"edge_tcp_active", "gauge",
-       "TCP connections in the stack (incl. SYN_RECEIVED and TIME_WAIT).", &tc::active},
-      {"edge_tcp_opened_total", "counter", "TCP handshakes completed and accepted.", &tc::opened},
-      {"edge_tcp_refused_total", "counter",
-       "TCP connections refused (pool or backlog full, relay refusal).", &tc::refused},
-      {"edge_tcp_syn_received_total", "counter", "SYNs received for listeners.", &tc::syn_received},
-      {"edge_tcp_retransmits_total", "counter", "TCP segments sent again.", &tc::retransmits},
-      {"edge_tcp_rto_total", "counter", "TCP retransmission timeouts.", &tc::rto_events},
-      {"edge_tcp_fast_retransmits_total", "counter", "TCP fast retransmits.",
-       &tc::fast_retransmits},
-      {"edge_tcp_recoveries_total", "counter", "Entries into fast recovery.", &tc::recoveries},
-      {"edge_tcp_loss_probes_total", "counter", "Tail loss probes sent (RFC 8985).",
-       &tc::loss_probes},
-      {"edge_tcp_rack_lost_total", "counter", "Segments RACK marked lost (RFC 8985).",
-       &tc::rack_marked_lost},
-      {"edge_tcp_lost_retransmits_total", "counter", "Retransmissions RACK found lost again.",
-       &tc::lost_retransmits},
-      {"edge_tcp_send_map_merges_total", "counter",
-       "Send map full: a record absorbed the next range.", &tc::send_map_merges},
-      {"edge_tcp_syn_cookies_sent_total", "counter", "SYN-ACKs carrying a SYN cookie.",
-       &tc::cookies_sent},
-      {"edge_tcp_syn_cookies_validated_total", "counter", "ACKs whose SYN cookie validated.",
-       &tc::cookies_validated},
-      {"edge_tcp_syn_cookies_failed_total", "counter", "ACKs whose SYN cookie did not validate.",
-       &tc::cookies_failed},
-      {"edge_tcp_challenge_acks_total", "counter", "RFC 5961 challenge ACKs sent.",
-       &tc::challenge_acks},
-      {"edge_tcp_persist_probes_total", "counter", "Zero-window probes sent.", &tc::persist_probes},
-      {"edge_tcp_ooo_segments_total", "counter", "Segments queued out of order.",
-       &tc::ooo_segments},
-      {"edge_tcp_segments_in_total", "counter", "TCP segments received by the stack.",
-       &tc::segments_in},
-      {"edge_tcp_segments_out_total", "counter", "TCP segments sent by the stack.",
-       &tc::segments_out},
-      {"edge_tcp_handshake_timeouts_total", "counter", "Handshakes given up.",
-       &tc::handshake_timeouts},
-      {"edge_tcp_time_wait_recycled_total", "counter",
-       "TIME_WAIT connections reused because the pool was full.", &tc::time_wait_recycled},
-      {"edge_tcp_peer_mss_clamped_total", "counter",
-       "Handshakes whose peer MSS was raised to the floor (536).", &tc::peer_mss_clamped},
-      {"edge_tcp_pmtu_lowered_total", "counter",
-       "Connections whose MSS an ICMP frag-needed / packet-too-big lowered (quoted sequence "
-       "checked).",
-       &tc::pmtu_lowered},
-      {"edge_tcp_acks_rate_limited_total", "counter",
-       "ACKs to invalid segments or challenge ACKs not sent (rate limits).",
-       &tc::acks_rate_limited},
-      {"edge_tcp_cookie_key_rotations_total", "counter", "SYN cookie key rotations.",
-       &tc::cookie_key_rotations},
-  };
-  for (const auto& c : tcp_counters) {
-    uint64_t v = 0;
-    for (const auto& w : workers)
-      if (w->tcp) v += (w->tcp->tcp_stats().*c.field).get();
-    p.family(c.name, c.type, c.help);
-    p.sample(c.name, "", v);
-  }
+  std::vector<const l4::tcp::counters*> per_worker;
+  for (const auto& w : workers)
+    if (w->tcp) per_worker.push_back(&w->tcp->tcp_stats());
+  std::string text;
+  append_counter_families<l4::tcp::counters>(text, tcp_counter_families, per_worker);
+  p.raw(text);
   p.family("edge_tcp_resets_sent_total", "counter", "RSTs the TCP stack sent, by reason.");
   for (size_t r = 0; r < l4::tcp::reset_reason_count; ++r) {
     uint64_t v = 0;
@@ -178,7 +122,8 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
            "(active is a level; the rest are totals).");
   for (const auto& [name, vals] : pools)
     for (const auto& [counter, v] : vals)
-      p.sample("edge_upstream", "pool=\"" + name + "\",counter=\"" + counter + "\"", v);
+      p.sample("edge_upstream",
+               prom_text::label("pool", name) + "," + prom_text::label("counter", counter), v);
 
   std::vector<std::pair<std::string, uint64_t>> conns, ring;
   for (const auto& w : workers) {
@@ -197,10 +142,10 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   p.family("edge_upstream_conns", "untyped",
            "Upstream connection objects, by counter (in_use is a level).");
   for (const auto& [counter, v] : conns)
-    p.sample("edge_upstream_conns", "counter=\"" + counter + "\"", v);
+    p.sample("edge_upstream_conns", prom_text::label("counter", counter), v);
   p.family("edge_upstream_uring", "counter", "Worker io_uring operations, by counter.");
   for (const auto& [counter, v] : ring)
-    p.sample("edge_upstream_uring", "counter=\"" + counter + "\"", v);
+    p.sample("edge_upstream_uring", prom_text::label("counter", counter), v);
 }
 
 // Per service (kinds tcp/tls), over all workers: one series per service name seen since start,
@@ -208,7 +153,7 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
 void service_metrics(prom& p, const service_registry& reg) {
   const size_t n = reg.size();
   if (n == 0) return;
-  auto label = [](const service_counters& sc) { return "service=\"" + sc.name + "\""; };
+  auto label = [](const service_counters& sc) { return prom_text::label("service", sc.name); };
   p.family("edge_service_connections_active", "gauge",
            "Client connections a service holds now, all workers.");
   for (size_t i = 0; i < n; ++i)
@@ -248,7 +193,7 @@ void service_metrics(prom& p, const service_registry& reg) {
 std::string appliance::metrics_text() const {
   prom p;
   const auto& ports = dp_.ports();
-  auto port_label = [&](size_t i) { return "port=\"" + ports[i].name + "\""; };
+  auto port_label = [&](size_t i) { return prom_text::label("port", ports[i].name); };
 
   struct port_counter {
     const char* name;
@@ -339,40 +284,13 @@ std::string appliance::metrics_text() const {
                "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
                w->stats.rx_packets[i].get());
 
-  struct lb_counter {
-    const char* name;
-    const char* help;
-    common::counter l4::lb::lb_counters::*field;
-  };
-  static constexpr lb_counter lb_counters[] = {
-      {"edge_l4_conn_hits_total", "Connection-table hits of kind-l4 packets.",
-       &l4::lb::lb_counters::conn_hit},
-      {"edge_l4_conn_misses_total", "Connection-table misses (new flows placed by Maglev).",
-       &l4::lb::lb_counters::conn_miss},
-      {"edge_l4_nat_forward_total", "Full-NAT packets client to backend.",
-       &l4::lb::lb_counters::nat_forward},
-      {"edge_l4_nat_reply_total", "Full-NAT packets backend to client.",
-       &l4::lb::lb_counters::nat_reply},
-      {"edge_l4_encap_ipip_total", "Packets encapsulated IP-in-IP for direct return.",
-       &l4::lb::lb_counters::encap_ipip},
-      {"edge_l4_encap_gue_total", "Packets encapsulated in GUE for direct return.",
-       &l4::lb::lb_counters::encap_gue},
-      {"edge_l4_icmp_routed_total", "ICMP errors routed by their inner tuple.",
-       &l4::lb::lb_counters::icmp_routed},
-      {"edge_l4_ptb_sent_total", "Frag-needed / packet-too-big sent for encapsulation overhead.",
-       &l4::lb::lb_counters::ptb_sent},
-      {"edge_l4_mss_clamped_total", "SYNs whose MSS was clamped.",
-       &l4::lb::lb_counters::mss_clamped},
-      {"edge_l4_neighbor_requests_total",
-       "ARP requests / neighbour solicitations sent for next hops.",
-       &l4::lb::lb_counters::neighbor_requests},
-  };
-  for (const auto& lc : lb_counters) {
-    uint64_t v = 0;
+  {
+    std::vector<const l4::lb::lb_counters*> per_worker;
     for (const auto& w : workers_)
-      if (w->lb) v += (w->lb->counters.*lc.field).get();
-    p.family(lc.name, "counter", lc.help);
-    p.sample(lc.name, "", v);
+      if (w->lb) per_worker.push_back(&w->lb->counters);
+    std::string text;
+    append_counter_families<l4::lb::lb_counters>(text, lb_counter_families, per_worker);
+    p.raw(text);
   }
 
   tcp_metrics(p, workers_);
@@ -385,8 +303,9 @@ std::string appliance::metrics_text() const {
     for (size_t i = 0; i < health_->size(); ++i) {
       const auto& t = health_->target(i);
       const auto& hs = health_->state(i);
-      const std::string labels = "pool=\"" + t.pool + "\",backend=\"" + t.address.str() + ":" +
-                                 std::to_string(t.port) + "\"";
+      const std::string labels =
+          prom_text::label("pool", t.pool) + "," +
+          prom_text::label("backend", t.address.str() + ":" + std::to_string(t.port));
       p.sample("edge_backend_up", labels, hs.up.load() ? 1 : 0);
       p.sample("edge_backend_health_checks_total", labels, hs.checks.get());
       p.sample("edge_backend_health_failures_total", labels, hs.failures.get());

@@ -134,23 +134,6 @@ std::vector<cert_expiry> read_cert_expiry(const config& c) {
   return out;
 }
 
-namespace {
-
-std::string label_escape(const std::string& v) {
-  std::string o;
-  for (char ch : v) {
-    if (ch == '\\' || ch == '"') o += '\\';
-    if (ch == '\n') {
-      o += "\\n";
-      continue;
-    }
-    o += ch;
-  }
-  return o;
-}
-
-}  // namespace
-
 void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs,
                                 int64_t now) {
   if (certs.empty()) return;
@@ -160,7 +143,7 @@ void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>
   for (const auto& e : certs)
     prom_text::sample(
         out, "edge_tls_certificate_expiry_seconds",
-        "service=\"" + label_escape(e.service) + "\",name=\"" + label_escape(e.name) + "\"",
+        prom_text::label("service", e.service) + "," + prom_text::label("name", e.name),
         static_cast<double>(e.not_after - now));
 }
 

@@ -11,15 +11,13 @@
 #include <cstring>
 
 #include "l4/checksum.hh"
+#include "l4/neighbor_frame.hh"
 
 namespace l4 {
 namespace {
 
 constexpr uint8_t icmp6_echo_request = 128;
 constexpr uint8_t icmp6_echo_reply = 129;
-constexpr uint8_t nd_neighbor_solicit = 135;
-constexpr uint8_t nd_neighbor_advert = 136;
-constexpr uint8_t nd_opt_target_lladdr = 2;
 constexpr uint32_t na_flag_solicited = 0x40000000;
 constexpr uint32_t na_flag_override = 0x20000000;
 
@@ -249,55 +247,16 @@ bool reply_limiter::allow(uint64_t now) {
 }
 
 bool build_announcement(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& addr) {
-  rte_pktmbuf_reset(m);
-  auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, sizeof(rte_ether_hdr)));
-  if (eth == nullptr) return false;
-  eth->src_addr = mac;
-  if (!addr.v6) {
-    auto* a = reinterpret_cast<rte_arp_hdr*>(rte_pktmbuf_append(m, sizeof(rte_arp_hdr)));
-    if (a == nullptr) return false;
-    std::memset(&eth->dst_addr, 0xff, 6);
-    eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_ARP);
-    a->arp_hardware = RTE_BE16(RTE_ARP_HRD_ETHER);
-    a->arp_protocol = RTE_BE16(RTE_ETHER_TYPE_IPV4);
-    a->arp_hlen = 6;
-    a->arp_plen = 4;
-    a->arp_opcode = RTE_BE16(RTE_ARP_OP_REQUEST);
-    a->arp_data.arp_sha = mac;
-    a->arp_data.arp_sip = addr.v4_be();
-    std::memset(&a->arp_data.arp_tha, 0, 6);
-    a->arp_data.arp_tip = addr.v4_be();
-    return true;
-  }
-  constexpr uint16_t na_len = 32;
-  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(rte_pktmbuf_append(m, sizeof(rte_ipv6_hdr) + na_len));
-  if (ip6 == nullptr) return false;
-  eth->dst_addr = rte_ether_addr{{0x33, 0x33, 0, 0, 0, 1}};
-  eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
-  ip6->vtc_flow = RTE_BE32(6u << 28);
-  ip6->payload_len = RTE_BE16(na_len);
-  ip6->proto = IPPROTO_ICMPV6;
-  ip6->hop_limits = 255;
-  std::memcpy(ip6->src_addr, addr.b.data(), 16);
+  if (!addr.v6) return build_arp_request(m, mac, addr, addr);
   static constexpr uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  std::memcpy(ip6->dst_addr, all_nodes, 16);
-  auto* na = reinterpret_cast<uint8_t*>(ip6 + 1);
-  std::memset(na, 0, na_len);
-  na[0] = nd_neighbor_advert;
-  const uint32_t flags = RTE_BE32(na_flag_override);
-  std::memcpy(na + 4, &flags, 4);
-  std::memcpy(na + 8, addr.b.data(), 16);
-  na[24] = nd_opt_target_lladdr;
-  na[25] = 1;
-  std::memcpy(na + 26, mac.addr_bytes, 6);
-  packet q;
-  q.l3 = l3_kind::ipv6;
-  q.proto = IPPROTO_ICMPV6;
-  q.src = addr;
-  q.dst = ip_addr::v6_from(all_nodes);
-  const uint16_t ck = l4_checksum(q, na, na_len);
-  std::memcpy(na + 2, &ck, 2);
-  return true;
+  nd_frame nd;
+  nd.type = nd_neighbor_advert;
+  nd.flags = na_flag_override;
+  nd.src = nd.target = addr;
+  nd.dst = ip_addr::v6_from(all_nodes);
+  nd.dst_mac = rte_ether_addr{{0x33, 0x33, 0, 0, 0, 1}};
+  nd.lladdr_option = nd_opt_target_lladdr;
+  return build_nd(m, mac, nd);
 }
 
 }  // namespace l4

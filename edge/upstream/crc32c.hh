@@ -1,6 +1,6 @@
 #pragma once
-// CRC-32C (Castagnoli), as PROXY protocol v2's PP2_TYPE_CRC32C TLV requires. Table-driven software
-// version: headers are ~100 bytes once per connection, so SSE4.2 would not show.
+// CRC-32C (Castagnoli), as PROXY protocol v2's PP2_TYPE_CRC32C TLV requires, computed by DPDK
+// (rte_hash_crc) rather than a table of our own.
 #include <cstddef>
 #include <cstdint>
 

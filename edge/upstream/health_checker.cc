@@ -15,6 +15,8 @@
 #include <map>
 #include <tuple>
 
+#include "common/sockaddr.hh"
+
 namespace edge::upstream {
 
 const char* to_string(health_failure f) {
@@ -170,19 +172,9 @@ common::result<std::unique_ptr<health_checker>> health_checker::create(
     check& c = h->checks_[i];
     h->states_[i].up.store(t.params.initially_up, std::memory_order_relaxed);
     const uint16_t port = t.params.port != 0 ? t.params.port : t.port;
-    if (t.address.v6) {
-      auto* sa = reinterpret_cast<sockaddr_in6*>(&c.addr);
-      sa->sin6_family = AF_INET6;
-      sa->sin6_port = htons(port);
-      std::memcpy(&sa->sin6_addr, t.address.b.data(), 16);
-      c.addr_len = sizeof(sockaddr_in6);
-    } else {
-      auto* sa = reinterpret_cast<sockaddr_in*>(&c.addr);
-      sa->sin_family = AF_INET;
-      sa->sin_port = htons(port);
-      std::memcpy(&sa->sin_addr, t.address.b.data(), 4);
-      c.addr_len = sizeof(sockaddr_in);
-    }
+    const common::sock_addr sa = common::make_sock_addr(t.address.v6, t.address.b.data(), port);
+    c.addr = sa.ss;
+    c.addr_len = sa.len;
     if (t.params.proxy_v2) {
       // Signature, version 2 + LOCAL, AF_UNSPEC, no address block (spec section 2.2).
       c.request.assign(reinterpret_cast<const char*>(pp2_signature), sizeof pp2_signature);

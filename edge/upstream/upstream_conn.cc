@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/sockaddr.hh"
+
 namespace edge::upstream {
 
 const char* to_string(upstream_error e) {
@@ -144,20 +146,10 @@ upstream_conn::attempt_result upstream_conn::attempt() {
   size_t b = by_hash_ ? pool_->select_by_hash(hash_, tried) : pool_->select_least_conn(tried);
   if (b == no_backend) return attempt_result::no_backend;
   const backend_spec& spec = pool_->at(b).spec;
-  std::memset(&addr_, 0, sizeof addr_);
-  if (spec.address.v6) {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&addr_);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(spec.port);
-    std::memcpy(&sa->sin6_addr, spec.address.b.data(), 16);
-    addr_len_ = sizeof(sockaddr_in6);
-  } else {
-    auto* sa = reinterpret_cast<sockaddr_in*>(&addr_);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons(spec.port);
-    std::memcpy(&sa->sin_addr, spec.address.b.data(), 4);
-    addr_len_ = sizeof(sockaddr_in);
-  }
+  const common::sock_addr sa =
+      common::make_sock_addr(spec.address.v6, spec.address.b.data(), spec.port);
+  addr_ = sa.ss;
+  addr_len_ = sa.len;
   // socket() and setsockopt() never block; the connect itself goes through the ring.
   fd_ = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {

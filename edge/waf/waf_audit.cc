@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/json.hh"
+
 namespace edge {
 
 waf_endpoint waf_endpoint::v4(std::array<uint8_t, 4> a, uint16_t port) {
@@ -50,43 +52,9 @@ uint8_t copy_bounded(std::string_view s, char* dst, size_t cap) {
   return static_cast<uint8_t>(n);
 }
 
-namespace {
-
-// Excerpts are attacker-controlled bytes: escape everything that is not printable ASCII so the
-// audit log stays one valid JSON line per record whatever was sent.
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          char b[8];
-          std::snprintf(b, sizeof b, "\\u%04x", c);
-          out += b;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-}  // namespace
+// Excerpts are attacker-controlled bytes: json_string escapes everything that is not printable
+// ASCII, so the audit log stays one valid JSON line per record whatever was sent.
+using common::json_string;
 
 std::string waf_audit_json(const waf_audit_record& r, std::string_view message) {
   std::string o;

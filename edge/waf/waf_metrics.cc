@@ -14,22 +14,8 @@ namespace {
 using prom_text::header;
 using prom_text::sample;
 
-// Label values come from config (service names) and rule error text: escape per the exposition
-// format.
-std::string label_value(std::string_view s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '\\' || c == '"') {
-      o += '\\';
-      o += c;
-    } else if (c == '\n') {
-      o += "\\n";
-    } else {
-      o += c;
-    }
-  }
-  return o;
-}
+// Label values come from config (service names) and rule error text: escaped.
+using prom_text::label_value;
 
 }  // namespace
 

@@ -8,16 +8,11 @@
 #include <bit>
 #include <cstring>
 
-#include "l4/checksum.hh"
 #include "l4/lb/flow.hh"
+#include "l4/neighbor_frame.hh"
 
 namespace l4::lb {
 namespace {
-
-constexpr uint8_t nd_neighbor_solicit = 135;
-constexpr uint8_t nd_neighbor_advert = 136;
-constexpr uint8_t nd_opt_source_lladdr = 1;
-constexpr uint8_t nd_opt_target_lladdr = 2;
 
 uint64_t mac_word(const rte_ether_addr& mac) {
   uint64_t w = 0;
@@ -144,54 +139,18 @@ bool neighbor_table::learn(const rte_mbuf* m, const packet& p, uint64_t now) {
 
 bool build_neighbor_request(rte_mbuf* m, const rte_ether_addr& mac, const ip_addr& src,
                             const ip_addr& target) {
-  rte_pktmbuf_reset(m);
-  const uint16_t frame = target.v6 ? 14 + 40 + 32 : 14 + 28;
-  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, frame));
-  if (f == nullptr) return false;
-  std::memset(f, 0, frame);
-  auto* eth = reinterpret_cast<rte_ether_hdr*>(f);
-  eth->src_addr = mac;
-  if (!target.v6) {
-    std::memset(&eth->dst_addr, 0xff, 6);
-    eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_ARP);
-    auto* a = reinterpret_cast<rte_arp_hdr*>(f + 14);
-    a->arp_hardware = RTE_BE16(RTE_ARP_HRD_ETHER);
-    a->arp_protocol = RTE_BE16(RTE_ETHER_TYPE_IPV4);
-    a->arp_hlen = 6;
-    a->arp_plen = 4;
-    a->arp_opcode = RTE_BE16(RTE_ARP_OP_REQUEST);
-    a->arp_data.arp_sha = mac;
-    a->arp_data.arp_sip = src.v4_be();
-    a->arp_data.arp_tip = target.v4_be();
-    return true;
-  }
+  if (!target.v6) return build_arp_request(m, mac, src, target);
   // Solicited-node multicast: ff02::1:ffXX:XXXX and 33:33:ff:XX:XX:XX.
   uint8_t snm[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
   std::memcpy(snm + 13, target.b.data() + 13, 3);
-  const uint8_t dmac[6] = {0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]};
-  std::memcpy(&eth->dst_addr, dmac, 6);
-  eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
-  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(f + 14);
-  ip6->vtc_flow = RTE_BE32(6u << 28);
-  ip6->payload_len = RTE_BE16(32);
-  ip6->proto = IPPROTO_ICMPV6;
-  ip6->hop_limits = 255;
-  std::memcpy(ip6->src_addr, src.b.data(), 16);
-  std::memcpy(ip6->dst_addr, snm, 16);
-  uint8_t* icmp = f + 14 + 40;
-  icmp[0] = nd_neighbor_solicit;
-  std::memcpy(icmp + 8, target.b.data(), 16);
-  icmp[24] = nd_opt_source_lladdr;
-  icmp[25] = 1;
-  std::memcpy(icmp + 26, &mac, 6);
-  packet p;
-  p.l3 = l3_kind::ipv6;
-  p.proto = IPPROTO_ICMPV6;
-  p.src = src;
-  p.dst = ip_addr::v6_from(snm);
-  const uint16_t ck = l4_checksum(p, icmp, 32);
-  std::memcpy(icmp + 2, &ck, 2);
-  return true;
+  nd_frame nd;
+  nd.type = nd_neighbor_solicit;
+  nd.src = src;
+  nd.dst = ip_addr::v6_from(snm);
+  nd.target = target;
+  nd.dst_mac = rte_ether_addr{{0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]}};
+  nd.lladdr_option = nd_opt_source_lladdr;
+  return build_nd(m, mac, nd);
 }
 
 }  // namespace l4::lb

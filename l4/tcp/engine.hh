@@ -91,6 +91,17 @@ class engine {
   // input.cc
   drop path_mtu(const rte_mbuf* m, const packet& p);
   drop listen_input(rte_mbuf* m, const packet& p, const segment& s, const listener& l);
+  // What a passive open learnt from the handshake (the SYN, or the ACK returning a cookie).
+  struct handshake {
+    uint32_t irs = 0, iss = 0;
+    int8_t wscale = -1;  // the peer's shift when both sides scale; -1: none
+    bool sack = false;
+    uint16_t peer_mss = 0, our_mss = 0;
+  };
+  // The TCB of a passive open in SYN_RECEIVED, set up from `h`; nullptr when the pool is full
+  // (counted, and answered with a RST when so configured; `d` says why).
+  tcb* open_passive(rte_mbuf* m, const packet& p, const segment& s, const listener& l,
+                    const handshake& h, drop& d);
   drop conn_input(tcb& t, rte_mbuf* m, const packet& p, const segment& s);
   drop syn_received_input(tcb& t, const segment& s);
   drop synchronized_input(tcb& t, const segment& s);

@@ -214,32 +214,16 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
       return drop::none;
     }
     if (pressure) return drop::tcp_backlog_full;
-    tcb* t = alloc_tcb(route_from(m, p), l.id);
-    if (t == nullptr) {
-      ctr_.refused.add();
-      if (cfg_.on_pool_full == pool_full_action::rst)
-        send_rst_reply(p, m, s, reset_reason::pool_full);
-      return drop::tcp_pool_full;
-    }
-    ++syn_received_;
-    t->state = tcp_state::syn_received;
-    t->irs = s.seq;
-    t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq + 1;
-    t->iss = cookies_.isn(ft, now_us());
-    t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->fack = t->iss;
-    t->info.wscale = cfg_.window_scale && s.opt.wscale >= 0;
-    t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(s.opt.wscale) : 0;
-    t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
-    t->info.snd_wscale = t->snd_wscale, t->info.rcv_wscale = t->rcv_wscale;
-    t->info.sack = cfg_.sack && s.opt.sack_permitted;
-    t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
-    t->ts_recent = s.opt.tsval;
-    t->ts_recent_tsc = now_;
-    t->mss = send_mss(peer_mss, our_mss, t->info.timestamps);
-    t->info.mss = t->mss;
+    const handshake h{.irs = s.seq,
+                      .iss = cookies_.isn(ft, now_us()),
+                      .wscale = cfg_.window_scale ? s.opt.wscale : int8_t{-1},
+                      .sack = cfg_.sack && s.opt.sack_permitted,
+                      .peer_mss = peer_mss,
+                      .our_mss = our_mss};
+    drop d = drop::none;
+    tcb* t = open_passive(m, p, s, l, h, d);
+    if (t == nullptr) return d;
     t->snd_wnd = t->max_snd_wnd = s.wnd;  // SYN windows are never scaled
-    t->snd_wl1 = s.seq;
-    t->rto_ms = cfg_.rto_initial_ms;
     t->t_state = now_ + ms(cfg_.handshake_timeout_ms);
     send_segment(*t, t->iss, 0, f_syn | f_ack, tx_kind::fresh);
     t->snd_nxt = t->iss + 1;
@@ -259,38 +243,54 @@ drop engine::listen_input(rte_mbuf* m, const packet& p, const segment& s, const 
       return drop::tcp_cookie_invalid;
     }
     ctr_.cookies_validated.add();
-    tcb* t = alloc_tcb(route_from(m, p), l.id);
-    if (t == nullptr) {
-      ctr_.refused.add();
-      if (cfg_.on_pool_full == pool_full_action::rst)
-        send_rst_reply(p, m, s, reset_reason::pool_full);
-      return drop::tcp_pool_full;
-    }
-    ++syn_received_;
-    t->state = tcp_state::syn_received;
+    const handshake h{.irs = s.seq - 1,
+                      .iss = s.ack - 1,
+                      .wscale = co->wscale,
+                      .sack = co->sack,
+                      .peer_mss = co->mss,
+                      .our_mss = our_mss};
+    drop d = drop::none;
+    tcb* t = open_passive(m, p, s, l, h, d);
+    if (t == nullptr) return d;
+    // snd_wl1 = irs, so this ACK's window is taken.
     t->from_cookie = t->info.from_cookie = true;
-    t->irs = s.seq - 1;
-    t->rcv_nxt = t->rcv_read = t->last_ack_sent = s.seq;
-    t->iss = s.ack - 1;
-    t->snd_una = t->recover = t->fack = t->iss;
-    t->snd_nxt = t->snd_max = t->iss + 1;
-    t->info.wscale = co->wscale >= 0;
-    t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(co->wscale) : 0;
-    t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
-    t->info.snd_wscale = t->snd_wscale, t->info.rcv_wscale = t->rcv_wscale;
-    t->info.sack = co->sack;
-    t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
-    t->ts_recent = s.opt.tsval;
-    t->ts_recent_tsc = now_;
-    t->mss = send_mss(co->mss, our_mss, t->info.timestamps);
-    t->info.mss = t->mss;
-    t->snd_wl1 = s.seq - 1;  // so this ACK's window is taken
+    t->snd_nxt = t->snd_max = t->iss + 1;  // our SYN-ACK was the cookie
     t->rcv_adv = t->rcv_nxt + std::min<uint32_t>(cfg_.rcv_buf, 65535);
-    t->rto_ms = cfg_.rto_initial_ms;
     return syn_received_input(*t, s);
   }
   send_rst_reply(p, m, s, reset_reason::no_connection);
   return drop::tcp_no_connection;
+}
+
+tcb* engine::open_passive(rte_mbuf* m, const packet& p, const segment& s, const listener& l,
+                          const handshake& h, drop& d) {
+  tcb* t = alloc_tcb(route_from(m, p), l.id);
+  if (t == nullptr) {
+    ctr_.refused.add();
+    if (cfg_.on_pool_full == pool_full_action::rst)
+      send_rst_reply(p, m, s, reset_reason::pool_full);
+    d = drop::tcp_pool_full;
+    return nullptr;
+  }
+  ++syn_received_;
+  t->state = tcp_state::syn_received;
+  t->irs = h.irs;
+  t->rcv_nxt = t->rcv_read = t->last_ack_sent = h.irs + 1;
+  t->iss = h.iss;
+  t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->fack = h.iss;
+  t->info.wscale = h.wscale >= 0;
+  t->snd_wscale = t->info.wscale ? static_cast<uint8_t>(h.wscale) : 0;
+  t->rcv_wscale = t->info.wscale ? our_wscale_ : 0;
+  t->info.snd_wscale = t->snd_wscale, t->info.rcv_wscale = t->rcv_wscale;
+  t->info.sack = h.sack;
+  t->info.timestamps = cfg_.timestamps && s.opt.has_ts;
+  t->ts_recent = s.opt.tsval;
+  t->ts_recent_tsc = now_;
+  t->mss = send_mss(h.peer_mss, h.our_mss, t->info.timestamps);
+  t->info.mss = t->mss;
+  t->snd_wl1 = h.irs;
+  t->rto_ms = cfg_.rto_initial_ms;
+  return t;
 }
 
 drop engine::conn_input(tcb& t, rte_mbuf* m, const packet& p, const segment& s) {

@@ -26,34 +26,19 @@
 
 namespace l4::lb {
 
+// Per-worker counters, declared in counters.def (field, type, metric, help).
 struct lb_counters {
-  common::counter conn_hit, conn_miss;     // connection table lookups of new packets
-  common::counter nat_forward, nat_reply;  // full NAT client->backend, backend->client
-  common::counter encap_ipip, encap_gue;   // direct return encapsulations
-  common::counter icmp_routed;             // ICMP errors sent on to backend or client
-  common::counter ptb_sent, mss_clamped, neighbor_requests;
-  common::counter client_option_added, client_option_no_room;
-  common::counter conn_reused;          // SYN on the tuple of a closing flow: placed anew
-  common::counter neighbor_table_full;  // static neighbours that found no slot
+#define X(field, type, metric, help) common::counter field;
+#include "l4/lb/counters.def"
+#undef X
 };
 
-// Name/value pairs of the counters for /metrics (edge sums them over workers).
+// Name/value pairs of the counters (lb_<field>), e.g. for tests; /metrics uses counters.def.
 template <class F>
 void for_each_counter(const lb_counters& c, F&& f) {
-  f("lb_conn_hit", c.conn_hit.get());
-  f("lb_conn_miss", c.conn_miss.get());
-  f("lb_nat_forward", c.nat_forward.get());
-  f("lb_nat_reply", c.nat_reply.get());
-  f("lb_encap_ipip", c.encap_ipip.get());
-  f("lb_encap_gue", c.encap_gue.get());
-  f("lb_icmp_routed", c.icmp_routed.get());
-  f("lb_ptb_sent", c.ptb_sent.get());
-  f("lb_mss_clamped", c.mss_clamped.get());
-  f("lb_neighbor_requests", c.neighbor_requests.get());
-  f("lb_client_option_added", c.client_option_added.get());
-  f("lb_client_option_no_room", c.client_option_no_room.get());
-  f("lb_conn_reused", c.conn_reused.get());
-  f("lb_neighbor_table_full", c.neighbor_table_full.get());
+#define X(field, type, metric, help) f("lb_" #field, c.field.get());
+#include "l4/lb/counters.def"
+#undef X
 }
 
 struct worker_spec {

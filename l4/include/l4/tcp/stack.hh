@@ -138,36 +138,17 @@ class app {
   virtual void on_closed(conn_handle c, close_reason why) = 0;
 };
 
+// Per-worker counters; the plain ones are declared in counters.def (field, type, metric, help).
 struct counters {
-  common::counter active;   // TCBs in use (gauge, written by the worker)
-  common::counter opened;   // handshakes completed and accepted
-  common::counter refused;  // pool full, backlog full, app refusal
-  common::counter syn_received;
-  common::counter retransmits;  // segments sent again (any cause)
-  common::counter rto_events;
-  common::counter fast_retransmits;
-  common::counter recoveries;        // entries into fast recovery
-  common::counter loss_probes;       // tail loss probes sent (RFC 8985 §7)
-  common::counter rack_marked_lost;  // segments RACK marked lost (RFC 8985 §6)
-  common::counter lost_retransmits;  // of those, retransmissions that were lost again
-  common::counter send_map_merges;   // send map full: a record absorbed the next range
-  common::counter cookies_sent, cookies_validated, cookies_failed;
-  common::counter challenge_acks;
-  common::counter persist_probes;
-  common::counter delayed_acks;  // ACKs sent by the delayed-ACK timer
-  common::counter ooo_segments;  // segments queued out of order
-  common::counter segments_in, segments_out;
-  common::counter closed;              // TCBs released
-  common::counter handshake_timeouts;  // SYN_RECEIVED given up (retries or handshake timeout)
-  common::counter time_wait_recycled;  // TIME_WAIT TCBs reused because the pool was full
-  common::counter peer_mss_clamped;    // handshakes whose peer MSS was below min_peer_mss
-  common::counter pmtu_lowered;        // connections whose MSS an ICMP frag-needed / PTB lowered
-  common::counter acks_rate_limited;   // ACKs to invalid segments / challenges not sent (limits)
-  common::counter cookie_key_rotations;
+#define X(field, type, metric, help) common::counter field;
+#include "l4/tcp/counters.def"
+#undef X
   std::array<common::counter, reset_reason_count> resets_sent;
   drop_counters drops;  // tcp_* reasons from drops_tcp.def
 
-  uint64_t resets(reset_reason r) const { return resets_sent[static_cast<size_t>(r)].get(); }
+  uint64_t resets(reset_reason r) const {
+    return resets_sent[static_cast<size_t>(r)].get();
+  }
 };
 
 class engine;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/sockaddr.hh"
 #include "l4/ip_addr.hh"
 
 namespace edge::upstream::test {
@@ -35,29 +36,18 @@ struct listener {
     fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (v6) {
-      auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
-      sa->sin6_family = AF_INET6;
-      sa->sin6_addr = in6addr_loopback;
-      sa->sin6_port = htons(want_port);
-      len = sizeof *sa;
-    } else {
-      auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
-      sa->sin_family = AF_INET;
-      sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      sa->sin_port = htons(want_port);
-      len = sizeof *sa;
-    }
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, backlog) != 0) {
+    const uint32_t lo4 = htonl(INADDR_LOOPBACK);
+    common::sock_addr sa = v6 ? common::make_sock_addr(true, &in6addr_loopback, want_port)
+                              : common::make_sock_addr(false, &lo4, want_port);
+    sockaddr_storage& ss = sa.ss;
+    socklen_t len = sa.len;
+    if (::bind(fd, sa.get(), len) != 0 || ::listen(fd, backlog) != 0) {
       ::close(fd);
       fd = -1;
       return;
     }
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                    : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    port = common::sock_port(ss);
   }
   ~listener() { close(); }
   void close() {
