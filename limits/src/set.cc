@@ -1,8 +1,8 @@
 #include "limits/set.hh"
 
 #include <algorithm>
-#include <random>
 #include <charconv>
+#include <random>
 
 namespace limits {
 
