@@ -198,6 +198,7 @@ TEST(LimitTargets, L4PacketVerdicts) {
   edge::snapshot snap;
   snap.cfg = cfg;
   snap.waf = rules;
+  snap.index_services();  // as appliance::republish does: find_service goes through it
   snap.attach_l4_limits();
   ASSERT_TRUE(snap.any_l4_limits);
 
