@@ -27,7 +27,9 @@ struct snapshot {
   // Backend health per pool, indexed like cfg->pools and their backends (true: up or unchecked).
   // Workers copy it into their own upstream pools (kind tcp) when they pick the snapshot up.
   std::vector<std::vector<bool>> pool_health;
-  // Compiled WAF rules and the services' bound policies; null when no service has a WAF policy.
+  // The rules directory's compiled WAF rules, the services' bound policies and the limit set;
+  // null without a rules directory. With one but no WAF policy it holds only the limits (rules
+  // null): check `rules` before using the WAF side.
   std::shared_ptr<const waf_rules_snapshot> waf;
   // Limits and ACLs of the kind l4 services a limit file names, indexed like cfg->services (null
   // for the others); set by attach_l4_limits() from `waf` (which owns them) before publication.

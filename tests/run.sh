@@ -81,12 +81,17 @@ if want format; then
     mapfile -t cxx < <(find . -path './build*' -prune -o -path ./subprojects -prune -o \
       \( -name '*.cc' -o -name '*.hh' -o -name '*.h' \) -print)
   fi
-  out=$(clang-format --dry-run --Werror "${cxx[@]}" 2>&1) || r=1
+  # Debian 12's clang-format is 14; another version formats some constructs differently.
+  cf=clang-format-14
+  command -v "$cf" >/dev/null || cf=clang-format
+  out=$("$cf" --dry-run --Werror "${cxx[@]}" 2>&1) || r=1
   if ((r != 0)); then
-    grep -E '^[^ ]+:[0-9]+:[0-9]+: (error|warning)' <<<"$out" | cut -d: -f1 | sort | uniq -c |
-      sed 's/^ */  not clang-formatted: /; s/ \([^ ]*\)$/ places in \1/' | head -40 || true
+    places=$(grep -E '^[^ ]+:[0-9]+:[0-9]+: (error|warning)' <<<"$out" | cut -d: -f1 | sort |
+      uniq -c | sed 's/^ */  not clang-formatted: /; s/ \([^ ]*\)$/ places in \1/' || true)
+    # Not a formatting difference (a bad .clang-format, a missing file): show what it said.
+    if [ -n "$places" ]; then head -40 <<<"$places"; else head -20 <<<"$out"; fi
   fi
-  ((r == 0)) || { echo "  fix: clang-format -i FILE..."; rc=1; }
+  ((r == 0)) || { echo "  fix: $cf -i FILE..."; rc=1; }
   end format "$( ((r == 0)) && echo ok || echo FAILED)"
 fi
 
@@ -113,6 +118,7 @@ if want asan; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddebug=true -Doptimization=1 >/dev/null
   # Only what the unit and e2e suites run (their test programs, edged, edgectl): not the benches,
   # the fuzz replays or the differential harness.
+  ninja -C build-asan build.ninja >/dev/null  # a reused build dir: its test list up to date
   mapfile -t need < <(meson introspect build-asan --tests --targets | /usr/bin/python3 -c '
 import json, os, sys
 j = json.load(sys.stdin)

@@ -164,7 +164,7 @@ TEST(LimitTargets, L4ServicesTakeOnlyTheLimitsNamingThem) {
   EXPECT_EQ((*set)->named("plain"), nullptr);
 }
 
-// The l4 path as the worker runs it (lb_input): the snapshot finds the l4 service's limits by
+// The l4 path as the worker runs it (lb_classify): the snapshot finds the l4 service's limits by
 // VIP:port:protocol, limits_packet gives the verdict on the parsed frame.
 TEST(LimitTargets, L4PacketVerdicts) {
   temp_dir d;
