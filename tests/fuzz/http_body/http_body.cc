@@ -90,9 +90,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check((*in)->matches().size() <= waf::inspector::max_matches);
     if (v.kind == waf::verdict_kind::block) {
       check(v.status == 400 || v.status == 403 || v.status == 413);
-      // A 400 after the head is a body the processor could not parse (or chunked framing).
+      // A 400 after the head is a body the processor could not parse (or chunked framing), or a
+      // multipart body with a strict error (on_body_error: block, as ModSecurity's 200003).
       check(v.status != 400 || (*in)->parse_error() != waf::http_error::none ||
-            (*in)->body_parse_error() != waf::body_error::none);
+            (*in)->body_parse_error() != waf::body_error::none ||
+            ((*in)->multipart_flags() & waf::strict_error_mask) != 0);
       blocked = true;
       break;
     }
