@@ -35,7 +35,7 @@ void json_parser::start(field_buffer* buf, const body_limits& lim) {
   buf_->clear();
   lim_ = lim;
   lim_.max_json_depth = std::min(lim.max_json_depth, body_limits::json_max_depth);
-  depth_ = path_len_ = args_ = 0;
+  depth_ = path_len_ = args_ = containers_ = 0;
   st_ = st::value;
   after_string_ = st::value;
   reading_key_ = path_truncated_ = false;
@@ -79,6 +79,9 @@ void json_parser::out_byte(char c) {
 // root, nothing in an array.
 bool json_parser::open(bool array) {
   if (depth_ >= lim_.max_json_depth) return fail(body_error::json_depth);
+  // Containers count against max_args as scalars do (apart): each costs path work but yields no
+  // argument, so without a bound `[[],[],...]` buys the parser's time at three bytes apiece.
+  if (++containers_ > lim_.max_args) return fail(body_error::too_many_args);
   if (depth_ == 0) {
     path_set_len(0);
     path_append("json");

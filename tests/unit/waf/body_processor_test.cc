@@ -417,6 +417,9 @@ TEST(body, json_limits_bound_depth_count_and_lengths) {
   lim = {};
   lim.max_args = 3;
   EXPECT_EQ(run_kind(kind::json, "", lim, {"[1,2,3,4]"}).err, body_error::too_many_args);
+  // Empty containers yield no argument but are bounded by the same count.
+  EXPECT_EQ(run_kind(kind::json, "", lim, {"[[],{},[]]"}).err, body_error::too_many_args);
+  EXPECT_EQ(run_kind(kind::json, "", lim, {"[[],{}]"}).err, body_error::none);
   lim = {};
   lim.max_value_bytes = 64;
   lim.max_name_bytes = 16;

@@ -253,6 +253,7 @@ class json_parser {
   uint32_t depth_ = 0;
   uint32_t path_len_ = 0;  // committed path in buf_->name (the key being read follows it)
   uint32_t args_ = 0;
+  uint32_t containers_ = 0;  // objects and arrays opened (bounded by max_args too)
   st st_ = st::value, after_string_ = st::value;
   bool reading_key_ = false;
   bool path_truncated_ = false;
