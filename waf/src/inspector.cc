@@ -431,6 +431,13 @@ void inspector::body_parse(worker_scratch& ws, worker_stats& st, const char* p, 
     ok = m->feed(p, n, sink);
     e = m->error();
     if (!ok) m->flush_partial(sink);
+    // Under on_body_error: block a strict error ends the request where it is seen: the bytes
+    // after it never reach a backend that acts on each part as it streams in.
+    if (ok && !body_block_ && m->strict_error() &&
+        pol_->pol().on_body_error == body_error_action::block) {
+      st.multipart_strict.add();
+      body_block_ = true;
+    }
   } else if (auto* j = std::get_if<json_parser>(parser_.get())) {
     ok = j->feed(p, n, sink);
     e = j->error();
@@ -482,7 +489,7 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
   if (!m) return;
   mp_flags_ = m->flags();
   const bool strict = m->strict_error();
-  if (strict) {
+  if (strict && !body_block_) {  // (a block while feeding counted it already)
     st.multipart_strict.add();
     // modsecurity.conf-recommended's rule 200003 denies these (400): a body that a stricter or
     // laxer backend could split into other parts than the WAF saw (a bare LF before a delimiter,

@@ -261,6 +261,25 @@ TEST(body_inspect, multipart_strict_error_blocks_unless_inspect_raw) {
   EXPECT_EQ(o.ids, std::vector<uint32_t>{4});
 }
 
+// The same smuggled boundary, the body in three segments: the block comes with the segment that
+// holds the bare LF, and nothing from it or after it is forwarded (a backend that handles parts as
+// they stream in never sees the hidden part start).
+TEST(body_inspect, multipart_strict_error_blocks_where_it_is_seen) {
+  const std::string first = "--B0undary\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nhello";
+  const std::string second = "\n--B0undary\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\n\n";
+  const std::string third = "1 union select 2\r\n" + mp_end;
+  const std::string req = request(mp_ct, first + second + third);
+  const size_t head_len = req.size() - first.size() - second.size() - third.size();
+  auto e = make_engine(rules);
+  ASSERT_TRUE(e);
+  auto o = run(*e, {req.substr(0, head_len) + first, second, third});
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.status, 400);
+  EXPECT_EQ(o.forwarded, req.substr(0, head_len) + first) << "bytes after the error went upstream";
+  EXPECT_EQ(e->st.multipart_strict.get(), 1u);
+  EXPECT_EQ(e->st.blocked_body_error.get(), 1u);
+}
+
 // Two Content-Type headers: the WAF would take the first (text/plain: a raw scan, no ARGS), a
 // last-wins backend the form. A 400, whatever the order.
 TEST(body_inspect, a_second_content_type_is_refused) {
