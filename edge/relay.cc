@@ -449,7 +449,8 @@ bool relay::client_eof(conn& rc) const {
 // buffer, which keeps the client's window closed until on_upstream_writable.
 void relay::to_upstream(conn& rc) {
   if (rc.up == nullptr && !rc.upstream_deferred) return;
-  if (rc.in_rh && !rc.upstream_deferred) {  // not HTTP: the first byte ends the request-head wait
+  if (rc.in_rh && !rc.upstream_deferred && !services_[rc.listener].http) {
+    // Not HTTP: the first byte ends the request-head wait.
     std::span<const uint8_t> chunk;
     if (!src_peek(rc, chunk)) return;
     if (!chunk.empty()) rh_unlink(rc);
@@ -516,6 +517,16 @@ bool relay::waf_to_upstream(conn& rc) {
       return false;
     }
     if (a.consumed == 0) break;  // held (a WebSocket upgrade waits for the upstream's answer)
+  }
+  // A keep-alive request's head gets the first one's time, from its first byte (the wait between
+  // requests is the idle timeout's): a client cannot dribble the second head forever.
+  if (rc.up != nullptr) {
+    service& s = services_[rc.listener];
+    const bool pending = s.head_timeout_tsc != 0 && wc.head_pending();
+    if (pending && !rc.in_rh)
+      rh_link(rc, s, rte_rdtsc());
+    else if (!pending && rc.in_rh)
+      rh_unlink(rc);
   }
   // The client's FIN, once every byte before it went through: a request cut short is refused (400),
   // a raw service gets its end-of-stream rules.
@@ -763,8 +774,10 @@ void relay::refuse(const service& s, relay_end e) {
 // --- Request-head timeout and the deferred upstream ----------------------------------------------
 // HAProxy's `timeout http-request`, nginx's `client_header_timeout`: from accept (the TLS handshake
 // included, as nginx) to the first request head having passed the WAF, or on services that do not
-// parse HTTP to the first client byte. One FIFO per service: every entry of a list has the same
-// timeout, so the oldest expires first and the walk stops at the first one still in time.
+// parse HTTP to the first client byte; on a keep-alive connection, each later head from its first
+// byte (then the upstream is open already: a reset, as for a non-HTTP service). One FIFO per
+// service: every entry of a list has the same timeout, so the oldest expires first and the walk
+// stops at the first one still in time.
 
 namespace edge {
 

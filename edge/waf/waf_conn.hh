@@ -178,6 +178,7 @@ class waf_conn {
   // first 12 bytes ("HTTP/1.1 101": a tunnel) or, with `last` (no more bytes will come, or no more
   // fit the view), from what there is (anything but 101: the connection stays HTTP).
   bool awaiting_upgrade() const { return in_->awaiting_upgrade(); }
+  bool head_pending() const { return !blocked_ && in_->head_pending(); }
   bool upstream_answer(std::span<const char> head, bool last);
   // Kind tls: the server name the handshake settled on (requests limits keyed by SNI).
   void set_sni(std::string_view sni) {

@@ -7,6 +7,8 @@
   the held ones end with a 408 within services[].timeouts.request_head_ms (2 s);
 - that flood opens no upstream connection: edged's upstream `opened` grows by the curls only, and
   the backend holds no connection while the flood waits;
+- on a keep-alive connection the wait between requests is not a head timeout, but a later request
+  head dribbled a byte at a time is reset request_head_ms after its first byte;
 - a connection kept alive by TCP keepalive probes alone (bare ACKs) is reset at tcp.idle_timeout_ms;
 - a tcp service that does not parse HTTP resets a client that sends no first byte in time;
 - a client that keeps a zero window on a download is reset at tcp.persist_timeout_ms
@@ -209,6 +211,55 @@ c.that(metric("edge_service_connections_per_source_limit", 'service="web"') == P
        and metric("edge_source_table_untracked_total") == 0,
        "the per-source limit is exported, and no connection went untracked")
 c.that(curl_ok(), "after the flood, a GET passes")
+
+# --- a keep-alive connection: idle between requests is fine, a later head has HEAD_MS too ----------
+# Two requests with a pause longer than HEAD_MS (under IDLE_MS) between them both pass; then a third
+# head is dribbled one byte every 300 ms (which keeps the idle timer fresh): reset HEAD_MS after its
+# first byte, counted as request_head_timeout.
+LATER_HEAD = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+req = b'GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n'
+def ask():
+    s.sendall(req)
+    got = b''
+    while not got.endswith(b'hello\n'):
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+    return got.startswith(b'HTTP/1.1 200')
+ok1 = ask()
+time.sleep(float(sys.argv[2]))
+ok2 = ask()
+head = b'GET /index.html HTTP/1.1\r\nHost: x\r\nX-a: ' + b'b' * 100
+s.setblocking(False)
+t0 = time.time()
+how, i = 'alive', 0
+while time.time() - t0 < 8 and how == 'alive':
+    if i < len(head):
+        s.send(head[i:i + 1])
+        i += 1
+    time.sleep(0.3)
+    try:
+        b = s.recv(100)
+        how = 'eof' if not b else 'data'
+    except BlockingIOError:
+        pass
+    except ConnectionResetError:
+        how = 'reset'
+print(ok1, ok2, how, round(time.time() - t0, 2))
+"""
+heads0 = metric("edge_relay_ends_total", 'outcome="request_head_timeout"')
+r = cli.run(["/usr/bin/python3", "-c", LATER_HEAD, VIP, str(HEAD_MS / 1000 + 0.5)], check=False, timeout=30)
+ok1, ok2, how, secs = (r.stdout.strip().split() + ["", "", "", "0"])[:4]
+c.that(ok1 == "True" and ok2 == "True",
+       f"two keep-alive requests {HEAD_MS / 1000 + 0.5} s apart both pass (the wait between requests is not a "
+       f"head timeout): {r.stdout.strip()} {r.stderr.strip()[-200:]}")
+c.that(how == "reset" and HEAD_MS / 1000 - 0.2 <= float(secs) <= HEAD_MS / 1000 + 1.0,
+       f"a later head dribbled one byte at a time is reset {HEAD_MS} ms after its first byte: {r.stdout.strip()}")
+c.that(metric("edge_relay_ends_total", 'outcome="request_head_timeout"') == heads0 + 1,
+       "counted as relay end request_head_timeout")
 
 # --- bare ACKs (TCP keepalive) do not keep a connection alive ---------------------------------
 KEEPALIVE = r"""

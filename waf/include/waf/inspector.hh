@@ -126,6 +126,12 @@ class inspector {
   // cannot carry uninspected requests.
   bool awaiting_upgrade() const { return tunnel_ == tunnel::wait; }
   bool tunnel_open() const { return tunnel_ == tunnel::open; }
+  // HTTP: some bytes of a request head are held and the head is not complete yet (the caller
+  // times a keep-alive request's head from its first byte).
+  bool head_pending() const {
+    return mode_ == mode::http && tunnel_ == tunnel::none && stage_ == stage::head &&
+           !pending_reset_ && head_len_ > 0;
+  }
   void upgrade_response(worker_stats& st, unsigned status);
 
   // About the current (or just completed/blocked) request.
