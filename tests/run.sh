@@ -6,11 +6,13 @@
 #                                  format   every C++ file as clang-format (.clang-format) leaves it
 #                                  build    install what is missing, build ./build (gcc)
 #                                  test     every meson suite on ./build (unit, e2e, fuzz replay, ...)
-#                                  asan     ./build-asan (gcc, ASan+UBSan): the unit and e2e suites
-#                                           (only their programs are built)
-#                                  fuzz     ./build-fuzz (clang libFuzzer, ASan+UBSan): each target
-#                                           fuzzed FUZZ_SECONDS (60) on 2 jobs, then its corpus
-#                                           replayed (meson test --suite fuzz)
+#                                  asan     ./build-fuzz (clang, ASan+UBSan, libFuzzer coverage):
+#                                           the unit and e2e suites (only their programs built)
+#                                  fuzz     the same tree: each fuzz target fuzzed FUZZ_SECONDS (60)
+#                                           on 2 jobs, then its corpus replayed (--suite fuzz)
+#                                           (one sanitizer tree for both: clang builds it about 4x
+#                                           faster than gcc with sanitizers, and the fuzz targets
+#                                           reuse its objects)
 #   tests/run.sh --stage S ...   only the named stages (build is implied by test and asan)
 #   tests/run.sh ARGS...         just `meson test ARGS` on ./build, e.g. `tests/run.sh --suite e2e`
 #
@@ -114,26 +116,25 @@ fi
 if want asan; then
   begin asan
   r=0
-  [ -f build-asan/build.ninja ] ||
-    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddebug=true -Doptimization=1 >/dev/null
-  # Only what the unit and e2e suites run (their test programs, edged, edgectl): not the benches,
-  # the fuzz replays or the differential harness.
-  ninja -C build-asan build.ninja >/dev/null  # a reused build dir: its test list up to date
-  mapfile -t need < <(meson introspect build-asan --tests --targets | /usr/bin/python3 -c '
+  bash tests/fuzz/run.sh --setup
+  # Only what the unit and e2e suites run (their test programs, edged, edgectl): not the fuzz
+  # targets (the fuzz stage links them from the same objects).
+  ninja -C build-fuzz build.ninja >/dev/null  # a reused build dir: its test list up to date
+  mapfile -t need < <(meson introspect build-fuzz --tests --targets | /usr/bin/python3 -c '
 import json, os, sys
 j = json.load(sys.stdin)
 path = {t["id"]: f for t in j["targets"] for f in t["filename"]}
 ids = {d for t in j["tests"] if {"edge:unit", "edge:e2e"} & set(t["suite"]) for d in t["depends"]}
-print("\n".join(sorted(os.path.relpath(path[i], "build-asan") for i in ids if i in path)))')
+print("\n".join(sorted(os.path.relpath(path[i], "build-fuzz") for i in ids if i in path)))')
   ((${#need[@]} > 0)) || { echo "asan: no test targets found"; r=1; }
-  ((r != 0)) || ninja -C build-asan "${need[@]}" || r=$?
+  ((r != 0)) || ninja -C build-fuzz "${need[@]}" || r=$?
   if ((r == 0)); then
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
     LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
-      meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite e2e \
+      meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite unit --suite e2e \
         --no-rebuild --timeout-multiplier 3 || r=$?
-    summarise build-asan || r=1
+    summarise build-fuzz || r=1
   fi
   ((r == 0)) || rc=1
   end asan "$( ((r == 0)) && echo ok || echo FAILED)"

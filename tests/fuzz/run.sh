@@ -4,12 +4,16 @@
 # from its committed corpus. New inputs go to build-fuzz/corpus/<target>/ (add --merge to minimise
 # them into tests/fuzz/<target>/corpus/); a crash leaves build-fuzz/artifacts/<target>/crash-* and
 # makes the script fail. A summary line per target gives executions, coverage (edges) and features.
+# The same tree builds the unit and e2e suites (CI's asan stage runs them there); --setup only
+# configures it.
 #   tests/fuzz/run.sh [SECONDS] [--merge] [--jobs N] [target ...]
+#   tests/fuzz/run.sh --setup
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=60 merge=0 jobs=$(nproc) targets=()
+secs=60 merge=0 jobs=$(nproc) targets=() setup_only=0
 while (($#)); do
   case "$1" in
+    --setup) setup_only=1 ;;
     --merge) merge=1 ;;
     --jobs) jobs="$2"; shift ;;
     [0-9]*) secs="$1" ;;
@@ -21,6 +25,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang CXX=clang++ meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
     -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
+((setup_only == 0)) || exit 0
 if ((${#targets[@]} == 0)); then
   for d in tests/fuzz/*/; do
     t=$(basename "$d")
