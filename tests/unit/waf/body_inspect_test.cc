@@ -266,7 +266,8 @@ TEST(body_inspect, multipart_strict_error_blocks_unless_inspect_raw) {
 // they stream in never sees the hidden part start).
 TEST(body_inspect, multipart_strict_error_blocks_where_it_is_seen) {
   const std::string first = "--B0undary\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nhello";
-  const std::string second = "\n--B0undary\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\n\n";
+  const std::string second =
+      "\n--B0undary\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\n\n";
   const std::string third = "1 union select 2\r\n" + mp_end;
   const std::string req = request(mp_ct, first + second + third);
   const size_t head_len = req.size() - first.size() - second.size() - third.size();
