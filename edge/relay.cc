@@ -477,8 +477,7 @@ void relay::to_upstream(conn& rc) {
           rc.tls->shutdown();
           tls_flush(rc);
         }
-        discard_client_input(rc);
-        stack_->close(rc.tcp);
+        stack_->close_lingering(rc.tcp);
       }
       release(rc);
       return;
@@ -543,8 +542,9 @@ bool relay::waf_to_upstream(conn& rc) {
 }
 
 // The WAF refused a request: the upstream never sees the rest, the client gets the block response
-// and a FIN (HTTP) or a RST (raw). Unread client bytes are dropped so that close() sends FIN, not
-// RST.
+// and a FIN (HTTP) or a RST (raw). The close lingers: the client's unread bytes, and what it still
+// sends for tcp linger_ms (a body on its way), are dropped, so that the answer is not lost to the
+// RST that data after a plain close() draws.
 void relay::waf_block(conn& rc, const waf_action& a) {
   if (rc.up != nullptr) rc.up->abort();
   rc.up = nullptr;
@@ -557,8 +557,7 @@ void relay::waf_block(conn& rc, const waf_action& a) {
     } else {
       stack_->send(rc.tcp,
                    {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
-      discard_client_input(rc);
-      stack_->close(rc.tcp);
+      stack_->close_lingering(rc.tcp);
     }
   }
   release(rc);
@@ -836,8 +835,7 @@ void relay::head_timeout(conn& rc) {
         stack_->abort(rc.tcp);
     } else {
       stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(response.data()), response.size()});
-      discard_client_input(rc);
-      stack_->close(rc.tcp);
+      stack_->close_lingering(rc.tcp);
     }
   }
   release(rc);

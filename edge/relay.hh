@@ -248,8 +248,9 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     service_counters* counters = nullptr;  // limit and counts shared by the workers
     bool http = false;              // the WAF parses HTTP: upstream after the first head passed it
     uint64_t head_timeout_tsc = 0;  // services[].timeouts.request_head_ms; 0: none
-    // Connections waiting for their first request head, oldest first (one timeout per service, so
-    // the list stays sorted but across a reload that changes it, when a few expire late).
+    // Connections waiting for a request head (the first, or a later keep-alive one since its first
+    // byte), oldest first (one timeout per service, so the list stays sorted but across a reload
+    // that changes it, when a few expire late).
     uint32_t rh_head = UINT32_MAX, rh_tail = UINT32_MAX;
   };
 
@@ -264,11 +265,6 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);
   void maybe_finish(conn& rc);
-  // Drops unread client bytes, so that the close() that follows sends FIN rather than RST.
-  void discard_client_input(conn& rc) {
-    for (auto c = stack_->peek(rc.tcp); !c.empty(); c = stack_->peek(rc.tcp))
-      stack_->consume(rc.tcp, c.size());
-  }
   bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info,
                      const tls::peer_info* ti);
   // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the

@@ -202,7 +202,7 @@ void relay::tls_to_client(conn& rc) {
 }
 
 // The connection ends on a TLS failure: the session's alert (if any) goes out, then FIN (or RST);
-// the upstream, if open, is reset. Unread client bytes are dropped so that close() sends FIN.
+// the upstream, if open, is reset. The close lingers (unread client bytes dropped; see waf_block).
 void relay::tls_fail(conn& rc, relay_end why, bool reset) {
   ctr_.end(why);
   if (rc.up != nullptr) rc.up->abort();
@@ -212,8 +212,7 @@ void relay::tls_fail(conn& rc, relay_end why, bool reset) {
       stack_->abort(rc.tcp);
     } else {
       tls_flush(rc);
-      discard_client_input(rc);
-      stack_->close(rc.tcp);
+      stack_->close_lingering(rc.tcp);
     }
   }
   release(rc);
@@ -225,8 +224,7 @@ void relay::tls_block(conn& rc, std::span<const char> response) {
   ss.write({reinterpret_cast<const uint8_t*>(response.data()), response.size()});
   ss.shutdown();
   tls_flush(rc);
-  discard_client_input(rc);
-  stack_->close(rc.tcp);
+  stack_->close_lingering(rc.tcp);
 }
 
 void relay::hs_link(conn& rc, uint64_t now) {

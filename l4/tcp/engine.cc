@@ -297,23 +297,25 @@ std::span<const uint8_t> engine::peek(conn_handle c) const {
 }
 
 void engine::consume(conn_handle c, size_t n) {
-  tcb* t = get(c);
-  if (t == nullptr) return;
-  const uint32_t avail = t->rcv_nxt - t->rcv_read - (t->peer_fin ? 1 : 0);
+  if (tcb* t = get(c)) consume(*t, n);
+}
+
+void engine::consume(tcb& t, size_t n) {
+  const uint32_t avail = t.rcv_nxt - t.rcv_read - (t.peer_fin ? 1 : 0);
   const uint32_t k = static_cast<uint32_t>(std::min<size_t>(n, avail));
   if (k == 0) return;
-  const uint32_t old_right = t->rcv_adv;
-  t->rx_head += k;
-  if (t->rx_head >= cfg_.rcv_buf) t->rx_head -= cfg_.rcv_buf;
-  t->rcv_read += k;
+  const uint32_t old_right = t.rcv_adv;
+  t.rx_head += k;
+  if (t.rx_head >= cfg_.rcv_buf) t.rx_head -= cfg_.rcv_buf;
+  t.rcv_read += k;
   // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce the opened window once
   // it grew by two segments or half the buffer.
-  const uint32_t right = t->rcv_read + cfg_.rcv_buf + (t->peer_fin ? 1 : 0);
+  const uint32_t right = t.rcv_read + cfg_.rcv_buf + (t.peer_fin ? 1 : 0);
   const uint32_t grow = right - old_right;
-  const uint32_t our_mss = t->rt.v6 ? our_mss_v6_ : our_mss_v4_;
-  if (t->synchronized() && !t->peer_fin && seq_gt(right, old_right) &&
+  const uint32_t our_mss = t.rt.v6 ? our_mss_v6_ : our_mss_v4_;
+  if (t.synchronized() && !t.peer_fin && seq_gt(right, old_right) &&
       grow >= std::min<uint32_t>(2u * our_mss, cfg_.rcv_buf / 2))
-    send_ack(*t);
+    send_ack(t);
 }
 
 size_t engine::recv(conn_handle c, std::span<uint8_t> out) {
@@ -384,6 +386,14 @@ void engine::close(conn_handle c) {
   }
   shutdown_write(c);
   t->app_closed = true;
+}
+
+void engine::close_lingering(conn_handle c) {
+  tcb* t = get(c);
+  if (t == nullptr) return;
+  consume(*t, UINT32_MAX);
+  t->linger_until = now_ + ms(cfg_.linger_ms);
+  close(c);
 }
 
 const conn_info* engine::info(conn_handle c) const {

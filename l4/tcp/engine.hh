@@ -61,6 +61,7 @@ class engine {
   void shutdown_write(conn_handle c);
   void abort(conn_handle c);
   void close(conn_handle c);
+  void close_lingering(conn_handle c);
   size_t open_connections() const;
   size_t abort_all();
   const conn_info* info(conn_handle c) const;
@@ -69,6 +70,7 @@ class engine {
   const counters& stats() const { return ctr_; }
 
  private:
+  void consume(tcb& t, size_t n);  // the app read n bytes (or the stack dropped them)
   // engine.cc: tables and pool.
   tcb* get(conn_handle c) const;
   conn_handle handle(const tcb& t) const;

@@ -156,7 +156,16 @@ drop engine::path_mtu(const rte_mbuf* m, const packet& p) {
       any = true;
     }
   }
+  // At most one immediate resend per RTT: a run of errors each lowering the MTU a little (1499,
+  // 1498, ...) would otherwise each send a window of data again. Later ones only re-mark; the ACK
+  // clock resends those segments.
+  if (any && now_ < t.pmtu_resend_at) {
+    ctr_.pmtu_resend_deferred.add();
+    any = false;
+  }
   if (any) {
+    t.pmtu_resend_at =
+        now_ + (t.srtt_us > 0 ? us(static_cast<uint64_t>(t.srtt_us)) : ms(cfg_.rto_min_ms));
     const bool due = t.fast_rexmit_due;
     t.fast_rexmit_due = true;  // the first goes out whatever the window
     uint32_t budget = t.cwnd;
@@ -513,12 +522,16 @@ drop engine::synchronized_input(tcb& t, const segment& s) {
   if (len > 0) {
     if (t.state == tcp_state::established || t.state == tcp_state::fin_wait_1 ||
         t.state == tcp_state::fin_wait_2) {
-      if (t.app_closed) {
+      if (t.app_closed && now_ >= t.linger_until) {
         t.ack_now = false;
         reset_conn(t, reset_reason::data_after_close, close_reason::data_after_close);
         return drop::none;
       }
       receive_data(t, seq, data, len, readable);
+      if (t.app_closed) {  // close_lingering(): taken, ACKed and dropped
+        consume(t, UINT32_MAX);
+        ctr_.linger_discarded.add();
+      }
     } else {
       result = drop::tcp_data_after_fin;
       t.ack_now = true;

@@ -84,6 +84,9 @@ void stack::abort(conn_handle c) {
 void stack::close(conn_handle c) {
   e_->close(c);
 }
+void stack::close_lingering(conn_handle c) {
+  e_->close_lingering(c);
+}
 size_t stack::open_connections() const {
   return e_->open_connections();
 }

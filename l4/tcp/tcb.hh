@@ -94,6 +94,9 @@ struct tcb {
   uint32_t rtt_seq = 0;
   uint64_t rtt_start = 0;
   int64_t srtt_us = -1, rttvar_us = 0;
+  uint64_t pmtu_resend_at = 0;
+  uint64_t linger_until = 0;  // TSC: close_lingering() drops the peer's data until then  // TSC:
+                              // before it, a lowered path MTU resends nothing at once
   uint32_t rto_ms = 0;
   uint16_t mss = 536;  // payload per segment we send (peer MSS minus our option overhead)
   uint8_t snd_wscale = 0, rcv_wscale = 0;

@@ -340,6 +340,47 @@ TEST_F(closing, data_after_close_resets) {
   EXPECT_EQ(st->stats().active.get(), 0u);
 }
 
+// An answer sent while the peer is still sending (an error to a request whose body is on its way):
+// close_lingering() drops the unread bytes and whatever comes for linger_ms, ACKing it, so the
+// answer and the FIN reach the peer rather than a RST that makes it discard them. After linger_ms
+// data draws the RST that close() gives at once.
+TEST_F(closing, a_lingering_close_takes_and_drops_data_then_resets) {
+  cfg.linger_ms = 2000;
+  start();
+  auto c = establish();
+  ASSERT_EQ(cseg(ACK, 0, 0, bytes(1000)), drop::none);
+  ASSERT_EQ(st->send(c, bytes(100)), 100u);  // the answer
+  st->close_lingering(c);
+  auto out = drain();
+  ASSERT_FALSE(out.empty());
+  for (const auto& o : out) EXPECT_FALSE(o.flags & RST) << "unread bytes do not reset";
+  EXPECT_TRUE(out.back().flags & FIN);
+  uint32_t sent = 0;
+  for (const auto& o : out) sent += uint32_t(o.payload.size());
+  EXPECT_EQ(sent, 100u) << "the answer went out before the FIN";
+  // The rest of the body: taken and ACKed, with the window open, never a RST.
+  uint32_t off = 1000;
+  seg_out last;
+  for (int i = 0; i < 20; ++i, off += 1000) {
+    ASSERT_EQ(cseg(ACK, off, 0, bytes(1000)), drop::none);
+    advance_ms(50);  // past the delayed ACK
+    for (auto& o : drain()) {
+      EXPECT_FALSE(o.flags & RST) << "segment " << i;
+      last = o;
+    }
+  }
+  EXPECT_EQ(last.ack, cisn + 1 + off) << "every byte ACKed";
+  EXPECT_GE(last.win, 16384u / 2) << "the window stays open: nothing is kept";
+  EXPECT_EQ(st->stats().linger_discarded.get(), 20u);
+  EXPECT_EQ(st->stats().resets(reset_reason::data_after_close), 0u);
+  // Past linger_ms (20 x 50 ms + 50 already; 1 s more): data now resets.
+  advance_ms(1000);
+  drain();
+  ASSERT_EQ(cseg(ACK, off, 0, bytes(10)), drop::none);
+  EXPECT_TRUE(drain().back().flags & RST);
+  EXPECT_EQ(st->stats().resets(reset_reason::data_after_close), 1u);
+}
+
 TEST_F(closing, stale_handles_are_harmless) {
   cfg.max_connections = 1;
   start();

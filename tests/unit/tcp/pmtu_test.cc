@@ -73,6 +73,40 @@ TEST_F(pmtu, frag_needed_lowers_the_mss_and_resends_what_no_longer_fits) {
   for (const auto& s : data_segments()) EXPECT_LE(s.payload.size(), 1000u - 40 - 12);
 }
 
+// A run of errors each lowering the MTU by a byte (1400, 1399, ...) lowers the MSS each time but
+// resends the flight at once only for the first one in an RTT: each would otherwise send a window
+// again (a few quoted bytes in, a window out). The re-marked segments go out on the next ACK.
+TEST_F(pmtu, a_run_of_lowering_errors_resends_once_per_rtt) {
+  start();
+  auto c = establish();
+  ASSERT_EQ(st->send(c, bytes(8 * mss)), 8 * mss);
+  auto flight = data_segments();
+  ASSERT_EQ(flight.size(), 8u);
+  ASSERT_EQ(frag_needed(flight[1], 1400), drop::none);
+  const size_t first = data_segments().size();
+  EXPECT_GE(first, 8u) << "the first lowering resends the flight";
+  size_t later = 0;
+  for (uint32_t mtu = 1399; mtu > 1300; --mtu) {
+    ASSERT_EQ(frag_needed(flight[1], mtu), drop::none) << mtu;
+    later += data_segments().size();
+  }
+  EXPECT_EQ(later, 0u) << "99 more errors within the RTT resend nothing at once";
+  EXPECT_EQ(st->stats().pmtu_lowered.get(), 100u);
+  EXPECT_EQ(st->stats().pmtu_resend_deferred.get(), 99u);
+  EXPECT_EQ(st->info(c)->mss, 1301u - 40 - 12);
+  // The peer's ACK of the first segment: what no longer fits goes out, cut to the new size.
+  cseg(ACK, 0, mss);
+  auto after = data_segments();
+  ASSERT_FALSE(after.empty());
+  for (const auto& s : after) EXPECT_LE(s.payload.size() + s.p.l3_len + s.p.l4_len, 1301u);
+  // After an RTT (here the RTO floor: no RTT sample yet) a lowering resends at once again.
+  advance_ms(250);
+  (void)data_segments();  // whatever the timers sent
+  ASSERT_EQ(frag_needed(after.front(), 1200), drop::none);
+  EXPECT_FALSE(data_segments().empty());
+  EXPECT_EQ(st->stats().pmtu_resend_deferred.get(), 99u);
+}
+
 TEST_F(pmtu, packet_too_big_lowers_an_ipv6_connection_to_no_less_than_1280) {
   b.from("fd00::2").to("fd00::1");
   start();

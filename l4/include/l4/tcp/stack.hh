@@ -57,6 +57,9 @@ struct config {
   uint32_t idle_timeout_ms = 300'000;
   uint32_t fin_wait_timeout_ms = 30'000;  // FIN_WAIT_1/2, CLOSING, LAST_ACK
   uint32_t time_wait_ms = 2'000;          // short and bounded (not 2*MSL)
+  // close_lingering(): the peer's data is taken and dropped this long after the close, then a RST
+  // (as after close()).
+  uint32_t linger_ms = 2'000;
   // A peer that keeps its window closed on our data (zero-window probes answered, nothing ACKed)
   // this long from the first probe is reset (close_reason::persist_timeout); 0: probe forever.
   uint32_t persist_timeout_ms = 120'000;
@@ -195,6 +198,11 @@ class stack {
   void shutdown_write(conn_handle c);                  // FIN after queued data
   void abort(conn_handle c);                           // RST now, no more events
   void close(conn_handle c);  // FIN after queued data, no more events; RST if unread data
+  // As close(), but unread data is dropped, and so is what the peer still sends for linger_ms
+  // (ACKed): an answer sent before the close (an error to a request whose body is still coming)
+  // reaches the peer instead of being lost to the RST that data after close() draws (nginx's
+  // lingering_close, HAProxy's lingering on errors).
+  void close_lingering(conn_handle c);
   // Stopping: connections not yet closed or in TIME_WAIT (the app's and those it closed whose
   // FIN exchange is still running), and a RST to each of them now (reason shutdown; as abort()
   // on every handle: no more events). O(max_connections): not for the fast path.
