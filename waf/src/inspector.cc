@@ -436,6 +436,7 @@ void inspector::body_parse(worker_scratch& ws, worker_stats& st, const char* p, 
     if (ok && !body_block_ && m->strict_error() &&
         pol_->pol().on_body_error == body_error_action::block) {
       st.multipart_strict.add();
+      mp_flags_ = m->flags();  // which one, for the audit line (body_vars will not run)
       body_block_ = true;
     }
   } else if (auto* j = std::get_if<json_parser>(parser_.get())) {
@@ -835,6 +836,7 @@ void inspector::upgrade_response(worker_stats& st, unsigned status) {
   if (tunnel_ != tunnel::wait) return;
   if (status == 101) {
     tunnel_ = tunnel::open;
+    ws_ = {};
     st.upgrades.add();
   } else {
     tunnel_ = tunnel::none;
@@ -842,7 +844,9 @@ void inspector::upgrade_response(worker_stats& st, unsigned status) {
   }
 }
 
-// The tunnel's bytes: passed on, or (inspect_raw) scanned as one body stream by the body rules.
+// The tunnel's bytes: passed on, or (inspect_raw) the payloads of the client's WebSocket frames,
+// unmasked, scanned as one body stream by the body rules (a masked payload is the client's bytes
+// XORed with a key of its choice: scanned as sent, no rule could ever match it).
 verdict inspector::tunnel_feed(worker_scratch& ws, worker_stats& st, std::span<const char> data) {
   verdict v;
   v.consumed = data.size();
@@ -850,11 +854,55 @@ verdict inspector::tunnel_feed(worker_scratch& ws, worker_stats& st, std::span<c
   v.kind = verdict_kind::pass;
   if (pol_->pol().on_upgrade == upgrade_action::inspect_raw) {
     if (pending_reset_) reset_request();
-    scan_stream(ws, st, data.data(), data.size(), false);
+    if (!ws_scan(ws, st, data.data(), data.size())) {
+      st.ws_refused.add();
+      return block(st, 400, data.size());
+    }
     if (evaluate(st, true, false)) return block(st, 403, data.size());
     if (any_fired_) v.kind = verdict_kind::detect;
   }
   return v;
+}
+
+// RFC 6455 §5.2: FIN/RSV/opcode, MASK and a 7-bit length (126: 16 bits follow, 127: 64 bits),
+// then the 4-byte masking key. Every length the peer sends is held in 64 bits and only ever
+// compared with what is in hand, so no length can overflow a buffer or a narrowing cast.
+bool inspector::ws_scan(worker_scratch& ws, worker_stats& st, const char* p, size_t n) {
+  const auto* in = reinterpret_cast<const uint8_t*>(p);
+  size_t i = 0;
+  while (i < n) {
+    if (ws_.payload == 0) {  // a frame header
+      ws_.hdr[ws_.hdr_len++] = in[i++];
+      if (ws_.hdr_len < 2) continue;
+      const uint8_t len7 = ws_.hdr[1] & 0x7f;
+      const size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+      if ((ws_.hdr[1] & 0x80) == 0 || (ws_.hdr[0] & 0x40) != 0) return false;  // unmasked; RSV1
+      if (ws_.hdr_len < need) continue;
+      uint64_t len = len7;
+      if (len7 == 126) len = uint64_t(ws_.hdr[2]) << 8 | ws_.hdr[3];
+      if (len7 == 127) {
+        len = 0;
+        for (int k = 2; k < 10; ++k) len = len << 8 | ws_.hdr[k];
+        if (len >> 63) return false;
+      }
+      std::memcpy(ws_.mask, ws_.hdr + need - 4, 4);
+      ws_.mask_pos = 0;
+      ws_.hdr_len = 0;
+      ws_.payload = len;
+      st.ws_frames.add();
+      continue;
+    }
+    char buf[1024];
+    const size_t take =
+        static_cast<size_t>(std::min<uint64_t>(std::min<uint64_t>(ws_.payload, n - i), sizeof buf));
+    for (size_t k = 0; k < take; ++k)
+      buf[k] = static_cast<char>(in[i + k] ^ ws_.mask[(ws_.mask_pos + k) & 3]);
+    ws_.mask_pos = static_cast<uint8_t>((ws_.mask_pos + take) & 3);
+    ws_.payload -= take;
+    i += take;
+    scan_stream(ws, st, buf, take, false);
+  }
+  return true;
 }
 
 verdict inspector::feed(worker_scratch& ws, worker_stats& st, std::span<const char> data) {

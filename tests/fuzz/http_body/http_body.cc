@@ -3,9 +3,11 @@
 // policy (body limit, reject or inspect_partial, body errors blocked or inspected raw,
 // detect-only) and the segment size; the rest is the body, sent behind a fixed
 // head through the inspector with the shipped rules (their body rules run in Hyperscan stream
-// mode through the streaming transformations). Invariants: no crash or sanitizer report, progress
-// on every call, consumed within what was given, a verdict once the flow ends, at most
-// max_matches audit entries.
+// mode through the streaming transformations). Bit 7 instead sends a WebSocket upgrade, answers it
+// 101 and feeds the rest as the client's frames (on_upgrade: inspect_raw: headers parsed, payloads
+// unmasked and scanned). Invariants: no crash or sanitizer report, progress on every call,
+// consumed within what was given, a verdict once the flow ends, at most max_matches audit entries;
+// in the tunnel every byte is passed on until a block, and a 400 there is a frame refused.
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -42,6 +44,7 @@ state* init() {
     p.on_body_error = (i & 2) ? waf::body_error_action::inspect_raw : waf::body_error_action::block;
     p.body.max_value_bytes = (i & 1) ? 64 : 4096;
     p.body.max_json_depth = (i & 1) ? 4 : 64;
+    p.on_upgrade = waf::upgrade_action::inspect_raw;
     auto b = waf::bound_policy::bind(*c, p);
     if (!b) std::abort();
     s->pol[i] = *b;
@@ -54,6 +57,33 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
+int websocket(state& s, uint8_t sel, size_t seg, std::string_view frames) {
+  static const std::string head =
+      "GET /chat HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  auto in = waf::inspector::create(s.pol[(sel >> 2) & 7], *s.ws);
+  check(in.has_value());
+  auto v = (*in)->feed(*s.ws, s.st, {head.data(), head.size()});
+  check(v.request_complete && (*in)->awaiting_upgrade());
+  (*in)->upgrade_response(s.st, 101);
+  check((*in)->tunnel_open());
+  const uint64_t refused0 = s.st.ws_refused.get();
+  std::span<const char> rest(frames.data(), frames.size());
+  while (!rest.empty()) {
+    auto piece = rest.first(std::min(seg, rest.size()));
+    v = (*in)->feed(*s.ws, s.st, piece);
+    check(v.consumed == piece.size());
+    if (v.kind == waf::verdict_kind::block) {
+      check(v.status == 403 || (v.status == 400 && s.st.ws_refused.get() == refused0 + 1));
+      return 0;
+    }
+    check(v.forward.size() == piece.size());
+    rest = rest.subspan(v.consumed);
+  }
+  (void)(*in)->finish(*s.ws, s.st);
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -62,6 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t sel = data[0];
   const size_t seg = (data[1] % 61) + 1;
   std::string_view body(reinterpret_cast<const char*>(data + 2), size - 2);
+  if (sel & 128) return websocket(*s, sel, seg, body);
   const bool chunked = sel & 1, pipelined = sel & 64;
   const unsigned kind = ((sel >> 1) & 1) | (((sel >> 5) & 1) << 1);
   std::string head = "POST /submit?a=1 HTTP/1.1\r\nHost: fuzz\r\n";

@@ -362,7 +362,29 @@ namespace {
 const std::string ws_head =
     "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-const std::string frame = std::string("\x81\x8a\x01\x02\x03\x04", 6) + "raw-marker";  // masked text
+// A client WebSocket frame (RFC 6455 §5.2): FIN + opcode (text by default), the payload masked
+// with `key` (as every client must), its length in 7, 16 or 64 bits as it needs.
+std::string ws_frame(const std::string& payload, uint8_t first = 0x81, uint32_t key = 0x01020304,
+                     bool masked = true) {
+  std::string f(1, static_cast<char>(first));
+  const uint8_t m = masked ? 0x80 : 0;
+  const uint64_t n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(m | n);
+  } else if (n < 65536) {
+    f += static_cast<char>(m | 126);
+    for (int s = 8; s >= 0; s -= 8) f += static_cast<char>(n >> s);
+  } else {
+    f += static_cast<char>(m | 127);
+    for (int s = 56; s >= 0; s -= 8) f += static_cast<char>(n >> s);
+  }
+  const uint8_t k[4] = {uint8_t(key >> 24), uint8_t(key >> 16), uint8_t(key >> 8), uint8_t(key)};
+  if (masked) f.append(reinterpret_cast<const char*>(k), 4);
+  for (size_t i = 0; i < n; ++i)
+    f += masked ? static_cast<char>(payload[i] ^ k[i & 3]) : payload[i];
+  return f;
+}
+const std::string frame = ws_frame("raw-marker");  // masked text, as a browser sends it
 
 struct ws_flow {
   std::unique_ptr<waf::inspector> in;
@@ -440,12 +462,73 @@ TEST(upgrade, tunnel_is_scanned_by_the_body_rules_under_inspect_raw) {
   auto f = open_flow(*e);
   f.feed(ws_head);
   f.in->upgrade_response(e->st, 101);
-  // The marker split across two writes is still found (one stream).
+  // The marker (masked, as a client sends it) split across two writes is still found.
   auto v = f.feed(frame.substr(0, 10));
   EXPECT_EQ(v.kind, verdict_kind::pass);
   v = f.feed(frame.substr(10));
   EXPECT_EQ(v.kind, verdict_kind::block);
   EXPECT_EQ(v.status, 403);
+  EXPECT_EQ(e->st.ws_frames.get(), 1u);
+}
+
+// Frames are unmasked whatever their length encoding and however they are cut, and a message's
+// fragments are one stream; benign frames pass byte for byte.
+TEST(upgrade, websocket_frames_are_unmasked_across_lengths_fragments_and_writes) {
+  waf::policy p;
+  p.on_upgrade = waf::upgrade_action::inspect_raw;
+  auto e = make_engine(rules, p);
+  ASSERT_TRUE(e);
+  const std::string pad(300, 'x');
+  const struct {
+    const char* name;
+    std::string bytes;
+  } cases[] = {
+      {"16-bit length", ws_frame(pad + "raw-marker")},
+      {"64-bit length", ws_frame(std::string(70000, 'y') + "raw-marker", 0x82, 0xdeadbeef)},
+      {"fragments of one message", ws_frame("raw-", 0x01) + ws_frame("marker", 0x80, 0x11223344)},
+      {"after a ping", ws_frame("hello", 0x89) + ws_frame("say raw-marker")},
+  };
+  for (const auto& c : cases) {
+    for (const size_t step : {size_t(1), size_t(7), c.bytes.size()}) {
+      auto f = open_flow(*e);
+      f.feed(ws_head);
+      f.in->upgrade_response(e->st, 101);
+      waf::verdict v;
+      for (size_t off = 0; off < c.bytes.size(); off += step) {
+        v = f.feed(c.bytes.substr(off, step));
+        if (v.kind == verdict_kind::block) break;
+      }
+      EXPECT_EQ(v.kind, verdict_kind::block) << c.name << ", writes of " << step;
+      EXPECT_EQ(v.status, 403) << c.name;
+    }
+  }
+  auto f = open_flow(*e);
+  f.feed(ws_head);
+  f.in->upgrade_response(e->st, 101);
+  const std::string benign = ws_frame(pad) + ws_frame("hello", 0x8a);
+  auto v = f.feed(benign);
+  EXPECT_EQ(v.kind, verdict_kind::pass);
+  EXPECT_EQ(std::string(v.forward.data(), v.forward.size()), benign);
+}
+
+// A frame the WAF cannot read ends the tunnel with a 400 rather than pass uninspected: an unmasked
+// client frame (a protocol error), a compressed one (permessage-deflate), a length past 2^63.
+TEST(upgrade, websocket_frames_that_cannot_be_inspected_end_the_tunnel) {
+  waf::policy p;
+  p.on_upgrade = waf::upgrade_action::inspect_raw;
+  auto e = make_engine(rules, p);
+  ASSERT_TRUE(e);
+  const std::string huge = std::string("\x82\xff\x80\0\0\0\0\0\0\0\x01\x02\x03\x04", 14);
+  for (const std::string& bad :
+       {ws_frame("raw-marker", 0x81, 0, false), ws_frame("compressed", 0xc1), huge}) {
+    auto f = open_flow(*e);
+    f.feed(ws_head);
+    f.in->upgrade_response(e->st, 101);
+    auto v = f.feed(bad);
+    EXPECT_EQ(v.kind, verdict_kind::block);
+    EXPECT_EQ(v.status, 400);
+  }
+  EXPECT_EQ(e->st.ws_refused.get(), 3u);
 }
 
 }  // namespace

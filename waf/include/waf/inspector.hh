@@ -37,7 +37,10 @@ namespace waf {
 // (inspect_raw); multipart_strict: multipart bodies with MULTIPART_STRICT_ERROR set; body_errors:
 // failures by body_error; upgrades: WebSocket upgrades the upstream accepted (the connection became
 // a tunnel); upgrades_refused: upgrade requests answered with another status (the connection stayed
-// HTTP).
+// HTTP); ws_frames: client WebSocket frames unmasked and scanned (on_upgrade: inspect_raw);
+// ws_refused: tunnels ended (400) on a client frame that cannot be inspected: unmasked (RFC 6455
+// requires a client to mask), compressed (RSV1: permessage-deflate) or with a 64-bit length whose
+// top bit is set.
 #define WAF_STATS(X)      \
   X(requests)             \
   X(passed)               \
@@ -61,6 +64,8 @@ namespace waf {
   X(multipart_strict)     \
   X(upgrades)             \
   X(upgrades_refused)     \
+  X(ws_frames)            \
+  X(ws_refused)           \
   X(bytes_scanned)
 struct worker_stats {
 #define X(n) common::counter n;
@@ -227,6 +232,18 @@ class inspector {
   bool arg_truncated_ = false;  // an argument did not fit (counted once per request)
   enum class tunnel : uint8_t { none, wait, open };
   tunnel tunnel_ = tunnel::none;
+  // inspect_raw on a WebSocket tunnel: the client frame being read. A header is 2 to 14 bytes
+  // (kept until whole); its payload is unmasked as it streams through, never buffered.
+  struct ws_reader {
+    uint8_t hdr[14] = {};
+    uint8_t hdr_len = 0;
+    uint8_t mask[4] = {};
+    uint8_t mask_pos = 0;  // payload offset modulo 4
+    uint64_t payload = 0;  // payload bytes of the current frame still to come
+  };
+  ws_reader ws_;
+  // false: a frame that cannot be inspected (the tunnel is refused).
+  bool ws_scan(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   bool upgrade_asked_ = false;  // the current request asks for a WebSocket
   verdict tunnel_feed(worker_scratch& ws, worker_stats& st, std::span<const char> data);
 
