@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "edge/limit_targets.hh"
+#include "rules/limits_file.hh"
 
 namespace edge {
 
@@ -618,6 +619,25 @@ common::result<std::string> appliance::reload_once() {
         "the waf settings (rules_dir, cache_dir, audit_log, services' policies) need a restart; "
         "running configuration kept",
         cfg_->path);
+  }
+  // The limit files as they are now, against the new configuration (which may add a service that
+  // a limit already names, with a kind that cannot enforce it): refused before anything changes,
+  // rather than a new configuration serving next to limits it was never checked against.
+  if (waf_ctl_ && !next->waf.rules_dir.empty()) {
+    common::result<void> ok;
+    if (auto lc = rules::load_limits_dir(next->waf.rules_dir); !lc) {
+      ok = common::unexpected(lc.error());
+    } else {
+      mark_explicit_only(*lc, *next);
+      ok = check_limit_targets(*lc, *next);
+    }
+    if (!ok) {
+      ++reloads_failed_;
+      auto e = ok.error();
+      e.message +=
+          " (limit files checked against the new configuration); running configuration kept";
+      return common::unexpected(std::move(e));
+    }
   }
   // New certificates, keys and ticket keys: read and checked before anything changes.
   auto tls_next = build_tls(*next);

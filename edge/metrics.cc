@@ -5,7 +5,6 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "edge/appliance.hh"
 #include "edge/limits_metrics.hh"
@@ -17,21 +16,20 @@
 namespace edge {
 namespace {
 
+// The /metrics page: families and samples through prom_text, as every other writer.
 class prom {
  public:
   void family(const char* name, const char* type, const char* help) {
-    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+    prom_text::header(out_, name, type, help);
   }
   void sample(const char* name, const std::string& labels, uint64_t v) {
-    out_ << name;
-    if (!labels.empty()) out_ << '{' << labels << '}';
-    out_ << ' ' << v << '\n';
+    prom_text::sample_u64(out_, name, labels, v);
   }
-  void raw(const std::string& text) { out_ << text; }
-  std::string str() const { return out_.str(); }
+  void raw(const std::string& text) { out_ += text; }
+  std::string str() && { return std::move(out_); }
 
  private:
-  std::ostringstream out_;
+  std::string out_;
 };
 
 const char* severity_name(l4::severity s) {
@@ -320,7 +318,7 @@ std::string appliance::metrics_text() const {
   p.sample("edge_config_reloads_total", "outcome=\"refused\"", reloads_failed_);
   p.family("edge_ready", "gauge", "1 when every port is up and every worker runs.");
   p.sample("edge_ready", "", ready() ? 1 : 0);
-  std::string out = p.str();
+  std::string out = std::move(p).str();
   {
     std::vector<const tls::worker*> tw;
     for (const auto& w : workers_)

@@ -9,7 +9,9 @@ nginx backend, and no service has a WAF policy:
   - `fwd`, kind l4, full NAT (VIP NET.0.101): a deny-listed source (an inline prefix) is dropped and
     counted; a syn limit with action rst answers the SYNs past its burst with a RST (curl: refused);
   - a limit the named service cannot enforce (conn on the l4 service) is refused with
-    file:line:col and the serving limits stay; a good change is published and applies at once.
+    file:line:col and the serving limits stay; a good change is published and applies at once;
+  - a configuration reload that adds an l4 service a conn limit already names is refused (409,
+    the limit's file:line:col) before any of it applies.
 
 Before this, edged loaded limit files only when a service had a WAF policy: none of the above was
 enforced, without a word in the log."""
@@ -162,6 +164,34 @@ statuses, _ = burst_of(PLAIN, N)
 c.that(statuses == [200] * N, f"and to plain: {statuses}")
 s, _, _ = get(FWD, DENIED, timeout=3)
 c.that(s == 0, "the deny list still holds after the reload")
+
+# --- a configuration reload is checked against the limit files before it applies -------------------
+# `later` is not in the configuration, so a conn limit naming it loads; a configuration that adds it
+# as kind l4 (which cannot enforce conn) is refused whole, and `fwd` keeps its service.
+gen = e.rules_generation()
+h.write_atomically(os.path.join(rules_dir, "later.limits.yaml"),
+                   "limits:\n  - name: later-conn\n    services: [later]\n    scope: conn\n    rate: 1\n")
+c.that(e.wait_rules_generation(gen), "a conn limit naming a service the configuration lacks is published")
+LATER = f"{NET}.0.102"
+with open(e.config_path, "w") as f:
+    f.write(config + f"  - {{name: later, vip: {LATER}, port: 80, kind: l4, pool: l4web, forwarding: fnat}}\n")
+refused0 = e.metric("edge_config_reloads_total", outcome="refused")
+r = e.post("/reload")
+c.that(r.stdout.strip().endswith("409") and "later.limits.yaml:2:5: limit later-conn: scope conn on service 'later'"
+       in r.stdout and "running configuration kept" in r.stdout,
+       "the reload adding `later` as kind l4 is refused with the limit's file:line:col: " + r.stdout.strip()[-300:])
+c.that(e.metric("edge_config_reloads_total", outcome="refused") == refused0 + 1, "counted as a refused reload")
+s, _, _ = get(LATER, CLIENT, timeout=3)
+c.that(s == 0, f"`later` does not serve (status {s})")
+s, _, body = get(FWD, CLIENT)
+c.that(s == 200 and body == "b1\n", f"fwd still serves under the running configuration (status {s})")
+gen = e.rules_generation()
+os.remove(os.path.join(rules_dir, "later.limits.yaml"))
+c.that(e.wait_rules_generation(gen), "removing the limit publishes the directory again")
+r = e.post("/reload")
+c.that(r.stdout.strip().endswith("200"), "without that limit the same configuration reloads: " + r.stdout.strip()[-200:])
+s, _, body = get(LATER, CLIENT)
+c.that(s == 200 and body == "b1\n", f"and `later` serves (status {s})")
 
 c.that(e.stop() == 0, "edged exits cleanly")
 c.done(e)
