@@ -17,6 +17,8 @@ packages=(
   # deploy suite: BIRD (config check, announcer), Kubernetes API models for the manifest check,
   # buildah for the container image, systemd-analyze, yamllint
   bird2 python3-kubernetes buildah systemd yamllint
+  # bench/run: the report's plots
+  python3-matplotlib
 )
 missing=()
 for p in "${packages[@]}"; do

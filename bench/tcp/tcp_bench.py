@@ -19,6 +19,7 @@ CPU: utime+stime of the proxy's process (all its threads) from /proc/<pid>/stat 
 workload. edged's workers poll (adaptive back-off), so its figure includes polling; its CPU while
 idle (during HAProxy's runs) is printed too.
 Env: EDGE_BUILD (build dir), BENCH_SECS (default 10)."""
+import json
 import os
 import re
 import resource
@@ -191,6 +192,14 @@ print(f"{'metric':44} {'edged':>10} {'haproxy':>10} {'edged/haproxy':>14}")
 for label, wl, fn in rows:
     a, b = fn(wl, "edged"), fn(wl, "haproxy")
     print(f"{label:44} {a:10.3f} {b:10.3f} {(a / b if b else float('inf')):14.3f}")
+if os.environ.get("BENCH_JSON"):  # bench/run's record of this run
+    with open(os.environ["BENCH_JSON"], "w") as f:
+        json.dump({"figures": [{"metric": label, "who": who, "value": fn(wl, who)}
+                               for label, wl, fn in rows for who in ("edged", "haproxy")],
+                   "ratios": [{"metric": label, "num": "edged", "den": "haproxy",
+                               "value": fn(wl, "edged") / fn(wl, "haproxy") if fn(wl, "haproxy") else None}
+                              for label, wl, fn in rows],
+                   "errors": sum(v["errors"] + v["non2xx"] for v in res.values())}, f, indent=1)
 for wl, _p, _c, _x in workloads:
     print(f"CPU s during {wl:4}: edged {res[(wl, 'edged')]['cpu']:.2f}, haproxy {res[(wl, 'haproxy')]['cpu']:.2f} "
           f"(over ~{SECS}s each)")

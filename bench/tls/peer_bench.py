@@ -38,6 +38,7 @@ client and backend on CPU 0), BENCH_EDGED (default 1; 0 benches the peers only),
 (default 0; 1 or a comma list of phases, e.g. full-ecdsa,bulk: an extra run of each per server
 under `perf record`, printing where the server's CPU went), BENCH_SERVERS (default all: a comma
 list of haproxy, nginx, edged-async, edged-sync)."""
+import json
 import os
 import re
 import resource
@@ -471,5 +472,18 @@ nores = {n: sum(int(r["not_resumed"]) for r in v) for (p, n), v in res.items()
          if p == "resume" and any(r["not_resumed"] for r in v)}
 print("client errors: " + (str(errs) if errs else "none") + "; resume offered but not resumed: " +
       (str(nores) if nores else "none"))
+if os.environ.get("BENCH_JSON"):  # bench/run's record of this run
+    with open(os.environ["BENCH_JSON"], "w") as f:
+        json.dump({"figures": [{"metric": labels[phase], "who": n, "value": per_unit(phase, n)}
+                               for phase, *_ in PHASES for n in servers] +
+                              [{"metric": labels[phase], "who": "bound", "value": bound_us[phase]}
+                               for phase, *_ in PHASES],
+                   "ratios": [{"metric": labels[phase], "num": a, "den": b,
+                               "value": per_unit(phase, a) / per_unit(phase, b)}
+                              for phase, *_ in PHASES for a, b in pairs] +
+                             [{"metric": labels[phase], "num": n, "den": "bound",
+                               "value": per_unit(phase, n) / bound_us[phase]}
+                              for phase, *_ in PHASES for n in servers],
+                   "errors": sum(errs.values()) + len(failed)}, f, indent=1)
 h._run_cleanups()
 sys.exit(0 if servers and not errs and not failed else 1)
