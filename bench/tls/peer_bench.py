@@ -428,6 +428,11 @@ def per_unit(phase, name):
     return statistics.median(unit(phase, r) for r in res[(phase, name)])
 
 
+def ratio(a, b):
+    """a / b; None when b is 0 (a server that completed nothing in a phase)."""
+    return a / b if b else None
+
+
 def rate(phase, name):
     return statistics.median(r["MB_per_s" if phase == "bulk" else "hs_per_s"] for r in res[(phase, name)])
 
@@ -462,9 +467,10 @@ cols = [f"{a}/{b}" for a, b in pairs] + [f"{n}/bound" for n in servers]
 print("\nratios of server CPU per unit (< 1: the first uses less)")
 print(f"{'':12}" + "".join(f"{c:>{max(len(c), 8) + 2}}" for c in cols))
 for phase, *_ in PHASES:
-    vals = [per_unit(phase, a) / per_unit(phase, b) for a, b in pairs] + \
-           [per_unit(phase, n) / bound_us[phase] for n in servers]
-    print(f"{phase:12}" + "".join(f"{v:>{max(len(c), 8) + 2}.2f}" for c, v in zip(cols, vals)))
+    vals = [ratio(per_unit(phase, a), per_unit(phase, b)) for a, b in pairs] + \
+           [ratio(per_unit(phase, n), bound_us[phase]) for n in servers]
+    print(f"{phase:12}" + "".join(f"{'n/a' if v is None else f'{v:.2f}':>{max(len(c), 8) + 2}}"
+                                  for c, v in zip(cols, vals)))
 if not any(n.startswith("edged") for n in servers):
     print("(edged not benched: peers and bound only)")
 errs = {f"{p}/{n}": sum(int(r["errors"]) for r in v) for (p, n), v in res.items() if any(r["errors"] for r in v)}
@@ -479,10 +485,10 @@ if os.environ.get("BENCH_JSON"):  # bench/run's record of this run
                               [{"metric": labels[phase], "who": "bound", "value": bound_us[phase]}
                                for phase, *_ in PHASES],
                    "ratios": [{"metric": labels[phase], "num": a, "den": b,
-                               "value": per_unit(phase, a) / per_unit(phase, b)}
+                               "value": ratio(per_unit(phase, a), per_unit(phase, b))}
                               for phase, *_ in PHASES for a, b in pairs] +
                              [{"metric": labels[phase], "num": n, "den": "bound",
-                               "value": per_unit(phase, n) / bound_us[phase]}
+                               "value": ratio(per_unit(phase, n), bound_us[phase])}
                               for phase, *_ in PHASES for n in servers],
                    "errors": sum(errs.values()) + len(failed)}, f, indent=1)
 h._run_cleanups()
