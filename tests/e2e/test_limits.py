@@ -10,6 +10,11 @@ af_packet port, nginx behind it with PROXY v2):
   - an hping3 SYN flood from one namespace (10.97.0.3) while curl from another (10.97.0.2) keeps
     succeeding (>= 99 %), and the per-source SYN limit lets through rate * seconds + burst of the
     flood's SYNs within 5 % over 10 s;
+  - a requests limit keyed by SNI on a tls service (`websec`, port 443): one server name gets 429
+    once its burst is spent while another name on the same service, from the same client, is served;
+  - a bytes/s limit per source on a tcp echo service (`up`, port 7000): an upload is held to the
+    configured rate (it takes at least (size - burst) / rate), arrives intact, the dropped segments
+    are counted (edge_limit_limited_total, drop reason rate_limited), and another source is not slowed;
   - a reload raises the /api limit without dropping a download that is running; a bad limit file
     keeps the serving limits and is logged with file:line:col.
 
@@ -30,13 +35,14 @@ c = h.Check("test_limits")
 topo = h.TcpTopology(t, net="10.97", switch=True)
 cli, dut, be = topo.cli, topo.dut, topo.be
 VIP = topo.vip
-ATTACKER, DENIED = "10.97.0.3", "10.97.0.4"
+ATTACKER, DENIED, CLIENT_B = "10.97.0.3", "10.97.0.4", "10.97.0.5"
 
 # The attacker's namespace on the client's bridge, with a second address the deny list names.
 att = h.Namespace(f"{t}a")
 h.attach(cli, "br0", att, "att0", "sw-att")
 att.run(["ip", "addr", "add", f"{ATTACKER}/24", "dev", "att0"])
 att.run(["ip", "addr", "add", f"{DENIED}/24", "dev", "att0"])
+att.run(["ip", "addr", "add", f"{CLIENT_B}/24", "dev", "att0"])
 att.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
 
 work, www = topo.work, topo.www
@@ -75,6 +81,18 @@ LIMITS = """limits:
     scope: concurrent
     key: src
     rate: 20
+  - name: sni-requests
+    services: [websec]
+    scope: requests
+    key: sni
+    rate: 1
+    burst: {sni_burst}
+  - name: upload-bytes
+    services: [up]
+    scope: bytes
+    key: src
+    rate: {bytes_rate}
+    burst: {bytes_burst}
 acl:
   - service: web
     deny: [deny.cidr]
@@ -87,7 +105,14 @@ def write_rules_file(name, text):
 
 with open(os.path.join(rules_dir, "deny.cidr"), "w") as f:
     f.write(f"# sources that may not connect\n192.0.2.0/24\n{DENIED}/32\n")
-write_rules_file("test.limits.yaml", LIMITS.format(syn_rate=SYN_RATE, syn_burst=SYN_BURST, api_rate=1, api_burst=5))
+SNI_BURST, BYTES_RATE, BYTES_BURST = 3, 200_000, 64_000
+LIMIT_ARGS = dict(syn_rate=SYN_RATE, syn_burst=SYN_BURST, sni_burst=SNI_BURST, bytes_rate=BYTES_RATE,
+                  bytes_burst=BYTES_BURST)
+write_rules_file("test.limits.yaml", LIMITS.format(api_rate=1, api_burst=5, **LIMIT_ARGS))
+certs = os.path.join(work, "certs")
+subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "certs", "gen.sh"), certs],
+               check=True, capture_output=True)
+topo.start_echo(7000)
 
 nginx = topo.start_nginx("""
     listen 80 proxy_protocol;
@@ -111,7 +136,29 @@ services:
     pool: gw
     waf:
       policy: {{name: web, mode: enforce}}
+  - name: websec
+    vip: {VIP}
+    port: 443
+    kind: tls
+    pool: gw
+    waf:
+      policy: {{name: web, mode: enforce}}
+    tls:
+      certificates:
+        - {{cert: {certs}/wild.pem, key: {certs}/wild.key}}
+  - name: up
+    vip: {VIP}
+    port: 7000
+    kind: tcp
+    pool: echo
 """
+config = config.replace("services:\n", f"""  - name: echo
+    proxy_protocol: false
+    connect_timeout_ms: 500
+    backends:
+      - {{address: {topo.backend}, port: 7000}}
+services:
+""", 1)
 e = h.Edged(dut, config)
 
 
@@ -155,6 +202,66 @@ c.that(mine and mine[0].get("status") == 429 and mine[0].get("service") == "web"
 nginx_api = sum(1 for ln in topo.access_log().splitlines() if "/api/items" in ln)
 c.that(nginx_api == statuses.count(200),
        f"nginx saw only the passed /api requests ({nginx_api} vs {statuses.count(200)})")
+
+# --- a requests limit keyed by the TLS server name: one name limited, another served ----------------
+def sni_request(name):
+    return h.http_request(cli, f"https://{name}/index.html", ("-k", "--resolve", f"{name}:443:{VIP}"))[0]
+
+
+a_statuses = [sni_request("a.wild.test") for _ in range(SNI_BURST + 4)]
+c.that(a_statuses[:SNI_BURST] == [200] * SNI_BURST and a_statuses.count(429) >= 3,
+       f"SNI a.wild.test: its burst of {SNI_BURST} passes, then 429: {a_statuses}")
+b_statuses = [sni_request("b.wild.test") for _ in range(SNI_BURST)]
+c.that(b_statuses == [200] * SNI_BURST,
+       f"SNI b.wild.test on the same service, same client, is served meanwhile: {b_statuses}")
+lim = metric("edge_limit_limited_total", limit="sni-requests", scope="requests", action="429")
+c.that(lim == a_statuses.count(429), f"edge_limit_limited_total{{limit=sni-requests}} = {lim}, "
+                                     f"429s seen {a_statuses.count(429)}")
+
+
+# --- bytes/s per source: an upload through the echo service is held to the rate ------------------------
+def upload(src, size):
+    """Sends `size` random bytes from `src` to the echo service and reads them back: (seconds,
+    intact). The echo's answer is not limited (the limit counts bytes from the client)."""
+    r = att.run(["/usr/bin/python3", "-c", f"""
+import hashlib, os, socket, threading, time
+data = os.urandom({size})
+s = socket.socket()
+s.bind(("{src}", 0))
+s.settimeout(60)
+t0 = time.time()
+s.connect(("{VIP}", 7000))
+threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+got = bytearray()
+while len(got) < len(data):
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print(time.time() - t0, hashlib.sha256(got).digest() == hashlib.sha256(data).digest())
+"""], check=False, timeout=90)
+    out = r.stdout.split()
+    return (float(out[0]), out[1] == "True") if len(out) == 2 else (-1.0, False)
+
+
+# The other source first: a small upload within the burst, at full speed.
+secs, intact = upload(ATTACKER, 32_000)
+c.that(intact and 0 <= secs < 1.0, f"{ATTACKER}: 32 kB within the burst echoed intact in {secs:.2f} s")
+limited0 = metric("edge_limit_limited_total", limit="upload-bytes", scope="bytes", action="drop")
+drops0 = e.drops("rate_limited")
+SIZE = 600_000
+floor = (SIZE - BYTES_BURST) / BYTES_RATE  # payload alone; headers count too, so the real floor is higher
+secs, intact = upload(CLIENT_B, SIZE)
+c.that(intact, f"{CLIENT_B}: the {SIZE}-byte upload arrived intact ({secs:.2f} s)")
+c.that(floor * 0.95 <= secs <= floor * 4 + 5,
+       f"{CLIENT_B}: the upload was held to {BYTES_RATE} B/s: {secs:.2f} s, at least {floor:.2f} s "
+       f"({SIZE / max(secs, 0.001) / 1000:.0f} kB/s)")
+limited = metric("edge_limit_limited_total", limit="upload-bytes", scope="bytes", action="drop") - limited0
+c.that(limited > 0 and e.drops("rate_limited") - drops0 >= limited,
+       f"the segments over the rate were dropped and counted (limited +{limited:.0f}, "
+       f"drop reason rate_limited +{e.drops('rate_limited') - drops0:.0f})")
+secs, intact = upload(ATTACKER, 32_000)
+c.that(intact and 0 <= secs < 1.0, f"{ATTACKER} is not slowed by {CLIENT_B}'s limit: 32 kB in {secs:.2f} s")
 
 # --- deny list: the source is dropped and counted ---------------------------------------------------
 before = metric("edge_acl_denied_total", service="web", list="deny.cidr")
@@ -265,8 +372,7 @@ th = threading.Thread(target=download)
 th.start()
 time.sleep(1.0)
 gen = generation()
-write_rules_file("test.limits.yaml", LIMITS.format(syn_rate=SYN_RATE, syn_burst=SYN_BURST, api_rate=1000,
-                                                   api_burst=1000))
+write_rules_file("test.limits.yaml", LIMITS.format(api_rate=1000, api_burst=1000, **LIMIT_ARGS))
 c.that(wait_generation(gen), f"the limit file change was published (generation {gen} -> {generation()})")
 statuses = [request(cli, "/api/items")[0] for _ in range(15)]
 c.that(statuses == [200] * 15, f"after the reload 15 quick /api requests pass: {statuses}")
