@@ -9,7 +9,7 @@ packages=(
   libdpdk-dev dpdk dpdk-dev libhyperscan-dev liburing-dev libssl-dev openssl
   libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev
   # e2e tests, demo and benches: namespaces, real clients and servers
-  iproute2 ethtool nftables iputils-ping curl wrk python3 python3-scapy python3-yaml
+  iproute2 ethtool nftables iputils-ping curl wrk hping3 python3 python3-scapy python3-yaml
   nginx-light haproxy tcpdump testssl.sh bsdextrautils
   libnginx-mod-stream  # TLS peer bench: nginx stream module (listen ... ssl, proxy_protocol)
   # WAF bench peer

@@ -18,8 +18,9 @@ af_packet port, nginx behind it with PROXY v2):
   - a reload raises the /api limit without dropping a download that is running; a bad limit file
     keeps the serving limits and is logged with file:line:col.
 
-Runs with one worker (the harness's default); the limiter's tables are shared by the workers, so
-nothing here depends on the worker count."""
+Runs with EDGE_E2E_WORKERS workers (2 by default, software dispatch): the flood's and the uploads'
+flows land on either worker, and the limits hold across them (the limiter's tables are shared;
+limits/README.md says how)."""
 import hashlib
 import json
 import os
