@@ -6,7 +6,8 @@ and disables them when it fails (drain, failure) or edged is gone. The routes ar
 given BGP peers (the routers that spread the VIPs over the nodes by ECMP), optionally with BFD.
 
   render-bird-conf.py --edged-config /etc/edge/edged.yaml --router-id 192.0.2.11 \\
-      --local-as 65010 --peer 192.0.2.1:65000 [--peer 2001:db8::1:65000] [--bfd] > bird.conf
+      --local-as 65010 --peer 192.0.2.1:65000 [--peer 2001:db8::1:65000] [--bfd] \\
+      [--next-hop 198.51.100.11] > bird.conf
   bird -p -c bird.conf     # parse check
 
 Only the standard library and python3-yaml."""
@@ -36,7 +37,7 @@ def peer(text):
         raise argparse.ArgumentTypeError(f"want ADDRESS:AS, got {text!r}")
 
 
-def render(vip_list, router_id, local_as, peers, bfd, hold=9, keepalive=3):
+def render(vip_list, router_id, local_as, peers, bfd, next_hops=(), hold=9, keepalive=3):
     v4 = [v for v in vip_list if v.version == 4]
     v6 = [v for v in vip_list if v.version == 6]
     lines = [
@@ -70,8 +71,9 @@ def render(vip_list, router_id, local_as, peers, bfd, hold=9, keepalive=3):
             lines.append("  bfd on;")
         lines += [f"  {fam} {{",
                   "    import none;",
-                  f"    export where proto = \"{name}\";",
-                  "    next hop self;",
+                  f"    export where proto = \"{name}\";"]
+        nh = [h for h in next_hops if h.version == addr.version]
+        lines += [f"    next hop address {nh[0]};" if nh else "    next hop self;",
                   "  };",
                   "}", ""]
     return "\n".join(lines)
@@ -84,11 +86,18 @@ def main():
     ap.add_argument("--local-as", required=True, type=int)
     ap.add_argument("--peer", action="append", type=peer, default=[], help="ADDRESS:AS, repeatable")
     ap.add_argument("--bfd", action="store_true", help="BFD on the BGP sessions (fast failure detection)")
+    ap.add_argument("--next-hop", action="append", type=ipaddress.ip_address, default=[],
+                    help="the next hop the routers get for the VIPs (one per family): edged's own "
+                         "data-port address, when BIRD speaks BGP over another interface (the host's "
+                         "management NIC) than the port edged owns (a VF); default: the session's address")
     a = ap.parse_args()
     vip_list = vips(a.edged_config)
     if not vip_list:
         sys.exit(f"{a.edged_config}: no services, no VIPs to announce")
-    sys.stdout.write(render(vip_list, a.router_id, a.local_as, a.peer, a.bfd))
+    for fam in (4, 6):
+        if sum(1 for h in a.next_hop if h.version == fam) > 1:
+            sys.exit(f"--next-hop: more than one IPv{fam} address")
+    sys.stdout.write(render(vip_list, a.router_id, a.local_as, a.peer, a.bfd, a.next_hop))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,16 @@ try:
         that(r.returncode == 0 and rc == 0, f"bird -p accepts the node config rendered from {name} ({msg or 'ok'})")
         rendered += 1
     that(rendered >= 3, f"node configs rendered from {rendered} example(s)")
+    # --next-hop: the routers send the VIPs to edged's own port, not to BIRD's session address.
+    nh = os.path.join(work, "next-hop.bird.conf")
+    with open(nh, "w") as f:
+        subprocess.run(["/usr/bin/python3", RENDER, "--edged-config", os.path.join(examples, "dsr.yaml"),
+                        "--router-id", "192.0.2.11", "--local-as", "65010", "--peer", "192.0.2.1:65000",
+                        "--peer", "2001:db8::1:65000", "--next-hop", "198.51.100.11"], stdout=f, check=True)
+    rc, msg = bird_parse(nh)
+    text = open(nh).read()
+    that(rc == 0 and text.count("next hop address 198.51.100.11;") == 1 and text.count("next hop self;") == 1,
+         f"--next-hop sets the IPv4 session's next hop, the IPv6 one keeps its own ({msg or 'ok'})")
     rc, msg = bird_parse(os.path.join(SRC, "deploy", "bird", "router.conf.example"))
     that(rc == 0, f"bird -p accepts deploy/bird/router.conf.example ({msg or 'ok'})")
     broken = os.path.join(work, "broken.conf")
