@@ -80,6 +80,16 @@ std::string format_access_json(const access_record& r) {
   std::string out = "{";
   str_field(out, "start_time",
             rfc3339(r.start_unix_us != 0 ? r.start_unix_us : r.end_unix_us).c_str());
+  if (r.request) {  // Envoy's HTTP fields
+    str_field(out, "method", r.req.method.data());
+    str_field(out, "path", r.req.path.data());
+    str_field(out, "protocol", r.req.minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
+    field(out, "response_code");
+    out += r.response_code == 0 ? "null" : std::to_string(r.response_code);
+    str_field(out, "authority", r.req.authority.data());
+    str_field(out, "user_agent", r.req.user_agent.data());
+    str_field(out, "request_id", r.req.request_id.data());
+  }
   str_field(out, "downstream_remote_address", addr(r.client, r.client_port).c_str());
   str_field(out, "downstream_local_address", addr(r.vip, r.vip_port).c_str());
   str_field(out, "requested_server_name", r.sni.data());

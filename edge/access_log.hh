@@ -19,6 +19,7 @@
 #include "common/enum_text.hh"
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
+#include "waf/http.hh"
 
 namespace edge {
 
@@ -27,6 +28,66 @@ namespace edge {
 enum class access_waf : uint8_t { EDGE_ACCESS_WAF(COMMON_ENUMERATOR) };
 #define EDGE_ACCESS_LIMIT(X) X(none, "") X(pass, "pass") X(limited, "limited")
 enum class access_limit : uint8_t { EDGE_ACCESS_LIMIT(COMMON_ENUMERATOR) };
+
+// One request of an HTTP service (a service whose WAF policy parses HTTP), noted by the WAF
+// wrapper from its first byte until its response ends (the relay follows the upstream's answers
+// with waf::response_framer) or the connection does. Strings are cut to their arrays (NUL-ended).
+struct request_note {
+  uint64_t start_unix_us = 0, start_ns = 0;  // the request's first byte (CLOCK_REALTIME, MONOTONIC)
+  uint64_t first_byte_ns = 0;                // the response's first byte
+  uint64_t bytes_in = 0;                     // request bytes (head and body) the WAF took
+  uint64_t bytes_out = 0;                    // edge's own answer (status != 0)
+  uint16_t status = 0;       // edge's own answer (400, 403, 413, 429); 0: upstream's
+  bool head_method = false;  // HEAD: the response has no body
+  uint8_t minor_version = 1;
+  access_waf waf = access_waf::pass;
+  access_limit limit = access_limit::none;
+  std::array<char, 12> method{};
+  std::array<char, 192> path{};  // the request target, query included
+  std::array<char, 96> authority{}, user_agent{};
+  std::array<char, 17> request_id{};
+};
+
+// A connection's requests waiting for their responses, oldest first (HTTP/1.1 pipelining), and the
+// framer that finds where each response ends. Bounded: a request past `depth` waiting ones is not
+// noted (the relay counts it as an access-log drop).
+class request_log {
+ public:
+  static constexpr size_t depth = 4;
+  request_note* begin() {
+    if (n_ == depth) {
+      ++overflow_;
+      return nullptr;
+    }
+    request_note& r = q_[(head_ + n_++) % depth];
+    r = request_note{};
+    return &r;
+  }
+  request_note* front() { return n_ != 0 ? &q_[head_] : nullptr; }
+  request_note* back() { return n_ != 0 ? &q_[(head_ + n_ - 1) % depth] : nullptr; }
+  void pop_front() {
+    if (n_ == 0) return;
+    head_ = (head_ + 1) % depth;
+    --n_;
+  }
+  size_t size() const { return n_; }
+  uint64_t overflow() const { return overflow_; }
+  waf::response_framer framer;
+  bool lost = false;  // the framer gave up: the rest are logged at the connection's end
+
+ private:
+  std::array<request_note, depth> q_{};
+  size_t head_ = 0, n_ = 0;
+  uint64_t overflow_ = 0;
+};
+
+// Copies v into a NUL-terminated array, cut to fit.
+template <size_t N>
+void copy_cut(std::array<char, N>& dst, std::string_view v) {
+  const size_t n = v.size() < N - 1 ? v.size() : N - 1;
+  for (size_t i = 0; i < n; ++i) dst[i] = v[i];
+  dst[n] = '\0';
+}
 
 // One connection, as the relay knows it at the end. Strings are copied, bounded and
 // NUL-terminated (a longer SNI is cut; it was validated as a host name by the TLS layer).
@@ -47,6 +108,11 @@ struct access_record {
   std::array<char, 64> sni{};
   std::array<char, 16> tls_version{};
   std::array<char, 48> tls_cipher{};
+  // A request's line (HTTP services) rather than the connection's: the note's fields, and the
+  // response's status (0: none came).
+  bool request = false;
+  uint16_t response_code = 0;
+  request_note req;
   void set(std::array<char, 32>& f, std::string_view v) { copy(f.data(), f.size(), v); }
   void set_sni(std::string_view v) { copy(sni.data(), sni.size(), v); }
   void set_tls(std::string_view version, std::string_view cipher) {
@@ -62,12 +128,16 @@ struct access_record {
   }
 };
 
-// What the relay notes when it accepts a connection (per connection slot), for its record.
+// What the relay notes of a connection while it runs (per connection slot), for its record:
+// who connected and when (accept), when each step happened (CLOCK_MONOTONIC, 0: not yet), and
+// the bytes relayed each way.
 struct access_start {
   l4::ip_addr client, vip;
   uint16_t client_port = 0, vip_port = 0, listener = 0;
   uint64_t start_unix_us = 0;
   uint64_t start_ns = 0;  // CLOCK_MONOTONIC
+  uint64_t handshake_ns = 0, upstream_ns = 0, first_byte_ns = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;  // from the client to the upstream; to the client
 };
 
 // The JSON line of a record (no newline).

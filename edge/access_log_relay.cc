@@ -36,29 +36,29 @@ void relay::log_accept(const conn& rc, const l4::tcp::conn_info& info) {
   a.start_ns = now_ns(CLOCK_MONOTONIC);
 }
 
-void relay::log_access(const conn& rc) {
-  access_record r;
+void relay::log_step(const conn& rc, uint64_t access_start::*step) {
+  if (access_start* a = log_slot(rc); a != nullptr && a->*step == 0)
+    a->*step = now_ns(CLOCK_MONOTONIC);
+}
+
+// What a connection's and its requests' lines share: who, where, the service, the upstream, TLS.
+void relay::fill_access(const conn& rc, access_record& r) const {
   r.end_unix_us = now_ns(CLOCK_REALTIME) / 1000;
   const size_t slot = static_cast<size_t>(&rc - slots_.get());
   if (slot < n_slots_ && alog_start_[slot].start_ns != 0) {
-    access_start& a = alog_start_[slot];
+    const access_start& a = alog_start_[slot];
     r.client = a.client;
     r.client_port = a.client_port;
     r.vip = a.vip;
     r.vip_port = a.vip_port;
     r.start_unix_us = a.start_unix_us;
-    r.duration_us = static_cast<int64_t>((now_ns(CLOCK_MONOTONIC) - a.start_ns) / 1000);
     if (a.listener < services_.size()) {
       r.set(r.service, services_[a.listener].name);
       if (services_[a.listener].pool != nullptr)
         r.set(r.pool, services_[a.listener].pool->spec().name);
     }
-    a = access_start{};  // the slot's next connection starts clean
   }
   r.worker = static_cast<uint16_t>(worker_);
-  r.end_reason =
-      ctr_.last_end < relay_end::count_ ? relay_end_names[static_cast<size_t>(ctr_.last_end)] : "";
-  ctr_.last_end = relay_end::count_;
   if (rc.up != nullptr && rc.up->pool() != nullptr &&
       rc.up->backend_index() < rc.up->pool()->size()) {
     const auto& b = rc.up->pool()->at(rc.up->backend_index()).spec;
@@ -72,9 +72,99 @@ void relay::log_access(const conn& rc) {
     r.set_sni(ti.sni);
     r.set_tls(ti.version, ti.cipher);
   }
-  if (rc.waf) r.waf = rc.waf->blocked() ? access_waf::block : access_waf::pass;
-  const std::string_view end = r.end_reason;
-  if (end == "service_limit") r.limit = access_limit::limited;
+}
+
+void relay::log_request(const conn& rc, const request_note& n, uint16_t status, int64_t bytes_out,
+                        const char* end_reason) {
+  access_record r;
+  fill_access(rc, r);
+  r.request = true;
+  r.req = n;
+  r.response_code = status;
+  r.start_unix_us = n.start_unix_us;
+  const uint64_t now = now_ns(CLOCK_MONOTONIC);
+  r.duration_us = now >= n.start_ns ? static_cast<int64_t>((now - n.start_ns) / 1000) : -1;
+  if (n.first_byte_ns >= n.start_ns && n.first_byte_ns != 0)
+    r.first_byte_us = static_cast<int64_t>((n.first_byte_ns - n.start_ns) / 1000);
+  r.bytes_received = static_cast<int64_t>(n.bytes_in);
+  r.bytes_sent = bytes_out;
+  r.waf = n.waf;
+  r.limit = n.limit;
+  r.end_reason = end_reason;
+  (void)alog_->push(r);
+}
+
+// Upstream bytes that reached the client, through the framer: each response that completes is
+// its request's line (oldest waiting request first). A response with no request waiting (a
+// server's 408 before a request) completes unlogged.
+void relay::log_responses(conn& rc, std::span<const std::byte> sent) {
+  request_log* rl = rc.waf->requests();
+  if (rl == nullptr || rl->lost) return;
+  std::span<const char> d{reinterpret_cast<const char*>(sent.data()), sent.size()};
+  while (!d.empty()) {
+    request_note* f = rl->front();
+    if (f != nullptr && f->first_byte_ns == 0 && f->status == 0)
+      f->first_byte_ns = now_ns(CLOCK_MONOTONIC);
+    const auto r = rl->framer.feed(d, f != nullptr && f->head_method);
+    d = d.subspan(r.used);
+    if (r.ev == waf::response_framer::event::lost) {
+      rl->lost = true;  // the rest are logged at the connection's end, with no status
+      return;
+    }
+    if (r.ev == waf::response_framer::event::done || r.ev == waf::response_framer::event::tunnel) {
+      if (f != nullptr) {
+        log_request(rc, *f, r.status, static_cast<int64_t>(r.bytes), "");
+        rl->pop_front();
+      }
+      continue;
+    }
+    if (r.used == 0) return;
+  }
+}
+
+void relay::log_access(conn& rc) {
+  const char* end =
+      ctr_.last_end < relay_end::count_ ? relay_end_names[static_cast<size_t>(ctr_.last_end)] : "";
+  // Requests still waiting: answered by edge itself (a block, a limit), or never answered.
+  if (rc.waf) {
+    if (request_log* rl = rc.waf->requests()) {
+      if (!rl->lost) {  // a response that ran until the close completes now
+        const auto r = rl->framer.close();
+        if (r.ev == waf::response_framer::event::done && rl->front() != nullptr) {
+          log_request(rc, *rl->front(), r.status, static_cast<int64_t>(r.bytes), "");
+          rl->pop_front();
+        }
+      }
+      for (request_note* n; (n = rl->front()) != nullptr; rl->pop_front())
+        log_request(rc, *n, n->status, n->status != 0 ? static_cast<int64_t>(n->bytes_out) : 0,
+                    end);
+    }
+  }
+  access_record r;
+  fill_access(rc, r);
+  const size_t slot = static_cast<size_t>(&rc - slots_.get());
+  if (slot < n_slots_ && alog_start_[slot].start_ns != 0) {
+    access_start& a = alog_start_[slot];
+    r.duration_us = static_cast<int64_t>((now_ns(CLOCK_MONOTONIC) - a.start_ns) / 1000);
+    // Envoy's step durations are from the start; a step that did not happen stays null.
+    auto since = [&](uint64_t t) {
+      return t >= a.start_ns ? int64_t((t - a.start_ns) / 1000) : -1;
+    };
+    if (a.handshake_ns != 0) r.handshake_us = since(a.handshake_ns);
+    if (a.upstream_ns != 0) r.upstream_connect_us = since(a.upstream_ns);
+    if (a.first_byte_ns != 0) r.first_byte_us = since(a.first_byte_ns);
+    r.bytes_received = static_cast<int64_t>(a.bytes_in);
+    r.bytes_sent = static_cast<int64_t>(a.bytes_out);
+    a = access_start{};  // the slot's next connection starts clean
+  }
+  r.end_reason = end;
+  ctr_.last_end = relay_end::count_;
+  if (rc.waf) {
+    r.waf = rc.waf->blocked() && !rc.waf->limited() ? access_waf::block : access_waf::pass;
+    if (rc.waf->limited()) r.limit = access_limit::limited;
+  }
+  const std::string_view e = r.end_reason;
+  if (e == "service_limit" || e == "limited") r.limit = access_limit::limited;
   (void)alog_->push(r);
 }
 

@@ -348,7 +348,8 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
                                 .vip = endpoint(info.local, info.local_port),
                                 .service = s.name,
                                 .limits = limits_,
-                                .flow = limits_flow(info.remote, info.local, info.local_port)});
+                                .flow = limits_flow(info.remote, info.local, info.local_port),
+                                .log_requests = alog_ != nullptr});
     if (!wc) {
       refuse(s, relay_end::waf_no_memory);
       release(*rc);
@@ -466,6 +467,7 @@ void relay::to_upstream(conn& rc) {
       if (n == 0) break;
       src_consume(rc, n);
       ctr_.bytes_from_client.add(n);
+      log_bytes(rc, n, 0);
       if (n < chunk.size()) break;
     }
   }
@@ -501,6 +503,7 @@ bool relay::waf_to_upstream(conn& rc) {
       if (n == 0) return false;  // back-pressure: resumes on on_upstream_writable
       wc.sent(n);
       ctr_.bytes_from_client.add(n);
+      log_bytes(rc, n, 0);
     }
     return true;
   };
@@ -550,6 +553,7 @@ void relay::waf_block(conn& rc, const waf_action& a) {
   rc.up = nullptr;
   ctr_.end(relay_end::waf_blocked);
   if (!rc.tcp_closed) {
+    if (!a.reset) log_bytes(rc, 0, a.response.size());  // the local reply counts as sent
     if (a.reset) {
       stack_->abort(rc.tcp);
     } else if (rc.tls != nullptr) {
@@ -577,8 +581,10 @@ void relay::to_client(conn& rc) {
     const size_t n =
         stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
     if (n == 0) break;
+    if (alog_ != nullptr && rc.waf) log_responses(rc, chunk.first(n));
     rc.up->consume(n);
     ctr_.bytes_to_client.add(n);
+    log_bytes(rc, 0, n);
     if (n < chunk.size()) break;
   }
   if (rc.upstream_fin && !rc.upstream_fin_sent && rc.up->readable() == 0) {
@@ -652,7 +658,10 @@ void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
 }
 
 void relay::on_upstream_connected(upstream_conn& c) {
-  if (conn* rc = from_upstream(c)) to_client(*rc);
+  if (conn* rc = from_upstream(c)) {
+    log_step(*rc, &access_start::upstream_ns);
+    to_client(*rc);
+  }
 }
 
 void relay::on_upstream_data(upstream_conn& c) {

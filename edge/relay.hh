@@ -311,7 +311,26 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   access_ring* alog_ = nullptr;
   std::unique_ptr<access_start[]> alog_start_;                      // per slot: who connected, when
   void log_accept(const conn& rc, const l4::tcp::conn_info& info);  // edge/access_log_relay.cc
-  void log_access(const conn& rc);
+  void log_access(conn& rc);
+  // The connection's steps and bytes for its access record (no-ops without an access log).
+  access_start* log_slot(const conn& rc) {
+    const size_t slot = static_cast<size_t>(&rc - slots_.get());
+    return alog_ != nullptr && slot < n_slots_ ? &alog_start_[slot] : nullptr;
+  }
+  void log_step(const conn& rc, uint64_t access_start::*step);
+  // HTTP services: `sent` upstream bytes went to the client; each response that ends there
+  // becomes its request's line. log_request writes one request's line.
+  void log_responses(conn& rc, std::span<const std::byte> sent);
+  void log_request(const conn& rc, const request_note& n, uint16_t status, int64_t bytes_out,
+                   const char* end_reason);
+  void fill_access(const conn& rc, access_record& r) const;
+  void log_bytes(const conn& rc, size_t in, size_t out) {
+    if (access_start* a = log_slot(rc)) {
+      a->bytes_in += in;
+      a->bytes_out += out;
+      if (out != 0 && a->first_byte_ns == 0) log_step(rc, &access_start::first_byte_ns);
+    }
+  }
   relay_counters ctr_;
   service_registry* registry_ = nullptr;
   uint32_t max_active_ = 0;  // tcp.max_active_per_worker (or the pool size)

@@ -107,6 +107,7 @@ bool relay::tls_handshake(conn& rc) {
   }
   hs_unlink(rc);
   rc.tls_ready = true;
+  log_step(rc, &access_start::handshake_ns);
   if (rc.waf) rc.waf->set_sni(ss.info().sni);  // requests limits keyed by SNI
   tls_flush(rc);                               // the server's last flight (and TLS 1.3 tickets)
   if (rc.upstream_deferred)
@@ -184,8 +185,10 @@ void relay::tls_to_client(conn& rc) {
       continue;
     }
     if (r.st != tls::status::ok || r.bytes == 0) break;
+    if (alog_ != nullptr && rc.waf) log_responses(rc, chunk.first(r.bytes));
     rc.up->consume(r.bytes);
     ctr_.bytes_to_client.add(r.bytes);
+    log_bytes(rc, 0, r.bytes);
   }
   if (rc.upstream_fin && !rc.upstream_fin_sent && rc.up->readable() == 0) {
     if (!rc.tls_close_queued) {

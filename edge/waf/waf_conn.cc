@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <random>
 
 namespace edge {
@@ -108,7 +109,63 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   }
   if (m == waf::inspector::mode::raw)
     c.count(&waf_service_stats::inspected);  // a raw stream is one unit
+  if (info.log_requests && m == waf::inspector::mode::http) {
+    c.reqlog_.reset(new (std::nothrow) request_log());
+    if (!c.reqlog_) return common::fail("waf_conn: no memory for the request log");
+  }
   return c;
+}
+
+namespace {
+
+uint64_t clock_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+void waf_conn::note_bytes(size_t n) {
+  if (!reqlog_ || n == 0) return;
+  if (req_bytes_ == 0) {  // the request's first byte
+    req_start_ns_ = clock_ns(CLOCK_MONOTONIC);
+    req_start_unix_us_ = clock_ns(CLOCK_REALTIME) / 1000;
+  }
+  req_bytes_ += n;
+  if (request_note* r = note_current()) r->bytes_in = req_bytes_;
+}
+
+void waf_conn::note_head() {
+  if (!reqlog_ || req_noted_) return;
+  request_note* r = reqlog_->begin();
+  if (r == nullptr) return;  // too many waiting: this one goes unlogged (counted)
+  req_noted_ = true;
+  const waf::request_head& h = in_->head();
+  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_ns(CLOCK_MONOTONIC);
+  r->start_unix_us = req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_ns(CLOCK_REALTIME) / 1000;
+  r->bytes_in = req_bytes_;
+  r->head_method = h.method == "HEAD";
+  r->minor_version = h.minor_version;
+  copy_cut(r->method, h.method);
+  copy_cut(r->path, h.target);
+  copy_cut(r->authority, h.header("host"));
+  copy_cut(r->user_agent, h.header("user-agent"));
+  copy_cut(r->request_id, request_id());
+  if (lim_svc_ != nullptr) r->limit = access_limit::pass;
+}
+
+request_note* waf_conn::note_for_block() {
+  if (!reqlog_) return nullptr;
+  if (request_note* r = note_current()) return r;
+  request_note* r = reqlog_->begin();  // refused before its head parsed (400, 431, 413)
+  if (r == nullptr) return nullptr;
+  req_noted_ = true;
+  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_ns(CLOCK_MONOTONIC);
+  r->start_unix_us = req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_ns(CLOCK_REALTIME) / 1000;
+  r->bytes_in = req_bytes_;
+  copy_cut(r->request_id, request_id());
+  return r;
 }
 
 common::result<waf_conn> waf_conn::create(waf_worker& w,
@@ -131,6 +188,9 @@ std::string_view waf_conn::request_id() {
 void waf_conn::end_request() {
   rid_fresh_ = false;
   audited_ = 0;
+  req_noted_ = false;
+  req_bytes_ = 0;
+  req_start_ns_ = req_start_unix_us_ = 0;
 }
 
 void waf_conn::fill_common(waf_audit_record& r, waf_audit_verdict verdict, uint16_t status) {
@@ -210,6 +270,11 @@ waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
       audit_new_matches(waf_audit_verdict::block, v.status);
     if (mode_ == waf::inspector::mode::http)
       response_len_ = waf::format_block_response(v.status, request_id(), response_);
+    if (request_note* r = note_for_block()) {
+      r->waf = access_waf::block;
+      r->status = v.status;
+      r->bytes_out = response_len_;
+    }
   }
   a.status = status_;
   if (mode_ == waf::inspector::mode::raw || limit_reset_)
@@ -222,6 +287,7 @@ waf_action waf_conn::on_block(const waf::verdict& v, size_t consumed) {
 waf_action waf_conn::on_limit(const limits::decision& d, size_t consumed) {
   set_pending(0, consumed);  // the head that completed goes no further
   blocked_ = true;
+  limited_ = true;
   limit_reset_ = d.act != limits::action::http_429;
   status_ = limit_reset_ ? 0 : 429;
   // The audit line names the limit: rule_id 0, field "limit:NAME".
@@ -237,6 +303,7 @@ waf_action waf_conn::on_limit(const limits::decision& d, size_t consumed) {
     r.field_len = copy_bounded({f.data(), 6 + n}, r.field, sizeof r.field);
     ring->push(r);
   }
+  if (request_note* r = note_current()) r->limit = access_limit::limited;
   waf_action a;
   a.what = waf_action::kind::block;
   a.consumed = consumed;
@@ -247,6 +314,10 @@ waf_action waf_conn::on_limit(const limits::decision& d, size_t consumed) {
   }
   response_len_ = format_429(d.retry_after_s(), request_id(), response_);
   a.response = {response_.data(), response_len_};
+  if (request_note* r = note_current()) {
+    r->status = 429;
+    r->bytes_out = response_len_;
+  }
   return a;
 }
 
@@ -257,6 +328,8 @@ waf_action waf_conn::feed(std::span<const char> data) {
   std::span<const char> d = data;
   while (!d.empty() && n < max_spans) {
     waf::verdict v = in_->feed(w_->scratch(), w_->stats(), d);
+    note_bytes(v.consumed);
+    if (v.head_complete) note_head();
     if (v.kind == waf::verdict_kind::block) return on_block(v, a.consumed + v.consumed);
     if (v.head_complete && lim_svc_ != nullptr) {
       const waf::request_head& h = in_->head();
@@ -288,6 +361,8 @@ waf_action waf_conn::feed(std::span<const char> data) {
     if (v.request_complete) {
       count(&waf_service_stats::inspected);
       if (v.kind == waf::verdict_kind::detect) count(&waf_service_stats::detected);
+      if (request_note* r = note_current(); r != nullptr && v.kind == waf::verdict_kind::detect)
+        r->waf = access_waf::detect;
       audit_new_matches(waf_audit_verdict::detect, 0);
       end_request();
       break;  // the next request's head reuses the buffer the head span points into

@@ -18,6 +18,7 @@
 
 #include "common/counter.hh"
 #include "common/result.hh"
+#include "edge/access_log.hh"
 #include "limits/set.hh"
 #include "waf/inspector.hh"
 #include "waf_audit.hh"
@@ -124,6 +125,8 @@ struct waf_conn_info {
   // Requests/s limits of the rules directory (null: none), checked once per request head.
   std::shared_ptr<const limits::limit_set> limits;
   limits::flow flow;
+  // HTTP: note each request for the access log (requests()); set when an access log is open.
+  bool log_requests = false;
 };
 
 struct waf_action {
@@ -187,6 +190,10 @@ class waf_conn {
   }
 
   bool blocked() const { return blocked_; }
+  // A requests/s limit refused a request (429, RST or drop).
+  bool limited() const { return limited_; }
+  // HTTP with log_requests: the requests waiting for their responses (relay: access log lines).
+  request_log* requests() { return reqlog_.get(); }
   std::string_view last_request_id() const { return {rid_.data(), rid_len_}; }
   const waf::inspector& inspector() const { return *in_; }
   const waf::bound_policy& policy() const { return in_->policy_in_use(); }
@@ -231,6 +238,18 @@ class waf_conn {
   bool limit_reset_ = false;     // a limit with action rst/drop ended the connection
   std::array<char, 255> sni_{};  // a host name is at most 253 bytes
   uint16_t sni_len_ = 0;
+  bool limited_ = false;
+  // Access log (log_requests): the notes, the current request's bytes so far, whether it has a
+  // note yet (its head passed the parser), and when its first byte came.
+  std::unique_ptr<request_log> reqlog_;
+  uint64_t req_bytes_ = 0;
+  bool req_noted_ = false;
+  uint64_t req_start_ns_ = 0, req_start_unix_us_ = 0;
+  request_note* note_current() { return reqlog_ && req_noted_ ? reqlog_->back() : nullptr; }
+  void note_bytes(size_t n);
+  void note_head();
+  request_note*
+  note_for_block();  // the current request's note (a bare one if its head never parsed)
 };
 
 }  // namespace edge

@@ -119,8 +119,11 @@ nginx = topo.start_nginx("""
     listen 80 proxy_protocol;
     location /api { return 200 "api ok\\n"; }""")
 
+ACCESS = os.path.join(work, "edge-access.log")
 config = f"""{topo.edged_head()}tcp:
   max_connections: 2048
+logging:
+  access_log: {ACCESS}
 waf:
   rules_dir: {rules_dir}
   audit_log: {audit_log}
@@ -263,6 +266,62 @@ c.that(limited > 0 and e.drops("rate_limited") - drops0 >= limited,
        f"drop reason rate_limited +{e.drops('rate_limited') - drops0:.0f})")
 secs, intact = upload(ATTACKER, 32_000)
 c.that(intact and 0 <= secs < 1.0, f"{ATTACKER} is not slowed by {CLIENT_B}'s limit: 32 kB in {secs:.2f} s")
+
+# --- the access log: a line per request on HTTP services, one per connection ---------------------------
+def access_lines():
+    with open(ACCESS) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_access(pred, secs=5):
+    end = time.time() + secs
+    while time.time() < end:
+        got = [x for x in access_lines() if pred(x)]
+        if got:
+            return got
+        time.sleep(0.1)
+    return []
+
+
+# Three requests on one keep-alive connection (GET, HEAD, GET) and one the WAF blocks.
+each = ["-s", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n", "-A", "edge-e2e/1"]
+r = cli.run(["curl", *each, f"http://{VIP}/index.html?first", "--next", *each, "-I", f"http://{VIP}/index.html?head",
+             "--next", *each, f"http://{VIP}/index.html?third"], check=False)
+c.that(r.stdout.split() == ["200", "1", "200", "0", "200", "0"],
+       f"three requests on one connection (status, new connections): {r.stdout.split()}")
+s, _, _ = request(cli, "/index.html?q=%3Cscript%3Ealert(1)%3C/script%3E")
+c.that(s == 403, f"the WAF blocks a script tag (status {s})")
+reqs = wait_access(lambda x: "method" in x and (x.get("path") or "").startswith("/index.html?third"))
+lines = access_lines()
+ka = [x for x in lines if "method" in x and (x.get("path") or "").split("?")[-1] in ("first", "head", "third")]
+c.that([(x["method"], x["path"], x["response_code"]) for x in ka] ==
+       [("GET", "/index.html?first", 200), ("HEAD", "/index.html?head", 200), ("GET", "/index.html?third", 200)],
+       f"one line per request, in order, with method, path and status: {[(x['method'], x['path'], x['response_code']) for x in ka]}")
+c.that(len({x["downstream_remote_address"] for x in ka}) == 1 and all(
+       x["authority"] == VIP and x["upstream_host"] == f"{topo.backend}:80" and x["route_name"] == "web"
+       and x["bytes_sent"] > 0 and x["bytes_received"] > 0 and x["waf_action"] == "pass"
+       and x["request_id"] and x["duration"] is not None for x in ka) and ka[0]["user_agent"] == "edge-e2e/1",
+       f"the request lines share the connection's client and name host, user agent, upstream, bytes, WAF verdict: {ka[:1]}")
+c.that(ka and ka[1]["bytes_sent"] < ka[0]["bytes_sent"],
+       f"the HEAD answer has no body: {[x['bytes_sent'] for x in ka]} bytes sent")
+conn_lines = [x for x in lines if "method" not in x and x["downstream_remote_address"] == (ka[0]["downstream_remote_address"] if ka else "")]
+c.that(len(conn_lines) == 1 and conn_lines[0]["bytes_sent"] == sum(x["bytes_sent"] for x in ka)
+       and conn_lines[0]["upstream_connection_pool_ready_duration"] is not None
+       and conn_lines[0]["response_duration"] is not None and conn_lines[0]["connection_termination_details"] == "completed",
+       f"and one line for the connection, with its timings and the same bytes: {conn_lines[:1]}")
+blocked = wait_access(lambda x: "method" in x and "script" in (x.get("path") or ""))
+c.that(blocked and blocked[0]["response_code"] == 403 and blocked[0]["waf_action"] == "block"
+       and blocked[0]["upstream_host"] is None and blocked[0]["bytes_sent"] > 0,
+       f"the blocked request's line: 403 from the WAF, no upstream: {blocked[:1]}")
+limited = [x for x in access_lines() if "method" in x and x.get("path") == "/api/items" and x["response_code"] == 429]
+c.that(len(limited) == statuses.count(429) and all(x["ratelimit_action"] == "limited" and x["waf_action"] == "pass"
+                                                   for x in limited),
+       f"each 429 has its line, ratelimit_action limited ({len(limited)} of {statuses.count(429)})")
+tls_lines = [x for x in access_lines() if x.get("requested_server_name") == "b.wild.test"]
+c.that(any("method" in x and x["response_code"] == 200 for x in tls_lines) and any(
+       "method" not in x and x["downstream_tls_version"].startswith("TLSv1.") and x["downstream_tls_cipher"]
+       and x["downstream_handshake_duration"] is not None for x in tls_lines),
+       f"on the tls service the lines carry SNI, TLS version and cipher, the handshake's duration: {tls_lines[-1:]}")
 
 # --- deny list: the source is dropped and counted ---------------------------------------------------
 before = metric("edge_acl_denied_total", service="web", list="deny.cidr")

@@ -1,4 +1,5 @@
 // Strict HTTP/1.x request-head parsing (RFC 9110/9112) with smuggling defences.
+#include <algorithm>
 #include <cstring>
 
 #include "waf/http.hh"
@@ -251,6 +252,169 @@ bool path_under(std::string_view norm, std::string_view prefix) {
   if (prefix.empty()) return true;
   if (!norm.starts_with(prefix)) return false;
   return norm.size() == prefix.size() || norm[prefix.size()] == '/' || prefix.back() == '/';
+}
+
+// --- response_framer ----------------------------------------------------------------------------
+
+response_framer::result response_framer::complete(size_t used, event ev) {
+  result r;
+  r.used = used;
+  r.ev = ev;
+  r.status = status_;
+  r.bytes = bytes_;
+  const state next = ev == event::tunnel ? state::tunnel : state::status_line;
+  *this = response_framer{};
+  s_ = next;
+  return r;
+}
+
+bool response_framer::end_line(bool no_body, result& r) {
+  const std::string_view line{line_.data(), std::min<size_t>(line_len_, line_.size())};
+  if (s_ == state::status_line) {
+    // HTTP/1.x NNN[ reason]
+    if (line_len_ < 12 || !line.starts_with("HTTP/1.") || line[8] != ' ' ||
+        (line.size() > 12 && line[12] != ' '))
+      return false;
+    uint16_t code = 0;
+    for (size_t i = 9; i < 12; ++i) {
+      if (line[i] < '0' || line[i] > '9') return false;
+      code = static_cast<uint16_t>(code * 10 + (line[i] - '0'));
+    }
+    if (code < 100) return false;
+    status_ = code;
+    s_ = state::header_line;
+    return true;
+  }
+  if (line_len_ == 0) {  // the blank line: the head is complete
+    if (status_ == 101) {
+      r = complete(0, event::tunnel);
+      return true;
+    }
+    if (status_ < 200) {  // interim (100 Continue, 103 Early Hints): the final one follows
+      const uint64_t b = bytes_;
+      *this = response_framer{};
+      bytes_ = b;
+      return true;
+    }
+    if (no_body || status_ == 204 || status_ == 304) {
+      r = complete(0, event::done);
+      return true;
+    }
+    if (chunked_) {
+      s_ = state::body_chunked;
+    } else if (has_length_) {
+      s_ = state::body_length;
+      if (remaining_ == 0) r = complete(0, event::done);
+    } else {
+      s_ = state::body_close;
+    }
+    return true;
+  }
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view name = line.substr(0, colon);
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (iequals(name, "content-length")) {
+    if (line_len_ > line_.size() || value.empty() || value.size() > 18) return false;
+    uint64_t v = 0;
+    for (char c : value) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (has_length_ && v != remaining_) return false;  // conflicting lengths: cannot follow
+    has_length_ = true;
+    remaining_ = v;
+  } else if (iequals(name, "transfer-encoding")) {
+    // Only "chunked" last is framed by chunks; any other coding is read until the close.
+    const size_t comma = value.rfind(',');
+    std::string_view last = comma == std::string_view::npos ? value : value.substr(comma + 1);
+    while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+    chunked_ = line_len_ <= line_.size() && iequals(last, "chunked");
+    if (!chunked_) has_length_ = false;
+  }
+  return true;
+}
+
+response_framer::result response_framer::feed(std::span<const char> d, bool no_body) {
+  result r;
+  size_t i = 0;
+  while (i < d.size()) {
+    switch (s_) {
+      case state::lost:
+        r.used = d.size();
+        r.ev = event::lost;
+        return r;
+      case state::tunnel:
+        r.used = d.size();
+        return r;
+      case state::status_line:
+      case state::header_line: {
+        const char c = d[i++];
+        ++bytes_;
+        if (++head_bytes_ > max_head) {
+          s_ = state::lost;
+          continue;
+        }
+        if (c == '\n') {  // CRLF, or a bare LF (tolerated, as clients do)
+          result done;
+          if (!end_line(no_body, done)) {
+            s_ = state::lost;
+            continue;
+          }
+          line_len_ = 0;
+          saw_cr_ = false;
+          if (done.ev != event::none) {
+            done.used = i;
+            return done;
+          }
+          continue;
+        }
+        if (saw_cr_) {  // a CR inside a line: not HTTP as we follow it
+          s_ = state::lost;
+          continue;
+        }
+        if (c == '\r') {
+          saw_cr_ = true;
+          continue;
+        }
+        if (line_len_ < line_.size()) line_[line_len_] = c;
+        ++line_len_;
+        continue;
+      }
+      case state::body_length: {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, d.size() - i));
+        i += n;
+        bytes_ += n;
+        remaining_ -= n;
+        if (remaining_ == 0) return complete(i, event::done);
+        continue;
+      }
+      case state::body_chunked: {
+        const auto cr = chunks_.feed(d.data() + i, d.size() - i, [](const char*, size_t) {});
+        i += cr.consumed;
+        bytes_ += cr.consumed;
+        if (cr.st == chunked_decoder::status::done) return complete(i, event::done);
+        if (cr.st == chunked_decoder::status::error) s_ = state::lost;
+        continue;
+      }
+      case state::body_close:
+        bytes_ += d.size() - i;
+        i = d.size();
+        continue;
+    }
+  }
+  r.used = d.size();
+  r.ev = s_ == state::lost ? event::lost : event::none;
+  return r;
+}
+
+response_framer::result response_framer::close() {
+  if (s_ == state::body_close) return complete(0, event::done);
+  result r;
+  r.ev = s_ == state::lost || (s_ != state::tunnel && in_response()) ? event::lost : event::none;
+  return r;
 }
 
 }  // namespace waf

@@ -743,7 +743,11 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
       set_bit(rule_candidate_, ri);
       candidates_.push_back(ri);
     }
-  if (evaluate(st, true, false)) return block(st, 403, consumed);
+  if (evaluate(st, true, false)) {
+    verdict b = block(st, 403, consumed);
+    b.head_complete = true;  // head() is this request's (the access log names it)
+    return b;
+  }
   verdict v;
   v.kind = any_fired_ && p.detect_only ? verdict_kind::detect : verdict_kind::pass;
   v.consumed = consumed;
@@ -751,7 +755,11 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   v.head_complete = true;
   if (head_.chunked || head_.content_length > 0) body_start(st);
   upgrade_asked_ = asks_websocket(head_);
-  if (body_block_) return block(st, 400, consumed);
+  if (body_block_) {
+    verdict b = block(st, 400, consumed);
+    b.head_complete = true;
+    return b;
+  }
   if (head_.chunked) {
     stage_ = stage::body_chunked;
     return v;

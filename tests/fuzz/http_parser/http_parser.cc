@@ -1,7 +1,7 @@
 // Fuzz target: arbitrary bytes through the request-head parser, the path normaliser, the chunked
-// decoder and a full inspector (shipped rules, a path exclusion) fed in segments whose sizes come
-// from the input. Invariants: no crash, every call makes progress or ends the flow, consumed never
-// exceeds what was given, a normalised path is canonical (see check_path).
+// decoder, the response framer and a full inspector (shipped rules, a path exclusion) fed in
+// segments whose sizes come from the input. Invariants: no crash, every call makes progress or ends
+// the flow, consumed never exceeds what was given, a normalised path is canonical (see check_path).
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -102,6 +102,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (r.st != waf::chunked_decoder::status::need_more) break;
     check(r.consumed == k);
     off += k;
+  }
+  // The response framer (the access log's view of upstream answers), in segments: it always takes
+  // what it is given unless a response ends inside it, a response's size is the bytes it took,
+  // and once lost or a tunnel it stays so.
+  {
+    waf::response_framer f;
+    uint64_t since = 0;
+    bool gone = false;
+    for (size_t off = 0; off < n;) {
+      std::span<const char> piece(p + off, std::min(seg, n - off));
+      const auto r = f.feed(piece, (data[0] & 0x40) != 0);
+      check(r.used <= piece.size());
+      since += r.used;
+      using ev = waf::response_framer::event;
+      if (gone) check(r.ev == ev::lost || (r.ev == ev::none && !f.following()));
+      if (r.ev == ev::done || r.ev == ev::tunnel) {
+        check(r.bytes == since && r.status >= 100 && r.status <= 999);
+        since = 0;
+      } else {
+        check(r.used == piece.size());
+      }
+      if (r.ev == ev::lost || r.ev == ev::tunnel) gone = true;
+      off += r.used;
+      if (r.used == 0 && r.ev != ev::done) break;
+    }
+    f.close();
   }
   // The inspector, in segments.
   for (auto m : {waf::inspector::mode::http, waf::inspector::mode::raw}) {

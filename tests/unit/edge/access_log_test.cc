@@ -60,6 +60,32 @@ TEST(access_log, json_fields_follow_envoy) {
   EXPECT_EQ(j["waf_action"], "block");
 }
 
+// A request's line: Envoy's HTTP fields besides the connection's; hostile bytes stay valid JSON.
+TEST(access_log, request_lines_carry_the_http_fields) {
+  access_record r = sample(9);
+  r.request = true;
+  r.response_code = 404;
+  copy_cut(r.req.method, "GET");
+  copy_cut(r.req.path, "/a?b=\xff\x01\"" + std::string(400, 'p'));
+  copy_cut(r.req.authority, "shop.example");
+  r.req.minor_version = 0;
+  const auto j = nlohmann::json::parse(format_access_json(r));
+  EXPECT_EQ(j["method"], "GET");
+  const std::string path = j["path"];
+  // 0xff goes out as \u00ff (ASCII output), which reads back as U+00FF: two bytes in UTF-8.
+  EXPECT_EQ(path.substr(0, 9), "/a?b=\xc3\xbf\x01\"");
+  EXPECT_EQ(path.size(), r.req.path.size() - 1 + 1) << "cut to the field, not overrun";
+  EXPECT_EQ(j["protocol"], "HTTP/1.0");
+  EXPECT_EQ(j["response_code"], 404);
+  EXPECT_EQ(j["authority"], "shop.example");
+  EXPECT_TRUE(j["user_agent"].is_null());
+  // No response came: null, not 0.
+  r.response_code = 0;
+  EXPECT_TRUE(nlohmann::json::parse(format_access_json(r))["response_code"].is_null());
+  // A connection's line has none of them.
+  EXPECT_FALSE(nlohmann::json::parse(format_access_json(sample(9))).contains("method"));
+}
+
 TEST(access_log, long_strings_are_cut_not_overrun) {
   access_record r;
   r.set_sni(std::string(500, 'a'));

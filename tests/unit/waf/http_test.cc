@@ -194,3 +194,117 @@ TEST(chunked, refuses_bad_framing) {
 }
 
 }  // namespace
+
+// --- response_framer: where each upstream response ends (per-request access log lines) ----------
+
+namespace {
+
+using ev = waf::response_framer::event;
+
+struct framed {
+  std::vector<uint16_t> statuses;
+  std::vector<uint64_t> sizes;
+  ev last = ev::none;
+};
+
+// Feeds `stream` in pieces of `step` bytes; `heads` says, per response, whether it answers HEAD.
+framed frame(const std::string& stream, size_t step, std::vector<bool> heads = {},
+             bool closed = false) {
+  waf::response_framer f;
+  framed out;
+  for (size_t off = 0; off < stream.size();) {
+    std::span<const char> piece(stream.data() + off, std::min(step, stream.size() - off));
+    while (!piece.empty()) {
+      const size_t k = out.statuses.size();
+      const auto r = f.feed(piece, k < heads.size() && heads[k]);
+      EXPECT_LE(r.used, piece.size());
+      piece = piece.subspan(r.used);
+      out.last = r.ev;
+      if (r.ev == ev::done || r.ev == ev::tunnel) {
+        out.statuses.push_back(r.status);
+        out.sizes.push_back(r.bytes);
+      }
+      if (r.ev == ev::lost || r.used == 0) break;
+    }
+    off += step;
+    if (out.last == ev::lost) break;
+  }
+  if (closed) {
+    const auto r = f.close();
+    if (r.ev == ev::done) {
+      out.statuses.push_back(r.status);
+      out.sizes.push_back(r.bytes);
+    }
+    out.last = r.ev;
+  }
+  return out;
+}
+
+const std::string ok_len = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+const std::string chunked =
+    "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n0\r\nX-T: 1\r\n\r\n";
+
+}  // namespace
+
+TEST(response_framer, pipelined_responses_at_every_split) {
+  const std::string s = ok_len + chunked + "HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n" +
+                        "HTTP/1.0 304 Not Modified\r\nContent-Length: 99\r\n\r\n" + ok_len;
+  for (size_t step : {1, 2, 3, 7, 64, 4096}) {
+    const framed f = frame(s, step);
+    EXPECT_EQ(f.statuses, (std::vector<uint16_t>{200, 404, 204, 304, 200})) << "step " << step;
+    EXPECT_EQ(f.sizes,
+              (std::vector<uint64_t>{ok_len.size(), chunked.size(), 38, 49, ok_len.size()}))
+        << "step " << step;
+    EXPECT_EQ(f.last, ev::done);
+  }
+}
+
+TEST(response_framer, head_requests_and_interim_responses_have_no_body) {
+  // The answer to HEAD announces a length but sends no body; 100 Continue precedes the final one.
+  const std::string head_answer = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+  const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+  const framed f = frame(head_answer + cont + ok_len, 5, {true, false});
+  EXPECT_EQ(f.statuses, (std::vector<uint16_t>{200, 200}));
+  EXPECT_EQ(f.sizes, (std::vector<uint64_t>{head_answer.size(), cont.size() + ok_len.size()}));
+}
+
+TEST(response_framer, upgrade_becomes_a_tunnel) {
+  const std::string s =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello HTTP/1.1 200";
+  const framed f = frame(s, 9);
+  EXPECT_EQ(f.statuses, (std::vector<uint16_t>{101}));
+  EXPECT_EQ(f.last, ev::none);  // the frames after the head are not read as HTTP
+}
+
+TEST(response_framer, body_until_close) {
+  const std::string s = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it";
+  EXPECT_EQ(frame(s, 4).statuses, std::vector<uint16_t>{});
+  const framed f = frame(s, 4, {}, true);
+  EXPECT_EQ(f.statuses, (std::vector<uint16_t>{200}));
+  EXPECT_EQ(f.sizes, (std::vector<uint64_t>{s.size()}));
+  // A coding other than chunked is also read until the close.
+  EXPECT_EQ(frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxyz", 3, {}, true).statuses,
+            (std::vector<uint16_t>{200}));
+}
+
+TEST(response_framer, gives_up_on_what_it_cannot_follow) {
+  for (const std::string& s :
+       {std::string("SSH-2.0-OpenSSH\r\n\r\n"), std::string("HTTP/1.1 2x0 OK\r\n\r\n"),
+        std::string("HTTP/2 200\r\n\r\n"),
+        std::string("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+        std::string("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"),
+        std::string("HTTP/1.1 200 OK\r\nno colon\r\n\r\n"),
+        std::string("HTTP/1.1 200 OK\rX: y\r\n\r\n"),
+        std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")}) {
+    const framed f = frame(s, 3);
+    EXPECT_EQ(f.last, ev::lost) << s;
+    EXPECT_TRUE(f.statuses.empty()) << s;
+  }
+  // A head longer than the bound.
+  const std::string big = "HTTP/1.1 200 OK\r\nX: " + std::string(70000, 'a') + "\r\n\r\n";
+  EXPECT_EQ(frame(big, 4096).last, ev::lost);
+  // Cut short by the close: the response did not complete.
+  EXPECT_EQ(frame("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 4, {}, true).last, ev::lost);
+  // Nothing pending at the close: nothing to report.
+  EXPECT_EQ(frame(ok_len, 4, {}, true).last, ev::none);
+}

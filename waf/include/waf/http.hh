@@ -3,6 +3,7 @@
 // backend could read differently (request smuggling) is refused: conflicting or duplicate
 // Content-Length, Content-Length with Transfer-Encoding, codings other than "chunked", obs-fold,
 // bare LF, whitespace before the colon. No allocation: headers land in caller-provided storage.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -245,5 +246,61 @@ chunked_decoder::result chunked_decoder::feed(const char* in, size_t n, F&& on_d
   }
   return {s_ == state::done ? status::done : status::need_more, i, http_error::none};
 }
+
+// Follows an HTTP/1.x response stream (upstream to client) to find where each response ends, for
+// per-request access logs. It only observes: bytes are never changed or refused. Each response's
+// status and size come out as it completes; 1xx interim responses are skipped (101 ends framing:
+// the connection is a tunnel from there). A body is delimited as RFC 9112 §6.3 says: none for
+// HEAD, 1xx, 204 and 304; chunked; Content-Length; else until the connection closes. A stream it
+// cannot follow (a status line that is not HTTP/1.x NNN, a head over 64 KiB, a bad length or
+// chunk framing) makes it give up for good (`lost`). No allocation; about 200 bytes of state.
+class response_framer {
+ public:
+  enum class event : uint8_t {
+    none,    // every byte taken, the current response is not complete
+    done,    // a final response completed at `used`
+    tunnel,  // a 101 head completed at `used`: what follows is not HTTP
+    lost,    // gave up (now or earlier): the stream cannot be followed
+  };
+  struct result {
+    size_t used = 0;
+    event ev = event::none;
+    uint16_t status = 0;  // done, tunnel: the status code
+    uint64_t bytes = 0;   // done, tunnel: the response's bytes, head included
+  };
+  static constexpr uint32_t max_head = 64 * 1024;
+
+  // Feeds d; stops after one response completes (call again with the rest). `no_body`: the
+  // request this response answers was HEAD.
+  result feed(std::span<const char> d, bool no_body);
+  // The connection closed: a response delimited by the close completes here (event done), any
+  // other unfinished one is cut short (event lost).
+  result close();
+  bool following() const { return s_ != state::lost && s_ != state::tunnel; }
+  bool in_response() const { return bytes_ != 0; }  // some of a response was seen
+
+ private:
+  enum class state : uint8_t {
+    status_line,
+    header_line,
+    body_length,
+    body_chunked,
+    body_close,
+    tunnel,
+    lost
+  };
+  bool end_line(bool no_body, result& r);  // a complete head line in line_; false: lost
+  result complete(size_t used, event ev);
+  state s_ = state::status_line;
+  std::array<char, 96>
+      line_{};             // the start of the current head line (enough to read the fields used)
+  uint32_t line_len_ = 0;  // bytes of the line seen (line_ holds the first 96)
+  uint32_t head_bytes_ = 0;
+  uint64_t bytes_ = 0;      // of the current response
+  uint64_t remaining_ = 0;  // body_length
+  uint16_t status_ = 0;
+  bool has_length_ = false, chunked_ = false, saw_cr_ = false;
+  chunked_decoder chunks_;
+};
 
 }  // namespace waf

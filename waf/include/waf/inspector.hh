@@ -84,8 +84,10 @@ struct verdict {
       0;  // block: 403 (rules), 400 (malformed/smuggling, unparsable body), 413 (body limit)
   size_t consumed = 0;  // input bytes used; feed the rest again
   std::span<const char>
-      forward;                 // pass/detect: the bytes to send upstream now (head or body slice)
-  bool head_complete = false;  // this call completed the head (forward = the whole head)
+      forward;  // pass/detect: the bytes to send upstream now (head or body slice)
+  // This call completed and parsed the head: head() is this request's. Forward is the whole head,
+  // unless the verdict blocks (a head-phase rule, or a body that cannot be read).
+  bool head_complete = false;
   bool request_complete = false;  // the request ended at `consumed`; audit entries are final
 };
 

@@ -2,6 +2,8 @@
 // when a request is blocked, and what lands in the worker's audit ring.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -298,6 +300,68 @@ TEST_F(fixture, pipelined_requests_pass_in_order_then_an_attack_is_blocked) {
   auto recs = drain(ring);
   ASSERT_FALSE(recs.empty());
   EXPECT_EQ(recs[0].path_text(), "/search");
+}
+
+// The access log's per-request notes: one per request in order, with what the head said, the
+// bytes the WAF took, and the verdict; a blocked request's note carries the WAF's own answer.
+TEST_F(fixture, access_log_notes_each_request_with_its_verdict) {
+  edge::waf_conn_info li = info;
+  li.log_requests = true;
+  auto pol = bind(shipped());
+  for (size_t step : {1, 7, 4096}) {
+    auto made = edge::waf_conn::create(*w, pol, waf::inspector::mode::http, li);
+    ASSERT_TRUE(made.has_value());
+    edge::waf_conn& c = *made;
+    const std::string head_req = "HEAD /h HTTP/1.0\r\nHost: b\r\nUser-Agent: t/1\r\n\r\n";
+    auto o = drive(c, split(clean_get + clean_post + head_req + xss_get, step), false);
+    EXPECT_EQ(o.status, 403);
+    edge::request_log* rl = c.requests();
+    ASSERT_NE(rl, nullptr);
+    ASSERT_EQ(rl->size(), 4u) << "step " << step;
+    const edge::request_note& g = *rl->front();
+    EXPECT_STREQ(g.method.data(), "GET");
+    EXPECT_STREQ(g.path.data(), "/products?id=42&sort=price");
+    EXPECT_STREQ(g.authority.data(), "shop.example");
+    EXPECT_EQ(g.bytes_in, clean_get.size());
+    EXPECT_EQ(g.status, 0);
+    EXPECT_EQ(g.waf, edge::access_waf::pass);
+    EXPECT_NE(g.start_ns, 0u);
+    EXPECT_EQ(strlen(g.request_id.data()), 16u);
+    rl->pop_front();
+    EXPECT_STREQ(rl->front()->method.data(), "POST");
+    EXPECT_EQ(rl->front()->bytes_in, clean_post.size());
+    rl->pop_front();
+    const edge::request_note& h = *rl->front();
+    EXPECT_TRUE(h.head_method);
+    EXPECT_EQ(h.minor_version, 0);
+    EXPECT_STREQ(h.user_agent.data(), "t/1");
+    rl->pop_front();
+    const edge::request_note& x = *rl->front();
+    EXPECT_STREQ(x.path.data(), "/c?msg=%3Cscript%3Ealert(1)%3C/script%3E");
+    EXPECT_EQ(x.waf, edge::access_waf::block);
+    EXPECT_EQ(x.status, 403);
+    EXPECT_EQ(x.bytes_out, o.response.size());
+    EXPECT_STREQ(x.request_id.data(), o.request_id.c_str())
+        << "the line and the audit record share the id";
+  }
+  // Without log_requests there is no note (and no allocation for them).
+  auto plain = conn(pol);
+  EXPECT_EQ(plain.requests(), nullptr);
+  drain(ring);
+}
+
+// A request the parser refuses still gets a note: no method or path, the 400 it got.
+TEST_F(fixture, access_log_notes_a_request_refused_before_its_head_parsed) {
+  edge::waf_conn_info li = info;
+  li.log_requests = true;
+  auto made = edge::waf_conn::create(*w, bind(shipped()), waf::inspector::mode::http, li);
+  ASSERT_TRUE(made.has_value());
+  auto o = drive(*made, {"GET / HTTP/1.1\nHost: a\n\n"});
+  EXPECT_EQ(o.status, 400);
+  ASSERT_EQ(made->requests()->size(), 1u);
+  EXPECT_EQ(made->requests()->front()->status, 400);
+  EXPECT_STREQ(made->requests()->front()->method.data(), "");
+  drain(ring);
 }
 
 TEST_F(fixture, request_ids_are_unique_per_worker_and_carry_the_worker) {
