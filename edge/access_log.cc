@@ -83,7 +83,10 @@ std::string format_access_json(const access_record& r) {
   if (r.request) {  // Envoy's HTTP fields
     str_field(out, "method", r.req.method.data());
     str_field(out, "path", r.req.path.data());
-    str_field(out, "protocol", r.req.minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
+    str_field(out, "protocol",
+              r.req.minor_version == 0   ? "HTTP/1.0"
+              : r.req.minor_version == 1 ? "HTTP/1.1"
+                                         : "");
     field(out, "response_code");
     out += r.response_code == 0 ? "null" : std::to_string(r.response_code);
     str_field(out, "authority", r.req.authority.data());
@@ -241,6 +244,13 @@ void access_log::append_metrics(std::string& out) const {
       out, "edge_access_log_ring_full_total", "counter",
       "Access log records dropped because a worker's ring was full (the worker never waits).");
   prom_text::sample(out, "edge_access_log_ring_full_total", "", static_cast<double>(full_drops()));
+  uint64_t unlogged = 0;
+  for (const auto& r : rings_) unlogged += r->unlogged();
+  prom_text::header(out, "edge_access_log_requests_unlogged_total", "counter",
+                    "Pipelined requests that got no access log line: more than 4 were waiting for "
+                    "their responses on one connection.");
+  prom_text::sample(out, "edge_access_log_requests_unlogged_total", "",
+                    static_cast<double>(unlogged));
 }
 
 }  // namespace edge

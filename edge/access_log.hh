@@ -37,9 +37,9 @@ struct request_note {
   uint64_t first_byte_ns = 0;                // the response's first byte
   uint64_t bytes_in = 0;                     // request bytes (head and body) the WAF took
   uint64_t bytes_out = 0;                    // edge's own answer (status != 0)
-  uint16_t status = 0;       // edge's own answer (400, 403, 413, 429); 0: upstream's
-  bool head_method = false;  // HEAD: the response has no body
-  uint8_t minor_version = 1;
+  uint16_t status = 0;          // edge's own answer (400, 403, 413, 429); 0: upstream's
+  bool head_method = false;     // HEAD: the response has no body
+  uint8_t minor_version = 255;  // HTTP/1.x; 255: no head was parsed (protocol null)
   access_waf waf = access_waf::pass;
   access_limit limit = access_limit::none;
   std::array<char, 12> method{};
@@ -56,7 +56,10 @@ class request_log {
   static constexpr size_t depth = 4;
   request_note* begin() {
     if (n_ == depth) {
+      // Its response would then be matched to the next request noted: stop matching. The ones
+      // waiting are written at the connection's end, with no status.
       ++overflow_;
+      lost = true;
       return nullptr;
     }
     request_note& r = q_[(head_ + n_++) % depth];
@@ -73,7 +76,7 @@ class request_log {
   size_t size() const { return n_; }
   uint64_t overflow() const { return overflow_; }
   waf::response_framer framer;
-  bool lost = false;  // the framer gave up: the rest are logged at the connection's end
+  bool lost = false;  // the framer gave up, or the FIFO overflowed: the rest are logged at the end
 
  private:
   std::array<request_note, depth> q_{};
@@ -150,6 +153,11 @@ class access_ring {
   bool push(const access_record& r);  // false (and counted) when full
   size_t pop(access_record* out, size_t max);
   uint64_t full_drops() const { return full_.load(std::memory_order_relaxed); }
+  // Requests that got no line: past request_log::depth waiting on their connection (producer).
+  void count_unlogged(uint64_t n) {
+    unlogged_.store(unlogged_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t unlogged() const { return unlogged_.load(std::memory_order_relaxed); }
   uint64_t pushed() const { return pushed_.load(std::memory_order_relaxed); }
 
  private:
@@ -157,7 +165,7 @@ class access_ring {
   size_t mask_;
   alignas(64) std::atomic<uint64_t> head_{0};  // written by the producer
   alignas(64) std::atomic<uint64_t> tail_{0};  // written by the consumer
-  alignas(64) std::atomic<uint64_t> full_{0}, pushed_{0};
+  alignas(64) std::atomic<uint64_t> full_{0}, pushed_{0}, unlogged_{0};
 };
 
 // Access log counters, declared once: member, metric name, help.

@@ -128,13 +128,16 @@ void relay::log_access(conn& rc) {
   // Requests still waiting: answered by edge itself (a block, a limit), or never answered.
   if (rc.waf) {
     if (request_log* rl = rc.waf->requests()) {
-      if (!rl->lost) {  // a response that ran until the close completes now
+      // A response delimited by the close completes only if the upstream closed and every byte
+      // reached the client; cut short by a reset or an error, it did not complete.
+      if (!rl->lost && rc.upstream_fin_sent) {
         const auto r = rl->framer.close();
         if (r.ev == waf::response_framer::event::done && rl->front() != nullptr) {
           log_request(rc, *rl->front(), r.status, static_cast<int64_t>(r.bytes), "");
           rl->pop_front();
         }
       }
+      if (rl->overflow() != 0) alog_->count_unlogged(rl->overflow());
       for (request_note* n; (n = rl->front()) != nullptr; rl->pop_front())
         log_request(rc, *n, n->status, n->status != 0 ? static_cast<int64_t>(n->bytes_out) : 0,
                     end);

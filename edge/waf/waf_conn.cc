@@ -156,8 +156,10 @@ void waf_conn::note_head() {
 }
 
 request_note* waf_conn::note_for_block() {
-  if (!reqlog_) return nullptr;
-  if (request_note* r = note_current()) return r;
+  // Noted already (null: its response came and its line is written), or a WebSocket tunnel's
+  // frame, which is no request: no new note.
+  if (!reqlog_ || in_->tunnel_open()) return nullptr;
+  if (req_noted_) return note_current();
   request_note* r = reqlog_->begin();  // refused before its head parsed (400, 431, 413)
   if (r == nullptr) return nullptr;
   req_noted_ = true;

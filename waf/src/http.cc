@@ -300,8 +300,9 @@ bool response_framer::end_line(bool no_body, result& r) {
       r = complete(0, event::done);
       return true;
     }
-    if (chunked_) {
-      s_ = state::body_chunked;
+    // Transfer-Encoding overrides Content-Length, wherever each came (RFC 9112 §6.3).
+    if (saw_te_) {
+      s_ = chunked_ ? state::body_chunked : state::body_close;
     } else if (has_length_) {
       s_ = state::body_length;
       if (remaining_ == 0) r = complete(0, event::done);
@@ -327,12 +328,14 @@ bool response_framer::end_line(bool no_body, result& r) {
     has_length_ = true;
     remaining_ = v;
   } else if (iequals(name, "transfer-encoding")) {
-    // Only "chunked" last is framed by chunks; any other coding is read until the close.
+    // Only "chunked" last is framed by chunks; any other coding is read until the close. A line
+    // cut by line_ hides its last coding: cannot follow.
+    if (line_len_ > line_.size()) return false;
     const size_t comma = value.rfind(',');
     std::string_view last = comma == std::string_view::npos ? value : value.substr(comma + 1);
     while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
-    chunked_ = line_len_ <= line_.size() && iequals(last, "chunked");
-    if (!chunked_) has_length_ = false;
+    saw_te_ = true;
+    chunked_ = iequals(last, "chunked");
   }
   return true;
 }

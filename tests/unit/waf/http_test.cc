@@ -287,6 +287,19 @@ TEST(response_framer, body_until_close) {
             (std::vector<uint16_t>{200}));
 }
 
+TEST(response_framer, transfer_encoding_overrides_content_length_in_either_order) {
+  for (const std::string& h : {std::string("Transfer-Encoding: gzip\r\nContent-Length: 3\r\n"),
+                               std::string("Content-Length: 3\r\nTransfer-Encoding: gzip\r\n")}) {
+    const std::string s = "HTTP/1.1 200 OK\r\n" + h + "\r\nabcdefgh";
+    EXPECT_EQ(frame(s, 5).statuses, std::vector<uint16_t>{}) << h;  // not done after 3 bytes
+    EXPECT_EQ(frame(s, 5, {}, true).sizes, (std::vector<uint64_t>{s.size()})) << h;
+  }
+  // A Transfer-Encoding line too long to read its last coding: cannot follow.
+  const std::string longte = "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + std::string(100, 'x') +
+                             ", chunked\r\n\r\n0\r\n\r\n";
+  EXPECT_EQ(frame(longte, 7).last, ev::lost);
+}
+
 TEST(response_framer, gives_up_on_what_it_cannot_follow) {
   for (const std::string& s :
        {std::string("SSH-2.0-OpenSSH\r\n\r\n"), std::string("HTTP/1.1 2x0 OK\r\n\r\n"),

@@ -299,7 +299,7 @@ class response_framer {
   uint64_t bytes_ = 0;      // of the current response
   uint64_t remaining_ = 0;  // body_length
   uint16_t status_ = 0;
-  bool has_length_ = false, chunked_ = false, saw_cr_ = false;
+  bool has_length_ = false, chunked_ = false, saw_te_ = false, saw_cr_ = false;
   chunked_decoder chunks_;
 };
 

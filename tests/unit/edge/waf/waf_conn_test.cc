@@ -361,6 +361,32 @@ TEST_F(fixture, access_log_notes_a_request_refused_before_its_head_parsed) {
   ASSERT_EQ(made->requests()->size(), 1u);
   EXPECT_EQ(made->requests()->front()->status, 400);
   EXPECT_STREQ(made->requests()->front()->method.data(), "");
+  EXPECT_EQ(made->requests()->front()->minor_version, 255) << "no head: protocol unknown";
+  drain(ring);
+}
+
+// A request whose response already came (its line written, its note gone) gets no second, bare
+// note when its body is then refused; more than request_log::depth waiting stops the matching.
+TEST_F(fixture, access_log_notes_once_and_stops_matching_past_its_depth) {
+  edge::waf_conn_info li = info;
+  li.log_requests = true;
+  auto made = edge::waf_conn::create(*w, bind(shipped()), waf::inspector::mode::http, li);
+  ASSERT_TRUE(made.has_value());
+  auto o = drive(*made, {clean_post.substr(0, clean_post.size() - 5)}, false);
+  ASSERT_EQ(made->requests()->size(), 1u);
+  made->requests()->pop_front();  // the upstream answered early; the relay wrote its line
+  auto fin = made->finish();
+  EXPECT_EQ(fin.status, 400) << "the body was cut short";
+  EXPECT_EQ(made->requests()->size(), 0u) << "no second line for the same request";
+
+  auto many = edge::waf_conn::create(*w, bind(shipped()), waf::inspector::mode::http, li);
+  ASSERT_TRUE(many.has_value());
+  std::string six;
+  for (int i = 0; i < 6; ++i) six += clean_get;
+  drive(*many, {six}, false);
+  EXPECT_EQ(many->requests()->size(), edge::request_log::depth);
+  EXPECT_EQ(many->requests()->overflow(), 2u);
+  EXPECT_TRUE(many->requests()->lost) << "responses can no longer be matched to requests";
   drain(ring);
 }
 
