@@ -8,16 +8,6 @@
 
 namespace edge {
 
-namespace {
-
-uint64_t now_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-}  // namespace
-
 void relay::set_access_ring(access_ring* r) {
   alog_ = r;
   alog_start_ = r != nullptr ? std::make_unique<access_start[]>(n_slots_) : nullptr;
@@ -32,18 +22,18 @@ void relay::log_accept(const conn& rc, const l4::tcp::conn_info& info) {
   a.vip = info.local;
   a.vip_port = info.local_port;
   a.listener = info.listener;
-  a.start_unix_us = now_ns(CLOCK_REALTIME) / 1000;
-  a.start_ns = now_ns(CLOCK_MONOTONIC);
+  a.start_unix_us = clock_now_ns(CLOCK_REALTIME) / 1000;
+  a.start_ns = clock_now_ns(CLOCK_MONOTONIC);
 }
 
 void relay::log_step(const conn& rc, uint64_t access_start::*step) {
   if (access_start* a = log_slot(rc); a != nullptr && a->*step == 0)
-    a->*step = now_ns(CLOCK_MONOTONIC);
+    a->*step = clock_now_ns(CLOCK_MONOTONIC);
 }
 
 // What a connection's and its requests' lines share: who, where, the service, the upstream, TLS.
 void relay::fill_access(const conn& rc, access_record& r) const {
-  r.end_unix_us = now_ns(CLOCK_REALTIME) / 1000;
+  r.end_unix_us = clock_now_ns(CLOCK_REALTIME) / 1000;
   const size_t slot = static_cast<size_t>(&rc - slots_.get());
   if (slot < n_slots_ && alog_start_[slot].start_ns != 0) {
     const access_start& a = alog_start_[slot];
@@ -82,7 +72,7 @@ void relay::log_request(const conn& rc, const request_note& n, uint16_t status, 
   r.req = n;
   r.response_code = status;
   r.start_unix_us = n.start_unix_us;
-  const uint64_t now = now_ns(CLOCK_MONOTONIC);
+  const uint64_t now = clock_now_ns(CLOCK_MONOTONIC);
   r.duration_us = now >= n.start_ns ? static_cast<int64_t>((now - n.start_ns) / 1000) : -1;
   if (n.first_byte_ns >= n.start_ns && n.first_byte_ns != 0)
     r.first_byte_us = static_cast<int64_t>((n.first_byte_ns - n.start_ns) / 1000);
@@ -104,7 +94,7 @@ void relay::log_responses(conn& rc, std::span<const std::byte> sent) {
   while (!d.empty()) {
     request_note* f = rl->front();
     if (f != nullptr && f->first_byte_ns == 0 && f->status == 0)
-      f->first_byte_ns = now_ns(CLOCK_MONOTONIC);
+      f->first_byte_ns = clock_now_ns(CLOCK_MONOTONIC);
     const auto r = rl->framer.feed(d, f != nullptr && f->head_method);
     d = d.subspan(r.used);
     if (r.ev == waf::response_framer::event::lost) {
@@ -148,7 +138,7 @@ void relay::log_access(conn& rc) {
   const size_t slot = static_cast<size_t>(&rc - slots_.get());
   if (slot < n_slots_ && alog_start_[slot].start_ns != 0) {
     access_start& a = alog_start_[slot];
-    r.duration_us = static_cast<int64_t>((now_ns(CLOCK_MONOTONIC) - a.start_ns) / 1000);
+    r.duration_us = static_cast<int64_t>((clock_now_ns(CLOCK_MONOTONIC) - a.start_ns) / 1000);
     // Envoy's step durations are from the start; a step that did not happen stays null.
     auto since = [&](uint64_t t) {
       return t >= a.start_ns ? int64_t((t - a.start_ns) / 1000) : -1;

@@ -116,21 +116,11 @@ common::result<waf_conn> waf_conn::create(waf_worker& w,
   return c;
 }
 
-namespace {
-
-uint64_t clock_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-}  // namespace
-
 void waf_conn::note_bytes(size_t n) {
   if (!reqlog_ || n == 0) return;
   if (req_bytes_ == 0) {  // the request's first byte
-    req_start_ns_ = clock_ns(CLOCK_MONOTONIC);
-    req_start_unix_us_ = clock_ns(CLOCK_REALTIME) / 1000;
+    req_start_ns_ = clock_now_ns(CLOCK_MONOTONIC);
+    req_start_unix_us_ = clock_now_ns(CLOCK_REALTIME) / 1000;
   }
   req_bytes_ += n;
   if (request_note* r = note_current()) r->bytes_in = req_bytes_;
@@ -142,8 +132,9 @@ void waf_conn::note_head() {
   if (r == nullptr) return;  // too many waiting: this one goes unlogged (counted)
   req_noted_ = true;
   const waf::request_head& h = in_->head();
-  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_ns(CLOCK_MONOTONIC);
-  r->start_unix_us = req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_ns(CLOCK_REALTIME) / 1000;
+  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_now_ns(CLOCK_MONOTONIC);
+  r->start_unix_us =
+      req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_now_ns(CLOCK_REALTIME) / 1000;
   r->bytes_in = req_bytes_;
   r->head_method = h.method == "HEAD";
   r->minor_version = h.minor_version;
@@ -163,8 +154,9 @@ request_note* waf_conn::note_for_block() {
   request_note* r = reqlog_->begin();  // refused before its head parsed (400, 431, 413)
   if (r == nullptr) return nullptr;
   req_noted_ = true;
-  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_ns(CLOCK_MONOTONIC);
-  r->start_unix_us = req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_ns(CLOCK_REALTIME) / 1000;
+  r->start_ns = req_start_ns_ != 0 ? req_start_ns_ : clock_now_ns(CLOCK_MONOTONIC);
+  r->start_unix_us =
+      req_start_unix_us_ != 0 ? req_start_unix_us_ : clock_now_ns(CLOCK_REALTIME) / 1000;
   r->bytes_in = req_bytes_;
   copy_cut(r->request_id, request_id());
   return r;

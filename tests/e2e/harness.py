@@ -325,6 +325,16 @@ def http_request(ns, url, extra=(), timeout=5):
     return status, hdrs, body
 
 
+def wait_until(pred, secs, step=0.05):
+    """Polls `pred` until it is true (True) or `secs` pass (False)."""
+    end = time.time() + secs
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
 def write_atomically(path, text):
     """Writes `path` through a rename, as editors and ConfigMap updates do (one inotify event)."""
     tmp = path + ".tmp"

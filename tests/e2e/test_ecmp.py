@@ -167,17 +167,8 @@ def next_hops(vip):
     return sorted(set(re.findall(r"via (\S+)", out)))
 
 
-def wait_for(pred, secs):
-    end = time.time() + secs
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 both = [f"{NET}.1.10", f"{NET}.2.10"]
-ok = wait_for(lambda: next_hops(VIP_T) == both and next_hops(VIP_L4) == both, 40)
+ok = h.wait_until(lambda: next_hops(VIP_T) == both and next_hops(VIP_L4) == both, 40)
 c.that(ok, f"the router has one ECMP route per VIP over both nodes: {VIP_T} via {next_hops(VIP_T)}, "
            f"{VIP_L4} via {next_hops(VIP_L4)}")
 if not ok:
@@ -289,7 +280,7 @@ t0 = time.time()
 r = edgeds[N].edgectl("drain")
 c.that(r.returncode == 0, f"edgectl drain on node {N + 1}: {r.stdout.strip()} {r.stderr.strip()}")
 survivor = [f"{NET}.{S + 1}.10"]
-gone = wait_for(lambda: next_hops(VIP_T) == survivor and next_hops(VIP_L4) == survivor, GRACE_MS / 1000)
+gone = h.wait_until(lambda: next_hops(VIP_T) == survivor and next_hops(VIP_L4) == survivor, GRACE_MS / 1000)
 took = time.time() - t0
 c.that(gone, f"node {N + 1}'s routes are withdrawn within the grace period: {took:.2f} s "
              f"(now {VIP_T} via {next_hops(VIP_T)}, {VIP_L4} via {next_hops(VIP_L4)})")
