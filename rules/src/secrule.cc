@@ -137,6 +137,15 @@ struct skip {
   std::string reason;
 };
 
+// A tx variable a rule's setvar builds from its capture groups (`setvar:'tx.ext=.%{tx.1}/'`), for
+// the chained condition that reads it. A name with a macro in it (`tx.header_name_%{tx.0}`) is
+// one variable per field: kept as its prefix.
+struct tx_capture {
+  std::string name;  // lowercase, without "tx."
+  bool prefix = false;
+  std::vector<waf::value_part> value;
+};
+
 struct pending {
   waf::rule r;
   bool skipped = false;
@@ -144,6 +153,10 @@ struct pending {
   int score = -1;  // from setvar
   bool disruptive = false;
   std::vector<std::string> notes;
+  // The previous directive of the chain captured (`capture` on a regex): TX:0..9 and the tx
+  // variables it built from them are what a chained condition on TX may read.
+  bool captured = false;
+  std::vector<tx_capture> captures;
 };
 
 class importer {
@@ -154,10 +167,13 @@ class importer {
 
  private:
   std::optional<std::string> expand(const std::string& s, std::string& why) const;
+  std::optional<std::vector<waf::value_part>> parts(const std::string& s, std::string& why) const;
   void collect_setvars(const std::vector<action_item>& acts);
   bool build_condition(const directive& d, const std::string& dir, waf::condition& c,
                        std::string& why, std::vector<std::string>& notes,
-                       const waf::condition* prev);
+                       const waf::condition* prev, const pending* chain);
+  bool derive_from_tx(const std::string& key, const pending& chain, waf::condition& c,
+                      std::string& why) const;
   void finish(pending& p);
 
   std::string set_;
@@ -202,6 +218,84 @@ std::optional<std::string> importer::expand(const std::string& s, std::string& w
     i = e + 1;
   }
   return out;
+}
+
+// A macro string with request-time parts: %{tx.N} (a capture group of the previous condition),
+// %{request_headers.NAME}; %{tx.name} (a configuration value) is expanded now.
+std::optional<std::vector<waf::value_part>> importer::parts(const std::string& s,
+                                                            std::string& why) const {
+  std::vector<waf::value_part> out;
+  size_t total = 0;
+  auto text = [&](std::string_view t) {
+    if (t.empty()) return;
+    total += t.size();
+    if (!out.empty() && out.back().k == waf::value_part::kind::text)
+      out.back().text += t;
+    else
+      out.push_back({waf::value_part::kind::text, 0, std::string(t)});
+  };
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t m = s.find("%{", i);
+    if (m == std::string::npos) {
+      text(std::string_view(s).substr(i));
+      break;
+    }
+    text(std::string_view(s).substr(i, m - i));
+    size_t e = s.find('}', m);
+    if (e == std::string::npos) {
+      why = "unterminated macro";
+      return std::nullopt;
+    }
+    std::string name = lower(s.substr(m + 2, e - m - 2));
+    if (name.size() == 4 && name.starts_with("tx.") &&
+        std::isdigit(static_cast<unsigned char>(name[3]))) {
+      out.push_back({waf::value_part::kind::group, static_cast<uint8_t>(name[3] - '0'), {}});
+    } else if (name.starts_with("request_headers.") && name.size() > 16) {
+      out.push_back({waf::value_part::kind::header, 0, name.substr(16)});
+    } else {
+      auto ex = expand(s.substr(m, e - m + 1), why);
+      if (!ex) return std::nullopt;
+      text(*ex);
+    }
+    if (total > max_expansion) {
+      why = "macro expansion longer than " + std::to_string(max_expansion) + " bytes";
+      return std::nullopt;
+    }
+    i = e + 1;
+  }
+  return out;
+}
+
+// A condition on TX after a capturing condition: TX:N is group N; TX:name (or TX:/^prefix/) a
+// variable the capturing condition's setvar built.
+bool importer::derive_from_tx(const std::string& key, const pending& chain, waf::condition& c,
+                              std::string& why) const {
+  std::string k = lower(key);
+  if (k.size() == 1 && std::isdigit(static_cast<unsigned char>(k[0]))) {
+    c.derive = {{waf::value_part::kind::group, static_cast<uint8_t>(k[0] - '0'), {}}};
+    return true;
+  }
+  bool rx = k.size() >= 2 && k.front() == '/' && k.back() == '/';
+  if (rx) {  // only a literal prefix: /^header_name_/, /rfi_parameter_.*/
+    k = k.substr(1, k.size() - 2);
+    if (k.starts_with("^")) k.erase(0, 1);
+    if (k.ends_with(".*")) k.resize(k.size() - 2);
+    if (k.empty() || !std::all_of(k.begin(), k.end(), [](char ch) {
+          return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+        })) {
+      why = "regex variable key TX:" + key;
+      return false;
+    }
+  }
+  for (const auto& cap : chain.captures) {
+    if (rx ? cap.name.starts_with(k) : (!cap.prefix && cap.name == k)) {
+      c.derive = cap.value;
+      return true;
+    }
+  }
+  why = "variable TX:" + key + " not built by the previous condition's capture";
+  return false;
 }
 
 // Defaults of tx.* variables (CRS 901 sets them with setvar when the operator did not): the first
@@ -273,7 +367,7 @@ constexpr const char* droppable[] = {"XML", "FILES_TMPNAMES", "FILES_TMP_CONTENT
 
 bool importer::build_condition(const directive& d, const std::string& dir, waf::condition& c,
                                std::string& why, std::vector<std::string>& notes,
-                               const waf::condition* prev) {
+                               const waf::condition* prev, const pending* chain) {
   if (d.args.size() < 2) {
     why = "malformed SecRule";
     return false;
@@ -290,9 +384,26 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     opname = opstr.substr(1, sp == std::string::npos ? std::string::npos : sp - 1);
     oparg = sp == std::string::npos ? std::string() : opstr.substr(sp + 1);
   }
-  auto ex = expand(oparg, why);
-  if (!ex) return false;
-  oparg = *ex;
+  // A condition on TX right after a capture is derived from it (condition::derive); its operand
+  // may then be built at request time.
+  std::string vl = d.args[0];
+  bool on_capture = chain && chain->captured && prev && upper(vl).starts_with("TX:") &&
+                    vl.find('|') == std::string::npos;
+  if (on_capture) {
+    auto ps = parts(oparg, why);
+    if (!ps) return false;
+    bool runtime = std::any_of(ps->begin(), ps->end(), [](const waf::value_part& p) {
+      return p.k != waf::value_part::kind::text;
+    });
+    if (runtime)
+      c.operand = std::move(*ps);
+    else
+      oparg = ps->empty() ? std::string() : ps->front().text;
+  } else {
+    auto ex = expand(oparg, why);
+    if (!ex) return false;
+    oparg = *ex;
+  }
   if (opname == "rx") {
     c.oper = waf::op::rx;
     c.args = {oparg};
@@ -395,6 +506,22 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
       return false;
     }
     c.count = counted;
+    if (on_capture && !counted) {
+      if (!derive_from_tx(v.substr(3), *chain, c, why)) return false;
+      std::string pwhy;
+      if (!waf::check_pcre2(prev->args[0], prev->caseless, &pwhy)) {
+        why = "capture pattern rejected by PCRE2: " + pwhy;
+        return false;
+      }
+      c.selectors = prev->selectors;  // the fields the capture ran on
+      for (const auto& sel : prev->selectors)
+        if (sel.name.empty() && sel.where != waf::target::path_decoded &&
+            sel.where != waf::target::uri_decoded && sel.where != waf::target::method)
+          notes.push_back(
+              "TX from capture tested on every field the capture held on "
+              "(ModSecurity: the last)");
+      continue;
+    }
     if (counted && upper(v).starts_with("ARGS"))
       notes.push_back("&" + v + " counts the query's arguments");
     size_t colon = v.find(':');
@@ -531,7 +658,12 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   std::string msg;
   // Every pattern is tried (check_regex remembers answers): one Hyperscan rejects in prefilter mode
   // too would otherwise fail the whole rule set's compile.
-  if (c.oper == waf::op::rx) {
+  if (c.oper == waf::op::rx && c.derived()) {  // run by PCRE2 on the built value
+    if (!waf::check_pcre2(c.args[0], c.caseless, &msg)) {
+      why = "pattern rejected by PCRE2: " + msg;
+      return false;
+    }
+  } else if (c.oper == waf::op::rx) {
     auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
     if (sup == waf::pattern_support::rejected) {
       why = "pattern rejected by Hyperscan: " + msg;
@@ -651,13 +783,37 @@ common::result<void> importer::file(const std::string& path) {
       if (!d.args.empty() && upper(d.args[0]).starts_with("MATCHED_VAR") && !prev) {
         p.skipped = true;
         p.reason = "MATCHED_VAR(S) outside a chain";
-      } else if (!build_condition(d, dir, c, why, p.notes, prev)) {
+      } else if (!build_condition(d, dir, c, why, p.notes, prev, &p)) {
         p.skipped = true;
         p.reason = why;
       } else {
         p.r.conditions.push_back(std::move(c));
       }
     }
+    // What this directive captures, for the next condition of the chain.
+    p.captured = !p.skipped && !p.r.conditions.empty() &&
+                 p.r.conditions.back().oper == waf::op::rx && !p.r.conditions.back().negate &&
+                 !p.r.conditions.back().count && !p.r.conditions.back().derived() &&
+                 std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "capture"; });
+    p.captures.clear();
+    for (const auto& a : acts) {
+      if (!p.captured || a.key != "setvar") continue;
+      size_t eq = a.value.find('=');
+      if (eq == std::string::npos || !lower(a.value).starts_with("tx.")) continue;
+      std::string val = a.value.substr(eq + 1), why;
+      if (val.starts_with("+") || val.starts_with("-")) continue;
+      auto ps = parts(val, why);
+      if (!ps) continue;
+      tx_capture cap;
+      cap.name = lower(trim(a.value.substr(3, eq - 3)));
+      if (size_t m = cap.name.find("%{"); m != std::string::npos) {
+        cap.name.resize(m);
+        cap.prefix = true;
+      }
+      cap.value = std::move(*ps);
+      if (!cap.value.empty()) p.captures.push_back(std::move(cap));
+    }
+
     for (const auto& a : acts) {
       if (a.key == "setvar") {
         std::string v = lower(a.value);

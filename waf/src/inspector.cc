@@ -256,20 +256,77 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
   }
   set_bit(cond_matched_, e.condition);
   if (cc.field_slot >= 0) field_sets_[cc.field_slot] |= fbit;
-  hit& h = hits_[n_hits_++ % hit_ring];
-  h.condition = e.condition;
-  h.where = x.where;
-  h.confirm_error = confirm_error;
-  copy_bounded(h.field, sizeof h.field, h.field_len, x.name);
   size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
   end = std::min(end, x.len);
-  size_t start = end > sizeof h.excerpt ? end - sizeof h.excerpt : 0;
-  copy_bounded(h.excerpt, sizeof h.excerpt, h.excerpt_len,
-               std::string_view(x.data + start, end - start));
+  size_t start = end > sizeof(hit::excerpt) ? end - sizeof(hit::excerpt) : 0;
+  record_hit(e.condition, x, std::string_view(x.data + start, end - start), confirm_error);
   if (!bit(rule_candidate_, e.rule)) {
     set_bit(rule_candidate_, e.rule);
     candidates_.push_back(e.rule);
   }
+  if (cc.derived_next >= 0) derive_on(x, cc, fbit);
+}
+
+void inspector::record_hit(uint32_t condition, const scan_ctx& x, std::string_view excerpt,
+                           bool confirm_error) {
+  hit& h = hits_[n_hits_++ % hit_ring];
+  h.condition = condition;
+  h.where = x.where;
+  h.confirm_error = confirm_error;
+  copy_bounded(h.field, sizeof h.field, h.field_len, x.name);
+  copy_bounded(h.excerpt, sizeof h.excerpt, h.excerpt_len, excerpt);
+}
+
+// ModSecurity's capture: prev's regex ran on this field (x.data, after prev's transformations);
+// its groups, literal text and request headers make the derived condition's value (and operand,
+// if that is built at request time), in the worker's buf_d. Both are cut at half the buffer.
+void inspector::derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit) {
+  const uint32_t di = static_cast<uint32_t>(prev.derived_next);
+  const compiled_condition& dc = rs_->conditions()[di];
+  if (bit(cond_matched_, di) && (field_sets_[dc.field_slot] & fbit)) return;
+  worker_scratch& ws = *x.ws;
+  int rc = pcre2_match(prev.capture.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0,
+                       ws.match_data(), ws.match_context());
+  if (rc == PCRE2_ERROR_NOMATCH) return;  // a prefilter superset PCRE2 does not confirm
+  bool error = rc < 0;
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(ws.match_data());
+  const size_t pairs = rc > 0 ? static_cast<size_t>(rc) : worker_scratch::captures;
+  constexpr size_t half = worker_scratch::buffer_bytes / 2;
+  auto build = [&](const std::vector<value_part>& parts, char* out) {
+    size_t n = 0;
+    auto put = [&](std::string_view v) {
+      size_t k = std::min(v.size(), half - n);
+      if (k) std::memcpy(out + n, v.data(), k);
+      n += k;
+    };
+    for (const value_part& p : parts) {
+      if (p.k == value_part::kind::text) {
+        put(p.text);
+      } else if (p.k == value_part::kind::header) {
+        put(head_.header(p.text));
+      } else if (!error && p.group < pairs && ov[2 * p.group] != PCRE2_UNSET &&
+                 ov[2 * p.group] <= ov[2 * p.group + 1] && ov[2 * p.group + 1] <= x.len) {
+        put(std::string_view(x.data + ov[2 * p.group], ov[2 * p.group + 1] - ov[2 * p.group]));
+      }
+    }
+    return n;
+  };
+  const condition& c = *dc.cond;
+  char* value = ws.buf_d();
+  size_t n = build(c.derive, value);
+  n = apply_transforms(c.transforms, value, n, half, ws.buf_c());
+  std::string_view operand = c.args[0];
+  if (!c.operand.empty()) operand = std::string_view(value + half, build(c.operand, value + half));
+  bool holds = true;
+  if (!error) {
+    holds = eval_derived_op(dc, std::string_view(value, n), operand, ws, &error);
+    if (!error && c.negate) holds = !holds;
+  }
+  if (error) x.st->confirm_errors.add();  // PCRE2 could not decide: fail closed, as a match
+  if (!holds) return;
+  set_bit(cond_matched_, di);
+  field_sets_[dc.field_slot] |= fbit;
+  record_hit(di, x, std::string_view(value, std::min<size_t>(n, sizeof(hit::excerpt))), error);
 }
 
 void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
@@ -651,9 +708,10 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
     uint64_t chain_fields = 0;
     for (size_t ci = 0; ci < r.conditions.size() && ok; ++ci) {
       const condition& c = r.conditions[ci];
-      if (c.on_matched) {  // MATCHED_VAR(S): on a field where the chain so far held
-        const auto& prev = rs_->conditions()[c0 + ci - 1];
-        if (!prev.cond->on_matched) chain_fields = field_sets_[prev.field_slot];
+      if (c.on_matched || c.derived()) {  // MATCHED_VAR(S), capture: on a field where the
+        const auto& prev = rs_->conditions()[c0 + ci - 1];  // chain so far held
+        if (!prev.cond->on_matched && !prev.cond->derived())
+          chain_fields = field_sets_[prev.field_slot];
         chain_fields &= field_sets_[rs_->conditions()[c0 + ci].field_slot];
         ok = chain_fields != 0;
         continue;

@@ -148,6 +148,32 @@ std::string rule_tag(const rule& r) {
   return "rule " + std::to_string(r.id) + ": ";
 }
 
+// condition::derive and condition::operand: what the inspector's capture step can evaluate.
+common::result<void> validate_derived(const rule& r, const condition& c) {
+  auto bad = [&](const std::string& m) { return common::fail(rule_tag(r) + m, where_of(r)); };
+  auto groups_ok = [](const std::vector<value_part>& ps) {
+    return std::all_of(ps.begin(), ps.end(), [](const value_part& p) {
+      return p.k != value_part::kind::group || p.group < worker_scratch::captures;
+    });
+  };
+  if (!c.derived()) {
+    if (!c.operand.empty()) return bad("an operand built at request time needs a derived value");
+    return {};
+  }
+  if (&c == &r.conditions[0]) return bad("the first condition cannot be derived from a capture");
+  const condition& prev = (&c)[-1];
+  if (prev.oper != op::rx || prev.negate || prev.count || prev.derived())
+    return bad("a derived condition follows a regex condition (not negated, counted or derived)");
+  for (const auto& s : prev.selectors)
+    if (is_stream_target(s.where)) return bad("captures come from block targets only");
+  if (c.on_matched || c.count) return bad("a derived condition is not also on_matched or counted");
+  if (c.oper == op::pm || c.oper == op::validate_byte_range)
+    return bad(std::string("operator ") + to_string(c.oper) + " on a derived value");
+  if (c.oper == op::rx && !c.operand.empty()) return bad("a regex cannot be built at request time");
+  if (!groups_ok(c.derive) || !groups_ok(c.operand)) return bad("capture group beyond 9");
+  return {};
+}
+
 common::result<void> validate(const rule& r) {
   if (r.id == 0) return common::fail("rule id must be a positive integer", where_of(r));
   if (r.conditions.empty()) return common::fail(rule_tag(r) + "has no condition", where_of(r));
@@ -166,6 +192,7 @@ common::result<void> validate(const rule& r) {
     if (c.on_matched && c.negate)
       return common::fail(rule_tag(r) + "a condition on the previous match cannot be negated",
                           where_of(r));
+    if (auto v = validate_derived(r, c); !v) return v;
     if (c.oper == op::validate_byte_range) {
       std::array<uint64_t, 4> b{};
       if (!parse_byte_ranges(c.args[0], b))
@@ -344,6 +371,24 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
 
 }  // namespace
 
+bool check_pcre2(const std::string& rx, bool caseless, std::string* message) {
+  int ec = 0;
+  PCRE2_SIZE eo = 0;
+  uint32_t f = PCRE2_DOTALL | PCRE2_MULTILINE | (caseless ? PCRE2_CASELESS : 0);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(rx.data()), rx.size(), f, &ec, &eo, nullptr);
+  if (code) {
+    pcre2_code_free(code);
+    return true;
+  }
+  if (message) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(ec, msg, sizeof msg);
+    *message = reinterpret_cast<char*>(msg);
+  }
+  return false;
+}
+
 pattern_support check_regex(const std::string& rx, bool caseless, std::string* message) {
   // A full single-pattern compile: hs_expression_info accepts patterns that later fail on resource
   // limits ("Pattern is too large"), which only prefilter mode gets past. Answers are remembered
@@ -402,6 +447,13 @@ uint64_t hash_rules(std::span<const rule> rules) {
       for (const auto& a : c.args) h.str(a);
       h.u64(c.transforms.size());
       for (transform t : c.transforms) h.u64(static_cast<uint64_t>(t));
+      for (const auto* parts : {&c.derive, &c.operand}) {
+        h.u64(parts->size());
+        for (const value_part& p : *parts) {
+          h.u64(static_cast<uint64_t>(p.k) | (uint64_t(p.group) << 8));
+          h.str(p.text);
+        }
+      }
     }
   }
   return h.h;
@@ -629,13 +681,15 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       cc.cond = &c;
       cc.rule = ri;
       cc.number = parse_number(c.args[0]);
-      if (c.on_matched) {
+      if (c.on_matched || c.derived()) {
         compiled_condition& prev = rs->conditions_.back();  // validate(): never the first condition
         if (prev.field_slot < 0) prev.field_slot = static_cast<int32_t>(rs->field_slots_++);
         cc.field_slot = static_cast<int32_t>(rs->field_slots_++);
+        if (c.derived()) prev.derived_next = static_cast<int32_t>(ci);
       }
       rs->conditions_.push_back(std::move(cc));
-      if (c.count) {  // evaluated from the parsed head, not scanned
+      if (c.derived()) continue;  // evaluated when the previous condition holds on a field
+      if (c.count) {              // evaluated from the parsed head, not scanned
         rs->count_conditions_.push_back(ci);
         continue;
       }
@@ -725,12 +779,11 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       prefiltered += pf[gi];
     }
   }
-  // PCRE2 confirm programs for every condition that has a prefiltered entry.
-  for (const entry& e : rs->entries_) {
-    if (!e.prefilter) continue;
-    if (loaded) ++prefiltered;
-    compiled_condition& cc = rs->conditions_[e.condition];
-    if (cc.confirm) continue;
+  // PCRE2 programs: confirms for every condition that has a prefiltered entry, the capture
+  // programs of conditions a derived one follows, and derived rx conditions' own.
+  auto pcre = [&](compiled_condition& cc, pcre2_code_ptr& out,
+                  const char* what) -> common::result<void> {
+    if (out) return {};
     const condition& c = *cc.cond;
     int ec = 0;
     PCRE2_SIZE eo = 0;
@@ -740,13 +793,27 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     if (!code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(ec, msg, sizeof msg);
-      return common::fail(
-          "rule " + std::to_string(R[e.rule].id) +
-              ": pattern rejected by Hyperscan and PCRE2: " + reinterpret_cast<char*>(msg),
-          R[e.rule].where);
+      return common::fail("rule " + std::to_string(R[cc.rule].id) + ": pattern rejected by " +
+                              what + ": " + reinterpret_cast<char*>(msg),
+                          R[cc.rule].where);
     }
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter still works
-    cc.confirm.reset(code);
+    out.reset(code);
+    return {};
+  };
+  for (const entry& e : rs->entries_) {
+    if (!e.prefilter) continue;
+    if (loaded) ++prefiltered;
+    compiled_condition& cc = rs->conditions_[e.condition];
+    if (auto r = pcre(cc, cc.confirm, "Hyperscan and PCRE2"); !r)
+      return common::unexpected(r.error());
+  }
+  for (auto& cc : rs->conditions_) {
+    if (cc.derived_next >= 0)
+      if (auto r = pcre(cc, cc.capture, "PCRE2 (capture)"); !r)
+        return common::unexpected(r.error());
+    if (cc.cond->derived() && cc.cond->oper == op::rx)
+      if (auto r = pcre(cc, cc.confirm, "PCRE2"); !r) return common::unexpected(r.error());
   }
   for (auto& g : rs->groups_) {
     if (!g.db) continue;
@@ -791,7 +858,8 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.a_ = std::make_unique<char[]>(buffer_bytes);
   w.b_ = std::make_unique<char[]>(buffer_bytes);
   w.c_ = std::make_unique<char[]>(buffer_bytes);
-  w.md_.reset(pcre2_match_data_create(1, nullptr));
+  w.d_ = std::make_unique<char[]>(buffer_bytes);
+  w.md_.reset(pcre2_match_data_create(captures, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
   w.mctx_.reset(pcre2_match_context_create(nullptr));
   if (!w.mctx_) return common::fail("pcre2_match_context_create failed");
@@ -890,6 +958,47 @@ bool eval_code_op(const compiled_condition& cc, std::string_view v) {
       return parse_number(v) <= cc.number;
     default:
       return false;
+  }
+}
+
+bool eval_derived_op(const compiled_condition& cc, std::string_view v, std::string_view operand,
+                     const worker_scratch& ws, bool* error) {
+  const condition& c = *cc.cond;
+  auto eq = [&](std::string_view a, std::string_view b) {
+    return c.caseless ? iequals(a, b) : a == b;
+  };
+  switch (c.oper) {
+    case op::within:
+      return operand.find(v) != std::string_view::npos;
+    case op::streq:
+      return eq(v, operand);
+    case op::begins_with:
+      return v.size() >= operand.size() && eq(v.substr(0, operand.size()), operand);
+    case op::ends_with:
+      return v.size() >= operand.size() && eq(v.substr(v.size() - operand.size()), operand);
+    case op::contains:
+      return v.find(operand) != std::string_view::npos;
+    case op::rx: {
+      int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(v.data()), v.size(), 0, 0,
+                           ws.match_data(), ws.match_context());
+      if (rc == PCRE2_ERROR_NOMATCH) return false;
+      if (rc < 0) *error = true;
+      return true;
+    }
+    case op::eq:
+      return parse_number(v) == parse_number(operand);
+    case op::ne:
+      return parse_number(v) != parse_number(operand);
+    case op::gt:
+      return parse_number(v) > parse_number(operand);
+    case op::ge:
+      return parse_number(v) >= parse_number(operand);
+    case op::lt:
+      return parse_number(v) < parse_number(operand);
+    case op::le:
+      return parse_number(v) <= parse_number(operand);
+    default:
+      return eval_code_op(cc, v);  // libinjection's detectors, the encoding validators
   }
 }
 

@@ -1,5 +1,6 @@
 // Fuzz target: arbitrary bytes through the request-head parser, the path normaliser, the chunked
-// decoder, the response framer and a full inspector (shipped rules, a path exclusion) fed in
+// decoder, the response framer and a full inspector (shipped rules, the capture-chain importer
+// data file so derived conditions run on hostile fields, a path exclusion) fed in
 // segments whose sizes come from the input. Invariants: no crash, every call makes progress or ends
 // the flow, consumed never exceeds what was given, a normalised path is canonical (see check_path).
 #include <cstdint>
@@ -10,10 +11,14 @@
 #include <vector>
 
 #include "rules/loader.hh"
+#include "rules/secrule.hh"
 #include "waf/inspector.hh"
 
 #ifndef FUZZ_RULES_DIR
 #error "FUZZ_RULES_DIR must name rules/shipped"
+#endif
+#ifndef FUZZ_CAPTURE_CONF
+#error "FUZZ_CAPTURE_CONF must name tests/unit/rules/secrule/capture.conf"
 #endif
 
 namespace {
@@ -27,6 +32,9 @@ struct state {
 state* init() {
   auto rs = rules::load_rules_dir(FUZZ_RULES_DIR);
   if (!rs) std::abort();
+  auto cap = rules::import_secrules({FUZZ_CAPTURE_CONF}, "capture");
+  if (!cap || cap->rules.empty()) std::abort();
+  rs->insert(rs->end(), cap->rules.begin(), cap->rules.end());
   auto c = waf::ruleset::compile(std::move(*rs));
   if (!c) std::abort();
   waf::policy p;

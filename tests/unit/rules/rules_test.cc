@@ -319,7 +319,7 @@ TEST(crs_import, debian_crs_loads_with_counted_skips) {
   for (const auto& [reason, n] : r->skipped_by_reason())
     std::printf("  skipped %4zu  %s\n", n, reason.c_str());
   EXPECT_EQ(total, 624u);
-  EXPECT_GE(r->rules.size(), 171u);
+  EXPECT_GE(r->rules.size(), 194u);
   for (const auto& s : r->skipped) {
     EXPECT_FALSE(s.reason.empty());
     EXPECT_NE(s.where.find(".conf:"), std::string::npos);
@@ -354,6 +354,13 @@ TEST(crs_import, debian_crs_loads_with_counted_skips) {
   ASSERT_NE(find(920270), nullptr);  // @validateByteRange
   ASSERT_NE(find(920220), nullptr);  // @validateUrlEncoding
   EXPECT_EQ(by.count("chain on MATCHED_VAR(S)"), 0u);
+  // capture + TX chains: the chained condition is derived from the capture groups.
+  for (uint32_t id : {920190u, 920420u, 920440u, 920450u, 920480u, 931130u, 943110u}) {
+    const waf::rule* x = find(id);
+    ASSERT_NE(x, nullptr) << id;
+    EXPECT_TRUE(x->conditions.back().derived()) << id;
+  }
+  EXPECT_FALSE(find(931130)->conditions.back().operand.empty());  // .%{request_headers.host}
   const waf::rule* pl2 = find(942430);
   ASSERT_NE(pl2, nullptr);
   EXPECT_EQ(pl2->paranoia, 2);
@@ -447,7 +454,7 @@ INSTANTIATE_TEST_SUITE_P(constructs, secrule_data,
                                            "detect_sqli.conf", "detect_xss.conf",
                                            "validate_byte_range.conf", "validate_encoding.conf",
                                            "numeric.conf", "request_uri_decoded.conf",
-                                           "counts.conf"),
+                                           "capture.conf", "counts.conf"),
                          [](const auto& param_info) {
                            std::string n = param_info.param.substr(0, param_info.param.find('.'));
                            return n;

@@ -17,11 +17,8 @@ struct engine {
   waf::worker_stats st;
 };
 
-inline std::unique_ptr<engine> make_engine(const std::string& yaml, waf::policy p = {}) {
-  auto rs = rules::parse_rule_file(yaml, "test.yaml");
-  EXPECT_TRUE(rs.has_value()) << (rs ? "" : rs.error().str());
-  if (!rs) return nullptr;
-  auto compiled = waf::ruleset::compile(std::move(*rs));
+inline std::unique_ptr<engine> make_engine(std::vector<waf::rule> rs, waf::policy p = {}) {
+  auto compiled = waf::ruleset::compile(std::move(rs));
   EXPECT_TRUE(compiled.has_value()) << (compiled ? "" : compiled.error().str());
   if (!compiled) return nullptr;
   auto b = waf::bound_policy::bind(*compiled, std::move(p));
@@ -33,6 +30,13 @@ inline std::unique_ptr<engine> make_engine(const std::string& yaml, waf::policy 
   EXPECT_TRUE(ws.has_value());
   e->ws = std::make_unique<waf::worker_scratch>(std::move(*ws));
   return e;
+}
+
+inline std::unique_ptr<engine> make_engine(const std::string& yaml, waf::policy p = {}) {
+  auto rs = rules::parse_rule_file(yaml, "test.yaml");
+  EXPECT_TRUE(rs.has_value()) << (rs ? "" : rs.error().str());
+  if (!rs) return nullptr;
+  return make_engine(std::move(*rs), std::move(p));
 }
 
 struct outcome {

@@ -238,4 +238,69 @@ TEST(hostile, form_value_beyond_the_argument_room_is_not_passed_silently) {
   EXPECT_EQ(partial->st.form_truncated.get(), 1u);
 }
 
+// capture + TX (condition::derive): a derived regex that PCRE2 cannot decide fails closed too,
+// and a capture whose groups an attacker makes huge is cut at the buffer, not overflowed.
+waf::rule capture_rule(uint32_t id, std::string derived_rx) {
+  waf::rule r;
+  r.id = id;
+  r.act = waf::action::block;
+  waf::condition cap;
+  cap.selectors = {{waf::target::args, "q", {}}};
+  cap.args = {"^x(.*)$"};
+  waf::condition d;
+  d.selectors = cap.selectors;
+  d.derive = {{waf::value_part::kind::text, 0, "<"},
+              {waf::value_part::kind::group, 1, {}},
+              {waf::value_part::kind::text, 0, ">"}};
+  d.args = {std::move(derived_rx)};
+  r.conditions = {cap, d};
+  return r;
+}
+
+TEST(hostile, derived_regex_error_fails_closed) {
+  auto e = make_engine(std::vector<waf::rule>{capture_rule(9, "^<(\\w+\\s?)*\\1>$")}, big_heads());
+  ASSERT_TRUE(e);
+  auto o = run1(*e, get("/?q=x" + repeat("aaaa+", 24) + "!"));
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.ids, std::vector<uint32_t>{9});
+  EXPECT_GE(e->st.confirm_errors.get(), 1u);
+  EXPECT_EQ(run1(*e, get("/?q=xab")).kind, verdict_kind::pass);
+}
+
+TEST(hostile, derived_value_is_bounded_by_the_scratch_buffer) {
+  // The built value is "<" + the group three times + ">": with a 30,000-byte group the closing '>'
+  // no longer fits in half the buffer and the rule (which wants it) does not fire; nothing
+  // overflows (ASan builds check).
+  waf::rule r = capture_rule(9, ">$");
+  auto& parts = r.conditions[1].derive;
+  parts.insert(parts.begin() + 1, 2, parts[1]);
+  auto e = make_engine(std::vector<waf::rule>{r}, big_heads());
+  ASSERT_TRUE(e);
+  EXPECT_EQ(run1(*e, get("/?q=x" + repeat("a", 100))).kind, verdict_kind::block);
+  static_assert(3 * 30000 > waf::worker_scratch::buffer_bytes / 2);
+  auto o = run1(*e, get("/?q=x" + repeat("a", 30000)));
+  EXPECT_EQ(o.perr, waf::http_error::none);
+  EXPECT_EQ(o.kind, verdict_kind::pass);
+}
+
+TEST(hostile, derived_conditions_are_validated) {
+  auto bad = [](std::vector<waf::rule> rs) { return !waf::ruleset::compile(std::move(rs)); };
+  waf::rule first = capture_rule(1, "a");
+  first.conditions.erase(first.conditions.begin());  // derived with nothing before it
+  EXPECT_TRUE(bad({first}));
+  waf::rule negated = capture_rule(2, "a");
+  negated.conditions[0].negate = true;  // no captures from a negated condition
+  EXPECT_TRUE(bad({negated}));
+  waf::rule group = capture_rule(3, "a");
+  group.conditions[1].derive[1].group = 10;  // TX:0..9 only
+  EXPECT_TRUE(bad({group}));
+  waf::rule operand = capture_rule(4, "a");
+  operand.conditions[0].operand = {{waf::value_part::kind::header, 0, "host"}};  // not derived
+  EXPECT_TRUE(bad({operand}));
+  waf::rule rx_operand = capture_rule(5, "a");
+  rx_operand.conditions[1].operand = {{waf::value_part::kind::header, 0, "host"}};
+  EXPECT_TRUE(bad({rx_operand}));
+  EXPECT_FALSE(bad({capture_rule(6, "a")}));
+}
+
 }  // namespace

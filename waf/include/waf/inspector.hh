@@ -153,6 +153,14 @@ class inspector {
   int anomaly_score() const { return score_; }
   std::span<const audit_match> matches() const { return {matches_.data(), n_matches_}; }
   size_t matches_dropped() const { return matches_dropped_; }
+  // Every rule that fired on the current (or last) request, in rule order, including those past
+  // the audit list's max_matches: f(const rule&).
+  template <class F>
+  void for_each_fired(F&& f) const {
+    for (size_t w = 0; w < rule_fired_.size(); ++w)
+      for (uint64_t b = rule_fired_[w]; b; b &= b - 1)
+        f(rs_->rules()[w * 64 + static_cast<size_t>(__builtin_ctzll(b))]);
+  }
   uint64_t body_bytes() const { return body_seen_; }
   // The engine could not inspect this request (a Hyperscan error): it was blocked for that.
   bool engine_error() const { return engine_error_; }
@@ -194,6 +202,11 @@ class inspector {
   void mark_path_exclusions(worker_scratch& ws);
   void inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void match_entry(uint32_t entry_id, scan_ctx& x, unsigned long long to);
+  // The condition after `prev` is derived (condition::derive): build its value from prev's capture
+  // groups on the field being scanned and evaluate it there.
+  void derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit);
+  void record_hit(uint32_t condition, const scan_ctx& x, std::string_view excerpt,
+                  bool confirm_error);
   verdict block_again() const;
   bool rule_excluded(uint32_t rule_index, std::string_view field) const;
   static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,

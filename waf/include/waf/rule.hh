@@ -130,6 +130,15 @@ struct selector {
   std::vector<std::string> exclude;  // field names skipped (lowercase)
 };
 
+// A piece of a value built at request time (ModSecurity's capture and macros): literal text, a
+// capture group of the previous condition's regex, or the first request header of a name.
+struct value_part {
+  enum class kind : uint8_t { text, group, header };
+  kind k = kind::text;
+  uint8_t group = 0;  // kind::group: 0..9 (ModSecurity's TX:0..TX:9)
+  std::string text;   // kind::text: the text; kind::header: the header name (lowercase)
+};
+
 // One test: an operator over the transformed value of any of the selectors (an OR over selectors).
 struct condition {
   std::vector<selector> selectors;
@@ -145,6 +154,16 @@ struct condition {
   // ModSecurity's &VAR: the operator (a numeric one) tests the number of fields the selectors
   // accept, once per request when the head is parsed (arguments: the query's).
   bool count = false;
+  // ModSecurity's `capture` followed by a condition on TX:N, or on a tx variable the previous
+  // condition's setvar built from %{tx.N}: the condition tests, instead of fields, the value built
+  // from `derive` with the capture groups of the previous condition's regex (rx, not negated, block
+  // targets) on each field where that condition held; then the chain goes on over those fields,
+  // as with on_matched. Its own transformations apply to the built value; it may be negated. Its
+  // operand may be built at request time too (`operand`, e.g. %{request_headers.host} or
+  // %{tx.1}); args[0] holds the operand's text for diagnostics.
+  std::vector<value_part> derive;
+  std::vector<value_part> operand;
+  bool derived() const { return !derive.empty(); }
 };
 
 // A rule fires when all its conditions hold (the first is the rule itself, the rest its chain).

@@ -97,8 +97,13 @@ struct compiled_condition {
   pcre2_code_ptr confirm;  // set when the rx pattern is compiled in prefilter mode
   int64_t number = 0;      // numeric operators: the operand
   // MATCHED_VAR chains: slot in the per-request field sets (ruleset::field_slots()) of a condition
-  // that is followed by an on_matched condition or is one; -1 otherwise.
+  // that is followed by an on_matched or derived condition or is one; -1 otherwise.
   int32_t field_slot = -1;
+  // Capture (condition::derive): on the condition whose groups the next one uses, its regex
+  // compiled by PCRE2 for the groups and the next condition's index; on a derived rx condition,
+  // `confirm` is its own PCRE2 program.
+  pcre2_code_ptr capture;
+  int32_t derived_next = -1;
 };
 
 struct request_head;
@@ -108,6 +113,13 @@ bool eval_count_condition(const compiled_condition& cc, const request_head& h);
 
 // Evaluates a code operator (is_code_op) over one transformed field value. Allocation-free.
 bool eval_code_op(const compiled_condition& cc, std::string_view value);
+class worker_scratch;
+// A derived condition's operator (condition::derive) over its built, transformed value, against
+// `operand` (its static argument, or the one built at request time); not negated here. rx runs
+// the condition's PCRE2 program; where PCRE2 cannot decide (a limit), *error is set and the answer
+// is true (fail closed). Allocation-free.
+bool eval_derived_op(const compiled_condition& cc, std::string_view value, std::string_view operand,
+                     const worker_scratch& ws, bool* error);
 // The field identity used by MATCHED_VAR chains: one bit of 64 for (target, name). Two different
 // fields share a bit with probability 1/64; a chain then may hold across them (documented).
 uint64_t field_bit(target where, std::string_view name);
@@ -183,6 +195,8 @@ std::future<common::result<std::shared_ptr<const ruleset>>> compile_in_backgroun
 // targets only), or not at all (with the message).
 enum class pattern_support : uint8_t { full, prefilter, rejected };
 pattern_support check_regex(const std::string& rx, bool caseless, std::string* message = nullptr);
+// Whether PCRE2 compiles the regex (what derived conditions and capture steps run); else message.
+bool check_pcre2(const std::string& rx, bool caseless, std::string* message = nullptr);
 
 // The canonical hash of a rule list (what the cache is keyed by).
 uint64_t hash_rules(std::span<const rule> rules);
@@ -203,13 +217,17 @@ class worker_scratch {
   char* buf_a() const { return a_.get(); }
   char* buf_b() const { return b_.get(); }
   char* buf_c() const { return c_.get(); }
+  // Values built by derived conditions (condition::derive): the value in the first half, the
+  // operand in the second.
+  char* buf_d() const { return d_.get(); }
+  static constexpr size_t captures = 10;  // match_data() pairs: ModSecurity's TX:0..TX:9
 
  private:
   hs_scratch_ptr hs_;
   pcre2_match_data_ptr md_;
   pcre2_jit_stack_ptr jit_stack_;
   pcre2_match_context_ptr mctx_;
-  std::unique_ptr<char[]> a_, b_, c_;
+  std::unique_ptr<char[]> a_, b_, c_, d_;
 };
 
 }  // namespace waf
