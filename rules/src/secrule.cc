@@ -607,6 +607,7 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   // Transformations come from the actions (t:...).
   if (d.args.size() >= 3) {
     for (const auto& a : parse_actions(d.args[2])) {
+      if (a.key == "multiMatch") c.multi_match = true;
       if (a.key != "t") continue;
       std::string t = a.value;
       static const std::map<std::string, waf::transform> tmap = {
@@ -646,6 +647,10 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     t.insert(t.end(), c.transforms.begin(), c.transforms.end());
     c.transforms = std::move(t);
   }
+  if (c.multi_match && (c.negate || c.count || c.derived() || c.on_matched)) {
+    c.multi_match = false;
+    notes.push_back("multiMatch ignored on a negated, counted, derived or MATCHED_VAR condition");
+  }
   if (c.transforms.size() > waf::max_stream_transforms) {
     why = "more than 8 transformations";
     return false;
@@ -666,8 +671,13 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   } else if (c.oper == waf::op::rx) {
     auto sup = waf::check_regex(c.args[0], c.caseless, &msg);
     if (sup == waf::pattern_support::rejected) {
-      why = "pattern rejected by Hyperscan: " + msg;
-      return false;
+      std::string pmsg;
+      if (!waf::check_pcre2(c.args[0], c.caseless, &pmsg)) {
+        why = "pattern rejected by Hyperscan (" + msg + ") and PCRE2 (" + pmsg + ")";
+        return false;
+      }
+      notes.push_back("regex run by PCRE2 alone (Hyperscan: " + msg + ")");
+      body_ok = false;
     }
     if (sup == waf::pattern_support::prefilter) body_ok = false;
   }

@@ -238,7 +238,7 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
   if (!condition_accepts(*cc.cond, x.where, x.name)) return;
   if (rule_excluded(e.rule, x.name)) return;
   bool confirm_error = false;
-  if (e.prefilter) {
+  if (e.prefilter || e.pcre_only) {
     int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0,
                          x.ws->match_data(), x.ws->match_context());
     if (rc == PCRE2_ERROR_NOMATCH) {

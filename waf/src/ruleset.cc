@@ -193,6 +193,9 @@ common::result<void> validate(const rule& r) {
       return common::fail(rule_tag(r) + "a condition on the previous match cannot be negated",
                           where_of(r));
     if (auto v = validate_derived(r, c); !v) return v;
+    if (c.multi_match && (c.negate || c.count || c.derived()))
+      return common::fail(rule_tag(r) + "multi_match on a negated, counted or derived condition",
+                          where_of(r));
     if (c.oper == op::validate_byte_range) {
       std::array<uint64_t, 4> b{};
       if (!parse_byte_ranges(c.args[0], b))
@@ -221,6 +224,9 @@ common::result<void> validate(const rule& r) {
       return common::fail(rule_tag(r) + "too many transformations", where_of(r));
     for (const auto& s : c.selectors) {
       if (is_stream_target(s.where)) {
+        if (c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected)
+          return common::fail(rule_tag(r) + "a regex Hyperscan rejects runs on block targets only",
+                              where_of(r));
         if (is_code_op(c.oper))
           return common::fail(
               rule_tag(r) + "operator " + to_string(c.oper) + " cannot apply to a stream target",
@@ -435,7 +441,8 @@ uint64_t hash_rules(std::span<const rule> rules) {
     h.u64(r.conditions.size());
     for (const condition& c : r.conditions) {
       h.u64(static_cast<uint64_t>(c.oper) | (uint64_t(c.caseless) << 8) |
-            (uint64_t(c.negate) << 9) | (uint64_t(c.on_matched) << 10) | (uint64_t(c.count) << 11));
+            (uint64_t(c.negate) << 9) | (uint64_t(c.on_matched) << 10) | (uint64_t(c.count) << 11) |
+            (uint64_t(c.multi_match) << 12));
       h.u64(c.selectors.size());
       for (const selector& s : c.selectors) {
         h.u64(static_cast<uint64_t>(s.where));
@@ -693,37 +700,44 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         rs->count_conditions_.push_back(ci);
         continue;
       }
+      const bool pcre_only =
+          c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected;
       std::vector<size_t> groups_of_cond;
-      for (const selector& sel : c.selectors) {
-        bool stream = is_stream_target(sel.where);
-        // Block groups share the key target::request_line (the first enumerator) as "any".
-        group_key key{stream ? sel.where : target::request_line, c.transforms};
-        auto [it, fresh] = group_index.try_emplace(key, rs->groups_.size());
-        if (fresh) {
-          scan_group g;
-          g.where = key.where;
-          g.stream = stream;
-          g.transforms = key.transforms;
-          rs->groups_.push_back(std::move(g));
-          group_exprs.emplace_back();
+      // multi_match: one group per prefix of the transformations (the value before them and after
+      // each); a match in any of them is a match of the condition.
+      size_t first_prefix = c.multi_match ? 0 : c.transforms.size();
+      for (size_t k = first_prefix; k <= c.transforms.size(); ++k)
+        for (const selector& sel : c.selectors) {
+          bool stream = is_stream_target(sel.where);
+          // Block groups share the key target::request_line (the first enumerator) as "any".
+          group_key key{stream ? sel.where : target::request_line,
+                        std::vector<transform>(c.transforms.begin(), c.transforms.begin() + k)};
+          auto [it, fresh] = group_index.try_emplace(key, rs->groups_.size());
+          if (fresh) {
+            scan_group g;
+            g.where = key.where;
+            g.stream = stream;
+            g.transforms = key.transforms;
+            rs->groups_.push_back(std::move(g));
+            group_exprs.emplace_back();
+          }
+          scan_group& grp = rs->groups_[it->second];
+          grp.targets |= 1u << static_cast<unsigned>(sel.where);
+          if (sel.name.empty()) {
+            grp.unnamed |= 1u << static_cast<unsigned>(sel.where);
+          } else if (std::find(grp.names.begin(), grp.names.end(),
+                               std::make_pair(sel.where, sel.name)) == grp.names.end()) {
+            grp.names.emplace_back(sel.where, sel.name);
+          }
+          if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) ==
+              groups_of_cond.end())
+            groups_of_cond.push_back(it->second);
         }
-        scan_group& grp = rs->groups_[it->second];
-        grp.targets |= 1u << static_cast<unsigned>(sel.where);
-        if (sel.name.empty()) {
-          grp.unnamed |= 1u << static_cast<unsigned>(sel.where);
-        } else if (std::find(grp.names.begin(), grp.names.end(),
-                             std::make_pair(sel.where, sel.name)) == grp.names.end()) {
-          grp.names.emplace_back(sel.where, sel.name);
-        }
-        if (std::find(groups_of_cond.begin(), groups_of_cond.end(), it->second) ==
-            groups_of_cond.end())
-          groups_of_cond.push_back(it->second);
-      }
       for (size_t gi : groups_of_cond) {
         uint32_t ei = static_cast<uint32_t>(rs->entries_.size());
-        rs->entries_.push_back(entry{ri, ci, false});
+        rs->entries_.push_back(entry{ri, ci, false, pcre_only});
         if (c.negate) rs->groups_[gi].negated.push_back(ei);
-        if (is_code_op(c.oper)) {
+        if (is_code_op(c.oper) || pcre_only) {
           rs->groups_[gi].direct.push_back(ei);
           continue;
         }
@@ -782,7 +796,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   // PCRE2 programs: confirms for every condition that has a prefiltered entry, the capture
   // programs of conditions a derived one follows, and derived rx conditions' own.
   auto pcre = [&](compiled_condition& cc, pcre2_code_ptr& out,
-                  const char* what) -> common::result<void> {
+                  const std::string& what) -> common::result<void> {
     if (out) return {};
     const condition& c = *cc.cond;
     int ec = 0;
@@ -794,7 +808,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(ec, msg, sizeof msg);
       return common::fail("rule " + std::to_string(R[cc.rule].id) + ": pattern rejected by " +
-                              what + ": " + reinterpret_cast<char*>(msg),
+                              what + " and PCRE2 (" + reinterpret_cast<char*>(msg) + ")",
                           R[cc.rule].where);
     }
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter still works
@@ -802,18 +816,22 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     return {};
   };
   for (const entry& e : rs->entries_) {
-    if (!e.prefilter) continue;
-    if (loaded) ++prefiltered;
+    if (!e.prefilter && !e.pcre_only) continue;
+    if (loaded && e.prefilter) ++prefiltered;
     compiled_condition& cc = rs->conditions_[e.condition];
-    if (auto r = pcre(cc, cc.confirm, "Hyperscan and PCRE2"); !r)
+    std::string hs_why;
+    if (e.pcre_only) check_regex(cc.cond->args[0], cc.cond->caseless, &hs_why);
+    if (auto r = pcre(cc, cc.confirm, "Hyperscan" + (hs_why.empty() ? "" : " (" + hs_why + ")"));
+        !r)
       return common::unexpected(r.error());
   }
   for (auto& cc : rs->conditions_) {
     if (cc.derived_next >= 0)
-      if (auto r = pcre(cc, cc.capture, "PCRE2 (capture)"); !r)
+      if (auto r = pcre(cc, cc.capture, "the capture step"); !r)
         return common::unexpected(r.error());
     if (cc.cond->derived() && cc.cond->oper == op::rx)
-      if (auto r = pcre(cc, cc.confirm, "PCRE2"); !r) return common::unexpected(r.error());
+      if (auto r = pcre(cc, cc.confirm, "a derived condition"); !r)
+        return common::unexpected(r.error());
   }
   for (auto& g : rs->groups_) {
     if (!g.db) continue;
@@ -936,6 +954,8 @@ bool eval_code_op(const compiled_condition& cc, std::string_view v) {
   switch (c.oper) {
     case op::within:
       return c.args[0].find(v) != std::string::npos;
+    case op::rx:  // a pcre_only entry: the candidate is confirmed by PCRE2 in the inspector
+      return true;
     case op::detect_sqli:
       return detect_sqli(v);
     case op::detect_xss:

@@ -120,7 +120,11 @@ size_t normalize_path(char* b, size_t n, bool win) {
     b[w++] = '/';
     r = 1;
   }
+  // As ModSecurity's normalizePath: ".." above the root is dropped in an absolute path and kept
+  // in a relative one ("../../boot.ini" stays, so "/boot.ini" still matches in it); a trailing
+  // slash stays only if the input had one.
   size_t root = w;
+  const bool trailing = n > 0 && b[n - 1] == '/';
   while (r < n) {
     size_t s = r;
     while (r < n && b[r] != '/') ++r;
@@ -132,6 +136,13 @@ size_t normalize_path(char* b, size_t n, bool win) {
       continue;
     }
     if (len == 2 && b[s] == '.' && b[s + 1] == '.') {
+      if (!absolute && w == root) {  // nothing left to drop: a kept "../" is the new root
+        b[w++] = '.';
+        b[w++] = '.';
+        if (trailing_slash) b[w++] = '/';
+        root = w;
+        continue;
+      }
       // drop the previous segment
       if (w > root) {
         size_t k = w;
@@ -145,6 +156,7 @@ size_t normalize_path(char* b, size_t n, bool win) {
     w += len;
     if (trailing_slash) b[w++] = '/';
   }
+  if (!trailing && w > 1 && b[w - 1] == '/') --w;
   return w;
 }
 

@@ -454,7 +454,8 @@ INSTANTIATE_TEST_SUITE_P(constructs, secrule_data,
                                            "detect_sqli.conf", "detect_xss.conf",
                                            "validate_byte_range.conf", "validate_encoding.conf",
                                            "numeric.conf", "request_uri_decoded.conf",
-                                           "capture.conf", "counts.conf"),
+                                           "capture.conf", "pcre_only.conf", "multi_match.conf",
+                                           "counts.conf"),
                          [](const auto& param_info) {
                            std::string n = param_info.param.substr(0, param_info.param.find('.'));
                            return n;

@@ -301,6 +301,16 @@ TEST(hostile, derived_conditions_are_validated) {
   rx_operand.conditions[1].operand = {{waf::value_part::kind::header, 0, "host"}};
   EXPECT_TRUE(bad({rx_operand}));
   EXPECT_FALSE(bad({capture_rule(6, "a")}));
+  waf::rule mm = capture_rule(7, "a");  // multi_match needs a plain condition
+  mm.conditions[1].multi_match = true;
+  EXPECT_TRUE(bad({mm}));
+  mm.conditions[1] = mm.conditions[0];
+  mm.conditions[1].multi_match = true;
+  mm.conditions[1].negate = true;
+  EXPECT_TRUE(bad({mm}));
+  mm.conditions[1].negate = false;
+  mm.conditions[1].transforms = {waf::transform::url_decode, waf::transform::lowercase};
+  EXPECT_FALSE(bad({mm}));
 }
 
 }  // namespace

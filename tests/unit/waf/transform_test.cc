@@ -41,6 +41,12 @@ INSTANTIATE_TEST_SUITE_P(
         tcase{T::normalize_path, "/a/./b/../../../etc//passwd", "/etc/passwd"},
         tcase{T::normalize_path, "a/b/../c/", "a/c/"}, tcase{T::normalize_path, "/x/..", "/"},
         tcase{T::normalize_path_win, "\\a\\..\\..\\windows\\win.ini", "/windows/win.ini"},
+        // As ModSecurity: a relative path keeps the ".." it cannot resolve (CRS 930120 looks for
+        // "/boot.ini" in "../../boot.ini"); no trailing slash the input did not have.
+        tcase{T::normalize_path, "../../../../../boot.ini", "../../../../../boot.ini"},
+        tcase{T::normalize_path, "a/../../b", "../b"}, tcase{T::normalize_path, "a/b/..", "a"},
+        tcase{T::normalize_path, "./../x/./y/", "../x/y/"},
+        tcase{T::normalize_path_win, "..\\..\\win.ini", "../../win.ini"},
         tcase{T::html_entity_decode, "&lt;script&gt;&#x61;&#98;&quot;&amp;&nbsp;&bogus;",
               "<script>ab\"& &bogus;"},
         tcase{T::html_entity_decode, "&#60&#x3C", "<<"},

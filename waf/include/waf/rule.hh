@@ -154,6 +154,9 @@ struct condition {
   // ModSecurity's &VAR: the operator (a numeric one) tests the number of fields the selectors
   // accept, once per request when the head is parsed (arguments: the query's).
   bool count = false;
+  // ModSecurity's multiMatch: the operator also runs on the value before the transformations and
+  // after each of them; the condition holds if any of those values matches. Not negated.
+  bool multi_match = false;
   // ModSecurity's `capture` followed by a condition on TX:N, or on a tx variable the previous
   // condition's setvar built from %{tx.N}: the condition tests, instead of fields, the value built
   // from `derive` with the capture groups of the previous condition's regex (rx, not negated, block

@@ -72,6 +72,9 @@ struct entry {
   uint32_t rule = 0;       // index into ruleset::rules()
   uint32_t condition = 0;  // global condition index (ruleset::conditions())
   bool prefilter = false;  // Hyperscan match must be confirmed by pcre2 (block targets only)
+  // A regex Hyperscan rejects even in prefilter mode: a direct entry that PCRE2 alone evaluates
+  // on each field of its group (block targets only), with the confirm's limits.
+  bool pcre_only = false;
 };
 
 // Block-mode groups are keyed by the transformation pipeline alone and scanned over every field of
