@@ -92,6 +92,7 @@ struct inspector::scan_ctx {
   const char* data;
   size_t len;
   unsigned long long base;  // stream offset of data[0]
+  bool step = false;        // an intermediate value of multi_match (only multi_steps entries)
 };
 
 common::result<std::unique_ptr<inspector>> inspector::create(
@@ -228,6 +229,7 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
     return;
   }
   const entry& e = rs_->entries()[id];
+  if (x.step && !e.multi_steps) return;
   const compiled_condition& cc = rs_->conditions()[e.condition];
   // A condition in a MATCHED_VAR chain records every field it holds on, not only the first.
   uint64_t fbit = cc.field_slot >= 0 ? field_bit(x.where, x.name) : 0;
@@ -353,9 +355,61 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
     engine_failed(st);
   for (uint32_t id : g.direct) {
     const entry& e = rs_->entries()[id];
-    if (eval_code_op(rs_->conditions()[e.condition], std::string_view(buf, len)))
+    const compiled_condition& cc = rs_->conditions()[e.condition];
+    if (e.multi_steps ? eval_steps(cc, value, ws) : eval_code_op(cc, std::string_view(buf, len)))
       match_entry(id, x, len);
   }
+  if (g.multi_steps && g.db) scan_steps(ws, st, g, x, value);
+}
+
+// multi_match over Hyperscan: the values before the group's transformations and after each but
+// the last (that one was just scanned), where a transformation changed the value and it differs
+// from the final one, scanned for the multi_steps entries (as ModSecurity, which runs the operator
+// again only on a changed value). In buf_e's halves (a match's capture step uses buf_d while the
+// scan goes on); a value is cut at half the buffer.
+void inspector::scan_steps(worker_scratch& ws, worker_stats& st, const scan_group& g,
+                           const scan_ctx& last, std::string_view raw) {
+  constexpr size_t half = worker_scratch::buffer_bytes / 2;
+  char* cur = ws.buf_e();
+  char* before = cur + half;
+  size_t n = std::min(raw.size(), half);
+  copy_bytes(cur, raw.substr(0, n));
+  std::string_view fin(last.data, last.len);
+  bool changed = true;
+  for (size_t k = 0; k < g.transforms.size(); ++k) {
+    if (changed && std::string_view(cur, n) != fin) {
+      scan_ctx x = last;
+      x.data = cur;
+      x.len = n;
+      x.step = true;
+      st.bytes_scanned.add(n);
+      if (hs_scan(g.db.get(), cur, static_cast<unsigned>(n), 0, ws.hs(), on_match, &x) !=
+          HS_SUCCESS)
+        engine_failed(st);
+    }
+    copy_bytes(before, std::string_view(cur, n));
+    size_t m = apply_transform(g.transforms[k], cur, n, half, ws.buf_c());
+    changed = m != n || std::memcmp(cur, before, n) != 0;
+    n = m;
+  }
+}
+
+bool inspector::eval_steps(const compiled_condition& cc, std::string_view raw,
+                           worker_scratch& ws) const {
+  constexpr size_t half = worker_scratch::buffer_bytes / 2;
+  char* cur = ws.buf_e();
+  char* before = cur + half;
+  size_t n = std::min(raw.size(), half);
+  copy_bytes(cur, raw.substr(0, n));
+  if (eval_code_op(cc, std::string_view(cur, n))) return true;
+  for (transform t : cc.cond->transforms) {
+    copy_bytes(before, std::string_view(cur, n));
+    size_t m = apply_transform(t, cur, n, half, ws.buf_c());
+    bool changed = m != n || std::memcmp(cur, before, n) != 0;
+    n = m;
+    if (changed && eval_code_op(cc, std::string_view(cur, n))) return true;
+  }
+  return false;
 }
 
 void inspector::scan_head(worker_scratch& ws, worker_stats& st) {

@@ -704,11 +704,20 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
           c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected;
       std::vector<size_t> groups_of_cond;
       // multi_match: one group per prefix of the transformations (the value before them and after
-      // each); a match in any of them is a match of the condition.
+      // each); a match in any of them is a match of the condition. A code operator (libinjection's
+      // detectors: 942100) stays in the full pipeline's group and runs there on each step whose
+      // transformation changed the value (entry::multi_steps), as ModSecurity does, not once per
+      // prefix group on every field.
+      // Hyperscan operators on block targets likewise: the full pipeline's group scans the
+      // intermediate values that changed, with only multi_steps entries taking those matches
+      // (scan_group::multi_steps). Stream targets have no intermediate values to rescan: they get
+      // one stream group per prefix.
+      const bool steps = c.multi_match && !c.transforms.empty();
       size_t first_prefix = c.multi_match ? 0 : c.transforms.size();
       for (size_t k = first_prefix; k <= c.transforms.size(); ++k)
         for (const selector& sel : c.selectors) {
           bool stream = is_stream_target(sel.where);
+          if (steps && !stream && k < c.transforms.size()) continue;
           // Block groups share the key target::request_line (the first enumerator) as "any".
           group_key key{stream ? sel.where : target::request_line,
                         std::vector<transform>(c.transforms.begin(), c.transforms.begin() + k)};
@@ -735,7 +744,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         }
       for (size_t gi : groups_of_cond) {
         uint32_t ei = static_cast<uint32_t>(rs->entries_.size());
-        rs->entries_.push_back(entry{ri, ci, false, pcre_only});
+        const bool entry_steps = steps && !rs->groups_[gi].stream;
+        rs->entries_.push_back(entry{ri, ci, false, pcre_only, entry_steps});
+        if (entry_steps && !is_code_op(c.oper)) rs->groups_[gi].multi_steps = true;
         if (c.negate) rs->groups_[gi].negated.push_back(ei);
         if (is_code_op(c.oper) || pcre_only) {
           rs->groups_[gi].direct.push_back(ei);
@@ -877,6 +888,7 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.b_ = std::make_unique<char[]>(buffer_bytes);
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.d_ = std::make_unique<char[]>(buffer_bytes);
+  w.e_ = std::make_unique<char[]>(buffer_bytes);
   w.md_.reset(pcre2_match_data_create(captures, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
   w.mctx_.reset(pcre2_match_context_create(nullptr));

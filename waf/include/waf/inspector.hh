@@ -205,6 +205,10 @@ class inspector {
   // The condition after `prev` is derived (condition::derive): build its value from prev's capture
   // groups on the field being scanned and evaluate it there.
   void derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit);
+  // entry::multi_steps: the code operator on `raw` and after each transformation that changed it.
+  bool eval_steps(const compiled_condition& cc, std::string_view raw, worker_scratch& ws) const;
+  void scan_steps(worker_scratch& ws, worker_stats& st, const scan_group& g, const scan_ctx& last,
+                  std::string_view raw);
   void record_hit(uint32_t condition, const scan_ctx& x, std::string_view excerpt,
                   bool confirm_error);
   verdict block_again() const;

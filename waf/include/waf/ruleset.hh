@@ -75,6 +75,10 @@ struct entry {
   // A regex Hyperscan rejects even in prefilter mode: a direct entry that PCRE2 alone evaluates
   // on each field of its group (block targets only), with the confirm's limits.
   bool pcre_only = false;
+  // A multi_match condition on a block target: it also holds on the untransformed value and after
+  // each transformation that changed it (code operators: inspector::eval_steps; Hyperscan ones:
+  // scan_group::multi_steps).
+  bool multi_steps = false;
 };
 
 // Block-mode groups are keyed by the transformation pipeline alone and scanned over every field of
@@ -92,6 +96,9 @@ struct scan_group {
   std::vector<uint32_t> direct;   // entries evaluated in code (is_code_op): eval_code_op
   std::vector<uint32_t> negated;  // entries of negated conditions: a scanned field marks them seen
   size_t stream_state_bytes = 0;  // hs_stream_size for stream groups
+  // Block groups with multi_steps Hyperscan entries: each field's intermediate values (before the
+  // transformations and after each) that changed are scanned too, for those entries only.
+  bool multi_steps = false;
 };
 
 struct compiled_condition {
@@ -223,6 +230,9 @@ class worker_scratch {
   // Values built by derived conditions (condition::derive): the value in the first half, the
   // operand in the second.
   char* buf_d() const { return d_.get(); }
+  // multi_match's intermediate values (inspector::scan_steps, eval_steps): the value in the first
+  // half, the one before the last transformation in the second.
+  char* buf_e() const { return e_.get(); }
   static constexpr size_t captures = 10;  // match_data() pairs: ModSecurity's TX:0..TX:9
 
  private:
@@ -230,7 +240,7 @@ class worker_scratch {
   pcre2_match_data_ptr md_;
   pcre2_jit_stack_ptr jit_stack_;
   pcre2_match_context_ptr mctx_;
-  std::unique_ptr<char[]> a_, b_, c_, d_;
+  std::unique_ptr<char[]> a_, b_, c_, d_, e_;
 };
 
 }  // namespace waf
