@@ -404,6 +404,15 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
     if (!ex) return false;
     oparg = *ex;
   }
+  if (on_capture && (opname == "pm" || opname == "pmFromFile" || opname == "pmf" ||
+                     opname == "validateByteRange")) {
+    why = "operator @" + opname + " on a captured value";
+    return false;
+  }
+  if (on_capture && opname == "rx" && !c.operand.empty()) {
+    why = "regex built at request time from a capture or a request header";
+    return false;
+  }
   if (opname == "rx") {
     c.oper = waf::op::rx;
     c.args = {oparg};
@@ -676,7 +685,19 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
         why = "pattern rejected by Hyperscan (" + msg + ") and PCRE2 (" + pmsg + ")";
         return false;
       }
+      // PCRE2 alone, with no Hyperscan screen: one named field or a single-valued target only.
+      for (const auto& sel : c.selectors)
+        if (!waf::is_stream_target(sel.where) && sel.name.empty() &&
+            waf::is_multi_field(sel.where)) {
+          why = "pattern rejected by Hyperscan: " + msg +
+                " (PCRE2 alone runs it only on named fields)";
+          return false;
+        }
       notes.push_back("regex run by PCRE2 alone (Hyperscan: " + msg + ")");
+      if (c.multi_match) {
+        c.multi_match = false;
+        notes.push_back("multiMatch ignored on a regex run by PCRE2 alone");
+      }
       body_ok = false;
     }
     if (sup == waf::pattern_support::prefilter) body_ok = false;
@@ -801,10 +822,13 @@ common::result<void> importer::file(const std::string& path) {
       }
     }
     // What this directive captures, for the next condition of the chain.
-    p.captured = !p.skipped && !p.r.conditions.empty() &&
-                 p.r.conditions.back().oper == waf::op::rx && !p.r.conditions.back().negate &&
-                 !p.r.conditions.back().count && !p.r.conditions.back().derived() &&
-                 std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "capture"; });
+    p.captured =
+        !p.skipped && !p.r.conditions.empty() && p.r.conditions.back().oper == waf::op::rx &&
+        !p.r.conditions.back().negate && !p.r.conditions.back().count &&
+        !p.r.conditions.back().derived() &&
+        std::none_of(p.r.conditions.back().selectors.begin(), p.r.conditions.back().selectors.end(),
+                     [](const waf::selector& sel) { return waf::is_stream_target(sel.where); }) &&
+        std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "capture"; });
     p.captures.clear();
     for (const auto& a : acts) {
       if (!p.captured || a.key != "setvar") continue;

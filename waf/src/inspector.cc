@@ -233,40 +233,52 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
   const compiled_condition& cc = rs_->conditions()[e.condition];
   // A condition in a MATCHED_VAR chain records every field it holds on, not only the first.
   uint64_t fbit = cc.field_slot >= 0 ? field_bit(x.where, x.name) : 0;
-  if ((bit(cond_matched_, e.condition) &&
-       (cc.field_slot < 0 || (field_sets_[cc.field_slot] & fbit))) ||
-      !pol_->enabled(e.rule))
+  const bool seen =
+      bit(cond_matched_, e.condition) && (cc.field_slot < 0 || (field_sets_[cc.field_slot] & fbit));
+  // A capture feeds the next condition on every field it holds on: a second field of the same
+  // name (or field id) is tested too, unless the derived condition already held there.
+  const bool capture = cc.derived_next >= 0;
+  if (seen && (!capture || (bit(cond_matched_, static_cast<uint32_t>(cc.derived_next)) &&
+                            (field_sets_[rs_->conditions()[cc.derived_next].field_slot] & fbit))))
     return;
+  if (!pol_->enabled(e.rule)) return;
   if (!condition_accepts(*cc.cond, x.where, x.name)) return;
   if (rule_excluded(e.rule, x.name)) return;
   bool confirm_error = false;
-  if (e.prefilter || e.pcre_only) {
-    int rc = pcre2_match(cc.confirm.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0,
-                         x.ws->match_data(), x.ws->match_context());
+  int rc = 0;
+  if (capture || e.prefilter || e.pcre_only) {
+    // The capture program is the condition's regex with its groups: it is the confirm too.
+    rc = pcre2_match(capture ? cc.capture.get() : cc.confirm.get(),
+                     reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0, x.ws->match_data(),
+                     x.ws->match_context());
     if (rc == PCRE2_ERROR_NOMATCH) {
-      x.st->prefilter_rejected.add();
+      if (e.prefilter || e.pcre_only) x.st->prefilter_rejected.add();
       return;
     }
     if (rc < 0) {
       // A limit (match, depth, JIT stack) or another error: PCRE2 could not decide, and padding
-      // in front of a payload is how an attacker gets there. Fail closed: a match of the rule.
+      // in front of a payload is how an attacker gets there. Fail closed: a match of the rule,
+      // so a negated condition is left unmatched (it holds), a plain one matches.
       x.st->confirm_errors.add();
+      if (cc.cond->negate) return;
       confirm_error = true;
-    } else {
+    } else if (e.prefilter || e.pcre_only) {
       x.st->prefilter_confirmed.add();
     }
   }
-  set_bit(cond_matched_, e.condition);
-  if (cc.field_slot >= 0) field_sets_[cc.field_slot] |= fbit;
-  size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
-  end = std::min(end, x.len);
-  size_t start = end > sizeof(hit::excerpt) ? end - sizeof(hit::excerpt) : 0;
-  record_hit(e.condition, x, std::string_view(x.data + start, end - start), confirm_error);
-  if (!bit(rule_candidate_, e.rule)) {
-    set_bit(rule_candidate_, e.rule);
-    candidates_.push_back(e.rule);
+  if (!seen) {
+    set_bit(cond_matched_, e.condition);
+    if (cc.field_slot >= 0) field_sets_[cc.field_slot] |= fbit;
+    size_t end = to >= x.base ? static_cast<size_t>(to - x.base) : 0;
+    end = std::min(end, x.len);
+    size_t start = end > sizeof(hit::excerpt) ? end - sizeof(hit::excerpt) : 0;
+    record_hit(e.condition, x, std::string_view(x.data + start, end - start), confirm_error);
+    if (!bit(rule_candidate_, e.rule)) {
+      set_bit(rule_candidate_, e.rule);
+      candidates_.push_back(e.rule);
+    }
   }
-  if (cc.derived_next >= 0) derive_on(x, cc, fbit);
+  if (capture) derive_on(x, cc, fbit, rc);
 }
 
 void inspector::record_hit(uint32_t condition, const scan_ctx& x, std::string_view excerpt,
@@ -282,15 +294,11 @@ void inspector::record_hit(uint32_t condition, const scan_ctx& x, std::string_vi
 // ModSecurity's capture: prev's regex ran on this field (x.data, after prev's transformations);
 // its groups, literal text and request headers make the derived condition's value (and operand,
 // if that is built at request time), in the worker's buf_d. Both are cut at half the buffer.
-void inspector::derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit) {
+void inspector::derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit, int rc) {
   const uint32_t di = static_cast<uint32_t>(prev.derived_next);
   const compiled_condition& dc = rs_->conditions()[di];
-  if (bit(cond_matched_, di) && (field_sets_[dc.field_slot] & fbit)) return;
   worker_scratch& ws = *x.ws;
-  int rc = pcre2_match(prev.capture.get(), reinterpret_cast<PCRE2_SPTR>(x.data), x.len, 0, 0,
-                       ws.match_data(), ws.match_context());
-  if (rc == PCRE2_ERROR_NOMATCH) return;  // a prefilter superset PCRE2 does not confirm
-  bool error = rc < 0;
+  bool error = rc < 0;  // the capture could not be decided (counted): the derived one holds
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(ws.match_data());
   const size_t pairs = rc > 0 ? static_cast<size_t>(rc) : worker_scratch::captures;
   constexpr size_t half = worker_scratch::buffer_bytes / 2;
@@ -322,9 +330,9 @@ void inspector::derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t 
   bool holds = true;
   if (!error) {
     holds = eval_derived_op(dc, std::string_view(value, n), operand, ws, &error);
+    if (error) x.st->confirm_errors.add();  // PCRE2 could not decide: fail closed, as a match
     if (!error && c.negate) holds = !holds;
   }
-  if (error) x.st->confirm_errors.add();  // PCRE2 could not decide: fail closed, as a match
   if (!holds) return;
   set_bit(cond_matched_, di);
   field_sets_[dc.field_slot] |= fbit;
@@ -365,11 +373,11 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
 // multi_match over Hyperscan: the values before the group's transformations and after each but
 // the last (that one was just scanned), where a transformation changed the value and it differs
 // from the final one, scanned for the multi_steps entries (as ModSecurity, which runs the operator
-// again only on a changed value). In buf_e's halves (a match's capture step uses buf_d while the
-// scan goes on); a value is cut at half the buffer.
+// again only on a changed value). In buf_e's halves, each as large as the field buffer (a match's
+// capture step uses buf_d while the scan goes on).
 void inspector::scan_steps(worker_scratch& ws, worker_stats& st, const scan_group& g,
                            const scan_ctx& last, std::string_view raw) {
-  constexpr size_t half = worker_scratch::buffer_bytes / 2;
+  constexpr size_t half = worker_scratch::buffer_bytes;  // buf_e holds two full buffers
   char* cur = ws.buf_e();
   char* before = cur + half;
   size_t n = std::min(raw.size(), half);
@@ -396,7 +404,7 @@ void inspector::scan_steps(worker_scratch& ws, worker_stats& st, const scan_grou
 
 bool inspector::eval_steps(const compiled_condition& cc, std::string_view raw,
                            worker_scratch& ws) const {
-  constexpr size_t half = worker_scratch::buffer_bytes / 2;
+  constexpr size_t half = worker_scratch::buffer_bytes;  // buf_e holds two full buffers
   char* cur = ws.buf_e();
   char* before = cur + half;
   size_t n = std::min(raw.size(), half);

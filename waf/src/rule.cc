@@ -73,6 +73,25 @@ bool is_code_op(op o) {
   }
 }
 
+bool is_multi_field(target t) {
+  switch (t) {
+    case target::args:
+    case target::arg_names:
+    case target::header:
+    case target::header_names:
+    case target::cookies:
+    case target::cookie_names:
+    case target::files:
+    case target::files_names:
+    case target::files_sizes:
+    case target::multipart_part_headers:
+    case target::body_vars:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool takes_no_arg(op o) {
   return o == op::detect_sqli || o == op::detect_xss || o == op::validate_url_encoding ||
          o == op::validate_utf8_encoding;

@@ -222,11 +222,28 @@ common::result<void> validate(const rule& r) {
         return common::fail(rule_tag(r) + "empty pattern", where_of(r));
     if (c.transforms.size() > max_stream_transforms)
       return common::fail(rule_tag(r) + "too many transformations", where_of(r));
+    if (c.oper == op::rx && !c.derived()) {
+      std::string hmsg, pmsg;
+      if (check_regex(c.args[0], c.caseless, &hmsg) == pattern_support::rejected) {
+        // PCRE2 alone then runs it on each field its selectors accept, with no Hyperscan screen:
+        // only on one named field or a single-valued target, never on a stream.
+        if (!check_pcre2(c.args[0], c.caseless, &pmsg))
+          return common::fail(
+              rule_tag(r) + "pattern rejected by Hyperscan (" + hmsg + ") and PCRE2 (" + pmsg + ")",
+              where_of(r));
+        if (c.multi_match)
+          return common::fail(rule_tag(r) + "multi_match on a regex Hyperscan rejects",
+                              where_of(r));
+        for (const auto& s : c.selectors)
+          if (is_stream_target(s.where) || (s.name.empty() && is_multi_field(s.where)))
+            return common::fail(rule_tag(r) + "pattern rejected by Hyperscan (" + hmsg +
+                                    "): PCRE2 alone runs it only on one named field or a "
+                                    "single-valued block target",
+                                where_of(r));
+      }
+    }
     for (const auto& s : c.selectors) {
       if (is_stream_target(s.where)) {
-        if (c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected)
-          return common::fail(rule_tag(r) + "a regex Hyperscan rejects runs on block targets only",
-                              where_of(r));
         if (is_code_op(c.oper))
           return common::fail(
               rule_tag(r) + "operator " + to_string(c.oper) + " cannot apply to a stream target",
@@ -712,8 +729,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       // intermediate values that changed, with only multi_steps entries taking those matches
       // (scan_group::multi_steps). Stream targets have no intermediate values to rescan: they get
       // one stream group per prefix.
-      const bool steps = c.multi_match && !c.transforms.empty();
-      size_t first_prefix = c.multi_match ? 0 : c.transforms.size();
+      const bool mm = c.multi_match && !pcre_only;  // validate(): never both
+      const bool steps = mm && !c.transforms.empty();
+      size_t first_prefix = mm ? 0 : c.transforms.size();
       for (size_t k = first_prefix; k <= c.transforms.size(); ++k)
         for (const selector& sel : c.selectors) {
           bool stream = is_stream_target(sel.where);
@@ -888,7 +906,7 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.b_ = std::make_unique<char[]>(buffer_bytes);
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.d_ = std::make_unique<char[]>(buffer_bytes);
-  w.e_ = std::make_unique<char[]>(buffer_bytes);
+  w.e_ = std::make_unique<char[]>(2 * buffer_bytes);
   w.md_.reset(pcre2_match_data_create(captures, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
   w.mctx_.reset(pcre2_match_context_create(nullptr));

@@ -93,6 +93,38 @@ TEST(secrule, macro_expansion_is_bounded) {
   fs::remove_all(dir);
 }
 
+// What the engine cannot evaluate is skipped with its reason, never emitted for the compiler to
+// refuse (one bad rule would fail the whole set): a PCRE2-only regex on every argument, a capture
+// from REQUEST_BODY, @pm or a request-time regex on a captured value.
+TEST(secrule, pcre_only_and_capture_forms_the_engine_cannot_run_are_skipped) {
+  auto dir = fs::temp_directory_path() / ("rules-skips-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string tail = ",phase:2,block,setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::string conf =
+      "SecRule ARGS \"@rx ^(?:a(,|$)){1,3}$\" \"id:3101" + tail +
+      "SecRule REQUEST_BODY \"@rx ^(x)\" \"id:3102,phase:2,block,capture,chain\"\n"
+      "  SecRule TX:1 \"@streq x\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n"
+      "SecRule ARGS \"@rx ^(x)\" \"id:3103,phase:2,block,capture,chain\"\n"
+      "  SecRule TX:1 \"@pm a b\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n"
+      "SecRule ARGS \"@rx ^(x)\" \"id:3104,phase:2,block,capture,chain\"\n"
+      "  SecRule TX:1 \"@rx %{request_headers.host}\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n"
+      "SecRule ARGS \"@rx ^(x)\" \"id:3105,phase:2,block,capture,chain\"\n"
+      "  SecRule TX:1 \"@streq %{request_headers.host}\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(dir / "s.conf") << conf;
+  auto r = rules::import_secrules({(dir / "s.conf").string()});
+  ASSERT_TRUE(r) << r.error().str();
+  std::map<uint32_t, std::string> why;
+  for (const auto& k : r->skipped) why[k.id] = k.reason;
+  EXPECT_NE(why[3101].find("PCRE2 alone runs it only on named fields"), std::string::npos);
+  EXPECT_NE(why[3102].find("variable TX"), std::string::npos) << why[3102];
+  EXPECT_NE(why[3103].find("@pm on a captured value"), std::string::npos) << why[3103];
+  EXPECT_NE(why[3104].find("regex built at request time"), std::string::npos) << why[3104];
+  ASSERT_EQ(r->rules.size(), 1u);  // 3105 imports, and what is imported compiles
+  EXPECT_EQ(r->rules[0].id, 3105u);
+  EXPECT_TRUE(waf::ruleset::compile(r->rules).has_value());
+  fs::remove_all(dir);
+}
+
 // secrules: directories are confined to the rules directory and the CRS directories, with
 // symlinks resolved; pmFromFile data files to the directory of their .conf.
 TEST(loader, secrules_directories_are_confined) {

@@ -238,6 +238,23 @@ TEST(hostile, form_value_beyond_the_argument_room_is_not_passed_silently) {
   EXPECT_EQ(partial->st.form_truncated.get(), 1u);
 }
 
+// A negated condition PCRE2 cannot decide holds (fail closed: the rule fires). Before, the error
+// counted as a match of the pattern, which for `!@rx` means the rule never fired.
+TEST(hostile, negated_confirm_error_fails_closed) {
+  auto e = make_engine(
+      "rules:\n  - id: 8\n    action: block\n    phase: uri_path\n    pattern: \"^/\"\n"
+      "    chain:\n      - phase: args:q\n        negate: true\n"
+      "        pattern: \"(\\\\w+\\\\s?)*\\\\1$\"\n",
+      big_heads());
+  ASSERT_TRUE(e);
+  auto o = run1(*e, get("/?q=" + repeat("aaaa+", 24) + "!"));
+  EXPECT_GE(e->st.confirm_errors.get(), 1u);
+  EXPECT_EQ(o.kind, verdict_kind::block);
+  EXPECT_EQ(o.ids, std::vector<uint32_t>{8});
+  // A value the pattern matches (so the negated condition fails) passes.
+  EXPECT_EQ(run1(*e, get("/?q=abab")).kind, verdict_kind::pass);
+}
+
 // capture + TX (condition::derive): a derived regex that PCRE2 cannot decide fails closed too,
 // and a capture whose groups an attacker makes huge is cut at the buffer, not overflowed.
 waf::rule capture_rule(uint32_t id, std::string derived_rx) {

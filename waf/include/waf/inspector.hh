@@ -203,8 +203,9 @@ class inspector {
   void inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void match_entry(uint32_t entry_id, scan_ctx& x, unsigned long long to);
   // The condition after `prev` is derived (condition::derive): build its value from prev's capture
-  // groups on the field being scanned and evaluate it there.
-  void derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit);
+  // groups on the field being scanned (rc: prev's capture run, its groups in the match data) and
+  // evaluate it there.
+  void derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t fbit, int rc);
   // entry::multi_steps: the code operator on `raw` and after each transformation that changed it.
   bool eval_steps(const compiled_condition& cc, std::string_view raw, worker_scratch& ws) const;
   void scan_steps(worker_scratch& ws, worker_stats& st, const scan_group& g, const scan_ctx& last,

@@ -57,6 +57,8 @@ std::optional<target> parse_target(std::string_view s);
 inline bool is_stream_target(target t) {
   return t == target::body || t == target::raw_payload;
 }
+// Targets with many fields per request (a selector without a name is each of them).
+bool is_multi_field(target t);
 
 #define WAF_TRANSFORMS(X)                       \
   X(url_decode, "url_decode")                   \

@@ -230,8 +230,8 @@ class worker_scratch {
   // Values built by derived conditions (condition::derive): the value in the first half, the
   // operand in the second.
   char* buf_d() const { return d_.get(); }
-  // multi_match's intermediate values (inspector::scan_steps, eval_steps): the value in the first
-  // half, the one before the last transformation in the second.
+  // multi_match's intermediate values (inspector::scan_steps, eval_steps): two buffers of
+  // buffer_bytes, the value and the one before the last transformation.
   char* buf_e() const { return e_.get(); }
   static constexpr size_t captures = 10;  // match_data() pairs: ModSecurity's TX:0..TX:9
 
