@@ -1,4 +1,6 @@
 // Operators, targets, chains, scoring, policy and verdicts through the real compiler and inspector.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "engine_fixture.hh"
@@ -298,3 +300,31 @@ TEST(engine, audit_json_names_rule_field_and_excerpt) {
 }
 
 }  // namespace
+
+// Block groups (one per transformation pipeline) share a scan when their pipelines make the same
+// value of a field; a match counts only for the groups whose pipelines made the value it was found
+// in, never for a group that made another value of the field or does not read it at all.
+TEST(engine, shared_scans_count_a_match_only_for_the_groups_that_made_the_value) {
+  auto rule = [](int id, const std::string& phase, const std::string& transforms) {
+    return "  - id: " + std::to_string(id) + "\n    action: block\n    phase: " + phase +
+           "\n    pattern: abc\n" +
+           (transforms.empty() ? "" : "    transforms: " + transforms + "\n");
+  };
+  auto e = make_engine("rules:\n" + rule(1, "args", "[lowercase]") + rule(2, "args", "") +
+                       rule(3, "args", "[url_decode]") + rule(4, "header:x-probe", "") +
+                       rule(5, "header:x-probe", "[lowercase]"));
+  ASSERT_TRUE(e);
+  using ids = std::vector<uint32_t>;
+  auto fired = [&](const std::string& req) {
+    auto o = run1(*e, req);
+    std::sort(o.ids.begin(), o.ids.end());
+    return o.ids;
+  };
+  EXPECT_EQ(fired(get("/?q=ABC")), (ids{1}));
+  EXPECT_EQ(fired(get("/?q=abc")), (ids{1, 2, 3}));
+  EXPECT_EQ(fired(get("/?q=a%2562c")), (ids{3})) << "args are decoded once; rule 3 decodes again";
+  EXPECT_EQ(fired(get("/?q=x", "X-Probe: xABCx\r\n")), (ids{5}));
+  EXPECT_EQ(fired(get("/?q=x", "X-Probe: abc\r\n")), (ids{4, 5}));
+  EXPECT_EQ(fired(get("/?q=x", "X-Other: abc\r\n")), ids{}) << "no group reads X-Other";
+  EXPECT_EQ(fired(get("/?abc=1", "X-Probe: ABC\r\n")), (ids{5})) << "names are not args";
+}
