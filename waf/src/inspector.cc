@@ -489,16 +489,39 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
     engine_failed(st);
     return;
   }
-  for (uint32_t gi = 0; gi < groups.size(); ++gi) {
+  // Levels kept from the previous group's pipeline (`path`): the value after its first k+1
+  // transformations is in ws.level(k) (size lens[k]) for k < depth.
+  const std::vector<transform>* path = nullptr;
+  size_t depth = 0;
+  size_t lens[worker_scratch::levels];
+  for (uint32_t gi : rs_->block_order()) {
     const scan_group& g = groups[gi];
-    if (g.stream || !(g.targets & bit) || (!g.hs && g.direct.empty())) continue;
+    if (!(g.targets & bit) || (!g.hs && g.direct.empty())) continue;
     if (!group_wants(g, where, name)) continue;
-    if (nv == max_pending || worker_scratch::arena_bytes - used < worker_scratch::buffer_bytes)
-      flush();
-    char* buf = arena + used;
-    copy_bytes(buf, value.substr(0, vlen));
-    size_t len =
-        apply_transforms(g.transforms, buf, vlen, worker_scratch::buffer_bytes, ws.buf_c());
+    const std::vector<transform>& tr = g.transforms;
+    size_t k = 0;
+    while (k < tr.size() && k < depth && (*path)[k] == tr[k]) ++k;
+    const char* buf = k ? ws.level(k - 1) : value.data();
+    size_t len = k ? lens[k - 1] : vlen;
+    for (; k < tr.size() && k < worker_scratch::levels; ++k) {
+      char* out = ws.level(k);
+      copy_bytes(out, std::string_view(buf, len));
+      len = lens[k] = apply_transform(tr[k], out, len, worker_scratch::buffer_bytes, ws.buf_c());
+      buf = out;
+    }
+    path = &tr;
+    depth = k;
+    bool in_arena = false;
+    if (k < tr.size()) {  // longer than the kept levels: the rest in the arena, in place
+      if (nv == max_pending || worker_scratch::arena_bytes - used < worker_scratch::buffer_bytes)
+        flush();
+      char* out = arena + used;
+      copy_bytes(out, std::string_view(buf, len));
+      len = apply_transforms(std::span<const transform>(tr).subspan(k), out, len,
+                             worker_scratch::buffer_bytes, ws.buf_c());
+      buf = out;
+      in_arena = true;
+    }
     for (uint32_t id : g.negated) {
       const entry& e = rs_->entries()[id];
       if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name))
@@ -514,13 +537,19 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
     }
     if (g.multi_steps && g.db) scan_steps(ws, st, g, x, value);
     if (!g.hs || dbs.empty()) continue;
-    size_t k = 0;
-    while (k < nv && !(vals[k].len == len && std::memcmp(arena + vals[k].off, buf, len) == 0)) ++k;
-    if (k == nv) {
+    size_t v = 0;
+    while (v < nv && !(vals[v].len == len && std::memcmp(arena + vals[v].off, buf, len) == 0)) ++v;
+    if (v == nv) {
+      if (!in_arena) {
+        if (nv == max_pending || worker_scratch::arena_bytes - used < worker_scratch::buffer_bytes)
+          flush();
+        copy_bytes(arena + used, std::string_view(buf, len));
+        v = nv;
+      }
       vals[nv++] = pending{used, len, ws.next_serial()};
       used += len;
     }
-    ws.group_serial()[gi] = vals[k].serial;
+    ws.group_serial()[gi] = vals[v].serial;
   }
   flush();
 }

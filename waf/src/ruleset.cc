@@ -445,7 +445,7 @@ pattern_support check_regex(const std::string& rx, bool caseless, std::string* m
 uint64_t hash_rules(std::span<const rule> rules) {
   fnv h;
   h.str(hs_version_string());
-  h.str("edge-waf-groups-2");  // bump when the database layout changes
+  h.str("edge-waf-groups-3");  // bump when the database layout changes
   h.u64(rules.size());
   for (const rule& r : rules) {
     h.u64(r.id);
@@ -719,8 +719,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         rs->count_conditions_.push_back(ci);
         continue;
       }
-      const bool pcre_only =
-          c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected;
+      const pattern_support support =
+          c.oper == op::rx ? check_regex(c.args[0], c.caseless) : pattern_support::full;
+      const bool pcre_only = support == pattern_support::rejected;
       std::vector<size_t> groups_of_cond;
       // multi_match: one group per prefix of the transformations (the value before them and after
       // each); a match in any of them is a match of the condition. A code operator (libinjection's
@@ -773,9 +774,14 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
           rs->groups_[gi].direct.push_back(ei);
           continue;
         }
+        // A regex that alone needs prefilter mode needs it in a block database too: set from the
+        // start, a database holding several is not compiled once per such regex.
+        const unsigned pf = !rs->groups_[gi].stream && support == pattern_support::prefilter
+                                ? unsigned(HS_FLAG_PREFILTER)
+                                : 0u;
         for (const auto& a : c.args)
           group_exprs[gi].push_back(
-              expression{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx});
+              expression{pattern_for(c, a), flags_for(c) | pf, ei, c.oper == op::rx});
       }
     }
   }
@@ -792,7 +798,11 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     rs->stats_.expressions += group_exprs[gi].size();
     if (g.stream) continue;
     rs->block_targets_ |= g.targets;
+    rs->block_order_.push_back(static_cast<uint32_t>(gi));
   }
+  std::stable_sort(rs->block_order_.begin(), rs->block_order_.end(), [&](uint32_t x, uint32_t y) {
+    return rs->groups_[x].transforms < rs->groups_[y].transforms;
+  });
   for (uint32_t ei = 0; ei < rs->entries_.size(); ++ei) {
     const entry& e = rs->entries_[ei];
     const scan_group& g = rs->groups_[e.group];
@@ -1009,6 +1019,7 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.d_ = std::make_unique<char[]>(buffer_bytes);
   w.e_ = std::make_unique<char[]>(2 * buffer_bytes);
   w.arena_ = std::make_unique<char[]>(arena_bytes);
+  w.levels_ = std::make_unique<char[]>(levels * buffer_bytes);
   w.md_.reset(pcre2_match_data_create(captures, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
   w.mctx_.reset(pcre2_match_context_create(nullptr));

@@ -182,6 +182,9 @@ class ruleset {
     return std::span<const hs_database_ptr>(block_dbs_).subspan(first, n);
   }
   std::span<const hs_database_ptr> block_dbs() const { return block_dbs_; }
+  // Block groups, ordered by their pipelines so that groups sharing a prefix of transformations
+  // are adjacent (inspector::emit_field computes a shared prefix once per field).
+  std::span<const uint32_t> block_order() const { return block_order_; }
   // Targets any block group scans (bit per target).
   uint32_t block_targets() const { return block_targets_; }
   uint64_t hash() const { return hash_; }
@@ -202,6 +205,7 @@ class ruleset {
   std::vector<hs_database_ptr> block_dbs_;
   std::array<std::pair<uint32_t, uint32_t>, target_count> target_dbs_{};  // first, count
   uint32_t block_targets_ = 0;
+  std::vector<uint32_t> block_order_;
   std::vector<uint32_t> rule_first_condition_;
   uint64_t hash_ = 0;
   compile_stats stats_;
@@ -264,14 +268,18 @@ class worker_scratch {
   uint64_t* group_serial() const { return group_serial_.get(); }
   size_t group_slots() const { return group_slots_; }
   uint64_t next_serial() { return ++serial_; }  // 64 bits: never wraps
-  static constexpr size_t captures = 10;        // match_data() pairs: ModSecurity's TX:0..TX:9
+  // A field's value after the first k+1 transformations of a pipeline (k < levels), kept while
+  // the next groups share that prefix.
+  static constexpr size_t levels = 6;
+  char* level(size_t k) const { return levels_.get() + k * buffer_bytes; }
+  static constexpr size_t captures = 10;  // match_data() pairs: ModSecurity's TX:0..TX:9
 
  private:
   hs_scratch_ptr hs_;
   pcre2_match_data_ptr md_;
   pcre2_jit_stack_ptr jit_stack_;
   pcre2_match_context_ptr mctx_;
-  std::unique_ptr<char[]> a_, b_, c_, d_, e_, arena_;
+  std::unique_ptr<char[]> a_, b_, c_, d_, e_, arena_, levels_;
   std::unique_ptr<uint64_t[]> group_serial_;
   size_t group_slots_ = 0;
   uint64_t serial_ = 0;
