@@ -442,6 +442,41 @@ pattern_support check_regex(const std::string& rx, bool caseless, std::string* m
   return remember(pattern_support::rejected, last);
 }
 
+namespace {
+
+// Whether a regex needs prefilter mode in a block database: its own block-mode compile fails
+// (resource limits) where the prefilter one succeeds. check_regex answers for stream mode, which
+// refuses more; remembered for the process as check_regex is.
+bool block_needs_prefilter(const std::string& pattern, unsigned flags) {
+  static std::mutex memo_mu;
+  static std::map<std::pair<std::string, unsigned>, bool> memo;
+  {
+    std::lock_guard<std::mutex> lk(memo_mu);
+    if (auto it = memo.find({pattern, flags}); it != memo.end()) return it->second;
+  }
+  bool need = false;
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  if (hs_compile(pattern.c_str(), flags, HS_MODE_BLOCK, nullptr, &db, &err) == HS_SUCCESS) {
+    hs_free_database(db);
+  } else {
+    hs_free_compile_error(err);
+    err = nullptr;
+    if (hs_compile(pattern.c_str(), flags | HS_FLAG_PREFILTER, HS_MODE_BLOCK, nullptr, &db, &err) ==
+        HS_SUCCESS) {
+      hs_free_database(db);
+      need = true;
+    } else {
+      hs_free_compile_error(err);
+    }
+  }
+  std::lock_guard<std::mutex> lk(memo_mu);
+  memo[{pattern, flags}] = need;
+  return need;
+}
+
+}  // namespace
+
 uint64_t hash_rules(std::span<const rule> rules) {
   fnv h;
   h.str(hs_version_string());
@@ -774,14 +809,16 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
           rs->groups_[gi].direct.push_back(ei);
           continue;
         }
-        // A regex that alone needs prefilter mode needs it in a block database too: set from the
-        // start, a database holding several is not compiled once per such regex.
-        const unsigned pf = !rs->groups_[gi].stream && support == pattern_support::prefilter
-                                ? unsigned(HS_FLAG_PREFILTER)
-                                : 0u;
-        for (const auto& a : c.args)
-          group_exprs[gi].push_back(
-              expression{pattern_for(c, a), flags_for(c) | pf, ei, c.oper == op::rx});
+        // A regex that alone needs prefilter mode in block mode needs it in a block database
+        // too: set from the start, a database holding several such regexes is not compiled again
+        // for each of them.
+        for (const auto& a : c.args) {
+          expression x{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx};
+          if (!rs->groups_[gi].stream && support == pattern_support::prefilter &&
+              block_needs_prefilter(x.pattern, x.flags))
+            x.flags |= HS_FLAG_PREFILTER;
+          group_exprs[gi].push_back(std::move(x));
+        }
       }
     }
   }
