@@ -462,7 +462,8 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
                            std::string_view name, std::string_view value) {
   const uint32_t bit = 1u << static_cast<unsigned>(where);
   if (!(rs_->block_targets() & bit)) return;
-  const auto dbs = rs_->block_dbs(where);
+  const auto [first_db, n_dbs] = rs_->block_db_range(where);
+  const uint64_t* serials = ws.group_serial();
   struct pending {
     size_t off, len;
     uint64_t serial;
@@ -476,10 +477,14 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
       scan_ctx x{this, &ws, &st, nullptr, where, name, arena + vals[i].off, vals[i].len, 0};
       x.serial = vals[i].serial;
       st.bytes_scanned.add(x.len);
-      for (const auto& db : dbs)
-        if (hs_scan(db.get(), x.data, static_cast<unsigned>(x.len), 0, ws.hs(), on_match, &x) !=
-            HS_SUCCESS)
+      for (uint32_t d = first_db; d < first_db + n_dbs; ++d) {
+        // Only the databases holding entries of a group that made this value.
+        bool wanted = false;
+        for (uint32_t g : rs_->block_db_groups(d)) wanted = wanted || serials[g] == x.serial;
+        if (wanted && hs_scan(rs_->block_dbs()[d].get(), x.data, static_cast<unsigned>(x.len), 0,
+                              ws.hs(), on_match, &x) != HS_SUCCESS)
           engine_failed(st);
+      }
     }
     nv = used = 0;
   };
@@ -536,7 +541,7 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
         match_entry(id, x, len);
     }
     if (g.multi_steps && g.db) scan_steps(ws, st, g, x, value);
-    if (!g.hs || dbs.empty()) continue;
+    if (!g.hs || n_dbs == 0) continue;
     size_t v = 0;
     while (v < nv && !(vals[v].len == len && std::memcmp(arena + vals[v].off, buf, len) == 0)) ++v;
     if (v == nv) {

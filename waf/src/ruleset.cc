@@ -481,6 +481,7 @@ uint64_t hash_rules(std::span<const rule> rules) {
   fnv h;
   h.str(hs_version_string());
   h.str("edge-waf-groups-3");  // bump when the database layout changes
+  h.u64(ruleset::block_chunk);
   h.u64(rules.size());
   for (const rule& r : rules) {
     h.u64(r.id);
@@ -877,10 +878,16 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       }
       cluster_of[t] = ci;
     }
-    // Each cluster in chunks of block_chunk entries; a target's databases are its cluster's.
+    // Each cluster in chunks of block_chunk entries, ordered by group so that a chunk holds few
+    // groups: a value is scanned only with the chunks of the groups that made it
+    // (ruleset::block_db_groups), so a field whose pipelines all make different values costs
+    // about what one database per group did. A target's databases are its cluster's.
     std::vector<std::pair<uint32_t, uint32_t>> span_of(clusters.size());
     std::vector<std::vector<uint32_t>> chunks;
     for (size_t ci = 0; ci < clusters.size(); ++ci) {
+      std::stable_sort(clusters[ci].begin(), clusters[ci].end(), [&](uint32_t x, uint32_t y) {
+        return rs->entries_[x].group < rs->entries_[y].group;
+      });
       span_of[ci].first = static_cast<uint32_t>(chunks.size());
       for (size_t k = 0; k < clusters[ci].size(); k += ruleset::block_chunk)
         chunks.emplace_back(
@@ -890,6 +897,13 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     }
     for (size_t t = 0; t < target_count; ++t)
       if (cluster_of[t] != SIZE_MAX) rs->target_dbs_[t] = span_of[cluster_of[t]];
+    for (const auto& ch : chunks) {
+      std::vector<uint32_t> gs;
+      for (uint32_t ei : ch) gs.push_back(rs->entries_[ei].group);
+      std::sort(gs.begin(), gs.end());
+      gs.erase(std::unique(gs.begin(), gs.end()), gs.end());
+      rs->block_db_groups_.push_back(std::move(gs));
+    }
     clusters = std::move(chunks);
   }
   std::vector<std::vector<expression>> block_exprs(clusters.size());

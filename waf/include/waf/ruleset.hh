@@ -177,10 +177,12 @@ class ruleset {
   // Split in databases of at most block_chunk entries: Hyperscan's compile time grows faster than
   // the pattern count, and a field is scanned by a few of them instead of one per group.
   static constexpr size_t block_chunk = 32;
-  std::span<const hs_database_ptr> block_dbs(target where) const {
-    auto [first, n] = target_dbs_[static_cast<size_t>(where)];
-    return std::span<const hs_database_ptr>(block_dbs_).subspan(first, n);
+  // Indices into block_dbs() of `where`'s databases: first, count.
+  std::pair<uint32_t, uint32_t> block_db_range(target where) const {
+    return target_dbs_[static_cast<size_t>(where)];
   }
+  // The groups whose entries a block database holds (ascending).
+  std::span<const uint32_t> block_db_groups(size_t db) const { return block_db_groups_[db]; }
   std::span<const hs_database_ptr> block_dbs() const { return block_dbs_; }
   // Block groups, ordered by their pipelines so that groups sharing a prefix of transformations
   // are adjacent (inspector::emit_field computes a shared prefix once per field).
@@ -203,6 +205,7 @@ class ruleset {
   std::vector<entry> entries_;
   std::vector<scan_group> groups_;
   std::vector<hs_database_ptr> block_dbs_;
+  std::vector<std::vector<uint32_t>> block_db_groups_;
   std::array<std::pair<uint32_t, uint32_t>, target_count> target_dbs_{};  // first, count
   uint32_t block_targets_ = 0;
   std::vector<uint32_t> block_order_;
