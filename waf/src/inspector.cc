@@ -462,8 +462,9 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
                            std::string_view name, std::string_view value) {
   const uint32_t bit = 1u << static_cast<unsigned>(where);
   if (!(rs_->block_targets() & bit)) return;
-  const auto db_range = rs_->block_db_range(where);  // not a structured binding: the lambda
-  const uint32_t first_db = db_range.first, n_dbs = db_range.second;  // captures it (clang 14)
+  // Plain locals, not a structured binding: clang 14 cannot capture one in a lambda.
+  const auto db_range = rs_->block_db_range(where);
+  const uint32_t first_db = db_range.first, n_dbs = db_range.second;
   const uint64_t* serials = ws.group_serial();
   struct pending {
     size_t off, len;
