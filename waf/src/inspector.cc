@@ -93,6 +93,10 @@ struct inspector::scan_ctx {
   size_t len;
   unsigned long long base;  // stream offset of data[0]
   bool step = false;        // an intermediate value of multi_match (only multi_steps entries)
+  // Block scans: a block_dbs() value scan counts for the groups whose group_serial() is `serial`;
+  // a scan or evaluation for one group (`group` >= 0) only for that group's entries.
+  uint64_t serial = 0;
+  int32_t group = -1;
 };
 
 common::result<std::unique_ptr<inspector>> inspector::create(
@@ -230,6 +234,9 @@ void inspector::match_entry(uint32_t id, scan_ctx& x, unsigned long long to) {
   }
   const entry& e = rs_->entries()[id];
   if (x.step && !e.multi_steps) return;
+  if (x.group >= 0 ? e.group != static_cast<uint32_t>(x.group)
+                   : x.serial != 0 && x.ws->group_serial()[e.group] != x.serial)
+    return;
   const compiled_condition& cc = rs_->conditions()[e.condition];
   // A condition in a MATCHED_VAR chain records every field it holds on, not only the first.
   uint64_t fbit = cc.field_slot >= 0 ? field_bit(x.where, x.name) : 0;
@@ -339,37 +346,6 @@ void inspector::derive_on(scan_ctx& x, const compiled_condition& prev, uint64_t 
   record_hit(di, x, std::string_view(value, std::min<size_t>(n, sizeof(hit::excerpt))), error);
 }
 
-void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
-                           std::string_view name, std::string_view value) {
-  // Fields no selector of this group can accept (e.g. every header but User-Agent) are not scanned.
-  if (!(g.unnamed & (1u << static_cast<unsigned>(where)))) {
-    bool wanted = false;
-    for (const auto& [t, n] : g.names) wanted = wanted || (t == where && iequals(n, name));
-    if (!wanted) return;
-  }
-  char* buf = ws.buf_a();
-  size_t len = std::min(value.size(), worker_scratch::buffer_bytes);
-  copy_bytes(buf, value.substr(0, len));
-  len = apply_transforms(g.transforms, buf, len, worker_scratch::buffer_bytes, ws.buf_c());
-  for (uint32_t id : g.negated) {
-    const entry& e = rs_->entries()[id];
-    if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name))
-      set_bit(cond_seen_, e.condition);
-  }
-  scan_ctx x{this, &ws, &st, &g, where, name, buf, len, 0};
-  st.bytes_scanned.add(len);
-  if (g.db &&
-      hs_scan(g.db.get(), buf, static_cast<unsigned>(len), 0, ws.hs(), on_match, &x) != HS_SUCCESS)
-    engine_failed(st);
-  for (uint32_t id : g.direct) {
-    const entry& e = rs_->entries()[id];
-    const compiled_condition& cc = rs_->conditions()[e.condition];
-    if (e.multi_steps ? eval_steps(cc, value, ws) : eval_code_op(cc, std::string_view(buf, len)))
-      match_entry(id, x, len);
-  }
-  if (g.multi_steps && g.db) scan_steps(ws, st, g, x, value);
-}
-
 // multi_match over Hyperscan: the values before the group's transformations and after each but
 // the last (that one was just scanned), where a transformation changed the value and it differs
 // from the final one, scanned for the multi_steps entries (as ModSecurity, which runs the operator
@@ -377,6 +353,7 @@ void inspector::scan_field(worker_scratch& ws, worker_stats& st, const scan_grou
 // capture step uses buf_d while the scan goes on).
 void inspector::scan_steps(worker_scratch& ws, worker_stats& st, const scan_group& g,
                            const scan_ctx& last, std::string_view raw) {
+  // g.db holds the group's multi_steps entries alone.
   constexpr size_t half = worker_scratch::buffer_bytes;  // buf_e holds two full buffers
   char* cur = ws.buf_e();
   char* before = cur + half;
@@ -421,15 +398,12 @@ bool inspector::eval_steps(const compiled_condition& cc, std::string_view raw,
 }
 
 void inspector::scan_head(worker_scratch& ws, worker_stats& st) {
-  for (const scan_group& g : rs_->groups()) {
-    if (g.stream || (!g.db && g.direct.empty())) continue;
-    for (size_t t = 0; t < target_count; ++t)
-      if (g.targets & (1u << t)) scan_target(ws, st, g, static_cast<target>(t));
-  }
+  for (size_t t = 0; t < target_count; ++t)
+    if (rs_->block_targets() & (1u << t)) scan_target(ws, st, static_cast<target>(t));
 }
 
-void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
-                          std::string_view n, std::string_view v) {
+void inspector::scan_pair(worker_scratch& ws, worker_stats& st, target where, std::string_view n,
+                          std::string_view v) {
   char* dec = ws.buf_b();
   copy_bytes(dec, n);
   size_t nl = apply_transform(transform::url_decode, dec, n.size(), n.size(), nullptr);
@@ -437,9 +411,9 @@ void inspector::scan_pair(worker_scratch& ws, worker_stats& st, const scan_group
   size_t vl = apply_transform(transform::url_decode, dec + nl, v.size(), v.size(), nullptr);
   std::string_view name(dec, nl);
   if (where == target::args)
-    scan_field(ws, st, g, where, name, std::string_view(dec + nl, vl));
+    emit_field(ws, st, where, name, std::string_view(dec + nl, vl));
   else
-    scan_field(ws, st, g, where, name, name);
+    emit_field(ws, st, where, name, name);
 }
 
 // What the body processors hand over, scanned at once with the block-mode groups of its target
@@ -467,13 +441,124 @@ struct inspector::body_fields final : body_sink {
   }
 };
 
+namespace {
+
+// Whether a block group scans this field: every field of a target it has a selector without a
+// name for, else only the named ones (e.g. of all headers only User-Agent).
+bool group_wants(const scan_group& g, target where, std::string_view name) {
+  if (g.unnamed & (1u << static_cast<unsigned>(where))) return true;
+  for (const auto& [t, n] : g.names)
+    if (t == where && iequals(n, name)) return true;
+  return false;
+}
+
+}  // namespace
+
+// One field through every block group: each group's transformations make a value of it in the
+// worker's arena; groups that make the same bytes share it, and each distinct value is scanned
+// once with block_dbs(), a match counting for the groups that made that value (group_serial()).
+// Code operators, negated marks and multi_match steps run per group on its own value.
 void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
                            std::string_view name, std::string_view value) {
   const uint32_t bit = 1u << static_cast<unsigned>(where);
-  for (const scan_group& g : rs_->groups()) {
-    if (g.stream || (!g.db && g.direct.empty()) || !(g.targets & bit)) continue;
-    scan_field(ws, st, g, where, name, value);
+  if (!(rs_->block_targets() & bit)) return;
+  // Plain locals, not a structured binding: clang 14 cannot capture one in a lambda.
+  const auto db_range = rs_->block_db_range(where);
+  const uint32_t first_db = db_range.first, n_dbs = db_range.second;
+  const uint64_t* serials = ws.group_serial();
+  struct pending {
+    size_t off, len;
+    uint64_t serial;
+  };
+  constexpr size_t max_pending = 64;
+  pending vals[max_pending];
+  size_t nv = 0, used = 0;
+  char* arena = ws.arena();
+  auto flush = [&] {
+    for (size_t i = 0; i < nv; ++i) {
+      scan_ctx x{this, &ws, &st, nullptr, where, name, arena + vals[i].off, vals[i].len, 0};
+      x.serial = vals[i].serial;
+      st.bytes_scanned.add(x.len);
+      for (uint32_t d = first_db; d < first_db + n_dbs; ++d) {
+        // Only the databases holding entries of a group that made this value.
+        bool wanted = false;
+        for (uint32_t g : rs_->block_db_groups(d)) wanted = wanted || serials[g] == x.serial;
+        if (wanted && hs_scan(rs_->block_dbs()[d].get(), x.data, static_cast<unsigned>(x.len), 0,
+                              ws.hs(), on_match, &x) != HS_SUCCESS)
+          engine_failed(st);
+      }
+    }
+    nv = used = 0;
+  };
+  const size_t vlen = std::min(value.size(), worker_scratch::buffer_bytes);
+  const auto groups = rs_->groups();
+  if (groups.size() > ws.group_slots()) {  // scratch not prepared for this ruleset: fail closed
+    engine_failed(st);
+    return;
   }
+  // Levels kept from the previous group's pipeline (`path`): the value after its first k+1
+  // transformations is in ws.level(k) (size lens[k]) for k < depth.
+  const std::vector<transform>* path = nullptr;
+  size_t depth = 0;
+  size_t lens[worker_scratch::levels];
+  for (uint32_t gi : rs_->block_order()) {
+    const scan_group& g = groups[gi];
+    if (!(g.targets & bit) || (!g.hs && g.direct.empty())) continue;
+    if (!group_wants(g, where, name)) continue;
+    const std::vector<transform>& tr = g.transforms;
+    size_t k = 0;
+    while (k < tr.size() && k < depth && (*path)[k] == tr[k]) ++k;
+    const char* buf = k ? ws.level(k - 1) : value.data();
+    size_t len = k ? lens[k - 1] : vlen;
+    for (; k < tr.size() && k < worker_scratch::levels; ++k) {
+      char* out = ws.level(k);
+      copy_bytes(out, std::string_view(buf, len));
+      len = lens[k] = apply_transform(tr[k], out, len, worker_scratch::buffer_bytes, ws.buf_c());
+      buf = out;
+    }
+    path = &tr;
+    depth = k;
+    bool in_arena = false;
+    if (k < tr.size()) {  // longer than the kept levels: the rest in the arena, in place
+      if (nv == max_pending || worker_scratch::arena_bytes - used < worker_scratch::buffer_bytes)
+        flush();
+      char* out = arena + used;
+      copy_bytes(out, std::string_view(buf, len));
+      len = apply_transforms(std::span<const transform>(tr).subspan(k), out, len,
+                             worker_scratch::buffer_bytes, ws.buf_c());
+      buf = out;
+      in_arena = true;
+    }
+    for (uint32_t id : g.negated) {
+      const entry& e = rs_->entries()[id];
+      if (condition_accepts(*rs_->conditions()[e.condition].cond, where, name))
+        set_bit(cond_seen_, e.condition);
+    }
+    scan_ctx x{this, &ws, &st, &g, where, name, buf, len, 0};
+    x.group = static_cast<int32_t>(gi);
+    for (uint32_t id : g.direct) {
+      const entry& e = rs_->entries()[id];
+      const compiled_condition& cc = rs_->conditions()[e.condition];
+      if (e.multi_steps ? eval_steps(cc, value, ws) : eval_code_op(cc, std::string_view(buf, len)))
+        match_entry(id, x, len);
+    }
+    if (g.multi_steps && g.db) scan_steps(ws, st, g, x, value);
+    if (!g.hs || n_dbs == 0) continue;
+    size_t v = 0;
+    while (v < nv && !(vals[v].len == len && std::memcmp(arena + vals[v].off, buf, len) == 0)) ++v;
+    if (v == nv) {
+      if (!in_arena) {
+        if (nv == max_pending || worker_scratch::arena_bytes - used < worker_scratch::buffer_bytes)
+          flush();
+        copy_bytes(arena + used, std::string_view(buf, len));
+        v = nv;
+      }
+      vals[nv++] = pending{used, len, ws.next_serial()};
+      used += len;
+    }
+    ws.group_serial()[gi] = vals[v].serial;
+  }
+  flush();
 }
 
 // A name or value longer than the policy's body limits cannot be scanned whole: counted once per
@@ -627,24 +712,23 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
              std::string_view(num, k > 0 ? size_t(k) : 0));
 }
 
-void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g,
-                            target where) {
+void inspector::scan_target(worker_scratch& ws, worker_stats& st, target where) {
   {
     switch (where) {
       case target::request_line:
-        scan_field(ws, st, g, where, {}, head_.request_line);
+        emit_field(ws, st, where, {}, head_.request_line);
         break;
       case target::method:
-        scan_field(ws, st, g, where, {}, head_.method);
+        emit_field(ws, st, where, {}, head_.method);
         break;
       case target::protocol:
-        scan_field(ws, st, g, where, {}, head_.protocol);
+        emit_field(ws, st, where, {}, head_.protocol);
         break;
       case target::uri:
-        scan_field(ws, st, g, where, {}, head_.target);
+        emit_field(ws, st, where, {}, head_.target);
         break;
       case target::uri_path:
-        scan_field(ws, st, g, where, {}, head_.path);
+        emit_field(ws, st, where, {}, head_.path);
         break;
       case target::uri_decoded:
       case target::path_decoded: {  // ModSecurity's REQUEST_URI / REQUEST_FILENAME: %XX-decoded
@@ -652,11 +736,11 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
         std::string_view raw = where == target::uri_decoded ? head_.target : head_.path;
         size_t n = std::min(raw.size(), worker_scratch::buffer_bytes);
         copy_bytes(ws.buf_b(), raw.substr(0, n));
-        scan_field(ws, st, g, where, {}, std::string_view(ws.buf_b(), uri_decode(ws.buf_b(), n)));
+        emit_field(ws, st, where, {}, std::string_view(ws.buf_b(), uri_decode(ws.buf_b(), n)));
         break;
       }
       case target::query_string:
-        scan_field(ws, st, g, where, {}, head_.query);
+        emit_field(ws, st, where, {}, head_.query);
         break;
       case target::args:
       case target::arg_names: {
@@ -671,15 +755,15 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
           std::string_view n = pair.substr(0, eq);
           std::string_view v =
               eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-          scan_pair(ws, st, g, where, n, v);
+          scan_pair(ws, st, where, n, v);
         }
         break;
       }
       case target::header:
-        for (const auto& h : head_.headers) scan_field(ws, st, g, where, h.name, h.value);
+        for (const auto& h : head_.headers) emit_field(ws, st, where, h.name, h.value);
         break;
       case target::header_names:
-        for (const auto& h : head_.headers) scan_field(ws, st, g, where, h.name, h.name);
+        for (const auto& h : head_.headers) emit_field(ws, st, where, h.name, h.name);
         break;
       case target::cookies:
       case target::cookie_names:
@@ -696,7 +780,7 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, const scan_gro
             std::string_view n = kv.substr(0, eq);
             std::string_view v =
                 eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
-            scan_field(ws, st, g, where, n, where == target::cookies ? v : n);
+            emit_field(ws, st, where, n, where == target::cookies ? v : n);
           }
         }
         break;

@@ -323,11 +323,11 @@ std::string hs_version_string() {
   return hs_version();
 }
 
+// Expressions that need prefilter mode get HS_FLAG_PREFILTER in `exprs`; `entries` is read only
+// (compiles run in parallel).
 common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bool stream,
-                                              std::vector<entry>& entries,
-                                              const std::vector<rule>& rules,
-                                              const std::vector<compiled_condition>& conds,
-                                              size_t& prefiltered) {
+                                              const std::vector<entry>& entries,
+                                              const std::vector<rule>& rules) {
   // Check expressions one by one first so that an error names its rule; Hyperscan-only rejects
   // (lookarounds, backreferences) get prefilter mode where a PCRE2 confirm is possible.
   for (auto& e : exprs) {
@@ -369,11 +369,6 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
     if (hs_compile_multi(pats.data(), flags.data(), ids.data(), static_cast<unsigned>(pats.size()),
                          stream ? HS_MODE_STREAM : HS_MODE_BLOCK, nullptr, &db,
                          &err) == HS_SUCCESS) {
-      for (auto& e : exprs)
-        if (e.flags & HS_FLAG_PREFILTER) {
-          entries[e.id].prefilter = true;
-          ++prefiltered;
-        }
       return hs_database_ptr(db);
     }
     std::string msg = err ? err->message : "unknown error";
@@ -388,7 +383,6 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
           "rule " + std::to_string(r.id) + ": pattern rejected by Hyperscan: " + msg, r.where);
     e.flags |= HS_FLAG_PREFILTER;
   }
-  (void)conds;
   return common::fail("Hyperscan compile did not converge");
 }
 
@@ -448,10 +442,46 @@ pattern_support check_regex(const std::string& rx, bool caseless, std::string* m
   return remember(pattern_support::rejected, last);
 }
 
+namespace {
+
+// Whether a regex needs prefilter mode in a block database: its own block-mode compile fails
+// (resource limits) where the prefilter one succeeds. check_regex answers for stream mode, which
+// refuses more; remembered for the process as check_regex is.
+bool block_needs_prefilter(const std::string& pattern, unsigned flags) {
+  static std::mutex memo_mu;
+  static std::map<std::pair<std::string, unsigned>, bool> memo;
+  {
+    std::lock_guard<std::mutex> lk(memo_mu);
+    if (auto it = memo.find({pattern, flags}); it != memo.end()) return it->second;
+  }
+  bool need = false;
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  if (hs_compile(pattern.c_str(), flags, HS_MODE_BLOCK, nullptr, &db, &err) == HS_SUCCESS) {
+    hs_free_database(db);
+  } else {
+    hs_free_compile_error(err);
+    err = nullptr;
+    if (hs_compile(pattern.c_str(), flags | HS_FLAG_PREFILTER, HS_MODE_BLOCK, nullptr, &db, &err) ==
+        HS_SUCCESS) {
+      hs_free_database(db);
+      need = true;
+    } else {
+      hs_free_compile_error(err);
+    }
+  }
+  std::lock_guard<std::mutex> lk(memo_mu);
+  memo[{pattern, flags}] = need;
+  return need;
+}
+
+}  // namespace
+
 uint64_t hash_rules(std::span<const rule> rules) {
   fnv h;
   h.str(hs_version_string());
-  h.str("edge-waf-groups-2");  // bump when the database layout changes
+  h.str("edge-waf-groups-3");  // bump when the database layout changes
+  h.u64(ruleset::block_chunk);
   h.u64(rules.size());
   for (const rule& r : rules) {
     h.u64(r.id);
@@ -492,13 +522,14 @@ std::filesystem::path cache_path(const std::string& dir, uint64_t hash) {
 }
 
 // Cache file (little-endian host layout; the platform is part of the header):
-//   magic "EDGEWAF2" | header: format, rules hash, entry count, group count, Hyperscan version,
-//   platform | per entry: prefilter flag | per group: blob size + blob | FNV-1a 64 of all before.
+//   magic "EDGEWAF2" | header: format, rules hash, entry count, database slot count, Hyperscan
+//   version, platform | per entry: prefilter flag | per slot (each group, then the block database):
+//   blob size + blob | FNV-1a 64 of all before.
 // An entry is used only if every header field is what this build and this rule set expect, the
 // checksum holds and every blob deserialises into a database of the group's mode. The file is
 // read with O_NOFOLLOW and must be a regular file owned by this user that no one else can write.
 constexpr char cache_magic[8] = {'E', 'D', 'G', 'E', 'W', 'A', 'F', '2'};
-constexpr uint32_t cache_format = 2;
+constexpr uint32_t cache_format = 3;
 constexpr size_t cache_max_bytes = size_t(1) << 30;
 
 struct cache_header {
@@ -536,10 +567,17 @@ uint64_t checksum(std::string_view data) {
 
 enum class cache_load : uint8_t { loaded, absent, rejected };
 
+// A database the cache holds: a stream group's, or the block database (block groups' slots stay
+// empty).
+struct db_slot {
+  hs_database_ptr* db;
+  bool stream;
+  bool needed;  // the set has expressions for it
+};
+
 // Why an entry was rejected goes to `why` (for the log and compile_stats::cache_rejected).
 cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector<entry>& entries,
-                      std::vector<scan_group>& groups, const std::vector<bool>& need_db,
-                      std::string& why) {
+                      const std::vector<db_slot>& slots, std::string& why) {
   int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return cache_load::absent;
@@ -585,7 +623,7 @@ cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector
     return reject("checksum mismatch");
   cache_header h;
   std::memcpy(&h, data.data() + sizeof cache_magic, sizeof h);
-  cache_header want = expected_header(hash, entries.size(), groups.size());
+  cache_header want = expected_header(hash, entries.size(), slots.size());
   if (h.rules_hash != want.rules_hash)
     return reject("built from other rules (content hash mismatch)");
   if (!same_header(h, want))
@@ -601,10 +639,10 @@ cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector
   std::vector<uint8_t> pf(entries.size());
   if (!take(pf.data(), pf.size())) return reject("truncated");
   std::vector<hs_database_ptr> dbs;
-  for (const auto& g : groups) {
+  for (const auto& g : slots) {
     uint64_t sz = 0;
     if (!take(&sz, 8) || sz > end - off) return reject("truncated");
-    if ((sz != 0) != need_db[dbs.size()]) return reject("database missing or unexpected");
+    if ((sz != 0) != g.needed) return reject("database missing or unexpected");
     if (sz == 0) {
       dbs.emplace_back();
       continue;
@@ -621,7 +659,7 @@ cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector
   }
   if (off != end) return reject("trailing bytes");
   for (size_t i = 0; i < entries.size(); ++i) entries[i].prefilter = pf[i] != 0;
-  for (size_t i = 0; i < groups.size(); ++i) groups[i].db = std::move(dbs[i]);
+  for (size_t i = 0; i < slots.size(); ++i) *slots[i].db = std::move(dbs[i]);
   return cache_load::loaded;
 }
 
@@ -630,15 +668,15 @@ cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector
 // for the log; a failed store only costs the next start a compile.
 common::result<void> store_cache(const std::filesystem::path& p, uint64_t hash,
                                  const std::vector<entry>& entries,
-                                 const std::vector<scan_group>& groups) {
+                                 const std::vector<db_slot>& slots) {
   std::string out(cache_magic, sizeof cache_magic);
-  cache_header h = expected_header(hash, entries.size(), groups.size());
+  cache_header h = expected_header(hash, entries.size(), slots.size());
   out.append(reinterpret_cast<const char*>(&h), sizeof h);
   for (const auto& e : entries) out.push_back(e.prefilter ? 1 : 0);
-  for (const auto& g : groups) {
+  for (const auto& g : slots) {
     uint64_t sz = 0;
     char* blob = nullptr;
-    if (g.db && hs_serialize_database(g.db.get(), &blob, &sz) != HS_SUCCESS) {
+    if (*g.db && hs_serialize_database(g.db->get(), &blob, &sz) != HS_SUCCESS) {
       return common::fail("hs_serialize_database failed");
     }
     out.append(reinterpret_cast<const char*>(&sz), 8);
@@ -717,8 +755,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
         rs->count_conditions_.push_back(ci);
         continue;
       }
-      const bool pcre_only =
-          c.oper == op::rx && check_regex(c.args[0], c.caseless) == pattern_support::rejected;
+      const pattern_support support =
+          c.oper == op::rx ? check_regex(c.args[0], c.caseless) : pattern_support::full;
+      const bool pcre_only = support == pattern_support::rejected;
       std::vector<size_t> groups_of_cond;
       // multi_match: one group per prefix of the transformations (the value before them and after
       // each); a match in any of them is a match of the condition. A code operator (libinjection's
@@ -763,50 +802,168 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       for (size_t gi : groups_of_cond) {
         uint32_t ei = static_cast<uint32_t>(rs->entries_.size());
         const bool entry_steps = steps && !rs->groups_[gi].stream;
-        rs->entries_.push_back(entry{ri, ci, false, pcre_only, entry_steps});
+        rs->entries_.push_back(
+            entry{ri, ci, false, pcre_only, entry_steps, static_cast<uint32_t>(gi)});
         if (entry_steps && !is_code_op(c.oper)) rs->groups_[gi].multi_steps = true;
         if (c.negate) rs->groups_[gi].negated.push_back(ei);
         if (is_code_op(c.oper) || pcre_only) {
           rs->groups_[gi].direct.push_back(ei);
           continue;
         }
-        for (const auto& a : c.args)
-          group_exprs[gi].push_back(
-              expression{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx});
+        // A regex that alone needs prefilter mode in block mode needs it in a block database
+        // too: set from the start, a database holding several such regexes is not compiled again
+        // for each of them.
+        for (const auto& a : c.args) {
+          expression x{pattern_for(c, a), flags_for(c), ei, c.oper == op::rx};
+          if (!rs->groups_[gi].stream && support == pattern_support::prefilter &&
+              block_needs_prefilter(x.pattern, x.flags))
+            x.flags |= HS_FLAG_PREFILTER;
+          group_exprs[gi].push_back(std::move(x));
+        }
       }
     }
   }
   rs->rule_first_condition_.push_back(static_cast<uint32_t>(rs->conditions_.size()));
+
+  // Stream groups keep a database each (a stream per group and flow). Block groups' expressions
+  // go into databases per target (ruleset::block_db), holding the entries whose conditions select
+  // that target; a target joins another's database when that adds at most a fifth to it. Match
+  // ids are entry indices in all of them.
+  std::array<std::vector<uint32_t>, target_count> per_target;  // entry ids, ascending
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
+    scan_group& g = rs->groups_[gi];
+    g.hs = !group_exprs[gi].empty();
+    rs->stats_.expressions += group_exprs[gi].size();
+    if (g.stream) continue;
+    rs->block_targets_ |= g.targets;
+    rs->block_order_.push_back(static_cast<uint32_t>(gi));
+  }
+  std::stable_sort(rs->block_order_.begin(), rs->block_order_.end(), [&](uint32_t x, uint32_t y) {
+    return rs->groups_[x].transforms < rs->groups_[y].transforms;
+  });
+  for (uint32_t ei = 0; ei < rs->entries_.size(); ++ei) {
+    const entry& e = rs->entries_[ei];
+    const scan_group& g = rs->groups_[e.group];
+    if (g.stream || e.pcre_only || is_code_op(rs->conditions_[e.condition].cond->oper)) continue;
+    uint32_t seen = 0;
+    for (const selector& sel : rs->conditions_[e.condition].cond->selectors) {
+      auto t = static_cast<unsigned>(sel.where);
+      if (is_stream_target(sel.where) || (seen & (1u << t))) continue;
+      seen |= 1u << t;
+      per_target[t].push_back(ei);
+    }
+  }
+  std::vector<std::vector<uint32_t>> clusters;  // entry ids per block database
+  {
+    std::vector<size_t> order;
+    for (size_t t = 0; t < target_count; ++t)
+      if (!per_target[t].empty()) order.push_back(t);
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+      return per_target[x].size() > per_target[y].size();
+    });
+    std::vector<size_t> cluster_of(target_count, SIZE_MAX);
+    for (size_t t : order) {
+      std::vector<uint32_t> u;
+      size_t ci = 0;
+      for (; ci < clusters.size(); ++ci) {
+        u.clear();
+        std::set_union(clusters[ci].begin(), clusters[ci].end(), per_target[t].begin(),
+                       per_target[t].end(), std::back_inserter(u));
+        if (u.size() * 5 <= std::min(clusters[ci].size(), per_target[t].size()) * 6) break;
+      }
+      if (ci == clusters.size()) {
+        clusters.push_back(per_target[t]);
+      } else {
+        clusters[ci] = std::move(u);
+      }
+      cluster_of[t] = ci;
+    }
+    // Each cluster in chunks of block_chunk entries, ordered by group so that a chunk holds few
+    // groups: a value is scanned only with the chunks of the groups that made it
+    // (ruleset::block_db_groups), so a field whose pipelines all make different values costs
+    // about what one database per group did. A target's databases are its cluster's.
+    std::vector<std::pair<uint32_t, uint32_t>> span_of(clusters.size());
+    std::vector<std::vector<uint32_t>> chunks;
+    for (size_t ci = 0; ci < clusters.size(); ++ci) {
+      std::stable_sort(clusters[ci].begin(), clusters[ci].end(), [&](uint32_t x, uint32_t y) {
+        return rs->entries_[x].group < rs->entries_[y].group;
+      });
+      span_of[ci].first = static_cast<uint32_t>(chunks.size());
+      for (size_t k = 0; k < clusters[ci].size(); k += ruleset::block_chunk)
+        chunks.emplace_back(
+            clusters[ci].begin() + k,
+            clusters[ci].begin() + std::min(clusters[ci].size(), k + ruleset::block_chunk));
+      span_of[ci].second = static_cast<uint32_t>(chunks.size()) - span_of[ci].first;
+    }
+    for (size_t t = 0; t < target_count; ++t)
+      if (cluster_of[t] != SIZE_MAX) rs->target_dbs_[t] = span_of[cluster_of[t]];
+    for (const auto& ch : chunks) {
+      std::vector<uint32_t> gs;
+      for (uint32_t ei : ch) gs.push_back(rs->entries_[ei].group);
+      std::sort(gs.begin(), gs.end());
+      gs.erase(std::unique(gs.begin(), gs.end()), gs.end());
+      rs->block_db_groups_.push_back(std::move(gs));
+    }
+    clusters = std::move(chunks);
+  }
+  std::vector<std::vector<expression>> block_exprs(clusters.size());
+  {
+    std::vector<std::vector<const expression*>> of_entry(rs->entries_.size());
+    for (size_t gi = 0; gi < rs->groups_.size(); ++gi)
+      if (!rs->groups_[gi].stream)
+        for (const auto& e : group_exprs[gi]) of_entry[e.id].push_back(&e);
+    for (size_t ci = 0; ci < clusters.size(); ++ci)
+      for (uint32_t ei : clusters[ci])
+        for (const expression* e : of_entry[ei]) block_exprs[ci].push_back(*e);
+  }
+  // A block group keeps a database of its multi_steps entries alone, for the intermediate values.
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
+    if (rs->groups_[gi].stream) continue;
+    auto& ge = group_exprs[gi];
+    ge.erase(std::remove_if(ge.begin(), ge.end(),
+                            [&](const expression& e) { return !rs->entries_[e.id].multi_steps; }),
+             ge.end());
+  }
+  rs->block_dbs_.resize(clusters.size());
+  std::vector<db_slot> slots;
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi)
+    slots.push_back({&rs->groups_[gi].db, rs->groups_[gi].stream, !group_exprs[gi].empty()});
+  for (size_t ci = 0; ci < clusters.size(); ++ci)
+    slots.push_back({&rs->block_dbs_[ci], false, !block_exprs[ci].empty()});
 
   bool loaded = false;
   std::filesystem::path cp;
   if (!opts.cache_dir.empty()) {
     cp = cache_path(opts.cache_dir, rs->hash_);
     std::string why;
-    std::vector<bool> need_db(rs->groups_.size());
-    for (size_t gi = 0; gi < need_db.size(); ++gi) need_db[gi] = !group_exprs[gi].empty();
-    auto lc = load_cache(cp, rs->hash_, rs->entries_, rs->groups_, need_db, why);
+    auto lc = load_cache(cp, rs->hash_, rs->entries_, slots, why);
     loaded = lc == cache_load::loaded;
     if (lc == cache_load::rejected) {
       rs->stats_.cache_rejected = cp.string() + ": " + why;
       for (auto& e : rs->entries_) e.prefilter = false;  // recompiled from scratch below
-      for (auto& g : rs->groups_) g.db.reset();
+      for (auto& sl : slots) sl.db->reset();
     }
   }
   size_t prefiltered = 0;
-  // Groups compile independently (each writes only its own entries), so they run on all cores:
-  // a CRS-sized set is seconds of Hyperscan compile per large group.
-  std::vector<common::result<hs_database_ptr>> dbs(rs->groups_.size());
-  std::vector<size_t> pf(rs->groups_.size(), 0);
-  for (size_t gi = 0; gi < rs->groups_.size(); ++gi)
-    rs->stats_.expressions += group_exprs[gi].size();
+  // Databases compile independently, so they run on all cores, the block databases (the long
+  // ones) first. Which expressions needed prefilter mode is read from them after the join.
+  std::vector<std::vector<expression>*> job_exprs;
+  std::vector<size_t> job_slot;
+  for (size_t ci = 0; ci < clusters.size(); ++ci) {
+    job_exprs.push_back(&block_exprs[ci]);
+    job_slot.push_back(rs->groups_.size() + ci);
+  }
+  for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
+    job_exprs.push_back(&group_exprs[gi]);
+    job_slot.push_back(gi);
+  }
+  std::vector<common::result<hs_database_ptr>> dbs(job_exprs.size());
   if (!loaded) {
     std::atomic<size_t> next{0};
     auto work = [&] {
-      for (size_t gi; (gi = next.fetch_add(1)) < rs->groups_.size();) {
-        if (group_exprs[gi].empty()) continue;
-        dbs[gi] = compile_group(group_exprs[gi], rs->groups_[gi].stream, rs->entries_, R,
-                                rs->conditions_, pf[gi]);
+      for (size_t j; (j = next.fetch_add(1)) < job_exprs.size();) {
+        if (job_exprs[j]->empty()) continue;
+        dbs[j] = compile_group(*job_exprs[j], slots[job_slot[j]].stream, rs->entries_, R);
       }
     };
     size_t n = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
@@ -814,14 +971,17 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     for (size_t i = 1; i < n; ++i) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
-    for (size_t gi = 0; gi < rs->groups_.size();
-         ++gi) {  // first error in group order: deterministic
-      if (group_exprs[gi].empty()) continue;
-      if (!dbs[gi]) return common::unexpected(dbs[gi].error());
-      rs->groups_[gi].db = std::move(*dbs[gi]);
-      prefiltered += pf[gi];
+    // The first error in slot order (groups, then the block databases): deterministic.
+    for (size_t sl = 0; sl < slots.size(); ++sl) {
+      size_t j = std::find(job_slot.begin(), job_slot.end(), sl) - job_slot.begin();
+      if (job_exprs[j]->empty()) continue;
+      if (!dbs[j]) return common::unexpected(dbs[j].error());
+      *slots[sl].db = std::move(*dbs[j]);
+      for (const auto& e : *job_exprs[j])
+        if (e.flags & HS_FLAG_PREFILTER) rs->entries_[e.id].prefilter = true;
     }
   }
+  for (const entry& e : rs->entries_) prefiltered += e.prefilter;
   // PCRE2 programs: confirms for every condition that has a prefiltered entry, the capture
   // programs of conditions a derived one follows, and derived rx conditions' own.
   auto pcre = [&](compiled_condition& cc, pcre2_code_ptr& out,
@@ -846,7 +1006,6 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   };
   for (const entry& e : rs->entries_) {
     if (!e.prefilter && !e.pcre_only) continue;
-    if (loaded && e.prefilter) ++prefiltered;
     compiled_condition& cc = rs->conditions_[e.condition];
     std::string hs_why;
     if (e.pcre_only) check_regex(cc.cond->args[0], cc.cond->caseless, &hs_why);
@@ -862,6 +1021,9 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       if (auto r = pcre(cc, cc.confirm, "a derived condition"); !r)
         return common::unexpected(r.error());
   }
+  for (const auto& db : rs->block_dbs_)
+    if (size_t sz = 0; db && hs_database_size(db.get(), &sz) == HS_SUCCESS)
+      rs->stats_.database_bytes += sz;
   for (auto& g : rs->groups_) {
     if (!g.db) continue;
     size_t sz = 0;
@@ -872,7 +1034,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     }
   }
   if (!opts.cache_dir.empty() && !loaded)
-    if (auto st = store_cache(cp, rs->hash_, rs->entries_, rs->groups_); !st)
+    if (auto st = store_cache(cp, rs->hash_, rs->entries_, slots); !st)
       rs->stats_.cache_error = st.error().str();
   rs->stats_.from_cache = loaded;
   rs->stats_.prefiltered = prefiltered;
@@ -907,6 +1069,8 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
   w.c_ = std::make_unique<char[]>(buffer_bytes);
   w.d_ = std::make_unique<char[]>(buffer_bytes);
   w.e_ = std::make_unique<char[]>(2 * buffer_bytes);
+  w.arena_ = std::make_unique<char[]>(arena_bytes);
+  w.levels_ = std::make_unique<char[]>(levels * buffer_bytes);
   w.md_.reset(pcre2_match_data_create(captures, nullptr));
   if (!w.md_) return common::fail("pcre2_match_data_create failed");
   w.mctx_.reset(pcre2_match_context_create(nullptr));
@@ -922,12 +1086,22 @@ common::result<worker_scratch> worker_scratch::create(const ruleset& rs) {
 }
 
 common::result<void> worker_scratch::prepare(const ruleset& rs) {
-  for (const auto& g : rs.groups()) {
-    if (!g.db) continue;
+  auto grow = [&](const hs_database_t* db) -> common::result<void> {
     hs_scratch_t* s = hs_.release();
-    hs_error_t e = hs_alloc_scratch(g.db.get(), &s);
+    hs_error_t e = hs_alloc_scratch(db, &s);
     hs_.reset(s);
     if (e != HS_SUCCESS) return common::fail("hs_alloc_scratch failed: " + std::to_string(e));
+    return {};
+  };
+  for (const auto& g : rs.groups())
+    if (g.db)
+      if (auto r = grow(g.db.get()); !r) return r;
+  for (const auto& db : rs.block_dbs())
+    if (db)
+      if (auto r = grow(db.get()); !r) return r;
+  if (rs.groups().size() > group_slots_) {
+    group_slots_ = rs.groups().size();
+    group_serial_ = std::make_unique<uint64_t[]>(group_slots_);  // zero: no value yet
   }
   return {};
 }

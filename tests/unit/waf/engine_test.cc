@@ -1,4 +1,6 @@
 // Operators, targets, chains, scoring, policy and verdicts through the real compiler and inspector.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "engine_fixture.hh"
@@ -298,3 +300,64 @@ TEST(engine, audit_json_names_rule_field_and_excerpt) {
 }
 
 }  // namespace
+
+// Block groups (one per transformation pipeline) share a scan when their pipelines make the same
+// value of a field; a match counts only for the groups whose pipelines made the value it was found
+// in, never for a group that made another value of the field or does not read it at all.
+TEST(engine, shared_scans_count_a_match_only_for_the_groups_that_made_the_value) {
+  auto rule = [](int id, const std::string& phase, const std::string& transforms) {
+    return "  - id: " + std::to_string(id) + "\n    action: block\n    phase: " + phase +
+           "\n    pattern: abc\n" +
+           (transforms.empty() ? "" : "    transforms: " + transforms + "\n");
+  };
+  auto e = make_engine("rules:\n" + rule(1, "args", "[lowercase]") + rule(2, "args", "") +
+                       rule(3, "args", "[url_decode]") + rule(4, "header:x-probe", "") +
+                       rule(5, "header:x-probe", "[lowercase]"));
+  ASSERT_TRUE(e);
+  using ids = std::vector<uint32_t>;
+  auto fired = [&](const std::string& req) {
+    auto o = run1(*e, req);
+    std::sort(o.ids.begin(), o.ids.end());
+    return o.ids;
+  };
+  EXPECT_EQ(fired(get("/?q=ABC")), (ids{1}));
+  EXPECT_EQ(fired(get("/?q=abc")), (ids{1, 2, 3}));
+  EXPECT_EQ(fired(get("/?q=a%2562c")), (ids{3})) << "args are decoded once; rule 3 decodes again";
+  EXPECT_EQ(fired(get("/?q=x", "X-Probe: xABCx\r\n")), (ids{5}));
+  EXPECT_EQ(fired(get("/?q=x", "X-Probe: abc\r\n")), (ids{4, 5}));
+  EXPECT_EQ(fired(get("/?q=x", "X-Other: abc\r\n")), ids{}) << "no group reads X-Other";
+  EXPECT_EQ(fired(get("/?abc=1", "X-Probe: ABC\r\n")), (ids{5})) << "names are not args";
+}
+
+// The same with values large enough that the worker's arena fills and flushes in the middle of a
+// field (five distinct values of 90-120 KiB), and a pipeline longer than the kept prefix levels.
+TEST(engine, shared_scans_attribute_matches_across_arena_flushes_and_long_pipelines) {
+  auto rule = [](int id, const std::string& pattern, const std::string& transforms) {
+    return "  - id: " + std::to_string(id) + "\n    action: block\n    phase: args\n" +
+           "    pattern: \"" + pattern + "\"\n" +
+           (transforms.empty() ? "" : "    transforms: " + transforms + "\n");
+  };
+  waf::policy p;
+  p.detect_only = true;                 // every rule that holds is listed
+  p.body.max_value_bytes = 124 * 1024;  // the most a policy allows
+  auto e = make_engine(
+      "rules:\n" + rule(1, "Ab  Ab", "") + rule(2, "ab  ab", "[lowercase]") +
+          rule(4, "AbAbEVILx", "[remove_whitespace]") + rule(5, "Ab Ab", "[compress_whitespace]") +
+          rule(6, "ababevilx",
+               "[trim, lowercase, remove_nulls, compress_whitespace, trim, lowercase, "
+               "remove_whitespace]") +
+          rule(7, "ababevilx", "[lowercase, remove_whitespace]") + rule(8, "NOPE", "") +
+          rule(9, "Ab  Ab", "[lowercase]") + rule(10, "ab  ab", "[remove_whitespace]"),
+      p);
+  ASSERT_TRUE(e);
+  std::string v;
+  while (v.size() < 120 * 1024) v += "Ab  ";
+  v += "EVIL x";
+  const std::string body = "a=" + v;
+  auto o = run1(*e,
+                "POST /f HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded"
+                "\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::sort(o.ids.begin(), o.ids.end());
+  EXPECT_EQ(o.ids, (std::vector<uint32_t>{1, 2, 4, 5, 6, 7}));
+}

@@ -182,9 +182,9 @@ class inspector {
   verdict end_request(worker_scratch& ws, worker_stats& st, verdict v);
   verdict block(worker_stats& st, uint16_t status, size_t consumed);
   void scan_head(worker_scratch& ws, worker_stats& st);
-  void scan_target(worker_scratch& ws, worker_stats& st, const scan_group& g, target where);
-  void scan_pair(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
-                 std::string_view n, std::string_view v);
+  void scan_target(worker_scratch& ws, worker_stats& st, target where);
+  void scan_pair(worker_scratch& ws, worker_stats& st, target where, std::string_view n,
+                 std::string_view v);
   void body_start(worker_stats& st);
   void body_parse(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
   void body_finish(worker_scratch& ws, worker_stats& st);
@@ -194,8 +194,6 @@ class inspector {
   void arg_truncated(worker_stats& st);
   void emit_field(worker_scratch& ws, worker_stats& st, target where, std::string_view name,
                   std::string_view value);
-  void scan_field(worker_scratch& ws, worker_stats& st, const scan_group& g, target where,
-                  std::string_view name, std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
   bool evaluate(worker_stats& st, bool head_done, bool body_done);  // true: block decided
   void engine_failed(worker_stats& st);

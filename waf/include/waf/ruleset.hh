@@ -79,6 +79,7 @@ struct entry {
   // each transformation that changed it (code operators: inspector::eval_steps; Hyperscan ones:
   // scan_group::multi_steps).
   bool multi_steps = false;
+  uint32_t group = 0;  // index into ruleset::groups()
 };
 
 // Block-mode groups are keyed by the transformation pipeline alone and scanned over every field of
@@ -92,7 +93,10 @@ struct scan_group {
   uint32_t unnamed = 0;  // bit per target with a selector for every field of it
   std::vector<std::pair<target, std::string>> names;  // else only these fields are scanned
   std::vector<transform> transforms;
-  hs_database_ptr db;             // null when the group only has code-evaluated operators
+  // Hyperscan entries: a stream group's are in `db`, a block group's in ruleset::block_dbs().
+  bool hs = false;
+  // A stream group's database; a block group's multi_steps entries alone (scan_steps).
+  hs_database_ptr db;
   std::vector<uint32_t> direct;   // entries evaluated in code (is_code_op): eval_code_op
   std::vector<uint32_t> negated;  // entries of negated conditions: a scanned field marks them seen
   size_t stream_state_bytes = 0;  // hs_stream_size for stream groups
@@ -165,6 +169,26 @@ class ruleset {
   std::span<const compiled_condition> conditions() const { return conditions_; }
   std::span<const entry> entries() const { return entries_; }
   std::span<const scan_group> groups() const { return groups_; }
+  // The block groups' Hyperscan entries whose conditions select `where`, in databases shared
+  // by targets with nearly the same entries (ARGS, ARGS_NAMES and the cookies in the CRS). A
+  // field is scanned once per distinct value its groups' transformations make of it, and a match
+  // counts for the groups that made that value (entry::group): a benign field that most
+  // transformations leave alone costs one scan, not one per group. Empty: nothing to scan there.
+  // Split in databases of at most block_chunk entries: Hyperscan's compile time grows faster than
+  // the pattern count, and a field is scanned by a few of them instead of one per group.
+  static constexpr size_t block_chunk = 32;
+  // Indices into block_dbs() of `where`'s databases: first, count.
+  std::pair<uint32_t, uint32_t> block_db_range(target where) const {
+    return target_dbs_[static_cast<size_t>(where)];
+  }
+  // The groups whose entries a block database holds (ascending).
+  std::span<const uint32_t> block_db_groups(size_t db) const { return block_db_groups_[db]; }
+  std::span<const hs_database_ptr> block_dbs() const { return block_dbs_; }
+  // Block groups, ordered by their pipelines so that groups sharing a prefix of transformations
+  // are adjacent (inspector::emit_field computes a shared prefix once per field).
+  std::span<const uint32_t> block_order() const { return block_order_; }
+  // Targets any block group scans (bit per target).
+  uint32_t block_targets() const { return block_targets_; }
   uint64_t hash() const { return hash_; }
   const compile_stats& stats() const { return stats_; }
   // Index of a rule id, or -1.
@@ -180,6 +204,11 @@ class ruleset {
   std::vector<compiled_condition> conditions_;
   std::vector<entry> entries_;
   std::vector<scan_group> groups_;
+  std::vector<hs_database_ptr> block_dbs_;
+  std::vector<std::vector<uint32_t>> block_db_groups_;
+  std::array<std::pair<uint32_t, uint32_t>, target_count> target_dbs_{};  // first, count
+  uint32_t block_targets_ = 0;
+  std::vector<uint32_t> block_order_;
   std::vector<uint32_t> rule_first_condition_;
   uint64_t hash_ = 0;
   compile_stats stats_;
@@ -233,6 +262,19 @@ class worker_scratch {
   // multi_match's intermediate values (inspector::scan_steps, eval_steps): two buffers of
   // buffer_bytes, the value and the one before the last transformation.
   char* buf_e() const { return e_.get(); }
+  // One field's distinct transformed values, waiting for their block_dbs() scans
+  // (inspector::emit_field): arena_bytes, at least one buffer_bytes free before each transform.
+  static constexpr size_t arena_bytes = 4 * buffer_bytes;
+  char* arena() const { return arena_.get(); }
+  // Per block group of the largest prepared ruleset: the serial of the value the group made of
+  // the field being scanned; a block_dbs() match counts for the group when serials agree.
+  uint64_t* group_serial() const { return group_serial_.get(); }
+  size_t group_slots() const { return group_slots_; }
+  uint64_t next_serial() { return ++serial_; }  // 64 bits: never wraps
+  // A field's value after the first k+1 transformations of a pipeline (k < levels), kept while
+  // the next groups share that prefix.
+  static constexpr size_t levels = 6;
+  char* level(size_t k) const { return levels_.get() + k * buffer_bytes; }
   static constexpr size_t captures = 10;  // match_data() pairs: ModSecurity's TX:0..TX:9
 
  private:
@@ -240,7 +282,10 @@ class worker_scratch {
   pcre2_match_data_ptr md_;
   pcre2_jit_stack_ptr jit_stack_;
   pcre2_match_context_ptr mctx_;
-  std::unique_ptr<char[]> a_, b_, c_, d_, e_;
+  std::unique_ptr<char[]> a_, b_, c_, d_, e_, arena_, levels_;
+  std::unique_ptr<uint64_t[]> group_serial_;
+  size_t group_slots_ = 0;
+  uint64_t serial_ = 0;
 };
 
 }  // namespace waf
