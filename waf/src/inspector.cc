@@ -97,6 +97,8 @@ struct inspector::scan_ctx {
   // a scan or evaluation for one group (`group` >= 0) only for that group's entries.
   uint64_t serial = 0;
   int32_t group = -1;
+  // The scanned database's Hyperscan ids (local to it) to entry indices.
+  std::span<const uint32_t> ids;
 };
 
 common::result<std::unique_ptr<inspector>> inspector::create(
@@ -223,7 +225,9 @@ bool inspector::rule_excluded(uint32_t rule_index, std::string_view field) const
 
 int inspector::on_match(unsigned id, unsigned long long, unsigned long long to, unsigned, void* c) {
   auto& x = *static_cast<scan_ctx*>(c);
-  x.self->match_entry(id, x, to);
+  // An id outside the map is a database that does not belong to this ruleset: match_entry fails
+  // closed on it.
+  x.self->match_entry(id < x.ids.size() ? x.ids[id] : UINT32_MAX, x, to);
   return 0;  // keep scanning: other rules may match the same field
 }
 
@@ -367,6 +371,7 @@ void inspector::scan_steps(worker_scratch& ws, worker_stats& st, const scan_grou
       x.data = cur;
       x.len = n;
       x.step = true;
+      x.ids = g.db_entries;
       st.bytes_scanned.add(n);
       if (hs_scan(g.db.get(), cur, static_cast<unsigned>(n), 0, ws.hs(), on_match, &x) !=
           HS_SUCCESS)
@@ -483,6 +488,7 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
         // Only the databases holding entries of a group that made this value.
         bool wanted = false;
         for (uint32_t g : rs_->block_db_groups(d)) wanted = wanted || serials[g] == x.serial;
+        x.ids = rs_->block_db_entries(d);
         if (wanted && hs_scan(rs_->block_dbs()[d].get(), x.data, static_cast<unsigned>(x.len), 0,
                               ws.hs(), on_match, &x) != HS_SUCCESS)
           engine_failed(st);
@@ -811,6 +817,7 @@ void inspector::scan_stream(worker_scratch& ws, worker_stats& st, const char* p,
       size_t len =
           stream_transform(g.transforms, s.tstate, p + off, take, ws.buf_a(), final && last);
       scan_ctx x{this, &ws, &st, &g, g.where, {}, ws.buf_a(), len, s.offset};
+      x.ids = g.db_entries;
       if (len && hs_scan_stream(s.stream.get(), ws.buf_a(), static_cast<unsigned>(len), 0, ws.hs(),
                                 on_match, &x) != HS_SUCCESS)
         engine_failed(st);

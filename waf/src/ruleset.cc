@@ -23,6 +23,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace waf {
@@ -323,6 +324,65 @@ std::string hs_version_string() {
   return hs_version();
 }
 
+// Compiled databases by content: the mode and each expression's pattern and flags, in order
+// (Hyperscan ids are positions, mapped to entries by the ruleset). A reload that changes a few
+// rules compiles only the databases those rules are in; the others are the running set's, shared.
+// Entries live as long as a ruleset holds their database, and the last compiled set's are kept
+// (a set compiled again, or reloaded unchanged without a cache, costs no compile).
+std::string memo_key(const std::vector<expression>& exprs, bool stream) {
+  std::string k(1, stream ? 's' : 'b');
+  for (const auto& e : exprs) {
+    const unsigned f = e.flags & ~unsigned(HS_FLAG_PREFILTER);  // as asked, before any fallback
+    const auto n = static_cast<uint32_t>(e.pattern.size());
+    k.append(reinterpret_cast<const char*>(&f), sizeof f);
+    k.append(reinterpret_cast<const char*>(&n), sizeof n);
+    k.append(e.pattern);
+  }
+  return k;
+}
+
+class db_memo {
+ public:
+  static db_memo& get() {
+    static db_memo m;
+    return m;
+  }
+  // The database compiled from the same expressions, with their prefilter flags set as that
+  // compile left them; null if none is alive.
+  hs_database_ptr find(const std::string& key, std::vector<expression>& exprs) {
+    std::lock_guard lk(mu_);
+    auto it = memo_.find(key);
+    if (it == memo_.end()) return nullptr;
+    hs_database_ptr db = it->second.db.lock();
+    if (!db || it->second.prefilter.size() != exprs.size()) return nullptr;
+    for (size_t i = 0; i < exprs.size(); ++i)
+      if (it->second.prefilter[i]) exprs[i].flags |= HS_FLAG_PREFILTER;
+    return db;
+  }
+  void put(const std::string& key, const std::vector<expression>& exprs,
+           const hs_database_ptr& db) {
+    std::vector<bool> pf;
+    for (const auto& e : exprs) pf.push_back((e.flags & HS_FLAG_PREFILTER) != 0);
+    std::lock_guard lk(mu_);
+    memo_[key] = {db, std::move(pf)};
+  }
+  // After a successful compile: these databases stay alive until the next one; dead entries go.
+  void keep(std::vector<hs_database_ptr> dbs) {
+    std::lock_guard lk(mu_);
+    last_ = std::move(dbs);
+    std::erase_if(memo_, [](const auto& kv) { return kv.second.db.expired(); });
+  }
+
+ private:
+  struct value {
+    std::weak_ptr<hs_database_t> db;
+    std::vector<bool> prefilter;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, value> memo_;
+  std::vector<hs_database_ptr> last_;
+};
+
 // Expressions that need prefilter mode get HS_FLAG_PREFILTER in `exprs`; `entries` is read only
 // (compiles run in parallel).
 common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bool stream,
@@ -356,20 +416,24 @@ common::result<hs_database_ptr> compile_group(std::vector<expression>& exprs, bo
     std::free(info);
     e.flags |= HS_FLAG_PREFILTER;
   }
+  const std::string key = memo_key(exprs, stream);
+  if (auto db = db_memo::get().find(key, exprs)) return db;
   for (int attempt = 0; attempt < 64; ++attempt) {
     std::vector<const char*> pats;
     std::vector<unsigned> flags, ids;
     for (auto& e : exprs) {
       pats.push_back(e.pattern.c_str());
       flags.push_back(e.flags);
-      ids.push_back(e.id);
+      ids.push_back(static_cast<unsigned>(ids.size()));  // local: the caller maps them to entries
     }
     hs_database_t* db = nullptr;
     hs_compile_error_t* err = nullptr;
     if (hs_compile_multi(pats.data(), flags.data(), ids.data(), static_cast<unsigned>(pats.size()),
                          stream ? HS_MODE_STREAM : HS_MODE_BLOCK, nullptr, &db,
                          &err) == HS_SUCCESS) {
-      return hs_database_ptr(db);
+      hs_database_ptr out(db, hs_database_deleter{});
+      db_memo::get().put(key, exprs, out);
+      return out;
     }
     std::string msg = err ? err->message : "unknown error";
     int idx = err ? err->expression : -1;
@@ -480,8 +544,10 @@ bool block_needs_prefilter(const std::string& pattern, unsigned flags) {
 uint64_t hash_rules(std::span<const rule> rules) {
   fnv h;
   h.str(hs_version_string());
-  h.str("edge-waf-groups-3");  // bump when the database layout changes
-  h.u64(ruleset::block_chunk);
+  h.str("edge-waf-groups-4");  // bump when the database layout changes
+  h.u64(ruleset::block_chunk_min);
+  h.u64(ruleset::block_chunk_max);
+  h.u64(ruleset::block_chunk_cut);
   h.u64(rules.size());
   for (const rule& r : rules) {
     h.u64(r.id);
@@ -650,7 +716,7 @@ cache_load load_cache(const std::filesystem::path& p, uint64_t hash, std::vector
     hs_database_t* db = nullptr;
     if (hs_deserialize_database(data.data() + off, sz, &db) != HS_SUCCESS)
       return reject("database does not load");
-    hs_database_ptr owned(db);
+    hs_database_ptr owned(db, hs_database_deleter{});
     off += sz;
     size_t ssz = 0;
     bool is_stream = hs_stream_size(db, &ssz) == HS_SUCCESS;
@@ -878,21 +944,38 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       }
       cluster_of[t] = ci;
     }
-    // Each cluster in chunks of block_chunk entries, ordered by group so that a chunk holds few
+    // Each cluster in chunks, ordered by pipeline (a block group's key) so that a chunk holds few
     // groups: a value is scanned only with the chunks of the groups that made it
     // (ruleset::block_db_groups), so a field whose pipelines all make different values costs
-    // about what one database per group did. A target's databases are its cluster's.
+    // about what one database per group did. The cuts are content-defined, as rsync cuts files:
+    // after an entry whose hash (rule id, condition) says so, within block_chunk_min/max. Adding
+    // or removing a rule moves the cuts of its own chunk only, so a reload recompiles that chunk
+    // and the compile memo gives back the rest. A target's databases are its cluster's.
     std::vector<std::pair<uint32_t, uint32_t>> span_of(clusters.size());
     std::vector<std::vector<uint32_t>> chunks;
     for (size_t ci = 0; ci < clusters.size(); ++ci) {
       std::stable_sort(clusters[ci].begin(), clusters[ci].end(), [&](uint32_t x, uint32_t y) {
-        return rs->entries_[x].group < rs->entries_[y].group;
+        return rs->groups_[rs->entries_[x].group].transforms <
+               rs->groups_[rs->entries_[y].group].transforms;
       });
       span_of[ci].first = static_cast<uint32_t>(chunks.size());
-      for (size_t k = 0; k < clusters[ci].size(); k += ruleset::block_chunk)
-        chunks.emplace_back(
-            clusters[ci].begin() + k,
-            clusters[ci].begin() + std::min(clusters[ci].size(), k + ruleset::block_chunk));
+      std::vector<uint32_t> cur;
+      for (uint32_t ei : clusters[ci]) {
+        cur.push_back(ei);
+        const entry& e = rs->entries_[ei];
+        fnv h;
+        h.u64(R[e.rule].id);
+        h.u64(e.condition - rs->rule_first_condition_[e.rule]);
+        uint64_t x = h.h ^ (h.h >> 33);  // FNV's low bits depend on the inputs' low bits alone
+        x *= 0xff51afd7ed558ccdull;
+        x ^= x >> 33;
+        if (cur.size() >= ruleset::block_chunk_max ||
+            (cur.size() >= ruleset::block_chunk_min && x % ruleset::block_chunk_cut == 0)) {
+          chunks.push_back(std::move(cur));
+          cur.clear();
+        }
+      }
+      if (!cur.empty()) chunks.push_back(std::move(cur));
       span_of[ci].second = static_cast<uint32_t>(chunks.size()) - span_of[ci].first;
     }
     for (size_t t = 0; t < target_count; ++t)
@@ -982,6 +1065,25 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
     }
   }
   for (const entry& e : rs->entries_) prefiltered += e.prefilter;
+  // Local Hyperscan ids to entries, and the memo keeps this set's databases.
+  {
+    auto entry_ids = [](const std::vector<expression>& ex) {
+      std::vector<uint32_t> v;
+      v.reserve(ex.size());
+      for (const auto& e : ex) v.push_back(e.id);
+      return v;
+    };
+    std::vector<hs_database_ptr> all;
+    for (size_t ci = 0; ci < clusters.size(); ++ci) {
+      rs->block_db_entries_.push_back(entry_ids(block_exprs[ci]));
+      all.push_back(rs->block_dbs_[ci]);
+    }
+    for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
+      rs->groups_[gi].db_entries = entry_ids(group_exprs[gi]);
+      all.push_back(rs->groups_[gi].db);
+    }
+    db_memo::get().keep(std::move(all));
+  }
   // PCRE2 programs: confirms for every condition that has a prefiltered entry, the capture
   // programs of conditions a derived one follows, and derived rx conditions' own.
   auto pcre = [&](compiled_condition& cc, pcre2_code_ptr& out,

@@ -361,3 +361,47 @@ TEST(engine, shared_scans_attribute_matches_across_arena_flushes_and_long_pipeli
   std::sort(o.ids.begin(), o.ids.end());
   EXPECT_EQ(o.ids, (std::vector<uint32_t>{1, 2, 4, 5, 6, 7}));
 }
+
+// The compile memo: a rule added in front of 200 others (every entry index moves) recompiles the
+// chunk it lands in, and shares the other block databases with the running set; both sets still
+// match what they hold.
+TEST(engine, a_changed_rule_recompiles_only_its_own_chunk) {
+  std::string many = "rules:\n";
+  for (int i = 1; i <= 200; ++i)
+    many += "  - id: " + std::to_string(i) + "\n    action: block\n    phase: args\n" +
+            "    pattern: \"tok" + std::to_string(i) + "x\"\n";
+  const std::string added =
+      "  - id: 9999\n    action: block\n    phase: args\n    pattern: \"newtokx\"\n";
+  auto rules_of = [](const std::string& yaml) {
+    auto rs = rules::parse_rule_file(yaml, "test.yaml");
+    EXPECT_TRUE(rs.has_value()) << (rs ? "" : rs.error().str());
+    return rs ? *rs : std::vector<waf::rule>{};
+  };
+  auto a = waf::ruleset::compile(rules_of(many));
+  ASSERT_TRUE(a.has_value()) << a.error().str();
+  auto b = waf::ruleset::compile(rules_of("rules:\n" + added + many.substr(7)));
+  ASSERT_TRUE(b.has_value()) << b.error().str();
+  ASSERT_GE((*a)->block_dbs().size(), 4u) << "200 entries make several chunks";
+  size_t fresh = 0;
+  for (const auto& db : (*b)->block_dbs()) {
+    bool shared = false;
+    for (const auto& old : (*a)->block_dbs()) shared = shared || old == db;
+    fresh += !shared;
+  }
+  EXPECT_GE(fresh, 1u);
+  EXPECT_LE(fresh, 2u) << "of " << (*b)->block_dbs().size();
+  auto again = waf::ruleset::compile(rules_of(many));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(std::equal((*a)->block_dbs().begin(), (*a)->block_dbs().end(),
+                         (*again)->block_dbs().begin(), (*again)->block_dbs().end()))
+      << "the same rules compiled again share every database";
+
+  auto eb = make_engine(rules_of("rules:\n" + added + many.substr(7)));
+  ASSERT_TRUE(eb);
+  for (int i : {1, 57, 133, 200}) {
+    auto o = run1(*eb, get("/?q=tok" + std::to_string(i) + "x"));
+    EXPECT_EQ(o.ids, std::vector<uint32_t>{static_cast<uint32_t>(i)});
+  }
+  EXPECT_EQ(run1(*eb, get("/?q=newtokx")).ids, std::vector<uint32_t>{9999});
+  EXPECT_TRUE(run1(*eb, get("/?q=tok0x")).ids.empty());
+}

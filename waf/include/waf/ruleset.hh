@@ -46,7 +46,9 @@ struct pcre2_match_context_deleter {
 struct pcre2_jit_stack_deleter {
   void operator()(pcre2_real_jit_stack_8* s) const;
 };
-using hs_database_ptr = std::unique_ptr<hs_database_t, hs_database_deleter>;
+// Shared: a compiled database is immutable, and a reload reuses the databases whose expressions
+// did not change (see ruleset::compile).
+using hs_database_ptr = std::shared_ptr<hs_database_t>;
 using hs_scratch_ptr = std::unique_ptr<hs_scratch_t, hs_scratch_deleter>;
 using hs_stream_ptr = std::unique_ptr<hs_stream_t, hs_stream_deleter>;
 using pcre2_code_ptr = std::unique_ptr<pcre2_real_code_8, pcre2_code_deleter>;
@@ -97,6 +99,8 @@ struct scan_group {
   bool hs = false;
   // A stream group's database; a block group's multi_steps entries alone (scan_steps).
   hs_database_ptr db;
+  // Hyperscan ids in `db` are local to it: the entry index of id i is db_entries[i].
+  std::vector<uint32_t> db_entries;
   std::vector<uint32_t> direct;   // entries evaluated in code (is_code_op): eval_code_op
   std::vector<uint32_t> negated;  // entries of negated conditions: a scanned field marks them seen
   size_t stream_state_bytes = 0;  // hs_stream_size for stream groups
@@ -174,9 +178,13 @@ class ruleset {
   // field is scanned once per distinct value its groups' transformations make of it, and a match
   // counts for the groups that made that value (entry::group): a benign field that most
   // transformations leave alone costs one scan, not one per group. Empty: nothing to scan there.
-  // Split in databases of at most block_chunk entries: Hyperscan's compile time grows faster than
-  // the pattern count, and a field is scanned by a few of them instead of one per group.
-  static constexpr size_t block_chunk = 32;
+  // Split in databases of block_chunk_min to block_chunk_max entries, about 30 on average, cut
+  // where an entry's hash says (content-defined: a changed rule moves only its own chunk's cuts,
+  // so a reload recompiles little): Hyperscan's compile time grows faster than the pattern count,
+  // and a field is scanned by a few of them instead of one per group.
+  static constexpr size_t block_chunk_min = 8;
+  static constexpr size_t block_chunk_max = 64;
+  static constexpr size_t block_chunk_cut = 24;  // a cut after 1 entry in this many
   // Indices into block_dbs() of `where`'s databases: first, count.
   std::pair<uint32_t, uint32_t> block_db_range(target where) const {
     return target_dbs_[static_cast<size_t>(where)];
@@ -184,6 +192,10 @@ class ruleset {
   // The groups whose entries a block database holds (ascending).
   std::span<const uint32_t> block_db_groups(size_t db) const { return block_db_groups_[db]; }
   std::span<const hs_database_ptr> block_dbs() const { return block_dbs_; }
+  // Hyperscan ids are local to each database, so that an unchanged database is the same bytes
+  // whatever changed around it: the entry index of id i in block_dbs()[db] is
+  // block_db_entries(db)[i].
+  std::span<const uint32_t> block_db_entries(size_t db) const { return block_db_entries_[db]; }
   // Block groups, ordered by their pipelines so that groups sharing a prefix of transformations
   // are adjacent (inspector::emit_field computes a shared prefix once per field).
   std::span<const uint32_t> block_order() const { return block_order_; }
@@ -205,6 +217,7 @@ class ruleset {
   std::vector<entry> entries_;
   std::vector<scan_group> groups_;
   std::vector<hs_database_ptr> block_dbs_;
+  std::vector<std::vector<uint32_t>> block_db_entries_;
   std::vector<std::vector<uint32_t>> block_db_groups_;
   std::array<std::pair<uint32_t, uint32_t>, target_count> target_dbs_{};  // first, count
   uint32_t block_targets_ = 0;
