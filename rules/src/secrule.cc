@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -168,7 +169,8 @@ class importer {
  private:
   std::optional<std::string> expand(const std::string& s, std::string& why) const;
   std::optional<std::vector<waf::value_part>> parts(const std::string& s, std::string& why) const;
-  void collect_setvars(const std::vector<action_item>& acts);
+  void collect_setvars(const std::vector<action_item>& acts, bool configuration);
+  std::optional<bool> static_gate(const directive& d, std::string& what) const;
   bool build_condition(const directive& d, const std::string& dir, waf::condition& c,
                        std::string& why, std::vector<std::string>& notes,
                        const waf::condition* prev, const pending* chain);
@@ -178,6 +180,13 @@ class importer {
 
   std::string set_;
   std::map<std::string, std::string> tx_;
+  // Configuration TX variables: set by a SecAction (crs-setup's values) or by a rule that reads TX
+  // alone (901's defaults for what crs-setup left unset). The first setting wins, as in
+  // ModSecurity's load order; a condition on one of them alone is decided at import (static_gate).
+  std::set<std::string> tx_static_;
+  // TX variables some rule sets or changes at request time (anomaly scores, matched data): never
+  // decided at import. Gathered per file before its rules are read.
+  std::set<std::string> tx_dynamic_;
   std::set<uint32_t> ids_;
 };
 
@@ -300,7 +309,7 @@ bool importer::derive_from_tx(const std::string& key, const pending& chain, waf:
 
 // Defaults of tx.* variables (CRS 901 sets them with setvar when the operator did not): the first
 // literal assignment wins, as crs-setup.conf would be loaded before.
-void importer::collect_setvars(const std::vector<action_item>& acts) {
+void importer::collect_setvars(const std::vector<action_item>& acts, bool configuration) {
   for (const auto& a : acts) {
     if (a.key != "setvar") continue;
     std::string v = a.value;
@@ -311,8 +320,61 @@ void importer::collect_setvars(const std::vector<action_item>& acts) {
     if (!name.starts_with("tx.") || val.starts_with("+") || val.starts_with("-")) continue;
     std::string why;
     auto ex = expand(val, why);
-    if (ex) tx_.try_emplace(name.substr(3), *ex);
+    if (ex && tx_.try_emplace(name.substr(3), *ex).second && configuration)
+      tx_static_.insert(name.substr(3));
   }
+}
+
+// ModSecurity's numeric operands (std::stoi semantics: blanks, a sign, digits; else 0).
+int64_t tx_number(const std::string& s) {
+  return std::strtoll(s.c_str(), nullptr, 10);
+}
+
+// A condition on one configuration TX variable alone (`&TX:max_file_size "@eq 1"`,
+// `TX:crs_validate_utf8_encoding "@eq 1"`, crs-setup's switches and limits) decided now: true when
+// it holds on every request (the condition is dropped), false when the rule can never fire,
+// nullopt when it is not such a condition (a TX variable some rule sets at request time among
+// them). `what` says what was decided, for the note or the skip reason.
+std::optional<bool> importer::static_gate(const directive& d, std::string& what) const {
+  if (d.args.size() < 2) return std::nullopt;
+  std::string v = upper(trim(d.args[0]));
+  const bool count = v.starts_with("&");
+  if (count) v.erase(0, 1);
+  if (!v.starts_with("TX:") || v.find('|') != std::string::npos) return std::nullopt;
+  const std::string name = lower(v.substr(3));
+  if (name.empty() || name[0] == '/' || std::isdigit(static_cast<unsigned char>(name[0])))
+    return std::nullopt;
+  std::string ops = trim(d.args[1]);
+  const bool negate = ops.starts_with("!");
+  if (negate) ops.erase(0, 1);
+  const size_t sp = ops.find(' ');
+  const std::string opname = ops.substr(0, sp);
+  static const std::set<std::string> numeric = {"@eq", "@ne", "@gt", "@ge", "@lt", "@le"};
+  if (!numeric.count(opname)) return std::nullopt;
+  std::string why;
+  auto rhs = expand(sp == std::string::npos ? std::string() : trim(ops.substr(sp + 1)), why);
+  if (!rhs) return std::nullopt;
+  // The policy's paranoia level, not the files' default, decides at run time (rule::paranoia).
+  if (name.find("paranoia_level") != std::string::npos || tx_dynamic_.count(name))
+    return std::nullopt;
+  const bool known = tx_static_.count(name) != 0;
+  if (!known && tx_.count(name)) return std::nullopt;  // set by a rule, at request time
+  const std::string var = (count ? "&TX:" : "TX:") + name;
+  if (!count && !known) {  // no such variable: ModSecurity has no value to test
+    what = var + " is not set";
+    return false;
+  }
+  const int64_t lhs = count ? (known ? 1 : 0) : tx_number(tx_.at(name)), r = tx_number(*rhs);
+  bool holds = opname == "@eq"   ? lhs == r
+               : opname == "@ne" ? lhs != r
+               : opname == "@gt" ? lhs > r
+               : opname == "@ge" ? lhs >= r
+               : opname == "@lt" ? lhs < r
+                                 : lhs <= r;
+  if (negate) holds = !holds;
+  what = (negate ? "!" : "") + var + " " + opname + " " + *rhs + " with " +
+         (count ? std::to_string(lhs) : name + "=" + tx_.at(name));
+  return holds;
 }
 
 struct var_map {
@@ -638,7 +700,8 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
           {"cssDecode", waf::transform::css_decode},
           {"cmdLine", waf::transform::cmd_line},
           {"replaceComments", waf::transform::replace_comments},
-          {"trim", waf::transform::trim}};
+          {"trim", waf::transform::trim},
+          {"length", waf::transform::length}};
       if (t == "none") {
         c.transforms.clear();
         continue;
@@ -717,6 +780,14 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
 }
 
 void importer::finish(pending& p) {
+  if (p.skipped && p.score < 0 && !p.disruptive &&
+      p.reason.starts_with("off with the imported configuration"))
+    p.reason = "no anomaly score or disruptive action (sets variables only)";  // 901's defaults
+  // Decided by configuration alone (901001 without crs-setup): never a verdict on every request.
+  if (!p.skipped && p.r.conditions.empty()) {
+    p.skipped = true;
+    p.reason = "only configuration TX conditions (decided at import)";
+  }
   if (!p.skipped && p.score < 0 && !p.disruptive) {
     p.skipped = true;
     p.reason = "no anomaly score or disruptive action (sets variables only)";
@@ -741,17 +812,39 @@ common::result<void> importer::file(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   int gate = 1;
   std::optional<pending> cur;
+  for (const auto& d : *ds) {  // tx_dynamic_: set by a rule that reads more than TX, or += / -=
+    if (d.name != "SecRule" || d.args.size() < 3) continue;
+    bool tx_only = true;
+    std::istringstream vs(upper(d.args[0]));
+    for (std::string x; tx_only && std::getline(vs, x, '|');)
+      tx_only = trim(x).starts_with("TX:") || trim(x).starts_with("&TX:");
+    for (const auto& a : parse_actions(d.args[2])) {
+      size_t eq = a.value.find('=');
+      if (a.key != "setvar" || eq == std::string::npos) continue;
+      std::string name = lower(trim(a.value.substr(0, eq)));
+      std::string val = a.value.substr(eq + 1);
+      if (name.starts_with("tx.") && (!tx_only || val.starts_with("+") || val.starts_with("-")))
+        tx_dynamic_.insert(name.substr(3));
+    }
+  }
   for (const auto& d : *ds) {
     std::string where = path + ":" + std::to_string(d.line);
     if (d.name == "SecAction") {
-      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]));
+      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]), true);
       continue;
     }
     if (d.name != "SecRule") continue;  // SecMarker, SecComponentSignature, engine settings
     auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
-    collect_setvars(acts);
     bool chained_next =
         std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
+    {
+      // A rule of one directive that reads TX alone sets configuration (901's defaults).
+      bool tx_only = !cur && !chained_next && !d.args.empty();
+      std::istringstream vs(d.args.empty() ? std::string() : upper(d.args[0]));
+      for (std::string x; tx_only && std::getline(vs, x, '|');)
+        tx_only = trim(x).starts_with("TX:") || trim(x).starts_with("&TX:");
+      collect_setvars(acts, tx_only);
+    }
     if (!cur) {
       cur.emplace();
       pending& p = *cur;
@@ -807,7 +900,15 @@ common::result<void> importer::file(const std::string& path) {
       if (p.r.paranoia < 1 || p.r.paranoia > 4) p.r.paranoia = std::clamp(p.r.paranoia, 1, 4);
     }
     pending& p = *cur;
-    if (!p.skipped) {
+    std::string gate_what;
+    std::optional<bool> tx_gate;
+    if (!p.skipped && !p.captured) tx_gate = static_gate(d, gate_what);
+    if (tx_gate && *tx_gate) {
+      p.notes.push_back("decided at import: " + gate_what + " holds");
+    } else if (tx_gate) {
+      p.skipped = true;
+      p.reason = "off with the imported configuration: " + gate_what;
+    } else if (!p.skipped) {
       waf::condition c;
       std::string why;
       const waf::condition* prev = p.r.conditions.empty() ? nullptr : &p.r.conditions.back();

@@ -2,6 +2,8 @@
 // normalizePath, removeNulls, htmlEntityDecode, compressWhitespace, base64Decode).
 #include "waf/transform.hh"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace waf {
@@ -466,6 +468,13 @@ size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp
       return replace_comments(buf, len);
     case transform::trim:
       return trim(buf, len);
+    case transform::length: {  // its length in bytes, in decimal (CRS: with @gt and a limit)
+      char num[24];
+      int k = std::snprintf(num, sizeof num, "%zu", len);
+      size_t n = std::min(k > 0 ? static_cast<size_t>(k) : 0, cap);
+      std::memcpy(buf, num, n);
+      return n;
+    }
   }
   return len;
 }

@@ -125,6 +125,51 @@ TEST(secrule, pcre_only_and_capture_forms_the_engine_cannot_run_are_skipped) {
   fs::remove_all(dir);
 }
 
+// Conditions on configuration TX variables alone are decided at import (the holding cases are in
+// secrule/tx_config.conf): a gate on a variable crs-setup left unset skips its rule with that
+// reason; a rule left with no condition (901001 without crs-setup) is skipped, never a verdict on
+// every request; TX variables rules change at request time (anomaly scores, += counters) and the
+// paranoia level (the policy's) are not decided.
+TEST(secrule, configuration_tx_gates_are_decided_at_import) {
+  auto dir = fs::temp_directory_path() / ("rules-txgates-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string tail = "setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::string conf =
+      "SecAction \"id:900001,phase:1,pass,nolog,setvar:tx.max_num_args=3\"\n"
+      "SecRule &TX:crs_setup_version \"@eq 0\" \"id:3201,phase:1,deny,status:500\"\n"
+      "SecRule &TX:ARG_LENGTH \"@eq 1\" \"id:3202,phase:2,block,chain\"\n"
+      "  SecRule ARGS \"@gt %{tx.arg_length}\" \"t:length," +
+      tail +
+      "SecRule TX:CRS_VALIDATE_UTF8_ENCODING \"@eq 1\" \"id:3203,phase:2,block,chain\"\n"
+      "  SecRule ARGS \"@validateUtf8Encoding\" \"" +
+      tail + "SecRule ARGS \"@rx evil\" \"id:3204,phase:2,block,setvar:'tx.anomaly_score=+5'," +
+      tail +
+      "SecRule TX:ANOMALY_SCORE \"@ge 5\" \"id:3205,phase:2,deny\"\n"
+      "SecRule TX:PARANOIA_LEVEL \"@ge 2\" \"id:3206,phase:2,deny\"\n"
+      "SecRule &TX:MAX_NUM_ARGS \"@eq 1\" \"id:3207,phase:2,block,chain\"\n"
+      "  SecRule &ARGS \"@gt %{tx.max_num_args}\" \"" +
+      tail;
+  std::ofstream(dir / "g.conf") << conf;
+  auto r = rules::import_secrules({(dir / "g.conf").string()});
+  ASSERT_TRUE(r) << r.error().str();
+  std::map<uint32_t, std::string> why;
+  for (const auto& k : r->skipped) why[k.id] = k.reason;
+  EXPECT_NE(why[3201].find("only configuration TX conditions"), std::string::npos) << why[3201];
+  EXPECT_NE(why[3202].find("off with the imported configuration: &TX:arg_length @eq 1 with 0"),
+            std::string::npos)
+      << why[3202];
+  EXPECT_NE(why[3203].find("TX:crs_validate_utf8_encoding is not set"), std::string::npos)
+      << why[3203];
+  EXPECT_NE(why[3205].find("variable TX"), std::string::npos) << why[3205];
+  EXPECT_NE(why[3206].find("variable TX"), std::string::npos) << why[3206];
+  ASSERT_EQ(r->rules.size(), 2u);
+  EXPECT_EQ(r->rules[0].id, 3204u);
+  EXPECT_EQ(r->rules[1].id, 3207u);  // the gate dropped: &ARGS > 3 alone
+  ASSERT_EQ(r->rules[1].conditions.size(), 1u);
+  EXPECT_TRUE(r->rules[1].conditions[0].count);
+  fs::remove_all(dir);
+}
+
 // secrules: directories are confined to the rules directory and the CRS directories, with
 // symlinks resolved; pmFromFile data files to the directory of their .conf.
 TEST(loader, secrules_directories_are_confined) {
@@ -487,7 +532,7 @@ INSTANTIATE_TEST_SUITE_P(constructs, secrule_data,
                                            "validate_byte_range.conf", "validate_encoding.conf",
                                            "numeric.conf", "request_uri_decoded.conf",
                                            "capture.conf", "pcre_only.conf", "multi_match.conf",
-                                           "counts.conf"),
+                                           "counts.conf", "tx_config.conf"),
                          [](const auto& param_info) {
                            std::string n = param_info.param.substr(0, param_info.param.find('.'));
                            return n;

@@ -60,7 +60,8 @@ INSTANTIATE_TEST_SUITE_P(
         tcase{T::css_decode, "\\6a\\61 vascript", "javascript"},
         tcase{T::cmd_line, "C^at  '/ETC/PASSWD' ; ls,x", "cat/etc/passwd ls x"},
         tcase{T::replace_comments, "un/**/ion/* x */select/* open", "un ion select "},
-        tcase{T::trim, "  x y \t", "x y"}));
+        tcase{T::trim, "  x y \t", "x y"}, tcase{T::length, "", "0"},
+        tcase{T::length, "abc\xc3\xa9", "5"}));
 
 TEST(transform, remove_nulls_keeps_other_bytes) {
   std::string in("a\0b\0c", 5);

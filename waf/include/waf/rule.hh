@@ -75,7 +75,8 @@ bool is_multi_field(target t);
   X(css_decode, "css_decode")                   \
   X(cmd_line, "cmd_line")                       \
   X(replace_comments, "replace_comments")       \
-  X(trim, "trim")
+  X(trim, "trim")                               \
+  X(length, "length")
 
 enum class transform : uint8_t {
 #define X(e, s) e,
