@@ -422,7 +422,8 @@ constexpr const char* body_scalars[] = {"REQBODY_ERROR",
                                         "MULTIPART_INVALID_HEADER_FOLDING",
                                         "MULTIPART_FILE_LIMIT_EXCEEDED",
                                         "MULTIPART_UNMATCHED_BOUNDARY",
-                                        "FILES_COMBINED_SIZE"};
+                                        "FILES_COMBINED_SIZE",
+                                        "ARGS_COMBINED_SIZE"};
 // Variables for content the engine does not parse (XML, uploaded files' content); dropped from a
 // rule that still has other variables.
 constexpr const char* droppable[] = {"XML", "FILES_TMPNAMES", "FILES_TMP_CONTENT"};

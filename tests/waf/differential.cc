@@ -160,7 +160,11 @@ int main(int argc, char** argv) {
   for (const auto& e : fs::directory_iterator(crs))
     if (e.path().extension() == ".conf") files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
-  auto imp = rules::import_secrules(files);
+  // Both sides read the same setup: edge decides conditions on its configuration TX variables at
+  // import (crs-setup's limits and switches), ModSecurity at run time.
+  std::vector<std::string> edge_files = files;
+  if (fs::exists(setup)) edge_files.insert(edge_files.begin(), setup);
+  auto imp = rules::import_secrules(edge_files);
   if (!imp) {
     std::fprintf(stderr, "import: %s\n", imp.error().str().c_str());
     return 1;

@@ -82,6 +82,32 @@ const char* to_string(verdict_kind k) {
   return "?";
 }
 
+namespace {
+// Each name=value pair of a query (a pair without `=` has an empty value; empty pairs skipped).
+template <class F>
+void for_each_pair(std::string_view q, F&& f) {
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    f(pair.substr(0, eq), eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+  }
+}
+
+// A count as ModSecurity's numeric variables hold it (files_sizes, *_combined_size).
+struct decimal {
+  char buf[24];
+  size_t len;
+  explicit decimal(uint64_t v) {
+    int k = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
+    len = k > 0 ? static_cast<size_t>(k) : 0;
+  }
+  std::string_view view() const { return {buf, len}; }
+};
+}  // namespace
+
 struct inspector::scan_ctx {
   inspector* self;
   worker_scratch* ws;
@@ -163,6 +189,7 @@ void inspector::reset_request() {
   head_ = {};
   perr_ = http_error::none;
   body_remaining_ = body_seen_ = 0;
+  args_size_ = 0;
   chunked_.reset();
   body_partial_ = limit_hit_ = false;
   proc_ = body_processor::none;
@@ -430,16 +457,14 @@ struct inspector::body_fields final : body_sink {
   body_fields(inspector* i, worker_scratch* w, worker_stats* s) : self(i), ws(w), st(s) {}
   void arg(std::string_view name, std::string_view value, bool truncated) override {
     if (truncated) self->arg_truncated(*st);
+    self->args_size_ += name.size() + value.size();
     self->emit_field(*ws, *st, target::args, name, value);
     self->emit_field(*ws, *st, target::arg_names, name, name);
   }
   void file(std::string_view field, std::string_view filename, uint64_t size) override {
-    char num[24];
-    int k = std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(size));
     self->emit_field(*ws, *st, target::files, field, filename);
     self->emit_field(*ws, *st, target::files_names, field, field);
-    self->emit_field(*ws, *st, target::files_sizes, field,
-                     std::string_view(num, k > 0 ? size_t(k) : 0));
+    self->emit_field(*ws, *st, target::files_sizes, field, decimal(size).view());
   }
   void part_header(std::string_view part, std::string_view line) override {
     self->emit_field(*ws, *st, target::multipart_part_headers, part, line);
@@ -696,6 +721,8 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
   const std::string_view err = body_err_ != body_error::none ? "1" : "0";
   emit_field(ws, st, target::body_vars, "reqbody_error", err);
   emit_field(ws, st, target::body_vars, "reqbody_processor_error", err);
+  // ARGS_COMBINED_SIZE with the body's arguments (the head's, query alone, was set in on_head).
+  emit_field(ws, st, target::body_vars, "args_combined_size", decimal(args_size_).view());
   const auto* m = std::get_if<multipart_parser>(parser_.get());
   if (!m) return;
   mp_flags_ = m->flags();
@@ -711,11 +738,8 @@ void inspector::body_vars(worker_scratch& ws, worker_stats& st) {
   for (size_t f = 0; f < multipart_flag_count; ++f)
     emit_field(ws, st, target::body_vars, to_string(static_cast<multipart_flag>(f)),
                (mp_flags_ >> f) & 1 ? "1" : "0");
-  char num[24];
-  int k = std::snprintf(num, sizeof num, "%llu",
-                        static_cast<unsigned long long>(m->files_combined_size()));
   emit_field(ws, st, target::body_vars, "files_combined_size",
-             std::string_view(num, k > 0 ? size_t(k) : 0));
+             decimal(m->files_combined_size()).view());
 }
 
 void inspector::scan_target(worker_scratch& ws, worker_stats& st, target where) {
@@ -751,18 +775,9 @@ void inspector::scan_target(worker_scratch& ws, worker_stats& st, target where) 
       case target::args:
       case target::arg_names: {
         // Arguments are URL-decoded once before the rule's own transformations (as ModSecurity).
-        std::string_view q = head_.query;
-        while (!q.empty()) {
-          size_t amp = q.find('&');
-          std::string_view pair = q.substr(0, amp);
-          q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
-          if (pair.empty()) continue;
-          size_t eq = pair.find('=');
-          std::string_view n = pair.substr(0, eq);
-          std::string_view v =
-              eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        for_each_pair(head_.query, [&](std::string_view n, std::string_view v) {
           scan_pair(ws, st, where, n, v);
-        }
+        });
         break;
       }
       case target::header:
@@ -939,6 +954,16 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   if (perr_ != http_error::none) return block(st, 400, consumed);
   mark_path_exclusions(ws);
   scan_head(ws, st);
+  // ARGS_COMBINED_SIZE (names and values of the arguments, decoded, files excluded): the query's
+  // now, the total again once a body processor made the body's (body_vars).
+  for_each_pair(head_.query, [&](std::string_view n, std::string_view v) {
+    for (std::string_view x : {n, v}) {
+      const size_t k = std::min(x.size(), worker_scratch::buffer_bytes);  // a head is smaller
+      copy_bytes(ws.buf_b(), x.substr(0, k));
+      args_size_ += apply_transform(transform::url_decode, ws.buf_b(), k, k, nullptr);
+    }
+  });
+  emit_field(ws, st, target::body_vars, "args_combined_size", decimal(args_size_).view());
   for (uint32_t ci : rs_->count_conditions()) {  // &VAR conditions: from the parsed head
     const compiled_condition& cc = rs_->conditions()[ci];
     if (!pol_->enabled(cc.rule)) continue;

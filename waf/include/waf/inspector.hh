@@ -228,6 +228,7 @@ class inspector {
   http_error perr_ = http_error::none;
 
   uint64_t body_remaining_ = 0, body_seen_ = 0;
+  uint64_t args_size_ = 0;  // ARGS_COMBINED_SIZE so far: argument names and values, in bytes
   chunked_decoder chunked_;
   bool body_partial_ = false;
   // Body processing: the processor, its parser, the field it collects (a per-connection buffer of

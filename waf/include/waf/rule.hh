@@ -17,7 +17,9 @@ namespace waf {
 // files (field name -> client file name), files_names, files_sizes, multipart_part_headers (part
 // name -> header line), and body_vars: ModSecurity's scalar body variables by their lower-case
 // names (reqbody_error, reqbody_processor_error, multipart_strict_error and each multipart_* flag,
-// files_combined_size), each "0"/"1" or a decimal count, set once the body ended.
+// files_combined_size), each "0"/"1" or a decimal count, set once the body ended; and
+// args_combined_size (argument names and values in bytes), set at the head and again at the body's
+// end.
 #define WAF_TARGETS(X)                                \
   X(request_line, "request_line")                     \
   X(method, "method")                                 \
