@@ -163,13 +163,15 @@ struct pending {
 class importer {
  public:
   explicit importer(std::string set) : set_(std::move(set)) {}
+  common::result<void> prescan(const std::string& path);  // every file, before any file()
   common::result<void> file(const std::string& path);
   import_result result;
 
  private:
   std::optional<std::string> expand(const std::string& s, std::string& why) const;
   std::optional<std::vector<waf::value_part>> parts(const std::string& s, std::string& why) const;
-  void collect_setvars(const std::vector<action_item>& acts, bool configuration);
+  void collect_setvars(const std::vector<action_item>& acts, bool secaction,
+                       const std::string& default_of);
   std::optional<bool> static_gate(const directive& d, std::string& what) const;
   bool build_condition(const directive& d, const std::string& dir, waf::condition& c,
                        std::string& why, std::vector<std::string>& notes,
@@ -180,12 +182,13 @@ class importer {
 
   std::string set_;
   std::map<std::string, std::string> tx_;
-  // Configuration TX variables: set by a SecAction (crs-setup's values) or by a rule that reads TX
-  // alone (901's defaults for what crs-setup left unset). The first setting wins, as in
-  // ModSecurity's load order; a condition on one of them alone is decided at import (static_gate).
+  // Configuration TX variables: set by a SecAction (crs-setup's values) or by 901's default idiom
+  // (`SecRule &TX:v "@eq 0" "...,setvar:tx.v=..."`, one directive) for what crs-setup left unset.
+  // The first setting wins, as in ModSecurity's load order; a condition on one of them alone is
+  // decided at import (static_gate).
   std::set<std::string> tx_static_;
-  // TX variables some rule sets or changes at request time (anomaly scores, matched data): never
-  // decided at import. Gathered per file before its rules are read.
+  // TX variables some rule sets, changes or unsets at request time (anomaly scores, matched data):
+  // never decided at import. Gathered from every file (prescan) before any rule is read.
   std::set<std::string> tx_dynamic_;
   std::set<uint32_t> ids_;
 };
@@ -309,7 +312,8 @@ bool importer::derive_from_tx(const std::string& key, const pending& chain, waf:
 
 // Defaults of tx.* variables (CRS 901 sets them with setvar when the operator did not): the first
 // literal assignment wins, as crs-setup.conf would be loaded before.
-void importer::collect_setvars(const std::vector<action_item>& acts, bool configuration) {
+void importer::collect_setvars(const std::vector<action_item>& acts, bool secaction,
+                               const std::string& default_of) {
   for (const auto& a : acts) {
     if (a.key != "setvar") continue;
     std::string v = a.value;
@@ -320,7 +324,8 @@ void importer::collect_setvars(const std::vector<action_item>& acts, bool config
     if (!name.starts_with("tx.") || val.starts_with("+") || val.starts_with("-")) continue;
     std::string why;
     auto ex = expand(val, why);
-    if (ex && tx_.try_emplace(name.substr(3), *ex).second && configuration)
+    if (ex && tx_.try_emplace(name.substr(3), *ex).second &&
+        (secaction || name.substr(3) == default_of))
       tx_static_.insert(name.substr(3));
   }
 }
@@ -784,14 +789,14 @@ void importer::finish(pending& p) {
   if (p.skipped && p.score < 0 && !p.disruptive &&
       p.reason.starts_with("off with the imported configuration"))
     p.reason = "no anomaly score or disruptive action (sets variables only)";  // 901's defaults
+  if (!p.skipped && p.score < 0 && !p.disruptive) {
+    p.skipped = true;
+    p.reason = "no anomaly score or disruptive action (sets variables only)";
+  }
   // Decided by configuration alone (901001 without crs-setup): never a verdict on every request.
   if (!p.skipped && p.r.conditions.empty()) {
     p.skipped = true;
     p.reason = "only configuration TX conditions (decided at import)";
-  }
-  if (!p.skipped && p.score < 0 && !p.disruptive) {
-    p.skipped = true;
-    p.reason = "no anomaly score or disruptive action (sets variables only)";
   }
   if (p.skipped) {
     result.skipped.push_back({p.r.id, p.r.where, p.reason});
@@ -807,45 +812,63 @@ void importer::finish(pending& p) {
   result.rules.push_back(std::move(p.r));
 }
 
+// The variable of 901's default idiom, `SecRule &TX:v "@eq 0"` (lower case), or empty.
+std::string default_var(const directive& d) {
+  if (d.args.size() < 2 || trim(d.args[1]) != "@eq 0") return {};
+  std::string v = upper(trim(d.args[0]));
+  if (!v.starts_with("&TX:") || v.find('|') != std::string::npos) return {};
+  return lower(v.substr(4));
+}
+
+// tx_dynamic_: every TX variable a SecRule sets, changes (+=, -=) or unsets, but a one-directive
+// default idiom's own variable.
+common::result<void> importer::prescan(const std::string& path) {
+  auto ds = read_directives(path);
+  if (!ds) return common::unexpected(ds.error());
+  bool in_chain = false;
+  for (const auto& d : *ds) {
+    if (d.name != "SecRule") continue;
+    auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
+    const bool chained =
+        std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
+    const std::string dflt = !in_chain && !chained ? default_var(d) : std::string();
+    for (const auto& a : acts) {
+      if (a.key != "setvar") continue;
+      std::string v = lower(trim(a.value));
+      if (v.starts_with("!tx.")) {
+        tx_dynamic_.insert(trim(v.substr(4)));
+        continue;
+      }
+      if (!v.starts_with("tx.")) continue;
+      const size_t eq = v.find('=');
+      std::string name = trim(v.substr(3, eq == std::string::npos ? std::string::npos : eq - 3));
+      std::string val = eq == std::string::npos ? std::string() : v.substr(eq + 1);
+      if (name != dflt || val.starts_with("+") || val.starts_with("-")) tx_dynamic_.insert(name);
+    }
+    in_chain = chained;
+  }
+  return {};
+}
+
 common::result<void> importer::file(const std::string& path) {
   auto ds = read_directives(path);
   if (!ds) return common::unexpected(ds.error());
   std::string dir = std::filesystem::path(path).parent_path().string();
   int gate = 1;
   std::optional<pending> cur;
-  for (const auto& d : *ds) {  // tx_dynamic_: set by a rule that reads more than TX, or += / -=
-    if (d.name != "SecRule" || d.args.size() < 3) continue;
-    bool tx_only = true;
-    std::istringstream vs(upper(d.args[0]));
-    for (std::string x; tx_only && std::getline(vs, x, '|');)
-      tx_only = trim(x).starts_with("TX:") || trim(x).starts_with("&TX:");
-    for (const auto& a : parse_actions(d.args[2])) {
-      size_t eq = a.value.find('=');
-      if (a.key != "setvar" || eq == std::string::npos) continue;
-      std::string name = lower(trim(a.value.substr(0, eq)));
-      std::string val = a.value.substr(eq + 1);
-      if (name.starts_with("tx.") && (!tx_only || val.starts_with("+") || val.starts_with("-")))
-        tx_dynamic_.insert(name.substr(3));
-    }
-  }
   for (const auto& d : *ds) {
     std::string where = path + ":" + std::to_string(d.line);
     if (d.name == "SecAction") {
-      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]), true);
+      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]), true, {});
       continue;
     }
     if (d.name != "SecRule") continue;  // SecMarker, SecComponentSignature, engine settings
     auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
     bool chained_next =
         std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
-    {
-      // A rule of one directive that reads TX alone sets configuration (901's defaults).
-      bool tx_only = !cur && !chained_next && !d.args.empty();
-      std::istringstream vs(d.args.empty() ? std::string() : upper(d.args[0]));
-      for (std::string x; tx_only && std::getline(vs, x, '|');)
-        tx_only = trim(x).starts_with("TX:") || trim(x).starts_with("&TX:");
-      collect_setvars(acts, tx_only);
-    }
+    // 901's default idiom sets configuration; its setvars are collected after its condition is
+    // decided (ModSecurity tests the condition first).
+    const std::string dflt = !cur && !chained_next ? default_var(d) : std::string();
     if (!cur) {
       cur.emplace();
       pending& p = *cur;
@@ -923,6 +946,7 @@ common::result<void> importer::file(const std::string& path) {
         p.r.conditions.push_back(std::move(c));
       }
     }
+    if (!tx_gate || *tx_gate) collect_setvars(acts, false, dflt);
     // What this directive captures, for the next condition of the chain.
     p.captured =
         !p.skipped && !p.r.conditions.empty() && p.r.conditions.back().oper == waf::op::rx &&
@@ -999,6 +1023,8 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
 common::result<import_result> import_secrules(const std::vector<std::string>& files,
                                               const std::string& set) {
   importer im(set);
+  for (const auto& f : files)
+    if (auto r = im.prescan(f); !r) return common::unexpected(r.error());
   for (const auto& f : files)
     if (auto r = im.file(f); !r) return common::unexpected(r.error());
   return std::move(im.result);

@@ -1063,9 +1063,21 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       for (const auto& e : *job_exprs[j])
         if (e.flags & HS_FLAG_PREFILTER) rs->entries_[e.id].prefilter = true;
     }
+  } else {
+    // Databases from the cache go in the memo too, so that the first reload after a start from
+    // the cache compiles only what it changes. An rx entry is one expression: its flag is its own.
+    for (size_t j = 0; j < job_exprs.size(); ++j) {
+      auto& ex = *job_exprs[j];
+      const hs_database_ptr& db = *slots[job_slot[j]].db;
+      if (ex.empty() || !db) continue;
+      for (auto& e : ex)
+        if (rs->entries_[e.id].prefilter) e.flags |= HS_FLAG_PREFILTER;
+      db_memo::get().put(memo_key(ex, slots[job_slot[j]].stream), ex, db);
+    }
   }
   for (const entry& e : rs->entries_) prefiltered += e.prefilter;
-  // Local Hyperscan ids to entries, and the memo keeps this set's databases.
+  // Local Hyperscan ids to entries; the memo keeps this set's databases once it is complete.
+  std::vector<hs_database_ptr> all_dbs;
   {
     auto entry_ids = [](const std::vector<expression>& ex) {
       std::vector<uint32_t> v;
@@ -1073,16 +1085,14 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
       for (const auto& e : ex) v.push_back(e.id);
       return v;
     };
-    std::vector<hs_database_ptr> all;
     for (size_t ci = 0; ci < clusters.size(); ++ci) {
       rs->block_db_entries_.push_back(entry_ids(block_exprs[ci]));
-      all.push_back(rs->block_dbs_[ci]);
+      all_dbs.push_back(rs->block_dbs_[ci]);
     }
     for (size_t gi = 0; gi < rs->groups_.size(); ++gi) {
       rs->groups_[gi].db_entries = entry_ids(group_exprs[gi]);
-      all.push_back(rs->groups_[gi].db);
+      all_dbs.push_back(rs->groups_[gi].db);
     }
-    db_memo::get().keep(std::move(all));
   }
   // PCRE2 programs: confirms for every condition that has a prefiltered entry, the capture
   // programs of conditions a derived one follows, and derived rx conditions' own.
@@ -1143,6 +1153,7 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   rs->stats_.groups = rs->groups_.size();
   rs->stats_.compile_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  db_memo::get().keep(std::move(all_dbs));
   return std::shared_ptr<const ruleset>(std::move(rs));
 }
 

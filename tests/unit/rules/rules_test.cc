@@ -167,6 +167,31 @@ TEST(secrule, configuration_tx_gates_are_decided_at_import) {
   EXPECT_EQ(r->rules[1].id, 3207u);  // the gate dropped: &ARGS > 3 alone
   ASSERT_EQ(r->rules[1].conditions.size(), 1u);
   EXPECT_TRUE(r->rules[1].conditions[0].count);
+
+  // A variable a later file's rule sets at request time (or unsets) is never decided, even where
+  // a SecAction gave it a value first; 901's default idiom is configuration, and is decided
+  // before its own setvar.
+  std::ofstream(dir / "a.conf")
+      << "SecAction \"id:900002,phase:1,pass,nolog,setvar:tx.later=1,setvar:tx.gone=1\"\n"
+         "SecRule &TX:dflt \"@eq 0\" \"id:3301,phase:1,pass,nolog,setvar:tx.dflt=7\"\n"
+         "SecRule TX:LATER \"@eq 1\" \"id:3302,phase:2,block,chain\"\n"
+         "  SecRule ARGS \"@rx a\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n"
+         "SecRule TX:GONE \"@eq 1\" \"id:3303,phase:2,block,chain\"\n"
+         "  SecRule ARGS \"@rx b\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n"
+         "SecRule TX:DFLT \"@eq 7\" \"id:3304,phase:2,block,chain\"\n"
+         "  SecRule ARGS \"@rx c\" \"setvar:'tx.anomaly_score_pl1=+5'\"\n";
+  std::ofstream(dir / "b.conf")
+      << "SecRule ARGS \"@rx z\" \"id:3305,phase:1,pass,nolog,setvar:tx.later=2\"\n"
+         "SecRule ARGS \"@rx y\" \"id:3306,phase:1,pass,nolog,setvar:!tx.gone\"\n";
+  auto r2 = rules::import_secrules({(dir / "a.conf").string(), (dir / "b.conf").string()});
+  ASSERT_TRUE(r2) << r2.error().str();
+  why.clear();
+  for (const auto& k : r2->skipped) why[k.id] = k.reason;
+  EXPECT_NE(why[3302].find("variable TX"), std::string::npos) << why[3302];
+  EXPECT_NE(why[3303].find("variable TX"), std::string::npos) << why[3303];
+  ASSERT_EQ(r2->rules.size(), 1u);
+  EXPECT_EQ(r2->rules[0].id, 3304u);  // TX:dflt = 7 held: the gate dropped
+  EXPECT_EQ(r2->rules[0].conditions.size(), 1u);
   fs::remove_all(dir);
 }
 

@@ -405,3 +405,22 @@ TEST(engine, a_changed_rule_recompiles_only_its_own_chunk) {
   EXPECT_EQ(run1(*eb, get("/?q=newtokx")).ids, std::vector<uint32_t>{9999});
   EXPECT_TRUE(run1(*eb, get("/?q=tok0x")).ids.empty());
 }
+
+// A set whose database the memo gives back (the same rules compiled again) still confirms its
+// prefiltered patterns: a backreference, which Hyperscan's prefilter mode approximates, is
+// checked by PCRE2 in both sets.
+TEST(engine, a_database_from_the_memo_still_confirms_prefiltered_patterns) {
+  const std::string yaml =
+      "rules:\n  - id: 1\n    action: block\n    phase: args\n    pattern: \"(ab|cd)x\\\\1\"\n";
+  auto first = make_engine(yaml);
+  ASSERT_TRUE(first);
+  auto second = make_engine(yaml);
+  ASSERT_TRUE(second);
+  ASSERT_EQ(first->pol->rules().block_dbs().size(), 1u);
+  EXPECT_EQ(first->pol->rules().block_dbs()[0], second->pol->rules().block_dbs()[0]);
+  EXPECT_EQ(second->pol->rules().stats().prefiltered, 1u);
+  for (auto* e : {first.get(), second.get()}) {
+    EXPECT_EQ(run1(*e, get("/?q=abxab")).ids, std::vector<uint32_t>{1});
+    EXPECT_TRUE(run1(*e, get("/?q=abxcd")).ids.empty()) << "the confirm refuses what \\1 does not";
+  }
+}
