@@ -513,9 +513,10 @@ void inspector::emit_field(worker_scratch& ws, worker_stats& st, target where,
         // Only the databases holding entries of a group that made this value.
         bool wanted = false;
         for (uint32_t g : rs_->block_db_groups(d)) wanted = wanted || serials[g] == x.serial;
+        if (!wanted) continue;
         x.ids = rs_->block_db_entries(d);
-        if (wanted && hs_scan(rs_->block_dbs()[d].get(), x.data, static_cast<unsigned>(x.len), 0,
-                              ws.hs(), on_match, &x) != HS_SUCCESS)
+        if (hs_scan(rs_->block_dbs()[d].get(), x.data, static_cast<unsigned>(x.len), 0, ws.hs(),
+                    on_match, &x) != HS_SUCCESS)
           engine_failed(st);
       }
     }
@@ -956,14 +957,17 @@ verdict inspector::on_head(worker_scratch& ws, worker_stats& st, size_t consumed
   scan_head(ws, st);
   // ARGS_COMBINED_SIZE (names and values of the arguments, decoded, files excluded): the query's
   // now, the total again once a body processor made the body's (body_vars).
-  for_each_pair(head_.query, [&](std::string_view n, std::string_view v) {
-    for (std::string_view x : {n, v}) {
-      const size_t k = std::min(x.size(), worker_scratch::buffer_bytes);  // a head is smaller
-      copy_bytes(ws.buf_b(), x.substr(0, k));
-      args_size_ += apply_transform(transform::url_decode, ws.buf_b(), k, k, nullptr);
-    }
-  });
-  emit_field(ws, st, target::body_vars, "args_combined_size", decimal(args_size_).view());
+  // Only for rule sets that read body_vars: the query is decoded again here.
+  if (rs_->block_targets() & (1u << static_cast<unsigned>(target::body_vars))) {
+    for_each_pair(head_.query, [&](std::string_view n, std::string_view v) {
+      for (std::string_view x : {n, v}) {
+        const size_t k = std::min(x.size(), worker_scratch::buffer_bytes);  // a head is smaller
+        copy_bytes(ws.buf_b(), x.substr(0, k));
+        args_size_ += apply_transform(transform::url_decode, ws.buf_b(), k, k, nullptr);
+      }
+    });
+    emit_field(ws, st, target::body_vars, "args_combined_size", decimal(args_size_).view());
+  }
   for (uint32_t ci : rs_->count_conditions()) {  // &VAR conditions: from the parsed head
     const compiled_condition& cc = rs_->conditions()[ci];
     if (!pol_->enabled(cc.rule)) continue;
