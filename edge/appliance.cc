@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -25,6 +26,28 @@ appliance::~appliance() {
 }
 
 namespace {
+
+// Runs `fn` on `lcore` (a worker lcore with nothing running yet) and waits for it, so that what
+// `fn` allocates and first touches lands on that lcore's NUMA socket.
+common::result<void> run_on_lcore(unsigned lcore, const std::function<common::result<void>()>& fn) {
+  struct call {
+    const std::function<common::result<void>()>* fn;
+    common::result<void> r;
+  } k{&fn, {}};
+  const auto entry = [](void* arg) -> int {
+    auto* kk = static_cast<call*>(arg);
+    try {
+      kk->r = (*kk->fn)();
+    } catch (const std::exception& e) {  // bad_alloc building a worker's tables: refuse to start
+      kk->r = common::fail(std::string("building the worker's state: ") + e.what());
+    }
+    return 0;
+  };
+  if (int rc = rte_eal_remote_launch(entry, &k, lcore); rc != 0)
+    return common::fail("cannot run on lcore " + std::to_string(lcore) + ": " + strerror(-rc));
+  rte_eal_wait_lcore(lcore);
+  return k.r;
+}
 
 l4::lb::port_spec lb_port(const config& c, const std::vector<port_state>& ports, port_role role) {
   l4::lb::port_spec ps;
@@ -197,8 +220,10 @@ common::result<void> appliance::start(const char* argv0) {
           for (unsigned lc : c.workers.lcores) worker_cpu = worker_cpu || lc == cpu;
           if (!worker_cpu) cpus.push_back(cpu);
         }
-      auto off = tls::offload::start(
-          {.threads = c.tls.offload_threads, .queue_capacity = 4096, .cpus = cpus});
+      offload_threads_ =
+          offload_threads_for(c.tls.offload_threads, c.workers.lcores.size(), cpus.size());
+      auto off =
+          tls::offload::start({.threads = offload_threads_, .queue_capacity = 4096, .cpus = cpus});
       if (!off) return common::unexpected(off.error());
       tls_offload_ = std::move(*off);
     }
@@ -212,7 +237,8 @@ common::result<void> appliance::start(const char* argv0) {
     spdlog::info("TLS: {} service(s), private keys {}", tls_ctx_.size(),
                  !c.tls.async ? "signed on the workers (async off)"
                  : c.tls.engine.empty()
-                     ? fmt::format("offloaded to {} crypto thread(s)", c.tls.offload_threads)
+                     ? fmt::format("offloaded to {} crypto thread(s){}", offload_threads_,
+                                   c.tls.offload_threads == 0 ? " (auto)" : "")
                      : "through engine " + c.tls.engine);
   }
   if (!c.logging.access_log.empty()) {
@@ -268,77 +294,87 @@ common::result<void> appliance::start(const char* argv0) {
     neighbors = std::move(*n);
   }
   for (unsigned i = 0; i < c.workers.lcores.size(); ++i) {
-    auto w = std::make_unique<worker_context>();
-    w->handoff = handoff;
-    w->id = i;
-    w->lcore = c.workers.lcores[i];
-    w->burst = c.workers.burst;
-    w->idle_sleep_max_us = c.workers.idle_sleep_max_us;
-    w->ports = dp_.ports();
-    w->snapshots = snapshots_.get();
-    w->stop = &stop_workers_;
-    w->drain = &drain_phase_;
-    const std::string ring = "edge_ctl_" + std::to_string(i);
-    w->tsc_hz = rte_get_tsc_hz();
-    w->closed_port_rsts =
-        l4::reply_limiter(w->tsc_hz, closed_port_rst_per_s, closed_port_rst_burst);
-    w->pool = dp_.pool(i);
-    if (snapshots_->current()->lb) {
-      auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i),
-                                            .conn_capacity = c.l4.conn_table_size,
-                                            .hz = w->tsc_hz,
-                                            .neighbor_capacity = 1024,
-                                            .wan_neighbors = neighbors.wan,
-                                            .lan_neighbors = neighbors.lan});
-      if (!lbw) return common::unexpected(lbw.error());
-      w->lb = std::move(*lbw);
-    }
-    if (has_tcp_service(c)) {
-      relay_setup rs;
-      rs.worker = i;
-      rs.tcp = c.tcp;
-      rs.tx_pool = w->pool;
-      rs.secret = tcp_secret;
-      rs.tls = c.any_kind(service_kind::tls);
-      rs.tls_worker = {.max_sessions = c.tcp.max_connections, .async_jobs = c.tls.async_jobs};
-      rs.tls_handshake_timeout_ms = c.tls.handshake_timeout_ms;
-      rs.services = &service_counters_;
-      // Clients reach tcp VIPs through the wan port (VIPs are answered there only).
-      for (size_t p = 0; p < c.ports.size(); ++p)
-        if (c.ports[p].role == port_role::wan) {
-          w->tcp_port = static_cast<unsigned>(p);
-          rs.mtu = c.ports[p].mtu;
-          break;
-        }
-      auto r = relay::create(rs);
-      if (!r) return common::unexpected(r.error());
-      w->tcp = std::move(*r);
-      if (access_log_) w->tcp->set_access_ring(access_log_->add_ring(8192));
-      if (!w->tcp->sync(*snapshots_->current()))
-        return common::fail("worker " + std::to_string(i) +
-                            ": cannot set up the tcp services' listeners and pools");
-      if (waf_ctl_ && waf_ctl_->current()->rules) {
-        waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
-        auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules,
-                                     waf_rings_.back().get());
-        if (!ww) return common::unexpected(ww.error());
-        w->tcp->set_waf(std::move(*ww));
-        waf_audit_->add_ring(waf_rings_.back().get());
-        // Again, now that the relay has its WAF state: the services pick up their policies.
+    // The worker's state is built on the worker's own lcore, so that its tables (connections,
+    // TCBs, TLS and WAF state), allocated and first touched there, sit on its NUMA socket and in
+    // the malloc arena of its thread. The control thread waits: one worker at a time.
+    std::unique_ptr<worker_context> w;
+    auto build = [&]() -> common::result<void> {
+      w = std::make_unique<worker_context>();
+      w->built_on_lcore = rte_lcore_id();
+      w->handoff = handoff;
+      w->id = i;
+      w->lcore = c.workers.lcores[i];
+      w->burst = c.workers.burst;
+      w->idle_sleep_max_us = c.workers.idle_sleep_max_us;
+      w->ports = dp_.ports();
+      w->snapshots = snapshots_.get();
+      w->stop = &stop_workers_;
+      w->drain = &drain_phase_;
+      const std::string ring = "edge_ctl_" + std::to_string(i);
+      w->tsc_hz = rte_get_tsc_hz();
+      w->closed_port_rsts =
+          l4::reply_limiter(w->tsc_hz, closed_port_rst_per_s, closed_port_rst_burst);
+      w->pool = dp_.pool(i);
+      if (snapshots_->current()->lb) {
+        auto lbw = l4::lb::lb_worker::create({.index = static_cast<uint16_t>(i),
+                                              .conn_capacity = c.l4.conn_table_size,
+                                              .hz = w->tsc_hz,
+                                              .neighbor_capacity = 1024,
+                                              .wan_neighbors = neighbors.wan,
+                                              .lan_neighbors = neighbors.lan});
+        if (!lbw) return common::unexpected(lbw.error());
+        w->lb = std::move(*lbw);
+      }
+      if (has_tcp_service(c)) {
+        relay_setup rs;
+        rs.worker = i;
+        rs.tcp = c.tcp;
+        rs.tx_pool = w->pool;
+        rs.secret = tcp_secret;
+        rs.tls = c.any_kind(service_kind::tls);
+        rs.tls_worker = {.max_sessions = c.tcp.max_connections, .async_jobs = c.tls.async_jobs};
+        rs.tls_handshake_timeout_ms = c.tls.handshake_timeout_ms;
+        rs.services = &service_counters_;
+        // Clients reach tcp VIPs through the wan port (VIPs are answered there only).
+        for (size_t p = 0; p < c.ports.size(); ++p)
+          if (c.ports[p].role == port_role::wan) {
+            w->tcp_port = static_cast<unsigned>(p);
+            rs.mtu = c.ports[p].mtu;
+            break;
+          }
+        auto r = relay::create(rs);
+        if (!r) return common::unexpected(r.error());
+        w->tcp = std::move(*r);
+        if (access_log_) w->tcp->set_access_ring(access_log_->add_ring(8192));
         if (!w->tcp->sync(*snapshots_->current()))
           return common::fail("worker " + std::to_string(i) +
-                              ": cannot set up the WAF for the tcp services");
+                              ": cannot set up the tcp services' listeners and pools");
+        if (waf_ctl_ && waf_ctl_->current()->rules) {
+          waf_rings_.push_back(std::make_unique<waf_audit_ring>(4096));
+          auto ww = waf_worker::create(static_cast<uint16_t>(i), *waf_ctl_->current()->rules,
+                                       waf_rings_.back().get());
+          if (!ww) return common::unexpected(ww.error());
+          w->tcp->set_waf(std::move(*ww));
+          waf_audit_->add_ring(waf_rings_.back().get());
+          // Again, now that the relay has its WAF state: the services pick up their policies.
+          if (!w->tcp->sync(*snapshots_->current()))
+            return common::fail("worker " + std::to_string(i) +
+                                ": cannot set up the WAF for the tcp services");
+        }
+        w->seen_generation =
+            0;  // the worker syncs again with whatever snapshot is current when it runs
       }
-      w->seen_generation =
-          0;  // the worker syncs again with whatever snapshot is current when it runs
-    }
-    w->control_tx =
-        rte_ring_create(ring.c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (w->control_tx == nullptr) return common::fail("cannot create control ring " + ring);
+      w->control_tx = rte_ring_create(ring.c_str(), 1024, static_cast<int>(rte_socket_id()),
+                                      RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (w->control_tx == nullptr) return common::fail("cannot create control ring " + ring);
+      return {};
+    };
+    if (auto r = run_on_lcore(c.workers.lcores[i], build); !r) return r;
     if (int rc = rte_eal_remote_launch(worker_main, w.get(), w->lcore); rc != 0)
       return common::fail("cannot launch worker on lcore " + std::to_string(w->lcore) + ": " +
                           strerror(-rc));
-    spdlog::info("worker {} running on lcore {}", i, w->lcore);
+    spdlog::info("worker {} running on lcore {} (NUMA socket {}; its state built on lcore {})", i,
+                 w->lcore, rte_lcore_to_socket_id(w->lcore), w->built_on_lcore);
     workers_.push_back(std::move(w));
   }
   // A worker that cannot set up its thread state (TLS) stops at once: refuse to start.

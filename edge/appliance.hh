@@ -123,6 +123,7 @@ class appliance {
   // TLS: the in-process private-key offload (async on, no engine) and the published context sets
   // (guarded by publish_mu_ like waf_rules_).
   std::shared_ptr<tls::offload> tls_offload_;
+  unsigned offload_threads_ = 0;  // crypto threads started (tls.offload_threads or its auto count)
   std::map<std::string, tls::context_set_ptr> tls_ctx_;
   std::vector<cert_expiry> cert_expiry_;  // of the served certificates (guarded by publish_mu_)
   // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays

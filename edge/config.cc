@@ -280,8 +280,15 @@ class loader {
                {"async", "offload_threads", "engine", "async_jobs", "handshake_timeout_ms"});
     tls_global_config& t = c.tls;
     if (auto v = n["async"]) t.async = boolean(v, "tls.async");
-    if (auto v = n["offload_threads"])
-      t.offload_threads = static_cast<unsigned>(uint(v, "tls.offload_threads", 1, 64));
+    if (auto v = n["offload_threads"]) {
+      const bool automatic = v.IsScalar() && v.Scalar() == "auto";
+      if (!automatic && v.IsScalar() && !v.Scalar().empty() &&
+          v.Scalar().find_first_not_of("0123456789") != std::string::npos)
+        fail(v, "tls.offload_threads must be auto or an integer from 1 to 64, got '" +
+                    printable(v.Scalar()) + "'");
+      t.offload_threads =
+          automatic ? 0 : static_cast<unsigned>(uint(v, "tls.offload_threads", 1, 64));
+    }
     if (auto v = n["engine"]) t.engine = str(v, "tls.engine");
     if (auto v = n["async_jobs"])
       t.async_jobs = static_cast<uint32_t>(uint(v, "tls.async_jobs", 1, 65536));

@@ -1,6 +1,7 @@
 #pragma once
 // edged's configuration: the YAML schema as C++ structs, and the strict loader. Every error names
 // the file, line and column of the offending key or value; nothing starts on a bad config.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -146,10 +147,11 @@ struct service_config {
 
 // Top-level `tls`: what every tls service shares (fixed for the life of the process).
 struct tls_global_config {
-  bool async = true;             // private-key operations through the offload (SSL_MODE_ASYNC)
-  unsigned offload_threads = 1;  // in-process crypto threads (async on, no engine)
-  std::string engine;            // an OpenSSL engine for private keys instead (e.g. qatengine)
-  uint32_t async_jobs = 1024;    // ASYNC jobs per worker: handshakes paused in the offload at once
+  bool async = true;  // private-key operations through the offload (SSL_MODE_ASYNC)
+  // In-process crypto threads (async on, no engine); 0 = auto: offload_threads_for(workers, ...).
+  unsigned offload_threads = 0;
+  std::string engine;          // an OpenSSL engine for private keys instead (e.g. qatengine)
+  uint32_t async_jobs = 1024;  // ASYNC jobs per worker: handshakes paused in the offload at once
   uint32_t handshake_timeout_ms = 10000;  // from accept to a finished TLS handshake
 };
 
@@ -224,6 +226,16 @@ struct config {
 // Whether this build carries the data path for a service kind. A config naming a kind that is not
 // built is refused with a clear error rather than accepted and silently ignored.
 bool service_kind_built(service_kind k);
+
+// The crypto threads to start: `configured` when set; otherwise (auto) one per two workers, at
+// least one, and no more than the CPUs that no worker is pinned to when there are any (crypto
+// threads that share a worker's CPU take it from the packet path).
+inline unsigned offload_threads_for(unsigned configured, size_t workers, size_t free_cpus) {
+  if (configured != 0) return configured;
+  size_t n = std::max<size_t>(1, (workers + 1) / 2);
+  if (free_cpus != 0) n = std::min(n, free_cpus);
+  return static_cast<unsigned>(std::min<size_t>(n, 64));
+}
 
 common::result<config> load_config(const std::string& path);
 // What the configuration asks of this host, checked by --check and before EAL starts: every

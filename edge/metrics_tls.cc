@@ -88,6 +88,9 @@ void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>&
     family(out, "edge_tls_offload_inline_total", "counter",
            "Private-key operations signed in place: offload queue full.");
     sample(out, "edge_tls_offload_inline_total", "", off->inline_fallbacks());
+    family(out, "edge_tls_offload_threads", "gauge",
+           "Crypto threads of the offload (tls.offload_threads, or its auto count).");
+    sample(out, "edge_tls_offload_threads", "", off->thread_count());
     family(out, "edge_tls_offload_in_flight", "gauge",
            "Private-key operations queued or running in the offload.");
     sample(out, "edge_tls_offload_in_flight", "", off->in_flight());

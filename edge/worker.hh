@@ -50,6 +50,7 @@ struct tx_buffer {
 struct worker_context {
   unsigned id = 0;  // worker index = RX/TX queue id = RCU thread id
   unsigned lcore = 0;
+  unsigned built_on_lcore = UINT32_MAX;  // where start() built this state (the worker's own lcore)
   unsigned burst = 32;
   unsigned idle_sleep_max_us = 200;
   std::vector<port_state> ports;

@@ -5,6 +5,15 @@
 // Mpps per worker with 1 and with 2 workers (from the median burst time, so that preemption
 // on a shared machine does not count), and ratio = 2-worker total / 1-worker total.
 //
+// tcp: each worker runs its own userspace TCP stack (l4::tcp::stack, one per worker as in edged)
+// and a scripted client opens and closes connections to it: SYN → SYN-ACK, ACK (accepted), FIN
+// from the client → the app closes → the stack's FIN, the client's last ACK frees the TCB. Only
+// the stack's own work is timed (input, timers, drain of what it sends, freeing those frames),
+// not the client's frame building. Connections overlap: 256 are opened, then those are closed.
+// Printed: connections/s per worker with 1 and with 2 workers (from the median batch) and the
+// ratio. No upstream: this is the TCP part of a relayed
+// connection (bench/tcp measures the whole relay against HAProxy).
+//
 // hand-off: worker A parses a burst, computes flow_owner for every packet and enqueues the burst
 // on B's ring (rte_ring_mp_enqueue_burst); worker B dequeues bursts (rte_ring_sc_dequeue_burst)
 // and touches each packet's first cache line, as the owner's parse would. Printed: ns per packet
@@ -31,6 +40,7 @@
 #include "l4/lb/forward.hh"
 #include "l4/lb/owner.hh"
 #include "l4/parse.hh"
+#include "l4/tcp/stack.hh"
 #include "packet_builder.hh"
 
 using namespace l4::lb;
@@ -184,6 +194,147 @@ std::vector<double> scaling(uint16_t n, const std::vector<unsigned>& lcores) {
   return mpps;
 }
 
+// ---- TCP connections per second ----
+
+struct tcp_job {
+  uint16_t index = 0;
+  std::atomic<bool>* go = nullptr;
+  uint64_t conns = 0, cycles = 0, failed = 0;
+  std::vector<uint32_t> per_conn;  // stack cycles per connection, of each batch
+};
+
+// The app of the bench: accepts every connection and closes it when the client does.
+class closing_app : public l4::tcp::app {
+ public:
+  l4::tcp::stack* st = nullptr;
+  uint64_t accepted = 0;
+  bool on_accept(l4::tcp::conn_handle, const l4::tcp::conn_info&) override {
+    ++accepted;
+    return true;
+  }
+  void on_readable(l4::tcp::conn_handle) override {}
+  void on_writable(l4::tcp::conn_handle) override {}
+  void on_peer_fin(l4::tcp::conn_handle c) override { st->close(c); }
+  void on_closed(l4::tcp::conn_handle, l4::tcp::close_reason) override {}
+};
+
+uint32_t be32_at(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+
+int tcp_conn_job(void* arg) {
+  auto& j = *static_cast<tcp_job*>(arg);
+  const std::string name = "tcp_tx_" + std::to_string(j.index) + "_" + std::to_string(rte_rdtsc());
+  rte_mempool* tx = rte_pktmbuf_pool_create(name.c_str(), 2047, 64, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                            static_cast<int>(rte_socket_id()));
+  const std::string cname = "tcp_cl_" + std::to_string(j.index) + "_" + std::to_string(rte_rdtsc());
+  rte_mempool* cl = rte_pktmbuf_pool_create(cname.c_str(), 255, 32, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                            static_cast<int>(rte_socket_id()));
+  if (tx == nullptr || cl == nullptr) std::exit(1);
+  l4::tcp::config cfg;
+  cfg.max_connections = 4096;
+  cfg.cookies = l4::tcp::cookie_mode::off;
+  closing_app app;
+  auto st = l4::tcp::stack::create(cfg, tx, &app);
+  if (!st) std::exit(1);
+  app.st = st->get();
+  if (!(*st)->add_listener(ip("198.51.100.1"), 80, 1)) std::exit(1);
+  edge_test::packet_builder b;
+  b.proto = IPPROTO_TCP;
+  b.to("198.51.100.1");
+  b.dport = 80;
+  rte_mbuf* out[64];
+  // One client segment in, everything the stack sends out; returns the server's sequence number
+  // of the last segment it sent (the SYN-ACK's ISN after a SYN), and adds the stack's cycles.
+  uint64_t cycles = 0;
+  auto exchange = [&](uint8_t flags, uint32_t seq, uint32_t ack) {
+    b.tcp_flags = flags;
+    b.seq = seq;
+    b.ack = ack;
+    rte_mbuf* m = edge_test::to_mbuf(cl, b.bytes());
+    l4::packet p;
+    if (m == nullptr || l4::parse(m, p) != l4::drop::none) std::exit(1);
+    const uint64_t t0 = rte_rdtsc();
+    (*st)->poll(t0);
+    const l4::drop d = (*st)->input(m, p);
+    const uint16_t n = (*st)->drain_tx(out, 64);
+    uint32_t server_seq = 0;
+    if (n > 0) {
+      l4::packet q;
+      if (l4::parse(out[n - 1], q) == l4::drop::none)
+        server_seq = be32_at(rte_pktmbuf_mtod(out[n - 1], const uint8_t*) + q.l4_off() + 4);
+    }
+    rte_pktmbuf_free_bulk(out, n);
+    cycles += rte_rdtsc() - t0;
+    if (d != l4::drop::none) ++j.failed;
+    return server_seq;
+  };
+  j.per_conn.reserve(1u << 21);
+  while (!j.go->load(std::memory_order_acquire)) rte_pause();
+  const uint64_t budget = static_cast<uint64_t>(seconds * static_cast<double>(rte_get_tsc_hz()));
+  const uint64_t start = rte_rdtsc();
+  // Connections overlap as they would under load: a batch of `open_at_once` is opened, then the
+  // batch is closed, so the stack holds that many TCBs (and their flow-table entries) at once.
+  constexpr uint32_t open_at_once = 256;
+  std::vector<uint32_t> cisn(open_at_once), siss(open_at_once);
+  auto client_of = [&](uint32_t i) {
+    char client[64];
+    std::snprintf(client, sizeof client, "100.%u.%u.%u", 64 + j.index, (i >> 8) & 0xff, i & 0xff);
+    b.from(client);
+    b.sport = static_cast<uint16_t>(1024 + (i >> 16));
+  };
+  uint32_t first = 0;
+  while (rte_rdtsc() - start < budget) {
+    const uint64_t before = cycles;
+    const uint64_t opened = app.accepted;
+    for (uint32_t k = 0; k < open_at_once; ++k) {  // distinct clients, as many would be
+      client_of(first + k);
+      cisn[k] = (first + k) * 2654435761u;
+      siss[k] = exchange(0x02, cisn[k], 0);      // SYN → SYN-ACK
+      exchange(0x10, cisn[k] + 1, siss[k] + 1);  // ACK: accepted
+    }
+    for (uint32_t k = 0; k < open_at_once; ++k) {
+      client_of(first + k);
+      exchange(0x11, cisn[k] + 1, siss[k] + 1);  // FIN → ACK + FIN (the app closes on it)
+      exchange(0x10, cisn[k] + 2, siss[k] + 2);  // the last ACK frees the TCB
+    }
+    first += open_at_once;
+    if (app.accepted != opened + open_at_once) j.failed += open_at_once;
+    if (j.per_conn.size() < j.per_conn.capacity())
+      j.per_conn.push_back(static_cast<uint32_t>((cycles - before) / open_at_once));
+    j.conns += open_at_once;
+  }
+  j.cycles = cycles;
+  // Every connection must have been closed and freed, or the figure measures something else.
+  if ((*st)->stats().active.get() != 0) j.failed += (*st)->stats().active.get();
+  st->reset();
+  rte_mempool_free(tx);
+  rte_mempool_free(cl);
+  return 0;
+}
+
+// Connections/s of each worker (stack time, from the median batch) with `n` workers.
+std::vector<double> tcp_scaling(uint16_t n, const std::vector<unsigned>& lcores) {
+  std::atomic<bool> go{false};
+  std::vector<tcp_job> jobs(n);
+  for (uint16_t i = 0; i < n; ++i) jobs[i] = {i, &go};
+  for (uint16_t i = 1; i < n; ++i) rte_eal_remote_launch(tcp_conn_job, &jobs[i], lcores[i]);
+  go.store(true, std::memory_order_release);
+  tcp_conn_job(&jobs[0]);
+  rte_eal_mp_wait_lcore();
+  std::vector<double> rate;
+  for (auto& j : jobs) {
+    if (j.failed != 0 || j.conns == 0) {
+      std::fprintf(stderr, "tcp worker %u: %lu of %lu connections did not open and close cleanly\n",
+                   j.index, static_cast<unsigned long>(j.failed),
+                   static_cast<unsigned long>(j.conns));
+      std::exit(1);
+    }
+    rate.push_back(static_cast<double>(rte_get_tsc_hz()) / median(j.per_conn));
+  }
+  return rate;
+}
+
 struct handoff_job {
   rte_ring* ring = nullptr;
   rte_mempool* mp = nullptr;
@@ -244,6 +395,10 @@ int main(int argc, char** argv) {
   std::printf(
       "scaling fnat_v4_hit flows=%u: 1 worker %.2f Mpps; 2 workers %.2f + %.2f Mpps; ratio %.2f\n",
       flows, one[0], two[0], two[1], (two[0] + two[1]) / one[0]);
+  const auto t1 = tcp_scaling(1, lcores);
+  const auto t2 = tcp_scaling(2, lcores);
+  std::printf("scaling tcp_conn: 1 worker %.0f conn/s; 2 workers %.0f + %.0f conn/s; ratio %.2f\n",
+              t1[0], t2[0], t2[1], (t2[0] + t2[1]) / t1[0]);
 
   // Hand-off: A (main lcore) → ring → B.
   auto cfg = lb_config::build(make_spec(2));

@@ -49,7 +49,7 @@ mtls_auth = f"      client_auth: {{ca: {certs}/client-ca.pem, required: true}}\n
 other_auth = f"      client_auth: {{ca: {certs}/rogue-ca.pem, required: true}}\n"
 config = f"""{topo.edged_head()}tls:
   async: true
-  offload_threads: 1
+  offload_threads: auto
 pools:
   - name: echo
     connect_timeout_ms: 500
@@ -57,6 +57,20 @@ pools:
 services:
 """ + service("open", 443) + service("mtls", 9443, mtls_auth) + service("other", 9444, other_auth)
 e = h.Edged(dut, config)
+
+# Node resources (issue 12): each worker's state is built on the worker's own lcore (so on its NUMA
+# socket), and `offload_threads: auto` starts one crypto thread per two workers, at least one, at
+# most the CPUs that no worker is pinned to.
+built = re.findall(r"worker (\d+) running on lcore (\d+) \(NUMA socket \d+; its state built on lcore (\d+)\)",
+                   e.logs())
+c.that(len(built) == h.WORKERS and all(lc == on for _, lc, on in built),
+       f"every worker's state is built on its own lcore: {built}")
+free = len(os.sched_getaffinity(0) - set(range(h.WORKERS)))
+want = max(1, (h.WORKERS + 1) // 2)
+want = min(want, free) if free else want
+c.that(e.metrics().get("edge_tls_offload_threads") == want,
+       f"offload_threads: auto starts {want} crypto thread(s) for {h.WORKERS} worker(s) and {free} free CPU(s): "
+       f"{e.metrics().get('edge_tls_offload_threads')}")
 
 
 def metric(name, labels=""):

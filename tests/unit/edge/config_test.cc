@@ -183,6 +183,29 @@ TEST(config, shipped_examples_are_valid) {
 
 }  // namespace
 
+TEST(config, offload_threads_default_to_a_count_derived_from_the_workers) {
+  const char* head = R"(
+ports:
+  - {name: wan0, role: wan, device: net_ring0}
+workers:
+  lcores: [0, 1, 2, 3, 4]
+)";
+  for (const auto& [tls_block, want] : std::vector<std::pair<std::string, unsigned>>{
+           {"", 0}, {"tls: {offload_threads: auto}\n", 0}, {"tls: {offload_threads: 3}\n", 3}}) {
+    auto c = edge::parse_config(head + tls_block, "test.yaml");
+    ASSERT_TRUE(c.has_value()) << c.error().str();
+    EXPECT_EQ(c->tls.offload_threads, want) << tls_block;
+  }
+  // auto: one per two workers, at least one, at most the CPUs no worker is pinned to.
+  EXPECT_EQ(edge::offload_threads_for(0, 1, 0), 1u);
+  EXPECT_EQ(edge::offload_threads_for(0, 2, 0), 1u);
+  EXPECT_EQ(edge::offload_threads_for(0, 5, 0), 3u);
+  EXPECT_EQ(edge::offload_threads_for(0, 16, 16), 8u);
+  EXPECT_EQ(edge::offload_threads_for(0, 16, 2), 2u);
+  EXPECT_EQ(edge::offload_threads_for(0, 128, 0), 64u);
+  EXPECT_EQ(edge::offload_threads_for(4, 16, 2), 4u);  // configured: as given
+}
+
 TEST(config, static_neighbors_and_dispatch_mode_load) {
   auto c = edge::parse_config(R"(
 ports:

@@ -46,6 +46,7 @@ class offload {
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
   uint64_t inline_fallbacks() const { return inline_.load(std::memory_order_relaxed); }
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  size_t thread_count() const { return threads_.size(); }
   uint64_t cpu_ns() const;  // CPU time of the crypto threads so far
 
   // While held, crypto threads take no requests (they queue). For tests and orderly drains.
