@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "edge/flow_steer.hh"
 #include "edge/limit_targets.hh"
 #include "rules/limits_file.hh"
 
@@ -248,6 +249,23 @@ common::result<void> appliance::start(const char* argv0) {
   }
   snapshots_ = std::make_unique<snapshot_publisher>(static_cast<unsigned>(c.workers.lcores.size()));
   if (auto r = republish(); !r) return r;
+  if (c.workers.snat_steering == worker_config::steering_mode::flow) {
+    if (const auto* lb = snapshots_->current()->lb.get();
+        lb != nullptr && c.workers.lcores.size() > 1) {
+      const auto rules = snat_steering_rules(*lb);
+      for (const auto& ps : dp_.ports()) {
+        auto n = install_steering(ps.id, ps.name, rules);
+        if (!n) return common::unexpected(n.error());
+        spdlog::info(
+            "port {}: {} rte_flow rule(s) steer replies to the SNAT addresses to their "
+            "owner's queue",
+            ps.name, *n);
+      }
+    } else {
+      spdlog::info("workers.snat_steering: flow has nothing to steer ({})",
+                   c.workers.lcores.size() > 1 ? "no l4 service" : "one worker");
+    }
+  }
 
   if (has_tcp_service(c)) {
     // Every relayed connection holds a kernel socket towards its upstream: raise the soft limit
@@ -519,6 +537,12 @@ std::vector<std::string> restart_only_changes(const config& a, const config& b) 
   note(a.logging.file != b.logging.file, "logging.file");
   note(a.logging.access_log != b.logging.access_log, "logging.access_log");
   note(a.l4.conn_table_size != b.l4.conn_table_size, "l4.conn_table_size");
+  note(a.workers.snat_steering != b.workers.snat_steering, "workers.snat_steering");
+  // The NIC's steering rules are written at start from the SNAT addresses and ports.
+  note(a.workers.snat_steering == worker_config::steering_mode::flow &&
+           (a.l4.snat_addresses != b.l4.snat_addresses ||
+            a.l4.snat_port_low != b.l4.snat_port_low || a.l4.snat_port_high != b.l4.snat_port_high),
+       "l4.snat_addresses / snat_port_low / snat_port_high (with workers.snat_steering: flow)");
   return keys;
 }
 

@@ -446,7 +446,8 @@ class loader {
   }
 
   void load_workers(const YAML::Node& n, config& c) {
-    check_keys(n, "workers", {"lcores", "burst", "mbufs", "idle_sleep_max_us", "dispatch"});
+    check_keys(n, "workers",
+               {"lcores", "burst", "mbufs", "idle_sleep_max_us", "dispatch", "snat_steering"});
     const auto lc = required(n, "lcores", "workers");
     // auto: the CPUs this process may run on (a Kubernetes pod's exclusive CPU set under the
     // static CPU manager policy, or a systemd CPUAffinity=), less the lowest, which is left to the
@@ -482,6 +483,11 @@ class loader {
           d, "workers.dispatch",
           {{"rss", worker_config::dispatch_mode::rss},
            {"software", worker_config::dispatch_mode::software}});
+    if (auto d = n["snat_steering"])
+      c.workers.snat_steering =
+          choice<worker_config::steering_mode>(d, "workers.snat_steering",
+                                               {{"off", worker_config::steering_mode::off},
+                                                {"flow", worker_config::steering_mode::flow}});
   }
 
   void load_admin(const YAML::Node& n, config& c) {

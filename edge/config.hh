@@ -56,6 +56,10 @@ struct worker_config {
   // what its queue gets (af_packet fanout, or all on queue 0) and hands what it does not own to
   // the owner. With more than one worker, a port without RSS needs `software`.
   enum class dispatch_mode : uint8_t { rss, software } dispatch = dispatch_mode::rss;
+  // flow: rte_flow rules steer replies to SNAT addresses to the queue of the worker that owns
+  // their port range (edge/flow_steer.hh), so they need no hand-off; a port that refuses them
+  // fails the start. off: the workers hand them over.
+  enum class steering_mode : uint8_t { off, flow } snat_steering = steering_mode::off;
   std::vector<std::string> lcore_where;  // "file:line:col" of each lcore, for host checks
 };
 

@@ -116,6 +116,19 @@ uint16_t lb_config::snat_port_owner(uint16_t port) const {
   return static_cast<uint16_t>(w >= spec_.workers ? spec_.workers - 1 : w);
 }
 
+std::vector<port_block> port_blocks(uint16_t lo, uint16_t hi) {
+  std::vector<port_block> out;
+  uint32_t cur = lo;
+  while (cur <= hi) {
+    // The largest power of two that `cur` is aligned to and that stays within hi.
+    uint32_t size = cur == 0 ? 0x10000u : (cur & (~cur + 1));
+    while (cur + size - 1 > hi) size >>= 1;
+    out.push_back({static_cast<uint16_t>(cur), static_cast<uint16_t>(~(size - 1) & 0xffffu)});
+    cur += size;
+  }
+  return out;
+}
+
 std::pair<uint16_t, uint16_t> lb_config::snat_range(uint16_t worker) const {
   const uint32_t lo = spec_.snat_port_lo + worker * ports_per_worker_;
   const uint32_t hi = worker + 1 == spec_.workers ? spec_.snat_port_hi : lo + ports_per_worker_ - 1;

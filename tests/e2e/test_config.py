@@ -68,6 +68,24 @@ r = dut.run([h.EDGED, "--config", f.name], check=False, timeout=60)
 c.that(r.returncode == 3 and "has no RSS" in r.stderr and "workers.dispatch: software" in r.stderr,
        f"2 workers on af_packet without workers.dispatch: exit {r.returncode} (want 3), "
        f"{[ln for ln in r.stderr.splitlines() if 'RSS' in ln]}")
+# NIC steering of full-NAT replies on a port that cannot do it (af_packet has no rte_flow): the start
+# is refused, naming the port, the rule and the way back to software hand-off. (The rules themselves
+# need a NIC with rte_flow; their contents are checked by l4_lb_test's port-block tests.)
+h.veth(cli, "cli1", dut, "dut1")
+f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+f.write(f"eal:\n  args: {h.yaml_list(h.eal_args(t + 'y'))}\n"
+        "ports:\n  - {name: wan0, role: wan, device: \"net_af_packet0,iface=dut0\", addresses: [10.99.0.1/24]}\n"
+        "  - {name: lan0, role: lan, device: \"net_af_packet1,iface=dut1\", addresses: [10.99.1.1/24]}\n"
+        "workers:\n  lcores: [0, 1]\n  dispatch: software\n  snat_steering: flow\n"
+        "l4:\n  snat_addresses: [10.99.1.50]\n"
+        "pools:\n  - {name: web, backends: [{address: 10.99.1.3, port: 80}]}\n"
+        "services:\n  - {name: web, vip: 10.99.0.100, port: 80, kind: l4, pool: web, forwarding: fnat}\n")
+f.close()
+r = dut.run([h.EDGED, "--config", f.name], check=False, timeout=60)
+c.that(r.returncode == 3 and "port 'wan0': the driver refuses the rte_flow rule" in r.stderr and
+       "10.99.1.50" in r.stderr and "workers.snat_steering: off" in r.stderr,
+       f"workers.snat_steering: flow on af_packet: exit {r.returncode} (want 3), "
+       f"{[ln for ln in r.stderr.splitlines() if 'rte_flow' in ln]}")
 good = f"""
 eal:
   args: {h.yaml_list(h.eal_args(t))}

@@ -224,4 +224,11 @@ workers:
   EXPECT_EQ(c->ports[0].neighbors[0].second, (std::array<uint8_t, 6>{0x02, 0xbb, 0, 0, 0, 5}));
   EXPECT_EQ(c->ports[0].neighbors[1].second, (std::array<uint8_t, 6>{0x02, 0xbb, 0, 0, 0, 6}));
   EXPECT_EQ(c->workers.dispatch, edge::worker_config::dispatch_mode::software);
+  EXPECT_EQ(c->workers.snat_steering, edge::worker_config::steering_mode::off);
+  auto f = edge::parse_config(
+      "ports: [{name: wan0, role: wan, device: net_ring0}]\nworkers: {lcores: [0, 1], "
+      "snat_steering: flow}\n",
+      "test.yaml");
+  ASSERT_TRUE(f.has_value()) << f.error().str();
+  EXPECT_EQ(f->workers.snat_steering, edge::worker_config::steering_mode::flow);
 }

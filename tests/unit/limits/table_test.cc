@@ -101,21 +101,33 @@ TEST(Gcra, SharedKeyAcrossThreadsHoldsRate) {
   const uint64_t h = limits::key_hash(1, "shared");
   const uint64_t step = units_per_s / 100000, t0 = units_per_s, span = 20 * units_per_s;
   std::atomic<uint64_t> clock{t0}, passed{0};
-  std::vector<uint64_t> per_thread(4);
+  std::atomic<int> ready{0};
+  std::vector<uint64_t> per_thread(4), checks(4);
   std::vector<std::thread> th;
   for (int i = 0; i < 4; ++i)
     th.emplace_back([&, i] {
-      uint64_t mine = 0;
-      for (uint64_t now = clock.fetch_add(step); now < t0 + span; now = clock.fetch_add(step))
+      ++ready;
+      while (ready.load() < 4) std::this_thread::yield();  // start together
+      uint64_t mine = 0, tried = 0;
+      for (uint64_t now = clock.fetch_add(step); now < t0 + span; now = clock.fetch_add(step)) {
         mine += !t.gcra(h, now, 1, p).limited;
+        ++tried;
+      }
       per_thread[i] = mine;
+      checks[i] = tried;
       passed += mine;
     });
   for (auto& x : th) x.join();
   const double want = static_cast<double>(rate * 20 + burst);
   EXPECT_LE(static_cast<double>(passed.load()), want * 1.01);
   EXPECT_GE(static_cast<double>(passed.load()), want * 0.95);
-  for (int i = 0; i < 4; ++i) EXPECT_GT(per_thread[i], 0u) << "thread " << i << " never passed";
+  // A thread that made many checks got some through (1 in 20 passes): the key is one key for all.
+  // On a machine with fewer cores than threads a thread may be scheduled only after the others
+  // used up the virtual 20 s, and then it made no checks to judge.
+  for (int i = 0; i < 4; ++i)
+    if (checks[i] >= 2000) {
+      EXPECT_GT(per_thread[i], 0u) << "thread " << i << " never passed in " << checks[i];
+    }
 }
 
 TEST(Table, SixteenBytesPerKey) {

@@ -68,6 +68,16 @@ struct service {
   std::vector<maglev_backend> maglev_input;    // what the table was built from (for reuse)
 };
 
+// Ports whose value under `mask` is `value`: (port & mask) == value. A NIC rule matches a masked
+// port (rte_flow's TCP/UDP item with a mask); a range needs a set of them.
+struct port_block {
+  uint16_t value = 0, mask = 0xffff;
+  friend bool operator==(const port_block&, const port_block&) = default;
+};
+// The fewest aligned blocks that cover [lo, hi] exactly, in ascending order (at most 30 for a
+// 16-bit range). Empty when lo > hi.
+std::vector<port_block> port_blocks(uint16_t lo, uint16_t hi);
+
 class lb_config {
  public:
   static common::result<std::shared_ptr<const lb_config>> build(

@@ -176,3 +176,55 @@ TEST(owner, echo_requests_are_placed_by_address_and_one_worker_owns_everything) 
 }
 
 }  // namespace
+
+// NIC steering (rte_flow, edge/flow_steer.hh) matches a masked port, so each worker's SNAT range
+// is written as aligned blocks: they must cover the range exactly, no port twice, few of them.
+TEST(owner, port_blocks_cover_a_range_exactly) {
+  auto check = [](uint16_t lo, uint16_t hi) {
+    const auto blocks = port_blocks(lo, hi);
+    EXPECT_LE(blocks.size(), 30u) << lo << ".." << hi;
+    for (uint32_t p = 0; p <= 0xffff; ++p) {
+      int matches = 0;
+      for (const auto& b : blocks) matches += (p & b.mask) == b.value;
+      ASSERT_EQ(matches, p >= lo && p <= hi ? 1 : 0) << "port " << p << " in " << lo << ".." << hi;
+    }
+  };
+  check(1024, 65535);
+  check(0, 65535);
+  check(1, 65534);
+  check(7, 7);
+  check(32768, 32769);
+  check(1024, 33279);
+  uint32_t x = 12345;
+  for (int i = 0; i < 40; ++i) {
+    x = x * 1103515245u + 12345u;
+    const auto a = static_cast<uint16_t>(x >> 8), b = static_cast<uint16_t>(x >> 20);
+    check(std::min(a, b), std::max(a, b));
+  }
+  EXPECT_TRUE(port_blocks(10, 9).empty());
+  EXPECT_EQ(port_blocks(1024, 2047), (std::vector<port_block>{{1024, 0xfc00}}));
+}
+
+TEST(owner, the_blocks_of_each_workers_snat_range_match_exactly_the_ports_it_owns) {
+  for (uint16_t n : {2, 3, 4, 16}) {
+    lb_spec s = base_spec();
+    s.workers = n;
+    s.snat_port_lo = 1024 + n;
+    auto cfg = lb_config::build(s);
+    ASSERT_TRUE(cfg);
+    std::vector<std::vector<port_block>> blocks;
+    for (uint16_t w = 0; w < n; ++w) {
+      const auto [lo, hi] = (*cfg)->snat_range(w);
+      blocks.push_back(port_blocks(lo, hi));
+    }
+    for (uint32_t p = s.snat_port_lo; p <= s.snat_port_hi; ++p) {
+      int steered_to = -1, matches = 0;
+      for (uint16_t w = 0; w < n; ++w)
+        for (const auto& b : blocks[w])
+          if ((p & b.mask) == b.value) steered_to = w, ++matches;
+      ASSERT_EQ(matches, 1) << "port " << p << ", " << n << " workers";
+      ASSERT_EQ(steered_to, (*cfg)->snat_port_owner(static_cast<uint16_t>(p)))
+          << "port " << p << ", " << n << " workers";
+    }
+  }
+}
