@@ -195,6 +195,10 @@ common::result<void> appliance::start(const char* argv0) {
     config_error_ = true;
     return r;
   }
+  // The CPUs this process was given, read before EAL pins the main thread to its lcore: where
+  // the crypto threads may go.
+  cpu_set_t given;
+  const bool have_given = sched_getaffinity(0, sizeof given, &given) == 0;
   if (auto r = dp_.init_eal(c, argv0); !r) return r;
   if (auto r = dp_.start_ports(c); !r) return r;
   if (auto r = admin_.listen(c.admin.address, c.admin.port); !r) return r;
@@ -213,10 +217,9 @@ common::result<void> appliance::start(const char* argv0) {
     if (c.tls.async && c.tls.engine.empty()) {
       // Crypto threads on the CPUs no worker lcore is pinned to (when there are any).
       std::vector<unsigned> cpus;
-      cpu_set_t mine;
-      if (sched_getaffinity(0, sizeof mine, &mine) == 0)
+      if (have_given)
         for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-          if (!CPU_ISSET(cpu, &mine)) continue;
+          if (!CPU_ISSET(cpu, &given)) continue;
           bool worker_cpu = false;
           for (unsigned lc : c.workers.lcores) worker_cpu = worker_cpu || lc == cpu;
           if (!worker_cpu) cpus.push_back(cpu);
@@ -252,14 +255,15 @@ common::result<void> appliance::start(const char* argv0) {
   if (c.workers.snat_steering == worker_config::steering_mode::flow) {
     if (const auto* lb = snapshots_->current()->lb.get();
         lb != nullptr && c.workers.lcores.size() > 1) {
+      // Full-NAT replies come back on the lan ports (where the SNAT addresses are answered).
       const auto rules = snat_steering_rules(*lb);
       for (const auto& ps : dp_.ports()) {
-        auto n = install_steering(ps.id, ps.name, rules);
-        if (!n) return common::unexpected(n.error());
+        if (ps.role != port_role::lan) continue;
+        if (auto r = install_steering(ps.id, ps.name, rules, steering_); !r) return r;
         spdlog::info(
             "port {}: {} rte_flow rule(s) steer replies to the SNAT addresses to their "
             "owner's queue",
-            ps.name, *n);
+            ps.name, rules.size());
       }
     } else {
       spdlog::info("workers.snat_steering: flow has nothing to steer ({})",
@@ -476,6 +480,7 @@ std::string appliance::not_ready_reason() const {
 void appliance::shutdown() {
   health_.reset();                 // stops the checker thread before the snapshots go
   if (waf_ctl_) waf_ctl_->stop();  // no more rule publications
+  remove_steering(steering_);
   if (!workers_.empty()) {
     stop_workers_.store(true);
     rte_eal_mp_wait_lcore();

@@ -14,6 +14,7 @@
 #include "edge/admin.hh"
 #include "edge/config.hh"
 #include "edge/drain.hh"
+#include "edge/flow_steer.hh"
 #include "edge/metrics_tls.hh"
 #include "edge/ports.hh"
 #include "edge/service_limits.hh"
@@ -124,6 +125,7 @@ class appliance {
   // (guarded by publish_mu_ like waf_rules_).
   std::shared_ptr<tls::offload> tls_offload_;
   unsigned offload_threads_ = 0;  // crypto threads started (tls.offload_threads or its auto count)
+  std::vector<installed_flow> steering_;  // workers.snat_steering: flow rules, removed at shutdown
   std::map<std::string, tls::context_set_ptr> tls_ctx_;
   std::vector<cert_expiry> cert_expiry_;  // of the served certificates (guarded by publish_mu_)
   // Per-service connection limits and counts (kinds tcp/tls), kept across reloads; the relays

@@ -232,13 +232,12 @@ struct config {
 bool service_kind_built(service_kind k);
 
 // The crypto threads to start: `configured` when set; otherwise (auto) one per two workers, at
-// least one, and no more than the CPUs that no worker is pinned to when there are any (crypto
-// threads that share a worker's CPU take it from the packet path).
+// least one, and no more than the CPUs that no worker is pinned to; one when there are none
+// (crypto threads on a worker's CPU take it from the packet path, so more would not add any).
 inline unsigned offload_threads_for(unsigned configured, size_t workers, size_t free_cpus) {
   if (configured != 0) return configured;
-  size_t n = std::max<size_t>(1, (workers + 1) / 2);
-  if (free_cpus != 0) n = std::min(n, free_cpus);
-  return static_cast<unsigned>(std::min<size_t>(n, 64));
+  if (free_cpus == 0) return 1;
+  return static_cast<unsigned>(std::min<size_t>({(workers + 1) / 2, free_cpus, 64}));
 }
 
 common::result<config> load_config(const std::string& path);

@@ -5,6 +5,7 @@
 #include <rte_errno.h>
 #include <rte_flow.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace edge {
@@ -76,34 +77,36 @@ std::string flow_error_text(const rte_flow_error& e, int rc) {
 
 }  // namespace
 
-common::result<size_t> install_steering(uint16_t port, const std::string& port_name,
-                                        const std::vector<steering_rule>& rules) {
+void remove_steering(std::vector<installed_flow>& made) {
+  for (const auto& f : made) rte_flow_destroy(f.port, f.flow, nullptr);
+  made.clear();
+}
+
+common::result<void> install_steering(uint16_t port, const std::string& port_name,
+                                      const std::vector<steering_rule>& rules,
+                                      std::vector<installed_flow>& made) {
   rte_flow_attr attr{};
   attr.ingress = 1;
-  std::vector<rte_flow*> made;
   for (const auto& r : rules) {
     const flow_spec f(r);
     rte_flow_error err{};
     int rc = rte_flow_validate(port, &attr, f.items, f.actions, &err);
     rte_flow* flow = rc == 0 ? rte_flow_create(port, &attr, f.items, f.actions, &err) : nullptr;
     if (flow == nullptr) {
-      for (rte_flow* x : made) rte_flow_destroy(port, x, nullptr);
+      remove_steering(made);
+      char mask[8];
+      std::snprintf(mask, sizeof mask, "%04x", r.ports.mask);
       return common::fail("port '" + port_name + "': the driver refuses the rte_flow rule that " +
                           "steers " + (r.proto == IPPROTO_TCP ? "TCP" : "UDP") + " to " +
                           r.dst.str() + " port block " + std::to_string(r.ports.value) + "/0x" +
-                          [&] {
-                            char h[8];
-                            std::snprintf(h, sizeof h, "%04x", r.ports.mask);
-                            return std::string(h);
-                          }() +
-                          " to queue " + std::to_string(r.queue) + ": " +
+                          mask + " to queue " + std::to_string(r.queue) + ": " +
                           flow_error_text(err, rc == 0 ? -rte_errno : rc) +
                           "; set workers.snat_steering: off (replies are then handed to their "
                           "owner in software)");
     }
-    made.push_back(flow);
+    made.push_back({port, flow});
   }
-  return made.size();
+  return {};
 }
 
 }  // namespace edge

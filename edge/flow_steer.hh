@@ -13,6 +13,8 @@
 #include "l4/ip_addr.hh"
 #include "l4/lb/lb_config.hh"
 
+struct rte_flow;
+
 namespace edge {
 
 struct steering_rule {
@@ -25,10 +27,19 @@ struct steering_rule {
 // The rules for `cfg`'s SNAT addresses and its workers' port ranges, in a stable order.
 std::vector<steering_rule> snat_steering_rules(const l4::lb::lb_config& cfg);
 
-// Validates and creates `rules` on DPDK port `port` (started). On the first rule the driver
-// refuses, removes the ones it created and fails with the driver's reason. Returns how many rules
-// it created.
-common::result<size_t> install_steering(uint16_t port, const std::string& port_name,
-                                        const std::vector<steering_rule>& rules);
+// A rule created on a port.
+struct installed_flow {
+  uint16_t port = 0;
+  rte_flow* flow = nullptr;
+};
+
+// Validates and creates `rules` on DPDK port `port` (started) and appends them to `made`. On the
+// first rule the driver refuses, removes every flow in `made` (those of earlier ports too) and
+// fails with the driver's reason.
+common::result<void> install_steering(uint16_t port, const std::string& port_name,
+                                      const std::vector<steering_rule>& rules,
+                                      std::vector<installed_flow>& made);
+// Destroys the flows in `made` and empties it.
+void remove_steering(std::vector<installed_flow>& made);
 
 }  // namespace edge

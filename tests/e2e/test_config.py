@@ -82,7 +82,7 @@ f.write(f"eal:\n  args: {h.yaml_list(h.eal_args(t + 'y'))}\n"
         "services:\n  - {name: web, vip: 10.99.0.100, port: 80, kind: l4, pool: web, forwarding: fnat}\n")
 f.close()
 r = dut.run([h.EDGED, "--config", f.name], check=False, timeout=60)
-c.that(r.returncode == 3 and "port 'wan0': the driver refuses the rte_flow rule" in r.stderr and
+c.that(r.returncode == 3 and "port 'lan0': the driver refuses the rte_flow rule" in r.stderr and
        "10.99.1.50" in r.stderr and "workers.snat_steering: off" in r.stderr,
        f"workers.snat_steering: flow on af_packet: exit {r.returncode} (want 3), "
        f"{[ln for ln in r.stderr.splitlines() if 'rte_flow' in ln]}")

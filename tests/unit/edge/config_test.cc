@@ -196,13 +196,15 @@ workers:
     ASSERT_TRUE(c.has_value()) << c.error().str();
     EXPECT_EQ(c->tls.offload_threads, want) << tls_block;
   }
-  // auto: one per two workers, at least one, at most the CPUs no worker is pinned to.
-  EXPECT_EQ(edge::offload_threads_for(0, 1, 0), 1u);
+  // auto: one per two workers, at least one, at most the CPUs no worker is pinned to; one when
+  // every CPU has a worker.
+  EXPECT_EQ(edge::offload_threads_for(0, 1, 1), 1u);
   EXPECT_EQ(edge::offload_threads_for(0, 2, 0), 1u);
-  EXPECT_EQ(edge::offload_threads_for(0, 5, 0), 3u);
+  EXPECT_EQ(edge::offload_threads_for(0, 5, 8), 3u);
   EXPECT_EQ(edge::offload_threads_for(0, 16, 16), 8u);
   EXPECT_EQ(edge::offload_threads_for(0, 16, 2), 2u);
-  EXPECT_EQ(edge::offload_threads_for(0, 128, 0), 64u);
+  EXPECT_EQ(edge::offload_threads_for(0, 16, 0), 1u);
+  EXPECT_EQ(edge::offload_threads_for(0, 128, 128), 64u);
   EXPECT_EQ(edge::offload_threads_for(4, 16, 2), 4u);  // configured: as given
 }
 
