@@ -11,10 +11,13 @@ Both proxies reach nginx over the same kernel veth (kern0). Every veth has check
 GSO and GRO off (the harness does that so af_packet frames carry complete checksums); the HAProxy
 path gets the same treatment, so neither side gets super-packets.
 
-Workloads (same wrk parameters for both peers; which peer goes first alternates per workload):
+Workloads (same wrk parameters for both peers; which peer goes first alternates per workload;
+wrk --latency gives the keep-alive latency percentiles, p50 and p99):
   rps   keep-alive requests/s of a small page       wrk -c 50 -t 2 -d D
   cps   connections/s (Connection: close)            wrk -c 50 -t 2 -d D -H 'Connection: close'
   tput  Gbit/s of a 10 MiB file, keep-alive          wrk -c 10 -t 2 -d D
+Client ceiling: the same wrk against nginx on the backend's loopback (no proxy) for rps and cps; a
+proxy at 80 % of it or more is marked limited by the client.
 CPU: utime+stime of the proxy's process (all its threads) from /proc/<pid>/stat around each
 workload. edged's workers poll (adaptive back-off), so its figure includes polling; its CPU while
 idle (during HAProxy's runs) is printed too.
@@ -67,6 +70,7 @@ with open(os.path.join(www, "big"), "wb") as f:
     f.write(os.urandom(BIG_MB << 20))
 nginx = topo.start_nginx("""
     listen 80 proxy_protocol backlog=4096;
+    listen 127.0.0.1:8081 backlog=4096;
     keepalive_requests 1000000;""", http="sendfile on;", connections=16384, rlimit_nofile=65536,
                          access_log="off")
 
@@ -126,11 +130,11 @@ if not all(v is True for v in ok.values()):
     sys.exit(1)
 
 
-def wrk(vip, path, conns, extra=()):
-    cmd = ["wrk", "-c", str(conns), "-t", "2", "-d", f"{SECS}s", "--timeout", "5s"] + list(extra) + \
-          [f"http://{vip}{path}"]
-    r = cli.run(["sh", "-c", "exec " + " ".join(shlex.quote(a) for a in cmd)],
-                check=False, timeout=SECS + 60)
+def wrk(vip, path, conns, extra=(), ns=None):
+    cmd = ["wrk", "-c", str(conns), "-t", "2", "-d", f"{SECS}s", "--timeout", "5s", "--latency"] + \
+          list(extra) + [f"http://{vip}{path}"]
+    r = (ns or cli).run(["sh", "-c", "exec " + " ".join(shlex.quote(a) for a in cmd)],
+                        check=False, timeout=SECS + 60)
     out = r.stdout
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)([KMGT]?B) read", out)
     if r.returncode != 0 or not m:
@@ -138,9 +142,12 @@ def wrk(vip, path, conns, extra=()):
     secs = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m.group(3)]
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = {}  # wrk --latency's distribution, in ms
+    for q, v, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[int(q)] = float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
     return {"reqs": int(m.group(1)), "secs": secs, "bytes": to_bytes(m.group(4), m.group(5)),
             "errors": sum(int(x) for x in errs.groups()) if errs else 0,
-            "non2xx": int(non2xx.group(1)) if non2xx else 0}
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "lat": lat}
 
 
 workloads = [("rps", "/", 50, ()), ("cps", "/", 50, ("-H", "Connection: close")), ("tput", "/big", 10, ())]
@@ -159,6 +166,17 @@ for i, (wl, path, conns, extra) in enumerate(workloads):
         res[(wl, name)] = r
         print(f"  {wl:4} {name:7} {r['reqs']:8d} req in {r['secs']:.2f}s, {r['bytes'] / 1e6:9.1f} MB, "
               f"cpu {r['cpu']:.2f}s, socket errors {r['errors']}, non-2xx {r['non2xx']}", flush=True)
+
+
+# The client's own ceiling on this machine: the same wrk against nginx on the backend's loopback (no
+# proxy, no veth), for the request and connection workloads. A proxy's rate near it is limited by
+# the client, not by the proxy, and is marked so.
+ceiling = {}
+for wl, path, conns, extra in workloads[:2]:
+    r = wrk("127.0.0.1:8081", path, conns, extra, ns=be)
+    ceiling[wl] = r["reqs"] / r["secs"]
+    print(f"  {wl:4} ceiling (wrk -> nginx on loopback) {ceiling[wl]:10.0f} /s", flush=True)
+CLIENT_LIMITED = 0.8  # a rate at 80 % of the ceiling or more is the client's limit
 
 
 def metric(wl, name):
@@ -192,13 +210,36 @@ print(f"{'metric':44} {'edged':>10} {'haproxy':>10} {'edged/haproxy':>14}")
 for label, wl, fn in rows:
     a, b = fn(wl, "edged"), fn(wl, "haproxy")
     print(f"{label:44} {a:10.3f} {b:10.3f} {(a / b if b else float('inf')):14.3f}")
+lat_rows = [(f"p{q} latency, keep-alive requests (ms)", q) for q in (50, 99)]
+for label, q in lat_rows:
+    a, b = res[("rps", "edged")]["lat"].get(q, 0), res[("rps", "haproxy")]["lat"].get(q, 0)
+    print(f"{label:44} {a:10.3f} {b:10.3f} {(a / b if b else float('inf')):14.3f}")
+notes = []
+for wl in ceiling:
+    print(f"wrk's ceiling, {wl}: {ceiling[wl]:.0f}/s against nginx on loopback")
+    for who in ("edged", "haproxy"):
+        share = metric(wl, who) / ceiling[wl]
+        if share >= CLIENT_LIMITED:
+            notes.append(f"{wl} {who}: {share:.0%} of wrk's ceiling: limited by the client")
+for n in notes:
+    print("note: " + n)
 if os.environ.get("BENCH_JSON"):  # bench/run's record of this run
     with open(os.environ["BENCH_JSON"], "w") as f:
-        json.dump({"figures": [{"metric": label, "who": who, "value": fn(wl, who)}
-                               for label, wl, fn in rows for who in ("edged", "haproxy")],
-                   "ratios": [{"metric": label, "num": "edged", "den": "haproxy",
-                               "value": fn(wl, "edged") / fn(wl, "haproxy") if fn(wl, "haproxy") else None}
-                              for label, wl, fn in rows],
+        figures = [{"metric": label, "who": who, "value": fn(wl, who)}
+                   for label, wl, fn in rows for who in ("edged", "haproxy")]
+        figures += [{"metric": label, "who": who, "value": res[("rps", who)]["lat"].get(q, 0), "unit": "ms"}
+                    for label, q in lat_rows for who in ("edged", "haproxy")]
+        figures += [{"metric": f"wrk ceiling, {wl} (nginx on loopback)", "who": "wrk", "value": v}
+                    for wl, v in ceiling.items()]
+        ratios = [{"metric": label, "num": "edged", "den": "haproxy",
+                   "value": fn(wl, "edged") / fn(wl, "haproxy") if fn(wl, "haproxy") else None}
+                  for label, wl, fn in rows]
+        ratios += [{"metric": label, "num": "edged", "den": "haproxy",
+                    "value": res[("rps", "edged")]["lat"].get(q, 0) / res[("rps", "haproxy")]["lat"][q]
+                    if res[("rps", "haproxy")]["lat"].get(q) else None} for label, q in lat_rows]
+        ratios += [{"metric": f"{wl}: share of wrk's ceiling", "num": who, "den": "wrk ceiling",
+                    "value": metric(wl, who) / ceiling[wl]} for wl in ceiling for who in ("edged", "haproxy")]
+        json.dump({"figures": figures, "ratios": ratios, "notes": notes,
                    "errors": sum(v["errors"] + v["non2xx"] for v in res.values())}, f, indent=1)
 for wl, _p, _c, _x in workloads:
     print(f"CPU s during {wl:4}: edged {res[(wl, 'edged')]['cpu']:.2f}, haproxy {res[(wl, 'haproxy')]['cpu']:.2f} "
