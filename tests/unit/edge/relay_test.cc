@@ -20,8 +20,11 @@
 
 #include "edge/relay.hh"
 #include "edge/snapshot.hh"
+#include "edge/waf/waf_audit.hh"
+#include "edge/waf/waf_control.hh"
 #include "l4/parse.hh"
 #include "packet_builder.hh"
+#include "rules/loader.hh"
 #include "test_eal.hh"
 
 namespace edge {
@@ -67,8 +70,8 @@ class relay_test : public ::testing::Test {
   snapshot snap;
   std::unique_ptr<relay> r;
   edge_test::packet_builder b;
-  uint32_t cseq = 7000;  // the client's next sequence number
-  uint32_t sack = 0;     // what the client acknowledges (the relay's next sequence number)
+  uint32_t cseq = 7000;       // the client's next sequence number
+  uint32_t sack = 0;          // what the client acknowledges (the relay's next sequence number)
   std::vector<segment> seen;  // every segment the relay sent to the client, in order
 
   relay_test() {
@@ -76,6 +79,22 @@ class relay_test : public ::testing::Test {
     b.from("192.0.2.7").to("10.0.0.1");
     b.sport = 40000;
     b.dport = 80;
+  }
+
+  waf_audit_ring audit{4096};
+
+  // The service gets the WAF: the shipped rules, the default (enforcing) policy. HTTP: the relay
+  // opens the upstream once the first request head has passed.
+  void with_waf() {
+    auto rules = rules::compile_rules_dir(RULES_SHIPPED_DIR);
+    ASSERT_TRUE(rules.has_value()) << rules.error().str();
+    auto pol = waf::bound_policy::bind(*rules, waf::policy{});
+    ASSERT_TRUE(pol.has_value()) << pol.error().str();
+    auto ws = std::make_shared<waf_rules_snapshot>();
+    ws->rules = *rules;
+    ws->policies["svc"] = *pol;
+    ws->generation = 1;
+    snap.waf = ws;
   }
 
   void start(const std::vector<uint16_t>& backend_ports) {
@@ -102,6 +121,11 @@ class relay_test : public ::testing::Test {
     auto made = relay::create(rs);
     ASSERT_TRUE(made.has_value()) << made.error().message;
     r = std::move(*made);
+    if (snap.waf) {
+      auto ww = waf_worker::create(0, *snap.waf->rules, &audit);
+      ASSERT_TRUE(ww.has_value()) << ww.error().message;
+      r->set_waf(std::move(*ww));
+    }
     ASSERT_TRUE(r->sync(snap));
   }
 
@@ -168,8 +192,8 @@ class relay_test : public ::testing::Test {
   }
   void advance_ack() {
     for (const auto& s : seen) {
-      const uint32_t end = s.seq + static_cast<uint32_t>(s.payload.size()) +
-                           ((s.flags & (syn | fin)) ? 1 : 0);
+      const uint32_t end =
+          s.seq + static_cast<uint32_t>(s.payload.size()) + ((s.flags & (syn | fin)) ? 1 : 0);
       if (static_cast<int32_t>(end - sack) > 0) sack = end;
     }
   }
@@ -314,6 +338,41 @@ TEST_F(relay_test, a_client_reset_resets_the_upstream) {
   close(up);
 }
 
+// A WAF'd HTTP service: the head passes and the upstream opens; the attack in the body is blocked
+// mid-body: the client gets 403 and the upstream is reset without ever seeing the attack.
+TEST_F(relay_test, a_waf_block_during_a_body_answers_403_and_resets_the_upstream) {
+  upstream_server srv;
+  with_waf();
+  start({srv.port});
+  handshake();
+  const std::string body = "comment=nice%20product%27%20union%20select%20card%20from%20payments";
+  send(ack,
+       "POST /review HTTP/1.1\r\nHost: shop.example\r\nContent-Type: "
+       "application/x-www-form-urlencoded\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n");
+  const int up = accept_upstream(srv);
+  ASSERT_GE(up, 0) << "the clean head did not open the upstream";
+  std::string head = upstream_read(up, 1);
+  send(ack, body.substr(0, 20));  // harmless so far
+  send(ack, body.substr(20));     // the attack
+  EXPECT_TRUE(pump_until([&] { return client_bytes().find("HTTP/1.1 403") == 0; }))
+      << "the client got: " << client_bytes().substr(0, 80);
+  bool closed = false;
+  std::string rest;
+  pump_until([&] {
+    char buf[4096];
+    const ssize_t n = recv(up, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) rest.append(buf, static_cast<size_t>(n));
+    closed = n == 0 || (n < 0 && errno == ECONNRESET);
+    return closed;
+  });
+  EXPECT_TRUE(closed) << "the upstream connection stayed open";
+  EXPECT_EQ((head + rest).find("union%20select"), std::string::npos)
+      << "the attack reached the upstream";
+  EXPECT_TRUE(pump_until([&] { return ends(relay_end::waf_blocked) == 1; })) << counted();
+  close(up);
+}
+
 // Back-pressure towards the client: a client that acknowledges nothing gets at most its window
 // (here the initial congestion window), the relay's buffers fill and it stops reading the upstream,
 // so the upstream's writes stop being taken: bounded memory whatever the upstream sends.
@@ -379,12 +438,15 @@ TEST_F(relay_test, an_upstream_that_reads_nothing_closes_the_clients_window) {
   EXPECT_LT(sent, size_t{32} << 20);
   // The upstream reads again: the window opens and the bytes arrive, none lost.
   std::string got;
-  EXPECT_TRUE(pump_until([&] {
-    char buf[65536];
-    const ssize_t n = recv(up, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == sent;
-  }, 30)) << got.size() << " of " << sent << " bytes reached the upstream";
+  EXPECT_TRUE(pump_until(
+      [&] {
+        char buf[65536];
+        const ssize_t n = recv(up, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) got.append(buf, static_cast<size_t>(n));
+        return got.size() == sent;
+      },
+      30))
+      << got.size() << " of " << sent << " bytes reached the upstream";
   EXPECT_EQ(got.size(), sent);
   EXPECT_EQ(got.find_first_not_of('q'), std::string::npos) << "bytes changed on the way";
   close(up);
