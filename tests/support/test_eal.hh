@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "skip_exit.hh"
+
 namespace edge_test {
 
 inline rte_mempool*& pool_slot() {
@@ -53,5 +55,5 @@ class eal_env : public ::testing::Environment {
   int main(int argc, char** argv) {                                \
     ::testing::InitGoogleTest(&argc, argv);                        \
     ::testing::AddGlobalTestEnvironment(new edge_test::eal_env()); \
-    return RUN_ALL_TESTS();                                        \
+    return edge_test::run_all_tests();                             \
   }

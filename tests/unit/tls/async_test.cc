@@ -2,6 +2,7 @@
 // and resume through worker::poll. The worker thread never waits for a signature.
 #include <chrono>
 
+#include "skip_exit.hh"
 #include "tls/offload.hh"
 #include "tls_test_util.hh"
 
@@ -251,5 +252,5 @@ TEST_F(async_fixture, exhausted_job_pool_is_back_pressure_not_failure) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return edge_test::run_all_tests();
 }

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
+#include "skip_exit.hh"
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return edge_test::run_all_tests();
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Interop check against the Linux TCP stack (needs root): a client namespace on a veth whose peer
 # end is a DPDK net_af_packet port driven by interop_echo. Usage:
-#   tests/unit/tcp/interop.sh <build dir> [bytes] [connections] [loss percent]
+#   tests/unit/l4/tcp/interop.sh <build dir> [bytes] [connections] [loss percent]
 set -eu
 B=${1:?build dir}; SIZE=${2:-1000000}; CONNS=${3:-3}; LOSS=${4:-0}
 NS=tcpinterop$$
@@ -29,7 +29,7 @@ if [ "$LOSS" != 0 ]; then
     ip netns exec $NS nft add rule inet loss in ip saddr 10.77.0.1 numgen random mod 100 '<' $LOSS drop
   fi
 fi
-$B/tests/unit/tcp/tcp_interop_echo --no-huge --no-pci --no-shconf --no-telemetry -m 512 -l 0 \
+$B/tests/unit/l4/tcp/tcp_interop_echo --no-huge --no-pci --no-shconf --no-telemetry -m 512 -l 0 \
   --vdev=net_af_packet0,iface=tiv$$ --log-level=lib.eal:warning -- 10.77.0.1 8080 ${SECONDS_UP:-60} &
 PID=$!
 if [ -n "${PCAP:-}" ]; then ip netns exec $NS tcpdump -i tic$$ -w "$PCAP" -s 96 >/dev/null 2>&1 & TPID=$!; fi
