@@ -52,15 +52,17 @@ def client(admin, edged_pid):
             socks.append(s)
         return socks
 
-    def wait_closed(socks, opened, timeout):
-        """Seconds after `opened` at which the server closed each socket (None: still open)."""
+    def wait_closed(socks, opened, timeout, want=None):
+        """Seconds after `opened` at which the server closed each socket (None: still open), once
+        `want` of them (default all) are closed or `timeout` passed."""
+        want = len(socks) if want is None else want
         p = select.poll()
         by_fd = {s.fileno(): s for s in socks}
         for fd in by_fd:
             p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         closed = {}
         deadline = time.monotonic() + timeout
-        while len(closed) < len(socks) and time.monotonic() < deadline:
+        while len(closed) < want and time.monotonic() < deadline:
             for fd, _ in p.poll(200):
                 try:
                     data = by_fd[fd].recv(4096)
@@ -141,23 +143,7 @@ def client(admin, edged_pid):
         # the last of the flood may reach the server only after a few seconds on a loaded machine.
         # Wait for the flood's own evictions, seen from this side (the server closes the sockets
         # idle the longest) without asking the server, whose answer would evict one more.
-        p = select.poll()
-        by_fd = {s.fileno(): s for s in flood}
-        for fd in by_fd:
-            p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        closed = set()
-        deadline = time.monotonic() + 12
-        while len(closed) < 64 and time.monotonic() < deadline:
-            for fd, _ in p.poll(200):
-                try:
-                    data = by_fd[fd].recv(1)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    closed.add(fd)
-                    p.unregister(fd)
+        closed = [t for t in wait_closed(flood, time.monotonic(), 12, want=64) if t is not None]
         rep["flood_closed"] = len(closed)
         for s in flood:
             s.close()

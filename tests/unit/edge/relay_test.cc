@@ -219,16 +219,21 @@ class relay_test : public ::testing::Test {
     return fd;
   }
 
-  // Reads what the upstream has received until `want` bytes or EOF; sets *eof on EOF.
-  std::string upstream_read(int fd, size_t want, bool* eof = nullptr) {
+  // Reads what the upstream has received until `want` bytes, its end (EOF or a reset: sets
+  // *closed) or `secs` seconds, pumping meanwhile.
+  std::string upstream_read(int fd, size_t want, bool* closed = nullptr, int secs = 2) {
     std::string got;
-    pump_until([&] {
-      char buf[4096];
-      const ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n > 0) got.append(buf, static_cast<size_t>(n));
-      if (n == 0 && eof != nullptr) *eof = true;
-      return got.size() >= want || (eof != nullptr && *eof);
-    });
+    bool end = false;
+    pump_until(
+        [&] {
+          char buf[65536];
+          const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+          if (n > 0) got.append(buf, static_cast<size_t>(n));
+          end = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+          return got.size() >= want || end;
+        },
+        secs);
+    if (closed != nullptr) *closed = end;
     return got;
   }
 
@@ -327,12 +332,7 @@ TEST_F(relay_test, a_client_reset_resets_the_upstream) {
   EXPECT_EQ(upstream_read(up, 3), "abc");
   send(rst);
   bool reset = false;
-  pump_until([&] {
-    char c;
-    const ssize_t n = recv(up, &c, 1, 0);
-    reset = n == 0 || (n < 0 && errno == ECONNRESET);
-    return reset;
-  });
+  upstream_read(up, SIZE_MAX, &reset);
   EXPECT_TRUE(reset) << "the upstream connection stayed open";
   EXPECT_EQ(ends(relay_end::client_reset), 1u);
   close(up);
@@ -358,14 +358,7 @@ TEST_F(relay_test, a_waf_block_during_a_body_answers_403_and_resets_the_upstream
   EXPECT_TRUE(pump_until([&] { return client_bytes().find("HTTP/1.1 403") == 0; }))
       << "the client got: " << client_bytes().substr(0, 80);
   bool closed = false;
-  std::string rest;
-  pump_until([&] {
-    char buf[4096];
-    const ssize_t n = recv(up, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) rest.append(buf, static_cast<size_t>(n));
-    closed = n == 0 || (n < 0 && errno == ECONNRESET);
-    return closed;
-  });
+  const std::string rest = upstream_read(up, SIZE_MAX, &closed);
   EXPECT_TRUE(closed) << "the upstream connection stayed open";
   EXPECT_EQ((head + rest).find("union%20select"), std::string::npos)
       << "the attack reached the upstream";
@@ -437,16 +430,7 @@ TEST_F(relay_test, an_upstream_that_reads_nothing_closes_the_clients_window) {
                     << counted() << " segments " << seen.size();
   EXPECT_LT(sent, size_t{32} << 20);
   // The upstream reads again: the window opens and the bytes arrive, none lost.
-  std::string got;
-  EXPECT_TRUE(pump_until(
-      [&] {
-        char buf[65536];
-        const ssize_t n = recv(up, buf, sizeof buf, MSG_DONTWAIT);
-        if (n > 0) got.append(buf, static_cast<size_t>(n));
-        return got.size() == sent;
-      },
-      30))
-      << got.size() << " of " << sent << " bytes reached the upstream";
+  const std::string got = upstream_read(up, sent, nullptr, 30);
   EXPECT_EQ(got.size(), sent);
   EXPECT_EQ(got.find_first_not_of('q'), std::string::npos) << "bytes changed on the way";
   close(up);
