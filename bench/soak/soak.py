@@ -141,6 +141,10 @@ def errors_of(out):
 
 
 alive = e.proc.poll() is None
+for name, p in (("keep-alive", keep), ("close", close)):
+    if p.returncode != 0:
+        print(f"wrk ({name}) exited {p.returncode}", file=sys.stderr)
+        sys.exit(1)
 after = [s for s in samples if s[0] >= WARMUP * SECS]
 if len(after) < 2:
     print("too few samples after warm-up", file=sys.stderr)
@@ -168,4 +172,8 @@ if os.environ.get("BENCH_JSON"):
             "errors": sum(errs) + tls_done[1], "samples": samples}, f)
 if not alive:
     print(f"edged exited during the soak\n{e.logs()}", file=sys.stderr)
+    sys.exit(1)
+if min(reqs) == 0 or tls_done[0] == 0:
+    print(f"a load did not run (requests {reqs}, tls {tls_done[0]}): the RSS figures mean nothing",
+          file=sys.stderr)
     sys.exit(1)
