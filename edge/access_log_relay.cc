@@ -113,14 +113,19 @@ void relay::log_responses(conn& rc, std::span<const std::byte> sent) {
 }
 
 void relay::log_access(conn& rc) {
-  const char* end =
-      ctr_.last_end < relay_end::count_ ? relay_end_names[static_cast<size_t>(ctr_.last_end)] : "";
+  // A connection refused at accept (by the relay's admission or a stage) never started: no line.
+  if (const access_start* a = log_slot(rc); a == nullptr || a->start_ns == 0) return;
+  const char* end = rc.why < relay_end::count_ ? relay_end_names[static_cast<size_t>(rc.why)] : "";
   // Requests still waiting: answered by edge itself (a block, a limit), or never answered.
   if (rc.waf) {
     if (request_log* rl = rc.waf->requests()) {
       // A response delimited by the close completes only if the upstream closed and every byte
       // reached the client; cut short by a reset or an error, it did not complete.
-      if (!rl->lost && rc.upstream_fin_sent) {
+      // (Called from relay::end: the upstream's FIN went on if the connection completed, or ended
+      // half-closed that way.)
+      const bool up_fin =
+          rc.why == relay_end::completed || rc.ended_from == relay_state::upstream_closed;
+      if (!rl->lost && up_fin) {
         const auto r = rl->framer.close();
         if (r.ev == waf::response_framer::event::done && rl->front() != nullptr) {
           log_request(rc, *rl->front(), r.status, static_cast<int64_t>(r.bytes), "");
@@ -151,7 +156,6 @@ void relay::log_access(conn& rc) {
     a = access_start{};  // the slot's next connection starts clean
   }
   r.end_reason = end;
-  ctr_.last_end = relay_end::count_;
   if (rc.waf) {
     r.waf = rc.waf->blocked() && !rc.waf->limited() ? access_waf::block : access_waf::pass;
     if (rc.waf->limited()) r.limit = access_limit::limited;

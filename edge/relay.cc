@@ -102,6 +102,10 @@ common::result<std::unique_ptr<relay>> relay::create(const relay_setup& s) {
   // Segments held until the worker drains them: a handful of upstream completions, each up to a
   // full upstream buffer of payload, plus a burst of SYN-ACKs, fit without tcp_tx_batch_full.
   tc.tx_batch = 2048;
+  // The chain's stages, in EDGE_RELAY_CHAIN order.
+#define EDGE_RELAY_STAGE_MAKE(name) r->stages_[r->n_stages_++] = make_##name##_stage(*r);
+  EDGE_RELAY_CHAIN(EDGE_RELAY_STAGE_MAKE)
+#undef EDGE_RELAY_STAGE_MAKE
   auto st = l4::tcp::stack::create(tc, s.tx_pool, r.get());
   if (!st) return common::unexpected(st.error());
   r->stack_ = std::move(*st);
@@ -250,21 +254,37 @@ void relay::resume_accepting() {
 }
 
 size_t relay::abort_all() {
+  event ev(*this);
   size_t n = 0;
   for (uint32_t i = 0; i < n_slots_; ++i) {
     conn& rc = slots_[i];
-    if (!rc.in_use) continue;
+    if (!live(rc)) continue;
     if (rc.up != nullptr) rc.up->abort();
     if (!rc.tcp_closed) stack_->abort(rc.tcp);
-    ctr_.end(relay_end::shutdown);
-    release(rc);
+    end(rc, relay_end::shutdown);
     ++n;
   }
   // What the relay no longer holds: handshakes, and connections closed with data still queued.
   return n + stack_->abort_all();
 }
 
+l4::drop relay::input(rte_mbuf* m, const l4::packet& p) {
+  event ev(*this);
+  return stack_->input(m, p);
+}
+
+l4::drop relay::icmp_error(rte_mbuf* m, const l4::packet& p) {
+  event ev(*this);
+  return stack_->icmp_error(m, p);
+}
+
+unsigned relay::poll_upstream(unsigned max) {
+  event ev(*this);
+  return ring_->poll(max);
+}
+
 void relay::poll(uint64_t now_tsc) {
+  event ev(*this);
   stack_->poll(now_tsc);
   if (hs_head_ != UINT32_MAX) expire_handshakes(now_tsc);
   if (rh_waiting_ != 0) expire_heads(now_tsc);
@@ -277,40 +297,67 @@ relay::conn* relay::alloc() {
   const uint32_t gen = rc.gen + 1;
   rc = conn{};
   rc.gen = gen;
-  rc.in_use = true;
+  rc.slot = static_cast<uint32_t>(&rc - slots_.get());
   ctr_.active.add();
   return &rc;
 }
 
-void relay::release(conn& rc) {
-  if (alog_ != nullptr) log_access(rc);
+void relay::enter(conn& rc, relay_state to) {
+  if (!relay_state_move_ok(rc.state, to)) {
+    ctr_.bad_moves.add();
+    return;
+  }
+  if (rc.state != relay_state::free) ctr_.states[static_cast<size_t>(rc.state)].sub();
+  if (to != relay_state::free) ctr_.states[static_cast<size_t>(to)].add();
+  rc.state = to;
+}
+
+void relay::end(conn& rc, relay_end why) {
+  if (!live(rc) && rc.state != relay_state::free) return;  // the first outcome counts
+  ctr_.end(why);
+  rc.why = why;
+  rc.ended_from = rc.state;
+  enter(rc, relay_state::ended);
+  // Out of every timer list now: an expiry walk must not meet it again in this event.
   rh_unlink(rc);
+  if (rc.tls != nullptr) hs_unlink(rc);
+  if (alog_ != nullptr) log_access(rc);
+  rc.next_free = ending_head_;
+  ending_head_ = static_cast<uint32_t>(&rc - slots_.get());
+  ++n_ending_;
+  if (depth_ == 0) release_ended();  // outside any event (start-up, tear-down)
+}
+
+void relay::release_ended() {
+  while (ending_head_ != UINT32_MAX) {
+    conn& rc = slots_[ending_head_];
+    ending_head_ = rc.next_free;
+    --n_ending_;
+    release(rc);
+  }
+}
+
+void relay::release(conn& rc) {
   if (rc.src_slot != UINT32_MAX && registry_ != nullptr && registry_->sources() != nullptr)
     registry_->sources()->release(rc.src_slot);
   rc.src_slot = UINT32_MAX;
-  rc.waf.reset();  // frees the inspector state and drops this connection's hold on its policy
-  if (rc.tls != nullptr) {
-    hs_unlink(rc);
-    tls_->close(rc.tls);  // deferred inside while a private-key operation is in flight
-    rc.tls = nullptr;
-    plain_free_.push_back(rc.plain);
-    rc.plain = UINT32_MAX;
-  }
+  for (size_t i = n_stages_; i-- > 0;)
+    if (rc.stages & (1u << i)) stages_[i]->close(rc);
+  rc.stages = 0;
   if (rc.svc != nullptr) rc.svc->release();  // the same counters it took, whatever the snapshot now
-  rc.hold.release();
   rc.svc = nullptr;
-  rc.in_use = false;
+  enter(rc, relay_state::free);
   rc.up = nullptr;
   rc.tcp = {};
   ++rc.gen;
   rc.next_free = free_head_;
   free_head_ = static_cast<uint32_t>(&rc - slots_.get());
-  ctr_.active.set(ctr_.active.get() - 1);
+  ctr_.active.sub();
 }
 
 relay::conn* relay::from_tcp(l4::tcp::conn_handle c) {
   auto* rc = static_cast<conn*>(stack_->context(c));
-  return rc != nullptr && rc->in_use && rc->tcp == c ? rc : nullptr;
+  return rc != nullptr && live(*rc) && rc->tcp == c ? rc : nullptr;
 }
 
 relay::conn* relay::from_upstream(const upstream_conn& c) {
@@ -318,59 +365,44 @@ relay::conn* relay::from_upstream(const upstream_conn& c) {
   const auto index = static_cast<uint32_t>(cookie);
   if (index >= n_slots_) return nullptr;
   conn& rc = slots_[index];
-  return rc.in_use && rc.gen == static_cast<uint32_t>(cookie >> 32) && rc.up == &c ? &rc : nullptr;
+  return live(rc) && rc.gen == static_cast<uint32_t>(cookie >> 32) && rc.up == &c ? &rc : nullptr;
 }
 
 bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
+  event ev(*this);
   if (info.listener >= services_.size() || !services_[info.listener].active) {
     ctr_.end(relay_end::no_service);
     return false;  // the stack resets the client (app_refused)
   }
   service& s = services_[info.listener];
-  limits::conn_hold hold;
-  if (!accept_limits(s, info, hold)) return false;  // the stack resets the client
   conn* rc = admit(s, info);
-  if (rc == nullptr) {
-    hold.release();
-    return false;  // the stack resets the client
-  }
-  rc->hold = hold;
+  if (rc == nullptr) return false;  // the stack resets the client
   rc->info = info;
   rc->listener = info.listener;
-  if (alog_ != nullptr) log_accept(*rc, info);
-  if (s.waf) {
-    auto endpoint = [](const l4::ip_addr& a, uint16_t port) {
-      if (a.v6) return waf_endpoint::v6(a.b, port);
-      return waf_endpoint::v4({a.b[0], a.b[1], a.b[2], a.b[3]}, port);
-    };
-    auto wc = waf_conn::create(*waf_, s.waf,  // http or raw, as the policy says
-                               {.client = endpoint(info.remote, info.remote_port),
-                                .vip = endpoint(info.local, info.local_port),
-                                .service = s.name,
-                                .limits = limits_,
-                                .flow = limits_flow(info.remote, info.local, info.local_port),
-                                .log_requests = alog_ != nullptr});
-    if (!wc) {
-      refuse(s, relay_end::waf_no_memory);
-      release(*rc);
-      return false;
+  rc->http = s.http;
+  // The stages its service applies, each opened in chain order; a refusal ends the connection (no
+  // access-log line: it never started) and closes those already opened.
+  for (size_t i = 0; i < n_stages_; ++i) {
+    if (!stages_[i]->applies(s)) continue;
+    rc->stages |= static_cast<uint8_t>(1u << i);
+    if (const auto why = stages_[i]->open(*rc, s)) {
+      refuse(s, *rc, *why);
+      return false;  // the stack resets the client
     }
-    rc->waf.emplace(std::move(*wc));
   }
+  if (alog_ != nullptr) log_accept(*rc, info);
   // HTTP services open the upstream once the first request head has passed the WAF (a connection
   // flood must not become one on the gateways); kind tls once the handshake has finished, when the
   // PROXY header can carry what was negotiated; other services now (the server may speak first).
-  rc->upstream_deferred = s.http;
-  if (s.tls) {
-    if (!tls_accept(*rc, s)) {
-      refuse(s, relay_end::tls_no_session);
-      release(*rc);
+  if (rc->state == relay_state::free) {
+    if (s.http) {
+      enter(*rc, relay_state::awaiting_request);
+    } else if (open_upstream(*rc, s, info, nullptr)) {
+      enter(*rc, relay_state::streaming);
+    } else {
+      refuse(s, *rc, relay_end::no_upstream);
       return false;
     }
-  } else if (!s.http && !open_upstream(*rc, s, info, nullptr)) {
-    refuse(s, relay_end::no_upstream);
-    release(*rc);
-    return false;
   }
   if (s.head_timeout_tsc != 0) rh_link(*rc, s, rte_rdtsc());
   rc->tcp = c;
@@ -449,15 +481,19 @@ bool relay::client_eof(conn& rc) const {
 // Client bytes into the upstream tx buffer, as much as fits; the rest stays in the TCP receive
 // buffer, which keeps the client's window closed until on_upstream_writable.
 void relay::to_upstream(conn& rc) {
-  if (rc.up == nullptr && !rc.upstream_deferred) return;
-  if (rc.in_rh && !rc.upstream_deferred && !services_[rc.listener].http) {
+  if (rc.up == nullptr && rc.state != relay_state::awaiting_request) return;
+  if (rc.in_rh && rc.state != relay_state::awaiting_request && !rc.http) {
     // Not HTTP: the first byte ends the request-head wait.
     std::span<const uint8_t> chunk;
     if (!src_peek(rc, chunk)) return;
     if (!chunk.empty()) rh_unlink(rc);
   }
-  if (rc.waf) {
-    if (!waf_to_upstream(rc)) return;
+  // The last stage that inspects the client's bytes moves them; without one they are copied.
+  relay_stage* filter = nullptr;
+  for (size_t i = 0; i < n_stages_; ++i)
+    if ((rc.stages & (1u << i)) && stages_[i]->filters()) filter = stages_[i].get();
+  if (filter != nullptr) {
+    if (filter->client_bytes(rc) != stage_step::next) return;
   } else {
     for (;;) {
       std::span<const uint8_t> chunk;
@@ -471,9 +507,8 @@ void relay::to_upstream(conn& rc) {
       if (n < chunk.size()) break;
     }
   }
-  if (!rc.client_fin_sent && client_eof(rc)) {
+  if (rc.state != relay_state::client_closed && client_eof(rc)) {
     if (rc.up == nullptr) {  // HTTP, and no request head passed: there is no upstream to close
-      ctr_.end(relay_end::no_request);
       if (!rc.tcp_closed) {
         if (rc.tls != nullptr) {
           rc.tls->shutdown();
@@ -481,90 +516,12 @@ void relay::to_upstream(conn& rc) {
         }
         stack_->close_lingering(rc.tcp);
       }
-      release(rc);
+      end(rc, relay_end::no_request);
       return;
     }
-    rc.client_fin_sent = true;
     rc.up->shutdown_write();
-    maybe_finish(rc);
+    fin_passed(rc, relay_state::client_closed);
   }
-}
-
-// Client bytes through the WAF: only what the inspector released goes upstream, and the TCP receive
-// buffer is consumed only once those bytes are out (body spans point into it). Returns false when
-// the connection was blocked (and released), or when it must wait for the upstream to drain.
-bool relay::waf_to_upstream(conn& rc) {
-  waf_conn& wc = *rc.waf;
-  auto send_pending = [&]() {
-    // HTTP: bytes to forward mean the first request head passed the WAF; the upstream opens now.
-    if (rc.up == nullptr && !wc.pending().empty() && !open_deferred(rc)) return false;
-    for (auto p = wc.pending(); !p.empty(); p = wc.pending()) {
-      const size_t n = rc.up->send(std::as_bytes(p));
-      if (n == 0) return false;  // back-pressure: resumes on on_upstream_writable
-      wc.sent(n);
-      ctr_.bytes_from_client.add(n);
-      log_bytes(rc, n, 0);
-    }
-    return true;
-  };
-  for (;;) {
-    if (!send_pending()) return false;
-    if (const size_t k = wc.take_consumed()) src_consume(rc, k);
-    std::span<const uint8_t> chunk;
-    if (!src_peek(rc, chunk)) return false;
-    if (chunk.empty()) break;
-    const waf_action a = wc.feed({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
-    if (a.what == waf_action::kind::block) {
-      waf_block(rc, a);
-      return false;
-    }
-    if (a.consumed == 0) break;  // held (a WebSocket upgrade waits for the upstream's answer)
-  }
-  // A keep-alive request's head gets the first one's time, from its first byte (the wait between
-  // requests is the idle timeout's): a client cannot dribble the second head forever.
-  if (rc.up != nullptr) {
-    service& s = services_[rc.listener];
-    const bool pending = s.head_timeout_tsc != 0 && wc.head_pending();
-    if (pending && !rc.in_rh)
-      rh_link(rc, s, rte_rdtsc());
-    else if (!pending && rc.in_rh)
-      rh_unlink(rc);
-  }
-  // The client's FIN, once every byte before it went through: a request cut short is refused (400),
-  // a raw service gets its end-of-stream rules.
-  if (!rc.waf_finished && client_eof(rc)) {
-    rc.waf_finished = true;
-    const waf_action a = wc.finish();
-    if (a.what == waf_action::kind::block) {
-      waf_block(rc, a);
-      return false;
-    }
-  }
-  if (rc.waf_finished && !send_pending()) return false;
-  return true;
-}
-
-// The WAF refused a request: the upstream never sees the rest, the client gets the block response
-// and a FIN (HTTP) or a RST (raw). The close lingers: the client's unread bytes, and what it still
-// sends for tcp linger_ms (a body on its way), are dropped, so that the answer is not lost to the
-// RST that data after a plain close() draws.
-void relay::waf_block(conn& rc, const waf_action& a) {
-  if (rc.up != nullptr) rc.up->abort();
-  rc.up = nullptr;
-  ctr_.end(relay_end::waf_blocked);
-  if (!rc.tcp_closed) {
-    if (!a.reset) log_bytes(rc, 0, a.response.size());  // the local reply counts as sent
-    if (a.reset) {
-      stack_->abort(rc.tcp);
-    } else if (rc.tls != nullptr) {
-      tls_block(rc, a.response);
-    } else {
-      stack_->send(rc.tcp,
-                   {reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
-      stack_->close_lingering(rc.tcp);
-    }
-  }
-  release(rc);
 }
 
 // Upstream bytes into the TCP send buffer, as much as fits; the rest stays in the upstream rx
@@ -581,37 +538,43 @@ void relay::to_client(conn& rc) {
     const size_t n =
         stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
     if (n == 0) break;
-    if (alog_ != nullptr && rc.waf) log_responses(rc, chunk.first(n));
+    sent_to_client(rc, chunk.first(n));
     rc.up->consume(n);
     ctr_.bytes_to_client.add(n);
     log_bytes(rc, 0, n);
     if (n < chunk.size()) break;
   }
-  if (rc.upstream_fin && !rc.upstream_fin_sent && rc.up->readable() == 0) {
-    rc.upstream_fin_sent = true;
+  if (rc.upstream_fin && rc.state != relay_state::upstream_closed && rc.up->readable() == 0) {
     stack_->shutdown_write(rc.tcp);
-    maybe_finish(rc);
+    fin_passed(rc, relay_state::upstream_closed);
   }
 }
 
-// Both FINs passed on: the upstream side flushes and closes, the stack finishes its closing
-// handshake on its own (no more events), and the relay slot is free.
-void relay::maybe_finish(conn& rc) {
-  if (!rc.client_fin_sent || !rc.upstream_fin_sent) return;
+// A FIN went on in one direction (`half`: client_closed or upstream_closed). With the other one
+// passed already, the upstream side flushes and closes, the stack finishes its closing handshake
+// on its own (no more events), and the connection is complete.
+void relay::fin_passed(conn& rc, relay_state half) {
+  const relay_state other = half == relay_state::client_closed ? relay_state::upstream_closed
+                                                               : relay_state::client_closed;
+  if (rc.state != other) {
+    enter(rc, half);
+    return;
+  }
   rc.up->close();
   if (!rc.tcp_closed) stack_->close(rc.tcp);
-  ctr_.end(relay_end::completed);
-  release(rc);
+  end(rc, relay_end::completed);
 }
 
 void relay::on_readable(l4::tcp::conn_handle c) {
+  event ev(*this);
   if (conn* rc = from_tcp(c)) client_input(*rc);
 }
 
 void relay::on_writable(l4::tcp::conn_handle c) {
+  event ev(*this);
   conn* rc = from_tcp(c);
   if (rc == nullptr) return;
-  if (rc->tls != nullptr && !rc->tls_ready) {
+  if (rc->state == relay_state::handshake) {
     tls_flush(*rc);  // the rest of a handshake flight
     return;
   }
@@ -619,6 +582,7 @@ void relay::on_writable(l4::tcp::conn_handle c) {
 }
 
 void relay::on_peer_fin(l4::tcp::conn_handle c) {
+  event ev(*this);
   conn* rc = from_tcp(c);
   if (rc == nullptr) return;
   rc->client_fin = true;
@@ -626,6 +590,7 @@ void relay::on_peer_fin(l4::tcp::conn_handle c) {
 }
 
 void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
+  event ev(*this);
   conn* rc = from_tcp(c);
   if (rc == nullptr) return;
   using l4::tcp::close_reason;
@@ -633,31 +598,29 @@ void relay::on_closed(l4::tcp::conn_handle c, l4::tcp::close_reason why) {
     // Both FINs exchanged with the client (its FIN may have arrived after ours, which the stack
     // reports here rather than as on_peer_fin): pass on what is still buffered, then FIN upstream.
     rc->tcp_closed = true;
-    if (rc->tls != nullptr && !rc->tls_ready) {
-      ctr_.end(relay_end::tls_handshake_aborted);
-      release(*rc);
+    if (rc->state == relay_state::handshake) {
+      end(*rc, relay_end::tls_handshake_aborted);
       return;
     }
     client_input(*rc);
-    if (rc->in_use && rc->up != nullptr) {
+    if (ended(*rc)) return;
+    if (rc->up != nullptr) {
       rc->up->close();
-      ctr_.end(relay_end::completed);
-      release(*rc);
-    } else if (rc->in_use && rc->upstream_deferred) {
-      ctr_.end(relay_end::no_request);
-      release(*rc);
+      end(*rc, relay_end::completed);
+    } else if (rc->state == relay_state::awaiting_request) {
+      end(*rc, relay_end::no_request);
     }
     return;
   }
-  ctr_.end(why == close_reason::peer_reset         ? relay_end::client_reset
+  if (rc->up != nullptr) rc->up->abort();
+  end(*rc, why == close_reason::peer_reset         ? relay_end::client_reset
            : why == close_reason::data_after_close ? relay_end::client_data_after_close
            : why == close_reason::persist_timeout  ? relay_end::client_zero_window
                                                    : relay_end::client_timeout);
-  if (rc->up != nullptr) rc->up->abort();
-  release(*rc);
 }
 
 void relay::on_upstream_connected(upstream_conn& c) {
+  event ev(*this);
   if (conn* rc = from_upstream(c)) {
     log_step(*rc, &access_start::upstream_ns);
     to_client(*rc);
@@ -665,59 +628,80 @@ void relay::on_upstream_connected(upstream_conn& c) {
 }
 
 void relay::on_upstream_data(upstream_conn& c) {
-  if (conn* rc = from_upstream(c); rc != nullptr && waf_upgrade_answer(*rc, c)) to_client(*rc);
+  event ev(*this);
+  if (conn* rc = from_upstream(c); rc != nullptr && upstream_ready(*rc)) to_client(*rc);
 }
 
 void relay::on_upstream_fin(upstream_conn& c) {
+  event ev(*this);
   conn* rc = from_upstream(c);
   if (rc == nullptr) return;
   rc->upstream_fin = true;
-  if (waf_upgrade_answer(*rc, c)) to_client(*rc);
+  if (upstream_ready(*rc)) to_client(*rc);
 }
 
-// A WebSocket upgrade went upstream: its answer stays in the upstream buffer until the WAF has
-// seen its status line (101: a tunnel; else the connection stays HTTP); then the client bytes the
-// WAF held go on. False: wait for more of the answer, or the connection was released.
-bool relay::waf_upgrade_answer(conn& rc, upstream_conn& c) {
-  if (!rc.waf || !rc.waf->awaiting_upgrade()) return true;
-  const auto head = rc.up->peek();
-  const bool last = rc.upstream_fin || rc.up->readable() > head.size();
-  if (!rc.waf->upstream_answer({reinterpret_cast<const char*>(head.data()), head.size()}, last))
-    return false;
-  to_client(rc);  // the answer first: the held client bytes may end in a block response
-  if (from_upstream(c) != &rc) return false;
-  to_upstream(rc);
-  return from_upstream(c) == &rc;
+// The stages' say before upstream bytes go to the client; false: held, or the connection ended.
+bool relay::upstream_ready(conn& rc) {
+  for (size_t i = 0; i < n_stages_; ++i)
+    if ((rc.stages & (1u << i)) && stages_[i]->upstream_ready(rc) != stage_step::next) return false;
+  return live(rc);
+}
+
+void relay::sent_to_client(conn& rc, std::span<const std::byte> sent) {
+  for (size_t i = 0; i < n_stages_; ++i)
+    if (rc.stages & (1u << i)) stages_[i]->sent_to_client(rc, sent);
+}
+
+// The client end of the chain, for a stage or a timer that answers the client itself: a reset, or
+// a response (encrypted on kind tls) and a lingering close, so that the answer is not lost to the
+// RST that a plain close() draws when the client's unread bytes (or its body, still on its way
+// for tcp linger_ms) arrive.
+void relay::reset_client(conn& rc) {
+  if (!rc.tcp_closed) stack_->abort(rc.tcp);
+}
+
+void relay::answer_client(conn& rc, std::span<const char> response) {
+  if (rc.tcp_closed) return;
+  log_bytes(rc, 0, response.size());  // the local reply counts as sent
+  if (rc.tls != nullptr) {
+    tls_block(rc, response);
+  } else {
+    stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(response.data()), response.size()});
+    stack_->close_lingering(rc.tcp);
+  }
 }
 
 void relay::on_upstream_writable(upstream_conn& c) {
+  event ev(*this);
   if (conn* rc = from_upstream(c)) to_upstream(*rc);
 }
 
 void relay::on_upstream_error(upstream_conn& c, upstream_error e, int) {
+  event ev(*this);
   conn* rc = from_upstream(c);
   c.abort();  // required after an error; the object is dead afterwards
   if (rc == nullptr) return;
+  relay_end why = relay_end::upstream_reset;
   switch (e) {
     case upstream_error::connect_failed:
-      ctr_.end(relay_end::connect_failed);
+      why = relay_end::connect_failed;
       break;
     case upstream_error::connect_timeout:
-      ctr_.end(relay_end::connect_timeout);
+      why = relay_end::connect_timeout;
       break;
     case upstream_error::no_backend:
     case upstream_error::no_resources:
     case upstream_error::proxy_header:
-      ctr_.end(relay_end::no_upstream);
+      why = relay_end::no_upstream;
       break;
     case upstream_error::reset:
     case upstream_error::io_error:
-      ctr_.end(relay_end::upstream_reset);
+      why = relay_end::upstream_reset;
       break;
   }
   rc->up = nullptr;
   stack_->abort(rc->tcp);  // RST to the client, no more events for it
-  release(*rc);
+  end(*rc, why);
 }
 
 // --- Connection limits ------------------------------------------------------------------------
@@ -759,22 +743,14 @@ relay::conn* relay::admit(const service& s, const l4::tcp::conn_info& info) {
   return rc;
 }
 
-// The rules directory's conn/concurrent limits; on pass `hold` has the counts taken.
-bool relay::accept_limits(const service& s, const l4::tcp::conn_info& info,
-                          limits::conn_hold& hold) {
-  const limits::service_limits* sl = limits_ ? limits_->service(s.name) : nullptr;
-  if (sl == nullptr || sl->accept.empty()) return true;
-  const auto d =
-      limits::limit_set::check_accept(*sl, limits_flow(info.remote, info.local, info.local_port),
-                                      limits_now(rte_rdtsc()), worker_, hold);
-  if (d.what == limits::outcome::pass) return true;
-  refuse(s, relay_end::limited);
-  return false;
-}
-
 void relay::refuse(const service& s, relay_end e) {
   ctr_.end(e);
   if (s.counters != nullptr) s.counters->refuse(e);
+}
+
+void relay::refuse(const service& s, conn& rc, relay_end e) {
+  if (s.counters != nullptr) s.counters->refuse(e);
+  end(rc, e);
 }
 
 }  // namespace edge
@@ -831,36 +807,25 @@ void relay::expire_heads(uint64_t now) {
 void relay::head_timeout(conn& rc) {
   static constexpr std::string_view response =
       "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-  ctr_.end(relay_end::request_head_timeout);
   if (rc.up != nullptr) rc.up->abort();
   rc.up = nullptr;
-  if (!rc.tcp_closed) {
-    if (!rc.upstream_deferred) {
-      stack_->abort(rc.tcp);
-    } else if (rc.tls != nullptr) {
-      if (rc.tls_ready)
-        tls_block(rc, response);
-      else
-        stack_->abort(rc.tcp);
-    } else {
-      stack_->send(rc.tcp, {reinterpret_cast<const uint8_t*>(response.data()), response.size()});
-      stack_->close_lingering(rc.tcp);
-    }
-  }
-  release(rc);
+  if (rc.state == relay_state::awaiting_request)
+    answer_client(rc, response);
+  else
+    reset_client(rc);
+  end(rc, relay_end::request_head_timeout);
 }
 
 bool relay::open_deferred(conn& rc) {
   rh_unlink(rc);
-  rc.upstream_deferred = false;
   const service* s = rc.listener < services_.size() ? &services_[rc.listener] : nullptr;
   if (s == nullptr || s->pool == nullptr ||
       !open_upstream(rc, *s, rc.info, rc.tls != nullptr ? &rc.tls->info() : nullptr)) {
-    ctr_.end(relay_end::no_upstream);
     if (!rc.tcp_closed) stack_->abort(rc.tcp);
-    release(rc);
+    end(rc, relay_end::no_upstream);
     return false;
   }
+  enter(rc, relay_state::streaming);
   return true;
 }
 

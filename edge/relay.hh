@@ -29,9 +29,11 @@
 #include <vector>
 
 #include "common/counter.hh"
+#include "common/enum_text.hh"
 #include "common/result.hh"
 #include "edge/access_log.hh"
 #include "edge/config.hh"
+#include "edge/relay_stage.hh"
 #include "l4/packet.hh"
 #include "l4/tcp/stack.hh"
 #include "limits/set.hh"
@@ -82,18 +84,53 @@ class service_registry;
   X(shutdown, "client and upstream reset: edged stopped and the drain deadline passed")            \
   X(limited, "refused: a conn/concurrent limit of the rules directory (edge_limit_limited_total)")
 
-enum class relay_end : uint8_t {
-#define X(name, desc) name,
-  EDGE_RELAY_ENDS(X)
-#undef X
-      count_,
-};
+enum class relay_end : uint8_t { EDGE_RELAY_ENDS(COMMON_ENUMERATOR) count_ };
 inline constexpr size_t relay_end_count = static_cast<size_t>(relay_end::count_);
-inline constexpr std::array<const char*, relay_end_count> relay_end_names{{
-#define X(name, desc) #name,
-    EDGE_RELAY_ENDS(X)
-#undef X
+inline constexpr std::array<const char*, relay_end_count> relay_end_names{
+    {EDGE_RELAY_ENDS(COMMON_ENUM_NAME)}};
+
+// The phase of a relayed connection: one value per slot, changed only through relay::enter(), which
+// checks the move against relay_state_moves. Whatever is not a phase is a fact kept beside it (a
+// FIN seen, the TCB gone, timer-list membership) or belongs to a stage (relay_stage.hh).
+#define EDGE_RELAY_STATES(X)                                                                 \
+  X(free, "the slot is unused")                                                              \
+  X(handshake, "kind tls: the TLS handshake is running; no upstream yet")                    \
+  X(awaiting_request, "HTTP through the WAF: no request head passed yet; no upstream yet")   \
+  X(streaming, "the upstream is open (or opening): bytes move both ways")                    \
+  X(client_closed, "the client's FIN went upstream; the upstream's bytes still flow")        \
+  X(upstream_closed, "the upstream's FIN went to the client; the client's bytes still flow") \
+  X(ended, "the outcome is counted; the slot is freed at the end of the event")
+
+enum class relay_state : uint8_t { EDGE_RELAY_STATES(COMMON_ENUMERATOR) count_ };
+inline constexpr size_t relay_state_count = static_cast<size_t>(relay_state::count_);
+inline constexpr std::array<const char*, relay_state_count> relay_state_names{
+    {EDGE_RELAY_STATES(COMMON_ENUM_NAME)}};
+
+// The legal moves, as a bit set of target states per source state. Accept moves a free slot into
+// its first phase (or straight to ended: refused by a stage); every phase can end; ended goes back
+// to free only through the release at the end of the event.
+constexpr uint8_t relay_state_bit(relay_state s) {
+  return uint8_t(1u << static_cast<unsigned>(s));
+}
+inline constexpr std::array<uint8_t, relay_state_count> relay_state_moves{{
+    /* free */ uint8_t(
+        relay_state_bit(relay_state::handshake) | relay_state_bit(relay_state::awaiting_request) |
+        relay_state_bit(relay_state::streaming) | relay_state_bit(relay_state::ended)),
+    /* handshake */
+    uint8_t(relay_state_bit(relay_state::awaiting_request) |
+            relay_state_bit(relay_state::streaming) | relay_state_bit(relay_state::ended)),
+    /* awaiting_request */
+    uint8_t(relay_state_bit(relay_state::streaming) | relay_state_bit(relay_state::ended)),
+    /* streaming */
+    uint8_t(relay_state_bit(relay_state::client_closed) |
+            relay_state_bit(relay_state::upstream_closed) | relay_state_bit(relay_state::ended)),
+    /* client_closed */ relay_state_bit(relay_state::ended),
+    /* upstream_closed */ relay_state_bit(relay_state::ended),
+    /* ended */ relay_state_bit(relay_state::free),
 }};
+constexpr bool relay_state_move_ok(relay_state from, relay_state to) {
+  return (relay_state_moves[static_cast<size_t>(from)] & relay_state_bit(to)) != 0;
+}
 
 struct relay_counters {
   common::counter active;  // relays in use (level)
@@ -104,11 +141,11 @@ struct relay_counters {
   common::counter bytes_to_client;     // moved upstream -> client send buffer
   common::counter waf_prepare_errors;  // WAF rule generations the worker's scratch could not take
   std::array<common::counter, relay_end_count> ends;
-  void end(relay_end e) {
-    ends[static_cast<size_t>(e)].add();
-    last_end = e;  // the access log's end reason (release() follows on the same thread)
-  }
-  relay_end last_end = relay_end::count_;
+  // Connections by phase (levels; free is not counted).
+  std::array<common::counter, relay_state_count> states;
+  // Moves relay_state_moves does not allow (a bug; refused, the connection stays where it was).
+  common::counter bad_moves;
+  void end(relay_end e) { ends[static_cast<size_t>(e)].add(); }
 };
 
 struct relay_setup {
@@ -122,6 +159,68 @@ struct relay_setup {
   tls::worker_config tls_worker;
   uint32_t tls_handshake_timeout_ms = 10000;
   service_registry* services = nullptr;  // per-service limits and counters (outlives the relay)
+};
+
+// One relayed connection (a slot of the relay; stages see it through their hooks).
+struct relay_conn {
+  l4::tcp::conn_handle tcp;
+  upstream::upstream_conn* up = nullptr;
+  uint32_t gen = 0;
+  uint32_t next_free = UINT32_MAX;  // free list, or (ended) the list released after the event
+  relay_state state = relay_state::free;
+  relay_state ended_from = relay_state::free;  // the phase it ended in (access log)
+  relay_end why = relay_end::count_;           // its outcome, once ended
+  bool client_fin = false;    // the client's FIN arrived (passed upstream: client_closed)
+  bool upstream_fin = false;  // the upstream's FIN arrived (passed on: upstream_closed)
+  bool tcp_closed = false;    // inside on_closed: the stack ends the TCB itself, no close() call
+  // Stage waf: the inspector, and whether waf_conn::finish() ran (client FIN).
+  std::optional<waf_conn> waf;
+  bool waf_finished = false;
+  // Stage tls: the session, the plaintext it produced and the upstream has not taken yet, and the
+  // handshake deadline list.
+  tls::session* tls = nullptr;
+  bool tls_close_queued = false;  // our close_notify is queued (upstream FIN)
+  uint32_t plain = UINT32_MAX;    // index of the plaintext buffer
+  uint32_t plain_head = 0, plain_tail = 0;
+  uint32_t hs_prev = UINT32_MAX, hs_next = UINT32_MAX;
+  bool in_hs = false;
+  uint64_t hs_deadline = 0;
+  service_counters* svc = nullptr;  // the service's shared count this connection holds
+  uint32_t src_slot = UINT32_MAX;   // its word in the per-source table (source_table::release)
+  // Until the first request head passed the WAF (HTTP) or the first byte came (other services):
+  // the request-head deadline list of its service. HTTP services open the upstream only then
+  // (awaiting_request), from the accept-time tuple kept here.
+  uint16_t listener = 0;
+  bool http = false;  // the service parsed HTTP at accept: the upstream waits for a request
+  bool in_rh = false;
+  uint32_t rh_prev = UINT32_MAX, rh_next = UINT32_MAX;
+  uint64_t rh_deadline = 0;
+  l4::tcp::conn_info info;
+  limits::conn_hold hold;  // concurrent-limit counts it holds (rules directory)
+  uint8_t stages = 0;      // the chain stages it runs through (bit i: stage i of EDGE_RELAY_CHAIN)
+  uint32_t slot = 0;       // its index in the relay (per-connection arrays of a stage)
+};
+
+// A listener id names one of these for the life of the relay (ids stay stable across reloads,
+// so a handshake that completes after a reload still finds its service).
+struct relay_service {
+  l4::ip_addr vip;
+  uint16_t port = 0;
+  bool active = false;
+  bool listening = false;
+  bool proxy_protocol = true;
+  bool by_hash = false;
+  upstream::upstream_pool* pool = nullptr;
+  std::string name;
+  std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
+  tls::context_set_ptr tls;              // kind tls: certificates and settings for new connections
+  service_counters* counters = nullptr;  // limit and counts shared by the workers
+  bool http = false;              // the WAF parses HTTP: upstream after the first head passed it
+  uint64_t head_timeout_tsc = 0;  // services[].timeouts.request_head_ms; 0: none
+  // Connections waiting for a request head (the first, or a later keep-alive one since its first
+  // byte), oldest first (one timeout per service, so the list stays sorted but across a reload
+  // that changes it, when a few expire late).
+  uint32_t rh_head = UINT32_MAX, rh_tail = UINT32_MAX;
 };
 
 class relay final : public l4::tcp::app, public upstream::upstream_events {
@@ -142,8 +241,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // the backends' health. Not per packet (may allocate). Returns false if something was refused.
   bool sync(const snapshot& snap);
   // A TCP frame to a tcp service's VIP:port (parsed, checksums verified). Consumes m.
-  l4::drop input(rte_mbuf* m, const l4::packet& p) { return stack_->input(m, p); }
-  l4::drop icmp_error(rte_mbuf* m, const l4::packet& p) { return stack_->icmp_error(m, p); }
+  l4::drop input(rte_mbuf* m, const l4::packet& p);
+  l4::drop icmp_error(rte_mbuf* m, const l4::packet& p);
   // TCP timers.
   void poll(uint64_t now_tsc);
   // Stopping (worker thread). stop_accepting: every listener goes (new SYNs get the stack's
@@ -155,7 +254,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   size_t open_connections() const { return stack_->open_connections(); }
   size_t abort_all();
   // Up to `max` io_uring completions (upstream connects, sends, recvs); returns how many ran.
-  unsigned poll_upstream(unsigned max) { return ring_->poll(max); }
+  unsigned poll_upstream(unsigned max);
   uint16_t drain_tx(rte_mbuf** out, uint16_t cap) { return stack_->drain_tx(out, cap); }
   // On the worker thread, before its loop and after it: the TLS worker state (OpenSSL's ASYNC job
   // pool is per thread) is created and destroyed there. Kind tls only; no-ops otherwise.
@@ -170,6 +269,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   const upstream::uring_counters& ring_stats() const { return ring_->counters(); }
   const upstream::conn_pool_counters& conn_stats() const { return conns_->counters(); }
   const relay_counters& stats() const { return ctr_; }
+  // Connections ended in the current event whose slots are not free yet (0 between events).
+  size_t ending() const { return n_ending_; }
   // The worker's TLS counters; null without tls services or once the worker stopped. Control
   // thread.
   const tls::worker* tls_worker() const { return tls_.get(); }
@@ -198,73 +299,51 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
                          int sys_errno) override;
 
  private:
-  struct conn {
-    l4::tcp::conn_handle tcp;
-    upstream::upstream_conn* up = nullptr;
-    uint32_t gen = 0;
-    uint32_t next_free = UINT32_MAX;
-    bool in_use = false;
-    bool client_fin = false, client_fin_sent = false;      // client FIN seen / passed upstream
-    bool upstream_fin = false, upstream_fin_sent = false;  // upstream FIN seen / passed to client
-    bool tcp_closed = false;  // inside on_closed: the stack ends the TCB itself, no close() call
-    std::optional<waf_conn> waf;
-    bool waf_finished = false;  // waf_conn::finish() ran (client FIN)
-    // Kind tls: the session, whether the handshake finished (upstream opened), the plaintext the
-    // session produced and the upstream has not taken yet, and the handshake deadline list.
-    tls::session* tls = nullptr;
-    bool tls_ready = false;
-    bool tls_close_queued = false;  // our close_notify is queued (upstream FIN)
-    uint32_t plain = UINT32_MAX;    // index of the plaintext buffer
-    uint32_t plain_head = 0, plain_tail = 0;
-    uint32_t hs_prev = UINT32_MAX, hs_next = UINT32_MAX;
-    bool in_hs = false;
-    uint64_t hs_deadline = 0;
-    service_counters* svc = nullptr;  // the service's shared count this connection holds
-    uint32_t src_slot = UINT32_MAX;   // its word in the per-source table (source_table::release)
-    // Until the first request head passed the WAF (HTTP) or the first byte came (other services):
-    // the request-head deadline list of its service. HTTP services open the upstream only then
-    // (upstream_deferred), from the accept-time tuple kept here.
-    uint16_t listener = 0;
-    bool upstream_deferred = false;
-    bool in_rh = false;
-    uint32_t rh_prev = UINT32_MAX, rh_next = UINT32_MAX;
-    uint64_t rh_deadline = 0;
-    l4::tcp::conn_info info;
-    limits::conn_hold hold;  // concurrent-limit counts it holds (rules directory)
-  };
-  // A listener id names one of these for the life of the relay (ids stay stable across reloads,
-  // so a handshake that completes after a reload still finds its service).
-  struct service {
-    l4::ip_addr vip;
-    uint16_t port = 0;
-    bool active = false;
-    bool listening = false;
-    bool proxy_protocol = true;
-    bool by_hash = false;
-    upstream::upstream_pool* pool = nullptr;
-    std::string name;
-    std::shared_ptr<const waf::bound_policy> waf;  // null: no WAF on this service
-    tls::context_set_ptr tls;  // kind tls: certificates and settings for new connections
-    service_counters* counters = nullptr;  // limit and counts shared by the workers
-    bool http = false;              // the WAF parses HTTP: upstream after the first head passed it
-    uint64_t head_timeout_tsc = 0;  // services[].timeouts.request_head_ms; 0: none
-    // Connections waiting for a request head (the first, or a later keep-alive one since its first
-    // byte), oldest first (one timeout per service, so the list stays sorted but across a reload
-    // that changes it, when a few expire late).
-    uint32_t rh_head = UINT32_MAX, rh_tail = UINT32_MAX;
-  };
+  using conn = relay_conn;
+  using service = relay_service;
+#define EDGE_RELAY_STAGE_FRIEND(name) friend class name##_stage;
+  EDGE_RELAY_CHAIN(EDGE_RELAY_STAGE_FRIEND)
+#undef EDGE_RELAY_STAGE_FRIEND
 
   relay() = default;
+  // An event is one call into the relay from the worker (a frame, a timer round, io_uring or TLS
+  // completions) with every callback it causes. A connection that ends during an event keeps its
+  // slot until the event is over, so no caller up the chain ever holds a freed slot: it checks
+  // ended() instead.
+  class event {
+   public:
+    explicit event(relay& r) : r_(r) { ++r_.depth_; }
+    ~event() {
+      if (--r_.depth_ == 0 && r_.ending_head_ != UINT32_MAX) r_.release_ended();
+    }
+    event(const event&) = delete;
+    event& operator=(const event&) = delete;
+
+   private:
+    relay& r_;
+  };
+  static bool live(const conn& rc) {
+    return rc.state != relay_state::free && rc.state != relay_state::ended;
+  }
+  static bool ended(const conn& rc) {
+    return rc.state == relay_state::ended;
+  }
   conn* from_tcp(l4::tcp::conn_handle c);
   conn* from_upstream(const upstream::upstream_conn& c);
   conn* alloc();
+  void enter(conn& rc, relay_state to);
+  // The connection's outcome (the first one counts): it leaves its timer lists now and its slot
+  // at the end of the event.
+  void end(conn& rc, relay_end why);
+  void release_ended();
   void release(conn& rc);
   void to_upstream(conn& rc);
-  bool waf_upgrade_answer(conn& rc, upstream::upstream_conn& c);
-  bool waf_to_upstream(conn& rc);  // false: the connection was blocked and released
-  void waf_block(conn& rc, const waf_action& a);
   void to_client(conn& rc);
-  void maybe_finish(conn& rc);
+  bool upstream_ready(conn& rc);
+  void sent_to_client(conn& rc, std::span<const std::byte> sent);
+  void reset_client(conn& rc);
+  void answer_client(conn& rc, std::span<const char> response);
+  void fin_passed(conn& rc, relay_state half);
   bool open_upstream(conn& rc, const service& s, const l4::tcp::conn_info& info,
                      const tls::peer_info* ti);
   // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the
@@ -276,6 +355,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   // Kind tls (relay_tls.cc).
   void client_input(conn& rc);
   bool tls_accept(conn& rc, const service& s);
+  void tls_close(conn& rc);
   bool tls_handshake(conn& rc);  // true: finished now and the upstream is open
   bool tls_pull(conn& rc);       // false: the connection ended
   void tls_flush(conn& rc);
@@ -294,8 +374,8 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void expire_heads(uint64_t now);
   void head_timeout(conn& rc);
   bool open_deferred(conn& rc);  // false: failed, the connection was reset and released
-  bool accept_limits(const service& s, const l4::tcp::conn_info& info, limits::conn_hold& hold);
   void refuse(const service& s, relay_end e);
+  void refuse(const service& s, conn& rc, relay_end e);  // with a slot taken: ends it
 
   unsigned worker_ = 0;
   uint64_t id_base_ = 0;  // unique-id prefix: boot random and worker
@@ -332,6 +412,11 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
     }
   }
   relay_counters ctr_;
+  std::array<std::unique_ptr<relay_stage>, relay_stage_max> stages_;
+  size_t n_stages_ = 0;
+  unsigned depth_ = 0;                 // nested events (event)
+  uint32_t ending_head_ = UINT32_MAX;  // connections ended in this event, via next_free
+  size_t n_ending_ = 0;
   service_registry* registry_ = nullptr;
   uint32_t max_active_ = 0;  // tcp.max_active_per_worker (or the pool size)
   std::unique_ptr<waf_worker> waf_;

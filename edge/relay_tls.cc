@@ -29,26 +29,38 @@ void relay::detach_thread() {
   if (!tls_) return;
   // The worker is stopping: TLS connections still open are reset, their sessions go back to the
   // TLS worker, which waits for private-key operations in flight before it is destroyed.
-  for (uint32_t i = 0; i < n_slots_; ++i) {
-    conn& rc = slots_[i];
-    if (!rc.in_use || rc.tls == nullptr) continue;
-    if (rc.up != nullptr) rc.up->abort();
-    rc.up = nullptr;
-    if (!rc.tcp_closed) stack_->abort(rc.tcp);
-    release(rc);
+  {
+    event ev(*this);  // the sessions go back before the TLS worker
+    for (uint32_t i = 0; i < n_slots_; ++i) {
+      conn& rc = slots_[i];
+      if (!live(rc) || rc.tls == nullptr) continue;
+      if (rc.up != nullptr) rc.up->abort();
+      rc.up = nullptr;
+      if (!rc.tcp_closed) stack_->abort(rc.tcp);
+      end(rc, relay_end::shutdown);
+    }
   }
   tls_.reset();
 }
 
 unsigned relay::poll_tls(unsigned max) {
   if (!tls_) return 0;
+  event ev(*this);
   tls::session* ready[32];
   const size_t n = tls_->poll({ready, std::min<size_t>(max, std::size(ready))});
   for (size_t i = 0; i < n; ++i) {
     auto* rc = static_cast<conn*>(ready[i]->user);
-    if (rc != nullptr && rc->in_use && rc->tls == ready[i]) client_input(*rc);
+    if (rc != nullptr && live(*rc) && rc->tls == ready[i]) client_input(*rc);
   }
   return static_cast<unsigned>(n);
+}
+
+void relay::tls_close(conn& rc) {
+  if (rc.tls == nullptr) return;
+  tls_->close(rc.tls);  // deferred inside while a private-key operation is in flight
+  rc.tls = nullptr;
+  plain_free_.push_back(rc.plain);
+  rc.plain = UINT32_MAX;
 }
 
 bool relay::tls_accept(conn& rc, const service& s) {
@@ -65,7 +77,8 @@ bool relay::tls_accept(conn& rc, const service& s) {
 
 // Client bytes arrived (or the client's FIN, or an offload completion).
 void relay::client_input(conn& rc) {
-  if (rc.tls != nullptr && !rc.tls_ready && !tls_handshake(rc)) return;
+  for (size_t i = 0; i < n_stages_; ++i)
+    if ((rc.stages & (1u << i)) && stages_[i]->ready(rc) != stage_step::next) return;
   to_upstream(rc);
 }
 
@@ -106,21 +119,22 @@ bool relay::tls_handshake(conn& rc) {
       return false;
   }
   hs_unlink(rc);
-  rc.tls_ready = true;
   log_step(rc, &access_start::handshake_ns);
   if (rc.waf) rc.waf->set_sni(ss.info().sni);  // requests limits keyed by SNI
   tls_flush(rc);                               // the server's last flight (and TLS 1.3 tickets)
-  if (rc.upstream_deferred)
-    return true;  // HTTP: the upstream opens once a request head passed the WAF
+  if (rc.http) {
+    enter(rc, relay_state::awaiting_request);  // the upstream opens once a head passed the WAF
+    return true;
+  }
   const l4::tcp::conn_info* info = stack_->info(rc.tcp);
   const service* s =
       info != nullptr && info->listener < services_.size() ? &services_[info->listener] : nullptr;
   if (s == nullptr || s->pool == nullptr || !open_upstream(rc, *s, *info, &ss.info())) {
-    ctr_.end(relay_end::no_upstream);
     stack_->abort(rc.tcp);
-    release(rc);
+    end(rc, relay_end::no_upstream);
     return false;
   }
+  enter(rc, relay_state::streaming);
   return true;
 }
 
@@ -185,21 +199,20 @@ void relay::tls_to_client(conn& rc) {
       continue;
     }
     if (r.st != tls::status::ok || r.bytes == 0) break;
-    if (alog_ != nullptr && rc.waf) log_responses(rc, chunk.first(r.bytes));
+    sent_to_client(rc, chunk.first(r.bytes));
     rc.up->consume(r.bytes);
     ctr_.bytes_to_client.add(r.bytes);
     log_bytes(rc, 0, r.bytes);
   }
-  if (rc.upstream_fin && !rc.upstream_fin_sent && rc.up->readable() == 0) {
+  if (rc.upstream_fin && rc.state != relay_state::upstream_closed && rc.up->readable() == 0) {
     if (!rc.tls_close_queued) {
       rc.tls_close_queued = true;
       ss.shutdown();
     }
     tls_flush(rc);
     if (ss.pending_output() == 0) {  // close_notify is in the send buffer: FIN after it
-      rc.upstream_fin_sent = true;
       stack_->shutdown_write(rc.tcp);
-      maybe_finish(rc);
+      fin_passed(rc, relay_state::upstream_closed);
     }
   }
 }
@@ -207,7 +220,6 @@ void relay::tls_to_client(conn& rc) {
 // The connection ends on a TLS failure: the session's alert (if any) goes out, then FIN (or RST);
 // the upstream, if open, is reset. The close lingers (unread client bytes dropped; see waf_block).
 void relay::tls_fail(conn& rc, relay_end why, bool reset) {
-  ctr_.end(why);
   if (rc.up != nullptr) rc.up->abort();
   rc.up = nullptr;
   if (!rc.tcp_closed) {
@@ -218,7 +230,7 @@ void relay::tls_fail(conn& rc, relay_end why, bool reset) {
       stack_->close_lingering(rc.tcp);
     }
   }
-  release(rc);
+  end(rc, why);
 }
 
 // The WAF's block response, encrypted, then close_notify and FIN. The caller releases.
@@ -263,9 +275,8 @@ void relay::expire_handshakes(uint64_t now) {
   while (hs_head_ != UINT32_MAX) {
     conn& rc = slots_[hs_head_];
     if (rc.hs_deadline > now) return;
-    ctr_.end(relay_end::tls_handshake_timeout);
     if (!rc.tcp_closed) stack_->abort(rc.tcp);
-    release(rc);
+    end(rc, relay_end::tls_handshake_timeout);
   }
 }
 

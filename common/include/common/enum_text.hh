@@ -9,6 +9,8 @@
 
 #define COMMON_ENUMERATOR(id, text) id,
 #define COMMON_ENUM_TEXT(id, text) text,
+// For lists whose second field is a description: the enumerator's own name as its text.
+#define COMMON_ENUM_NAME(id, text) #id,
 
 namespace common {
 

@@ -28,6 +28,7 @@
 #include "packet_builder.hh"
 #include "rules/loader.hh"
 #include "test_eal.hh"
+#include "tls/context.hh"
 
 namespace edge {
 namespace {
@@ -112,6 +113,29 @@ class relay_test : public ::testing::Test {
     snap.waf = ws;
   }
 
+  // The service is kind tls, with the test PKI's ECDSA certificate (keys sign in place).
+  bool tls = false;
+  void with_tls() {
+    const std::string dir = tls_cert_dir();
+    tls::server_config tc;
+    tc.certs = {{dir + "/ecdsa.pem", dir + "/ecdsa.key", {}, {}}};
+    auto set = tls::context_set::build(tc);
+    ASSERT_TRUE(set.has_value()) << set.error().message;
+    snap.tls["svc"] = *set;
+    tls = true;
+  }
+  static std::string tls_cert_dir() {
+    static const std::string dir = [] {
+      char tmpl[] = "/tmp/edge-relay-certs-XXXXXX";
+      const char* d = mkdtemp(tmpl);
+      if (d == nullptr) std::abort();
+      const std::string cmd = std::string("sh ") + EDGE_TLS_CERTS_SCRIPT + " " + d + " >/dev/null";
+      if (std::system(cmd.c_str()) != 0) std::abort();
+      return std::string(d);
+    }();
+    return dir;
+  }
+
   void start(const std::vector<uint16_t>& backend_ports) {
     pool_config pc;
     pc.name = "p";
@@ -125,7 +149,7 @@ class relay_test : public ::testing::Test {
     s.name = "svc";
     s.vip = *l4::ip_addr::parse("10.0.0.1");
     s.port = 80;
-    s.kind = service_kind::tcp;
+    s.kind = tls ? service_kind::tls : service_kind::tcp;
     s.pool = "p";
     cfg->services.push_back(s);
     cfg->tcp.max_connections = 64;
@@ -133,9 +157,14 @@ class relay_test : public ::testing::Test {
     relay_setup rs;
     rs.tcp = cfg->tcp;
     rs.tx_pool = edge_test::mempool();
+    rs.tls = tls;
     auto made = relay::create(rs);
     ASSERT_TRUE(made.has_value()) << made.error().message;
     r = std::move(*made);
+    if (tls) {
+      auto attached = r->attach_thread();
+      ASSERT_TRUE(attached.has_value()) << attached.error().message;
+    }
     if (snap.waf) {
       auto ww = waf_worker::create(0, *snap.waf->rules, &audit);
       ASSERT_TRUE(ww.has_value()) << ww.error().message;
@@ -252,6 +281,16 @@ class relay_test : public ::testing::Test {
         secs);
     if (end != nullptr) *end = e;
     return got;
+  }
+
+  // Every test: the connection moved only along relay_state_moves, and between events no slot
+  // waits for its release.
+  void TearDown() override {
+    if (!r) return;
+    EXPECT_EQ(r->stats().bad_moves.get(), 0u) << "a state move outside relay_state_moves";
+    EXPECT_EQ(r->ending(), 0u);
+    EXPECT_EQ(r->stats().states[static_cast<size_t>(relay_state::ended)].get(), 0u);
+    r->detach_thread();
   }
 
   uint64_t ends(relay_end e) const { return r->stats().ends[static_cast<size_t>(e)].get(); }
@@ -385,6 +424,26 @@ TEST_F(relay_test, a_waf_block_during_a_body_answers_403_and_resets_the_upstream
   close(up);
 }
 
+// A TLS alert: a client whose ClientHello does not parse gets a fatal alert record and a FIN, and
+// no upstream connection is opened for it (kind tls opens the upstream after the handshake).
+TEST_F(relay_test, a_malformed_client_hello_gets_an_alert_and_no_upstream) {
+  upstream_server srv;
+  ASSERT_NO_FATAL_FAILURE(with_tls());
+  ASSERT_NO_FATAL_FAILURE(start({srv.port}));
+  ASSERT_NO_FATAL_FAILURE(handshake());
+  // A handshake record holding a ClientHello whose body is one byte long.
+  send(ack, std::string("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03", 10));
+  EXPECT_TRUE(pump_until([&] { return client_got(fin); })) << counted();
+  const std::string got = client_bytes();
+  ASSERT_EQ(got.size(), 7u) << "one alert record (5-byte header, level, description)";
+  EXPECT_EQ(static_cast<uint8_t>(got[0]), 0x15) << "not an alert record";
+  EXPECT_EQ(static_cast<uint8_t>(got[5]), 2) << "not a fatal alert";
+  EXPECT_TRUE(pump_until([&] { return ends(relay_end::tls_handshake_failed) == 1; })) << counted();
+  EXPECT_LT(accept4(srv.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC), 0)
+      << "an upstream was opened for a failed handshake";
+  EXPECT_FALSE(client_got(rst));
+}
+
 // The highest sequence number the relay has sent this client up to (data, SYN and FIN count).
 uint32_t highest_sent(const std::vector<segment>& seen) {
   uint32_t hi = 0;
@@ -477,6 +536,27 @@ TEST_F(relay_test, an_upstream_that_reads_nothing_closes_the_clients_window) {
   EXPECT_TRUE(pump_until([&] { return seen.back().window > 0; }))
       << "the relay never opened the window again";
   close(up);
+}
+
+// The move table: each phase ends; a connection only moves forward; nothing leaves ended but the
+// release, and nothing comes back from a half-close but the end.
+TEST(relay_state, moves) {
+  using st = relay_state;
+  for (size_t i = 0; i < relay_state_count; ++i) {
+    const auto s = static_cast<st>(i);
+    EXPECT_FALSE(relay_state_move_ok(s, s)) << relay_state_names[i];
+    if (s == st::ended) continue;
+    EXPECT_TRUE(relay_state_move_ok(s, st::ended)) << relay_state_names[i];
+    EXPECT_FALSE(relay_state_move_ok(s, st::free)) << relay_state_names[i];
+  }
+  EXPECT_TRUE(relay_state_move_ok(st::ended, st::free));
+  EXPECT_TRUE(relay_state_move_ok(st::handshake, st::awaiting_request));
+  EXPECT_TRUE(relay_state_move_ok(st::awaiting_request, st::streaming));
+  EXPECT_FALSE(relay_state_move_ok(st::streaming, st::awaiting_request));
+  EXPECT_FALSE(relay_state_move_ok(st::streaming, st::handshake));
+  EXPECT_FALSE(relay_state_move_ok(st::client_closed, st::upstream_closed));
+  EXPECT_FALSE(relay_state_move_ok(st::upstream_closed, st::streaming));
+  EXPECT_FALSE(relay_state_move_ok(st::ended, st::streaming));
 }
 
 }  // namespace
