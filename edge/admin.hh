@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/result.hh"
+#include "edge/prom_text.hh"
 #include "l4/ip_addr.hh"
 
 namespace edge {
@@ -72,6 +73,9 @@ struct admin_counters {
 #undef EDGE_ADMIN_COUNTER_MEMBER
 };
 
+// One family per EDGE_ADMIN_COUNTERS row.
+void append_admin_counters(prom_text::writer& out, const admin_counters& c);
+
 struct admin_limits {
   size_t max_clients =
       4096;  // lowered at listen() to a quarter of RLIMIT_NOFILE when that is smaller
@@ -101,8 +105,8 @@ class admin_server {
   const admin_counters& counters() const { return counters_; }
   size_t clients() const { return clients_.size(); }
   size_t max_clients() const { return limits_.max_clients; }
-  // The counters above in Prometheus text format, for /metrics.
-  void append_metrics(std::string& out) const;
+  // The counters above, for /metrics.
+  void append_metrics(prom_text::writer& out) const;
 
  private:
   using clock = std::chrono::steady_clock;
