@@ -6,6 +6,12 @@
 // deadlines (idle, whole request, response write) and is closed when it misses one; when every slot
 // is taken, a new connection evicts the client idle the longest. So idle or slow clients can never
 // lock /healthz out, and the loop sleeps in poll() until a socket or a deadline needs it.
+//
+// Why not cpp-httplib's server (edgectl's client is on cpp-httplib): its 0.11 server gives each
+// connection to one thread of a fixed pool, which blocks in a read that times out per read, not
+// per request, and it evicts no one. N clients sending a byte now and then hold all N threads and
+// /healthz queues behind them (slowloris). The deadlines and eviction above, which
+// tests/e2e/test_admin.py checks, need one loop that sees every connection.
 #include <chrono>
 #include <cstdint>
 #include <functional>
