@@ -8,6 +8,7 @@ packages=(
   clang libclang-rt-14-dev clang-format
   libdpdk-dev dpdk dpdk-dev libhyperscan-dev liburing-dev libssl-dev openssl
   libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev
+  libcpp-httplib-dev  # edgectl's admin API client
   # e2e tests, demo and benches: namespaces, real clients and servers
   iproute2 ethtool nftables iputils-ping curl wrk hping3 python3 python3-scapy python3-yaml
   nginx-light haproxy tcpdump testssl.sh bsdextrautils

@@ -234,23 +234,22 @@ uint64_t access_log::full_drops() const {
   return n;
 }
 
-void access_log::append_metrics(std::string& out) const {
+void access_log::append_metrics(prom_text::writer& out) const {
 #define EDGE_ACCESS_LOG_TEXT(member, name, help) \
-  prom_text::header(out, name, "counter", help); \
-  prom_text::sample(out, name, "", static_cast<double>(member()));
+  out.family(name, "counter", help);             \
+  out.sample(member());
   EDGE_ACCESS_LOG_COUNTERS(EDGE_ACCESS_LOG_TEXT)
 #undef EDGE_ACCESS_LOG_TEXT
-  prom_text::header(
-      out, "edge_access_log_ring_full_total", "counter",
+  out.family(
+      "edge_access_log_ring_full_total", "counter",
       "Access log records dropped because a worker's ring was full (the worker never waits).");
-  prom_text::sample(out, "edge_access_log_ring_full_total", "", static_cast<double>(full_drops()));
+  out.sample(full_drops());
   uint64_t unlogged = 0;
   for (const auto& r : rings_) unlogged += r->unlogged();
-  prom_text::header(out, "edge_access_log_requests_unlogged_total", "counter",
-                    "Pipelined requests that got no access log line: more than 4 were waiting for "
-                    "their responses on one connection.");
-  prom_text::sample(out, "edge_access_log_requests_unlogged_total", "",
-                    static_cast<double>(unlogged));
+  out.family("edge_access_log_requests_unlogged_total", "counter",
+             "Pipelined requests that got no access log line: more than 4 were waiting for their "
+             "responses on one connection.");
+  out.sample(unlogged);
 }
 
 }  // namespace edge

@@ -20,6 +20,7 @@
 
 #include "common/enum_text.hh"
 #include "common/result.hh"
+#include "edge/prom_text.hh"
 #include "l4/ip_addr.hh"
 #include "waf/http.hh"
 
@@ -211,7 +212,7 @@ class access_log {
   }
   EDGE_ACCESS_LOG_COUNTERS(EDGE_ACCESS_LOG_MEMBER)
 #undef EDGE_ACCESS_LOG_MEMBER
-  void append_metrics(std::string& out) const;
+  void append_metrics(prom_text::writer& out) const;
 
  private:
   access_log() = default;

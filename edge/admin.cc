@@ -14,8 +14,6 @@
 
 #include "common/sockaddr.hh"
 
-#include "edge/prom_text.hh"
-
 namespace edge {
 namespace {
 
@@ -385,18 +383,21 @@ void admin_server::poll_once(int timeout_ms) {
   if (fds.back().revents & POLLIN) accept_all(now);
 }
 
-void admin_server::append_metrics(std::string& out) const {
+void append_admin_counters(prom_text::writer& out, const admin_counters& c) {
 #define EDGE_ADMIN_COUNTER_TEXT(member, name, help) \
-  prom_text::header(out, name, "counter", help);    \
-  prom_text::sample(out, name, "", static_cast<double>(counters_.member));
+  out.family(name, "counter", help);                \
+  out.sample(c.member);
   EDGE_ADMIN_COUNTERS(EDGE_ADMIN_COUNTER_TEXT)
 #undef EDGE_ADMIN_COUNTER_TEXT
-  prom_text::header(out, "edge_admin_clients", "gauge", "Open admin API connections.");
-  prom_text::sample(out, "edge_admin_clients", "", static_cast<double>(clients_.size()));
-  prom_text::header(
-      out, "edge_admin_max_clients", "gauge",
-      "Admin API connection slots; beyond them the connection idle the longest is evicted.");
-  prom_text::sample(out, "edge_admin_max_clients", "", static_cast<double>(limits_.max_clients));
+}
+
+void admin_server::append_metrics(prom_text::writer& out) const {
+  append_admin_counters(out, counters_);
+  out.family("edge_admin_clients", "gauge", "Open admin API connections.");
+  out.sample(clients_.size());
+  out.family("edge_admin_max_clients", "gauge",
+             "Admin API connection slots; beyond them the connection idle the longest is evicted.");
+  out.sample(limits_.max_clients);
 }
 
 }  // namespace edge

@@ -6,6 +6,12 @@
 // deadlines (idle, whole request, response write) and is closed when it misses one; when every slot
 // is taken, a new connection evicts the client idle the longest. So idle or slow clients can never
 // lock /healthz out, and the loop sleeps in poll() until a socket or a deadline needs it.
+//
+// Why not cpp-httplib's server (edgectl's client is on cpp-httplib): its 0.11 server gives each
+// connection to one thread of a fixed pool, which blocks in a read that times out per read, not
+// per request, and it evicts no one. N clients sending a byte now and then hold all N threads and
+// /healthz queues behind them (slowloris). The deadlines and eviction above, which
+// tests/e2e/test_admin.py checks, need one loop that sees every connection.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -15,6 +21,7 @@
 #include <vector>
 
 #include "common/result.hh"
+#include "edge/prom_text.hh"
 #include "l4/ip_addr.hh"
 
 namespace edge {
@@ -72,6 +79,9 @@ struct admin_counters {
 #undef EDGE_ADMIN_COUNTER_MEMBER
 };
 
+// One family per EDGE_ADMIN_COUNTERS row.
+void append_admin_counters(prom_text::writer& out, const admin_counters& c);
+
 struct admin_limits {
   size_t max_clients =
       4096;  // lowered at listen() to a quarter of RLIMIT_NOFILE when that is smaller
@@ -101,8 +111,8 @@ class admin_server {
   const admin_counters& counters() const { return counters_; }
   size_t clients() const { return clients_.size(); }
   size_t max_clients() const { return limits_.max_clients; }
-  // The counters above in Prometheus text format, for /metrics.
-  void append_metrics(std::string& out) const;
+  // The counters above, for /metrics.
+  void append_metrics(prom_text::writer& out) const;
 
  private:
   using clock = std::chrono::steady_clock;

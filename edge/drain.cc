@@ -163,20 +163,21 @@ std::string drain_control::state_json(clock::time_point now) const {
   return j.dump();
 }
 
-void drain_control::append_metrics(std::string& out) const {
+void drain_control::append_metrics(prom_text::writer& out) const {
 #define EDGE_DRAIN_COUNTER_TEXT(member, name, help) \
-  prom_text::header(out, name, "counter", help);    \
-  prom_text::sample(out, name, "", static_cast<double>(ctr_.member));
+  out.family(name, "counter", help);                \
+  out.sample(ctr_.member);
   EDGE_DRAIN_COUNTERS(EDGE_DRAIN_COUNTER_TEXT)
 #undef EDGE_DRAIN_COUNTER_TEXT
-  prom_text::header(out, "edge_drain_phase", "gauge",
-                    "Drain phase: 0 serving, 1 grace (not ready, accepting), 2 refusing new "
-                    "connections, 3 resetting at the deadline, 4 drained.");
-  prom_text::sample(out, "edge_drain_phase", "", static_cast<double>(phase_));
-  prom_text::header(out, "edge_bgp_announced", "gauge",
-                    "What the BGP announcer last reported: 1 VIPs announced, 0 withdrawn, -1 no "
-                    "report yet.");
-  prom_text::sample(out, "edge_bgp_announced", "", static_cast<double>(announced_));
+  out.family(
+      "edge_drain_phase", "gauge",
+      "Drain phase: 0 serving, 1 grace (not ready, accepting), 2 refusing new connections, 3 "
+      "resetting at the deadline, 4 drained.");
+  out.sample(static_cast<int>(phase_));
+  out.family("edge_bgp_announced", "gauge",
+             "What the BGP announcer last reported: 1 VIPs announced, 0 withdrawn, -1 no report "
+             "yet.");
+  out.sample(announced_);
 }
 
 }  // namespace edge

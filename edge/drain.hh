@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/enum_text.hh"
+#include "edge/prom_text.hh"
 
 namespace edge {
 
@@ -84,7 +85,7 @@ class drain_control {
   const drain_counters& counters() const { return ctr_; }
   // JSON object text for /drain and /stats.
   std::string state_json(clock::time_point now) const;
-  void append_metrics(std::string& out) const;
+  void append_metrics(prom_text::writer& out) const;
 
  private:
   void to_drained(clock::time_point now);

@@ -1,15 +1,13 @@
 #pragma once
-// The admin API client of edgectl (one request per connection, as the admin server wants).
+// The admin API client of edgectl and the BGP announcer, on cpp-httplib: one request per
+// connection (Connection: close, as the admin server wants), connect, each send and each read
+// bounded by `timeout_s`, the reply body capped at max_reply_body (a larger one is an error, not
+// a truncated body).
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <httplib.h>
 
-#include <cerrno>
-#include <cstring>
+#include <cstdint>
 #include <string>
-
-#include "common/sockaddr.hh"
 
 namespace edge::ctl {
 
@@ -19,7 +17,10 @@ struct reply {
   std::string error;  // set when edged could not be reached or answered garbage
 };
 
-// `admin` is HOST:PORT or [V6]:PORT; `timeout_s` bounds connect, send and each read.
+// /metrics, the largest reply, is a few hundred KiB; this only stops a runaway peer.
+inline constexpr size_t max_reply_body = size_t{64} << 20;
+
+// `admin` is HOST:PORT or [V6]:PORT, HOST an IP address (never a name: no resolver on this path).
 inline reply http(const std::string& admin, const std::string& method, const std::string& path,
                   int timeout_s = 5) {
   reply r;
@@ -38,48 +39,55 @@ inline reply http(const std::string& admin, const std::string& method, const std
     r.error = "bad --admin port in " + admin;
     return r;
   }
-  const bool v6 = host.find(':') != std::string::npos;
   unsigned char bytes[16]{};
-  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), bytes) != 1) {
+  if (inet_pton(host.find(':') != std::string::npos ? AF_INET6 : AF_INET, host.c_str(), bytes) !=
+      1) {
     r.error = "bad --admin address " + host + " (want an IP address)";
     return r;
   }
-  const common::sock_addr sa = common::make_sock_addr(v6, bytes, static_cast<uint16_t>(port));
-  const int fd = socket(sa.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    r.error = std::string("socket: ") + strerror(errno);
+
+  httplib::ClientImpl cli(host, static_cast<int>(port));
+  cli.set_connection_timeout(timeout_s);
+  cli.set_read_timeout(timeout_s);
+  cli.set_write_timeout(timeout_s);
+  cli.set_keep_alive(false);
+  cli.set_url_encode(false);  // the query edgectl built goes as it is
+  httplib::Request req;
+  req.method = method;
+  req.path = path;
+  req.content_receiver = [&r](const char* data, size_t n, uint64_t, uint64_t) {
+    if (r.body.size() + n > max_reply_body) return false;  // httplib ends with Error::Canceled
+    r.body.append(data, n);
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  if (cli.send(req, res, err)) {
+    r.status = res.status;
     return r;
   }
-  timeval tv{timeout_s, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd, sa.get(), sa.len) != 0) {
-    r.error = "cannot reach the edged admin API at " + admin + ": " + strerror(errno) +
-              " (is edged running?)";
-    close(fd);
-    return r;
+  r.body.clear();
+  switch (err) {
+    // httplib keeps no errno of a failed connect: say which of its two failures it was.
+    case httplib::Error::Connection:
+      r.error =
+          "cannot reach the edged admin API at " + admin + ": connect failed (is edged running?)";
+      break;
+    case httplib::Error::ConnectionTimeout:
+      r.error = "cannot reach the edged admin API at " + admin + ": no connection within " +
+                std::to_string(timeout_s) + " s (is edged running?)";
+      break;
+    case httplib::Error::Write:
+      r.error = "write to admin API failed (" + admin + ")";
+      break;
+    case httplib::Error::Canceled:
+      r.error = "reply from the admin API at " + admin + " exceeds " +
+                std::to_string(max_reply_body >> 20) + " MiB";
+      break;
+    default:  // Read: no status line, bad headers or body, or the read timed out
+      r.error = "malformed reply from the admin API at " + admin;
+      break;
   }
-  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + admin +
-                          "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    r.error = std::string("write to admin API failed: ") + strerror(errno);
-    close(fd);
-    return r;
-  }
-  std::string in;
-  char buf[8192];
-  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0 && in.size() < (64u << 20);)
-    in.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const auto head_end = in.find("\r\n\r\n");
-  if ((in.rfind("HTTP/1.1 ", 0) != 0 && in.rfind("HTTP/1.0 ", 0) != 0) ||
-      head_end == std::string::npos || in.size() < 12 ||
-      in.substr(9, 3).find_first_not_of("0123456789") != std::string::npos) {
-    r.error = "malformed reply from the admin API at " + admin;
-    return r;
-  }
-  r.status = std::stoi(in.substr(9, 3));
-  r.body = in.substr(head_end + 4);
   return r;
 }
 

@@ -3,10 +3,11 @@
 // scope and action; denials by service and list. Summed over workers from limits::state_registry.
 #include <string>
 
+#include "edge/prom_text.hh"
 #include "limits/set.hh"
 
 namespace edge {
 
-void append_limit_metrics(std::string& out, const limits::state_registry& reg);
+void append_limit_metrics(prom_text::writer& out, const limits::state_registry& reg);
 
 }  // namespace edge

@@ -16,21 +16,7 @@
 namespace edge {
 namespace {
 
-// The /metrics page: families and samples through prom_text, as every other writer.
-class prom {
- public:
-  void family(const char* name, const char* type, const char* help) {
-    prom_text::header(out_, name, type, help);
-  }
-  void sample(const char* name, const std::string& labels, uint64_t v) {
-    prom_text::sample_u64(out_, name, labels, v);
-  }
-  void raw(const std::string& text) { out_ += text; }
-  std::string str() && { return std::move(out_); }
-
- private:
-  std::string out_;
-};
+using prom_text::label;
 
 const char* severity_name(l4::severity s) {
   switch (s) {
@@ -52,53 +38,29 @@ uint64_t drops_of(const worker_context& w, size_t reason) {
 }
 
 // Service kind tcp: the userspace TCP stack, the relay and the upstream side, summed over workers.
-void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& workers) {
-  bool any = false;
-  for (const auto& w : workers) any = any || w->tcp != nullptr;
-  if (!any) return;
+void tcp_metrics(prom_text::writer& p,
+                 const std::vector<std::unique_ptr<worker_context>>& workers) {
   std::vector<const l4::tcp::counters*> per_worker;
+  std::vector<const relay_counters*> relays;
+  uint64_t sync_errors = 0;
   for (const auto& w : workers)
-    if (w->tcp) per_worker.push_back(&w->tcp->tcp_stats());
-  std::string text;
-  append_counter_families<l4::tcp::counters>(text, tcp_counter_families, per_worker);
-  p.raw(text);
+    if (w->tcp) {
+      per_worker.push_back(&w->tcp->tcp_stats());
+      relays.push_back(&w->tcp->stats());
+      sync_errors += w->tcp_sync_errors.get();
+    }
+  if (relays.empty()) return;
+  append_counter_families<l4::tcp::counters>(p, tcp_counter_families, per_worker);
   p.family("edge_tcp_resets_sent_total", "counter", "RSTs the TCP stack sent, by reason.");
   for (size_t r = 0; r < l4::tcp::reset_reason_count; ++r) {
     uint64_t v = 0;
-    for (const auto& w : workers)
-      if (w->tcp) v += w->tcp->tcp_stats().resets_sent[r].get();
-    p.sample("edge_tcp_resets_sent_total",
-             "reason=\"" + std::string(l4::tcp::reset_reason_names[r]) + "\"", v);
+    for (const l4::tcp::counters* c : per_worker) v += c->resets_sent[r].get();
+    p.sample({{"reason", l4::tcp::reset_reason_names[r]}}, v);
   }
-
-  uint64_t active = 0, accepted = 0, from_client = 0, to_client = 0, sync_errors = 0;
-  for (const auto& w : workers)
-    if (w->tcp) {
-      active += w->tcp->stats().active.get();
-      accepted += w->tcp->stats().accepted.get();
-      from_client += w->tcp->stats().bytes_from_client.get();
-      to_client += w->tcp->stats().bytes_to_client.get();
-      sync_errors += w->tcp_sync_errors.get();
-    }
-  p.family("edge_relay_active", "gauge", "Client connections relayed to an upstream now.");
-  p.sample("edge_relay_active", "", active);
-  p.family("edge_relay_accepted_total", "counter",
-           "Client connections accepted by the relay (HTTP services open the upstream after the "
-           "first head).");
-  p.sample("edge_relay_accepted_total", "", accepted);
-  p.family("edge_relay_bytes_total", "counter", "Bytes relayed, by direction.");
-  p.sample("edge_relay_bytes_total", "direction=\"client_to_upstream\"", from_client);
-  p.sample("edge_relay_bytes_total", "direction=\"upstream_to_client\"", to_client);
-  p.family("edge_relay_ends_total", "counter", "Relayed connections ended, by outcome.");
-  for (size_t r = 0; r < relay_end_count; ++r) {
-    uint64_t v = 0;
-    for (const auto& w : workers)
-      if (w->tcp) v += w->tcp->stats().ends[r].get();
-    p.sample("edge_relay_ends_total", "outcome=\"" + std::string(relay_end_names[r]) + "\"", v);
-  }
+  append_relay_families(p, relays);
   p.family("edge_relay_sync_errors_total", "counter",
            "Snapshots whose tcp services could not all be applied.");
-  p.sample("edge_relay_sync_errors_total", "", sync_errors);
+  p.sample(sync_errors);
 
   // Upstream pools, summed by pool name over workers (a pool changed by a reload keeps counting
   // under its name).
@@ -119,9 +81,7 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
            "Upstream pool counters of kind tcp, by pool and counter "
            "(active is a level; the rest are totals).");
   for (const auto& [name, vals] : pools)
-    for (const auto& [counter, v] : vals)
-      p.sample("edge_upstream",
-               prom_text::label("pool", name) + "," + prom_text::label("counter", counter), v);
+    for (const auto& [counter, v] : vals) p.sample({{"pool", name}, {"counter", counter}}, v);
 
   std::vector<std::pair<std::string, uint64_t>> conns, ring;
   for (const auto& w : workers) {
@@ -139,59 +99,52 @@ void tcp_metrics(prom& p, const std::vector<std::unique_ptr<worker_context>>& wo
   }
   p.family("edge_upstream_conns", "untyped",
            "Upstream connection objects, by counter (in_use is a level).");
-  for (const auto& [counter, v] : conns)
-    p.sample("edge_upstream_conns", prom_text::label("counter", counter), v);
+  for (const auto& [counter, v] : conns) p.sample({{"counter", counter}}, v);
   p.family("edge_upstream_uring", "counter", "Worker io_uring operations, by counter.");
-  for (const auto& [counter, v] : ring)
-    p.sample("edge_upstream_uring", prom_text::label("counter", counter), v);
+  for (const auto& [counter, v] : ring) p.sample({{"counter", counter}}, v);
 }
 
 // Per service (kinds tcp/tls), over all workers: one series per service name seen since start,
 // so a service removed by a reload still shows its totals (and the connections it still holds).
-void service_metrics(prom& p, const service_registry& reg) {
+void service_metrics(prom_text::writer& p, const service_registry& reg) {
   const size_t n = reg.size();
   if (n == 0) return;
-  auto label = [](const service_counters& sc) { return prom_text::label("service", sc.name); };
+  auto svc = [&](size_t i) { return label{"service", reg.at(i).name}; };
   p.family("edge_service_connections_active", "gauge",
            "Client connections a service holds now, all workers.");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_active", label(reg.at(i)),
-             reg.at(i).active.load(std::memory_order_relaxed));
+    p.sample({svc(i)}, reg.at(i).active.load(std::memory_order_relaxed));
   p.family("edge_service_connections_limit", "gauge", "services[].max_connections (0: no limit).");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_limit", label(reg.at(i)),
-             reg.at(i).limit.load(std::memory_order_relaxed));
+    p.sample({svc(i)}, reg.at(i).limit.load(std::memory_order_relaxed));
   p.family("edge_service_connections_opened_total", "counter",
            "Client connections a service accepted and handed to an upstream.");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_opened_total", label(reg.at(i)),
-             reg.at(i).opened.load(std::memory_order_relaxed));
+    p.sample({svc(i)}, reg.at(i).opened.load(std::memory_order_relaxed));
   p.family("edge_service_connections_refused_total", "counter",
            "New client connections a service refused with RST, by reason (the relay end).");
   for (size_t i = 0; i < n; ++i)
     for (relay_end e : service_refusals)
-      p.sample("edge_service_connections_refused_total",
-               label(reg.at(i)) + ",reason=\"" + relay_end_names[static_cast<size_t>(e)] + "\"",
+      p.sample({svc(i), {"reason", relay_end_names[static_cast<size_t>(e)]}},
                reg.at(i).refused[static_cast<size_t>(e)].load(std::memory_order_relaxed));
   p.family("edge_service_connections_per_source_limit", "gauge",
            "services[].max_connections_per_source (0: no limit).");
   for (size_t i = 0; i < n; ++i)
-    p.sample("edge_service_connections_per_source_limit", label(reg.at(i)),
-             reg.at(i).per_source.load(std::memory_order_relaxed));
+    p.sample({svc(i)}, reg.at(i).per_source.load(std::memory_order_relaxed));
   if (const source_table* st = reg.sources()) {
     p.family(
         "edge_source_table_untracked_total", "counter",
         "Connections admitted without a per-source count: their bucket of the table was full.");
-    p.sample("edge_source_table_untracked_total", "", st->untracked());
+    p.sample(st->untracked());
   }
 }
 
 }  // namespace
 
 std::string appliance::metrics_text() const {
-  prom p;
+  prom_text::writer p;
   const auto& ports = dp_.ports();
-  auto port_label = [&](size_t i) { return prom_text::label("port", ports[i].name); };
+  auto port_label = [&](size_t i) { return label{"port", ports[i].name}; };
 
   struct port_counter {
     const char* name;
@@ -215,19 +168,18 @@ std::string appliance::metrics_text() const {
   for (size_t i = 0; i < ports.size(); ++i) rte_eth_stats_get(ports[i].id, &st[i]);
   for (const auto& pc : port_counters) {
     p.family(pc.name, "counter", pc.help);
-    for (size_t i = 0; i < ports.size(); ++i) p.sample(pc.name, port_label(i), st[i].*pc.field);
+    for (size_t i = 0; i < ports.size(); ++i) p.sample({port_label(i)}, st[i].*pc.field);
   }
 
   p.family("edge_port_rx_kernel_drops_total", "counter",
            "Frames the kernel dropped because an af_packet RX ring was full (PACKET_STATISTICS).");
-  for (size_t i = 0; i < ports.size(); ++i)
-    p.sample("edge_port_rx_kernel_drops_total", port_label(i), dp_.kernel_rx_drops(i));
+  for (size_t i = 0; i < ports.size(); ++i) p.sample({port_label(i)}, dp_.kernel_rx_drops(i));
 
   p.family("edge_port_tx_dropped_total", "counter", "Frames freed because the TX queue was full.");
   for (size_t i = 0; i < ports.size(); ++i) {
     uint64_t v = 0;
     for (const auto& w : workers_) v += w->stats.tx_dropped[i].get();
-    p.sample("edge_port_tx_dropped_total", port_label(i), v);
+    p.sample({port_label(i)}, v);
   }
 
   p.family("edge_drops_total", "counter", "Packets not forwarded, by reason, summed over workers.");
@@ -235,17 +187,14 @@ std::string appliance::metrics_text() const {
     uint64_t v = 0;
     for (const auto& w : workers_) v += drops_of(*w, r);
     const auto& info = l4::drop_table[r];
-    p.sample(
-        "edge_drops_total",
-        "reason=\"" + std::string(info.name) + "\",severity=\"" + severity_name(info.sev) + "\"",
-        v);
+    p.sample({{"reason", info.name}, {"severity", severity_name(info.sev)}}, v);
   }
 
   p.family("edge_local_replies_total", "counter",
            "ARP, neighbour advertisement and echo replies sent.");
   uint64_t replies = 0;
   for (const auto& w : workers_) replies += w->stats.replies.get();
-  p.sample("edge_local_replies_total", "", replies);
+  p.sample(replies);
 
   struct worker_counter {
     const char* name;
@@ -270,62 +219,59 @@ std::string appliance::metrics_text() const {
   for (const auto& wc : worker_counters) {
     p.family(wc.name, "counter", wc.help);
     for (const auto& w : workers_)
-      p.sample(
-          wc.name,
-          "worker=\"" + std::to_string(w->id) + "\",lcore=\"" + std::to_string(w->lcore) + "\"",
-          (w->stats.*wc.field).get());
+      p.sample({{"worker", std::to_string(w->id)}, {"lcore", std::to_string(w->lcore)}},
+               (w->stats.*wc.field).get());
   }
   p.family("edge_worker_rx_packets_total", "counter", "Frames received by each worker, by port.");
   for (const auto& w : workers_)
     for (size_t i = 0; i < ports.size(); ++i)
-      p.sample("edge_worker_rx_packets_total",
-               "worker=\"" + std::to_string(w->id) + "\"," + port_label(i),
-               w->stats.rx_packets[i].get());
+      p.sample({{"worker", std::to_string(w->id)}, port_label(i)}, w->stats.rx_packets[i].get());
 
   {
     std::vector<const l4::lb::lb_counters*> per_worker;
     for (const auto& w : workers_)
       if (w->lb) per_worker.push_back(&w->lb->counters);
-    std::string text;
-    append_counter_families<l4::lb::lb_counters>(text, lb_counter_families, per_worker);
-    p.raw(text);
+    append_counter_families<l4::lb::lb_counters>(p, lb_counter_families, per_worker);
   }
 
   tcp_metrics(p, workers_);
   service_metrics(p, service_counters_);
 
   if (health_) {
-    p.family("edge_backend_up", "gauge", "1 when the backend passes its health checks.");
-    p.family("edge_backend_health_checks_total", "counter", "Health checks run, by backend.");
-    p.family("edge_backend_health_failures_total", "counter", "Failed health checks, by backend.");
+    // Each family's samples together, after its header, as the format wants them.
+    std::vector<std::string> backends;
     for (size_t i = 0; i < health_->size(); ++i) {
       const auto& t = health_->target(i);
-      const auto& hs = health_->state(i);
-      const std::string labels =
-          prom_text::label("pool", t.pool) + "," +
-          prom_text::label("backend", t.address.str() + ":" + std::to_string(t.port));
-      p.sample("edge_backend_up", labels, hs.up.load() ? 1 : 0);
-      p.sample("edge_backend_health_checks_total", labels, hs.checks.get());
-      p.sample("edge_backend_health_failures_total", labels, hs.failures.get());
+      backends.push_back(t.address.str() + ":" + std::to_string(t.port));
     }
+    auto each = [&](auto value) {
+      for (size_t i = 0; i < health_->size(); ++i)
+        p.sample({{"pool", health_->target(i).pool}, {"backend", backends[i]}},
+                 value(health_->state(i)));
+    };
+    p.family("edge_backend_up", "gauge", "1 when the backend passes its health checks.");
+    each([](const auto& hs) { return hs.up.load() ? 1 : 0; });
+    p.family("edge_backend_health_checks_total", "counter", "Health checks run, by backend.");
+    each([](const auto& hs) { return hs.checks.get(); });
+    p.family("edge_backend_health_failures_total", "counter", "Failed health checks, by backend.");
+    each([](const auto& hs) { return hs.failures.get(); });
   }
 
   p.family("edge_config_generation", "gauge",
            "Generation of the published configuration snapshot.");
-  p.sample("edge_config_generation", "", generation_);
+  p.sample(generation_);
   p.family("edge_config_reloads_total", "counter", "Configuration reloads, by outcome.");
-  p.sample("edge_config_reloads_total", "outcome=\"ok\"", reloads_ok_);
-  p.sample("edge_config_reloads_total", "outcome=\"refused\"", reloads_failed_);
+  p.sample({{"outcome", "ok"}}, reloads_ok_);
+  p.sample({{"outcome", "refused"}}, reloads_failed_);
   p.family("edge_ready", "gauge", "1 when every port is up and every worker runs.");
-  p.sample("edge_ready", "", ready() ? 1 : 0);
-  std::string out = std::move(p).str();
+  p.sample(ready() ? 1 : 0);
   {
     std::vector<const tls::worker*> tw;
     for (const auto& w : workers_)
       if (w->tcp && w->tcp->tls_worker() != nullptr) tw.push_back(w->tcp->tls_worker());
-    append_tls_metrics(out, tw, tls_offload_.get());
+    append_tls_metrics(p, tw, tls_offload_.get());
     std::lock_guard lock(publish_mu_);
-    append_cert_expiry_metrics(out, cert_expiry_, static_cast<int64_t>(std::time(nullptr)));
+    append_cert_expiry_metrics(p, cert_expiry_, static_cast<int64_t>(std::time(nullptr)));
   }
   if (waf_ctl_) {
     std::vector<const waf::worker_stats*> ws;
@@ -337,22 +283,20 @@ std::string appliance::metrics_text() const {
         wstate.push_back(w->tcp->waf());
         prepare_errors += w->tcp->stats().waf_prepare_errors.get();
       }
-    append_waf_metrics(out, {.control = waf_ctl_.get(),
-                             .workers = ws,
-                             .audit = waf_audit_.get(),
-                             .worker_state = wstate});
-    out +=
-        "# HELP edge_waf_prepare_errors_total WAF rule generations a worker could not size its "
-        "scratch for "
-        "(its services kept the previous rules).\n# TYPE edge_waf_prepare_errors_total counter\n"
-        "edge_waf_prepare_errors_total " +
-        std::to_string(prepare_errors) + "\n";
-    append_limit_metrics(out, limit_states_);
+    append_waf_metrics(p, {.control = waf_ctl_.get(),
+                           .workers = ws,
+                           .audit = waf_audit_.get(),
+                           .worker_state = wstate});
+    p.family("edge_waf_prepare_errors_total", "counter",
+             "WAF rule generations a worker could not size its scratch for (its services kept the "
+             "previous rules).");
+    p.sample(prepare_errors);
+    append_limit_metrics(p, limit_states_);
   }
-  admin_.append_metrics(out);
-  if (drain_) drain_->append_metrics(out);
-  if (access_log_) access_log_->append_metrics(out);
-  return out;
+  admin_.append_metrics(p);
+  if (drain_) drain_->append_metrics(p);
+  if (access_log_) access_log_->append_metrics(p);
+  return std::move(p).str();
 }
 
 std::string appliance::stats_json() const {

@@ -1,7 +1,5 @@
 #include "edge/metrics_tls.hh"
 
-#include "prom_text.hh"
-
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -14,14 +12,6 @@
 namespace edge {
 namespace {
 
-void family(std::string& out, const char* name, const char* type, const char* help) {
-  prom_text::header(out, name, type, help);
-}
-
-void sample(std::string& out, const char* name, const std::string& labels, uint64_t v) {
-  prom_text::sample(out, name, labels, static_cast<double>(v));
-}
-
 // "handshake failure" -> "handshake_failure"
 std::string alert_label(uint8_t desc) {
   std::string s = tls::worker::alert_name(desc);
@@ -32,7 +22,7 @@ std::string alert_label(uint8_t desc) {
 
 }  // namespace
 
-void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>& workers,
+void append_tls_metrics(prom_text::writer& out, const std::vector<const tls::worker*>& workers,
                         const tls::offload* off) {
   if (workers.empty()) return;
   struct counter_def {
@@ -49,54 +39,51 @@ void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>&
   for (const auto& d : defs) {
     uint64_t v = 0;
     for (const auto* w : workers) v += (w->stats().*d.field).get();
-    family(out, d.name, "counter", d.help);
-    sample(out, d.name, "", v);
+    out.family(d.name, "counter", d.help);
+    out.sample(v);
   }
   uint64_t open = 0, pending = 0;
   for (const auto* w : workers) {
     open += w->open_sessions();
     pending += w->async_pending();
   }
-  family(out, "edge_tls_sessions_active", "gauge",
-         "TLS sessions open now (incl. closes deferred for the offload).");
-  sample(out, "edge_tls_sessions_active", "", open);
-  family(out, "edge_tls_async_pending", "gauge",
-         "Handshakes waiting for an offloaded private-key operation now.");
-  sample(out, "edge_tls_async_pending", "", pending);
+  out.family("edge_tls_sessions_active", "gauge",
+             "TLS sessions open now (incl. closes deferred for the offload).");
+  out.sample(open);
+  out.family("edge_tls_async_pending", "gauge",
+             "Handshakes waiting for an offloaded private-key operation now.");
+  out.sample(pending);
 
-  family(out, "edge_tls_errors_total", "counter", "TLS sessions failed, by reason.");
+  out.family("edge_tls_errors_total", "counter", "TLS sessions failed, by reason.");
   for (size_t r = 1; r < tls::error_reason_count; ++r) {
     uint64_t v = 0;
     for (const auto* w : workers) v += w->stats().errors[r].get();
-    sample(out, "edge_tls_errors_total",
-           std::string("reason=\"") + tls::to_string(static_cast<tls::error_reason>(r)) + "\"", v);
+    out.sample({{"reason", tls::to_string(static_cast<tls::error_reason>(r))}}, v);
   }
   // Alerts by description; only those sent at least once (256 possible codes, a dozen in use).
-  family(out, "edge_tls_alerts_sent_total", "counter",
-         "TLS alerts sent to clients, by description.");
+  out.family("edge_tls_alerts_sent_total", "counter",
+             "TLS alerts sent to clients, by description.");
   for (size_t a = 0; a < 256; ++a) {
     uint64_t v = 0;
     for (const auto* w : workers) v += w->stats().alerts_sent[a].get();
-    if (v != 0)
-      sample(out, "edge_tls_alerts_sent_total",
-             "alert=\"" + alert_label(static_cast<uint8_t>(a)) + "\"", v);
+    if (v != 0) out.sample({{"alert", alert_label(static_cast<uint8_t>(a))}}, v);
   }
   if (off != nullptr) {
-    family(out, "edge_tls_offload_completed_total", "counter",
-           "Private-key operations run by the offload threads.");
-    sample(out, "edge_tls_offload_completed_total", "", off->completed());
-    family(out, "edge_tls_offload_inline_total", "counter",
-           "Private-key operations signed in place: offload queue full.");
-    sample(out, "edge_tls_offload_inline_total", "", off->inline_fallbacks());
-    family(out, "edge_tls_offload_threads", "gauge",
-           "Crypto threads of the offload (tls.offload_threads, or its auto count).");
-    sample(out, "edge_tls_offload_threads", "", off->thread_count());
-    family(out, "edge_tls_offload_in_flight", "gauge",
-           "Private-key operations queued or running in the offload.");
-    sample(out, "edge_tls_offload_in_flight", "", off->in_flight());
-    family(out, "edge_tls_offload_cpu_nanoseconds_total", "counter",
-           "CPU time of the offload threads.");
-    sample(out, "edge_tls_offload_cpu_nanoseconds_total", "", off->cpu_ns());
+    out.family("edge_tls_offload_completed_total", "counter",
+               "Private-key operations run by the offload threads.");
+    out.sample(off->completed());
+    out.family("edge_tls_offload_inline_total", "counter",
+               "Private-key operations signed in place: offload queue full.");
+    out.sample(off->inline_fallbacks());
+    out.family("edge_tls_offload_threads", "gauge",
+               "Crypto threads of the offload (tls.offload_threads, or its auto count).");
+    out.sample(off->thread_count());
+    out.family("edge_tls_offload_in_flight", "gauge",
+               "Private-key operations queued or running in the offload.");
+    out.sample(off->in_flight());
+    out.family("edge_tls_offload_cpu_nanoseconds_total", "counter",
+               "CPU time of the offload threads.");
+    out.sample(off->cpu_ns());
   }
 }
 
@@ -137,17 +124,14 @@ std::vector<cert_expiry> read_cert_expiry(const config& c) {
   return out;
 }
 
-void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs,
+void append_cert_expiry_metrics(prom_text::writer& out, const std::vector<cert_expiry>& certs,
                                 int64_t now) {
   if (certs.empty()) return;
-  prom_text::header(
-      out, "edge_tls_certificate_expiry_seconds", "gauge",
+  out.family(
+      "edge_tls_certificate_expiry_seconds", "gauge",
       "Seconds until the served certificate's notAfter (negative: expired), by service and name.");
   for (const auto& e : certs)
-    prom_text::sample(
-        out, "edge_tls_certificate_expiry_seconds",
-        prom_text::label("service", e.service) + "," + prom_text::label("name", e.name),
-        static_cast<double>(e.not_after - now));
+    out.sample({{"service", e.service}, {"name", e.name}}, e.not_after - now);
 }
 
 }  // namespace edge

@@ -6,12 +6,13 @@
 #include <vector>
 
 #include "edge/config.hh"
+#include "edge/prom_text.hh"
 #include "tls/offload.hh"
 #include "tls/worker.hh"
 
 namespace edge {
 
-void append_tls_metrics(std::string& out, const std::vector<const tls::worker*>& workers,
+void append_tls_metrics(prom_text::writer& out, const std::vector<const tls::worker*>& workers,
                         const tls::offload* off);
 
 // When each served certificate expires: read from the leaf of every tls service's certificate
@@ -25,7 +26,7 @@ struct cert_expiry {
 std::vector<cert_expiry> read_cert_expiry(const config& c);
 // edge_tls_certificate_expiry_seconds{service,name}: seconds from now until notAfter (negative
 // once expired).
-void append_cert_expiry_metrics(std::string& out, const std::vector<cert_expiry>& certs,
+void append_cert_expiry_metrics(prom_text::writer& out, const std::vector<cert_expiry>& certs,
                                 int64_t now);
 
 }  // namespace edge

@@ -1,25 +1,11 @@
 #include "waf_metrics.hh"
 
-#include "prom_text.hh"
-
-#include <array>
-#include <cstdio>
 #include <map>
-#include <tuple>
 
 namespace edge {
 
-namespace {
-
-using prom_text::header;
-using prom_text::sample;
-
-// Label values come from config (service names) and rule error text: escaped.
-using prom_text::label_value;
-
-}  // namespace
-
-void append_waf_service_metrics(std::string& out, std::span<const waf_worker* const> workers) {
+void append_waf_service_metrics(prom_text::writer& out,
+                                std::span<const waf_worker* const> workers) {
   if (workers.empty()) return;
   // Summed over workers by service name (each worker numbers its services in its own order).
   struct svc {
@@ -56,108 +42,106 @@ void append_waf_service_metrics(std::string& out, std::span<const waf_worker* co
        "Requests that matched rules without being blocked, by service", &svc::detected},
   };
   for (const auto& f : families) {
-    header(out, f.name, "counter", f.help);
-    for (const auto& [name, s] : by_service)
-      sample(out, f.name, "service=\"" + label_value(name) + "\"", static_cast<double>(s.*f.field));
+    out.family(f.name, "counter", f.help);
+    for (const auto& [name, s] : by_service) out.sample({{"service", name}}, s.*f.field);
   }
-  header(out, "edge_waf_rule_matches_total", "counter", "Rule matches by service and rule id");
+  out.family("edge_waf_rule_matches_total", "counter", "Rule matches by service and rule id");
   for (const auto& [key, count] : matches)
-    sample(out, "edge_waf_rule_matches_total",
-           "service=\"" + label_value(key.first) + "\",rule=\"" + std::to_string(key.second) + "\"",
-           static_cast<double>(count));
-  header(out, "edge_waf_rule_matches_uncounted_total", "counter",
-         "Rule matches not counted by rule: a worker's table of (service, rule) keys or services "
-         "was full");
-  sample(out, "edge_waf_rule_matches_uncounted_total", "",
-         static_cast<double>(full + services_full));
+    out.sample({{"service", key.first}, {"rule", std::to_string(key.second)}}, count);
+  out.family("edge_waf_rule_matches_uncounted_total", "counter",
+             "Rule matches not counted by rule: a worker's table of (service, rule) keys or "
+             "services was full");
+  out.sample(full + services_full);
 }
 
-void append_waf_metrics(std::string& out, const waf_metrics_sources& src) {
-  // Worker counters, summed. The X-macro keeps the list in step with waf::worker_stats.
-#define X(n)                                                                   \
-  {                                                                            \
-    uint64_t sum = 0;                                                          \
-    for (const auto* w : src.workers) sum += w->n.get();                       \
-    header(out, "edge_waf_" #n "_total", "counter", "WAF worker counter " #n); \
-    sample(out, "edge_waf_" #n "_total", "", static_cast<double>(sum));        \
-  }
-  WAF_STATS(X)
+void append_waf_metrics(prom_text::writer& out, const waf_metrics_sources& src) {
+  // Worker counters, summed; one family per WAF_STATS row.
+  struct counter_row {
+    const char* name;
+    const char* help;
+    common::counter waf::worker_stats::*field;
+  };
+  static constexpr counter_row rows[] = {
+#define X(n) {"edge_waf_" #n "_total", "WAF worker counter " #n, &waf::worker_stats::n},
+      WAF_STATS(X)
 #undef X
-  header(out, "edge_waf_parse_errors_total", "counter",
-         "HTTP requests refused by the parser, by reason");
+  };
+  for (const counter_row& r : rows) {
+    uint64_t sum = 0;
+    for (const auto* w : src.workers) sum += (w->*r.field).get();
+    out.family(r.name, "counter", r.help);
+    out.sample(sum);
+  }
+  out.family("edge_waf_parse_errors_total", "counter",
+             "HTTP requests refused by the parser, by reason");
   for (size_t e = 1; e < waf::http_error_count; ++e) {
     uint64_t sum = 0;
     for (const auto* w : src.workers) sum += w->parse_errors[e].get();
-    sample(out, "edge_waf_parse_errors_total",
-           std::string("reason=\"") + waf::to_string(static_cast<waf::http_error>(e)) + "\"",
-           static_cast<double>(sum));
+    out.sample({{"reason", waf::to_string(static_cast<waf::http_error>(e))}}, sum);
   }
-  header(out, "edge_waf_body_errors_total", "counter",
-         "Request bodies their processor could not parse, by reason");
+  out.family("edge_waf_body_errors_total", "counter",
+             "Request bodies their processor could not parse, by reason");
   for (size_t e = 1; e < waf::body_error_count; ++e) {
     uint64_t sum = 0;
     for (const auto* w : src.workers) sum += w->body_errors[e].get();
-    sample(out, "edge_waf_body_errors_total",
-           std::string("reason=\"") + waf::to_string(static_cast<waf::body_error>(e)) + "\"",
-           static_cast<double>(sum));
+    out.sample({{"reason", waf::to_string(static_cast<waf::body_error>(e))}}, sum);
   }
   if (src.control != nullptr) {
     auto m = src.control->metrics();
-    header(out, "edge_waf_reloads_total", "counter",
-           "WAF rules loads by outcome (initial load included)");
-    sample(out, "edge_waf_reloads_total", "outcome=\"ok\"", static_cast<double>(m.reloads_ok));
-    sample(out, "edge_waf_reloads_total", "outcome=\"failed\"",
-           static_cast<double>(m.reloads_failed));
-    header(out, "edge_waf_rules_generation", "gauge", "Generation of the serving WAF rules");
-    sample(out, "edge_waf_rules_generation", "", static_cast<double>(m.generation));
-    header(out, "edge_waf_rules", "gauge", "Rules in the serving WAF rule set");
-    sample(out, "edge_waf_rules", "", static_cast<double>(m.rules));
-    header(out, "edge_waf_expressions", "gauge",
-           "Hyperscan expressions in the serving WAF rule set");
-    sample(out, "edge_waf_expressions", "", static_cast<double>(m.expressions));
-    header(out, "edge_waf_last_compile_milliseconds", "gauge",
-           "Load + compile time of the last rules (re)load");
-    sample(out, "edge_waf_last_compile_milliseconds",
-           "from_cache=\"" + std::string(m.last_from_cache ? "1" : "0") + "\"", m.last_compile_ms);
-    header(out, "edge_waf_cache_rejected_total", "counter",
-           "Compiled-database cache entries ignored (other rules, Hyperscan version or platform, "
-           "checksum, owner or mode) and rebuilt");
-    sample(out, "edge_waf_cache_rejected_total", "", static_cast<double>(m.cache_rejected));
-    header(out, "edge_waf_cache_store_failed_total", "counter",
-           "Compiled databases that could not be written to the cache");
-    sample(out, "edge_waf_cache_store_failed_total", "", static_cast<double>(m.cache_store_failed));
-    header(out, "edge_waf_compile_seconds_total", "counter",
-           "Time spent loading and compiling rules (every attempt, failed ones included)");
-    sample(out, "edge_waf_compile_seconds_total", "", m.compile_ms_total / 1000.0);
-    header(out, "edge_waf_last_reload_milliseconds", "gauge",
-           "Last successful rules (re)load: compile, bind and publication to the workers");
-    sample(out, "edge_waf_last_reload_milliseconds", "", m.last_reload_ms);
-    header(out, "edge_waf_reload_seconds_total", "counter",
-           "Time of every successful rules (re)load, compile to publication");
-    sample(out, "edge_waf_reload_seconds_total", "", m.reload_ms_total / 1000.0);
-    header(out, "edge_waf_last_reload_error", "gauge",
-           "1 while the last rules reload failed (label: its error)");
-    sample(out, "edge_waf_last_reload_error",
-           m.last_error.empty() ? std::string() : "error=\"" + label_value(m.last_error) + "\"",
-           m.last_error.empty() ? 0 : 1);
+    out.family("edge_waf_reloads_total", "counter",
+               "WAF rules loads by outcome (initial load included)");
+    out.sample({{"outcome", "ok"}}, m.reloads_ok);
+    out.sample({{"outcome", "failed"}}, m.reloads_failed);
+    out.family("edge_waf_rules_generation", "gauge", "Generation of the serving WAF rules");
+    out.sample(m.generation);
+    out.family("edge_waf_rules", "gauge", "Rules in the serving WAF rule set");
+    out.sample(m.rules);
+    out.family("edge_waf_expressions", "gauge",
+               "Hyperscan expressions in the serving WAF rule set");
+    out.sample(m.expressions);
+    out.family("edge_waf_last_compile_milliseconds", "gauge",
+               "Load + compile time of the last rules (re)load");
+    out.sample({{"from_cache", m.last_from_cache ? "1" : "0"}}, m.last_compile_ms);
+    out.family(
+        "edge_waf_cache_rejected_total", "counter",
+        "Compiled-database cache entries ignored (other rules, Hyperscan version or platform, "
+        "checksum, owner or mode) and rebuilt");
+    out.sample(m.cache_rejected);
+    out.family("edge_waf_cache_store_failed_total", "counter",
+               "Compiled databases that could not be written to the cache");
+    out.sample(m.cache_store_failed);
+    out.family("edge_waf_compile_seconds_total", "counter",
+               "Time spent loading and compiling rules (every attempt, failed ones included)");
+    out.sample(m.compile_ms_total / 1000.0);
+    out.family("edge_waf_last_reload_milliseconds", "gauge",
+               "Last successful rules (re)load: compile, bind and publication to the workers");
+    out.sample(m.last_reload_ms);
+    out.family("edge_waf_reload_seconds_total", "counter",
+               "Time of every successful rules (re)load, compile to publication");
+    out.sample(m.reload_ms_total / 1000.0);
+    out.family("edge_waf_last_reload_error", "gauge",
+               "1 while the last rules reload failed (label: its error)");
+    if (m.last_error.empty())
+      out.sample(0);
+    else
+      out.sample({{"error", m.last_error}}, 1);
   }
   append_waf_service_metrics(out, src.worker_state);
   if (src.audit != nullptr) {
-    header(out, "edge_waf_rule_hits_total", "counter",
-           "Audit entries by service, rule id and verdict");
+    out.family("edge_waf_rule_hits_total", "counter",
+               "Audit entries by service, rule id and verdict");
     for (const auto& h : src.audit->rule_hits())
-      sample(out, "edge_waf_rule_hits_total",
-             "service=\"" + label_value(h.service) + "\",rule=\"" + std::to_string(h.rule_id) +
-                 "\",verdict=\"" + to_string(h.verdict) + "\"",
-             static_cast<double>(h.count));
+      out.sample({{"service", h.service},
+                  {"rule", std::to_string(h.rule_id)},
+                  {"verdict", to_string(h.verdict)}},
+                 h.count);
     uint64_t dropped = 0;
     for (const auto* r : src.audit->rings()) dropped += r->dropped();
-    header(out, "edge_waf_audit_dropped_total", "counter",
-           "Audit entries dropped because a worker's ring was full");
-    sample(out, "edge_waf_audit_dropped_total", "", static_cast<double>(dropped));
-    header(out, "edge_waf_audit_written_total", "counter",
-           "Audit entries written to the audit log");
-    sample(out, "edge_waf_audit_written_total", "", static_cast<double>(src.audit->written()));
+    out.family("edge_waf_audit_dropped_total", "counter",
+               "Audit entries dropped because a worker's ring was full");
+    out.sample(dropped);
+    out.family("edge_waf_audit_written_total", "counter", "Audit entries written to the audit log");
+    out.sample(src.audit->written());
   }
 }
 

@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 
+#include "edge/prom_text.hh"
 #include "waf/inspector.hh"
 #include "waf_audit.hh"
 #include "waf_conn.hh"
@@ -20,8 +21,8 @@ struct waf_metrics_sources {
   std::span<const waf_worker* const> worker_state;
 };
 
-void append_waf_metrics(std::string& out, const waf_metrics_sources& src);
+void append_waf_metrics(prom_text::writer& out, const waf_metrics_sources& src);
 // The per-service and per-rule part (append_waf_metrics includes it).
-void append_waf_service_metrics(std::string& out, std::span<const waf_worker* const> workers);
+void append_waf_service_metrics(prom_text::writer& out, std::span<const waf_worker* const> workers);
 
 }  // namespace edge

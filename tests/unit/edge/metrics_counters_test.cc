@@ -1,12 +1,14 @@
-// Every counter of l4::tcp::counters and l4::lb::lb_counters is in /metrics, summed over workers,
-// under the names dashboards already use. The structs and the families come from one .def table
-// each; the size checks catch a counter added to a struct outside its table.
+// Every counter of l4::tcp::counters and l4::lb::lb_counters, every relay end and every admin
+// counter is in /metrics, summed over workers, under the names dashboards already use. The
+// structs and the families come from one table each; the size checks catch a counter added to a
+// struct outside its table. And the one writer: label values escaped, HELP/TYPE once per family.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "edge/admin.hh"
 #include "edge/metrics_counters.hh"
 
 namespace {
@@ -30,8 +32,9 @@ void check_all_exported(const edge::counter_family<Counters> (&families)[N]) {
     (b.*families[i].field).set(1000 * (i + 1));
   }
   const Counters* workers[] = {&a, &b};
-  std::string out;
-  edge::append_counter_families<Counters>(out, families, workers);
+  edge::prom_text::writer page;
+  edge::append_counter_families<Counters>(page, families, workers);
+  const std::string& out = page.text();
   for (size_t i = 0; i < N; ++i) {
     const std::string name = families[i].name;
     EXPECT_NE(out.find("# TYPE " + name + " " + families[i].type + "\n"), std::string::npos)
@@ -84,9 +87,95 @@ TEST(metrics_counters, names_kept_and_missing_ones_added) {
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "a name twice";
 }
 
+// Each EDGE_RELAY_ENDS row is a sample of edge_relay_ends_total, summed over workers.
+TEST(metrics_counters, every_relay_end_is_exported) {
+  edge::relay_counters a, b;
+  for (size_t r = 0; r < edge::relay_end_count; ++r) {
+    a.ends[r].set(r + 1);
+    b.ends[r].set(1000 * (r + 1));
+  }
+  const edge::relay_counters* workers[] = {&a, &b};
+  edge::prom_text::writer page;
+  edge::append_relay_families(page, workers);
+  const std::string& out = page.text();
+  size_t r = 0;
+#define X(name, desc)                                                    \
+  EXPECT_NE(out.find("\nedge_relay_ends_total{outcome=\"" #name "\"} " + \
+                     std::to_string(1001 * (r + 1)) + "\n"),             \
+            std::string::npos)                                           \
+      << #name " not exported with the sum over workers\n"               \
+      << out;                                                            \
+  ++r;
+  EDGE_RELAY_ENDS(X)
+#undef X
+  EXPECT_EQ(r, edge::relay_end_count);
+}
+
+// Each EDGE_ADMIN_COUNTERS row is a family with its help and its value.
+TEST(metrics_counters, every_admin_counter_is_exported) {
+  edge::admin_counters c;
+  uint64_t v = 0;
+#define X(member, name, help) c.member = ++v * 7;
+  EDGE_ADMIN_COUNTERS(X)
+#undef X
+  edge::prom_text::writer page;
+  edge::append_admin_counters(page, c);
+  const std::string& out = page.text();
+  v = 0;
+#define X(member, name, help)                                                         \
+  ++v;                                                                                \
+  EXPECT_NE(out.find("# HELP " name " " help "\n# TYPE " name " counter\n" name " " + \
+                     std::to_string(v * 7) + "\n"),                                   \
+            std::string::npos)                                                        \
+      << name " not exported\n"                                                       \
+      << out;
+  EDGE_ADMIN_COUNTERS(X)
+#undef X
+  // and the server renders that table
+  edge::admin_server server;
+  edge::prom_text::writer served;
+  server.append_metrics(served);
+#define X(member, name, help) \
+  EXPECT_NE(served.text().find("\n" name " 0\n"), std::string::npos) << name;
+  EDGE_ADMIN_COUNTERS(X)
+#undef X
+}
+
+// A hostile label value (quote, backslash, newline) is escaped and stays one sample line.
 TEST(prom_text, label_values_are_escaped) {
-  EXPECT_EQ(edge::prom_text::label("service", "plain"), "service=\"plain\"");
-  EXPECT_EQ(edge::prom_text::label("service", "a\"b\\c\nd"), "service=\"a\\\"b\\\\c\\nd\"");
+  edge::prom_text::writer w;
+  w.family("edge_x_total", "counter", "X.");
+  w.sample({{"service", "plain"}}, 1);
+  w.sample({{"service", "a\"b\\c\nd"}, {"rule", "9"}}, 2);
+  w.sample({{"service", "x\"} 99\nedge_forged_total 1\n"}}, 3);
+  EXPECT_EQ(w.text(),
+            "# HELP edge_x_total X.\n# TYPE edge_x_total counter\n"
+            "edge_x_total{service=\"plain\"} 1\n"
+            "edge_x_total{service=\"a\\\"b\\\\c\\nd\",rule=\"9\"} 2\n"
+            "edge_x_total{service=\"x\\\"} 99\\nedge_forged_total 1\\n\"} 3\n");
+  EXPECT_EQ(std::count(w.text().begin(), w.text().end(), '\n'), 5);
+}
+
+// HELP and TYPE once per family, however many samples, and a family named again adds none.
+TEST(prom_text, header_once_per_family) {
+  edge::prom_text::writer w;
+  w.family("edge_y", "gauge", "Y.");
+  for (int i = 0; i < 100; ++i) w.sample({{"i", std::to_string(i)}}, i);
+  w.family("edge_z_seconds", "gauge", "Z.");
+  w.sample(-1.5);
+  w.family("edge_y", "gauge", "Y.");
+  w.sample({{"i", "100"}}, uint64_t{18446744073709551615u});
+  const std::string& t = w.text();
+  auto count = [&](const std::string& s) {
+    size_t n = 0;
+    for (size_t at = t.find(s); at != std::string::npos; at = t.find(s, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("# HELP edge_y "), 1u);
+  EXPECT_EQ(count("# TYPE edge_y gauge\n"), 1u);
+  EXPECT_EQ(count("\nedge_y{i="), 101u);
+  EXPECT_NE(t.find("\nedge_z_seconds -1.5\n"), std::string::npos);
+  EXPECT_NE(t.find("\nedge_y{i=\"100\"} 18446744073709551615\n"), std::string::npos);
 }
 
 }  // namespace

@@ -110,9 +110,10 @@ TEST(waf_integration, rule_change_applies_to_new_connections_old_ones_continue_a
   EXPECT_NE(line.find("\"request_id\":\"" + std::string(new_conn->last_request_id()) + "\""),
             std::string::npos);
 
-  std::string text;
   const waf::worker_stats* ws[] = {&(*w)->stats()};
-  edge::append_waf_metrics(text, {.control = ctl->get(), .workers = ws, .audit = audit->get()});
+  edge::prom_text::writer page;
+  edge::append_waf_metrics(page, {.control = ctl->get(), .workers = ws, .audit = audit->get()});
+  const std::string& text = page.text();
   EXPECT_NE(
       text.find("edge_waf_rule_hits_total{service=\"web\",rule=\"100900\",verdict=\"block\"} 1\n"),
       std::string::npos)

@@ -572,8 +572,9 @@ TEST_F(fixture, requests_and_rule_matches_are_counted_by_service) {
 
   // Two workers' tables summed: the same worker twice doubles every figure.
   const edge::waf_worker* ws[] = {w.get(), w.get()};
-  std::string text;
-  edge::append_waf_service_metrics(text, ws);
+  edge::prom_text::writer page;
+  edge::append_waf_service_metrics(page, ws);
+  const std::string& text = page.text();
   for (const auto& want : {"edge_waf_service_inspected_total{service=\"web\"} 4\n",
                            "edge_waf_service_blocked_total{service=\"web\"} 2\n",
                            "edge_waf_service_detected_total{service=\"web\"} 0\n",
