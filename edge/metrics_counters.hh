@@ -69,6 +69,18 @@ inline void append_relay_families(prom_text::writer& w,
     for (const relay_counters* c : per_worker) v += c->ends[r].get();
     w.sample({{"outcome", relay_end_names[r]}}, v);
   }
+  w.family("edge_relay_connections", "gauge",
+           "Relayed connections by state (edge/relay.hh relay_state; ended: awaiting the end of "
+           "the event that ended them).");
+  for (size_t st = 0; st < relay_state_count; ++st) {
+    if (static_cast<relay_state>(st) == relay_state::free) continue;
+    uint64_t v = 0;
+    for (const relay_counters* c : per_worker) v += c->states[st].get();
+    w.sample({{"state", relay_state_names[st]}}, v);
+  }
+  w.family("edge_relay_bad_moves_total", "counter",
+           "State moves outside relay_state_moves, refused (a bug: report it).");
+  w.sample(sum(&relay_counters::bad_moves));
 }
 
 }  // namespace edge

@@ -111,6 +111,30 @@ TEST(metrics_counters, every_relay_end_is_exported) {
   EXPECT_EQ(r, edge::relay_end_count);
 }
 
+// Each EDGE_RELAY_STATES row but free is a sample of edge_relay_connections, summed over workers.
+TEST(metrics_counters, every_relay_state_is_exported) {
+  edge::relay_counters a, b;
+  for (size_t st = 0; st < edge::relay_state_count; ++st) {
+    a.states[st].set(st + 1);
+    b.states[st].set(1000 * (st + 1));
+  }
+  a.bad_moves.set(2);
+  const edge::relay_counters* workers[] = {&a, &b};
+  edge::prom_text::writer page;
+  edge::append_relay_families(page, workers);
+  const std::string& out = page.text();
+  for (size_t st = 0; st < edge::relay_state_count; ++st) {
+    const std::string line = "\nedge_relay_connections{state=\"" +
+                             std::string(edge::relay_state_names[st]) + "\"} " +
+                             std::to_string(1001 * (st + 1)) + "\n";
+    if (static_cast<edge::relay_state>(st) == edge::relay_state::free)
+      EXPECT_EQ(out.find("state=\"free\""), std::string::npos);
+    else
+      EXPECT_NE(out.find(line), std::string::npos) << edge::relay_state_names[st] << "\n" << out;
+  }
+  EXPECT_NE(out.find("\nedge_relay_bad_moves_total 2\n"), std::string::npos) << out;
+}
+
 // Each EDGE_ADMIN_COUNTERS row is a family with its help and its value.
 TEST(metrics_counters, every_admin_counter_is_exported) {
   edge::admin_counters c;
