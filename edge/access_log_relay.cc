@@ -1,4 +1,4 @@
-// The relay's one access-log call: at a connection's end (relay::release), what the relay knows
+// The relay's one access-log call: at a connection's end (relay::end), what the relay knows
 // of it becomes an access_record in the worker's ring. No allocation, no lock, no syscall but the
 // clock: a full ring drops the record (counted).
 #include <ctime>

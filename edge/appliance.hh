@@ -15,6 +15,8 @@
 #include "edge/config.hh"
 #include "edge/drain.hh"
 #include "edge/flow_steer.hh"
+#include "edge/inspection/waf_audit.hh"
+#include "edge/inspection/waf_control.hh"
 #include "edge/metrics_tls.hh"
 #include "edge/ports.hh"
 #include "edge/service_limits.hh"
@@ -23,8 +25,6 @@
 #include "tls/context.hh"
 #include "tls/offload.hh"
 #include "upstream/health_checker.hh"
-#include "waf/waf_audit.hh"
-#include "waf/waf_control.hh"
 
 namespace edge {
 

@@ -7,28 +7,16 @@
 #include <nlohmann/json.hpp>
 
 #include "edge/appliance.hh"
+#include "edge/inspection/waf_metrics.hh"
 #include "edge/limits_metrics.hh"
 #include "edge/metrics_counters.hh"
 #include "edge/metrics_tls.hh"
 #include "edge/prom_text.hh"
-#include "waf/waf_metrics.hh"
 
 namespace edge {
 namespace {
 
 using prom_text::label;
-
-const char* severity_name(l4::severity s) {
-  switch (s) {
-    case l4::severity::info:
-      return "info";
-    case l4::severity::warn:
-      return "warn";
-    case l4::severity::error:
-      return "error";
-  }
-  return "?";
-}
 
 uint64_t drops_of(const worker_context& w, size_t reason) {
   uint64_t v = w.stats.drops.by_reason[reason].get();
@@ -187,7 +175,7 @@ std::string appliance::metrics_text() const {
     uint64_t v = 0;
     for (const auto& w : workers_) v += drops_of(*w, r);
     const auto& info = l4::drop_table[r];
-    p.sample({{"reason", info.name}, {"severity", severity_name(info.sev)}}, v);
+    p.sample({{"reason", info.name}, {"severity", l4::to_string(info.sev)}}, v);
   }
 
   p.family("edge_local_replies_total", "counter",

@@ -322,6 +322,7 @@ void relay::end(conn& rc, relay_end why) {
   rh_unlink(rc);
   if (rc.tls != nullptr) hs_unlink(rc);
   if (alog_ != nullptr) log_access(rc);
+  rc.up = nullptr;  // aborted or closed by now: the object may serve another connection already
   rc.next_free = ending_head_;
   ending_head_ = static_cast<uint32_t>(&rc - slots_.get());
   ++n_ending_;
@@ -390,7 +391,6 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
       return false;  // the stack resets the client
     }
   }
-  if (alog_ != nullptr) log_accept(*rc, info);
   // HTTP services open the upstream once the first request head has passed the WAF (a connection
   // flood must not become one on the gateways); kind tls once the handshake has finished, when the
   // PROXY header can carry what was negotiated; other services now (the server may speak first).
@@ -404,6 +404,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
       return false;
     }
   }
+  if (alog_ != nullptr) log_accept(*rc, info);  // from here on it has a line
   if (s.head_timeout_tsc != 0) rh_link(*rc, s, rte_rdtsc());
   rc->tcp = c;
   stack_->set_context(c, rc);

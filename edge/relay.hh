@@ -33,6 +33,7 @@
 #include "common/result.hh"
 #include "edge/access_log.hh"
 #include "edge/config.hh"
+#include "edge/inspection/waf_conn.hh"
 #include "edge/relay_stage.hh"
 #include "l4/packet.hh"
 #include "l4/tcp/stack.hh"
@@ -42,7 +43,6 @@
 #include "upstream/upstream_conn.hh"
 #include "upstream/upstream_pool.hh"
 #include "upstream/uring.hh"
-#include "waf/waf_conn.hh"
 
 namespace edge {
 
@@ -348,7 +348,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
                      const tls::peer_info* ti);
   // The client's bytes as the relay forwards them: the TCP receive buffer, or for kind tls the
   // plaintext buffer, refilled from the session when empty. src_peek returns false when the
-  // connection ended (TLS failure: released).
+  // connection ended (TLS failure).
   bool src_peek(conn& rc, std::span<const uint8_t>& out);
   void src_consume(conn& rc, size_t n);
   bool client_eof(conn& rc) const;
@@ -373,7 +373,7 @@ class relay final : public l4::tcp::app, public upstream::upstream_events {
   void rh_unlink(conn& rc);
   void expire_heads(uint64_t now);
   void head_timeout(conn& rc);
-  bool open_deferred(conn& rc);  // false: failed, the connection was reset and released
+  bool open_deferred(conn& rc);  // false: failed, the connection was reset and ended
   void refuse(const service& s, relay_end e);
   void refuse(const service& s, conn& rc, relay_end e);  // with a slot taken: ends it
 

@@ -2,7 +2,7 @@
 // The stages of a relayed connection. A service's connections run through a chain that starts at
 // the client's TCP connection (the userspace stack) and ends at the upstream (io_uring socket):
 //
-//   TCP in ─▶ tls ─▶ limits ─▶ waf ─▶ upstream
+//   TCP in ─▶ limits ─▶ tls ─▶ waf ─▶ upstream
 //
 // The ends belong to the relay; the stages between are listed once, in order, in
 // EDGE_RELAY_CHAIN below, and each lives in its own file (edge/stage_<name>.cc). At accept a
@@ -68,10 +68,11 @@ class relay_stage {
   virtual void close(relay_conn&) {}
 };
 
-// The chain, in order: one line per stage.
+// The chain, in order: one line per stage. limits comes first, so that a connection it refuses
+// costs no TLS session or WAF state (a flood is what those limits shed).
 #define EDGE_RELAY_CHAIN(X) \
-  X(tls)                    \
   X(limits)                 \
+  X(tls)                    \
   X(waf)
 
 #define EDGE_RELAY_STAGE_FACTORY(name) std::unique_ptr<relay_stage> make_##name##_stage(relay& r);
@@ -79,5 +80,9 @@ EDGE_RELAY_CHAIN(EDGE_RELAY_STAGE_FACTORY)
 #undef EDGE_RELAY_STAGE_FACTORY
 
 inline constexpr size_t relay_stage_max = 8;  // bits in relay_conn::stages
+#define EDGE_RELAY_STAGE_COUNT(name) +1
+static_assert(0 EDGE_RELAY_CHAIN(EDGE_RELAY_STAGE_COUNT) <= relay_stage_max,
+              "more stages than relay_conn::stages has bits");
+#undef EDGE_RELAY_STAGE_COUNT
 
 }  // namespace edge

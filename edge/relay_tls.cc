@@ -233,7 +233,7 @@ void relay::tls_fail(conn& rc, relay_end why, bool reset) {
   end(rc, why);
 }
 
-// The WAF's block response, encrypted, then close_notify and FIN. The caller releases.
+// The WAF's block response, encrypted, then close_notify and FIN. The caller ends the connection.
 void relay::tls_block(conn& rc, std::span<const char> response) {
   tls::session& ss = *rc.tls;
   ss.write({reinterpret_cast<const uint8_t*>(response.data()), response.size()});

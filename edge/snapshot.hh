@@ -11,11 +11,11 @@
 #include <rte_rcu_qsbr.h>
 
 #include "edge/config.hh"
+#include "edge/inspection/waf_control.hh"
 #include "edge/service_index.hh"
 #include "l4/lb/lb_config.hh"
 #include "l4/local.hh"
 #include "tls/context.hh"
-#include "waf/waf_control.hh"
 
 namespace edge {
 

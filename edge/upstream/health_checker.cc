@@ -20,33 +20,8 @@
 namespace edge::upstream {
 
 const char* to_string(health_failure f) {
-  switch (f) {
-    case health_failure::none:
-      return "none";
-    case health_failure::connect_refused:
-      return "connect_refused";
-    case health_failure::connect_timeout:
-      return "connect_timeout";
-    case health_failure::connect_error:
-      return "connect_error";
-    case health_failure::send_error:
-      return "send_error";
-    case health_failure::recv_error:
-      return "recv_error";
-    case health_failure::timeout:
-      return "timeout";
-    case health_failure::closed_early:
-      return "closed_early";
-    case health_failure::bad_response:
-      return "bad_response";
-    case health_failure::bad_status:
-      return "bad_status";
-    case health_failure::no_resources:
-      return "no_resources";
-    case health_failure::proxy_rejected:
-      return "proxy_rejected";
-  }
-  return "unknown";
+  static constexpr const char* texts[] = {EDGE_HEALTH_FAILURES(COMMON_ENUM_TEXT)};
+  return common::enum_text(f, texts, "unknown");
 }
 
 const char* explain(health_failure f, bool proxy_v2) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/counter.hh"
+#include "common/enum_text.hh"
 #include "common/result.hh"
 #include "l4/ip_addr.hh"
 
@@ -44,21 +45,22 @@ struct health_target {
 };
 
 // Why a check failed, named for metrics and logs.
-enum class health_failure : uint8_t {
-  none,
-  connect_refused,
-  connect_timeout,
-  connect_error,
-  send_error,
-  recv_error,
-  timeout,
-  closed_early,
-  bad_response,
-  bad_status,
-  no_resources,
-  proxy_rejected  // HTTP 400 to a check that sent a PROXY v2 header: a backend without PROXY
-                  // protocol
-};
+// proxy_rejected: HTTP 400 to a check that sent a PROXY v2 header (a backend without PROXY
+// protocol).
+#define EDGE_HEALTH_FAILURES(X)         \
+  X(none, "none")                       \
+  X(connect_refused, "connect_refused") \
+  X(connect_timeout, "connect_timeout") \
+  X(connect_error, "connect_error")     \
+  X(send_error, "send_error")           \
+  X(recv_error, "recv_error")           \
+  X(timeout, "timeout")                 \
+  X(closed_early, "closed_early")       \
+  X(bad_response, "bad_response")       \
+  X(bad_status, "bad_status")           \
+  X(no_resources, "no_resources")       \
+  X(proxy_rejected, "proxy_rejected")
+enum class health_failure : uint8_t { EDGE_HEALTH_FAILURES(COMMON_ENUMERATOR) };
 const char* to_string(health_failure f);
 // What a check's outcome means for an operator (logs, /stats): names a likely PROXY protocol
 // mismatch between the pool and the backend. `proxy_v2`: the check sent a PROXY v2 header.

@@ -13,23 +13,8 @@
 namespace edge::upstream {
 
 const char* to_string(upstream_error e) {
-  switch (e) {
-    case upstream_error::no_backend:
-      return "no_backend";
-    case upstream_error::connect_failed:
-      return "connect_failed";
-    case upstream_error::connect_timeout:
-      return "connect_timeout";
-    case upstream_error::reset:
-      return "reset";
-    case upstream_error::io_error:
-      return "io_error";
-    case upstream_error::no_resources:
-      return "no_resources";
-    case upstream_error::proxy_header:
-      return "proxy_header";
-  }
-  return "unknown";
+  static constexpr const char* texts[] = {EDGE_UPSTREAM_ERRORS(COMMON_ENUM_TEXT)};
+  return common::enum_text(e, texts, "unknown");
 }
 
 // ---- pool of connection objects ----

@@ -21,6 +21,7 @@
 
 #include "byte_ring.hh"
 #include "common/counter.hh"
+#include "common/enum_text.hh"
 #include "common/result.hh"
 #include "proxy_v2.hh"
 #include "upstream_pool.hh"
@@ -28,15 +29,20 @@
 
 namespace edge::upstream {
 
-enum class upstream_error : uint8_t {
-  no_backend,       // nothing healthy to connect to
-  connect_failed,   // every attempt was refused/unreachable (the last errno is given)
-  connect_timeout,  // ... and the last one timed out
-  reset,            // the upstream reset an established connection (ECONNRESET, EPIPE)
-  io_error,         // any other socket error
-  no_resources,     // connection objects or sockets exhausted
-  proxy_header,     // the PROXY v2 header did not fit the tx buffer or was invalid
-};
+// no_backend: nothing healthy to connect to; connect_failed: every attempt was refused or
+// unreachable (the last errno is given); connect_timeout: ... and the last one timed out; reset:
+// the upstream reset an established connection (ECONNRESET, EPIPE); io_error: any other socket
+// error; no_resources: connection objects or sockets exhausted; proxy_header: the PROXY v2 header
+// did not fit the tx buffer or was invalid.
+#define EDGE_UPSTREAM_ERRORS(X)         \
+  X(no_backend, "no_backend")           \
+  X(connect_failed, "connect_failed")   \
+  X(connect_timeout, "connect_timeout") \
+  X(reset, "reset")                     \
+  X(io_error, "io_error")               \
+  X(no_resources, "no_resources")       \
+  X(proxy_header, "proxy_header")
+enum class upstream_error : uint8_t { EDGE_UPSTREAM_ERRORS(COMMON_ENUMERATOR) };
 const char* to_string(upstream_error e);
 
 class upstream_conn;

@@ -6,10 +6,16 @@
 #include <string_view>
 
 #include "common/counter.hh"
+#include "common/enum_text.hh"
 
 namespace l4 {
 
-enum class severity : uint8_t { info, warn, error };
+#define L4_SEVERITIES(X) X(info, "info") X(warn, "warn") X(error, "error")
+enum class severity : uint8_t { L4_SEVERITIES(COMMON_ENUMERATOR) };
+inline const char* to_string(severity s) {
+  static constexpr const char* texts[] = {L4_SEVERITIES(COMMON_ENUM_TEXT)};
+  return common::enum_text(s, texts);
+}
 
 enum class drop : uint16_t {
   none = 0,

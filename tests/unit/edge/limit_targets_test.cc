@@ -9,10 +9,10 @@
 #include <fstream>
 #include <string>
 
+#include "edge/inspection/waf_control.hh"
 #include "edge/limit_targets.hh"
 #include "edge/limits_hook.hh"
 #include "edge/snapshot.hh"
-#include "edge/waf/waf_control.hh"
 #include "l4/parse.hh"
 #include "limits/set.hh"
 #include "packet_builder.hh"

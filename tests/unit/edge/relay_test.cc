@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "edge/inspection/waf_audit.hh"
+#include "edge/inspection/waf_control.hh"
 #include "edge/relay.hh"
 #include "edge/snapshot.hh"
-#include "edge/waf/waf_audit.hh"
-#include "edge/waf/waf_control.hh"
 #include "l4/parse.hh"
 #include "packet_builder.hh"
 #include "rules/loader.hh"

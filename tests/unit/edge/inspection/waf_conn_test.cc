@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "edge/inspection/waf_conn.hh"
+#include "edge/inspection/waf_metrics.hh"
 #include "rules/loader.hh"
-#include "waf/waf_conn.hh"
-#include "waf/waf_metrics.hh"
 
 namespace {
 

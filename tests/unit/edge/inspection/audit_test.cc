@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "waf/waf_audit.hh"
+#include "edge/inspection/waf_audit.hh"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <mutex>
 #include <string>
 
-#include "waf/waf_conn.hh"
-#include "waf/waf_control.hh"
-#include "waf/waf_metrics.hh"
+#include "edge/inspection/waf_conn.hh"
+#include "edge/inspection/waf_control.hh"
+#include "edge/inspection/waf_metrics.hh"
 
 namespace {
 

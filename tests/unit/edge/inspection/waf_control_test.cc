@@ -9,7 +9,7 @@
 #include <mutex>
 #include <string>
 
-#include "waf/waf_control.hh"
+#include "edge/inspection/waf_control.hh"
 
 namespace {
 

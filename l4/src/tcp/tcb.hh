@@ -1,5 +1,5 @@
 #pragma once
-// The transmission control block and its per-connection state. Private to l4/tcp.
+// The transmission control block and its per-connection state. Private to l4/src/tcp.
 #include <rte_ether.h>
 
 #include <cstdint>
