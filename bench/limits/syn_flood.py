@@ -21,6 +21,11 @@ runs where the sender runs), for both defenders alike. The defender's CPU is CPU
 SYN-ACKs counted: edged's edge_tcp_syn_cookies_sent_total, the kernel's TcpExtSyncookiesSent (its
 namespace's /proc/net/netstat). SYNs offered: the defender's veth rx packets.
 
+Flood ceiling: the same hping3 flood, alone, at a trivial target: a third veth (fl2 ── sk0, sink
+namespace) whose ingress drops every IP packet, receive steered to CPU 1 like the defenders';
+SYNs/s counted at sk0's rx. A defender whose SYN-ACKs/s reach 80 % of it or more is marked limited
+by the flood (the client), not by its own CPU.
+
 edged's worker polls: while frames keep arriving it never sleeps, so it shows CPU 1 as fully busy
 whatever the flood rate; the kernel only spends what the flood costs it. Unless the flood saturates
 CPU 1, the per-CPU-second figure therefore understates edged; the answered fraction and SYN-ACKs/s
@@ -82,18 +87,21 @@ def steer_to_cpu1(ns, dev):
 
 
 t = h.tag("bsyn")
-fl, dut, be, kern = (h.Namespace(f"{t}{x}") for x in ("f", "d", "b", "k"))
+fl, dut, be, kern, sink = (h.Namespace(f"{t}{x}") for x in ("f", "d", "b", "k", "s"))
 h.veth(fl, "fl0", dut, "dut0")
 h.veth(fl, "fl1", kern, "k0")
+h.veth(fl, "fl2", sink, "sk0")     # the flood's ceiling: a target that drops everything
 h.veth(dut, "kern0", be, "eth0")
-VIP, KVIP, BACKEND = f"{NET}.0.100", f"{NET}.2.100", f"{NET}.1.11"
+VIP, KVIP, BACKEND, SINK = f"{NET}.0.100", f"{NET}.2.100", f"{NET}.1.11", f"{NET}.3.100"
 fl.run(["ip", "addr", "add", f"{NET}.0.2/24", "dev", "fl0"])
 fl.run(["ip", "addr", "add", f"{NET}.2.2/24", "dev", "fl1"])
+fl.run(["ip", "addr", "add", f"{NET}.3.2/24", "dev", "fl2"])
+sink.run(["ip", "addr", "add", f"{SINK}/24", "dev", "sk0"])
 kern.run(["ip", "addr", "add", f"{KVIP}/24", "dev", "k0"])
 kern.run(["ip", "route", "add", "default", "via", f"{NET}.2.2"])   # SYN-ACKs to the random sources
 dut.run(["ip", "addr", "add", f"{NET}.1.2/24", "dev", "kern0"])
 be.run(["ip", "addr", "add", f"{BACKEND}/24", "dev", "eth0"])
-for ns in (fl, dut, be, kern):
+for ns in (fl, dut, be, kern, sink):
     ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
 kern.run(["sysctl", "-qw", "net.ipv4.tcp_syncookies=2"])
 kern.run(["sysctl", "-qw", "net.ipv4.tcp_max_syn_backlog=4096"])
@@ -102,13 +110,14 @@ kern.run(["sysctl", "-qw", "net.core.somaxconn=4096"])
 # netdev ingress hook, the same for both defenders); edged's dut0 gets the same drop, after the
 # af_packet tap (taps see a frame before the ingress hook), so the edged namespace's own IP layer does not also route and discard
 # every SYN (without it, that is about a quarter of CPU 1 in the edged run).
-for ns, dev in ((fl, "fl0"), (fl, "fl1"), (dut, "dut0")):
+for ns, dev in ((fl, "fl0"), (fl, "fl1"), (dut, "dut0"), (sink, "sk0")):
     ns.run(["nft", "add", "table", "netdev", "sink"], check=False)
     ns.run(["nft", "add", "chain", "netdev", "sink", dev,
             f"{{ type filter hook ingress device {dev} priority 0 ; }}"])
     ns.run(["nft", "add", "rule", "netdev", "sink", dev, "meta", "protocol", "ip", "drop"])  # ARP passes
 steer_to_cpu1(dut, "dut0")
 steer_to_cpu1(kern, "k0")
+steer_to_cpu1(sink, "sk0")
 
 listener = kern.popen(["/usr/bin/python3", "-c", f"""
 import socket, sys
@@ -152,13 +161,19 @@ services:
 e = h.Edged(dut, config)
 
 
+def hping3(target):
+    """hping3 on CPU 0, flooding `target`:80 with SYNs from random sources for SECS."""
+    p = fl.popen(["taskset", "-c", "0", "timeout", "-s", "INT", str(SECS), "hping3", "-q", "-S", "-p", "80",
+                  "--flood", "--rand-source", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    h._cleanups.append(p.kill)
+    return p
+
+
 def flood(target, count_synacks, ns, dev):
     """hping3 on CPU 0 floods `target`:80 from random sources for SECS; returns the figures."""
     syn0, rx0, busy0, w0 = count_synacks(), rx_packets(ns, dev), cpu_busy(1), time.time()
     u0 = user_s(e.proc.pid)
-    p = fl.popen(["taskset", "-c", "0", "timeout", "-s", "INT", str(SECS), "hping3", "-q", "-S", "-p", "80",
-                  "--flood", "--rand-source", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    h._cleanups.append(p.kill)
+    p = hping3(target)
     if PERF_DIR:  # where CPU 1's time goes, for each defender
         subprocess.run(["perf", "record", "-q", "-C", "1", "-g", "-o", os.path.join(PERF_DIR, f"{dev}.perf"),
                         "sleep", str(max(1, SECS - 2))], check=False, stdout=subprocess.DEVNULL)
@@ -193,6 +208,15 @@ for name, target, count, ns, dev in (("edged", VIP, edged_synacks, dut, "dut0"),
           f"CPU 1 busy {r['cpu']:.2f} s of {r['wall']:.2f} s", flush=True)
     time.sleep(1)
 
+# The flood's own ceiling: SYNs/s reaching a veth that drops them all (nothing answers, nothing is
+# processed past the ingress hook). A defender answering at 80 % of it or more is limited by the flood.
+rx0, w0 = rx_packets(sink, "sk0"), time.time()
+hping3(SINK).wait(timeout=SECS + 30)
+time.sleep(0.3)
+ceiling = (rx_packets(sink, "sk0") - rx0) / (time.time() - w0)
+print(f"  ceiling: hping3 -> dropping veth {ceiling:9.0f} SYNs/s", flush=True)
+CLIENT_LIMITED = 0.8  # a rate at 80 % of the ceiling or more is the client's limit
+
 ed, kn = res["edged"], res["kernel"]
 print(f"\nSYN flood (hping3 --flood --rand-source on CPU 0, {SECS} s each; defender on CPU 1; "
       f"CPU 1 idle with edged polling: {idle * 100:.0f} %)")
@@ -215,13 +239,24 @@ else:
           "the user-time-only figure is not reported for this run")
 for label, a, b in rows:
     print(f"{label:40} {a:12.3f} {b:12.3f} {(a / b if b else float('inf')):13.3f}")
+share = {who: r["synacks"] / r["wall"] / ceiling if ceiling else None for who, r in res.items()}
+notes = [f"{who}: SYN-ACKs/s at {v:.0%} of hping3's ceiling: limited by the client"
+         for who, v in share.items() if v and v >= CLIENT_LIMITED]
+print(f"hping3's ceiling: {ceiling:.0f} SYNs/s to a dropping veth; SYN-ACKs/s as a share of it: " +
+      ", ".join(f"{who} {v:.2f}" if v else f"{who} n/a" for who, v in share.items()))
+for n in notes:
+    print("note: " + n)
 if os.environ.get("BENCH_JSON"):
     with open(os.environ["BENCH_JSON"], "w") as f:
         json.dump({"figures": [{"metric": label, "who": who, "value": v}
-                               for label, a, b in rows for who, v in (("edged", a), ("kernel", b))],
+                               for label, a, b in rows for who, v in (("edged", a), ("kernel", b))] +
+                              [{"metric": "hping3 ceiling, SYNs/s (to a dropping veth)", "who": "hping3",
+                                "value": ceiling}],
                    "ratios": [{"metric": label, "num": "edged", "den": "kernel", "value": a / b if b else None}
-                              for label, a, b in rows[:2] + ([user_row] if user_row else [])],
-                   "errors": 0}, f, indent=1)
+                              for label, a, b in rows[:2] + ([user_row] if user_row else [])] +
+                             [{"metric": "SYN-ACKs/s: share of hping3's ceiling", "num": who, "den": "hping3 ceiling",
+                               "value": v} for who, v in share.items()],
+                   "notes": notes, "errors": 0}, f, indent=1)
 ok = ed["synacks"] > 0 and kn["synacks"] > 0
 if not ok:
     print("a defender sent no SYN-ACK: the flood did not reach it", file=sys.stderr)

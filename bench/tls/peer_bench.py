@@ -26,6 +26,11 @@ around each client run. edged polls (adaptive back-off), so its figure includes 
 CPU rate is printed too. edged runs twice: `tls.async: true` (private-key operations on one offload
 thread, whose CPU is counted) and `false` (signatures on the worker), at equal client load.
 
+Client ceiling: the same tls_load phases (not the paced one, whose offered rate is fixed) against
+nginx serving the page and the file itself over TLS on the client namespace's loopback (no upstream,
+no veth), pinned like the servers; a server whose handshakes/s (MB/s for bulk) reach 80 % of it or
+more is marked limited by the client.
+
 Crypto bound (openssl speed, one core, this run): full handshake = one signature + two X25519
 operations (key generation and derivation, each about one scalar multiplication); resumed = two
 X25519 operations; bulk = AES-128-GCM at 16 KiB records.
@@ -324,8 +329,8 @@ def sanity(s):
     return False
 
 
-def load(vip, args, conns, path):
-    cmd = pin(0) + [TLS_LOAD, "--connect", f"{vip}:443", "--conns", str(conns), "--secs", str(SECS),
+def load(vip, args, conns, path, port=443):
+    cmd = pin(0) + [TLS_LOAD, "--connect", f"{vip}:{port}", "--conns", str(conns), "--secs", str(SECS),
                     "--path", path] + args
     r = cli.run(cmd, check=False, timeout=SECS + 60)
     m = re.search(r"^tls_load .*$", r.stdout, re.M)
@@ -423,6 +428,67 @@ for rnd in range(ROUNDS):
 servers = [n for _m, n in makers if n not in failed]
 
 
+def ceiling_server():
+    """nginx terminating TLS on the client namespace's loopback and serving the page and the file
+    itself: the trivial server the client's ceiling is measured against."""
+    conf = os.path.join(work, "ceiling.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+daemon off;
+user root;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid {work}/ceiling.pid;
+error_log {work}/ceiling-error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+{TEMP_PATHS}
+  server {{
+    listen 127.0.0.1:8443 ssl backlog=4096;
+    ssl_protocols TLSv1.3;
+    ssl_certificate {certs}/ecdsa.pem;
+    ssl_certificate_key {certs}/ecdsa.key;
+    ssl_certificate {certs}/rsa.pem;
+    ssl_certificate_key {certs}/rsa.key;
+    root {www};
+    keepalive_requests 1000000;
+  }}
+}}
+""")
+    proc = cli.popen(pin(1) + ["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    h._cleanups.append(lambda: h.stop_group(proc))
+    return proc
+
+
+# The client's own ceiling on this machine: the same tls_load runs against a trivial TLS server (no
+# upstream, no veth) on the servers' core. A server's rate near it is the client's limit, and is
+# marked so. Errors here are printed and noted; they do not fail the bench.
+CLIENT_LIMITED = 0.8  # a rate at 80 % of the ceiling or more is the client's limit
+ceiling, ceiling_notes = {}, []
+cproc = ceiling_server()
+deadline = time.time() + 10
+while time.time() < deadline and cli.run(["curl", "-sk", "--max-time", "2", "https://127.0.0.1:8443/"],
+                                         check=False, timeout=5).stdout != "hello through edge\n":
+    time.sleep(0.2)
+for phase, args, conns, path in PHASES:
+    if "--rate" in args:
+        continue
+    try:
+        r = load("127.0.0.1", args, conns, path, port=8443)
+    except RuntimeError as err:
+        ceiling_notes.append(f"tls_load ceiling, {phase}: not measured ({err})")
+        continue
+    ceiling[phase] = r["MB_per_s" if phase == "bulk" else "hs_per_s"]
+    if r["errors"]:
+        ceiling_notes.append(f"tls_load ceiling, {phase}: {int(r['errors'])} client errors")
+    print(f"  ceiling (tls_load -> nginx TLS on loopback) {phase:11} {ceiling[phase]:9.1f} "
+          f"{'MB/s' if phase == 'bulk' else 'hs/s'}, errors {int(r['errors'])}", flush=True)
+h.stop_group(cproc)
+ceiling = {k: v for k, v in ceiling.items() if v > 0}
+
+
 def per_unit(phase, name):
     """Median over the rounds of the server's CPU per handshake (µs) or per GB (s)."""
     return statistics.median(unit(phase, r) for r in res[(phase, name)])
@@ -452,6 +518,13 @@ for phase, *_ in PHASES:
 for phase, *_ in PHASES:
     print(f"{phase + (' MB/s' if phase == 'bulk' else ' handshakes/s'):40}" +
           "".join(f"{rate(phase, n):{W}.1f}" for n in servers))
+for phase, c in ceiling.items():
+    print(f"{phase + ': share of the ceiling':40}" + "".join(f"{rate(phase, n) / c:{W}.2f}" for n in servers))
+    for n in servers:
+        if rate(phase, n) / c >= CLIENT_LIMITED:
+            ceiling_notes.append(f"{phase} {n}: {rate(phase, n) / c:.0%} of tls_load's ceiling: limited by the client")
+for note in ceiling_notes:
+    print("note: " + note)
 print(f"{'idle CPU (s per s)':40}" + "".join(f"{statistics.median(idle[n]):{W}.3f}" for n in servers))
 if ROUNDS > 1:
     print(f"{'spread over rounds (max/min per unit)':40}")
@@ -483,13 +556,19 @@ if os.environ.get("BENCH_JSON"):  # bench/run's record of this run
         json.dump({"figures": [{"metric": labels[phase], "who": n, "value": per_unit(phase, n)}
                                for phase, *_ in PHASES for n in servers] +
                               [{"metric": labels[phase], "who": "bound", "value": bound_us[phase]}
-                               for phase, *_ in PHASES],
+                               for phase, *_ in PHASES] +
+                              [{"metric": f"tls_load ceiling, {phase} {'MB/s' if phase == 'bulk' else 'handshakes/s'} "
+                                          "(nginx TLS on loopback)", "who": "tls_load", "value": c}
+                               for phase, c in ceiling.items()],
                    "ratios": [{"metric": labels[phase], "num": a, "den": b,
                                "value": ratio(per_unit(phase, a), per_unit(phase, b))}
                               for phase, *_ in PHASES for a, b in pairs] +
                              [{"metric": labels[phase], "num": n, "den": "bound",
                                "value": ratio(per_unit(phase, n), bound_us[phase])}
-                              for phase, *_ in PHASES for n in servers],
+                              for phase, *_ in PHASES for n in servers] +
+                             [{"metric": f"{phase}: share of tls_load's ceiling", "num": n, "den": "tls_load ceiling",
+                               "value": rate(phase, n) / c} for phase, c in ceiling.items() for n in servers],
+                   "notes": ceiling_notes,
                    "errors": sum(errs.values()) + len(failed)}, f, indent=1)
 h._run_cleanups()
 sys.exit(0 if servers and not errs and not failed else 1)
