@@ -147,6 +147,11 @@ struct tx_capture {
   std::vector<waf::value_part> value;
 };
 
+// ModSecurity's phase numbers (request is 2, response 4, logging 5).
+int phase_of(const std::string& v) {
+  return v == "request" ? 2 : v == "response" ? 4 : v == "logging" ? 5 : std::atoi(v.c_str());
+}
+
 struct pending {
   waf::rule r;
   bool skipped = false;
@@ -158,6 +163,31 @@ struct pending {
   // variables it built from them are what a chained condition on TX may read.
   bool captured = false;
   std::vector<tx_capture> captures;
+  int phase = 2;  // ModSecurity's default
+  // skipAfter:MARKER or skip:N on the chain's first rule; the range it opens is decided in
+  // finish().
+  bool skips = false;
+  std::string skip_marker;
+  int skip_n = 0;
+  // Inside a skip range: one decided at import (the rule never runs: skipped) or one whose gate is
+  // not imported (skipped: ModSecurity runs it only on some requests).
+  bool in_range = false, in_lost_range = false;
+};
+
+// The rules a skipAfter/skip gate jumps over, from the gate to its SecMarker (or its next N rules),
+// in the gate's phase: ModSecurity runs phase 1's rules, then phase 2's, each list in file order.
+struct skip_range {
+  enum class kind : uint8_t {
+    drop,    // taken on every request (decided at import): the rules are skipped
+    engine,  // decided per request: the rules get the gate in rule::skipped_by
+    lost,  // the gate is not imported: the rules are skipped, they would run on some requests only
+  };
+  kind k = kind::engine;
+  uint32_t gate = 0;
+  int phase = 2;
+  std::string marker;  // empty: skip:N
+  int left = 0;        // skip:N: rules of the phase still to skip
+  std::string why;     // drop, lost: the skipped rules' reason
 };
 
 class importer {
@@ -179,6 +209,9 @@ class importer {
   bool derive_from_tx(const std::string& key, const pending& chain, waf::condition& c,
                       std::string& why) const;
   void finish(pending& p);
+  void open_range(pending& p);
+  // A rule (or SecAction) of `phase` starts: the open ranges of that phase cover it.
+  void enter_ranges(pending& p, int phase);
 
   std::string set_;
   std::map<std::string, std::string> tx_;
@@ -191,9 +224,14 @@ class importer {
   // never decided at import. Gathered from every file (prescan) before any rule is read.
   std::set<std::string> tx_dynamic_;
   std::set<uint32_t> ids_;
+  std::vector<skip_range> ranges_;
+  // SecMarkers not reached yet (prescan counts them; file() counts each one off as it passes it):
+  // a skipAfter jumps forward, to a marker still ahead.
+  std::map<std::string, int> markers_ahead_;
 };
 
 constexpr size_t max_expansion = 64 * 1024;
+constexpr std::string_view off_config = "off with the imported configuration: ";
 
 std::optional<std::string> importer::expand(const std::string& s, std::string& why) const {
   std::string out;
@@ -342,13 +380,6 @@ int64_t tx_number(const std::string& s) {
 // them). `what` says what was decided, for the note or the skip reason.
 std::optional<bool> importer::static_gate(const directive& d, std::string& what) const {
   if (d.args.size() < 2) return std::nullopt;
-  std::string v = upper(trim(d.args[0]));
-  const bool count = v.starts_with("&");
-  if (count) v.erase(0, 1);
-  if (!v.starts_with("TX:") || v.find('|') != std::string::npos) return std::nullopt;
-  const std::string name = lower(v.substr(3));
-  if (name.empty() || name[0] == '/' || std::isdigit(static_cast<unsigned char>(name[0])))
-    return std::nullopt;
   std::string ops = trim(d.args[1]);
   const bool negate = ops.starts_with("!");
   if (negate) ops.erase(0, 1);
@@ -359,27 +390,43 @@ std::optional<bool> importer::static_gate(const directive& d, std::string& what)
   std::string why;
   auto rhs = expand(sp == std::string::npos ? std::string() : trim(ops.substr(sp + 1)), why);
   if (!rhs) return std::nullopt;
-  // The policy's paranoia level, not the files' default, decides at run time (rule::paranoia).
-  if (name.find("paranoia_level") != std::string::npos || tx_dynamic_.count(name))
-    return std::nullopt;
-  const bool known = tx_static_.count(name) != 0;
-  if (!known && tx_.count(name)) return std::nullopt;  // set by a rule, at request time
-  const std::string var = (count ? "&TX:" : "TX:") + name;
-  if (!count && !known) {  // no such variable: ModSecurity has no value to test
-    what = var + " is not set";
-    return false;
+  // `&TX:v|TX:v` (CRS 903's gates): the condition holds when it holds on any of the variables.
+  bool any = false;
+  what.clear();
+  const std::string vlist = upper(trim(d.args[0]));
+  for (size_t i = 0; i <= vlist.size();) {
+    const size_t bar = std::min(vlist.find('|', i), vlist.size());
+    std::string v = trim(vlist.substr(i, bar - i));
+    i = bar + 1;
+    const bool count = v.starts_with("&");
+    if (count) v.erase(0, 1);
+    if (!v.starts_with("TX:")) return std::nullopt;
+    const std::string name = lower(v.substr(3));
+    if (name.empty() || name[0] == '/' || std::isdigit(static_cast<unsigned char>(name[0])))
+      return std::nullopt;
+    // The policy's paranoia level, not the files' default, decides at run time (rule::paranoia).
+    if (name.find("paranoia_level") != std::string::npos || tx_dynamic_.count(name))
+      return std::nullopt;
+    const bool known = tx_static_.count(name) != 0;
+    if (!known && tx_.count(name)) return std::nullopt;  // set by a rule, at request time
+    const std::string var = (count ? "&TX:" : "TX:") + name;
+    if (!what.empty()) what += " or ";
+    if (!count && !known) {  // no such variable: ModSecurity has no value to test
+      what += var + " is not set";
+      continue;
+    }
+    const int64_t lhs = count ? (known ? 1 : 0) : tx_number(tx_.at(name)), r = tx_number(*rhs);
+    bool holds = opname == "@eq"   ? lhs == r
+                 : opname == "@ne" ? lhs != r
+                 : opname == "@gt" ? lhs > r
+                 : opname == "@ge" ? lhs >= r
+                 : opname == "@lt" ? lhs < r
+                                   : lhs <= r;
+    any = any || holds != negate;
+    what += (negate ? "!" : "") + var + " " + opname + " " + *rhs + " with " +
+            (count ? std::to_string(lhs) : name + "=" + tx_.at(name));
   }
-  const int64_t lhs = count ? (known ? 1 : 0) : tx_number(tx_.at(name)), r = tx_number(*rhs);
-  bool holds = opname == "@eq"   ? lhs == r
-               : opname == "@ne" ? lhs != r
-               : opname == "@gt" ? lhs > r
-               : opname == "@ge" ? lhs >= r
-               : opname == "@lt" ? lhs < r
-                                 : lhs <= r;
-  if (negate) holds = !holds;
-  what = (negate ? "!" : "") + var + " " + opname + " " + *rhs + " with " +
-         (count ? std::to_string(lhs) : name + "=" + tx_.at(name));
-  return holds;
+  return any;
 }
 
 struct var_map {
@@ -707,7 +754,9 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
           {"cmdLine", waf::transform::cmd_line},
           {"replaceComments", waf::transform::replace_comments},
           {"trim", waf::transform::trim},
-          {"length", waf::transform::length}};
+          {"length", waf::transform::length},
+          {"hexEncode", waf::transform::hex_encode},
+          {"sha1", waf::transform::sha1}};
       if (t == "none") {
         c.transforms.clear();
         continue;
@@ -785,11 +834,93 @@ bool importer::build_condition(const directive& d, const std::string& dir, waf::
   return true;
 }
 
+void importer::enter_ranges(pending& p, int phase) {
+  for (auto& g : ranges_) {
+    if (g.phase != phase) continue;
+    if (g.k == skip_range::kind::engine) {
+      p.r.skipped_by.push_back(g.gate);
+    } else if (!p.skipped) {  // a rule already skipped (no id, a paranoia gate) keeps its reason
+      p.in_range = true;
+      p.in_lost_range = g.k == skip_range::kind::lost;
+      p.skipped = true;
+      p.reason = g.why;
+    }
+    if (g.marker.empty()) --g.left;
+  }
+  std::erase_if(ranges_, [](const skip_range& g) { return g.marker.empty() && g.left <= 0; });
+}
+
+// The gate's range, as ModSecurity takes it: decided at import when the gate's conditions are
+// configuration TX variables alone, per request when they read the request head, else lost.
+void importer::open_range(pending& p) {
+  const std::string what =
+      p.skip_marker.empty() ? "skip:" + std::to_string(p.skip_n) : "skipAfter:" + p.skip_marker;
+  const std::string gate = std::to_string(p.r.id) + " " + what;
+  // Never runs (inside a range taken at import), or runs in another phase: no range of its own.
+  if ((p.in_range && !p.in_lost_range) || (p.phase != 1 && p.phase != 2) ||
+      (p.skip_marker.empty() && p.skip_n <= 0))
+    return;
+  skip_range g;
+  g.gate = p.r.id;
+  g.phase = p.phase;
+  g.marker = p.skip_marker;
+  g.left = p.skip_n;
+  g.k = skip_range::kind::lost;
+  const bool never = p.skipped && !p.in_range && p.reason.starts_with(off_config);
+  if (!p.skip_marker.empty() && markers_ahead_[p.skip_marker] <= 0) {
+    // ModSecurity then skips the rest of the phase whenever the gate holds.
+    const std::string why = what + ": no SecMarker " + p.skip_marker + " after it";
+    p.reason =
+        never ? why + "; never taken (decided at import): " + p.reason.substr(off_config.size())
+              : why;
+    p.skipped = true;
+    if (never) return;
+    g.why = "in the range of a skipAfter/skip gate not imported (" + gate + ": " + p.reason + ")";
+  } else if (never) {
+    p.reason = "skipAfter/skip never taken (decided at import): " + gate + ": " +
+               p.reason.substr(off_config.size());
+    return;
+  } else if (p.skipped) {
+    g.why = "in the range of a skipAfter/skip gate not imported (" + gate + ": " + p.reason + ")";
+  } else if (p.r.conditions.empty()) {  // only configuration TX conditions, all holding
+    std::string cond;
+    for (const auto& n : p.notes)
+      if (n.starts_with("decided at import: "))
+        cond += (cond.empty() ? "" : ", ") + n.substr(19, n.size() - 19 - 6);
+    p.skipped = true;
+    p.reason = "skipAfter/skip taken on every request (decided at import): " + gate + ": " + cond;
+    if (p.r.skipped_by.empty()) {
+      g.k = skip_range::kind::drop;
+      g.why =
+          "in the range of a skipAfter/skip taken on every request (" + gate + ": " + cond + ")";
+    } else {  // itself skipped on some requests: its range holds on the others only
+      g.why = "in the range of a skipAfter/skip gate not imported (" + gate +
+              ": taken at import, but itself skipped per request)";
+    }
+  } else {
+    for (const auto& c : p.r.conditions)
+      for (const auto& sel : c.selectors)
+        if (!p.skipped && !waf::is_head_target(sel.where)) {
+          p.skipped = true;
+          p.reason = std::string("skipAfter/skip gate on ") + waf::to_string(sel.where) +
+                     " (a gate reads the request head only)";
+        }
+    if (p.skipped) {
+      g.why = "in the range of a skipAfter/skip gate not imported (" + gate + ": " + p.reason + ")";
+    } else {
+      p.r.gate = true;
+      p.r.silent = p.score < 0 && !p.disruptive;  // pass,nolog: it only skips
+      g.k = skip_range::kind::engine;
+    }
+  }
+  ranges_.push_back(std::move(g));
+}
+
 void importer::finish(pending& p) {
-  if (p.skipped && p.score < 0 && !p.disruptive &&
-      p.reason.starts_with("off with the imported configuration"))
+  if (p.skips) open_range(p);
+  if (p.skipped && p.score < 0 && !p.disruptive && p.reason.starts_with(off_config))
     p.reason = "no anomaly score or disruptive action (sets variables only)";  // 901's defaults
-  if (!p.skipped && p.score < 0 && !p.disruptive) {
+  if (!p.skipped && p.score < 0 && !p.disruptive && !p.r.silent) {
     p.skipped = true;
     p.reason = "no anomaly score or disruptive action (sets variables only)";
   }
@@ -802,7 +933,10 @@ void importer::finish(pending& p) {
     result.skipped.push_back({p.r.id, p.r.where, p.reason});
     return;
   }
-  if (p.score >= 0) {
+  if (p.r.silent) {
+    p.r.act = waf::action::log;
+    p.r.score = 0;
+  } else if (p.score >= 0) {
     p.r.act = waf::action::score;
     p.r.score = p.score;
   } else {
@@ -827,6 +961,7 @@ common::result<void> importer::prescan(const std::string& path) {
   if (!ds) return common::unexpected(ds.error());
   bool in_chain = false;
   for (const auto& d : *ds) {
+    if (d.name == "SecMarker" && !d.args.empty()) ++markers_ahead_[d.args[0]];
     if (d.name != "SecRule") continue;
     auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
     const bool chained =
@@ -858,17 +993,43 @@ common::result<void> importer::file(const std::string& path) {
   std::optional<pending> cur;
   for (const auto& d : *ds) {
     std::string where = path + ":" + std::to_string(d.line);
-    if (d.name == "SecAction") {
-      if (!d.args.empty()) collect_setvars(parse_actions(d.args[0]), true, {});
+    if (d.name == "SecMarker") {
+      if (d.args.empty()) continue;
+      --markers_ahead_[d.args[0]];
+      std::erase_if(ranges_, [&](const skip_range& g) { return g.marker == d.args[0]; });
       continue;
     }
-    if (d.name != "SecRule") continue;  // SecMarker, SecComponentSignature, engine settings
+    if (d.name == "SecAction") {
+      if (d.args.empty()) continue;
+      auto acts = parse_actions(d.args[0]);
+      pending a;  // a SecAction is a rule of its phase too: a range may skip it
+      for (const auto& x : acts)
+        if (x.key == "phase") a.phase = phase_of(x.value);
+      enter_ranges(a, a.phase);
+      if (!a.skipped && a.r.skipped_by.empty()) {
+        collect_setvars(acts, true, {});
+        continue;
+      }
+      // Run on some requests only, or never: what it sets is no configuration.
+      for (const auto& x : acts)
+        if (x.key == "setvar" && lower(x.value).starts_with("tx."))
+          tx_dynamic_.insert(lower(trim(x.value.substr(3, x.value.find('=') - 3))));
+      continue;
+    }
+    if (d.name != "SecRule") continue;  // SecComponentSignature, engine settings
     auto acts = d.args.size() >= 3 ? parse_actions(d.args[2]) : std::vector<action_item>{};
     bool chained_next =
         std::any_of(acts.begin(), acts.end(), [](auto& a) { return a.key == "chain"; });
     // 901's default idiom sets configuration; its setvars are collected after its condition is
     // decided (ModSecurity tests the condition first).
     const std::string dflt = !cur && !chained_next ? default_var(d) : std::string();
+    const bool skip_action = std::any_of(
+        acts.begin(), acts.end(), [](auto& a) { return a.key == "skipAfter" || a.key == "skip"; });
+    if (cur && skip_action && !cur->skipped) {
+      cur->skipped = true;
+      cur->reason =
+          "skipAfter/skip inside a chain (ModSecurity takes it on the chain's first rule)";
+    }
     if (!cur) {
       cur.emplace();
       pending& p = *cur;
@@ -895,6 +1056,18 @@ common::result<void> importer::file(const std::string& path) {
         p.reason = "paranoia gate (level applied to the following rules)";
       }
       for (const auto& a : acts) {
+        if (a.key == "phase") {
+          p.phase = phase_of(a.value);
+        } else if (a.key == "skipAfter" && !p.skipped) {  // a paranoia gate: its level, above
+          p.skips = true;
+          p.skip_marker = a.value;
+        } else if (a.key == "skip" && !p.skipped) {
+          p.skips = true;
+          p.skip_n = std::atoi(a.value.c_str());
+        }
+      }
+      enter_ranges(p, p.phase);
+      for (const auto& a : acts) {
         if (p.skipped) break;
         if (a.key == "phase") {
           if (a.value != "1" && a.value != "2" && a.value != "request") {
@@ -916,9 +1089,6 @@ common::result<void> importer::file(const std::string& path) {
         } else if (a.key == "ctl" && !a.value.starts_with("auditLogParts")) {
           p.skipped = true;
           p.reason = "ctl action (runtime exclusion or engine control)";
-        } else if (a.key == "skipAfter" || a.key == "skip") {
-          p.skipped = true;
-          p.reason = "skip/skipAfter control flow";
         }
       }
       if (p.r.paranoia < 1 || p.r.paranoia > 4) p.r.paranoia = std::clamp(p.r.paranoia, 1, 4);
@@ -931,7 +1101,7 @@ common::result<void> importer::file(const std::string& path) {
       p.notes.push_back("decided at import: " + gate_what + " holds");
     } else if (tx_gate) {
       p.skipped = true;
-      p.reason = "off with the imported configuration: " + gate_what;
+      p.reason = std::string(off_config) + gate_what;
     } else if (!p.skipped) {
       waf::condition c;
       std::string why;
@@ -946,7 +1116,9 @@ common::result<void> importer::file(const std::string& path) {
         p.r.conditions.push_back(std::move(c));
       }
     }
-    if (!tx_gate || *tx_gate) collect_setvars(acts, false, dflt);
+    // A rule in a skip range runs on some requests or none: its setvars are no configuration.
+    if ((!tx_gate || *tx_gate) && !p.in_range)
+      collect_setvars(acts, false, p.r.skipped_by.empty() ? dflt : std::string());
     // What this directive captures, for the next condition of the chain.
     p.captured =
         !p.skipped && !p.r.conditions.empty() && p.r.conditions.back().oper == waf::op::rx &&
@@ -1011,6 +1183,14 @@ std::map<std::string, size_t> import_result::skipped_by_reason() const {
     std::string key = s.reason;
     if (key.starts_with("pattern rejected")) key = "pattern rejected by Hyperscan";
     if (key.starts_with("unresolved macro")) key = "unresolved macro";
+    // skipAfter/skip: the gate and the range it names.
+    for (std::string_view g : {"in the range of a skipAfter/skip taken on every request",
+                               "in the range of a skipAfter/skip gate not imported",
+                               "skipAfter/skip taken on every request (decided at import)",
+                               "skipAfter/skip never taken (decided at import)"})
+      if (key.starts_with(g)) key = g;
+    if (key.starts_with("skipAfter:") && key.find(": no SecMarker ") != std::string::npos)
+      key = "skipAfter: no SecMarker after it";
     if (key.starts_with("count variable &TX"))
       key = "count variable &TX:* not supported";
     else if (key.starts_with("count variable &ARGS"))

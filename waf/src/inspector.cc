@@ -144,6 +144,7 @@ common::result<std::unique_ptr<inspector>> inspector::create(
   in->cond_seen_.assign(words(rs.conditions().size()), 0);
   in->rule_fired_.assign(words(rs.rules().size()), 0);
   in->rule_candidate_.assign(words(rs.rules().size()), 0);
+  in->gates_fired_.assign(words(rs.gates().size()), 0);
   in->field_sets_.assign(rs.field_slots(), 0);
   in->candidates_.reserve(rs.rules().size());
   in->path_excl_.assign(pol->exclusions().size(), 0);
@@ -174,7 +175,7 @@ size_t inspector::state_bytes() const {
   if (parser_) b += sizeof(body_parser);
   if (field_mem_) b += size_t{field_.name_cap} + field_.value_cap;
   b += (cond_matched_.size() + cond_seen_.size() + rule_fired_.size() + rule_candidate_.size() +
-        field_sets_.size()) *
+        gates_fired_.size() + field_sets_.size()) *
        8;
   b += candidates_.capacity() * 4 + path_excl_.size() + streams_.capacity() * sizeof(stream_slot);
   for (const auto& s : streams_) b += rs_->groups()[s.group].stream_state_bytes;
@@ -202,6 +203,8 @@ void inspector::reset_request() {
   std::fill(cond_seen_.begin(), cond_seen_.end(), 0);
   std::fill(rule_fired_.begin(), rule_fired_.end(), 0);
   std::fill(rule_candidate_.begin(), rule_candidate_.end(), 0);
+  std::fill(gates_fired_.begin(), gates_fired_.end(), 0);
+  gates_decided_ = false;
   std::fill(field_sets_.begin(), field_sets_.end(), 0);
   candidates_.clear();
   std::fill(path_excl_.begin(), path_excl_.end(), 0);
@@ -858,6 +861,38 @@ void inspector::engine_failed(worker_stats& st) {
   engine_error_ = true;
 }
 
+bool inspector::holds(uint32_t ri, bool head_done, bool body_done) const {
+  const rule& r = rs_->rules()[ri];
+  const uint32_t c0 = rs_->first_condition(ri);
+  uint64_t chain_fields = 0;
+  for (size_t ci = 0; ci < r.conditions.size(); ++ci) {
+    const condition& c = r.conditions[ci];
+    bool ok;
+    if (c.on_matched || c.derived()) {  // MATCHED_VAR(S), capture: on a field where the
+      const auto& prev = rs_->conditions()[c0 + ci - 1];  // chain so far held
+      if (!prev.cond->on_matched && !prev.cond->derived())
+        chain_fields = field_sets_[prev.field_slot];
+      chain_fields &= field_sets_[rs_->conditions()[c0 + ci].field_slot];
+      ok = chain_fields != 0;
+    } else if (!c.negate) {
+      ok = bit(cond_matched_, c0 + ci);
+    } else {
+      bool done = true;
+      for (const auto& s : c.selectors)
+        done = done && (is_stream_target(s.where) ? body_done : head_done);
+      ok = done && bit(cond_seen_, c0 + ci) && !bit(cond_matched_, c0 + ci);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool inspector::skipped(uint32_t ri) const {
+  for (uint32_t g : rs_->skipped_by(ri))
+    if (bit(gates_fired_, g)) return true;
+  return false;
+}
+
 bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
   (void)st;
   const auto& rules = rs_->rules();
@@ -868,33 +903,22 @@ bool inspector::evaluate(worker_stats& st, bool head_done, bool body_done) {
     any_fired_ = true;
     if (!p.detect_only) decided_block_ = true;
   }
+  if (!gates_decided_) {
+    // Gates read the head alone, parsed by now: decided once, in rule order (a gate may skip a
+    // later gate), before any rule they skip may fire.
+    gates_decided_ = true;
+    const auto gates = rs_->gates();
+    for (size_t g = 0; g < gates.size(); ++g)
+      if (bit(rule_candidate_, gates[g]) && !skipped(gates[g]) &&
+          holds(gates[g], head_done, body_done))
+        set_bit(gates_fired_, g);
+  }
   for (size_t k = 0; k < candidates_.size(); ++k) {
     uint32_t ri = candidates_[k];
     if (bit(rule_fired_, ri)) continue;
     const rule& r = rules[ri];
+    if (r.silent || skipped(ri) || !holds(ri, head_done, body_done)) continue;
     uint32_t c0 = rs_->first_condition(ri);
-    bool ok = true;
-    uint64_t chain_fields = 0;
-    for (size_t ci = 0; ci < r.conditions.size() && ok; ++ci) {
-      const condition& c = r.conditions[ci];
-      if (c.on_matched || c.derived()) {  // MATCHED_VAR(S), capture: on a field where the
-        const auto& prev = rs_->conditions()[c0 + ci - 1];  // chain so far held
-        if (!prev.cond->on_matched && !prev.cond->derived())
-          chain_fields = field_sets_[prev.field_slot];
-        chain_fields &= field_sets_[rs_->conditions()[c0 + ci].field_slot];
-        ok = chain_fields != 0;
-        continue;
-      }
-      if (!c.negate) {
-        ok = bit(cond_matched_, c0 + ci);
-        continue;
-      }
-      bool done = true;
-      for (const auto& s : c.selectors)
-        done = done && (is_stream_target(s.where) ? body_done : head_done);
-      ok = done && bit(cond_seen_, c0 + ci) && !bit(cond_matched_, c0 + ci);
-    }
-    if (!ok) continue;
     set_bit(rule_fired_, ri);
     any_fired_ = true;
     if (r.act != action::log) score_ += r.score;

@@ -73,6 +73,26 @@ bool is_code_op(op o) {
   }
 }
 
+bool is_head_target(target t) {
+  switch (t) {
+    case target::request_line:
+    case target::method:
+    case target::protocol:
+    case target::uri:
+    case target::uri_path:
+    case target::query_string:
+    case target::header:
+    case target::header_names:
+    case target::cookies:
+    case target::cookie_names:
+    case target::uri_decoded:
+    case target::path_decoded:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_multi_field(target t) {
   switch (t) {
     case target::args:

@@ -182,6 +182,14 @@ common::result<void> validate(const rule& r) {
     return common::fail(rule_tag(r) + "score out of range 0..1000", where_of(r));
   if (r.paranoia < 1 || r.paranoia > 4)
     return common::fail(rule_tag(r) + "paranoia must be 1..4", where_of(r));
+  if (r.silent && !r.gate) return common::fail(rule_tag(r) + "silent but not a gate", where_of(r));
+  if (r.gate)  // decided once the head is parsed, before any rule it skips may fire
+    for (const condition& c : r.conditions)
+      for (const selector& s : c.selectors)
+        if (!is_head_target(s.where))
+          return common::fail(
+              rule_tag(r) + "a gate reads head targets only, not " + to_string(s.where),
+              where_of(r));
   for (const condition& c : r.conditions) {
     if (c.on_matched && &c == &r.conditions[0])
       return common::fail(rule_tag(r) + "the first condition cannot be on the previous match",
@@ -575,6 +583,9 @@ uint64_t hash_rules(std::span<const rule> rules) {
         }
       }
     }
+    h.u64(uint64_t(r.gate) | (uint64_t(r.silent) << 1));
+    h.u64(r.skipped_by.size());
+    for (uint32_t id : r.skipped_by) h.u64(id);
   }
   return h.h;
 }
@@ -798,6 +809,22 @@ common::result<std::shared_ptr<const ruleset>> ruleset_builder::build(std::vecto
   rs->rules_ = std::move(rules);
   rs->hash_ = hash_rules(rs->rules_);
   const auto& R = rs->rules_;
+  std::unordered_map<uint32_t, uint32_t> gate_of;  // rule id -> index into gates_
+  rs->skipped_by_.resize(R.size());
+  for (uint32_t ri = 0; ri < R.size(); ++ri) {
+    for (uint32_t id : R[ri].skipped_by) {
+      auto g = gate_of.find(id);  // gates are decided in rule order: a gate skips later rules
+      if (g == gate_of.end())
+        return common::fail(
+            rule_tag(R[ri]) + "skipped by " + std::to_string(id) + ", which is not an earlier gate",
+            R[ri].where);
+      rs->skipped_by_[ri].push_back(g->second);
+    }
+    if (R[ri].gate) {
+      gate_of.emplace(R[ri].id, static_cast<uint32_t>(rs->gates_.size()));
+      rs->gates_.push_back(ri);
+    }
+  }
 
   std::map<group_key, size_t> group_index;
   std::vector<std::vector<expression>> group_exprs;

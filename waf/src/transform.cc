@@ -2,6 +2,11 @@
 // normalizePath, removeNulls, htmlEntityDecode, compressWhitespace, base64Decode).
 #include "waf/transform.hh"
 
+// SHA1() and EVP_Digest allocate a digest context per call on OpenSSL 3; the low-level
+// SHA1_Init/Update/Final keep it on the stack, as the data path needs.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -473,6 +478,26 @@ size_t apply_transform(transform t, char* buf, size_t len, size_t cap, char* tmp
       int k = std::snprintf(num, sizeof num, "%zu", len);
       size_t n = std::min(k > 0 ? static_cast<size_t>(k) : 0, cap);
       std::memcpy(buf, num, n);
+      return n;
+    }
+    case transform::hex_encode: {  // ModSecurity's hexEncode: two lowercase digits a byte
+      static constexpr char digits[] = "0123456789abcdef";
+      const size_t n = std::min(len, cap / 2);  // the bytes past cap/2 are cut, as utf8_to_unicode
+      for (size_t i = n; i-- > 0;) {  // from the end: in place, each byte read before overwritten
+        const auto c = static_cast<unsigned char>(buf[i]);
+        buf[2 * i] = digits[c >> 4];
+        buf[2 * i + 1] = digits[c & 15];
+      }
+      return 2 * n;
+    }
+    case transform::sha1: {  // the 20-byte binary digest (CRS follows it with hexEncode)
+      unsigned char md[SHA_DIGEST_LENGTH];
+      SHA_CTX c;
+      SHA1_Init(&c);
+      SHA1_Update(&c, buf, len);
+      SHA1_Final(md, &c);
+      const size_t n = std::min(sizeof md, cap);
+      std::memcpy(buf, md, n);
       return n;
     }
   }

@@ -1,8 +1,9 @@
 #pragma once
 // Importer for the ModSecurity SecRule subset that OWASP CRS uses: operators @rx @pm @pmFromFile
 // @contains @beginsWith @endsWith @streq @within (negated too), request variables, the common
-// transformations, anomaly scoring via setvar, chains and paranoia-level gating. Whatever it cannot
-// express is skipped and listed per rule with the reason, never dropped silently.
+// transformations, anomaly scoring via setvar, chains, paranoia-level gating and skipAfter/skip
+// (decided at import or per request, see rules/README.md). Whatever it cannot express is skipped
+// and listed per rule with the reason, never dropped silently.
 #include <map>
 #include <string>
 #include <vector>

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <sstream>
 
 #include "../waf/engine_fixture.hh"
@@ -193,6 +194,37 @@ TEST(secrule, configuration_tx_gates_are_decided_at_import) {
   EXPECT_EQ(r2->rules[0].id, 3304u);  // TX:dflt = 7 held: the gate dropped
   EXPECT_EQ(r2->rules[0].conditions.size(), 1u);
   fs::remove_all(dir);
+}
+
+// rule::gate as the compiler checks it: a gate reads head targets only (it must be decided before
+// any rule it skips may fire), and a rule is skipped only by an earlier gate.
+TEST(secrule, gates_compile_only_on_the_head_and_in_order) {
+  auto rule = [](uint32_t id, waf::target t) {
+    waf::rule r;
+    r.id = id;
+    r.conditions.resize(1);
+    r.conditions[0].selectors = {{t, {}, {}}};
+    r.conditions[0].oper = waf::op::contains;
+    r.conditions[0].args = {"x"};
+    return r;
+  };
+  auto gate = rule(1, waf::target::header), skipped = rule(2, waf::target::args);
+  gate.gate = gate.silent = true;
+  skipped.skipped_by = {1};
+  EXPECT_TRUE(waf::ruleset::compile({gate, skipped}).has_value());
+  auto e = waf::ruleset::compile({skipped, gate});
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().str().find("skipped by 1, which is not an earlier gate"), std::string::npos)
+      << e.error().str();
+  auto late = rule(1, waf::target::args);
+  late.gate = true;
+  e = waf::ruleset::compile({late, skipped});
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().str().find("a gate reads head targets only, not args"), std::string::npos)
+      << e.error().str();
+  auto silent = rule(3, waf::target::header);
+  silent.silent = true;
+  EXPECT_FALSE(waf::ruleset::compile({silent}).has_value());
 }
 
 // secrules: directories are confined to the rules directory and the CRS directories, with
@@ -463,6 +495,18 @@ TEST(crs_import, debian_crs_loads_with_counted_skips) {
     EXPECT_TRUE(x->conditions.back().derived()) << id;
   }
   EXPECT_FALSE(find(931130)->conditions.back().operand.empty());  // .%{request_headers.host}
+  // skipAfter/SecMarker: 920280 (no Host header) scores and skips 920290 per request; 901's
+  // sampling, 903's application exclusions and 912's DoS checks are decided at import.
+  const waf::rule* no_host = find(920280);
+  ASSERT_NE(no_host, nullptr);
+  EXPECT_TRUE(no_host->gate);
+  EXPECT_FALSE(no_host->silent);
+  const waf::rule* empty_host = find(920290);
+  ASSERT_NE(empty_host, nullptr);
+  EXPECT_EQ(empty_host->skipped_by, std::vector<uint32_t>{920280});
+  EXPECT_EQ(by.count("skip/skipAfter control flow"), 0u);
+  EXPECT_EQ(by["skipAfter/skip taken on every request (decided at import)"], 14u);
+  EXPECT_EQ(by["skipAfter/skip never taken (decided at import)"], 1u);  // 910000
   const waf::rule* pl2 = find(942430);
   ASSERT_NE(pl2, nullptr);
   EXPECT_EQ(pl2->paranoia, 2);
@@ -495,6 +539,18 @@ std::string build_request(const std::string& spec) {
   return r + "\r\n" + body;
 }
 
+// `# skipped ID: text`: the rule the file expects skipped, with text in its reason.
+std::map<uint32_t, std::string> read_skips(const fs::path& p) {
+  std::map<uint32_t, std::string> out;
+  std::ifstream in(p);
+  for (std::string l; std::getline(in, l);) {
+    if (!l.starts_with("# skipped ")) continue;
+    size_t colon = l.find(": ");
+    out[static_cast<uint32_t>(std::stoul(l.substr(10, colon - 10)))] = l.substr(colon + 2);
+  }
+  return out;
+}
+
 std::vector<data_case> read_cases(const fs::path& p) {
   std::vector<data_case> out;
   std::ifstream in(p);
@@ -525,7 +581,14 @@ TEST_P(secrule_data, imports_and_fires_as_annotated) {
   const fs::path p = fs::path(RULES_TEST_DATA) / "secrule" / GetParam();
   auto r = rules::import_secrules({p.string()}, "t");
   ASSERT_TRUE(r) << r.error().str();
-  for (const auto& s : r->skipped) ADD_FAILURE() << "skipped " << s.id << ": " << s.reason;
+  auto skips = read_skips(p);
+  for (const auto& s : r->skipped) {
+    auto it = skips.find(s.id);
+    if (it == skips.end() || s.reason.find(it->second) == std::string::npos)
+      ADD_FAILURE() << "skipped " << s.id << ": " << s.reason;
+    if (it != skips.end()) skips.erase(it);
+  }
+  for (const auto& [id, why] : skips) ADD_FAILURE() << "not skipped " << id << " (" << why << ")";
   auto cases = read_cases(p);
   ASSERT_FALSE(cases.empty());
   auto rs = waf::ruleset::compile(r->rules);
@@ -557,7 +620,8 @@ INSTANTIATE_TEST_SUITE_P(constructs, secrule_data,
                                            "validate_byte_range.conf", "validate_encoding.conf",
                                            "numeric.conf", "request_uri_decoded.conf",
                                            "capture.conf", "pcre_only.conf", "multi_match.conf",
-                                           "counts.conf", "tx_config.conf"),
+                                           "counts.conf", "tx_config.conf", "skip_after.conf",
+                                           "skip_after_config.conf", "skip_after_unsupported.conf"),
                          [](const auto& param_info) {
                            std::string n = param_info.param.substr(0, param_info.param.find('.'));
                            return n;

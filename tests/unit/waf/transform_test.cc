@@ -61,7 +61,11 @@ INSTANTIATE_TEST_SUITE_P(
         tcase{T::cmd_line, "C^at  '/ETC/PASSWD' ; ls,x", "cat/etc/passwd ls x"},
         tcase{T::replace_comments, "un/**/ion/* x */select/* open", "un ion select "},
         tcase{T::trim, "  x y \t", "x y"}, tcase{T::length, "", "0"},
-        tcase{T::length, "abc\xc3\xa9", "5"}));
+        tcase{T::length, "abc\xc3\xa9", "5"}, tcase{T::hex_encode, "<a\x01\xff", "3c6101ff"},
+        tcase{T::hex_encode, "", ""},
+        tcase{T::sha1, "abc",
+              "\xa9\x99\x3e\x36\x47\x06\x81\x6a\xba\x3e"
+              "\x25\x71\x78\x50\xc2\x6c\x9c\xd0\xd8\x9d"}));
 
 TEST(transform, remove_nulls_keeps_other_bytes) {
   std::string in("a\0b\0c", 5);
@@ -75,6 +79,27 @@ TEST(transform, pipeline_applies_in_order) {
   waf::transform ts[] = {T::url_decode, T::lowercase};
   size_t n = waf::apply_transforms(ts, buf.data(), buf.size(), buf.size(), nullptr);
   EXPECT_EQ(std::string(buf.data(), n), "<script>");
+}
+
+// CRS writes t:sha1,t:hexEncode: the digest as 40 lowercase hex digits (ModSecurity's output).
+TEST(transform, sha1_then_hex_encode_is_the_hex_digest) {
+  waf::transform ts[] = {T::sha1, T::hex_encode};
+  for (auto [in, want] :
+       {std::pair<std::string, std::string>{"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"},
+        {"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"}}) {
+    std::string buf = in;
+    buf.resize(64);
+    size_t n = waf::apply_transforms(ts, buf.data(), in.size(), buf.size(), nullptr);
+    EXPECT_EQ(buf.substr(0, n), want) << in;
+  }
+}
+
+// hex_encode doubles the length: past the buffer it stops, whole bytes only, as utf8_to_unicode.
+TEST(transform, hex_encode_stops_at_cap) {
+  std::string buf = "abcd";
+  buf.resize(7);
+  size_t n = waf::apply_transform(T::hex_encode, buf.data(), 4, buf.size(), nullptr);
+  EXPECT_EQ(buf.substr(0, n), "616263");
 }
 
 // The streaming url_decode must give the same bytes however the input is split, including inside

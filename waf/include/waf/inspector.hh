@@ -195,7 +195,9 @@ class inspector {
   void emit_field(worker_scratch& ws, worker_stats& st, target where, std::string_view name,
                   std::string_view value);
   void scan_stream(worker_scratch& ws, worker_stats& st, const char* p, size_t n, bool final);
-  bool evaluate(worker_stats& st, bool head_done, bool body_done);  // true: block decided
+  bool evaluate(worker_stats& st, bool head_done, bool body_done);        // true: block decided
+  bool holds(uint32_t rule_index, bool head_done, bool body_done) const;  // all its conditions
+  bool skipped(uint32_t rule_index) const;  // a gate that skips it fired (rule::gate)
   void engine_failed(worker_stats& st);
   void mark_path_exclusions(worker_scratch& ws);
   void inspect_body(worker_scratch& ws, worker_stats& st, const char* p, size_t n);
@@ -276,6 +278,8 @@ class inspector {
   std::vector<stream_slot> streams_;
 
   std::vector<uint64_t> cond_matched_, cond_seen_, rule_fired_, rule_candidate_;
+  std::vector<uint64_t> gates_fired_;  // by index into ruleset::gates()
+  bool gates_decided_ = false;
   std::vector<uint64_t> field_sets_;  // MATCHED_VAR chains: per field slot, field_bit()s matched
   std::vector<uint32_t> candidates_;
   std::vector<uint8_t> path_excl_;  // exclusions whose path prefix matches this request

@@ -61,6 +61,8 @@ inline bool is_stream_target(target t) {
 }
 // Targets with many fields per request (a selector without a name is each of them).
 bool is_multi_field(target t);
+// Targets whose fields are all known once the request head is parsed (not args: a body adds some).
+bool is_head_target(target t);
 
 #define WAF_TRANSFORMS(X)                       \
   X(url_decode, "url_decode")                   \
@@ -78,7 +80,9 @@ bool is_multi_field(target t);
   X(cmd_line, "cmd_line")                       \
   X(replace_comments, "replace_comments")       \
   X(trim, "trim")                               \
-  X(length, "length")
+  X(length, "length")                           \
+  X(hex_encode, "hex_encode")                   \
+  X(sha1, "sha1")
 
 enum class transform : uint8_t {
 #define X(e, s) e,
@@ -186,6 +190,13 @@ struct rule {
   std::string set;   // rule set name (a policy selects sets); default: the file stem
   std::vector<std::string> tags;
   std::string where;  // "file:line:col" of the definition, for diagnostics
+  // ModSecurity's skipAfter / skip (imported SecRules). A gate reads head targets alone, so it is
+  // decided before any rule it skips could fire; when it fires, the rules that list its id in
+  // skipped_by (later ones, of the gate's phase) do not fire for that request. A silent gate
+  // (pass,nolog: no score, no disruptive action) only skips; it is neither scored nor audited.
+  bool gate = false;
+  bool silent = false;
+  std::vector<uint32_t> skipped_by;
 };
 
 }  // namespace waf

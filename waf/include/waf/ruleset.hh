@@ -228,6 +228,12 @@ class ruleset {
 
  public:
   uint32_t first_condition(uint32_t rule_index) const { return rule_first_condition_[rule_index]; }
+  // rule::gate: the gates' rule indices in rule order, and per rule the gates (indices into
+  // gates()) that skip it.
+  std::span<const uint32_t> gates() const { return gates_; }
+  std::span<const uint32_t> skipped_by(uint32_t rule_index) const {
+    return skipped_by_[rule_index];
+  }
   // Number of field sets a request keeps for MATCHED_VAR chains (compiled_condition::field_slot).
   uint32_t field_slots() const { return field_slots_; }
   // Count conditions (condition::count), evaluated once per request head.
@@ -236,6 +242,8 @@ class ruleset {
  private:
   uint32_t field_slots_ = 0;
   std::vector<uint32_t> count_conditions_;
+  std::vector<uint32_t> gates_;
+  std::vector<std::vector<uint32_t>> skipped_by_;
 };
 
 // Runs ruleset::compile on a thread of its own; the control thread polls or waits on the future

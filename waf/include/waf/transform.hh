@@ -1,7 +1,8 @@
 #pragma once
 // Transformations applied to a field before matching. They run in place over a caller-owned buffer
-// of `cap` bytes (no allocation on the data path); all but utf8_to_unicode shrink or keep the
-// length, and that one stops growing at cap (using tmp, cap bytes, as its source copy).
+// of `cap` bytes (no allocation on the data path); all but utf8_to_unicode, hex_encode, sha1 (the
+// 20-byte binary digest) and length shrink or keep the length, and those stop at cap
+// (utf8_to_unicode uses tmp, cap bytes, as its source copy).
 #include <array>
 #include <cstddef>
 #include <cstdint>
