@@ -155,20 +155,27 @@ with open(os.path.join(www, "index.html"), "w") as f:
 with open(os.path.join(www, "big"), "wb") as f:
     f.write(os.urandom(BIG_MB << 20))
 TEMP_PATHS = "".join(f"  {k}_temp_path {work};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-nconf = os.path.join(work, "backend.conf")
-with open(nconf, "w") as f:
-    f.write(f"""
+
+
+def nginx_head(tag):
+    """The start of an nginx config for one worker process, up to inside `http {`: its pid and error
+    log named by `tag` under the work dir, no access log, temp paths in the work dir."""
+    return f"""
 daemon off;
 user root;
 worker_processes 1;
 worker_rlimit_nofile 65536;
-pid {work}/backend.pid;
-error_log {work}/backend-error.log;
+pid {work}/{tag}.pid;
+error_log {work}/{tag}-error.log;
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
+{TEMP_PATHS}"""
+
+nconf = os.path.join(work, "backend.conf")
+with open(nconf, "w") as f:
+    f.write(f"""{nginx_head("backend")}
   sendfile on;
-{TEMP_PATHS}
   server {{
     listen 80 proxy_protocol backlog=4096;
     root {www};
@@ -433,17 +440,7 @@ def ceiling_server():
     itself: the trivial server the client's ceiling is measured against."""
     conf = os.path.join(work, "ceiling.conf")
     with open(conf, "w") as f:
-        f.write(f"""
-daemon off;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-pid {work}/ceiling.pid;
-error_log {work}/ceiling-error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-{TEMP_PATHS}
+        f.write(f"""{nginx_head("ceiling")}
   server {{
     listen 127.0.0.1:8443 ssl backlog=4096;
     ssl_protocols TLSv1.3;
