@@ -386,6 +386,7 @@ bool relay::on_accept(l4::tcp::conn_handle c, const l4::tcp::conn_info& info) {
   for (size_t i = 0; i < n_stages_; ++i) {
     if (!stages_[i]->applies(s)) continue;
     rc->stages |= static_cast<uint8_t>(1u << i);
+    if (stages_[i]->filters()) rc->filter = static_cast<uint8_t>(i);  // the last one moves them
     if (const auto why = stages_[i]->open(*rc, s)) {
       refuse(s, *rc, *why);
       return false;  // the stack resets the client
@@ -490,11 +491,8 @@ void relay::to_upstream(conn& rc) {
     if (!chunk.empty()) rh_unlink(rc);
   }
   // The last stage that inspects the client's bytes moves them; without one they are copied.
-  relay_stage* filter = nullptr;
-  for (size_t i = 0; i < n_stages_; ++i)
-    if ((rc.stages & (1u << i)) && stages_[i]->filters()) filter = stages_[i].get();
-  if (filter != nullptr) {
-    if (filter->client_bytes(rc) != stage_step::next) return;
+  if (rc.filter != UINT8_MAX) {
+    if (stages_[rc.filter]->client_bytes(rc) != stage_step::next) return;
   } else {
     for (;;) {
       std::span<const uint8_t> chunk;

@@ -198,7 +198,8 @@ struct relay_conn {
   l4::tcp::conn_info info;
   limits::conn_hold hold;  // concurrent-limit counts it holds (rules directory)
   uint8_t stages = 0;      // the chain stages it runs through (bit i: stage i of EDGE_RELAY_CHAIN)
-  uint32_t slot = 0;       // its index in the relay (per-connection arrays of a stage)
+  uint8_t filter = UINT8_MAX;  // the stage that moves the client's bytes (none: copied as they are)
+  uint32_t slot = 0;           // its index in the relay (per-connection arrays of a stage)
 };
 
 // A listener id names one of these for the life of the relay (ids stay stable across reloads,
