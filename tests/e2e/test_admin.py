@@ -43,13 +43,28 @@ def client(admin, edged_pid):
         code, t = (tail.split() + ["0", "0"])[:2]
         return {"rc": r.returncode, "code": int(code), "time": float(t), "body": body}
 
-    def open_idle(n):
+    def open_idle(n, batch=256):
+        """n idle connections, opened a batch at a time: each batch's handshakes complete before the
+        next starts, so no SYN overflows the listen backlog (1024) and waits for the kernel's retry
+        at 1, 3 or 7 s, past the server's 5 s idle timeout for the first ones (which would then free
+        the slots a late arrival takes without an eviction)."""
         socks = []
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            s.connect_ex(addr)
-            socks.append(s)
+        for start in range(0, n, batch):
+            chunk = []
+            for _ in range(min(batch, n - start)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex(addr)
+                chunk.append(s)
+            p = select.poll()
+            for s in chunk:
+                p.register(s.fileno(), select.POLLOUT)
+            pending, deadline = len(chunk), time.monotonic() + 3
+            while pending and time.monotonic() < deadline:
+                for fd, _ in p.poll(100):
+                    p.unregister(fd)
+                    pending -= 1
+            socks += chunk
         return socks
 
     def wait_closed(socks, opened, timeout, want=None):
